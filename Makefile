@@ -1,0 +1,66 @@
+# trust-protocol. Everything runs on the Node 24 and Deno 2 pinned in package.json (node_modules/.bin),
+# never on the machine's own node.
+NODE    := node_modules/.bin/node
+DENO    := node_modules/.bin/deno
+VITEST  := node_modules/vitest/vitest.mjs
+SOURCES := $(shell find src cmd -name '*.ts') package.json
+REPORTS := .tmp/reports
+
+.PHONY: all install build test test-node test-deno test-binary lint demo bench clean
+
+all: build
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: node_modules/.installed
+
+build: dist/trust-protocol
+
+# esbuild bundles the CLI to one CommonJS file; Node's single-executable support embeds it in a
+# copy of the pinned Node 24 binary (TOOLCHAIN.md: `deno compile` would download a runtime).
+dist/trust-protocol: node_modules/.installed $(SOURCES)
+	@mkdir -p dist
+	$(NODE) node_modules/esbuild/bin/esbuild cmd/main.ts --bundle --platform=node --format=cjs \
+	  --target=node24 --log-level=warning --outfile=dist/trust-protocol.cjs
+	printf '%s' '{"main":"dist/trust-protocol.cjs","output":"dist/sea-prep.blob","disableExperimentalSEAWarning":true,"useCodeCache":true,"useSnapshot":false,"execArgvExtension":"none"}' > dist/sea-config.json
+	$(NODE) --experimental-sea-config dist/sea-config.json
+	cp "$$($(NODE) -p process.execPath)" dist/trust-protocol.tmp
+	chmod u+w dist/trust-protocol.tmp
+	$(NODE) node_modules/postject/dist/cli.js dist/trust-protocol.tmp NODE_SEA_BLOB dist/sea-prep.blob \
+	  --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 2>&1 | grep -v -e '.note.100' -e '^$$' || true
+	mv dist/trust-protocol.tmp dist/trust-protocol
+	@dist/trust-protocol --version
+
+# The whole suite: sources on Node, sources on Deno, then the CLI tests against the binary.
+# The last line is the total, `N passed, N failed`.
+test: node_modules/.installed dist/trust-protocol
+	@rm -rf $(REPORTS) && mkdir -p $(REPORTS)
+	-$(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/node.json
+	-$(DENO) run -A $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/deno.json
+	-TP_CLI=binary $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/binary.json test/cli test/canary
+	@$(NODE) test/summary.ts $(REPORTS)/node.json $(REPORTS)/deno.json $(REPORTS)/binary.json
+
+test-node: node_modules/.installed
+	$(NODE) $(VITEST) run $(ARGS)
+
+test-deno: node_modules/.installed
+	$(DENO) run -A $(VITEST) run $(ARGS)
+
+test-binary: node_modules/.installed dist/trust-protocol
+	TP_CLI=binary $(NODE) $(VITEST) run test/cli test/canary $(ARGS)
+
+lint: node_modules/.installed
+	$(DENO) lint
+	$(DENO) fmt --check
+	$(NODE) node_modules/typescript/bin/tsc -p .
+
+demo: node_modules/.installed dist/trust-protocol
+	$(NODE) test/demo.ts
+
+bench: node_modules/.installed dist/trust-protocol
+	$(NODE) bench/run.ts
+
+clean:
+	rm -rf dist .tmp

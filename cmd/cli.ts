@@ -1,0 +1,177 @@
+/**
+ * The command line: finds the command among the words, parses its flags (global flags may stand
+ * before or after the command words), runs it and turns the outcome into output and an exit code.
+ */
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import pkg from '../package.json' with { type: 'json' };
+import { TpError, usage } from '../src/errors.ts';
+import { agentCommands } from './commands/agent.ts';
+import { credentialCommands } from './commands/credential.ts';
+import { execCommands } from './commands/exec.ts';
+import { vaultCommands } from './commands/vault.ts';
+import { type Command, type Ctx, type Output, resolveHomeDir } from './context.ts';
+import { asTpError, EXIT, EXIT_TABLE, formatError } from './exit.ts';
+import { type Io, write } from './io.ts';
+
+export const VERSION: string = pkg.version;
+
+const COMMANDS: Command[] = [...vaultCommands, ...credentialCommands, ...agentCommands, ...execCommands];
+
+const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
+  home: { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
+  'no-color': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const GROUPS = [...new Set(COMMANDS.filter((c) => c.words.length > 1).map((c) => c.words[0] as string))];
+
+export async function runCli(argv: readonly string[], io: Io): Promise<number> {
+  const jsonErrors = argv.includes('--json');
+  try {
+    const refused = argv.find((a) => a === '--password' || a.startsWith('--password=') || a === '--token' || a.startsWith('--token='));
+    if (refused !== undefined) {
+      const what = refused.startsWith('--password') ? 'password' : 'token';
+      throw usage(
+        `${what}_on_command_line`,
+        `the ${what} is never accepted on the command line (other users can read it there)`,
+        what === 'password' ? 'use --password-file PATH, TRUST_PROTOCOL_PASSWORD, or the prompt' : 'use --token-file PATH or TRUST_PROTOCOL_TOKEN',
+      );
+    }
+    if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V' || argv[0] === 'version')) {
+      await write(io.stdout, `trust-protocol ${VERSION}\n`);
+      return EXIT.ok;
+    }
+    const { command, rest, group } = _findCommand(argv);
+    if (command === null) {
+      await write(io.stdout, group === undefined ? _mainHelp() : _groupHelp(group));
+      return EXIT.ok;
+    }
+    const parsed = _parse(command, rest);
+    if (parsed.values.help === true) {
+      await write(io.stdout, _commandHelp(command));
+      return EXIT.ok;
+    }
+    const json = parsed.values.json === true;
+    const ctx: Ctx = {
+      io,
+      values: parsed.values,
+      positionals: parsed.positionals,
+      json,
+      quiet: parsed.values.quiet === true,
+      color: parsed.values['no-color'] !== true && io.env.NO_COLOR === undefined && io.stdout.isTTY === true,
+      homeDir: resolveHomeDir(typeof parsed.values.home === 'string' ? parsed.values.home : undefined, io),
+      now: () => new Date(),
+    };
+    const output = await command.run(ctx);
+    await _print(ctx, output);
+    return output.exitCode ?? EXIT.ok;
+  } catch (e) {
+    const err = asTpError(e);
+    io.stderr.write(formatError(err, jsonErrors));
+    if (err.kind === 'internal' && io.env.TRUST_PROTOCOL_DEBUG === '1' && e instanceof Error) io.stderr.write(`${e.stack}\n`);
+    return EXIT[err.kind];
+  }
+}
+
+/** Global flags may come first; then one or two command words; flags may sit between them. */
+function _findCommand(argv: readonly string[]): { command: Command | null; rest: string[]; group?: string } {
+  const pre: string[] = [];
+  const words: string[] = [];
+  let i = 0;
+  while (i < argv.length) {
+    const a = argv[i] as string;
+    if (a === '--') break;
+    if (a.startsWith('-') && a !== '-') {
+      pre.push(a);
+      if (a === '--home') pre.push(argv[++i] ?? '');
+      i++;
+      continue;
+    }
+    words.push(a);
+    i++;
+    if (words.length === 2 || !GROUPS.includes(words[0] as string)) break;
+  }
+  const rest = [...pre, ...argv.slice(i)];
+  if (words.length === 0 || words[0] === 'help') return { command: null, rest };
+  const command = COMMANDS.find((c) => c.words.join(' ') === words.join(' '));
+  if (command !== undefined) return { command, rest };
+  const group = words[0] as string;
+  if (GROUPS.includes(group)) {
+    if (words.length === 1 || words[1] === 'help') return { command: null, rest, group };
+    throw usage('unknown_command', `unknown command "${group} ${JSON.stringify(words[1]).slice(1, -1)}"`, `see \`trust-protocol ${group} --help\``);
+  }
+  throw usage('unknown_command', `unknown command "${JSON.stringify(group).slice(1, -1)}"`, 'see `trust-protocol --help`');
+}
+
+function _parse(command: Command, args: string[]) {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: { ...GLOBAL_OPTIONS, ...command.options },
+      allowPositionals: true,
+      strict: true,
+    });
+    const n = positionals.length;
+    if (values.help !== true && (n < command.args.min || n > command.args.max)) {
+      const expected = command.args.min === command.args.max ? `${command.args.min}` : `${command.args.min} to ${command.args.max}`;
+      // Never echo the arguments themselves: a user may have pasted a secret there by mistake.
+      throw usage('bad_arguments', `\`${command.words.join(' ')}\` takes ${expected} argument(s), got ${n}`, `usage: trust-protocol ${command.usage}`);
+    }
+    return { values: values as Ctx['values'], positionals };
+  } catch (e) {
+    if (e instanceof TpError) throw e;
+    const message = e instanceof Error ? e.message.replace(/'[^']*'/g, (m) => (m.startsWith("'-") ? m : "'…'")) : String(e);
+    throw usage('bad_flags', message.split('\n')[0] ?? 'bad flags', `usage: trust-protocol ${command.usage}`);
+  }
+}
+
+async function _print(ctx: Ctx, output: Output): Promise<void> {
+  if (ctx.json) {
+    if (output.json !== undefined) await write(ctx.io.stdout, JSON.stringify(output.json, null, 2) + '\n');
+    return;
+  }
+  if (ctx.quiet && output.informational) return;
+  await write(ctx.io.stdout, output.text);
+}
+
+function _mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.words.join(' ').length));
+  const lines = COMMANDS.map((c) => `  ${c.words.join(' ').padEnd(width)}  ${c.summary}`);
+  return `trust-protocol ${VERSION}: a credential broker for AI agents
+
+Usage: trust-protocol [--home DIR] [--json] [--quiet] [--no-color] COMMAND [ARGS]
+
+Commands:
+${lines.join('\n')}
+
+Global options (before or after the command words):
+  --home DIR     state directory (else $TRUST_PROTOCOL_HOME, else ~/.trust-protocol)
+  --json         machine-readable output on stdout; errors as JSON on stderr
+  --quiet, -q    print only data (ids, tokens, responses)
+  --no-color     no colour (also when NO_COLOR is set)
+  --help, -h     help for a command: trust-protocol COMMAND --help
+  --version      print the version
+
+Passwords come from --password-file PATH, TRUST_PROTOCOL_PASSWORD, or a no-echo prompt; never argv.
+Agent tokens come from --token-file PATH or TRUST_PROTOCOL_TOKEN.
+
+${EXIT_TABLE}
+`;
+}
+
+function _groupHelp(group: string): string {
+  const commands = COMMANDS.filter((c) => c.words[0] === group);
+  const width = Math.max(...commands.map((c) => c.usage.length));
+  return `Usage:\n${commands.map((c) => `  trust-protocol ${c.usage.padEnd(width)}`).join('\n')}\n\n` +
+    commands.map((c) => `  ${c.words.join(' ')}: ${c.summary}`).join('\n') + '\n';
+}
+
+function _commandHelp(c: Command): string {
+  const flags = Object.entries(c.options).map(([name, o]) => `  ${o.short ? `-${o.short}, ` : ''}--${name}${o.type === 'string' ? ' VALUE' : ''}`);
+  return `Usage: trust-protocol ${c.usage}\n\n${c.summary}\n` +
+    (c.help ? `\n${c.help}\n` : '') +
+    (flags.length > 0 ? `\nOptions:\n${flags.join('\n')}\n` : '') +
+    `\n${EXIT_TABLE}\n`;
+}

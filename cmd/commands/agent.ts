@@ -1,0 +1,207 @@
+/** `agent register|list|show|grant|ungrant|promote|demote|token|suspend|resume|revoke`. */
+import {
+  agentView,
+  demote,
+  findAgent,
+  grant,
+  issueToken,
+  type IssuedToken,
+  promote,
+  registerAgent,
+  setAgentState,
+  ungrant,
+} from '../../src/agents.ts';
+import { denied, TpError } from '../../src/errors.ts';
+import { parseTier } from '../../src/tiers.ts';
+import { type AgentRecord, loadVault, unseal, updateVault, type VaultKeys, wipeKeys } from '../../src/vault.ts';
+import type { Home } from '../../src/home.ts';
+import { type Command, type Ctx, existingHome, PASSWORD_FILE_OPTION, str, tableText, unsealVault } from '../context.ts';
+import { promptHidden, promptLine } from '../io.ts';
+
+async function _withVault<T>(ctx: Ctx, fn: (home: Home, keys: VaultKeys) => Promise<T>): Promise<T> {
+  const { home, keys } = await unsealVault(ctx);
+  try {
+    return await fn(home, keys);
+  } finally {
+    wipeKeys(keys);
+  }
+}
+
+function _tokenOutput(t: IssuedToken, verb: string): { json: unknown; text: string } {
+  return {
+    json: { id: t.id, name: t.name, token: t.token, tier: t.tier, expires_at: t.expires_at },
+    text: `${verb} agent ${t.id} (${t.name}, ${t.tier}).\n` +
+      `token (shown once; give it to the agent as TRUST_PROTOCOL_TOKEN or in a --token-file):\n${t.token}\n` +
+      `expires: ${t.expires_at}\n`,
+  };
+}
+
+function _agentText(a: ReturnType<typeof agentView>): string {
+  return [
+    `id:       ${a.id}`,
+    `name:     ${a.name}`,
+    `tier:     ${a.tier}`,
+    `state:    ${a.state}`,
+    `grants:   ${a.grants.length === 0 ? '-' : a.grants.join(', ')}`,
+    `token:    ${a.token_expires_at === null ? 'none' : `expires ${a.token_expires_at}`}`,
+  ].join('\n') + '\n';
+}
+
+function _simple(words: string[], summary: string, usageText: string, args: { min: number; max: number }, apply: (ctx: Ctx, home: Home, keys: VaultKeys) => Promise<AgentRecord>, done: string): Command {
+  return {
+    words,
+    summary,
+    usage: usageText,
+    options: { ...PASSWORD_FILE_OPTION },
+    args,
+    async run(ctx) {
+      const agent = await _withVault(ctx, (home, keys) => apply(ctx, home, keys));
+      return { json: agentView(agent), text: `${done} ${agent.id}.\n`, informational: true };
+    },
+  };
+}
+
+const register: Command = {
+  words: ['agent', 'register'],
+  summary: 'register an agent; prints its id and token (the token once)',
+  usage: 'agent register NAME [--tier TIER]',
+  options: { ...PASSWORD_FILE_OPTION, tier: { type: 'string' } },
+  args: { min: 1, max: 1 },
+  async run(ctx) {
+    const tier = parseTier(str(ctx, 'tier') ?? 'NOVICE');
+    const issued = await _withVault(ctx, (home, keys) =>
+      updateVault(home, keys, (body) => registerAgent(body, { name: ctx.positionals[0] as string, tier, now: ctx.now() }))
+    );
+    return _tokenOutput(issued, 'Registered');
+  },
+};
+
+const token: Command = {
+  words: ['agent', 'token'],
+  summary: 'issue a fresh token; the previous one stops working',
+  usage: 'agent token ID',
+  options: { ...PASSWORD_FILE_OPTION },
+  args: { min: 1, max: 1 },
+  async run(ctx) {
+    const issued = await _withVault(ctx, (home, keys) =>
+      updateVault(home, keys, (body) => issueToken(body, { id: ctx.positionals[0] as string, now: ctx.now() }))
+    );
+    return _tokenOutput(issued, 'New token for');
+  },
+};
+
+const list: Command = {
+  words: ['agent', 'list'],
+  summary: 'list agents',
+  usage: 'agent list',
+  options: {},
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    const agents = loadVault(existingHome(ctx)).body.agents.map(agentView);
+    const rows = agents.map((a) => [a.id, a.name, a.tier, a.state, String(a.grants.length), a.token_expires_at ?? '-']);
+    return {
+      json: agents,
+      text: rows.length === 0 ? 'No agents.\n' : tableText([['ID', 'NAME', 'TIER', 'STATE', 'GRANTS', 'TOKEN EXPIRES'], ...rows]),
+    };
+  },
+};
+
+const show: Command = {
+  words: ['agent', 'show'],
+  summary: 'show one agent',
+  usage: 'agent show ID',
+  options: {},
+  args: { min: 1, max: 1 },
+  async run(ctx) {
+    const agent = agentView(findAgent(loadVault(existingHome(ctx)).body, ctx.positionals[0] as string));
+    return { json: agent, text: _agentText(agent) };
+  },
+};
+
+const grantCmd = _simple(['agent', 'grant'], 'allow an agent to use credentials', 'agent grant ID CRED...', { min: 2, max: 100 }, (ctx, home, keys) =>
+  updateVault(home, keys, (body) => grant(body, { id: ctx.positionals[0] as string, credentials: ctx.positionals.slice(1), now: ctx.now() })), 'Updated grants of');
+
+const ungrantCmd = _simple(['agent', 'ungrant'], 'take credentials away from an agent', 'agent ungrant ID CRED...', { min: 2, max: 100 }, (ctx, home, keys) =>
+  updateVault(home, keys, (body) => ungrant(body, { id: ctx.positionals[0] as string, credentials: ctx.positionals.slice(1), now: ctx.now() })), 'Updated grants of');
+
+const promoteCmd: Command = {
+  words: ['agent', 'promote'],
+  summary: 'raise an agent\'s tier (SACRED: only at a terminal, with a typed confirmation)',
+  usage: 'agent promote ID TIER',
+  options: { ...PASSWORD_FILE_OPTION },
+  args: { min: 2, max: 2 },
+  async run(ctx) {
+    const id = ctx.positionals[0] as string;
+    const tier = parseTier(ctx.positionals[1] as string);
+    let keys: VaultKeys;
+    let home: Home;
+    let confirmedAtTerminal = false;
+    if (tier === 'SACRED') {
+      // Only a human at a terminal: the password is typed, never taken from a file or variable.
+      ({ home, keys } = await _sacredConfirmation(ctx, id));
+      confirmedAtTerminal = true;
+    } else {
+      ({ home, keys } = await unsealVault(ctx));
+    }
+    try {
+      const agent = await updateVault(home, keys, (body) => promote(body, { id, tier, now: ctx.now(), confirmedAtTerminal }));
+      return { json: agentView(agent), text: `Promoted ${agent.id} to ${agent.tier}.\n`, informational: true };
+    } finally {
+      wipeKeys(keys);
+    }
+  },
+};
+
+async function _sacredConfirmation(ctx: Ctx, id: string): Promise<{ home: Home; keys: VaultKeys }> {
+  if (!ctx.io.isTerminal) {
+    throw denied('sacred_needs_terminal', 'promotion to SACRED needs a human at a terminal', 'run it in an interactive terminal; --password-file and TRUST_PROTOCOL_PASSWORD are not accepted for it');
+  }
+  const home = existingHome(ctx);
+  const file = loadVault(home);
+  findAgent(file.body, id);
+  const password = await promptHidden(ctx.io, 'Master password (typed, for SACRED promotion): ');
+  if (password === null) throw denied('sacred_needs_terminal', 'promotion to SACRED needs a human at a terminal');
+  const keys = unseal(file, password);
+  password.fill(0);
+  const expected = `promote ${id} to SACRED`;
+  const typed = await promptLine(ctx.io, `Type "${expected}" to confirm: `);
+  if (typed !== expected) {
+    wipeKeys(keys);
+    throw new TpError('denied', 'confirmation_mismatch', 'the confirmation did not match; nothing was changed');
+  }
+  return { home, keys };
+}
+
+const demoteCmd: Command = {
+  words: ['agent', 'demote'],
+  summary: 'lower an agent\'s tier (grants over the new limit are removed)',
+  usage: 'agent demote ID TIER',
+  options: { ...PASSWORD_FILE_OPTION },
+  args: { min: 2, max: 2 },
+  async run(ctx) {
+    const id = ctx.positionals[0] as string;
+    const tier = parseTier(ctx.positionals[1] as string);
+    const { agent, removedGrants } = await _withVault(ctx, (home, keys) => updateVault(home, keys, (body) => demote(body, { id, tier, now: ctx.now() })));
+    const removed = removedGrants.length === 0 ? '' : ` Removed grants over the ${tier} limit: ${removedGrants.join(', ')}.`;
+    return { json: { ...agentView(agent), removed_grants: removedGrants }, text: `Demoted ${agent.id} to ${agent.tier}.${removed}\n`, informational: true };
+  },
+};
+
+function _stateCommand(action: 'suspend' | 'resume' | 'revoke', summary: string, done: string): Command {
+  return _simple(['agent', action], summary, `agent ${action} ID`, { min: 1, max: 1 }, (ctx, home, keys) =>
+    updateVault(home, keys, (body) => setAgentState(body, { id: ctx.positionals[0] as string, action, now: ctx.now() })), done);
+}
+
+export const agentCommands: Command[] = [
+  register,
+  list,
+  show,
+  grantCmd,
+  ungrantCmd,
+  promoteCmd,
+  demoteCmd,
+  token,
+  _stateCommand('suspend', 'stop an agent until resumed', 'Suspended'),
+  _stateCommand('resume', 'let a suspended agent work again', 'Resumed'),
+  _stateCommand('revoke', 'end an agent for good (its token stops working)', 'Revoked'),
+];

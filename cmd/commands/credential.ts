@@ -1,0 +1,196 @@
+/** `credential add|list|show|update|rotate|remove`. Values are read, never printed. */
+import type { ParseArgsOptionsConfig } from 'node:util';
+import {
+  addCredential,
+  checkCredentialValue,
+  type CredentialSpec,
+  findCredential,
+  removeCredential,
+  rotateCredential,
+  updateCredential,
+} from '../../src/credentials.ts';
+import { usage } from '../../src/errors.ts';
+import { decryptValue, loadVault, updateVault, type CredentialMeta, wipeKeys } from '../../src/vault.ts';
+import { type Command, type Ctx, existingHome, flag, PASSWORD_FILE_OPTION, str, tableText, unsealVault } from '../context.ts';
+import { promptHidden, readAll, readUserFile } from '../io.ts';
+
+const SPEC_OPTIONS: ParseArgsOptionsConfig = {
+  'allowed-domains': { type: 'string' },
+  'any-domain': { type: 'boolean' },
+  'min-tier': { type: 'string' },
+  placement: { type: 'string' },
+  'base-url': { type: 'string' },
+  inject: { type: 'string' },
+  rate: { type: 'string' },
+};
+
+function _spec(ctx: Ctx): CredentialSpec {
+  const spec: CredentialSpec = {};
+  const domains = str(ctx, 'allowed-domains');
+  if (domains !== undefined) spec.allowedDomains = domains.split(',').filter((d) => d.trim() !== '');
+  if (flag(ctx, 'any-domain')) spec.anyDomain = true;
+  const tier = str(ctx, 'min-tier');
+  if (tier !== undefined) spec.minTier = tier;
+  const placement = str(ctx, 'placement');
+  if (placement !== undefined) spec.placements = placement.split(',');
+  const baseUrl = str(ctx, 'base-url');
+  if (baseUrl !== undefined) spec.baseUrl = baseUrl === '' ? null : baseUrl;
+  const inject = str(ctx, 'inject');
+  if (inject !== undefined) spec.inject = inject === '' ? null : inject;
+  const rate = str(ctx, 'rate');
+  if (rate !== undefined) spec.rate = rate === '' ? null : rate;
+  return spec;
+}
+
+/** --value-file, else standard input when it is not a terminal, else a no-echo prompt. */
+async function _readValue(ctx: Ctx): Promise<Uint8Array> {
+  const file = str(ctx, 'value-file');
+  if (file !== undefined) return checkCredentialValue(readUserFile(file, 'value file', 1024 * 1024));
+  if (!ctx.io.isTerminal) return checkCredentialValue(await readAll(ctx.io.stdin, 1024 * 1024, 'the value on standard input'));
+  const typed = await promptHidden(ctx.io, 'Credential value (input hidden): ');
+  if (typed === null) throw usage('no_value', 'no credential value given', 'use --value-file PATH or pipe it on standard input');
+  return checkCredentialValue(typed);
+}
+
+function _metaText(m: CredentialMeta): string {
+  return [
+    `name:            ${m.name}`,
+    `allowed domains: ${m.any_domain ? 'ANY https host (unrestricted)' : m.allowed_domains.join(', ')}`,
+    `placements:      ${m.placements.join(', ')}`,
+    `min tier:        ${m.min_tier}`,
+    `base url:        ${m.base_url ?? '-'}`,
+    `inject:          ${m.inject ?? '-'}`,
+    `rate:            ${m.rate ?? '-'}`,
+  ].join('\n') + '\n';
+}
+
+function _metaJson(m: CredentialMeta & { created_at?: string; updated_at?: string }) {
+  return {
+    name: m.name,
+    allowed_domains: m.allowed_domains,
+    any_domain: m.any_domain,
+    placements: m.placements,
+    min_tier: m.min_tier,
+    base_url: m.base_url,
+    inject: m.inject,
+    rate: m.rate,
+    ...(m.created_at === undefined ? {} : { created_at: m.created_at, updated_at: m.updated_at }),
+  };
+}
+
+const add: Command = {
+  words: ['credential', 'add'],
+  summary: 'store a credential and where it may be sent',
+  usage: 'credential add NAME (--allowed-domains P[,P...] | --any-domain) [--min-tier TIER] [--placement header[,query,path,body]] [--base-url URL] [--inject "Header: tmpl"] [--rate N/PERIOD] [--value-file PATH]',
+  options: { ...PASSWORD_FILE_OPTION, ...SPEC_OPTIONS, 'value-file': { type: 'string' } },
+  args: { min: 1, max: 1 },
+  async run(ctx) {
+    const name = ctx.positionals[0] as string;
+    const spec = _spec(ctx);
+    const value = await _readValue(ctx);
+    const { home, keys } = await unsealVault(ctx);
+    try {
+      const meta = await updateVault(home, keys, (body) => addCredential(body, keys, { name, spec, value, now: ctx.now() }));
+      const warn = meta.any_domain ? 'WARNING: this credential is UNRESTRICTED: it may be sent to any https host.\n' : '';
+      return { json: _metaJson(meta), text: `${warn}Added credential ${meta.name}.\n`, informational: true };
+    } finally {
+      value.fill(0);
+      wipeKeys(keys);
+    }
+  },
+};
+
+const update: Command = {
+  words: ['credential', 'update'],
+  summary: 'change where a credential may be sent (the value stays)',
+  usage: 'credential update NAME [--allowed-domains P,... | --any-domain] [--min-tier T] [--placement ...] [--base-url URL] [--inject ...] [--rate N/PERIOD]',
+  options: { ...PASSWORD_FILE_OPTION, ...SPEC_OPTIONS },
+  args: { min: 1, max: 1 },
+  async run(ctx) {
+    const name = ctx.positionals[0] as string;
+    const spec = _spec(ctx);
+    const { home, keys } = await unsealVault(ctx);
+    try {
+      const meta = await updateVault(home, keys, (body) =>
+        updateCredential(body, keys, { name, spec, decrypt: (r) => decryptValue(keys, r), now: ctx.now() })
+      );
+      return { json: _metaJson(meta), text: `Updated credential ${meta.name}.\n`, informational: true };
+    } finally {
+      wipeKeys(keys);
+    }
+  },
+};
+
+const rotate: Command = {
+  words: ['credential', 'rotate'],
+  summary: 'replace a credential\'s value',
+  usage: 'credential rotate NAME [--value-file PATH]',
+  options: { ...PASSWORD_FILE_OPTION, 'value-file': { type: 'string' } },
+  args: { min: 1, max: 1 },
+  async run(ctx) {
+    const name = ctx.positionals[0] as string;
+    const value = await _readValue(ctx);
+    const { home, keys } = await unsealVault(ctx);
+    try {
+      await updateVault(home, keys, (body) => rotateCredential(body, keys, { name, value, now: ctx.now() }));
+      return { json: { name, rotated: true }, text: `Rotated credential ${name}.\n`, informational: true };
+    } finally {
+      value.fill(0);
+      wipeKeys(keys);
+    }
+  },
+};
+
+const remove: Command = {
+  words: ['credential', 'remove'],
+  summary: 'delete a credential (and every grant of it)',
+  usage: 'credential remove NAME',
+  options: { ...PASSWORD_FILE_OPTION },
+  args: { min: 1, max: 1 },
+  async run(ctx) {
+    const name = ctx.positionals[0] as string;
+    const { home, keys } = await unsealVault(ctx);
+    try {
+      await updateVault(home, keys, (body) => removeCredential(body, name));
+      return { json: { name, removed: true }, text: `Removed credential ${name}.\n`, informational: true };
+    } finally {
+      wipeKeys(keys);
+    }
+  },
+};
+
+const list: Command = {
+  words: ['credential', 'list'],
+  summary: 'list credentials (names and rules, never values)',
+  usage: 'credential list',
+  options: {},
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    const file = loadVault(existingHome(ctx));
+    const rows = file.body.credentials.map((c) => [
+      c.name,
+      c.any_domain ? 'ANY (unrestricted)' : c.allowed_domains.join(','),
+      c.placements.join(','),
+      c.min_tier,
+    ]);
+    return {
+      json: file.body.credentials.map(_metaJson),
+      text: rows.length === 0 ? 'No credentials.\n' : tableText([['NAME', 'ALLOWED DOMAINS', 'PLACEMENTS', 'MIN TIER'], ...rows]),
+    };
+  },
+};
+
+const show: Command = {
+  words: ['credential', 'show'],
+  summary: 'show one credential\'s rules (never its value)',
+  usage: 'credential show NAME',
+  options: {},
+  args: { min: 1, max: 1 },
+  async run(ctx) {
+    const file = loadVault(existingHome(ctx));
+    const record = findCredential(file.body, ctx.positionals[0] as string);
+    return { json: _metaJson(record), text: _metaText(record) };
+  },
+};
+
+export const credentialCommands: Command[] = [add, list, show, update, rotate, remove];

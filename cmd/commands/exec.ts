@@ -1,0 +1,149 @@
+/** `exec`: one brokered request, from a JSON template or curl-like flags (SPEC §7). */
+import * as fs from 'node:fs';
+import { Buffer } from 'node:buffer';
+import { execute } from '../../src/broker.ts';
+import { decodeUtf8Strict } from '../../src/bytes.ts';
+import { usage } from '../../src/errors.ts';
+import { parseConnectTo } from '../../src/http/connect_to.ts';
+import type { SendOptions } from '../../src/http/client.ts';
+import { parseCurlArgs } from '../../src/template.ts';
+import { type Command, type Ctx, existingHome, flag, list, PASSWORD_FILE_OPTION, str } from '../context.ts';
+import { EXIT } from '../exit.ts';
+import { readAll, readUserFile, write } from '../io.ts';
+import { readPassword, readToken } from '../secrets.ts';
+
+const TEMPLATE_LIMIT = 16 * 1024 * 1024;
+
+async function _template(ctx: Ctx): Promise<unknown> {
+  const file = str(ctx, 'template');
+  if (file !== undefined) {
+    if (ctx.positionals.length > 0) throw usage('conflicting_flags', '--template cannot be combined with a URL argument');
+    const bytes = file === '-' ? await readAll(ctx.io.stdin, TEMPLATE_LIMIT, 'the template on standard input') : readUserFile(file, 'template', TEMPLATE_LIMIT);
+    const text = decodeUtf8Strict(bytes);
+    try {
+      if (text === null) throw new Error('not UTF-8');
+      return JSON.parse(text);
+    } catch {
+      throw usage('bad_template', `the template ${file === '-' ? 'on standard input' : file} is not valid JSON`, 'see `trust-protocol exec --help` for the template format');
+    }
+  }
+  if (ctx.positionals.length !== 1) throw usage('no_template', 'exec needs --template FILE|- or a URL', 'e.g. trust-protocol exec -H "Authorization: Bearer {{CREDENTIAL}}" --credential NAME https://api.example.com/');
+  const data = list(ctx, 'data').map((d) => d.startsWith('@') ? _dataFile(d.slice(1)) : d);
+  return parseCurlArgs({
+    url: ctx.positionals[0] as string,
+    headers: list(ctx, 'header'),
+    ...(str(ctx, 'request') === undefined ? {} : { method: str(ctx, 'request') as string }),
+    ...(data.length === 0 ? {} : { data: data.join('&') }),
+    ...(str(ctx, 'credential') === undefined ? {} : { credential: str(ctx, 'credential') as string }),
+  });
+}
+
+/** curl's -d @FILE: the file's contents with carriage returns and newlines removed. */
+function _dataFile(path: string): string {
+  const bytes = path === '-' ? fs.readFileSync(0) : readUserFile(path, 'data file');
+  return Buffer.from(bytes).toString('utf8').replace(/[\r\n]/g, '');
+}
+
+function _sendOptions(ctx: Ctx): SendOptions {
+  const options: SendOptions = {};
+  const timeout = str(ctx, 'timeout');
+  if (timeout !== undefined) {
+    const seconds = Number(timeout);
+    if (!/^\d+(\.\d+)?$/.test(timeout) || seconds <= 0 || seconds > 86400) throw usage('bad_flag', `--timeout must be a number of seconds, got "${timeout}"`);
+    options.timeoutMs = Math.round(seconds * 1000);
+  }
+  const max = str(ctx, 'max-response-bytes');
+  if (max !== undefined) {
+    if (!/^\d{1,15}$/.test(max) || Number(max) < 1) throw usage('bad_flag', `--max-response-bytes must be a positive whole number, got "${max}"`);
+    options.maxResponseBytes = Number(max);
+  }
+  const cacert = str(ctx, 'cacert');
+  if (cacert !== undefined) options.ca = Buffer.from(readUserFile(cacert, 'CA file', 1024 * 1024)).toString('utf8');
+  const connectTo = list(ctx, 'connect-to');
+  if (connectTo.length > 0) options.connectTo = connectTo.map(parseConnectTo);
+  return options;
+}
+
+function _headersJson(headers: Array<[string, string]>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of headers) {
+    const name = k.toLowerCase();
+    const prev = out[name];
+    out[name] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+}
+
+const exec: Command = {
+  words: ['exec'],
+  summary: 'perform one templated request with an injected credential',
+  usage: 'exec --template FILE|-  |  exec [-X METHOD] URL [-H "Name: value"]... [-d DATA|@FILE] [--credential NAME]',
+  help: `Template JSON: {"credential": "NAME", "method": "POST", "url": "https://...",
+  "headers": {"Authorization": "Bearer {{CREDENTIAL}}"}, "body": "text" | {...json...}}
+Placeholders: {{CREDENTIAL}} (the template's credential), {{CREDENTIAL:name}}, each optionally |base64.
+Options: -i/--include  -o/--output FILE  --fail  --timeout SEC  --max-response-bytes N  --json
+         --token-file PATH  --password-file PATH  --cacert FILE  --connect-to HOST:PORT:ADDR:PORT
+The agent token comes from --token-file or TRUST_PROTOCOL_TOKEN.`,
+  options: {
+    ...PASSWORD_FILE_OPTION,
+    template: { type: 'string' },
+    request: { type: 'string', short: 'X' },
+    header: { type: 'string', short: 'H', multiple: true },
+    data: { type: 'string', short: 'd', multiple: true },
+    credential: { type: 'string' },
+    include: { type: 'boolean', short: 'i' },
+    output: { type: 'string', short: 'o' },
+    fail: { type: 'boolean' },
+    timeout: { type: 'string' },
+    'max-response-bytes': { type: 'string' },
+    'token-file': { type: 'string' },
+    cacert: { type: 'string' },
+    'connect-to': { type: 'string', multiple: true },
+  },
+  args: { min: 0, max: 1 },
+  async run(ctx) {
+    const template = await _template(ctx);
+    const token = readToken(ctx.io, str(ctx, 'token-file'));
+    const sendOptions = _sendOptions(ctx);
+    const home = existingHome(ctx);
+    const response = await execute({ template, token, sendOptions }, {
+      home,
+      env: ctx.io.env,
+      now: ctx.now,
+      password: () => readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') }),
+    });
+    const failed = flag(ctx, 'fail') && response.status >= 400;
+    if (ctx.json || failed) {
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of response.body) chunks.push(chunk);
+      if (failed) {
+        ctx.io.stderr.write(`trust-protocol: error: the upstream answered HTTP ${response.status}\n`);
+        return { json: undefined, text: '', exitCode: EXIT.http_status };
+      }
+      const body = Buffer.concat(chunks);
+      const text = decodeUtf8Strict(body);
+      return {
+        json: {
+          status: response.status,
+          status_text: response.statusText,
+          headers: _headersJson(response.headers),
+          body: text ?? body.toString('base64'),
+          body_encoding: text === null ? 'base64' : 'utf8',
+        },
+        text: '',
+      };
+    }
+    const out = str(ctx, 'output');
+    const sink = out === undefined ? ctx.io.stdout : fs.createWriteStream(out, { mode: 0o600 });
+    if (flag(ctx, 'include')) {
+      const head = `HTTP/1.1 ${response.status} ${response.statusText}\r\n` +
+        response.headers.map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n';
+      await write(sink, head);
+    }
+    for await (const chunk of response.body) await write(sink, chunk);
+    if (sink !== ctx.io.stdout) await new Promise<void>((resolve, reject) => (sink as fs.WriteStream).end((e?: Error | null) => e ? reject(e) : resolve()));
+    return { json: undefined, text: '' };
+  },
+};
+
+export const execCommands: Command[] = [exec];

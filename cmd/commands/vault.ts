@@ -1,0 +1,148 @@
+/** `init`, `status`, `passwd`. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { openAuditWriter } from '../../src/audit.ts';
+import { KDF_DEFAULT, type KdfParams, kdfImplementation } from '../../src/crypto/kdf.ts';
+import { usage } from '../../src/errors.ts';
+import { openHome, readStateFile, withLock } from '../../src/home.ts';
+import { changePassword, createVault, loadVault, saveVault, VAULT_FILE, wipeKeys } from '../../src/vault.ts';
+import { type Command, type Ctx, existingHome, PASSWORD_FILE_OPTION, str, unsealVault } from '../context.ts';
+import { readPassword } from '../secrets.ts';
+
+function _kdfParams(ctx: Ctx): KdfParams {
+  const parse = (name: string, fallback: number) => {
+    const v = str(ctx, name);
+    if (v === undefined) return fallback;
+    if (!/^\d{1,9}$/.test(v)) throw usage('bad_flag', `--${name} must be a whole number, got "${v}"`);
+    return Number(v);
+  };
+  return {
+    memoryKib: parse('kdf-memory-mib', KDF_DEFAULT.memoryKib / 1024) * 1024,
+    iterations: parse('kdf-iterations', KDF_DEFAULT.iterations),
+    parallelism: 1,
+  };
+}
+
+const init: Command = {
+  words: ['init'],
+  summary: 'create the encrypted vault',
+  usage: 'init [--kdf-memory-mib N] [--kdf-iterations N] [--password-file PATH]',
+  options: { ...PASSWORD_FILE_OPTION, 'kdf-memory-mib': { type: 'string' }, 'kdf-iterations': { type: 'string' } },
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    const params = _kdfParams(ctx);
+    const home = openHome(ctx.homeDir, { create: true });
+    if (readStateFile(home, VAULT_FILE) !== null) {
+      throw usage('already_initialized', `a vault already exists in ${home.dir}`, 'use `trust-protocol passwd` to change the password; nothing was changed');
+    }
+    if (fs.existsSync(path.join(home.dir, 'audit', 'audit.log'))) {
+      throw usage('orphan_audit_log', `${home.dir} has an audit log but no vault`, 'move the audit directory away (keep it as evidence) or use another --home');
+    }
+    const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file'), isNew: true, prompt: 'New master password: ' });
+    const { file, keys } = createVault(password, params, ctx.now());
+    password.fill(0);
+    await withLock(home, 'vault', async () => {
+      if (readStateFile(home, VAULT_FILE) !== null) {
+        throw usage('already_initialized', `a vault already exists in ${home.dir}`);
+      }
+      const head = await openAuditWriter(home, { macKey: keys.audit }).append([{
+        event: 'vault.init',
+        actor: { type: 'operator' },
+        outcome: 'ok',
+        data: { kdf: { memory_kib: params.memoryKib, iterations: params.iterations, parallelism: params.parallelism } },
+      }]);
+      file.body.audit_head = head;
+      saveVault(home, file, keys);
+    });
+    wipeKeys(keys);
+    return {
+      json: { home: home.dir, kdf: { algorithm: 'argon2id', memory_mib: params.memoryKib / 1024, iterations: params.iterations, parallelism: 1 } },
+      text: `Created the vault in ${home.dir} (Argon2id ${params.memoryKib / 1024} MiB, t=${params.iterations}).\n`,
+      informational: true,
+    };
+  },
+};
+
+const status: Command = {
+  words: ['status'],
+  summary: 'show the state of the vault (no password needed)',
+  usage: 'status',
+  options: {},
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    let initialized = false;
+    let data: Record<string, unknown> = { home: ctx.homeDir, initialized };
+    if (fs.existsSync(ctx.homeDir)) {
+      const home = existingHome(ctx);
+      initialized = readStateFile(home, VAULT_FILE) !== null;
+      if (initialized) {
+        const file = loadVault(home);
+        const anyDomain = file.body.credentials.filter((c) => c.any_domain).map((c) => c.name);
+        data = {
+          home: home.dir,
+          initialized,
+          credentials: file.body.credentials.length,
+          unrestricted_credentials: anyDomain,
+          agents: file.body.agents.length,
+          active_agents: file.body.agents.filter((a) => a.state === 'active').length,
+          audit: _auditStatus(path.join(home.dir, 'audit', 'audit.log'), file.body.audit_head),
+          kdf: { algorithm: 'argon2id', memory_mib: file.kdf.memory_kib / 1024, iterations: file.kdf.iterations, implementation: kdfImplementation() },
+          serve: null,
+        };
+      } else {
+        data = { home: home.dir, initialized };
+      }
+    }
+    return { json: data, text: _statusText(data) };
+  },
+};
+
+function _auditStatus(file: string, head: { seq: number; hash: string } | null) {
+  let bytes = 0;
+  try {
+    bytes = fs.statSync(file).size;
+  } catch { /* no log yet */ }
+  return { bytes, sealed_head: head };
+}
+
+function _statusText(d: Record<string, unknown>): string {
+  if (!d.initialized) return `home: ${d.home}\ninitialized: no (run \`trust-protocol init\`)\n`;
+  const audit = d.audit as { bytes: number; sealed_head: { seq: number; hash: string } | null };
+  const kdf = d.kdf as { memory_mib: number; iterations: number; implementation: string };
+  const unrestricted = d.unrestricted_credentials as string[];
+  return [
+    `home:        ${d.home}`,
+    `initialized: yes`,
+    `credentials: ${d.credentials}` + (unrestricted.length > 0 ? `  (UNRESTRICTED, any https host: ${unrestricted.join(', ')})` : ''),
+    `agents:      ${d.agents} (${d.active_agents} active)`,
+    `audit:       ${audit.bytes} bytes, head ${audit.sealed_head === null ? 'none' : `#${audit.sealed_head.seq} ${audit.sealed_head.hash.slice(0, 16)}`}`,
+    `kdf:         argon2id ${kdf.memory_mib} MiB, t=${kdf.iterations} (${kdf.implementation})`,
+    `serve:       not running`,
+  ].join('\n') + '\n';
+}
+
+const passwd: Command = {
+  words: ['passwd'],
+  summary: 'change the master password (credentials are not re-encrypted)',
+  usage: 'passwd [--password-file PATH] [--new-password-file PATH] [--kdf-memory-mib N] [--kdf-iterations N]',
+  options: { ...PASSWORD_FILE_OPTION, 'new-password-file': { type: 'string' }, 'kdf-memory-mib': { type: 'string' }, 'kdf-iterations': { type: 'string' } },
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    const { home, file, keys } = await unsealVault(ctx);
+    const params = (str(ctx, 'kdf-memory-mib') ?? str(ctx, 'kdf-iterations')) === undefined
+      ? { memoryKib: file.kdf.memory_kib, iterations: file.kdf.iterations, parallelism: file.kdf.parallelism }
+      : _kdfParams(ctx);
+    const newFile = str(ctx, 'new-password-file');
+    if (newFile === undefined && !ctx.io.isTerminal) {
+      throw usage('no_new_password', 'the new password is needed: pass --new-password-file PATH or run in a terminal');
+    }
+    const next = await readPassword({ ...ctx.io, env: {} }, { passwordFile: newFile, isNew: true, prompt: 'New master password: ' });
+    await changePassword(home, keys, next, params);
+    next.fill(0);
+    wipeKeys(keys);
+    return { json: { changed: true }, text: 'Master password changed.\n', informational: true };
+  },
+};
+
+export const vaultCommands: Command[] = [init, status, passwd];
+

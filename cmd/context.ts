@@ -1,0 +1,94 @@
+/** What every command handler receives, and the few helpers they share. */
+import * as os from 'node:os';
+import type { ParseArgsOptionsConfig } from 'node:util';
+import { TpError, usage } from '../src/errors.ts';
+import { type Home, openHome, resolveHome } from '../src/home.ts';
+import { loadVault, unseal, type VaultFile, type VaultKeys } from '../src/vault.ts';
+import type { Io } from './io.ts';
+import { readPassword } from './secrets.ts';
+
+export type Values = Record<string, string | boolean | string[] | undefined>;
+
+export interface Ctx {
+  io: Io;
+  values: Values;
+  positionals: string[];
+  json: boolean;
+  quiet: boolean;
+  color: boolean;
+  homeDir: string;
+  now: () => Date;
+}
+
+/** What a handler returns: data for --json, text for humans. */
+export interface Output {
+  json: unknown;
+  text: string;
+  /** Informational text that --quiet suppresses (data such as ids and tokens always prints). */
+  informational?: boolean;
+  exitCode?: number;
+}
+
+export interface Command {
+  words: readonly string[];
+  summary: string;
+  usage: string;
+  options: ParseArgsOptionsConfig;
+  args: { min: number; max: number };
+  help?: string;
+  run: (ctx: Ctx) => Promise<Output>;
+}
+
+export const PASSWORD_FILE_OPTION: ParseArgsOptionsConfig = { 'password-file': { type: 'string' } };
+
+export function str(ctx: Ctx, name: string): string | undefined {
+  const v = ctx.values[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw usage('bad_flag', `--${name} needs a value`);
+  return v;
+}
+
+export function list(ctx: Ctx, name: string): string[] {
+  const v = ctx.values[name];
+  if (v === undefined) return [];
+  return Array.isArray(v) ? v : [String(v)];
+}
+
+export function flag(ctx: Ctx, name: string): boolean {
+  return ctx.values[name] === true;
+}
+
+export function resolveHomeDir(flagValue: string | undefined, io: Io): string {
+  return resolveHome(flagValue, io.env, os.homedir());
+}
+
+export function existingHome(ctx: Ctx): Home {
+  return openHome(ctx.homeDir, { create: false });
+}
+
+export interface Unsealed {
+  home: Home;
+  file: VaultFile;
+  keys: VaultKeys;
+}
+
+export async function unsealVault(ctx: Ctx): Promise<Unsealed> {
+  const home = existingHome(ctx);
+  const file = loadVault(home);
+  const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
+  try {
+    return { home, file, keys: unseal(file, password) };
+  } finally {
+    password.fill(0);
+  }
+}
+
+export function tableText(rows: string[][]): string {
+  if (rows.length === 0) return '';
+  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+export function internal(message: string): TpError {
+  return new TpError('internal', 'internal', message);
+}

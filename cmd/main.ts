@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+/** Entry point of the `trust-protocol` binary (and of `node cmd/main.ts` / `deno run cmd/main.ts`). */
+import { runCli } from './cli.ts';
+import { processIo } from './io.ts';
+
+runCli(process.argv.slice(2), processIo()).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`trust-protocol: error: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 70;
+  },
+);

@@ -1,0 +1,170 @@
+/**
+ * The audit trail (`audit/audit.log`, format in docs/formats.md#audit): one JSON line per event,
+ * fields in a fixed order with `prev` (SHA-256 of the previous line) and `mac` (HMAC-SHA256 of
+ * the line up to `,"mac":`) last, so verification can hash and MAC the raw bytes without parsing.
+ * An append is durable (fsync) before it returns; if it cannot be made durable the caller must not
+ * perform the action it records (exit 6).
+ */
+import { Buffer } from 'node:buffer';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createHash, createHmac } from 'node:crypto';
+import { TpError } from './errors.ts';
+import { fsyncDir, type Home, ioErrorCode, withLock } from './home.ts';
+
+export const AUDIT_DIR = 'audit';
+export const AUDIT_FILE = 'audit.log';
+export const AUDIT_VERSION = 1;
+export const GENESIS = '0'.repeat(64);
+
+export type Outcome = 'ok' | 'allowed' | 'denied' | 'error';
+
+export interface Actor {
+  type: 'operator' | 'agent' | 'anyone' | 'system';
+  id?: string;
+}
+
+export interface AuditEvent {
+  event: string;
+  actor: Actor;
+  outcome: Outcome;
+  data: Record<string, unknown>;
+}
+
+export interface Appended {
+  seq: number;
+  hash: string;
+}
+
+export function auditHome(home: Home): Home {
+  return { dir: path.join(home.dir, AUDIT_DIR) };
+}
+
+/** Serialises an entry in the fixed field order; `mac` covers everything before `,"mac":`. */
+export function formatEntry(
+  e: AuditEvent & { seq: number; ts: string; prev: string },
+  macKey: Uint8Array | null,
+): string {
+  const head = `{"v":${AUDIT_VERSION},"seq":${e.seq},"ts":${JSON.stringify(e.ts)},` +
+    `"event":${JSON.stringify(e.event)},"actor":${JSON.stringify(e.actor)},` +
+    `"outcome":${JSON.stringify(e.outcome)},"data":${JSON.stringify(e.data)},"prev":"${e.prev}"`;
+  const mac = macKey === null ? 'null' : `"${createHmac('sha256', macKey).update(head).digest('hex')}"`;
+  return `${head},"mac":${mac}}`;
+}
+
+export function lineHash(line: string | Uint8Array): string {
+  return createHash('sha256').update(line).digest('hex');
+}
+
+/** Reads the last complete line of the log; reports a torn tail (bytes after the last newline). */
+function _readTail(fd: number): { last: string | null; validLength: number; torn: boolean } {
+  const size = fs.fstatSync(fd).size;
+  if (size === 0) return { last: null, validLength: 0, torn: false };
+  for (let window = 64 * 1024;; window *= 4) {
+    const start = Math.max(0, size - window);
+    const buf = Buffer.alloc(size - start);
+    fs.readSync(fd, buf, 0, buf.length, start);
+    const end = buf.lastIndexOf(0x0a);
+    if (end < 0) {
+      if (start === 0) return { last: null, validLength: 0, torn: true };
+      continue;
+    }
+    const begin = end === 0 ? -1 : buf.lastIndexOf(0x0a, end - 1);
+    if (begin < 0 && start > 0) continue;
+    const validLength = start + end + 1;
+    return { last: buf.subarray(begin + 1, end).toString('utf8'), validLength, torn: validLength !== size };
+  }
+}
+
+function _seqOf(line: string): number {
+  const m = /^\{"v":\d+,"seq":(\d+),/.exec(line);
+  if (m === null) {
+    throw new TpError('audit', 'audit_tail_malformed', 'the last audit entry is malformed; new entries cannot be linked to it', {
+      hint: 'run `trust-protocol audit verify` to see what happened to the log',
+    });
+  }
+  return Number(m[1]);
+}
+
+export interface AuditWriter {
+  append(events: readonly AuditEvent[]): Promise<Appended>;
+}
+
+export interface AuditWriterOptions {
+  macKey: Uint8Array | null;
+  clock?: () => Date;
+}
+
+/**
+ * Appends under the audit lock: read the tail, chain, write, fsync. A torn tail left by a crash
+ * is cut off and the repair itself is recorded, so the chain stays verifiable.
+ */
+export function openAuditWriter(home: Home, options: AuditWriterOptions): AuditWriter {
+  const dir = auditHome(home);
+  const clock = options.clock ?? (() => new Date());
+  return {
+    async append(events) {
+      try {
+        fs.mkdirSync(dir.dir, { mode: 0o700 });
+      } catch (e) {
+        if (ioErrorCode(e) !== 'EEXIST') throw _auditError(e);
+      }
+      try {
+        return await withLock(dir, 'audit', () => _appendLocked(dir, events, options.macKey, clock), { timeoutMs: 30_000 });
+      } catch (e) {
+        throw _auditError(e);
+      }
+    },
+  };
+}
+
+function _appendLocked(dir: Home, events: readonly AuditEvent[], macKey: Uint8Array | null, clock: () => Date): Appended {
+  const file = path.join(dir.dir, AUDIT_FILE);
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  try {
+    const st = fs.fstatSync(fd);
+    if ((st.mode & 0o777) !== 0o600) fs.fchmodSync(fd, 0o600);
+    const tail = _readTail(fd);
+    let seq = tail.last === null ? 0 : _seqOf(tail.last);
+    let prev = tail.last === null ? GENESIS : lineHash(tail.last);
+    const all: AuditEvent[] = [];
+    if (tail.torn) {
+      fs.ftruncateSync(fd, tail.validLength);
+      all.push({
+        event: 'audit.repair',
+        actor: { type: 'system' },
+        outcome: 'ok',
+        data: { reason: 'torn tail after a crash', truncated_at_byte: tail.validLength },
+      });
+    }
+    all.push(...events);
+    const ts = clock().toISOString();
+    let out = '';
+    for (const e of all) {
+      seq += 1;
+      const line = formatEntry({ ...e, seq, ts, prev }, macKey);
+      prev = lineHash(line);
+      out += line + '\n';
+    }
+    const bytes = Buffer.from(out, 'utf8');
+    const at = tail.torn ? tail.validLength : st.size;
+    let written = 0;
+    while (written < bytes.length) {
+      written += fs.writeSync(fd, bytes, written, bytes.length - written, at + written);
+    }
+    fs.fsyncSync(fd);
+    if (st.size === 0) fsyncDir(dir.dir);
+    return { seq, hash: prev };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function _auditError(e: unknown): TpError {
+  if (e instanceof TpError && e.kind === 'audit') return e;
+  const code = ioErrorCode(e) ?? (e instanceof TpError ? e.code : 'unknown');
+  return new TpError('audit', 'audit_write_failed', `the audit trail cannot be written (${code}); nothing was done`, {
+    hint: 'check free space and permissions of the audit directory in the trust-protocol home',
+    cause: e,
+  });
+}

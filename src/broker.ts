@@ -1,0 +1,218 @@
+/**
+ * One brokered request, in the order SPEC §6 fixes: cheap refusals on the unauthenticated state
+ * first (no password asked, nothing decrypted), then unseal and authenticate, decide again on the
+ * authenticated state, make the audit entry durable, and only then decrypt, inject, send and
+ * redact. Shared by `exec` and `serve`; it never touches the terminal.
+ */
+import { type AuditEvent, type AuditWriter, openAuditWriter } from './audit.ts';
+import { parseTargetUrl } from './domain.ts';
+import { denied, TpError, usage } from './errors.ts';
+import type { Home } from './home.ts';
+import { send, type SendOptions, type UpstreamResponse } from './http/client.ts';
+import { decide, type Decision, findAgentByToken } from './policy.ts';
+import { Redactor, redactString, type Secret } from './redact.ts';
+import { findPlaceholders, parseTemplate, renderTemplate, type Template } from './template.ts';
+import { decryptValue, loadVault, unseal, type VaultFile, type VaultKeys, wipeKeys } from './vault.ts';
+import { wipe } from './bytes.ts';
+
+export interface BrokerDeps {
+  home: Home;
+  env: Readonly<Record<string, string | undefined>>;
+  /** Asked only once every policy check has passed on the unauthenticated state. */
+  password: () => Promise<Uint8Array>;
+  now?: () => Date;
+  send?: typeof send;
+}
+
+export interface BrokerRequest {
+  /** The template as parsed JSON (or an already parsed Template from the curl-like form). */
+  template: unknown;
+  token: string | null;
+  sendOptions?: SendOptions;
+}
+
+export interface BrokeredResponse {
+  status: number;
+  statusText: string;
+  headers: Array<[string, string]>;
+  /** Redacted body; iterating it to the end records the completion in the audit trail. */
+  body: AsyncIterable<Uint8Array>;
+}
+
+/** Variables that widen TLS trust from the environment, which an agent controls. */
+export const TLS_WEAKENING_ENV = [
+  'NODE_TLS_REJECT_UNAUTHORIZED',
+  'NODE_EXTRA_CA_CERTS',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'DENO_CERT',
+  'DENO_TLS_CA_STORE',
+] as const;
+
+export function checkEnvironment(env: Readonly<Record<string, string | undefined>>): void {
+  for (const name of TLS_WEAKENING_ENV) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    if (name === 'NODE_TLS_REJECT_UNAUTHORIZED' && value === '1') continue;
+    throw denied(
+      'tls_env',
+      `${name} is set: it would change which TLS certificates are trusted`,
+      `unset ${name}; an operator can add trust explicitly with --cacert FILE`,
+    );
+  }
+}
+
+export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise<BrokeredResponse> {
+  const now = deps.now ?? (() => new Date());
+  const earlyAudit = openAuditWriter(deps.home, { macKey: null });
+  const file = loadVault(deps.home);
+  let parsed: { template: Template; names: string[]; url: URL; uses: ReturnType<typeof findPlaceholders> } | null = null;
+  try {
+    checkEnvironment(deps.env);
+    parsed = _parse(request.template);
+    decide(file.body, { token: request.token, ...parsed }, now());
+  } catch (e) {
+    await _auditDenial(earlyAudit, e, request.token, file, parsed);
+    throw e;
+  }
+  const keys = unseal(file, await deps.password());
+  try {
+    return await _executeAuthenticated(file, keys, request, parsed, deps, now);
+  } catch (e) {
+    wipeKeys(keys);
+    throw e;
+  }
+}
+
+async function _executeAuthenticated(
+  file: VaultFile,
+  keys: VaultKeys,
+  request: BrokerRequest,
+  parsed: { template: Template; names: string[]; url: URL; uses: ReturnType<typeof findPlaceholders> },
+  deps: BrokerDeps,
+  now: () => Date,
+): Promise<BrokeredResponse> {
+  const audit = openAuditWriter(deps.home, { macKey: keys.audit, ...(deps.now ? { clock: deps.now } : {}) });
+  // The file is now authenticated (unseal checked its MAC): decide again on it before any decryption.
+  const decision = decide(file.body, { token: request.token, ...parsed }, now());
+  const summary = _summary(decision, parsed);
+  await audit.append([{ event: 'request.allowed', actor: { type: 'agent', id: decision.agent.id }, outcome: 'allowed', data: summary }]);
+  const secrets: Secret[] = decision.credentials.map((c) => ({ name: c.name, value: decryptValue(keys, c) }));
+  const values = new Map(secrets.map((s) => [s.name, s.value]));
+  let upstream: UpstreamResponse;
+  try {
+    const rendered = renderTemplate(parsed.template, values);
+    upstream = await (deps.send ?? send)(rendered, request.sendOptions);
+  } catch (e) {
+    await _auditFailure(audit, decision, summary, e);
+    for (const s of secrets) wipe(s.value);
+    wipeKeys(keys);
+    throw e;
+  }
+  const headers: Array<[string, string]> = upstream.headers
+    .filter(([name]) => name.toLowerCase() !== 'content-length')
+    .map(([name, value]) => [redactString(name, secrets), redactString(value, secrets)]);
+  return {
+    status: upstream.status,
+    statusText: redactString(upstream.statusText, secrets),
+    headers,
+    body: _redactedBody(upstream, secrets, async (bytes, error) => {
+      try {
+        if (error === null) {
+          await audit.append([{
+            event: 'request.completed',
+            actor: { type: 'agent', id: decision.agent.id },
+            outcome: 'ok',
+            data: { ...summary, status: upstream.status, bytes },
+          }]);
+        } else {
+          await _auditFailure(audit, decision, { ...summary, status: upstream.status, bytes }, error);
+        }
+      } finally {
+        for (const s of secrets) wipe(s.value);
+        wipeKeys(keys);
+      }
+    }),
+  };
+}
+
+async function* _redactedBody(
+  upstream: UpstreamResponse,
+  secrets: readonly Secret[],
+  done: (bytes: number, error: unknown) => Promise<void>,
+): AsyncIterable<Uint8Array> {
+  const redactor = new Redactor(secrets);
+  let bytes = 0;
+  try {
+    for await (const chunk of upstream.body) {
+      bytes += chunk.length;
+      const out = redactor.push(chunk);
+      if (out.length > 0) yield out;
+    }
+    const tail = redactor.end();
+    if (tail.length > 0) yield tail;
+  } catch (e) {
+    await done(bytes, e);
+    throw e;
+  }
+  await done(bytes, null);
+}
+
+function _parse(raw: unknown) {
+  const template = parseTemplate(raw);
+  const uses = findPlaceholders(template);
+  if (uses.length === 0) {
+    throw usage('no_placeholder', 'the template uses no {{CREDENTIAL}} placeholder, so there is nothing to inject', 'add {{CREDENTIAL}} where the secret goes, e.g. a header "Authorization": "Bearer {{CREDENTIAL}}"');
+  }
+  const names = [...new Set([...(template.credential === null ? [] : [template.credential]), ...uses.map((u) => u.name)])];
+  const url = parseTargetUrl(template.url);
+  return { template, names, url, uses };
+}
+
+function _summary(decision: Decision, parsed: { template: Template; url: URL }): Record<string, unknown> {
+  return {
+    agent: decision.agent.id,
+    credentials: decision.credentials.map((c) => c.name),
+    method: parsed.template.method,
+    host: parsed.url.host,
+    // The template's path, never the rendered one: a path placement would put the secret there.
+    path: parsed.url.pathname,
+  };
+}
+
+async function _auditDenial(
+  audit: AuditWriter,
+  error: unknown,
+  token: string | null,
+  file: VaultFile,
+  parsed: { template: Template; names: string[]; url: URL } | null,
+): Promise<void> {
+  if (!(error instanceof TpError)) return;
+  const agent = token === null ? null : findAgentByToken(file.body.agents, token)?.id ?? null;
+  const event: AuditEvent = {
+    event: 'request.denied',
+    actor: agent === null ? { type: 'anyone' } : { type: 'agent', id: agent },
+    outcome: 'denied',
+    data: {
+      reason: error.code,
+      kind: error.kind,
+      ...(parsed === null ? {} : {
+        credentials: parsed.names,
+        method: parsed.template.method,
+        host: parsed.url.host,
+        path: parsed.url.pathname,
+      }),
+    },
+  };
+  await audit.append([event]);
+}
+
+async function _auditFailure(audit: AuditWriter, decision: Decision, summary: Record<string, unknown>, error: unknown): Promise<void> {
+  const code = error instanceof TpError ? error.code : 'internal';
+  await audit.append([{
+    event: 'request.failed',
+    actor: { type: 'agent', id: decision.agent.id },
+    outcome: 'error',
+    data: { ...summary, reason: code },
+  }]);
+}

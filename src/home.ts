@@ -1,0 +1,227 @@
+/**
+ * The state directory: where it is, the permission rules it must satisfy, atomic writes and the
+ * cross-process lock. Every path the core opens goes through here so the rules hold everywhere:
+ * home 0700 and owned by us, files 0600, no symlinks, writes via temp file + fsync + rename + fsync dir.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { integrity, TpError } from './errors.ts';
+
+export interface Home {
+  readonly dir: string;
+}
+
+export function resolveHome(
+  flag: string | undefined,
+  env: Record<string, string | undefined>,
+  userHome: string,
+): string {
+  const chosen = flag ?? env.TRUST_PROTOCOL_HOME ?? path.join(userHome, '.trust-protocol');
+  return path.resolve(chosen);
+}
+
+/** Opens an existing home (for reading) after checking it; `create` makes it 0700 first. */
+export function openHome(dir: string, options: { create: boolean }): Home {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(dir);
+  } catch (e) {
+    if (_code(e) !== 'ENOENT') throw _ioError(e, dir);
+    if (!options.create) {
+      throw new TpError('sealed', 'no_home', `no trust-protocol state directory at ${dir}`, {
+        hint: 'run `trust-protocol init` first, or pass --home DIR',
+      });
+    }
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(dir, 0o700);
+    st = fs.lstatSync(dir);
+  }
+  checkOwnedPrivate(dir, st, 'state directory');
+  if (!st.isDirectory()) throw integrity('home_not_dir', `${dir} is not a directory`);
+  return { dir };
+}
+
+function checkOwnedPrivate(p: string, st: fs.Stats, what: string): void {
+  if (st.isSymbolicLink()) {
+    throw integrity('symlink', `${what} ${p} is a symbolic link`, 'replace it with a real file or directory');
+  }
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) {
+    throw integrity('foreign_owner', `${what} ${p} is owned by uid ${st.uid}, not by you (uid ${uid})`);
+  }
+  if ((st.mode & 0o022) !== 0) {
+    throw integrity(
+      'insecure_permissions',
+      `${what} ${p} is writable by group or others (mode ${(st.mode & 0o777).toString(8)})`,
+      `run: chmod go-w ${p}`,
+    );
+  }
+}
+
+export function statePath(home: Home, name: string): string {
+  return path.join(home.dir, name);
+}
+
+/** Reads a state file, or returns null when it does not exist. Refuses symlinks and foreign files. */
+export function readStateFile(home: Home, name: string): Uint8Array | null {
+  const p = statePath(home, name);
+  let fd: number;
+  try {
+    fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  } catch (e) {
+    if (_code(e) === 'ENOENT') return null;
+    if (_code(e) === 'ELOOP') throw integrity('symlink', `state file ${p} is a symbolic link`);
+    throw _ioError(e, p);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw integrity('not_a_file', `state path ${p} is not a regular file`);
+    checkOwnedPrivate(p, st, 'state file');
+    return new Uint8Array(fs.readFileSync(fd));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Atomically replaces a state file: temp file (0600) + fsync + rename + fsync of the directory. */
+export function writeStateFile(home: Home, name: string, data: Uint8Array | string): void {
+  const target = statePath(home, name);
+  try {
+    const st = fs.lstatSync(target);
+    if (st.isSymbolicLink()) throw integrity('symlink', `state file ${target} is a symbolic link`);
+  } catch (e) {
+    if (e instanceof TpError) throw e;
+    if (_code(e) !== 'ENOENT') throw _ioError(e, target);
+  }
+  const tmp = path.join(home.dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'wx', 0o600);
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, target);
+  } catch (e) {
+    if (fd !== undefined) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw _ioError(e, target);
+  }
+  fsyncDir(home.dir);
+}
+
+export function fsyncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch (e) {
+    // Some platforms refuse fsync on directories; the rename itself is still atomic there.
+    if (_code(e) !== 'EISDIR' && _code(e) !== 'EINVAL' && _code(e) !== 'EPERM') throw e;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+export interface LockOptions {
+  timeoutMs?: number;
+  /** Test seam: whether a pid belongs to a live process. */
+  isAlive?: (pid: number) => boolean;
+}
+
+/**
+ * Cross-process lock: an O_EXCL lock file holding the owner's pid. Node has no flock, so a lock
+ * whose owner died (kill -9) is detected by pid and broken. Runs `fn` while holding the lock.
+ */
+export async function withLock<T>(
+  home: Home,
+  name: string,
+  fn: () => T | Promise<T>,
+  options: LockOptions = {},
+): Promise<T> {
+  const lockPath = statePath(home, `${name}.lock`);
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  const isAlive = options.isAlive ?? _pidAlive;
+  let delay = 2;
+  const token = `${process.pid} ${randomBytes(8).toString('hex')}`;
+  for (;;) {
+    try {
+      const fd = fs.openSync(lockPath, 'wx', 0o600);
+      fs.writeFileSync(fd, token);
+      fs.closeSync(fd);
+      break;
+    } catch (e) {
+      if (_code(e) !== 'EEXIST') throw _ioError(e, lockPath);
+    }
+    const owner = _readLockOwner(lockPath);
+    if (owner !== null && !isAlive(owner.pid)) {
+      _breakStaleLock(lockPath, owner.raw);
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new TpError('internal', 'lock_timeout', `timed out waiting for the lock ${lockPath}`, {
+        hint: `if no trust-protocol process is running (pid ${owner?.pid ?? '?'}), remove ${lockPath}`,
+      });
+    }
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 50);
+  }
+  try {
+    return await fn();
+  } finally {
+    if (_readLockOwner(lockPath)?.raw === token) fs.rmSync(lockPath, { force: true });
+  }
+}
+
+function _readLockOwner(lockPath: string): { pid: number; raw: string } | null {
+  try {
+    const raw = fs.readFileSync(lockPath, 'utf8');
+    const pid = Number.parseInt(raw.split(' ')[0] ?? '', 10);
+    // A lock file caught between create and write is empty: treat its owner as alive.
+    return Number.isSafeInteger(pid) && pid > 0 ? { pid, raw } : null;
+  } catch {
+    return null;
+  }
+}
+
+function _breakStaleLock(lockPath: string, staleContent: string): void {
+  // Rename first so that two processes breaking the same stale lock cannot remove a fresh one.
+  const aside = `${lockPath}.stale.${process.pid}.${randomBytes(4).toString('hex')}`;
+  try {
+    fs.renameSync(lockPath, aside);
+  } catch {
+    return;
+  }
+  const content = fs.readFileSync(aside, 'utf8');
+  if (content !== staleContent) {
+    // We moved a live owner's lock aside: put it back if the slot is still free.
+    try {
+      fs.linkSync(aside, lockPath);
+    } catch { /* someone else holds the slot now; the moved owner loses its lock (documented) */ }
+  }
+  fs.rmSync(aside, { force: true });
+}
+
+function _pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return _code(e) === 'EPERM';
+  }
+}
+
+function _code(e: unknown): string | undefined {
+  return (e as { code?: string } | null)?.code;
+}
+
+export function ioErrorCode(e: unknown): string | undefined {
+  return _code(e);
+}
+
+function _ioError(e: unknown, p: string): TpError {
+  if (e instanceof TpError) return e;
+  const code = _code(e) ?? 'EIO';
+  return new TpError('internal', 'io', `cannot access ${p}: ${code}`, { cause: e });
+}

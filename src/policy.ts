@@ -1,0 +1,107 @@
+/**
+ * Access decisions (SPEC §4-§6) as pure functions over the vault body: who is asking (token),
+ * may they use these credentials (state, grant, tier), and may the request go where it goes
+ * (domain, scheme, port, placement). Each refusal is a `denied` TpError whose code is audited.
+ */
+import { randomBytes } from 'node:crypto';
+import { Buffer } from 'node:buffer';
+import { secretEqual, sha256, toHex, utf8 } from './bytes.ts';
+import { matchTarget, parseDomainPattern } from './domain.ts';
+import { denied } from './errors.ts';
+import type { PlaceholderUse } from './template.ts';
+import { tierRank } from './tiers.ts';
+import type { AgentRecord, CredentialRecord } from './vault.ts';
+
+export const TOKEN_PREFIX = 'tpat_';
+
+export function newAgentToken(): { token: string; sha256: string } {
+  const token = TOKEN_PREFIX + Buffer.from(randomBytes(32)).toString('base64url');
+  return { token, sha256: tokenHash(token) };
+}
+
+export function tokenHash(token: string): string {
+  return toHex(sha256(utf8.encode(token)));
+}
+
+/** Compares against every agent in constant time per comparison; the token is never stored. */
+export function findAgentByToken(agents: readonly AgentRecord[], token: string): AgentRecord | null {
+  const presented = sha256(utf8.encode(token));
+  let found: AgentRecord | null = null;
+  for (const agent of agents) {
+    if (agent.token_sha256 === null) continue;
+    if (secretEqual(presented, Buffer.from(agent.token_sha256, 'hex'))) found = agent;
+  }
+  return found;
+}
+
+export function checkAgent(agents: readonly AgentRecord[], token: string | null, now: Date): AgentRecord {
+  if (token === null || token === '') {
+    throw denied('no_token', 'no agent token was presented', 'set TRUST_PROTOCOL_TOKEN or pass --token-file PATH');
+  }
+  const agent = findAgentByToken(agents, token);
+  if (agent === null) {
+    throw denied('bad_token', 'the agent token is not valid', 'ask the operator for a token: `trust-protocol agent token ID`');
+  }
+  if (agent.state !== 'active') {
+    throw denied(`agent_${agent.state}`, `agent ${agent.id} is ${agent.state}`);
+  }
+  if (agent.token_expires_at === null || Date.parse(agent.token_expires_at) <= now.getTime()) {
+    throw denied('token_expired', `the token of agent ${agent.id} has expired`, `ask the operator for a fresh one: \`trust-protocol agent token ${agent.id}\``);
+  }
+  return agent;
+}
+
+/** Unknown and ungranted credentials get the same answer, so an agent cannot enumerate names. */
+export function checkGrant(agent: AgentRecord, credentials: readonly CredentialRecord[], name: string): CredentialRecord {
+  const credential = credentials.find((c) => c.name === name);
+  if (credential === undefined || !agent.grants.includes(name)) {
+    throw denied('not_granted', `agent ${agent.id} has no grant for credential "${name}"`, `the operator can run: trust-protocol agent grant ${agent.id} ${name}`);
+  }
+  if (tierRank(agent.tier) < tierRank(credential.min_tier)) {
+    throw denied('tier_too_low', `credential "${name}" needs tier ${credential.min_tier}; agent ${agent.id} is ${agent.tier}`);
+  }
+  return credential;
+}
+
+export function checkTarget(credential: CredentialRecord, url: URL, uses: readonly PlaceholderUse[]): void {
+  if (credential.any_domain) {
+    if (url.protocol !== 'https:') {
+      throw denied('scheme_not_allowed', `credential "${credential.name}" may only be sent over https`);
+    }
+  } else {
+    const patterns = credential.allowed_domains.map((p) => parseDomainPattern(p));
+    if (matchTarget(patterns, url) === null) {
+      throw denied(
+        'domain_not_allowed',
+        `credential "${credential.name}" may not be sent to ${url.protocol}//${url.host}`,
+        `allowed: ${credential.allowed_domains.join(', ')}`,
+      );
+    }
+  }
+  for (const use of uses) {
+    if (use.name === credential.name && !credential.placements.includes(use.placement)) {
+      throw denied(
+        'placement_not_allowed',
+        `credential "${credential.name}" may not be placed in the request ${use.placement}`,
+        `allowed placements: ${credential.placements.join(', ')}`,
+      );
+    }
+  }
+}
+
+export interface Decision {
+  agent: AgentRecord;
+  credentials: CredentialRecord[];
+}
+
+/** Every credential the template names is checked on its own; all must pass. */
+export function decide(
+  state: { agents: readonly AgentRecord[]; credentials: readonly CredentialRecord[] },
+  request: { token: string | null; names: readonly string[]; url: URL; uses: readonly PlaceholderUse[] },
+  now: Date,
+): Decision {
+  const agent = checkAgent(state.agents, request.token, now);
+  const credentials = request.names.map((n) => checkGrant(agent, state.credentials, n));
+  for (const c of credentials) checkTarget(c, request.url, request.uses);
+  return { agent, credentials };
+}

@@ -1,0 +1,375 @@
+/**
+ * The vault file (`vault.json`, format documented in docs/formats.md#vault): KDF parameters, the
+ * data key wrapped under the password-derived key, credential metadata with encrypted values, agent
+ * records, and an HMAC over all of it. Reading needs no password (early policy denials use the
+ * unauthenticated view); nothing is trusted for an allow until `unseal` has checked the HMAC.
+ */
+import { createHmac } from 'node:crypto';
+import { type AuditEvent, openAuditWriter } from './audit.ts';
+import { canonicalJson } from './canonical.ts';
+import { fromB64, fromHex, secretEqual, toB64, utf8, wipe } from './bytes.ts';
+import { open, randomBytes, randomKey, seal, subkey } from './crypto/aead.ts';
+import { checkKdfParams, deriveKey, type KdfParams } from './crypto/kdf.ts';
+import { integrity, TpError } from './errors.ts';
+import { type Home, readStateFile, withLock, writeStateFile } from './home.ts';
+import { type Tier, TIERS } from './tiers.ts';
+import { arr, bool, int, obj, oneOf, str, strArr, strOrNull } from './validate.ts';
+
+export const VAULT_FILE = 'vault.json';
+export const VAULT_FORMAT = 'trust-protocol/vault';
+export const VAULT_VERSION = 1;
+
+export const PLACEMENTS = ['header', 'query', 'path', 'body'] as const;
+export type Placement = (typeof PLACEMENTS)[number];
+
+/** What the value's ciphertext is bound to: editing any of it makes decryption fail (exit 8). */
+export interface CredentialMeta {
+  name: string;
+  allowed_domains: string[];
+  any_domain: boolean;
+  placements: Placement[];
+  min_tier: Tier;
+  base_url: string | null;
+  inject: string | null;
+  rate: string | null;
+}
+
+export interface CredentialRecord extends CredentialMeta {
+  created_at: string;
+  updated_at: string;
+  value: { nonce: string; ciphertext: string };
+}
+
+export const AGENT_STATES = ['active', 'suspended', 'revoked'] as const;
+export type AgentState = (typeof AGENT_STATES)[number];
+
+export interface AgentRecord {
+  id: string;
+  name: string;
+  tier: Tier;
+  state: AgentState;
+  grants: string[];
+  token_sha256: string | null;
+  token_expires_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface AuditHead {
+  seq: number;
+  hash: string;
+}
+
+export interface VaultBody {
+  generation: number;
+  created_at: string;
+  credentials: CredentialRecord[];
+  agents: AgentRecord[];
+  audit_head: AuditHead | null;
+}
+
+export interface VaultFile {
+  format: typeof VAULT_FORMAT;
+  version: typeof VAULT_VERSION;
+  kdf: { algorithm: 'argon2id'; memory_kib: number; iterations: number; parallelism: number; salt: string };
+  key: { nonce: string; ciphertext: string };
+  body: VaultBody;
+  mac: string;
+}
+
+/** Keys derived from the data key once the vault is unsealed. */
+export interface VaultKeys {
+  credentials: Uint8Array;
+  state: Uint8Array;
+  audit: Uint8Array;
+  data: Uint8Array;
+}
+
+export function deriveVaultKeys(dataKey: Uint8Array): VaultKeys {
+  return {
+    data: dataKey,
+    credentials: subkey(dataKey, 'credential-values'),
+    state: subkey(dataKey, 'state-mac'),
+    audit: subkey(dataKey, 'audit-mac'),
+  };
+}
+
+export function wipeKeys(keys: VaultKeys): void {
+  wipe(keys.data, keys.credentials, keys.state, keys.audit);
+}
+
+function _kdfParams(file: VaultFile): KdfParams {
+  return {
+    memoryKib: file.kdf.memory_kib,
+    iterations: file.kdf.iterations,
+    parallelism: file.kdf.parallelism,
+  };
+}
+
+function _wrapAad(kdf: VaultFile['kdf']): Uint8Array {
+  return utf8.encode(canonicalJson({ format: VAULT_FORMAT, version: VAULT_VERSION, kdf }));
+}
+
+function _mac(file: Omit<VaultFile, 'mac'>, keys: VaultKeys): string {
+  const { format, version, kdf, key, body } = file;
+  return createHmac('sha256', keys.state)
+    .update(canonicalJson({ format, version, kdf, key, body }))
+    .digest('hex');
+}
+
+function _wrapDataKey(password: Uint8Array, params: KdfParams, dataKey: Uint8Array) {
+  const kdf = {
+    algorithm: 'argon2id' as const,
+    memory_kib: params.memoryKib,
+    iterations: params.iterations,
+    parallelism: params.parallelism,
+    salt: toB64(randomBytes(16)),
+  };
+  const kek = deriveKey(password, fromB64(kdf.salt, 'kdf.salt'), params);
+  const wrapped = seal(kek, dataKey, _wrapAad(kdf));
+  wipe(kek);
+  return { kdf, key: { nonce: toB64(wrapped.nonce), ciphertext: toB64(wrapped.ciphertext) } };
+}
+
+export function createVault(
+  password: Uint8Array,
+  params: KdfParams,
+  now: Date,
+): { file: VaultFile; keys: VaultKeys } {
+  const problem = checkKdfParams(params);
+  if (problem !== null) {
+    throw new TpError('usage', 'kdf_params', problem, { hint: 'the floor is 19 MiB and 2 iterations' });
+  }
+  const keys = deriveVaultKeys(randomKey());
+  const { kdf, key } = _wrapDataKey(password, params, keys.data);
+  const body: VaultBody = {
+    generation: 1,
+    created_at: now.toISOString(),
+    credentials: [],
+    agents: [],
+    audit_head: null,
+  };
+  const unsigned = { format: VAULT_FORMAT, version: VAULT_VERSION, kdf, key, body } as const;
+  return { file: { ...unsigned, mac: _mac(unsigned, keys) }, keys };
+}
+
+/** Derives the key from the password and checks the whole file. Wrong password: exit 3. */
+export function unseal(file: VaultFile, password: Uint8Array): VaultKeys {
+  const kek = deriveKey(password, fromB64(file.kdf.salt, 'kdf.salt'), _kdfParams(file));
+  const dataKey = open(
+    kek,
+    { nonce: fromB64(file.key.nonce, 'key.nonce'), ciphertext: fromB64(file.key.ciphertext, 'key.ciphertext') },
+    _wrapAad(file.kdf),
+  );
+  wipe(kek);
+  if (dataKey === null || dataKey.length !== 32) {
+    throw new TpError('sealed', 'wrong_password', 'wrong master password', {
+      hint: 'check the password source (--password-file, TRUST_PROTOCOL_PASSWORD or the prompt)',
+    });
+  }
+  const keys = deriveVaultKeys(dataKey);
+  verifyVault(file, keys);
+  return keys;
+}
+
+export function verifyVault(file: VaultFile, keys: VaultKeys): void {
+  const expected = fromHex(_mac(file, keys), 'mac');
+  let actual: Uint8Array;
+  try {
+    actual = fromHex(file.mac, 'mac');
+  } catch {
+    actual = new Uint8Array(0);
+  }
+  if (!secretEqual(expected, actual)) {
+    throw integrity(
+      'vault_mac',
+      'the vault file was modified outside trust-protocol (its integrity check failed)',
+      'restore vault.json from a backup; nothing was decrypted or sent',
+    );
+  }
+}
+
+export function loadVault(home: Home): VaultFile {
+  const bytes = readStateFile(home, VAULT_FILE);
+  if (bytes === null) {
+    throw new TpError('sealed', 'no_vault', `no vault in ${home.dir}`, {
+      hint: 'run `trust-protocol init` to create one',
+    });
+  }
+  return parseVault(bytes);
+}
+
+export function vaultExists(home: Home): boolean {
+  return readStateFile(home, VAULT_FILE) !== null;
+}
+
+export function saveVault(home: Home, file: VaultFile, keys: VaultKeys): void {
+  const { mac: _, ...unsigned } = file;
+  const signed: VaultFile = { ...unsigned, mac: _mac(unsigned, keys) };
+  writeStateFile(home, VAULT_FILE, JSON.stringify(signed, null, 2) + '\n');
+}
+
+export interface Change<T> {
+  result: T;
+  /** Audit events for the change; made durable before the vault is written (fail closed). */
+  events: AuditEvent[];
+}
+
+/**
+ * Read-modify-write under the vault lock, on a freshly read and re-verified file, so concurrent
+ * processes never lose each other's changes. The change's audit entries are appended first: if
+ * they cannot be made durable, the change does not happen. The vault then records the audit head.
+ */
+export async function updateVault<T>(
+  home: Home,
+  keys: VaultKeys,
+  change: (body: VaultBody, file: VaultFile) => Change<T>,
+): Promise<T> {
+  return await withLock(home, 'vault', async () => {
+    const file = loadVault(home);
+    verifyVault(file, keys);
+    const { result, events } = change(file.body, file);
+    if (events.length > 0) {
+      file.body.audit_head = await openAuditWriter(home, { macKey: keys.audit }).append(events);
+    }
+    file.body.generation += 1;
+    saveVault(home, file, keys);
+    return result;
+  });
+}
+
+/** Re-wraps the data key under a new password; credentials are not re-encrypted. */
+export async function changePassword(
+  home: Home,
+  keys: VaultKeys,
+  newPassword: Uint8Array,
+  params: KdfParams,
+): Promise<void> {
+  const problem = checkKdfParams(params);
+  if (problem !== null) throw new TpError('usage', 'kdf_params', problem);
+  const { kdf, key } = _wrapDataKey(newPassword, params, keys.data);
+  await updateVault(home, keys, (_body, file) => {
+    file.kdf = kdf;
+    file.key = key;
+    return {
+      result: undefined,
+      events: [{ event: 'vault.password_changed', actor: { type: 'operator' }, outcome: 'ok', data: {} }],
+    };
+  });
+}
+
+export function credentialMeta(c: CredentialMeta): CredentialMeta {
+  return {
+    name: c.name,
+    allowed_domains: [...c.allowed_domains],
+    any_domain: c.any_domain,
+    placements: [...c.placements],
+    min_tier: c.min_tier,
+    base_url: c.base_url,
+    inject: c.inject,
+    rate: c.rate,
+  };
+}
+
+function _credentialAad(meta: CredentialMeta): Uint8Array {
+  return utf8.encode(canonicalJson({ v: 1, ...credentialMeta(meta) }));
+}
+
+export function encryptValue(keys: VaultKeys, meta: CredentialMeta, value: Uint8Array) {
+  const s = seal(keys.credentials, value, _credentialAad(meta));
+  return { nonce: toB64(s.nonce), ciphertext: toB64(s.ciphertext) };
+}
+
+export function decryptValue(keys: VaultKeys, record: CredentialRecord): Uint8Array {
+  const value = open(
+    keys.credentials,
+    { nonce: fromB64(record.value.nonce, 'nonce'), ciphertext: fromB64(record.value.ciphertext, 'ciphertext') },
+    _credentialAad(record),
+  );
+  if (value === null) {
+    throw integrity(
+      'credential_binding',
+      `credential "${record.name}" does not match its encrypted value: its metadata was edited or swapped`,
+      'restore vault.json from a backup, or remove and re-add the credential',
+    );
+  }
+  return value;
+}
+
+export function parseVault(bytes: Uint8Array): VaultFile {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw integrity('malformed_state', 'vault.json is not valid JSON', 'restore it from a backup');
+  }
+  const o = obj(raw, 'vault');
+  if (o.format !== VAULT_FORMAT) throw integrity('malformed_state', 'vault.json: not a trust-protocol vault');
+  if (o.version !== VAULT_VERSION) {
+    throw integrity('unsupported_version', `vault.json: format version ${String(o.version)} is not supported`, 'upgrade trust-protocol');
+  }
+  const kdf = obj(o.kdf, 'kdf');
+  const key = obj(o.key, 'key');
+  const body = obj(o.body, 'body');
+  const head = body.audit_head === null ? null : obj(body.audit_head, 'body.audit_head');
+  const file: VaultFile = {
+    format: VAULT_FORMAT,
+    version: VAULT_VERSION,
+    kdf: {
+      algorithm: oneOf(kdf.algorithm, 'kdf.algorithm', ['argon2id'] as const),
+      memory_kib: int(kdf.memory_kib, 'kdf.memory_kib'),
+      iterations: int(kdf.iterations, 'kdf.iterations'),
+      parallelism: int(kdf.parallelism, 'kdf.parallelism'),
+      salt: str(kdf.salt, 'kdf.salt'),
+    },
+    key: { nonce: str(key.nonce, 'key.nonce'), ciphertext: str(key.ciphertext, 'key.ciphertext') },
+    body: {
+      generation: int(body.generation, 'body.generation'),
+      created_at: str(body.created_at, 'body.created_at'),
+      credentials: arr(body.credentials, 'body.credentials').map((c, i) => _parseCredential(c, i)),
+      agents: arr(body.agents, 'body.agents').map((a, i) => _parseAgent(a, i)),
+      audit_head: head === null ? null : { seq: int(head.seq, 'audit_head.seq'), hash: str(head.hash, 'audit_head.hash') },
+    },
+    mac: str(o.mac, 'mac'),
+  };
+  const problem = checkKdfParams(_kdfParams(file));
+  if (problem !== null) {
+    throw integrity('kdf_params', `vault.json asks for unsafe KDF parameters: ${problem}`, 'restore vault.json from a backup');
+  }
+  return file;
+}
+
+function _parseCredential(v: unknown, i: number): CredentialRecord {
+  const f = `credentials[${i}]`;
+  const c = obj(v, f);
+  const value = obj(c.value, `${f}.value`);
+  return {
+    name: str(c.name, `${f}.name`),
+    allowed_domains: strArr(c.allowed_domains, `${f}.allowed_domains`),
+    any_domain: bool(c.any_domain, `${f}.any_domain`),
+    placements: arr(c.placements, `${f}.placements`).map((p, j) => oneOf(p, `${f}.placements[${j}]`, PLACEMENTS)),
+    min_tier: oneOf(c.min_tier, `${f}.min_tier`, TIERS),
+    base_url: strOrNull(c.base_url, `${f}.base_url`),
+    inject: strOrNull(c.inject, `${f}.inject`),
+    rate: strOrNull(c.rate, `${f}.rate`),
+    created_at: str(c.created_at, `${f}.created_at`),
+    updated_at: str(c.updated_at, `${f}.updated_at`),
+    value: { nonce: str(value.nonce, `${f}.value.nonce`), ciphertext: str(value.ciphertext, `${f}.value.ciphertext`) },
+  };
+}
+
+function _parseAgent(v: unknown, i: number): AgentRecord {
+  const f = `agents[${i}]`;
+  const a = obj(v, f);
+  return {
+    id: str(a.id, `${f}.id`),
+    name: str(a.name, `${f}.name`),
+    tier: oneOf(a.tier, `${f}.tier`, TIERS),
+    state: oneOf(a.state, `${f}.state`, AGENT_STATES),
+    grants: strArr(a.grants, `${f}.grants`),
+    token_sha256: strOrNull(a.token_sha256, `${f}.token_sha256`),
+    token_expires_at: strOrNull(a.token_expires_at, `${f}.token_expires_at`),
+    created_at: str(a.created_at, `${f}.created_at`),
+    updated_at: str(a.updated_at, `${f}.updated_at`),
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * Runs the real command line as a user would: `node cmd/main.ts`, `deno run cmd/main.ts`, or the
+ * built binary (TP_CLI=binary), in a clean environment (nothing of the test runner's leaks in).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+
+const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
+const isDeno = typeof (globalThis as { Deno?: unknown }).Deno === 'object';
+
+export type Runtime = 'node' | 'deno' | 'binary';
+export const RUNTIME: Runtime = process.env.TP_CLI === 'binary' ? 'binary' : isDeno ? 'deno' : 'node';
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: Uint8Array;
+}
+
+export interface RunOptions {
+  env?: Record<string, string | undefined>;
+  input?: string | Uint8Array;
+  timeoutMs?: number;
+}
+
+export function command(args: readonly string[]): { file: string; argv: string[] } {
+  if (RUNTIME === 'binary') return { file: path.join(ROOT, 'dist/trust-protocol'), argv: [...args] };
+  if (RUNTIME === 'deno') {
+    return { file: process.execPath, argv: ['run', '--quiet', '-A', path.join(ROOT, 'cmd/main.ts'), ...args] };
+  }
+  return { file: process.execPath, argv: [path.join(ROOT, 'cmd/main.ts'), ...args] };
+}
+
+export function baseEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), NO_COLOR: '1' };
+  for (const [k, v] of Object.entries(extra)) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  return env;
+}
+
+export function run(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const { file, argv } = command(args);
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, argv, { env: baseEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const stdoutBytes = Buffer.concat(out);
+      resolve({
+        code: code ?? (signal === 'SIGKILL' ? 137 : 128),
+        stdout: stdoutBytes.toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+        stdoutBytes: new Uint8Array(stdoutBytes),
+      });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+export const PASSWORD = 'correct horse battery staple';
+
+/** A fresh home with a vault at the KDF floor (tests never use less), and a password file. */
+export interface TestHome {
+  dir: string;
+  home: string;
+  passwordFile: string;
+  /** Runs the CLI with --home and the password file's env already set. */
+  tp(args: readonly string[], options?: RunOptions): Promise<RunResult>;
+  file(name: string, content: string | Uint8Array, mode?: number): string;
+}
+
+export async function newHome(options: { init?: boolean } = {}): Promise<TestHome> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tp-test-'));
+  const home = path.join(dir, 'home');
+  const passwordFile = path.join(dir, 'password');
+  writeFileSync(passwordFile, PASSWORD + '\n', { mode: 0o600 });
+  const t: TestHome = {
+    dir,
+    home,
+    passwordFile,
+    tp: (args, o = {}) => run(['--home', home, ...args], o),
+    file(name, content, mode = 0o600) {
+      const p = path.join(dir, name);
+      writeFileSync(p, content, { mode });
+      chmodSync(p, mode);
+      return p;
+    },
+  };
+  if (options.init !== false) {
+    const r = await t.tp(['init', '--kdf-memory-mib', '19', '--kdf-iterations', '2', '--password-file', passwordFile]);
+    if (r.code !== 0) throw new Error(`init failed: ${r.stderr}`);
+  }
+  return t;
+}
+
+/** Adds a credential with a value given on stdin; returns the CLI result. */
+export function addCredential(t: TestHome, name: string, value: string, flags: readonly string[]): Promise<RunResult> {
+  return t.tp(['credential', 'add', name, ...flags, '--password-file', t.passwordFile], { input: value });
+}
+
+/** Registers an agent, grants it credentials (promoting first if needed) and returns id and token. */
+export async function newAgent(
+  t: TestHome,
+  options: { name?: string; tier?: string; grants?: readonly string[] } = {},
+): Promise<{ id: string; token: string }> {
+  const reg = await t.tp(['--json', 'agent', 'register', options.name ?? 'bot', '--tier', options.tier ?? 'COMPANION', '--password-file', t.passwordFile]);
+  if (reg.code !== 0) throw new Error(`register failed: ${reg.stderr}`);
+  const { id, token } = JSON.parse(reg.stdout) as { id: string; token: string };
+  if ((options.grants ?? []).length > 0) {
+    const g = await t.tp(['agent', 'grant', id, ...(options.grants ?? []), '--password-file', t.passwordFile]);
+    if (g.code !== 0) throw new Error(`grant failed: ${g.stderr}`);
+  }
+  return { id, token };
+}

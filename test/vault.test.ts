@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { KDF_FLOOR } from '../src/crypto/kdf.ts';
+import { TpError } from '../src/errors.ts';
+import { openHome } from '../src/home.ts';
+import {
+  createVault,
+  decryptValue,
+  encryptValue,
+  loadVault,
+  saveVault,
+  unseal,
+  updateVault,
+  type CredentialRecord,
+} from '../src/vault.ts';
+
+const pw = new TextEncoder().encode('vault unit test password');
+const value = new TextEncoder().encode('sk-unit-canary-123456');
+
+function fresh() {
+  const home = openHome(path.join(mkdtempSync(path.join(tmpdir(), 'tp-vault-')), 'h'), { create: true });
+  const { file, keys } = createVault(pw, KDF_FLOOR, new Date());
+  saveVault(home, file, keys);
+  return { home, keys };
+}
+
+function record(keys: ReturnType<typeof fresh>['keys']): CredentialRecord {
+  const meta = {
+    name: 'k',
+    allowed_domains: ['api.allowed.test'],
+    any_domain: false,
+    placements: ['header' as const],
+    min_tier: 'COMPANION' as const,
+    base_url: null,
+    inject: null,
+    rate: null,
+  };
+  return { ...meta, created_at: 'x', updated_at: 'x', value: encryptValue(keys, meta, value) };
+}
+
+function kindOf(fn: () => unknown): string {
+  try {
+    fn();
+    return 'none';
+  } catch (e) {
+    return e instanceof TpError ? `${e.kind}:${e.code}` : 'other';
+  }
+}
+
+describe('vault', () => {
+  it('round-trips a credential value bound to its metadata', () => {
+    const { keys } = fresh();
+    expect(new TextDecoder().decode(decryptValue(keys, record(keys)))).toBe('sk-unit-canary-123456');
+  });
+
+  it.each([
+    ['allowed_domains', (r: CredentialRecord) => r.allowed_domains.push('evil.test')],
+    ['any_domain', (r: CredentialRecord) => { r.any_domain = true; }],
+    ['placements', (r: CredentialRecord) => r.placements.push('query')],
+    ['min_tier', (r: CredentialRecord) => { r.min_tier = 'NOVICE'; }],
+    ['name', (r: CredentialRecord) => { r.name = 'other'; }],
+    ['base_url', (r: CredentialRecord) => { r.base_url = 'https://evil.test'; }],
+    ['inject', (r: CredentialRecord) => { r.inject = 'X: {{CREDENTIAL}}'; }],
+  ])('detects an edit of %s through the AEAD binding (integrity error)', (_field, edit) => {
+    const { keys } = fresh();
+    const r = record(keys);
+    edit(r);
+    expect(kindOf(() => decryptValue(keys, r))).toBe('integrity:credential_binding');
+  });
+
+  it('a wrong password is "sealed", a changed body is "integrity"', async () => {
+    const { home, keys } = fresh();
+    expect(kindOf(() => unseal(loadVault(home), new TextEncoder().encode('nope')))).toBe('sealed:wrong_password');
+    await updateVault(home, keys, (body) => {
+      body.credentials.push(record(keys));
+      return { result: null, events: [] };
+    });
+    const file = loadVault(home);
+    expect(kindOf(() => unseal(file, pw))).toBe('none');
+    file.body.credentials[0]!.min_tier = 'NOVICE';
+    expect(kindOf(() => unseal(file, pw))).toBe('integrity:vault_mac');
+  });
+
+  it('refuses weakened KDF parameters before deriving anything', () => {
+    const { home } = fresh();
+    const file = loadVault(home);
+    file.kdf.iterations = 1;
+    expect(kindOf(() => unseal(file, pw))).toBe('integrity:kdf_params');
+  });
+});
