@@ -22,7 +22,7 @@ build: dist/trust-protocol
 # copy of the pinned Node 24 binary (TOOLCHAIN.md: `deno compile` would download a runtime).
 dist/trust-protocol: node_modules/.installed $(SOURCES)
 	@mkdir -p dist
-	$(NODE) node_modules/esbuild/bin/esbuild cmd/main.ts --bundle --platform=node --format=cjs \
+	node_modules/.bin/esbuild cmd/main.ts --bundle --platform=node --format=cjs \
 	  --target=node24 --log-level=warning --outfile=dist/trust-protocol.cjs
 	printf '%s' '{"main":"dist/trust-protocol.cjs","output":"dist/sea-prep.blob","disableExperimentalSEAWarning":true,"useCodeCache":true,"useSnapshot":false,"execArgvExtension":"none"}' > dist/sea-config.json
 	$(NODE) --experimental-sea-config dist/sea-config.json

@@ -5,17 +5,30 @@
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import pkg from '../package.json' with { type: 'json' };
 import { TpError, usage } from '../src/errors.ts';
-import { agentCommands } from './commands/agent.ts';
-import { credentialCommands } from './commands/credential.ts';
-import { execCommands } from './commands/exec.ts';
-import { vaultCommands } from './commands/vault.ts';
 import { type Command, type Ctx, type Output, resolveHomeDir } from './context.ts';
 import { asTpError, EXIT, EXIT_TABLE, formatError } from './exit.ts';
 import { type Io, write } from './io.ts';
 
 export const VERSION: string = pkg.version;
 
-const COMMANDS: Command[] = [...vaultCommands, ...credentialCommands, ...agentCommands, ...execCommands];
+/**
+ * Command modules load on demand, so `--version` or `status` do not pay for TLS, zlib or crypto
+ * module start-up (binary start-up is measured against bare `node -e 0`).
+ */
+const MODULES: Record<string, () => Promise<Command[]>> = {
+  init: async () => (await import('./commands/vault.ts')).vaultCommands,
+  status: async () => (await import('./commands/vault.ts')).vaultCommands,
+  passwd: async () => (await import('./commands/vault.ts')).vaultCommands,
+  credential: async () => (await import('./commands/credential.ts')).credentialCommands,
+  agent: async () => (await import('./commands/agent.ts')).agentCommands,
+  exec: async () => (await import('./commands/exec.ts')).execCommands,
+};
+const GROUPS = ['credential', 'agent'];
+
+async function _allCommands(): Promise<Command[]> {
+  const lists = await Promise.all([...new Set(Object.values(MODULES))].map((load) => load()));
+  return [...new Set(lists.flat())];
+}
 
 const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
   home: { type: 'string' },
@@ -25,7 +38,6 @@ const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
   help: { type: 'boolean', short: 'h' },
 };
 
-const GROUPS = [...new Set(COMMANDS.filter((c) => c.words.length > 1).map((c) => c.words[0] as string))];
 
 export async function runCli(argv: readonly string[], io: Io): Promise<number> {
   const jsonErrors = argv.includes('--json');
@@ -43,9 +55,10 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
       await write(io.stdout, `trust-protocol ${VERSION}\n`);
       return EXIT.ok;
     }
-    const { command, rest, group } = _findCommand(argv);
+    const { command, rest, group } = await _findCommand(argv);
     if (command === null) {
-      await write(io.stdout, group === undefined ? _mainHelp() : _groupHelp(group));
+      const all = await _allCommands();
+      await write(io.stdout, group === undefined ? _mainHelp(all) : _groupHelp(all, group));
       return EXIT.ok;
     }
     const parsed = _parse(command, rest);
@@ -76,7 +89,7 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
 }
 
 /** Global flags may come first; then one or two command words; flags may sit between them. */
-function _findCommand(argv: readonly string[]): { command: Command | null; rest: string[]; group?: string } {
+async function _findCommand(argv: readonly string[]): Promise<{ command: Command | null; rest: string[]; group?: string }> {
   const pre: string[] = [];
   const words: string[] = [];
   let i = 0;
@@ -95,9 +108,10 @@ function _findCommand(argv: readonly string[]): { command: Command | null; rest:
   }
   const rest = [...pre, ...argv.slice(i)];
   if (words.length === 0 || words[0] === 'help') return { command: null, rest };
-  const command = COMMANDS.find((c) => c.words.join(' ') === words.join(' '));
-  if (command !== undefined) return { command, rest };
   const group = words[0] as string;
+  const load = MODULES[group];
+  const command = load === undefined ? undefined : (await load()).find((c) => c.words.join(' ') === words.join(' '));
+  if (command !== undefined) return { command, rest };
   if (GROUPS.includes(group)) {
     if (words.length === 1 || words[1] === 'help') return { command: null, rest, group };
     throw usage('unknown_command', `unknown command "${group} ${JSON.stringify(words[1]).slice(1, -1)}"`, `see \`trust-protocol ${group} --help\``);
@@ -136,9 +150,9 @@ async function _print(ctx: Ctx, output: Output): Promise<void> {
   await write(ctx.io.stdout, output.text);
 }
 
-function _mainHelp(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.words.join(' ').length));
-  const lines = COMMANDS.map((c) => `  ${c.words.join(' ').padEnd(width)}  ${c.summary}`);
+function _mainHelp(all: Command[]): string {
+  const width = Math.max(...all.map((c) => c.words.join(' ').length));
+  const lines = all.map((c) => `  ${c.words.join(' ').padEnd(width)}  ${c.summary}`);
   return `trust-protocol ${VERSION}: a credential broker for AI agents
 
 Usage: trust-protocol [--home DIR] [--json] [--quiet] [--no-color] COMMAND [ARGS]
@@ -161,10 +175,9 @@ ${EXIT_TABLE}
 `;
 }
 
-function _groupHelp(group: string): string {
-  const commands = COMMANDS.filter((c) => c.words[0] === group);
-  const width = Math.max(...commands.map((c) => c.usage.length));
-  return `Usage:\n${commands.map((c) => `  trust-protocol ${c.usage.padEnd(width)}`).join('\n')}\n\n` +
+function _groupHelp(all: Command[], group: string): string {
+  const commands = all.filter((c) => c.words[0] === group);
+  return `Usage:\n${commands.map((c) => `  trust-protocol ${c.usage}`).join('\n')}\n\n` +
     commands.map((c) => `  ${c.words.join(' ')}: ${c.summary}`).join('\n') + '\n';
 }
 

@@ -155,8 +155,8 @@ export async function withLock<T>(
       if (_code(e) !== 'EEXIST') throw _ioError(e, lockPath);
     }
     const owner = _readLockOwner(lockPath);
-    if (owner !== null && !isAlive(owner.pid)) {
-      _breakStaleLock(lockPath, owner.raw);
+    if (owner === null ? _abandonedEmptyLock(lockPath) : !isAlive(owner.pid)) {
+      _breakStaleLock(lockPath, owner?.raw ?? '');
       continue;
     }
     if (Date.now() > deadline) {
@@ -178,10 +178,20 @@ function _readLockOwner(lockPath: string): { pid: number; raw: string } | null {
   try {
     const raw = fs.readFileSync(lockPath, 'utf8');
     const pid = Number.parseInt(raw.split(' ')[0] ?? '', 10);
-    // A lock file caught between create and write is empty: treat its owner as alive.
+    // A lock file caught between create and write is empty: its owner is alive unless it stays so.
     return Number.isSafeInteger(pid) && pid > 0 ? { pid, raw } : null;
   } catch {
     return null;
+  }
+}
+
+/** A lock file left empty by a process killed between creating and writing it. */
+function _abandonedEmptyLock(lockPath: string): boolean {
+  try {
+    const st = fs.statSync(lockPath);
+    return st.size === 0 && Date.now() - st.mtimeMs > 2_000;
+  } catch {
+    return false;
   }
 }
 

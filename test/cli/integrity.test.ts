@@ -95,10 +95,11 @@ describe('crash safety', () => {
     for (const delayMs of [5, 30, 60, 90, 120, 180, 250]) {
       const { file, argv } = command(['--home', t.home, 'credential', 'add', `new${delayMs}`, '--allowed-domains', 'api.allowed.test', '--password-file', t.passwordFile]);
       const child = spawn(file, argv, { env: baseEnv(), stdio: ['pipe', 'ignore', 'ignore'] });
+      const closed = new Promise((r) => child.on('close', r));
       child.stdin.end(`${CANARY}-new`);
       await new Promise((r) => setTimeout(r, delayMs));
       child.kill('SIGKILL');
-      await new Promise((r) => child.on('close', r));
+      await closed;
       const list = await t.tp(['credential', 'list', '--json']);
       expect(list.code, list.stderr).toBe(0);
       const names = JSON.parse(list.stdout).map((c: { name: string }) => c.name);

@@ -1,0 +1,404 @@
+/**
+ * Redaction: every injected secret value, and the encoded forms an upstream may echo it in, is
+ * replaced by `[REDACTED:name]` before the agent sees a response (SPEC section 6).
+ *
+ * Semantics (the same for `redactBytes` and for `Redactor` under any chunking):
+ * - Every occurrence of every form of every secret is found, overlapping ones included.
+ * - Overlapping occurrences merge into one redacted span (the union), so no fragment of a longer
+ *   form survives because a shorter one matched first. Spans that only touch stay separate.
+ * - Each span becomes one marker, named after the longest form that starts where the span starts
+ *   (ties: the secret listed first).
+ *
+ * Floor: a value must be at least 8 bytes. Its shortest form is then the 8-byte raw value, and the
+ * shortest stable base64 core is 10 characters (60 bits), so unrelated text matches by chance about
+ * once in 2^60 positions. Shorter values are refused rather than redacted with short patterns that
+ * would hit ordinary base64 or hex text.
+ *
+ * Known limits: base64 characters that mix secret bits with neighbouring bytes (at most one on each
+ * side of an embedded value, carrying at most 4 secret bits each) stay; mixed-case hex, line-wrapped
+ * base64 and nested encodings (percent-encoded base64, JSON inside JSON) are not recognised.
+ */
+import { Buffer } from 'node:buffer';
+import { TpError } from './errors.ts';
+
+export interface Secret {
+  name: string;
+  value: Uint8Array;
+}
+
+const _MIN_VALUE_BYTES = 8;
+const _MAX_VALUE_BYTES = 64 * 1024;
+
+/** Every byte sequence to redact for one value, deduplicated, longest first. */
+export function secretForms(value: Uint8Array): Uint8Array[] {
+  _checkValue(value, 'value');
+  // A copy: callers wipe their value buffers, which must not blank out a redactor's patterns.
+  const raw = Buffer.from(value);
+  const texts = [
+    ..._base64Forms(raw),
+    raw.toString('hex'),
+    raw.toString('hex').toUpperCase(),
+    ..._jsonForms(raw),
+  ];
+  const forms = [raw, ..._percentForms(raw), ...texts.map((text) => Buffer.from(text, 'utf8'))];
+  return _uniqueLongestFirst(forms).map(_view);
+}
+
+interface _Pattern {
+  bytes: Buffer;
+  marker: Buffer;
+}
+
+/** Patterns bucketed by their first two bytes (every form is at least 8 bytes long). */
+interface _Index {
+  /** Non-zero where some pattern begins with the two bytes `(b0 << 8) | b1`. */
+  firstTwo: Uint8Array;
+  /** Non-zero where some pattern begins with the byte. */
+  firstOne: Uint8Array;
+  /** Longest first, so the first one that matches at a position is the longest there. */
+  buckets: Map<number, _Pattern[]>;
+}
+
+/**
+ * Streaming redactor, one per response body. It holds back only the shortest tail that could
+ * still begin a match (never more than the longest form minus one byte), so a server-sent event
+ * ending in `\n\n` is released at once. Output may share memory with the chunk passed in.
+ */
+export class Redactor {
+  #index: _Index;
+  #tail: Buffer = Buffer.alloc(0);
+  /** Absolute stream offset of `#tail[0]`. */
+  #base = 0;
+  /** Absolute offset up to which bytes belong to a span whose marker was already emitted. */
+  #redactEnd = 0;
+  #ended = false;
+
+  constructor(secrets: readonly Secret[]) {
+    this.#index = _index(_compile(secrets));
+  }
+
+  /** Returns the bytes that are safe to emit now (may be empty). */
+  push(chunk: Uint8Array): Uint8Array {
+    if (this.#ended) {
+      throw new TpError('internal', 'redact_after_end', 'Redactor.push called after end()');
+    }
+    return this.#process(_buffer(chunk), false);
+  }
+
+  /** Flushes the held-back tail; the redactor cannot be used afterwards. */
+  end(): Uint8Array {
+    if (this.#ended) return new Uint8Array(0);
+    const out = this.#process(Buffer.alloc(0), true);
+    this.#ended = true;
+    this.#tail = Buffer.alloc(0);
+    return out;
+  }
+
+  /**
+   * One pass over the held tail plus the new chunk, position by position. It stops at the first
+   * position where a pattern could still complete in a later chunk: every decision before that
+   * point is final whatever arrives next, which makes the output independent of the chunking.
+   */
+  #process(chunk: Buffer, final: boolean): Uint8Array {
+    const buf = this.#tail.length === 0 ? chunk : Buffer.concat([this.#tail, chunk]);
+    const { firstTwo, firstOne, buckets } = this.#index;
+    const out: Buffer[] = [];
+    let cursor = 0;
+    let limit = buf.length;
+    scan: for (let at = 0; at < buf.length; at++) {
+      if (at + 1 === buf.length) {
+        if (!final && firstOne[buf[at]] !== 0) limit = at;
+        break;
+      }
+      const key = (buf[at] << 8) | buf[at + 1];
+      if (firstTwo[key] === 0) continue;
+      let found: _Pattern | undefined;
+      for (const pattern of buckets.get(key)!) {
+        const available = Math.min(pattern.bytes.length, buf.length - at);
+        if (!_equalAt(buf, at, pattern.bytes, available)) continue;
+        if (available === pattern.bytes.length) {
+          found = pattern;
+          break;
+        }
+        if (!final) {
+          limit = at;
+          break scan;
+        }
+      }
+      if (found === undefined) continue;
+      const end = this.#base + at + found.bytes.length;
+      if (this.#base + at < this.#redactEnd) {
+        if (end > this.#redactEnd) this.#redactEnd = end;
+      } else {
+        const from = Math.max(cursor, this.#redactEnd - this.#base);
+        if (at > from) out.push(buf.subarray(from, at));
+        out.push(found.marker);
+        this.#redactEnd = end;
+        cursor = at;
+      }
+    }
+    const from = Math.max(cursor, this.#redactEnd - this.#base);
+    if (limit > from) out.push(buf.subarray(from, limit));
+    // Copied: the caller may reuse the chunk's memory once push returns.
+    this.#tail = Buffer.from(buf.subarray(limit));
+    this.#base += limit;
+    return _view(out.length === 1 ? out[0] : Buffer.concat(out));
+  }
+}
+
+/** Redacts a whole body at once; identical to streaming it through a `Redactor` in any chunks. */
+export function redactBytes(data: Uint8Array, secrets: readonly Secret[]): Uint8Array {
+  const redactor = new Redactor(secrets);
+  const head = redactor.push(data);
+  const tail = redactor.end();
+  return tail.length === 0 ? head : _view(Buffer.concat([head, tail]));
+}
+
+/**
+ * Redacts a status text or header value. Fetch represents both as byte strings (one character per
+ * wire byte, i.e. latin1), so the text is matched as latin1 bytes; when it contains non-ASCII
+ * characters it is also matched as UTF-8, which catches a value that was decoded as UTF-8.
+ */
+export function redactString(text: string, secrets: readonly Secret[]): string {
+  let result = text;
+  // deno-lint-ignore no-control-regex
+  if (/^[\u0000-\u00ff]*$/.test(result)) {
+    result = _redactAs(result, secrets, { encoding: 'latin1' });
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[^\u0000-\u007f]/.test(result)) result = _redactAs(result, secrets, { encoding: 'utf8' });
+  return result;
+}
+
+/** Leaves the text untouched unless something matched (UTF-8 would rewrite lone surrogates). */
+function _redactAs(
+  text: string,
+  secrets: readonly Secret[],
+  { encoding }: { encoding: 'latin1' | 'utf8' },
+): string {
+  const bytes = Buffer.from(text, encoding);
+  const redacted = _buffer(redactBytes(bytes, secrets));
+  return redacted.equals(bytes) ? text : redacted.toString(encoding);
+}
+
+function _compile(secrets: readonly Secret[]): _Pattern[] {
+  if (!Array.isArray(secrets)) {
+    throw new TpError('internal', 'redact_bad_secrets', 'secrets: expected an array');
+  }
+  const seen = new Set<string>();
+  const patterns: _Pattern[] = [];
+  secrets.forEach((secret, index) => {
+    if (typeof secret?.name !== 'string' || secret.name === '') {
+      throw new TpError(
+        'internal',
+        'redact_bad_secret',
+        `secrets[${index}].name: expected a non-empty string`,
+      );
+    }
+    _checkValue(secret.value, `secret "${secret.name}"`);
+    const marker = Buffer.from(`[REDACTED:${secret.name}]`, 'utf8');
+    for (const form of secretForms(secret.value)) {
+      const bytes = _buffer(form);
+      const key = bytes.toString('latin1');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      patterns.push({ bytes, marker });
+    }
+  });
+  // Stable: equal lengths keep the order of the secrets, so the first listed names the span.
+  return patterns.sort((a, b) => b.bytes.length - a.bytes.length);
+}
+
+function _checkValue(value: Uint8Array, field: string): void {
+  if (!(value instanceof Uint8Array)) {
+    throw new TpError('internal', 'redact_bad_secret', `${field}: expected a Uint8Array`);
+  }
+  if (value.length < _MIN_VALUE_BYTES || value.length > _MAX_VALUE_BYTES) {
+    throw new TpError(
+      'internal',
+      'redact_bad_secret',
+      `${field}: value has ${value.length} bytes; expected ${_MIN_VALUE_BYTES} to ${_MAX_VALUE_BYTES}`,
+      { hint: 'credential values are checked at add; this one bypassed that check' },
+    );
+  }
+}
+
+function _index(patterns: readonly _Pattern[]): _Index {
+  const firstTwo = new Uint8Array(65536);
+  const firstOne = new Uint8Array(256);
+  const buckets = new Map<number, _Pattern[]>();
+  for (const pattern of patterns) {
+    const key = (pattern.bytes[0] << 8) | pattern.bytes[1];
+    firstTwo[key] = 1;
+    firstOne[pattern.bytes[0]] = 1;
+    const bucket = buckets.get(key);
+    if (bucket === undefined) buckets.set(key, [pattern]);
+    else bucket.push(pattern);
+  }
+  return { firstTwo, firstOne, buckets };
+}
+
+/**
+ * Whether `buf` holds the first `length` bytes of `pattern` at `at`. The bucket key already
+ * matched the first two bytes, and the caller checked bounds.
+ */
+function _equalAt(buf: Buffer, at: number, pattern: Buffer, length: number): boolean {
+  for (let i = 2; i < length; i++) {
+    if (buf[at + i] !== pattern[i]) return false;
+  }
+  return true;
+}
+
+/**
+ * For the value at byte offset 0, 1 or 2 (mod 3) of a larger blob, the base64 characters made only
+ * of the value's bits (the stable core, the same whatever surrounds it), plus the endings seen when
+ * the blob ends with the value (last partial character, with and without padding). At alignment 0
+ * the longest ending is the whole-value encoding.
+ */
+function _base64Forms(value: Buffer): string[] {
+  const forms: string[] = [];
+  for (const align of [0, 1, 2]) {
+    const bits = 8 * (align + value.length);
+    const start = Math.ceil((8 * align) / 6);
+    const padded = Buffer.concat([Buffer.alloc(align), value]).toString('base64');
+    const urlSafe = padded.replaceAll('+', '-').replaceAll('/', '_');
+    for (const text of [padded, urlSafe]) {
+      forms.push(
+        text.slice(start, Math.floor(bits / 6)),
+        text.slice(start, Math.ceil(bits / 6)),
+        text.slice(start),
+      );
+    }
+  }
+  return forms;
+}
+
+const _ALPHANUMERIC = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+const _URI_COMPONENT_SAFE = "-_.!~*'()";
+const _RFC3986_SAFE = '-._~';
+const _FORM_SAFE = '*-._';
+
+/**
+ * encodeURIComponent, RFC 3986 (Python quote), query style with `+` for space (Go QueryEscape,
+ * Python quote_plus), HTML form encoding (URLSearchParams), and every byte escaped; each with
+ * upper- and lower-case hex digits.
+ */
+function _percentForms(value: Buffer): Buffer[] {
+  const styles = [
+    { safe: _URI_COMPONENT_SAFE, plus: false },
+    { safe: _RFC3986_SAFE, plus: false },
+    { safe: _RFC3986_SAFE, plus: true },
+    { safe: _FORM_SAFE, plus: true },
+    { safe: null, plus: false },
+  ];
+  const forms: Buffer[] = [];
+  for (const upper of [true, false]) {
+    for (const style of styles) forms.push(_percentEncode(value, { ...style, upper }));
+  }
+  return forms;
+}
+
+function _percentEncode(
+  value: Buffer,
+  options: { safe: string | null; plus: boolean; upper: boolean },
+): Buffer {
+  const keep = new Uint8Array(256);
+  if (options.safe !== null) {
+    for (const ch of _ALPHANUMERIC + options.safe) keep[ch.charCodeAt(0)] = 1;
+  }
+  const digits = Buffer.from(options.upper ? '0123456789ABCDEF' : '0123456789abcdef');
+  const out = Buffer.alloc(3 * value.length);
+  let n = 0;
+  for (const byte of value) {
+    if (keep[byte] !== 0) {
+      out[n++] = byte;
+    } else if (options.plus && byte === 0x20) {
+      out[n++] = 0x2b;
+    } else {
+      out[n++] = 0x25;
+      out[n++] = digits[byte >> 4];
+      out[n++] = digits[byte & 15];
+    }
+  }
+  return out.subarray(0, n);
+}
+
+/**
+ * The inside of a JSON string holding the value decoded as UTF-8: JSON.stringify's minimal
+ * escaping, optionally with `\/` (PHP), non-ASCII as \uXXXX (Python, PHP), and HTML-safe escapes of
+ * `<>&` U+2028 U+2029 (Go), with lower- or upper-case hex. Values that are not UTF-8 cannot sit in
+ * a JSON string as text, so they get no JSON forms.
+ */
+function _jsonForms(value: Buffer): string[] {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(value);
+  } catch {
+    return [];
+  }
+  // Only the variants that can differ, which keeps this cheap for 64 KiB values.
+  const either = (matters: boolean) => matters ? [false, true] : [false];
+  const forms: string[] = [];
+  for (const slash of either(text.includes('/'))) {
+    for (const unicode of either(/[\u0080-\uffff]/.test(text))) {
+      for (const html of either(/[<>&\u2028\u2029]/.test(text))) {
+        // Hex digits appear only where something is written as \uXXXX.
+        for (const upper of either(/[^ -\u007f]|[<>&]/.test(text))) {
+          forms.push(_jsonEscape(text, { slash, unicode, html, upper }));
+        }
+      }
+    }
+  }
+  return forms;
+}
+
+const _JSON_SHORT: Record<string, string> = {
+  '"': '\\"',
+  '\\': '\\\\',
+  '\b': '\\b',
+  '\f': '\\f',
+  '\n': '\\n',
+  '\r': '\\r',
+  '\t': '\\t',
+};
+
+function _jsonEscape(
+  text: string,
+  options: { slash: boolean; unicode: boolean; html: boolean; upper: boolean },
+): string {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    const code = text.charCodeAt(i);
+    const htmlUnsafe = ch === '<' || ch === '>' || ch === '&' || code === 0x2028 ||
+      code === 0x2029;
+    if (_JSON_SHORT[ch] !== undefined) {
+      out += _JSON_SHORT[ch];
+    } else if (code < 0x20 || (options.unicode && code >= 0x80) || (options.html && htmlUnsafe)) {
+      const hex = code.toString(16).padStart(4, '0');
+      out += '\\u' + (options.upper ? hex.toUpperCase() : hex);
+    } else if (options.slash && ch === '/') {
+      out += '\\/';
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+function _uniqueLongestFirst(forms: readonly Buffer[]): Buffer[] {
+  const unique = new Map<string, Buffer>();
+  for (const form of forms) {
+    const key = form.toString('latin1');
+    if (!unique.has(key)) unique.set(key, form);
+  }
+  return [...unique.values()].sort((a, b) => b.length - a.length);
+}
+
+function _buffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function _view(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}

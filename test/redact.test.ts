@@ -1,0 +1,460 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { Buffer } from 'node:buffer';
+import { redactBytes, Redactor, redactString, type Secret, secretForms } from '../src/redact.ts';
+import { TpError } from '../src/errors.ts';
+
+const CANARY = 'tp-Canary/4f"é<&>+ ~x\\9\'()*';
+const canary: Secret = { name: 'canary', value: Buffer.from(CANARY, 'utf8') };
+const MARK = '[REDACTED:canary]';
+
+function bytes(text: string): Uint8Array {
+  return new Uint8Array(Buffer.from(text, 'utf8'));
+}
+
+function latin1(data: Uint8Array): string {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('latin1');
+}
+
+function has(haystack: Uint8Array, needle: Uint8Array): boolean {
+  return Buffer.from(haystack).indexOf(Buffer.from(needle)) >= 0;
+}
+
+function streamed(secrets: readonly Secret[], chunks: readonly Uint8Array[]): Uint8Array {
+  const redactor = new Redactor(secrets);
+  const out = chunks.map((chunk) => redactor.push(chunk));
+  out.push(redactor.end());
+  return new Uint8Array(Buffer.concat(out));
+}
+
+function splitAt(data: Uint8Array, cuts: readonly number[]): Uint8Array[] {
+  const points = [...new Set(cuts.map((c) => c % (data.length + 1)))].sort((a, b) => a - b);
+  const chunks: Uint8Array[] = [];
+  let from = 0;
+  for (const p of [...points, data.length]) {
+    chunks.push(data.subarray(from, p));
+    from = p;
+  }
+  return chunks;
+}
+
+/**
+ * A deliberately naive redactor over the same forms: at each position the longest form, spans
+ * merged while they overlap. The engine's indexOf scanning and hold-back must agree with it.
+ */
+function reference(data: Uint8Array, secrets: readonly Secret[]): Uint8Array {
+  const seen = new Set<string>();
+  const patterns: { form: Buffer; name: string }[] = [];
+  for (const s of secrets) {
+    for (const form of secretForms(s.value)) {
+      const key = latin1(form);
+      if (!seen.has(key)) patterns.push({ form: Buffer.from(form), name: s.name });
+      seen.add(key);
+    }
+  }
+  patterns.sort((a, b) => b.form.length - a.form.length);
+  const buf = Buffer.from(data);
+  const out: Buffer[] = [];
+  let spanEnd = 0;
+  for (let p = 0; p < buf.length; p++) {
+    const hit = patterns.find(({ form }) => buf.subarray(p, p + form.length).equals(form));
+    if (hit !== undefined && p < spanEnd) {
+      spanEnd = Math.max(spanEnd, p + hit.form.length);
+    } else if (hit !== undefined) {
+      out.push(Buffer.from(`[REDACTED:${hit.name}]`));
+      spanEnd = p + hit.form.length;
+    } else if (p >= spanEnd) {
+      out.push(buf.subarray(p, p + 1));
+    }
+  }
+  return new Uint8Array(Buffer.concat(out));
+}
+
+/** Each form built with the platform's own encoders, independently of src/redact.ts. */
+function independentForms(text: string): Record<string, string> {
+  const raw = Buffer.from(text, 'utf8');
+  const every = (upper: boolean) =>
+    [...raw].map((b) => {
+      const hex = b.toString(16).padStart(2, '0');
+      return '%' + (upper ? hex.toUpperCase() : hex);
+    }).join('');
+  const json = JSON.stringify(text).slice(1, -1);
+  const rfc3986 = encodeURIComponent(text).replace(
+    /[!'()*]/g,
+    (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase(),
+  );
+  const u = (c: string) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0');
+  return {
+    raw: text,
+    base64: raw.toString('base64'),
+    base64Unpadded: raw.toString('base64').replace(/=+$/, ''),
+    base64url: raw.toString('base64url'),
+    base64urlPadded: raw.toString('base64').replaceAll('+', '-').replaceAll('/', '_'),
+    uriComponent: encodeURIComponent(text),
+    uriComponentLower: encodeURIComponent(text).replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase()),
+    formEncoded: new URLSearchParams({ k: text }).toString().slice(2),
+    rfc3986: rfc3986,
+    goQueryEscape: rfc3986.replaceAll('%20', '+'),
+    everyByteUpper: every(true),
+    everyByteLower: every(false),
+    hexLower: raw.toString('hex'),
+    hexUpper: raw.toString('hex').toUpperCase(),
+    json,
+    jsonSlash: json.replaceAll('/', '\\/'),
+    jsonAscii: json.replace(/[\u0080-\uffff]/g, u),
+    jsonAsciiSlash: json.replace(/[\u0080-\uffff]/g, u).replaceAll('/', '\\/'),
+    jsonAsciiUpper: json.replace(
+      /[\u0080-\uffff]/g,
+      (c) => u(c).toUpperCase().replace('\\U', '\\u'),
+    ),
+    jsonGoHtml: json.replace(/[<>&]/g, u),
+  };
+}
+
+describe('secretForms', () => {
+  it('lists the raw value and its encodings, unique, longest first, none shorter than 8', () => {
+    const forms = secretForms(canary.value).map(latin1);
+    expect(new Set(forms).size).toBe(forms.length);
+    for (let i = 1; i < forms.length; i++) {
+      expect(forms[i - 1].length).toBeGreaterThanOrEqual(forms[i].length);
+    }
+    expect(Math.min(...forms.map((f) => f.length))).toBeGreaterThanOrEqual(8);
+    for (const [kind, form] of Object.entries(independentForms(CANARY))) {
+      expect(forms, kind).toContain(latin1(bytes(form)));
+    }
+  });
+
+  it("includes what the platform's own encoders produce for random text (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'binary', minLength: 3, maxLength: 40 }).filter((t) =>
+          t.isWellFormed() && Buffer.byteLength(t) >= 8
+        ),
+        (text) => {
+          const forms = new Set(secretForms(bytes(text)).map(latin1));
+          const platform = [
+            JSON.stringify(text).slice(1, -1),
+            encodeURIComponent(text),
+            new URLSearchParams({ k: text }).toString().slice(2),
+            Buffer.from(text).toString('base64'),
+            Buffer.from(text).toString('base64url'),
+          ];
+          for (const form of platform) expect(forms.has(latin1(bytes(form))), form).toBe(true);
+        },
+      ),
+    );
+  });
+
+  it('copies the value, so wiping the caller buffer does not blank the patterns', () => {
+    const value = Buffer.from('wipe-me-after-use');
+    const forms = secretForms(value);
+    const redactor = new Redactor([{ name: 'w', value }]);
+    value.fill(0);
+    expect(latin1(forms.at(-1)!)).toBe('wipe-me-after-use');
+    expect(latin1(redactor.push(bytes('x wipe-me-after-use y')))).toBe('x [REDACTED:w] y');
+  });
+
+  it('refuses values outside 8 bytes .. 64 KiB without echoing them', () => {
+    for (const value of [bytes('short7!'), new Uint8Array(64 * 1024 + 1)]) {
+      let error: unknown;
+      try {
+        secretForms(value);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(TpError);
+      expect((error as TpError).message).not.toContain('short7!');
+    }
+    expect(() => new Redactor([{ name: 'k', value: bytes('1234567') }])).toThrow(TpError);
+    expect(() => new Redactor([{ name: '', value: bytes('12345678') }])).toThrow(TpError);
+  });
+});
+
+describe('redactBytes', () => {
+  for (const [kind, form] of Object.entries(independentForms(CANARY))) {
+    it(`redacts the ${kind} form`, () => {
+      const out = latin1(redactBytes(bytes(`before ${form} after`), [canary]));
+      expect(out).toBe(`before ${MARK} after`);
+      expect(out).not.toContain(latin1(bytes(form)));
+      expect(out).not.toContain(latin1(bytes(CANARY)));
+    });
+  }
+
+  it('redacts every character made only of secret bits in a base64 blob, offsets 0..5', () => {
+    const secret = bytes('sk-ant-api03-Zx9/+Qq');
+    const encoders: Record<string, (b: Buffer) => string> = {
+      std: (b) => b.toString('base64'),
+      stdUnpadded: (b) => b.toString('base64').replace(/=+$/, ''),
+      url: (b) => b.toString('base64url'),
+      urlPadded: (b) => b.toString('base64').replaceAll('+', '-').replaceAll('/', '_'),
+    };
+    for (let offset = 0; offset <= 5; offset++) {
+      for (let suffix = 0; suffix <= 3; suffix++) {
+        for (const [name, encode] of Object.entries(encoders)) {
+          const blob = Buffer.concat([
+            Buffer.from('user:pass'.slice(0, offset)),
+            secret,
+            Buffer.from('\x00\xff\x7f'.slice(0, suffix), 'latin1'),
+          ]);
+          const label = `${name} offset ${offset} suffix ${suffix}`;
+          _expectCoreRedacted(encode(blob), { offset, length: secret.length, label });
+          if (suffix === 0) {
+            const out = latin1(redactBytes(bytes(encode(blob)), [{ name: 'k', value: secret }]));
+            expect(out.endsWith('[REDACTED:k]'), label).toBe(true);
+          }
+        }
+      }
+    }
+  });
+
+  it('redacts base64 cores of random secrets in random blobs (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 8, maxLength: 64 }),
+        fc.uint8Array({ maxLength: 7 }),
+        fc.uint8Array({ maxLength: 7 }),
+        fc.boolean(),
+        (secret, prefix, suffix, url) => {
+          const blob = Buffer.concat([prefix, secret, suffix]);
+          const text = blob.toString(url ? 'base64url' : 'base64');
+          _expectCoreRedacted(text, { offset: prefix.length, length: secret.length, label: text });
+        },
+      ),
+    );
+  });
+
+  it('redacts hex in either case', () => {
+    const value = bytes('\x01\xfe-hex-canary');
+    const hex = Buffer.from(value).toString('hex');
+    const secrets = [{ name: 'h', value }];
+    for (const form of [hex, hex.toUpperCase()]) {
+      expect(latin1(redactBytes(bytes(`id=${form};`), secrets))).toBe('id=[REDACTED:h];');
+    }
+  });
+
+  it('redacts two secrets, each under its own name', () => {
+    const a = { name: 'a', value: bytes('alpha-secret-1') };
+    const b = { name: 'b', value: bytes('bravo-secret-2') };
+    const body = `{"x":"alpha-secret-1","y":"${Buffer.from('bravo-secret-2').toString('hex')}"}`;
+    expect(latin1(redactBytes(bytes(body), [a, b]))).toBe(
+      '{"x":"[REDACTED:a]","y":"[REDACTED:b]"}',
+    );
+  });
+
+  it('prefers the longer secret when one is a prefix of another', () => {
+    const short = { name: 'short', value: bytes('prefix-secret') };
+    const long = { name: 'long', value: bytes('prefix-secret-longer') };
+    for (const secrets of [[short, long], [long, short]]) {
+      expect(latin1(redactBytes(bytes('<prefix-secret-longer>'), secrets))).toBe(
+        '<[REDACTED:long]>',
+      );
+      expect(latin1(redactBytes(bytes('<prefix-secret-long>'), secrets))).toBe(
+        '<[REDACTED:short]-long>',
+      );
+    }
+  });
+
+  it('redacts the union of overlapping matches, leaving no fragment', () => {
+    const a = { name: 'a', value: bytes('abcdefgh12') };
+    const b = { name: 'b', value: bytes('12345678xy') };
+    expect(latin1(redactBytes(bytes('[abcdefgh12345678xy]'), [a, b]))).toBe('[[REDACTED:a]]');
+    expect(latin1(redactBytes(bytes('abcdefgh12abcdefgh12'), [a]))).toBe(
+      '[REDACTED:a][REDACTED:a]',
+    );
+    const ends = { name: 'e', value: bytes('abbbbbba') };
+    expect(latin1(redactBytes(bytes('-abbbbbbabbbbbba-'), [ends]))).toBe('-[REDACTED:e]-');
+    const repetitive = { name: 'r', value: bytes('aaaaaaaa') };
+    expect(latin1(redactBytes(bytes('x' + 'a'.repeat(1000) + 'x'), [repetitive]))).toBe(
+      'x[REDACTED:r]x',
+    );
+  });
+
+  it('leaves a near miss alone: the value with any one byte changed', () => {
+    const value = 'near-miss-value';
+    for (let i = 0; i < value.length; i++) {
+      const changed = value.slice(0, i) + '#' + value.slice(i + 1);
+      const data = bytes(`x ${changed} y`);
+      expect(latin1(redactBytes(data, [{ name: 'n', value: bytes(value) }])), changed).toBe(
+        latin1(data),
+      );
+    }
+  });
+
+  it('passes text and binary without secrets through byte for byte', () => {
+    const text = bytes('HTTP/1.1 body with {"json": true} and café ☕ and base64 QUJDRA==');
+    expect(redactBytes(text, [canary])).toEqual(text);
+    expect(redactBytes(text, [])).toEqual(text);
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 8, maxLength: 64 }),
+        fc.uint8Array({ maxLength: 2000 }),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (value, data, cuts) => {
+          const secrets = [{ name: 's', value }];
+          fc.pre(secretForms(value).every((form) => !has(data, form)));
+          expect(redactBytes(data, secrets)).toEqual(data);
+          expect(streamed(secrets, splitAt(data, cuts))).toEqual(data);
+        },
+      ),
+    );
+  });
+
+  it('agrees with a naive reference implementation (property)', () => {
+    fc.assert(
+      fc.property(_scenario(), ({ secrets, data }) => {
+        expect(latin1(redactBytes(data, secrets))).toBe(latin1(reference(data, secrets)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('Redactor', () => {
+  const sse = (value: string) => `data: {"k":"${value}"}\n\n`;
+  const cases = [
+    { name: 'api', value: 'sk-live-0123456789abcdef' },
+    { name: 'odd', value: 'tok/"quoted"\\é' },
+  ];
+
+  for (const { name, value } of cases) {
+    const secrets = [{ name, value: bytes(value) }];
+    const whole = bytes(
+      sse(JSON.stringify(value).slice(1, -1)) + sse('no secret') +
+        sse(Buffer.from(value).toString('base64')),
+    );
+    const expected = sse(`[REDACTED:${name}]`) + sse('no secret') + sse(`[REDACTED:${name}]`);
+
+    it(`gives the same SSE output split at every byte (${name})`, () => {
+      expect(latin1(redactBytes(whole, secrets))).toBe(expected);
+      for (let cut = 0; cut <= whole.length; cut++) {
+        const out = streamed(secrets, [whole.subarray(0, cut), whole.subarray(cut)]);
+        expect(latin1(out), `cut at ${cut}`).toBe(expected);
+      }
+      const ones = [...whole].map((b) => Uint8Array.of(b));
+      expect(latin1(streamed(secrets, ones))).toBe(expected);
+    });
+
+    it(`releases a complete event at once and holds back only a possible match (${name})`, () => {
+      const redactor = new Redactor(secrets);
+      const event = bytes(sse(value));
+      expect(latin1(redactor.push(event))).toBe(sse(`[REDACTED:${name}]`));
+      const partial = bytes(`data: ${value.slice(0, 5)}`);
+      expect(latin1(redactor.push(partial))).toBe('data: ');
+      expect(latin1(redactor.push(bytes('!\n')))).toBe(`${value.slice(0, 5)}!\n`);
+      expect(redactor.end()).toEqual(new Uint8Array(0));
+    });
+  }
+
+  it('holds back at most the longest form minus one byte, and only a possible match', () => {
+    const longest = secretForms(canary.value)[0];
+    const almost = longest.subarray(0, longest.length - 1);
+    const redactor = new Redactor([canary]);
+    expect(redactor.push(almost).length).toBe(0);
+    expect(latin1(redactor.end())).toBe(latin1(almost));
+    // The canary starts with "t", so only a final "%" could begin its every-byte form "%74...".
+    const stream = new Redactor([canary]);
+    expect(stream.push(new Uint8Array(10_000).fill(0x25)).length).toBe(9_999);
+    expect(latin1(stream.push(bytes('qq')))).toBe('%qq');
+  });
+
+  it('keeps its own copy of a held-back tail when the caller reuses the chunk memory', () => {
+    const redactor = new Redactor([canary]);
+    const chunk = Buffer.from(`head ${CANARY.slice(0, 6)}`);
+    expect(latin1(redactor.push(chunk))).toBe('head ');
+    chunk.fill(0x2e);
+    expect(latin1(redactor.push(bytes(`${CANARY.slice(6)} tail`)))).toBe(`${MARK} tail`);
+  });
+
+  it('refuses push after end', () => {
+    const redactor = new Redactor([canary]);
+    redactor.end();
+    expect(() => redactor.push(bytes('x'))).toThrow(TpError);
+  });
+
+  it('matches redactBytes for any chunking and never emits a raw secret (property)', () => {
+    fc.assert(
+      fc.property(
+        _scenario(),
+        fc.array(fc.nat(), { maxLength: 20 }),
+        ({ secrets, data }, cuts) => {
+          const whole = redactBytes(data, secrets);
+          const out = streamed(secrets, splitAt(data, cuts));
+          expect(latin1(out)).toBe(latin1(whole));
+          for (const { value } of secrets) expect(has(out, value)).toBe(false);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('redactString', () => {
+  const key: Secret = { name: 'key', value: bytes('pässwörd-1234') };
+
+  it('redacts a header value, also when its bytes were read as latin1', () => {
+    const wire = Buffer.from('pässwörd-1234').toString('latin1');
+    expect(redactString(`Bearer ${wire}`, [key])).toBe('Bearer [REDACTED:key]');
+    expect(redactString('Bearer pässwörd-1234', [key])).toBe('Bearer [REDACTED:key]');
+    const basic = Buffer.from('user:pässwörd-1234').toString('base64');
+    // "user:" is 40 bits: the 7th character mixes 4 bits of ":" with 2 bits of the secret.
+    expect(redactString(`Basic ${basic}`, [key])).toBe('Basic dXNlcjp[REDACTED:key]');
+  });
+
+  it('redacts a status text', () => {
+    const status = `Unauthorized: token ${encodeURIComponent('pässwörd-1234')} rejected`;
+    expect(redactString(status, [key])).toBe('Unauthorized: token [REDACTED:key] rejected');
+  });
+
+  it('leaves strings without a secret untouched', () => {
+    for (const text of ['OK', 'café', 'Ünïcödé ☕ \ud800 lone', '\u00ff\u0080 bytes']) {
+      expect(redactString(text, [key])).toBe(text);
+    }
+  });
+});
+
+/**
+ * Asserts that every base64 character of `text` carrying only secret bits (the secret sits at
+ * byte `offset`) was redacted, and nothing before the first of them.
+ */
+function _expectCoreRedacted(
+  text: string,
+  { offset, length, label }: { offset: number; length: number; label: string },
+): void {
+  const first = Math.ceil((8 * offset) / 6);
+  const last = Math.floor((8 * (offset + length)) / 6);
+  // Node's base64 decoder reads both alphabets.
+  const decoded = Buffer.from(text, 'base64');
+  const value = decoded.subarray(offset, offset + length);
+  const out = latin1(redactBytes(bytes(text), [{ name: 'k', value }]));
+  const at = out.indexOf('[REDACTED:k]');
+  expect(at, label).toBe(first);
+  expect(out.slice(0, at), label).toBe(text.slice(0, at));
+  const rest = out.slice(at + '[REDACTED:k]'.length);
+  expect(text.endsWith(rest), label).toBe(true);
+  expect(text.length - rest.length, label).toBeGreaterThanOrEqual(last);
+}
+
+/** Secrets from a small alphabet (many overlaps and partial matches) or random bytes. */
+function _scenario() {
+  const value = fc.oneof(
+    fc.uint8Array({ minLength: 8, maxLength: 64 }),
+    fc.array(fc.constantFrom(0x61, 0x62), { minLength: 8, maxLength: 16 }).map((a) =>
+      Uint8Array.from(a)
+    ),
+  );
+  return fc.array(value, { minLength: 1, maxLength: 3 }).chain((values) => {
+    const secrets = values.map((v, i) => ({ name: `s${i}`, value: v }));
+    const forms = secrets.flatMap((s) => secretForms(s.value));
+    const piece = fc.oneof(
+      fc.uint8Array({ maxLength: 24 }),
+      fc.array(fc.constantFrom(0x61, 0x62), { maxLength: 12 }).map((a) => Uint8Array.from(a)),
+      fc.constantFrom(...forms),
+      fc.tuple(fc.constantFrom(...forms), fc.nat()).map(([f, n]) => f.subarray(0, n % f.length)),
+      fc.tuple(fc.constantFrom(...forms), fc.nat()).map(([f, n]) => f.subarray(n % f.length)),
+    );
+    return fc.array(piece, { maxLength: 12 }).map((pieces) => ({
+      secrets,
+      data: new Uint8Array(Buffer.concat(pieces)),
+    }));
+  });
+}
