@@ -38,20 +38,26 @@ const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
   help: { type: 'boolean', short: 'h' },
 };
 
-
 export async function runCli(argv: readonly string[], io: Io): Promise<number> {
   const jsonErrors = argv.includes('--json');
   try {
-    const refused = argv.find((a) => a === '--password' || a.startsWith('--password=') || a === '--token' || a.startsWith('--token='));
+    const refused = argv.find((a) =>
+      a === '--password' || a.startsWith('--password=') || a === '--token' ||
+      a.startsWith('--token=')
+    );
     if (refused !== undefined) {
       const what = refused.startsWith('--password') ? 'password' : 'token';
       throw usage(
         `${what}_on_command_line`,
         `the ${what} is never accepted on the command line (other users can read it there)`,
-        what === 'password' ? 'use --password-file PATH, TRUST_PROTOCOL_PASSWORD, or the prompt' : 'use --token-file PATH or TRUST_PROTOCOL_TOKEN',
+        what === 'password'
+          ? 'use --password-file PATH, TRUST_PROTOCOL_PASSWORD, or the prompt'
+          : 'use --token-file PATH or TRUST_PROTOCOL_TOKEN',
       );
     }
-    if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V' || argv[0] === 'version')) {
+    if (
+      argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V' || argv[0] === 'version')
+    ) {
       await write(io.stdout, `trust-protocol ${VERSION}\n`);
       return EXIT.ok;
     }
@@ -73,8 +79,12 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
       positionals: parsed.positionals,
       json,
       quiet: parsed.values.quiet === true,
-      color: parsed.values['no-color'] !== true && io.env.NO_COLOR === undefined && io.stdout.isTTY === true,
-      homeDir: resolveHomeDir(typeof parsed.values.home === 'string' ? parsed.values.home : undefined, io),
+      color: parsed.values['no-color'] !== true && io.env.NO_COLOR === undefined &&
+        io.stdout.isTTY === true,
+      homeDir: resolveHomeDir(
+        typeof parsed.values.home === 'string' ? parsed.values.home : undefined,
+        io,
+      ),
       now: () => new Date(),
     };
     const output = await command.run(ctx);
@@ -83,13 +93,17 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
   } catch (e) {
     const err = asTpError(e);
     io.stderr.write(formatError(err, jsonErrors));
-    if (err.kind === 'internal' && io.env.TRUST_PROTOCOL_DEBUG === '1' && e instanceof Error) io.stderr.write(`${e.stack}\n`);
+    if (err.kind === 'internal' && io.env.TRUST_PROTOCOL_DEBUG === '1' && e instanceof Error) {
+      io.stderr.write(`${e.stack}\n`);
+    }
     return EXIT[err.kind];
   }
 }
 
 /** Global flags may come first; then one or two command words; flags may sit between them. */
-async function _findCommand(argv: readonly string[]): Promise<{ command: Command | null; rest: string[]; group?: string }> {
+async function _findCommand(
+  argv: readonly string[],
+): Promise<{ command: Command | null; rest: string[]; group?: string }> {
   const pre: string[] = [];
   const words: string[] = [];
   let i = 0;
@@ -110,13 +124,23 @@ async function _findCommand(argv: readonly string[]): Promise<{ command: Command
   if (words.length === 0 || words[0] === 'help') return { command: null, rest };
   const group = words[0] as string;
   const load = MODULES[group];
-  const command = load === undefined ? undefined : (await load()).find((c) => c.words.join(' ') === words.join(' '));
+  const command = load === undefined
+    ? undefined
+    : (await load()).find((c) => c.words.join(' ') === words.join(' '));
   if (command !== undefined) return { command, rest };
   if (GROUPS.includes(group)) {
     if (words.length === 1 || words[1] === 'help') return { command: null, rest, group };
-    throw usage('unknown_command', `unknown command "${group} ${JSON.stringify(words[1]).slice(1, -1)}"`, `see \`trust-protocol ${group} --help\``);
+    throw usage(
+      'unknown_command',
+      `unknown command "${group} ${JSON.stringify(words[1]).slice(1, -1)}"`,
+      `see \`trust-protocol ${group} --help\``,
+    );
   }
-  throw usage('unknown_command', `unknown command "${JSON.stringify(group).slice(1, -1)}"`, 'see `trust-protocol --help`');
+  throw usage(
+    'unknown_command',
+    `unknown command "${JSON.stringify(group).slice(1, -1)}"`,
+    'see `trust-protocol --help`',
+  );
 }
 
 function _parse(command: Command, args: string[]) {
@@ -129,21 +153,35 @@ function _parse(command: Command, args: string[]) {
     });
     const n = positionals.length;
     if (values.help !== true && (n < command.args.min || n > command.args.max)) {
-      const expected = command.args.min === command.args.max ? `${command.args.min}` : `${command.args.min} to ${command.args.max}`;
+      const expected = command.args.min === command.args.max
+        ? `${command.args.min}`
+        : `${command.args.min} to ${command.args.max}`;
       // Never echo the arguments themselves: a user may have pasted a secret there by mistake.
-      throw usage('bad_arguments', `\`${command.words.join(' ')}\` takes ${expected} argument(s), got ${n}`, `usage: trust-protocol ${command.usage}`);
+      throw usage(
+        'bad_arguments',
+        `\`${command.words.join(' ')}\` takes ${expected} argument(s), got ${n}`,
+        `usage: trust-protocol ${command.usage}`,
+      );
     }
     return { values: values as Ctx['values'], positionals };
   } catch (e) {
     if (e instanceof TpError) throw e;
-    const message = e instanceof Error ? e.message.replace(/'[^']*'/g, (m) => (m.startsWith("'-") ? m : "'…'")) : String(e);
-    throw usage('bad_flags', message.split('\n')[0] ?? 'bad flags', `usage: trust-protocol ${command.usage}`);
+    const message = e instanceof Error
+      ? e.message.replace(/'[^']*'/g, (m) => (m.startsWith("'-") ? m : "'…'"))
+      : String(e);
+    throw usage(
+      'bad_flags',
+      message.split('\n')[0] ?? 'bad flags',
+      `usage: trust-protocol ${command.usage}`,
+    );
   }
 }
 
 async function _print(ctx: Ctx, output: Output): Promise<void> {
   if (ctx.json) {
-    if (output.json !== undefined) await write(ctx.io.stdout, JSON.stringify(output.json, null, 2) + '\n');
+    if (output.json !== undefined) {
+      await write(ctx.io.stdout, JSON.stringify(output.json, null, 2) + '\n');
+    }
     return;
   }
   if (ctx.quiet && output.informational) return;
@@ -182,7 +220,9 @@ function _groupHelp(all: Command[], group: string): string {
 }
 
 function _commandHelp(c: Command): string {
-  const flags = Object.entries(c.options).map(([name, o]) => `  ${o.short ? `-${o.short}, ` : ''}--${name}${o.type === 'string' ? ' VALUE' : ''}`);
+  const flags = Object.entries(c.options).map(([name, o]) =>
+    `  ${o.short ? `-${o.short}, ` : ''}--${name}${o.type === 'string' ? ' VALUE' : ''}`
+  );
   return `Usage: trust-protocol ${c.usage}\n\n${c.summary}\n` +
     (c.help ? `\n${c.help}\n` : '') +
     (flags.length > 0 ? `\nOptions:\n${flags.join('\n')}\n` : '') +

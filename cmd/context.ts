@@ -36,7 +36,7 @@ export interface Command {
   options: ParseArgsOptionsConfig;
   args: { min: number; max: number };
   help?: string;
-  run: (ctx: Ctx) => Promise<Output>;
+  run: (ctx: Ctx) => Output | Promise<Output>;
 }
 
 export const PASSWORD_FILE_OPTION: ParseArgsOptionsConfig = { 'password-file': { type: 'string' } };
@@ -86,7 +86,9 @@ export async function unsealVault(ctx: Ctx): Promise<Unsealed> {
 export function tableText(rows: string[][]): string {
   if (rows.length === 0) return '';
   const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n') + '\n';
+  return rows.map((r) =>
+    r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()
+  ).join('\n') + '\n';
 }
 
 export function internal(message: string): TpError {

@@ -40,5 +40,6 @@ export function formatError(e: TpError, json: boolean): string {
     if (e.hint !== undefined) error.hint = e.hint;
     return JSON.stringify({ error }) + '\n';
   }
-  return `trust-protocol: error: ${e.message}\n` + (e.hint === undefined ? '' : `hint: ${e.hint}\n`);
+  return `trust-protocol: error: ${e.message}\n` +
+    (e.hint === undefined ? '' : `hint: ${e.hint}\n`);
 }

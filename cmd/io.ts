@@ -24,14 +24,21 @@ export function processIo(): Io {
   };
 }
 
-export async function write(stream: NodeJS.WritableStream, data: string | Uint8Array): Promise<void> {
+export async function write(
+  stream: NodeJS.WritableStream,
+  data: string | Uint8Array,
+): Promise<void> {
   if (data.length === 0) return;
   await new Promise<void>((resolve, reject) => {
     stream.write(data, (err) => (err ? reject(err) : resolve()));
   });
 }
 
-export async function readAll(stream: NodeJS.ReadableStream, limit: number, what: string): Promise<Uint8Array> {
+export async function readAll(
+  stream: NodeJS.ReadableStream,
+  limit: number,
+  what: string,
+): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stream) {
@@ -55,7 +62,9 @@ export function readUserFile(path: string, what: string, limit = 16 * 1024 * 102
   try {
     const st = fs.fstatSync(fd);
     if (st.isDirectory()) throw usage('unreadable_file', `${what} ${path} is a directory`);
-    if (st.size > limit) throw usage('input_too_large', `${what} ${path} is larger than ${limit} bytes`);
+    if (st.size > limit) {
+      throw usage('input_too_large', `${what} ${path} is larger than ${limit} bytes`);
+    }
     return new Uint8Array(fs.readFileSync(fd));
   } finally {
     fs.closeSync(fd);

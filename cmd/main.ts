@@ -8,7 +8,9 @@ runCli(process.argv.slice(2), processIo()).then(
     process.exitCode = code;
   },
   (e) => {
-    process.stderr.write(`trust-protocol: error: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(
+      `trust-protocol: error: internal error: ${e instanceof Error ? e.message : String(e)}\n`,
+    );
     process.exitCode = 70;
   },
 );

@@ -17,7 +17,9 @@ export interface PasswordOptions {
 export async function readPassword(io: Io, options: PasswordOptions): Promise<Uint8Array> {
   let password: Uint8Array | null = null;
   if (options.passwordFile !== undefined) {
-    password = new Uint8Array(dropTrailingNewline(readUserFile(options.passwordFile, 'password file', 64 * 1024)));
+    password = new Uint8Array(
+      dropTrailingNewline(readUserFile(options.passwordFile, 'password file', 64 * 1024)),
+    );
   } else if (io.env[PASSWORD_ENV] !== undefined) {
     password = new TextEncoder().encode(io.env[PASSWORD_ENV]);
   } else {
@@ -30,20 +32,31 @@ export async function readPassword(io: Io, options: PasswordOptions): Promise<Ui
     }
   }
   if (password === null) {
-    throw new TpError('sealed', 'no_password_source', 'the master password is needed and there is no way to ask for it', {
-      hint: `use --password-file PATH, set ${PASSWORD_ENV} (weaker: visible to the environment), or run in a terminal`,
-    });
+    throw new TpError(
+      'sealed',
+      'no_password_source',
+      'the master password is needed and there is no way to ask for it',
+      {
+        hint:
+          `use --password-file PATH, set ${PASSWORD_ENV} (weaker: visible to the environment), or run in a terminal`,
+      },
+    );
   }
   if (password.length === 0) throw usage('empty_password', 'the master password is empty');
   if (options.isNew && password.length < MIN_NEW_PASSWORD) {
-    throw usage('weak_password', `the new master password is shorter than ${MIN_NEW_PASSWORD} bytes`);
+    throw usage(
+      'weak_password',
+      `the new master password is shorter than ${MIN_NEW_PASSWORD} bytes`,
+    );
   }
   return password;
 }
 
 export function readToken(io: Io, tokenFile: string | undefined): string | null {
   if (tokenFile !== undefined) {
-    return new TextDecoder().decode(dropTrailingNewline(readUserFile(tokenFile, 'token file', 4096))).trim();
+    return new TextDecoder().decode(
+      dropTrailingNewline(readUserFile(tokenFile, 'token file', 4096)),
+    ).trim();
   }
   const env = io.env[TOKEN_ENV];
   return env === undefined || env === '' ? null : env.trim();

@@ -22,22 +22,39 @@ export interface IssuedToken {
 export function findAgent(body: VaultBody, id: string): AgentRecord {
   const agent = body.agents.find((a) => a.id === id);
   if (agent === undefined) {
-    throw new TpError('usage', 'no_such_agent', `no agent with id "${JSON.stringify(id).slice(1, -1)}"`, { hint: 'see `trust-protocol agent list`' });
+    throw new TpError(
+      'usage',
+      'no_such_agent',
+      `no agent with id "${JSON.stringify(id).slice(1, -1)}"`,
+      { hint: 'see `trust-protocol agent list`' },
+    );
   }
   return agent;
 }
 
-export function registerAgent(body: VaultBody, input: { name: string; tier: Tier; now: Date }): Change<IssuedToken> {
+export function registerAgent(
+  body: VaultBody,
+  input: { name: string; tier: Tier; now: Date },
+): Change<IssuedToken> {
   if (!AGENT_NAME_RE.test(input.name)) {
-    throw usage('bad_agent_name', 'invalid agent name', 'use 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit');
+    throw usage(
+      'bad_agent_name',
+      'invalid agent name',
+      'use 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit',
+    );
   }
   if (input.tier === 'SACRED') {
-    throw usage('sacred_register', 'an agent cannot be registered as SACRED', 'register it at a lower tier, then `agent promote ID SACRED` at a terminal');
+    throw usage(
+      'sacred_register',
+      'an agent cannot be registered as SACRED',
+      'register it at a lower tier, then `agent promote ID SACRED` at a terminal',
+    );
   }
   const id = `agt_${Buffer.from(randomBytes(10)).toString('hex')}`;
   const ts = input.now.toISOString();
   const { token, sha256 } = newAgentToken();
-  const expires = new Date(input.now.getTime() + TIER_RULES[input.tier].tokenLifetimeMs).toISOString();
+  const expires = new Date(input.now.getTime() + TIER_RULES[input.tier].tokenLifetimeMs)
+    .toISOString();
   body.agents.push({
     id,
     name: input.name,
@@ -57,58 +74,101 @@ export function registerAgent(body: VaultBody, input: { name: string; tier: Tier
 
 export function issueToken(body: VaultBody, input: { id: string; now: Date }): Change<IssuedToken> {
   const agent = findAgent(body, input.id);
-  if (agent.state === 'revoked') throw denied('agent_revoked', `agent ${agent.id} is revoked; it cannot get a token`);
+  if (agent.state === 'revoked') {
+    throw denied('agent_revoked', `agent ${agent.id} is revoked; it cannot get a token`);
+  }
   const { token, sha256 } = newAgentToken();
   agent.token_sha256 = sha256;
-  agent.token_expires_at = new Date(input.now.getTime() + TIER_RULES[agent.tier].tokenLifetimeMs).toISOString();
+  agent.token_expires_at = new Date(input.now.getTime() + TIER_RULES[agent.tier].tokenLifetimeMs)
+    .toISOString();
   agent.updated_at = input.now.toISOString();
   return {
-    result: { id: agent.id, name: agent.name, tier: agent.tier, token, expires_at: agent.token_expires_at },
+    result: {
+      id: agent.id,
+      name: agent.name,
+      tier: agent.tier,
+      token,
+      expires_at: agent.token_expires_at,
+    },
     events: [_event('agent.token', agent.id, { expires_at: agent.token_expires_at })],
   };
 }
 
-export function grant(body: VaultBody, input: { id: string; credentials: string[]; now: Date }): Change<AgentRecord> {
+export function grant(
+  body: VaultBody,
+  input: { id: string; credentials: string[]; now: Date },
+): Change<AgentRecord> {
   const agent = findAgent(body, input.id);
   if (agent.state === 'revoked') throw denied('agent_revoked', `agent ${agent.id} is revoked`);
   for (const name of input.credentials) {
     if (!body.credentials.some((c) => c.name === name)) {
-      throw usage('no_such_credential', `no credential named "${JSON.stringify(name).slice(1, -1)}"`, 'see `trust-protocol credential list`');
+      throw usage(
+        'no_such_credential',
+        `no credential named "${JSON.stringify(name).slice(1, -1)}"`,
+        'see `trust-protocol credential list`',
+      );
     }
   }
   const next = [...new Set([...agent.grants, ...input.credentials])];
   const limit = TIER_RULES[agent.tier].maxGrants;
   if (next.length > limit) {
-    throw denied('grant_limit', `a ${agent.tier} agent may hold ${limit} grant(s); this would make ${next.length}`, `promote the agent first, or ungrant something`);
+    throw denied(
+      'grant_limit',
+      `a ${agent.tier} agent may hold ${limit} grant(s); this would make ${next.length}`,
+      `promote the agent first, or ungrant something`,
+    );
   }
   agent.grants = next;
   agent.updated_at = input.now.toISOString();
-  return { result: agent, events: [_event('agent.grant', agent.id, { credentials: input.credentials })] };
+  return {
+    result: agent,
+    events: [_event('agent.grant', agent.id, { credentials: input.credentials })],
+  };
 }
 
-export function ungrant(body: VaultBody, input: { id: string; credentials: string[]; now: Date }): Change<AgentRecord> {
+export function ungrant(
+  body: VaultBody,
+  input: { id: string; credentials: string[]; now: Date },
+): Change<AgentRecord> {
   const agent = findAgent(body, input.id);
   const missing = input.credentials.filter((c) => !agent.grants.includes(c));
   if (missing.length > 0) {
-    throw usage('not_granted', `agent ${agent.id} has no grant for: ${missing.map((m) => JSON.stringify(m)).join(', ')}`);
+    throw usage(
+      'not_granted',
+      `agent ${agent.id} has no grant for: ${missing.map((m) => JSON.stringify(m)).join(', ')}`,
+    );
   }
   agent.grants = agent.grants.filter((g) => !input.credentials.includes(g));
   agent.updated_at = input.now.toISOString();
-  return { result: agent, events: [_event('agent.ungrant', agent.id, { credentials: input.credentials })] };
+  return {
+    result: agent,
+    events: [_event('agent.ungrant', agent.id, { credentials: input.credentials })],
+  };
 }
 
 /**
  * Promotion raises the tier only; SACRED additionally needs `confirmedAtTerminal`, which only the
  * command line's interactive prompt can set.
  */
-export function promote(body: VaultBody, input: { id: string; tier: Tier; now: Date; confirmedAtTerminal: boolean }): Change<AgentRecord> {
+export function promote(
+  body: VaultBody,
+  input: { id: string; tier: Tier; now: Date; confirmedAtTerminal: boolean },
+): Change<AgentRecord> {
   const agent = findAgent(body, input.id);
   if (agent.state === 'revoked') throw denied('agent_revoked', `agent ${agent.id} is revoked`);
   if (tierRank(input.tier) <= tierRank(agent.tier)) {
-    throw usage('not_a_promotion', `agent ${agent.id} is ${agent.tier}; ${input.tier} is not higher`, 'use `agent demote` to lower a tier');
+    throw usage(
+      'not_a_promotion',
+      `agent ${agent.id} is ${agent.tier}; ${input.tier} is not higher`,
+      'use `agent demote` to lower a tier',
+    );
   }
   if (input.tier === 'SACRED' && !input.confirmedAtTerminal) {
-    throw denied('sacred_needs_terminal', 'promotion to SACRED needs a human at a terminal (password and typed confirmation)', 'run the command in an interactive terminal; passwords from files or variables are not accepted for it');
+    throw denied(
+      'sacred_needs_terminal',
+      'promotion to SACRED needs a human at a terminal (password and typed confirmation)',
+      'run the command in an interactive terminal; passwords from files or variables are not accepted for it',
+    );
   }
   const from = agent.tier;
   agent.tier = input.tier;
@@ -120,10 +180,17 @@ export function promote(body: VaultBody, input: { id: string; tier: Tier; now: D
  * Demotion always succeeds (a security-reducing action must never be blocked): grants beyond the
  * new tier's limit are removed, most recent first, and a token outliving the new lifetime is cut.
  */
-export function demote(body: VaultBody, input: { id: string; tier: Tier; now: Date }): Change<{ agent: AgentRecord; removedGrants: string[] }> {
+export function demote(
+  body: VaultBody,
+  input: { id: string; tier: Tier; now: Date },
+): Change<{ agent: AgentRecord; removedGrants: string[] }> {
   const agent = findAgent(body, input.id);
   if (tierRank(input.tier) >= tierRank(agent.tier)) {
-    throw usage('not_a_demotion', `agent ${agent.id} is ${agent.tier}; ${input.tier} is not lower`, 'use `agent promote` to raise a tier');
+    throw usage(
+      'not_a_demotion',
+      `agent ${agent.id} is ${agent.tier}; ${input.tier} is not lower`,
+      'use `agent promote` to raise a tier',
+    );
   }
   const from = agent.tier;
   const rules = TIER_RULES[input.tier];
@@ -137,14 +204,29 @@ export function demote(body: VaultBody, input: { id: string; tier: Tier; now: Da
   agent.updated_at = input.now.toISOString();
   return {
     result: { agent, removedGrants },
-    events: [_event('agent.demote', agent.id, { from, to: input.tier, removed_grants: removedGrants })],
+    events: [
+      _event('agent.demote', agent.id, { from, to: input.tier, removed_grants: removedGrants }),
+    ],
   };
 }
 
-export function setAgentState(body: VaultBody, input: { id: string; action: 'suspend' | 'resume' | 'revoke'; now: Date }): Change<AgentRecord> {
+export function setAgentState(
+  body: VaultBody,
+  input: { id: string; action: 'suspend' | 'resume' | 'revoke'; now: Date },
+): Change<AgentRecord> {
   const agent = findAgent(body, input.id);
-  if (agent.state === 'revoked') throw denied('agent_revoked', `agent ${agent.id} is revoked; revocation is permanent`, 'register a new agent');
-  const target = input.action === 'suspend' ? 'suspended' : input.action === 'resume' ? 'active' : 'revoked';
+  if (agent.state === 'revoked') {
+    throw denied(
+      'agent_revoked',
+      `agent ${agent.id} is revoked; revocation is permanent`,
+      'register a new agent',
+    );
+  }
+  const target = input.action === 'suspend'
+    ? 'suspended'
+    : input.action === 'resume'
+    ? 'active'
+    : 'revoked';
   if (agent.state === target) throw usage('no_change', `agent ${agent.id} is already ${target}`);
   agent.state = target;
   if (target === 'revoked') {
@@ -170,5 +252,10 @@ export function agentView(a: AgentRecord) {
 }
 
 function _event(event: string, id: string, data: Record<string, unknown>) {
-  return { event, actor: { type: 'operator' as const }, outcome: 'ok' as const, data: { agent: id, ...data } };
+  return {
+    event,
+    actor: { type: 'operator' as const },
+    outcome: 'ok' as const,
+    data: { agent: id, ...data },
+  };
 }

@@ -48,7 +48,9 @@ export function formatEntry(
   const head = `{"v":${AUDIT_VERSION},"seq":${e.seq},"ts":${JSON.stringify(e.ts)},` +
     `"event":${JSON.stringify(e.event)},"actor":${JSON.stringify(e.actor)},` +
     `"outcome":${JSON.stringify(e.outcome)},"data":${JSON.stringify(e.data)},"prev":"${e.prev}"`;
-  const mac = macKey === null ? 'null' : `"${createHmac('sha256', macKey).update(head).digest('hex')}"`;
+  const mac = macKey === null
+    ? 'null'
+    : `"${createHmac('sha256', macKey).update(head).digest('hex')}"`;
   return `${head},"mac":${mac}}`;
 }
 
@@ -72,16 +74,25 @@ function _readTail(fd: number): { last: string | null; validLength: number; torn
     const begin = end === 0 ? -1 : buf.lastIndexOf(0x0a, end - 1);
     if (begin < 0 && start > 0) continue;
     const validLength = start + end + 1;
-    return { last: buf.subarray(begin + 1, end).toString('utf8'), validLength, torn: validLength !== size };
+    return {
+      last: buf.subarray(begin + 1, end).toString('utf8'),
+      validLength,
+      torn: validLength !== size,
+    };
   }
 }
 
 function _seqOf(line: string): number {
   const m = /^\{"v":\d+,"seq":(\d+),/.exec(line);
   if (m === null) {
-    throw new TpError('audit', 'audit_tail_malformed', 'the last audit entry is malformed; new entries cannot be linked to it', {
-      hint: 'run `trust-protocol audit verify` to see what happened to the log',
-    });
+    throw new TpError(
+      'audit',
+      'audit_tail_malformed',
+      'the last audit entry is malformed; new entries cannot be linked to it',
+      {
+        hint: 'run `trust-protocol audit verify` to see what happened to the log',
+      },
+    );
   }
   return Number(m[1]);
 }
@@ -110,7 +121,12 @@ export function openAuditWriter(home: Home, options: AuditWriterOptions): AuditW
         if (ioErrorCode(e) !== 'EEXIST') throw _auditError(e);
       }
       try {
-        return await withLock(dir, 'audit', () => _appendLocked(dir, events, options.macKey, clock), { timeoutMs: 30_000 });
+        return await withLock(
+          dir,
+          'audit',
+          () => _appendLocked(dir, events, options.macKey, clock),
+          { timeoutMs: 30_000 },
+        );
       } catch (e) {
         throw _auditError(e);
       }
@@ -118,9 +134,18 @@ export function openAuditWriter(home: Home, options: AuditWriterOptions): AuditW
   };
 }
 
-function _appendLocked(dir: Home, events: readonly AuditEvent[], macKey: Uint8Array | null, clock: () => Date): Appended {
+function _appendLocked(
+  dir: Home,
+  events: readonly AuditEvent[],
+  macKey: Uint8Array | null,
+  clock: () => Date,
+): Appended {
   const file = path.join(dir.dir, AUDIT_FILE);
-  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  const fd = fs.openSync(
+    file,
+    fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
+    0o600,
+  );
   try {
     const st = fs.fstatSync(fd);
     if ((st.mode & 0o777) !== 0o600) fs.fchmodSync(fd, 0o600);
@@ -163,8 +188,13 @@ function _appendLocked(dir: Home, events: readonly AuditEvent[], macKey: Uint8Ar
 function _auditError(e: unknown): TpError {
   if (e instanceof TpError && e.kind === 'audit') return e;
   const code = ioErrorCode(e) ?? (e instanceof TpError ? e.code : 'unknown');
-  return new TpError('audit', 'audit_write_failed', `the audit trail cannot be written (${code}); nothing was done`, {
-    hint: 'check free space and permissions of the audit directory in the trust-protocol home',
-    cause: e,
-  });
+  return new TpError(
+    'audit',
+    'audit_write_failed',
+    `the audit trail cannot be written (${code}); nothing was done`,
+    {
+      hint: 'check free space and permissions of the audit directory in the trust-protocol home',
+      cause: e,
+    },
+  );
 }

@@ -12,7 +12,14 @@ import { send, type SendOptions, type UpstreamResponse } from './http/client.ts'
 import { decide, type Decision, findAgentByToken } from './policy.ts';
 import { Redactor, redactString, type Secret } from './redact.ts';
 import { findPlaceholders, parseTemplate, renderTemplate, type Template } from './template.ts';
-import { decryptValue, loadVault, unseal, type VaultFile, type VaultKeys, wipeKeys } from './vault.ts';
+import {
+  decryptValue,
+  loadVault,
+  unseal,
+  type VaultFile,
+  type VaultKeys,
+  wipeKeys,
+} from './vault.ts';
 import { wipe } from './bytes.ts';
 
 export interface BrokerDeps {
@@ -66,7 +73,12 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
   const now = deps.now ?? (() => new Date());
   const earlyAudit = openAuditWriter(deps.home, { macKey: null });
   const file = loadVault(deps.home);
-  let parsed: { template: Template; names: string[]; url: URL; uses: ReturnType<typeof findPlaceholders> } | null = null;
+  let parsed: {
+    template: Template;
+    names: string[];
+    url: URL;
+    uses: ReturnType<typeof findPlaceholders>;
+  } | null = null;
   try {
     checkEnvironment(deps.env);
     parsed = _parse(request.template);
@@ -88,16 +100,32 @@ async function _executeAuthenticated(
   file: VaultFile,
   keys: VaultKeys,
   request: BrokerRequest,
-  parsed: { template: Template; names: string[]; url: URL; uses: ReturnType<typeof findPlaceholders> },
+  parsed: {
+    template: Template;
+    names: string[];
+    url: URL;
+    uses: ReturnType<typeof findPlaceholders>;
+  },
   deps: BrokerDeps,
   now: () => Date,
 ): Promise<BrokeredResponse> {
-  const audit = openAuditWriter(deps.home, { macKey: keys.audit, ...(deps.now ? { clock: deps.now } : {}) });
+  const audit = openAuditWriter(deps.home, {
+    macKey: keys.audit,
+    ...(deps.now ? { clock: deps.now } : {}),
+  });
   // The file is now authenticated (unseal checked its MAC): decide again on it before any decryption.
   const decision = decide(file.body, { token: request.token, ...parsed }, now());
   const summary = _summary(decision, parsed);
-  await audit.append([{ event: 'request.allowed', actor: { type: 'agent', id: decision.agent.id }, outcome: 'allowed', data: summary }]);
-  const secrets: Secret[] = decision.credentials.map((c) => ({ name: c.name, value: decryptValue(keys, c) }));
+  await audit.append([{
+    event: 'request.allowed',
+    actor: { type: 'agent', id: decision.agent.id },
+    outcome: 'allowed',
+    data: summary,
+  }]);
+  const secrets: Secret[] = decision.credentials.map((c) => ({
+    name: c.name,
+    value: decryptValue(keys, c),
+  }));
   const values = new Map(secrets.map((s) => [s.name, s.value]));
   let upstream: UpstreamResponse;
   try {
@@ -126,7 +154,12 @@ async function _executeAuthenticated(
             data: { ...summary, status: upstream.status, bytes },
           }]);
         } else {
-          await _auditFailure(audit, decision, { ...summary, status: upstream.status, bytes }, error);
+          await _auditFailure(
+            audit,
+            decision,
+            { ...summary, status: upstream.status, bytes },
+            error,
+          );
         }
       } finally {
         for (const s of secrets) wipe(s.value);
@@ -162,14 +195,26 @@ function _parse(raw: unknown) {
   const template = parseTemplate(raw);
   const uses = findPlaceholders(template);
   if (uses.length === 0) {
-    throw usage('no_placeholder', 'the template uses no {{CREDENTIAL}} placeholder, so there is nothing to inject', 'add {{CREDENTIAL}} where the secret goes, e.g. a header "Authorization": "Bearer {{CREDENTIAL}}"');
+    throw usage(
+      'no_placeholder',
+      'the template uses no {{CREDENTIAL}} placeholder, so there is nothing to inject',
+      'add {{CREDENTIAL}} where the secret goes, e.g. a header "Authorization": "Bearer {{CREDENTIAL}}"',
+    );
   }
-  const names = [...new Set([...(template.credential === null ? [] : [template.credential]), ...uses.map((u) => u.name)])];
+  const names = [
+    ...new Set([
+      ...(template.credential === null ? [] : [template.credential]),
+      ...uses.map((u) => u.name),
+    ]),
+  ];
   const url = parseTargetUrl(template.url);
   return { template, names, url, uses };
 }
 
-function _summary(decision: Decision, parsed: { template: Template; url: URL }): Record<string, unknown> {
+function _summary(
+  decision: Decision,
+  parsed: { template: Template; url: URL },
+): Record<string, unknown> {
   return {
     agent: decision.agent.id,
     credentials: decision.credentials.map((c) => c.name),
@@ -207,7 +252,12 @@ async function _auditDenial(
   await audit.append([event]);
 }
 
-async function _auditFailure(audit: AuditWriter, decision: Decision, summary: Record<string, unknown>, error: unknown): Promise<void> {
+async function _auditFailure(
+  audit: AuditWriter,
+  decision: Decision,
+  summary: Record<string, unknown>,
+  error: unknown,
+): Promise<void> {
   const code = error instanceof TpError ? error.code : 'internal';
   await audit.append([{
     event: 'request.failed',

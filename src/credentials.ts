@@ -10,8 +10,8 @@ import { findPlaceholders, parseTemplate } from './template.ts';
 import { parseTier } from './tiers.ts';
 import {
   type Change,
-  credentialMeta,
   type CredentialMeta,
+  credentialMeta,
   type CredentialRecord,
   encryptValue,
   type Placement,
@@ -26,7 +26,11 @@ export const VALUE_MAX_BYTES = 64 * 1024;
 
 export function checkCredentialName(name: string): string {
   if (!NAME_RE.test(name)) {
-    throw usage('bad_credential_name', `invalid credential name "${_printable(name)}"`, 'use 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit');
+    throw usage(
+      'bad_credential_name',
+      `invalid credential name "${_printable(name)}"`,
+      'use 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit',
+    );
   }
   return name;
 }
@@ -38,16 +42,32 @@ export function checkCredentialValue(raw: Uint8Array): Uint8Array {
   if (end > 0 && raw[end - 1] === 0x0d && end < raw.length) end -= 1;
   const value = raw.slice(0, end);
   const hint = 'provide the value with --value-file PATH, on standard input, or at the prompt';
-  if (value.length < VALUE_MIN_BYTES) throw usage('bad_value', `the credential value is too short (${value.length} bytes; at least ${VALUE_MIN_BYTES})`, hint);
-  if (value.length > VALUE_MAX_BYTES) throw usage('bad_value', `the credential value is too long (${value.length} bytes; at most ${VALUE_MAX_BYTES})`, hint);
+  if (value.length < VALUE_MIN_BYTES) {
+    throw usage(
+      'bad_value',
+      `the credential value is too short (${value.length} bytes; at least ${VALUE_MIN_BYTES})`,
+      hint,
+    );
+  }
+  if (value.length > VALUE_MAX_BYTES) {
+    throw usage(
+      'bad_value',
+      `the credential value is too long (${value.length} bytes; at most ${VALUE_MAX_BYTES})`,
+      hint,
+    );
+  }
   for (const b of value) {
-    if (b === 0x0d || b === 0x0a || b === 0x00) throw usage('bad_value', 'the credential value contains a CR, LF or NUL byte', hint);
+    if (b === 0x0d || b === 0x0a || b === 0x00) {
+      throw usage('bad_value', 'the credential value contains a CR, LF or NUL byte', hint);
+    }
   }
   const isSpace = (b: number | undefined) => b === 0x20 || b === 0x09;
   if (isSpace(value[0]) || isSpace(value[value.length - 1])) {
     throw usage('bad_value', 'the credential value starts or ends with white space', hint);
   }
-  if (decodeUtf8Strict(value) === null) throw usage('bad_value', 'the credential value is not valid UTF-8', hint);
+  if (decodeUtf8Strict(value) === null) {
+    throw usage('bad_value', 'the credential value is not valid UTF-8', hint);
+  }
   return value;
 }
 
@@ -62,7 +82,11 @@ export interface CredentialSpec {
 }
 
 /** Builds validated metadata; `base` supplies the current values on update. */
-export function buildMeta(name: string, spec: CredentialSpec, base?: CredentialMeta): CredentialMeta {
+export function buildMeta(
+  name: string,
+  spec: CredentialSpec,
+  base?: CredentialMeta,
+): CredentialMeta {
   checkCredentialName(name);
   let allowed = base?.allowed_domains ?? [];
   let anyDomain = base?.any_domain ?? false;
@@ -70,8 +94,12 @@ export function buildMeta(name: string, spec: CredentialSpec, base?: CredentialM
     throw usage('conflicting_flags', '--allowed-domains and --any-domain cannot be used together');
   }
   if (spec.allowedDomains !== undefined) {
-    if (spec.allowedDomains.length === 0) throw usage('bad_domain_pattern', '--allowed-domains needs at least one pattern');
-    allowed = [...new Set(spec.allowedDomains.map((p) => formatDomainPattern(parseDomainPattern(p.trim()))))];
+    if (spec.allowedDomains.length === 0) {
+      throw usage('bad_domain_pattern', '--allowed-domains needs at least one pattern');
+    }
+    allowed = [
+      ...new Set(spec.allowedDomains.map((p) => formatDomainPattern(parseDomainPattern(p.trim())))),
+    ];
     anyDomain = false;
   }
   if (spec.anyDomain) {
@@ -79,17 +107,27 @@ export function buildMeta(name: string, spec: CredentialSpec, base?: CredentialM
     anyDomain = true;
   }
   if (!anyDomain && allowed.length === 0) {
-    throw usage('no_domains', 'a credential needs --allowed-domains PATTERN[,PATTERN...] (or the explicit --any-domain)', 'for example: --allowed-domains api.openai.com');
+    throw usage(
+      'no_domains',
+      'a credential needs --allowed-domains PATTERN[,PATTERN...] (or the explicit --any-domain)',
+      'for example: --allowed-domains api.openai.com',
+    );
   }
   const meta: CredentialMeta = {
     name,
     allowed_domains: allowed,
     any_domain: anyDomain,
-    placements: spec.placements === undefined ? (base?.placements ?? ['header']) : _placements(spec.placements),
-    min_tier: spec.minTier === undefined ? (base?.min_tier ?? 'COMPANION') : parseTier(spec.minTier),
+    placements: spec.placements === undefined
+      ? (base?.placements ?? ['header'])
+      : _placements(spec.placements),
+    min_tier: spec.minTier === undefined
+      ? (base?.min_tier ?? 'COMPANION')
+      : parseTier(spec.minTier),
     base_url: spec.baseUrl === undefined ? (base?.base_url ?? null) : spec.baseUrl,
     inject: spec.inject === undefined ? (base?.inject ?? null) : spec.inject,
-    rate: spec.rate === undefined ? (base?.rate ?? null) : (spec.rate === null ? null : formatRate(parseRate(spec.rate))),
+    rate: spec.rate === undefined
+      ? (base?.rate ?? null)
+      : (spec.rate === null ? null : formatRate(parseRate(spec.rate))),
   };
   if (meta.base_url !== null) _checkBaseUrl(meta);
   if (meta.inject !== null) _checkInject(meta);
@@ -101,11 +139,17 @@ function _placements(list: string[]): Placement[] {
   for (const p of list) {
     const v = p.trim().toLowerCase();
     if (!(PLACEMENTS as readonly string[]).includes(v)) {
-      throw usage('bad_placement', `unknown placement "${_printable(p)}"`, `use a comma-separated list of ${PLACEMENTS.join(', ')}`);
+      throw usage(
+        'bad_placement',
+        `unknown placement "${_printable(p)}"`,
+        `use a comma-separated list of ${PLACEMENTS.join(', ')}`,
+      );
     }
     out.add(v as Placement);
   }
-  if (out.size === 0) throw usage('bad_placement', '--placement needs at least one of header, query, path, body');
+  if (out.size === 0) {
+    throw usage('bad_placement', '--placement needs at least one of header, query, path, body');
+  }
   return PLACEMENTS.filter((p) => out.has(p));
 }
 
@@ -115,27 +159,45 @@ function _checkBaseUrl(meta: CredentialMeta): void {
   try {
     url = parseTargetUrl(raw);
   } catch (e) {
-    throw usage('bad_base_url', `--base-url is not a usable URL: ${e instanceof Error ? e.message : String(e)}`);
+    throw usage(
+      'bad_base_url',
+      `--base-url is not a usable URL: ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
   if (url.search !== '' || url.hash !== '' || raw.includes('?') || raw.includes('#')) {
     throw usage('bad_base_url', '--base-url may not contain a query or fragment');
   }
-  const allowed = meta.any_domain ? url.protocol === 'https:' : matchTarget(meta.allowed_domains.map((p) => parseDomainPattern(p)), url) !== null;
+  const allowed = meta.any_domain
+    ? url.protocol === 'https:'
+    : matchTarget(meta.allowed_domains.map((p) => parseDomainPattern(p)), url) !== null;
   if (!allowed) {
-    throw usage('bad_base_url', `--base-url ${url.origin} is not within the credential's allowed domains`, `allowed: ${meta.any_domain ? 'any https host' : meta.allowed_domains.join(', ')}`);
+    throw usage(
+      'bad_base_url',
+      `--base-url ${url.origin} is not within the credential's allowed domains`,
+      `allowed: ${meta.any_domain ? 'any https host' : meta.allowed_domains.join(', ')}`,
+    );
   }
 }
 
 function _checkInject(meta: CredentialMeta): void {
   const rule = meta.inject ?? '';
   const colon = rule.indexOf(':');
-  if (colon <= 0) throw usage('bad_inject', '--inject must look like "Header-Name: value with {{CREDENTIAL}}"');
+  if (colon <= 0) {
+    throw usage('bad_inject', '--inject must look like "Header-Name: value with {{CREDENTIAL}}"');
+  }
   const name = rule.slice(0, colon);
   const value = rule.slice(colon + 1).replace(/^ /, '');
-  const template = parseTemplate({ credential: meta.name, url: meta.base_url ?? 'https://inject.invalid/', headers: { [name]: value } });
+  const template = parseTemplate({
+    credential: meta.name,
+    url: meta.base_url ?? 'https://inject.invalid/',
+    headers: { [name]: value },
+  });
   const uses = findPlaceholders(template);
   if (uses.length === 0 || uses.some((u) => u.name !== meta.name || u.placement !== 'header')) {
-    throw usage('bad_inject', '--inject must use {{CREDENTIAL}} (this credential) in the header value');
+    throw usage(
+      'bad_inject',
+      '--inject must use {{CREDENTIAL}} (this credential) in the header value',
+    );
   }
 }
 
@@ -151,7 +213,11 @@ export function parseRate(text: string): Rate {
   const count = m === null ? NaN : Number(m[1]);
   const mult = m === null ? NaN : (m[2] === '' ? 1 : Number(m[2]));
   if (m === null || count < 1 || mult < 1) {
-    throw usage('bad_rate', `invalid rate "${_printable(text)}"`, 'use N/PERIOD with PERIOD s, m, h or d (e.g. 60/m, 1000/h, 5/10s)');
+    throw usage(
+      'bad_rate',
+      `invalid rate "${_printable(text)}"`,
+      'use N/PERIOD with PERIOD s, m, h or d (e.g. 60/m, 1000/h, 5/10s)',
+    );
   }
   return { count, periodSeconds: mult * (PERIODS[m[3] as string] as number) };
 }
@@ -174,10 +240,19 @@ export function addCredential(
 ): Change<CredentialMeta> {
   const meta = buildMeta(input.name, input.spec);
   if (body.credentials.some((c) => c.name === meta.name)) {
-    throw usage('credential_exists', `a credential named "${meta.name}" already exists`, `use \`trust-protocol credential update ${meta.name}\` or \`rotate\``);
+    throw usage(
+      'credential_exists',
+      `a credential named "${meta.name}" already exists`,
+      `use \`trust-protocol credential update ${meta.name}\` or \`rotate\``,
+    );
   }
   const ts = input.now.toISOString();
-  body.credentials.push({ ...meta, created_at: ts, updated_at: ts, value: encryptValue(keys, meta, input.value) });
+  body.credentials.push({
+    ...meta,
+    created_at: ts,
+    updated_at: ts,
+    value: encryptValue(keys, meta, input.value),
+  });
   return { result: meta, events: [_event('credential.add', meta)] };
 }
 
@@ -185,12 +260,20 @@ export function addCredential(
 export function updateCredential(
   body: VaultBody,
   keys: VaultKeys,
-  input: { name: string; spec: CredentialSpec; decrypt: (r: CredentialRecord) => Uint8Array; now: Date },
+  input: {
+    name: string;
+    spec: CredentialSpec;
+    decrypt: (r: CredentialRecord) => Uint8Array;
+    now: Date;
+  },
 ): Change<CredentialMeta> {
   const record = _find(body, input.name);
   const meta = buildMeta(input.name, input.spec, record);
   const value = input.decrypt(record);
-  Object.assign(record, meta, { updated_at: input.now.toISOString(), value: encryptValue(keys, meta, value) });
+  Object.assign(record, meta, {
+    updated_at: input.now.toISOString(),
+    value: encryptValue(keys, meta, value),
+  });
   value.fill(0);
   return { result: meta, events: [_event('credential.update', meta)] };
 }
@@ -220,7 +303,9 @@ export function findCredential(body: VaultBody, name: string): CredentialRecord 
 function _find(body: VaultBody, name: string): CredentialRecord {
   const record = body.credentials.find((c) => c.name === name);
   if (record === undefined) {
-    throw new TpError('usage', 'no_such_credential', `no credential named "${_printable(name)}"`, { hint: 'see `trust-protocol credential list`' });
+    throw new TpError('usage', 'no_such_credential', `no credential named "${_printable(name)}"`, {
+      hint: 'see `trust-protocol credential list`',
+    });
   }
   return record;
 }
@@ -230,7 +315,12 @@ function _event(event: string, meta: CredentialMeta) {
     event,
     actor: { type: 'operator' as const },
     outcome: 'ok' as const,
-    data: { credential: meta.name, allowed_domains: meta.any_domain ? ['*any*'] : meta.allowed_domains, min_tier: meta.min_tier, placements: meta.placements },
+    data: {
+      credential: meta.name,
+      allowed_domains: meta.any_domain ? ['*any*'] : meta.allowed_domains,
+      min_tier: meta.min_tier,
+      placements: meta.placements,
+    },
   };
 }
 
@@ -238,4 +328,3 @@ function _event(event: string, meta: CredentialMeta) {
 function _printable(s: string): string {
   return JSON.stringify(s).slice(1, -1);
 }
-

@@ -44,11 +44,18 @@ export function openHome(dir: string, options: { create: boolean }): Home {
 
 function checkOwnedPrivate(p: string, st: fs.Stats, what: string): void {
   if (st.isSymbolicLink()) {
-    throw integrity('symlink', `${what} ${p} is a symbolic link`, 'replace it with a real file or directory');
+    throw integrity(
+      'symlink',
+      `${what} ${p} is a symbolic link`,
+      'replace it with a real file or directory',
+    );
   }
   const uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid) {
-    throw integrity('foreign_owner', `${what} ${p} is owned by uid ${st.uid}, not by you (uid ${uid})`);
+    throw integrity(
+      'foreign_owner',
+      `${what} ${p} is owned by uid ${st.uid}, not by you (uid ${uid})`,
+    );
   }
   if ((st.mode & 0o022) !== 0) {
     throw integrity(
@@ -161,7 +168,9 @@ export async function withLock<T>(
     }
     if (Date.now() > deadline) {
       throw new TpError('internal', 'lock_timeout', `timed out waiting for the lock ${lockPath}`, {
-        hint: `if no trust-protocol process is running (pid ${owner?.pid ?? '?'}), remove ${lockPath}`,
+        hint: `if no trust-protocol process is running (pid ${
+          owner?.pid ?? '?'
+        }), remove ${lockPath}`,
       });
     }
     await new Promise((r) => setTimeout(r, delay));

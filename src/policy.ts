@@ -24,7 +24,10 @@ export function tokenHash(token: string): string {
 }
 
 /** Compares against every agent in constant time per comparison; the token is never stored. */
-export function findAgentByToken(agents: readonly AgentRecord[], token: string): AgentRecord | null {
+export function findAgentByToken(
+  agents: readonly AgentRecord[],
+  token: string,
+): AgentRecord | null {
   const presented = sha256(utf8.encode(token));
   let found: AgentRecord | null = null;
   for (const agent of agents) {
@@ -34,39 +37,73 @@ export function findAgentByToken(agents: readonly AgentRecord[], token: string):
   return found;
 }
 
-export function checkAgent(agents: readonly AgentRecord[], token: string | null, now: Date): AgentRecord {
+export function checkAgent(
+  agents: readonly AgentRecord[],
+  token: string | null,
+  now: Date,
+): AgentRecord {
   if (token === null || token === '') {
-    throw denied('no_token', 'no agent token was presented', 'set TRUST_PROTOCOL_TOKEN or pass --token-file PATH');
+    throw denied(
+      'no_token',
+      'no agent token was presented',
+      'set TRUST_PROTOCOL_TOKEN or pass --token-file PATH',
+    );
   }
   const agent = findAgentByToken(agents, token);
   if (agent === null) {
-    throw denied('bad_token', 'the agent token is not valid', 'ask the operator for a token: `trust-protocol agent token ID`');
+    throw denied(
+      'bad_token',
+      'the agent token is not valid',
+      'ask the operator for a token: `trust-protocol agent token ID`',
+    );
   }
   if (agent.state !== 'active') {
     throw denied(`agent_${agent.state}`, `agent ${agent.id} is ${agent.state}`);
   }
   if (agent.token_expires_at === null || Date.parse(agent.token_expires_at) <= now.getTime()) {
-    throw denied('token_expired', `the token of agent ${agent.id} has expired`, `ask the operator for a fresh one: \`trust-protocol agent token ${agent.id}\``);
+    throw denied(
+      'token_expired',
+      `the token of agent ${agent.id} has expired`,
+      `ask the operator for a fresh one: \`trust-protocol agent token ${agent.id}\``,
+    );
   }
   return agent;
 }
 
 /** Unknown and ungranted credentials get the same answer, so an agent cannot enumerate names. */
-export function checkGrant(agent: AgentRecord, credentials: readonly CredentialRecord[], name: string): CredentialRecord {
+export function checkGrant(
+  agent: AgentRecord,
+  credentials: readonly CredentialRecord[],
+  name: string,
+): CredentialRecord {
   const credential = credentials.find((c) => c.name === name);
   if (credential === undefined || !agent.grants.includes(name)) {
-    throw denied('not_granted', `agent ${agent.id} has no grant for credential "${name}"`, `the operator can run: trust-protocol agent grant ${agent.id} ${name}`);
+    throw denied(
+      'not_granted',
+      `agent ${agent.id} has no grant for credential "${name}"`,
+      `the operator can run: trust-protocol agent grant ${agent.id} ${name}`,
+    );
   }
   if (tierRank(agent.tier) < tierRank(credential.min_tier)) {
-    throw denied('tier_too_low', `credential "${name}" needs tier ${credential.min_tier}; agent ${agent.id} is ${agent.tier}`);
+    throw denied(
+      'tier_too_low',
+      `credential "${name}" needs tier ${credential.min_tier}; agent ${agent.id} is ${agent.tier}`,
+    );
   }
   return credential;
 }
 
-export function checkTarget(credential: CredentialRecord, url: URL, uses: readonly PlaceholderUse[]): void {
+export function checkTarget(
+  credential: CredentialRecord,
+  url: URL,
+  uses: readonly PlaceholderUse[],
+): void {
   if (credential.any_domain) {
     if (url.protocol !== 'https:') {
-      throw denied('scheme_not_allowed', `credential "${credential.name}" may only be sent over https`);
+      throw denied(
+        'scheme_not_allowed',
+        `credential "${credential.name}" may only be sent over https`,
+      );
     }
   } else {
     const patterns = credential.allowed_domains.map((p) => parseDomainPattern(p));
@@ -97,7 +134,12 @@ export interface Decision {
 /** Every credential the template names is checked on its own; all must pass. */
 export function decide(
   state: { agents: readonly AgentRecord[]; credentials: readonly CredentialRecord[] },
-  request: { token: string | null; names: readonly string[]; url: URL; uses: readonly PlaceholderUse[] },
+  request: {
+    token: string | null;
+    names: readonly string[];
+    url: URL;
+    uses: readonly PlaceholderUse[];
+  },
   now: Date,
 ): Decision {
   const agent = checkAgent(state.agents, request.token, now);

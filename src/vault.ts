@@ -71,7 +71,13 @@ export interface VaultBody {
 export interface VaultFile {
   format: typeof VAULT_FORMAT;
   version: typeof VAULT_VERSION;
-  kdf: { algorithm: 'argon2id'; memory_kib: number; iterations: number; parallelism: number; salt: string };
+  kdf: {
+    algorithm: 'argon2id';
+    memory_kib: number;
+    iterations: number;
+    parallelism: number;
+    salt: string;
+  };
   key: { nonce: string; ciphertext: string };
   body: VaultBody;
   mac: string;
@@ -138,7 +144,9 @@ export function createVault(
 ): { file: VaultFile; keys: VaultKeys } {
   const problem = checkKdfParams(params);
   if (problem !== null) {
-    throw new TpError('usage', 'kdf_params', problem, { hint: 'the floor is 19 MiB and 2 iterations' });
+    throw new TpError('usage', 'kdf_params', problem, {
+      hint: 'the floor is 19 MiB and 2 iterations',
+    });
   }
   const keys = deriveVaultKeys(randomKey());
   const { kdf, key } = _wrapDataKey(password, params, keys.data);
@@ -158,7 +166,10 @@ export function unseal(file: VaultFile, password: Uint8Array): VaultKeys {
   const kek = deriveKey(password, fromB64(file.kdf.salt, 'kdf.salt'), _kdfParams(file));
   const dataKey = open(
     kek,
-    { nonce: fromB64(file.key.nonce, 'key.nonce'), ciphertext: fromB64(file.key.ciphertext, 'key.ciphertext') },
+    {
+      nonce: fromB64(file.key.nonce, 'key.nonce'),
+      ciphertext: fromB64(file.key.ciphertext, 'key.ciphertext'),
+    },
     _wrapAad(file.kdf),
   );
   wipe(kek);
@@ -253,7 +264,12 @@ export async function changePassword(
     file.key = key;
     return {
       result: undefined,
-      events: [{ event: 'vault.password_changed', actor: { type: 'operator' }, outcome: 'ok', data: {} }],
+      events: [{
+        event: 'vault.password_changed',
+        actor: { type: 'operator' },
+        outcome: 'ok',
+        data: {},
+      }],
     };
   });
 }
@@ -283,7 +299,10 @@ export function encryptValue(keys: VaultKeys, meta: CredentialMeta, value: Uint8
 export function decryptValue(keys: VaultKeys, record: CredentialRecord): Uint8Array {
   const value = open(
     keys.credentials,
-    { nonce: fromB64(record.value.nonce, 'nonce'), ciphertext: fromB64(record.value.ciphertext, 'ciphertext') },
+    {
+      nonce: fromB64(record.value.nonce, 'nonce'),
+      ciphertext: fromB64(record.value.ciphertext, 'ciphertext'),
+    },
     _credentialAad(record),
   );
   if (value === null) {
@@ -304,9 +323,15 @@ export function parseVault(bytes: Uint8Array): VaultFile {
     throw integrity('malformed_state', 'vault.json is not valid JSON', 'restore it from a backup');
   }
   const o = obj(raw, 'vault');
-  if (o.format !== VAULT_FORMAT) throw integrity('malformed_state', 'vault.json: not a trust-protocol vault');
+  if (o.format !== VAULT_FORMAT) {
+    throw integrity('malformed_state', 'vault.json: not a trust-protocol vault');
+  }
   if (o.version !== VAULT_VERSION) {
-    throw integrity('unsupported_version', `vault.json: format version ${String(o.version)} is not supported`, 'upgrade trust-protocol');
+    throw integrity(
+      'unsupported_version',
+      `vault.json: format version ${String(o.version)} is not supported`,
+      'upgrade trust-protocol',
+    );
   }
   const kdf = obj(o.kdf, 'kdf');
   const key = obj(o.key, 'key');
@@ -328,13 +353,19 @@ export function parseVault(bytes: Uint8Array): VaultFile {
       created_at: str(body.created_at, 'body.created_at'),
       credentials: arr(body.credentials, 'body.credentials').map((c, i) => _parseCredential(c, i)),
       agents: arr(body.agents, 'body.agents').map((a, i) => _parseAgent(a, i)),
-      audit_head: head === null ? null : { seq: int(head.seq, 'audit_head.seq'), hash: str(head.hash, 'audit_head.hash') },
+      audit_head: head === null
+        ? null
+        : { seq: int(head.seq, 'audit_head.seq'), hash: str(head.hash, 'audit_head.hash') },
     },
     mac: str(o.mac, 'mac'),
   };
   const problem = checkKdfParams(_kdfParams(file));
   if (problem !== null) {
-    throw integrity('kdf_params', `vault.json asks for unsafe KDF parameters: ${problem}`, 'restore vault.json from a backup');
+    throw integrity(
+      'kdf_params',
+      `vault.json asks for unsafe KDF parameters: ${problem}`,
+      'restore vault.json from a backup',
+    );
   }
   return file;
 }
@@ -347,14 +378,19 @@ function _parseCredential(v: unknown, i: number): CredentialRecord {
     name: str(c.name, `${f}.name`),
     allowed_domains: strArr(c.allowed_domains, `${f}.allowed_domains`),
     any_domain: bool(c.any_domain, `${f}.any_domain`),
-    placements: arr(c.placements, `${f}.placements`).map((p, j) => oneOf(p, `${f}.placements[${j}]`, PLACEMENTS)),
+    placements: arr(c.placements, `${f}.placements`).map((p, j) =>
+      oneOf(p, `${f}.placements[${j}]`, PLACEMENTS)
+    ),
     min_tier: oneOf(c.min_tier, `${f}.min_tier`, TIERS),
     base_url: strOrNull(c.base_url, `${f}.base_url`),
     inject: strOrNull(c.inject, `${f}.inject`),
     rate: strOrNull(c.rate, `${f}.rate`),
     created_at: str(c.created_at, `${f}.created_at`),
     updated_at: str(c.updated_at, `${f}.updated_at`),
-    value: { nonce: str(value.nonce, `${f}.value.nonce`), ciphertext: str(value.ciphertext, `${f}.value.ciphertext`) },
+    value: {
+      nonce: str(value.nonce, `${f}.value.nonce`),
+      ciphertext: str(value.ciphertext, `${f}.value.ciphertext`),
+    },
   };
 }
 

@@ -9,7 +9,9 @@ const isDeno = typeof (globalThis as { Deno?: unknown }).Deno === 'object';
 const ROOT = path.resolve(new URL('..', import.meta.url).pathname);
 
 function tmpHome() {
-  return openHome(path.join(fs.mkdtempSync(path.join(tmpdir(), 'tp-home-')), 'h'), { create: true });
+  return openHome(path.join(fs.mkdtempSync(path.join(tmpdir(), 'tp-home-')), 'h'), {
+    create: true,
+  });
 }
 
 describe('home', () => {
@@ -44,14 +46,18 @@ describe('home', () => {
   it('waits for a live owner and times out with a hint', async () => {
     const home = tmpHome();
     fs.writeFileSync(path.join(home.dir, 'x.lock'), `${process.pid} someone`);
-    await expect(withLock(home, 'x', () => 1, { timeoutMs: 100 })).rejects.toThrow(/timed out waiting/);
+    await expect(withLock(home, 'x', () => 1, { timeoutMs: 100 })).rejects.toThrow(
+      /timed out waiting/,
+    );
   });
 
   it('8 processes incrementing a counter under the lock lose nothing', async () => {
     const home = tmpHome();
     writeStateFile(home, 'counter', '0');
     const script = `
-      import { openHome, readStateFile, withLock, writeStateFile } from ${JSON.stringify(path.join(ROOT, 'src/home.ts'))};
+      import { openHome, readStateFile, withLock, writeStateFile } from ${
+      JSON.stringify(path.join(ROOT, 'src/home.ts'))
+    };
       const home = openHome(${JSON.stringify(home.dir)}, { create: false });
       for (let i = 0; i < 25; i++) {
         await withLock(home, 'counter', () => {
@@ -62,9 +68,15 @@ describe('home', () => {
     const file = path.join(path.dirname(home.dir), 'inc.ts');
     fs.writeFileSync(file, script);
     const args = isDeno ? ['run', '-A', file] : [file];
-    const codes = await Promise.all(Array.from({ length: 8 }, () =>
-      new Promise<number | null>((resolve) => spawn(process.execPath, args, { stdio: 'inherit' }).on('close', resolve))
-    ));
+    const codes = await Promise.all(
+      Array.from(
+        { length: 8 },
+        () =>
+          new Promise<number | null>((resolve) =>
+            spawn(process.execPath, args, { stdio: 'inherit' }).on('close', resolve)
+          ),
+      ),
+    );
     expect(codes).toEqual(Array(8).fill(0));
     expect(new TextDecoder().decode(readStateFile(home, 'counter')!)).toBe('200');
   });

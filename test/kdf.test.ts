@@ -56,7 +56,9 @@ describe('argon2id', () => {
     expect(checkKdfParams(KDF_FLOOR)).toBeNull();
     expect(checkKdfParams({ ...KDF_FLOOR, memoryKib: KDF_FLOOR.memoryKib - 1 })).toMatch(/floor/);
     expect(checkKdfParams({ ...KDF_FLOOR, iterations: 1 })).toMatch(/floor/);
-    expect(checkKdfParams({ ...KDF_FLOOR, memoryKib: KDF_CEILING.memoryKib + 1 })).toMatch(/ceiling/);
+    expect(checkKdfParams({ ...KDF_FLOOR, memoryKib: KDF_CEILING.memoryKib + 1 })).toMatch(
+      /ceiling/,
+    );
     expect(checkKdfParams({ ...KDF_FLOOR, iterations: 1e9 })).toMatch(/ceiling/);
     expect(checkKdfParams({ ...KDF_FLOOR, memoryKib: 19456.5 })).toMatch(/whole/);
     expect(() => deriveKey(new Uint8Array(1), new Uint8Array(16), { ...KDF_FLOOR, iterations: 1 }))

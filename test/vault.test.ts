@@ -7,20 +7,22 @@ import { TpError } from '../src/errors.ts';
 import { openHome } from '../src/home.ts';
 import {
   createVault,
+  type CredentialRecord,
   decryptValue,
   encryptValue,
   loadVault,
   saveVault,
   unseal,
   updateVault,
-  type CredentialRecord,
 } from '../src/vault.ts';
 
 const pw = new TextEncoder().encode('vault unit test password');
 const value = new TextEncoder().encode('sk-unit-canary-123456');
 
 function fresh() {
-  const home = openHome(path.join(mkdtempSync(path.join(tmpdir(), 'tp-vault-')), 'h'), { create: true });
+  const home = openHome(path.join(mkdtempSync(path.join(tmpdir(), 'tp-vault-')), 'h'), {
+    create: true,
+  });
   const { file, keys } = createVault(pw, KDF_FLOOR, new Date());
   saveVault(home, file, keys);
   return { home, keys };
@@ -52,17 +54,29 @@ function kindOf(fn: () => unknown): string {
 describe('vault', () => {
   it('round-trips a credential value bound to its metadata', () => {
     const { keys } = fresh();
-    expect(new TextDecoder().decode(decryptValue(keys, record(keys)))).toBe('sk-unit-canary-123456');
+    expect(new TextDecoder().decode(decryptValue(keys, record(keys)))).toBe(
+      'sk-unit-canary-123456',
+    );
   });
 
   it.each([
     ['allowed_domains', (r: CredentialRecord) => r.allowed_domains.push('evil.test')],
-    ['any_domain', (r: CredentialRecord) => { r.any_domain = true; }],
+    ['any_domain', (r: CredentialRecord) => {
+      r.any_domain = true;
+    }],
     ['placements', (r: CredentialRecord) => r.placements.push('query')],
-    ['min_tier', (r: CredentialRecord) => { r.min_tier = 'NOVICE'; }],
-    ['name', (r: CredentialRecord) => { r.name = 'other'; }],
-    ['base_url', (r: CredentialRecord) => { r.base_url = 'https://evil.test'; }],
-    ['inject', (r: CredentialRecord) => { r.inject = 'X: {{CREDENTIAL}}'; }],
+    ['min_tier', (r: CredentialRecord) => {
+      r.min_tier = 'NOVICE';
+    }],
+    ['name', (r: CredentialRecord) => {
+      r.name = 'other';
+    }],
+    ['base_url', (r: CredentialRecord) => {
+      r.base_url = 'https://evil.test';
+    }],
+    ['inject', (r: CredentialRecord) => {
+      r.inject = 'X: {{CREDENTIAL}}';
+    }],
   ])('detects an edit of %s through the AEAD binding (integrity error)', (_field, edit) => {
     const { keys } = fresh();
     const r = record(keys);
@@ -72,7 +86,9 @@ describe('vault', () => {
 
   it('a wrong password is "sealed", a changed body is "integrity"', async () => {
     const { home, keys } = fresh();
-    expect(kindOf(() => unseal(loadVault(home), new TextEncoder().encode('nope')))).toBe('sealed:wrong_password');
+    expect(kindOf(() => unseal(loadVault(home), new TextEncoder().encode('nope')))).toBe(
+      'sealed:wrong_password',
+    );
     await updateVault(home, keys, (body) => {
       body.credentials.push(record(keys));
       return { result: null, events: [] };

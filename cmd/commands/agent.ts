@@ -4,8 +4,8 @@ import {
   demote,
   findAgent,
   grant,
-  issueToken,
   type IssuedToken,
+  issueToken,
   promote,
   registerAgent,
   setAgentState,
@@ -13,12 +13,30 @@ import {
 } from '../../src/agents.ts';
 import { denied, TpError } from '../../src/errors.ts';
 import { parseTier } from '../../src/tiers.ts';
-import { type AgentRecord, loadVault, unseal, updateVault, type VaultKeys, wipeKeys } from '../../src/vault.ts';
+import {
+  type AgentRecord,
+  loadVault,
+  unseal,
+  updateVault,
+  type VaultKeys,
+  wipeKeys,
+} from '../../src/vault.ts';
 import type { Home } from '../../src/home.ts';
-import { type Command, type Ctx, existingHome, PASSWORD_FILE_OPTION, str, tableText, unsealVault } from '../context.ts';
+import {
+  type Command,
+  type Ctx,
+  existingHome,
+  PASSWORD_FILE_OPTION,
+  str,
+  tableText,
+  unsealVault,
+} from '../context.ts';
 import { promptHidden, promptLine } from '../io.ts';
 
-async function _withVault<T>(ctx: Ctx, fn: (home: Home, keys: VaultKeys) => Promise<T>): Promise<T> {
+async function _withVault<T>(
+  ctx: Ctx,
+  fn: (home: Home, keys: VaultKeys) => Promise<T>,
+): Promise<T> {
   const { home, keys } = await unsealVault(ctx);
   try {
     return await fn(home, keys);
@@ -47,7 +65,14 @@ function _agentText(a: ReturnType<typeof agentView>): string {
   ].join('\n') + '\n';
 }
 
-function _simple(words: string[], summary: string, usageText: string, args: { min: number; max: number }, apply: (ctx: Ctx, home: Home, keys: VaultKeys) => Promise<AgentRecord>, done: string): Command {
+function _simple(
+  words: string[],
+  summary: string,
+  usageText: string,
+  args: { min: number; max: number },
+  apply: (ctx: Ctx, home: Home, keys: VaultKeys) => Promise<AgentRecord>,
+  done: string,
+): Command {
   return {
     words,
     summary,
@@ -69,8 +94,15 @@ const register: Command = {
   args: { min: 1, max: 1 },
   async run(ctx) {
     const tier = parseTier(str(ctx, 'tier') ?? 'NOVICE');
-    const issued = await _withVault(ctx, (home, keys) =>
-      updateVault(home, keys, (body) => registerAgent(body, { name: ctx.positionals[0] as string, tier, now: ctx.now() }))
+    const issued = await _withVault(
+      ctx,
+      (home, keys) =>
+        updateVault(
+          home,
+          keys,
+          (body) =>
+            registerAgent(body, { name: ctx.positionals[0] as string, tier, now: ctx.now() }),
+        ),
     );
     return _tokenOutput(issued, 'Registered');
   },
@@ -83,8 +115,14 @@ const token: Command = {
   options: { ...PASSWORD_FILE_OPTION },
   args: { min: 1, max: 1 },
   async run(ctx) {
-    const issued = await _withVault(ctx, (home, keys) =>
-      updateVault(home, keys, (body) => issueToken(body, { id: ctx.positionals[0] as string, now: ctx.now() }))
+    const issued = await _withVault(
+      ctx,
+      (home, keys) =>
+        updateVault(
+          home,
+          keys,
+          (body) => issueToken(body, { id: ctx.positionals[0] as string, now: ctx.now() }),
+        ),
     );
     return _tokenOutput(issued, 'New token for');
   },
@@ -96,12 +134,16 @@ const list: Command = {
   usage: 'agent list',
   options: {},
   args: { min: 0, max: 0 },
-  async run(ctx) {
+  run(ctx) {
     const agents = loadVault(existingHome(ctx)).body.agents.map(agentView);
-    const rows = agents.map((a) => [a.id, a.name, a.tier, a.state, String(a.grants.length), a.token_expires_at ?? '-']);
+    const rows = agents.map((
+      a,
+    ) => [a.id, a.name, a.tier, a.state, String(a.grants.length), a.token_expires_at ?? '-']);
     return {
       json: agents,
-      text: rows.length === 0 ? 'No agents.\n' : tableText([['ID', 'NAME', 'TIER', 'STATE', 'GRANTS', 'TOKEN EXPIRES'], ...rows]),
+      text: rows.length === 0
+        ? 'No agents.\n'
+        : tableText([['ID', 'NAME', 'TIER', 'STATE', 'GRANTS', 'TOKEN EXPIRES'], ...rows]),
     };
   },
 };
@@ -112,21 +154,47 @@ const show: Command = {
   usage: 'agent show ID',
   options: {},
   args: { min: 1, max: 1 },
-  async run(ctx) {
-    const agent = agentView(findAgent(loadVault(existingHome(ctx)).body, ctx.positionals[0] as string));
+  run(ctx) {
+    const agent = agentView(
+      findAgent(loadVault(existingHome(ctx)).body, ctx.positionals[0] as string),
+    );
     return { json: agent, text: _agentText(agent) };
   },
 };
 
-const grantCmd = _simple(['agent', 'grant'], 'allow an agent to use credentials', 'agent grant ID CRED...', { min: 2, max: 100 }, (ctx, home, keys) =>
-  updateVault(home, keys, (body) => grant(body, { id: ctx.positionals[0] as string, credentials: ctx.positionals.slice(1), now: ctx.now() })), 'Updated grants of');
+const grantCmd = _simple(
+  ['agent', 'grant'],
+  'allow an agent to use credentials',
+  'agent grant ID CRED...',
+  { min: 2, max: 100 },
+  (ctx, home, keys) =>
+    updateVault(home, keys, (body) =>
+      grant(body, {
+        id: ctx.positionals[0] as string,
+        credentials: ctx.positionals.slice(1),
+        now: ctx.now(),
+      })),
+  'Updated grants of',
+);
 
-const ungrantCmd = _simple(['agent', 'ungrant'], 'take credentials away from an agent', 'agent ungrant ID CRED...', { min: 2, max: 100 }, (ctx, home, keys) =>
-  updateVault(home, keys, (body) => ungrant(body, { id: ctx.positionals[0] as string, credentials: ctx.positionals.slice(1), now: ctx.now() })), 'Updated grants of');
+const ungrantCmd = _simple(
+  ['agent', 'ungrant'],
+  'take credentials away from an agent',
+  'agent ungrant ID CRED...',
+  { min: 2, max: 100 },
+  (ctx, home, keys) =>
+    updateVault(home, keys, (body) =>
+      ungrant(body, {
+        id: ctx.positionals[0] as string,
+        credentials: ctx.positionals.slice(1),
+        now: ctx.now(),
+      })),
+  'Updated grants of',
+);
 
 const promoteCmd: Command = {
   words: ['agent', 'promote'],
-  summary: 'raise an agent\'s tier (SACRED: only at a terminal, with a typed confirmation)',
+  summary: "raise an agent's tier (SACRED: only at a terminal, with a typed confirmation)",
   usage: 'agent promote ID TIER',
   options: { ...PASSWORD_FILE_OPTION },
   args: { min: 2, max: 2 },
@@ -144,8 +212,16 @@ const promoteCmd: Command = {
       ({ home, keys } = await unsealVault(ctx));
     }
     try {
-      const agent = await updateVault(home, keys, (body) => promote(body, { id, tier, now: ctx.now(), confirmedAtTerminal }));
-      return { json: agentView(agent), text: `Promoted ${agent.id} to ${agent.tier}.\n`, informational: true };
+      const agent = await updateVault(
+        home,
+        keys,
+        (body) => promote(body, { id, tier, now: ctx.now(), confirmedAtTerminal }),
+      );
+      return {
+        json: agentView(agent),
+        text: `Promoted ${agent.id} to ${agent.tier}.\n`,
+        informational: true,
+      };
     } finally {
       wipeKeys(keys);
     }
@@ -154,42 +230,76 @@ const promoteCmd: Command = {
 
 async function _sacredConfirmation(ctx: Ctx, id: string): Promise<{ home: Home; keys: VaultKeys }> {
   if (!ctx.io.isTerminal) {
-    throw denied('sacred_needs_terminal', 'promotion to SACRED needs a human at a terminal', 'run it in an interactive terminal; --password-file and TRUST_PROTOCOL_PASSWORD are not accepted for it');
+    throw denied(
+      'sacred_needs_terminal',
+      'promotion to SACRED needs a human at a terminal',
+      'run it in an interactive terminal; --password-file and TRUST_PROTOCOL_PASSWORD are not accepted for it',
+    );
   }
   const home = existingHome(ctx);
   const file = loadVault(home);
   findAgent(file.body, id);
   const password = await promptHidden(ctx.io, 'Master password (typed, for SACRED promotion): ');
-  if (password === null) throw denied('sacred_needs_terminal', 'promotion to SACRED needs a human at a terminal');
+  if (password === null) {
+    throw denied('sacred_needs_terminal', 'promotion to SACRED needs a human at a terminal');
+  }
   const keys = unseal(file, password);
   password.fill(0);
   const expected = `promote ${id} to SACRED`;
   const typed = await promptLine(ctx.io, `Type "${expected}" to confirm: `);
   if (typed !== expected) {
     wipeKeys(keys);
-    throw new TpError('denied', 'confirmation_mismatch', 'the confirmation did not match; nothing was changed');
+    throw new TpError(
+      'denied',
+      'confirmation_mismatch',
+      'the confirmation did not match; nothing was changed',
+    );
   }
   return { home, keys };
 }
 
 const demoteCmd: Command = {
   words: ['agent', 'demote'],
-  summary: 'lower an agent\'s tier (grants over the new limit are removed)',
+  summary: "lower an agent's tier (grants over the new limit are removed)",
   usage: 'agent demote ID TIER',
   options: { ...PASSWORD_FILE_OPTION },
   args: { min: 2, max: 2 },
   async run(ctx) {
     const id = ctx.positionals[0] as string;
     const tier = parseTier(ctx.positionals[1] as string);
-    const { agent, removedGrants } = await _withVault(ctx, (home, keys) => updateVault(home, keys, (body) => demote(body, { id, tier, now: ctx.now() })));
-    const removed = removedGrants.length === 0 ? '' : ` Removed grants over the ${tier} limit: ${removedGrants.join(', ')}.`;
-    return { json: { ...agentView(agent), removed_grants: removedGrants }, text: `Demoted ${agent.id} to ${agent.tier}.${removed}\n`, informational: true };
+    const { agent, removedGrants } = await _withVault(
+      ctx,
+      (home, keys) => updateVault(home, keys, (body) => demote(body, { id, tier, now: ctx.now() })),
+    );
+    const removed = removedGrants.length === 0
+      ? ''
+      : ` Removed grants over the ${tier} limit: ${removedGrants.join(', ')}.`;
+    return {
+      json: { ...agentView(agent), removed_grants: removedGrants },
+      text: `Demoted ${agent.id} to ${agent.tier}.${removed}\n`,
+      informational: true,
+    };
   },
 };
 
-function _stateCommand(action: 'suspend' | 'resume' | 'revoke', summary: string, done: string): Command {
-  return _simple(['agent', action], summary, `agent ${action} ID`, { min: 1, max: 1 }, (ctx, home, keys) =>
-    updateVault(home, keys, (body) => setAgentState(body, { id: ctx.positionals[0] as string, action, now: ctx.now() })), done);
+function _stateCommand(
+  action: 'suspend' | 'resume' | 'revoke',
+  summary: string,
+  done: string,
+): Command {
+  return _simple(
+    ['agent', action],
+    summary,
+    `agent ${action} ID`,
+    { min: 1, max: 1 },
+    (ctx, home, keys) =>
+      updateVault(
+        home,
+        keys,
+        (body) => setAgentState(body, { id: ctx.positionals[0] as string, action, now: ctx.now() }),
+      ),
+    done,
+  );
 }
 
 export const agentCommands: Command[] = [

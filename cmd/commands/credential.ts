@@ -10,8 +10,23 @@ import {
   updateCredential,
 } from '../../src/credentials.ts';
 import { usage } from '../../src/errors.ts';
-import { decryptValue, loadVault, updateVault, type CredentialMeta, wipeKeys } from '../../src/vault.ts';
-import { type Command, type Ctx, existingHome, flag, PASSWORD_FILE_OPTION, str, tableText, unsealVault } from '../context.ts';
+import {
+  type CredentialMeta,
+  decryptValue,
+  loadVault,
+  updateVault,
+  wipeKeys,
+} from '../../src/vault.ts';
+import {
+  type Command,
+  type Ctx,
+  existingHome,
+  flag,
+  PASSWORD_FILE_OPTION,
+  str,
+  tableText,
+  unsealVault,
+} from '../context.ts';
 import { promptHidden, readAll, readUserFile } from '../io.ts';
 
 const SPEC_OPTIONS: ParseArgsOptionsConfig = {
@@ -27,7 +42,9 @@ const SPEC_OPTIONS: ParseArgsOptionsConfig = {
 function _spec(ctx: Ctx): CredentialSpec {
   const spec: CredentialSpec = {};
   const domains = str(ctx, 'allowed-domains');
-  if (domains !== undefined) spec.allowedDomains = domains.split(',').filter((d) => d.trim() !== '');
+  if (domains !== undefined) {
+    spec.allowedDomains = domains.split(',').filter((d) => d.trim() !== '');
+  }
   if (flag(ctx, 'any-domain')) spec.anyDomain = true;
   const tier = str(ctx, 'min-tier');
   if (tier !== undefined) spec.minTier = tier;
@@ -45,17 +62,31 @@ function _spec(ctx: Ctx): CredentialSpec {
 /** --value-file, else standard input when it is not a terminal, else a no-echo prompt. */
 async function _readValue(ctx: Ctx): Promise<Uint8Array> {
   const file = str(ctx, 'value-file');
-  if (file !== undefined) return checkCredentialValue(readUserFile(file, 'value file', 1024 * 1024));
-  if (!ctx.io.isTerminal) return checkCredentialValue(await readAll(ctx.io.stdin, 1024 * 1024, 'the value on standard input'));
+  if (file !== undefined) {
+    return checkCredentialValue(readUserFile(file, 'value file', 1024 * 1024));
+  }
+  if (!ctx.io.isTerminal) {
+    return checkCredentialValue(
+      await readAll(ctx.io.stdin, 1024 * 1024, 'the value on standard input'),
+    );
+  }
   const typed = await promptHidden(ctx.io, 'Credential value (input hidden): ');
-  if (typed === null) throw usage('no_value', 'no credential value given', 'use --value-file PATH or pipe it on standard input');
+  if (typed === null) {
+    throw usage(
+      'no_value',
+      'no credential value given',
+      'use --value-file PATH or pipe it on standard input',
+    );
+  }
   return checkCredentialValue(typed);
 }
 
 function _metaText(m: CredentialMeta): string {
   return [
     `name:            ${m.name}`,
-    `allowed domains: ${m.any_domain ? 'ANY https host (unrestricted)' : m.allowed_domains.join(', ')}`,
+    `allowed domains: ${
+      m.any_domain ? 'ANY https host (unrestricted)' : m.allowed_domains.join(', ')
+    }`,
     `placements:      ${m.placements.join(', ')}`,
     `min tier:        ${m.min_tier}`,
     `base url:        ${m.base_url ?? '-'}`,
@@ -81,7 +112,8 @@ function _metaJson(m: CredentialMeta & { created_at?: string; updated_at?: strin
 const add: Command = {
   words: ['credential', 'add'],
   summary: 'store a credential and where it may be sent',
-  usage: 'credential add NAME (--allowed-domains P[,P...] | --any-domain) [--min-tier TIER] [--placement header[,query,path,body]] [--base-url URL] [--inject "Header: tmpl"] [--rate N/PERIOD] [--value-file PATH]',
+  usage:
+    'credential add NAME (--allowed-domains P[,P...] | --any-domain) [--min-tier TIER] [--placement header[,query,path,body]] [--base-url URL] [--inject "Header: tmpl"] [--rate N/PERIOD] [--value-file PATH]',
   options: { ...PASSWORD_FILE_OPTION, ...SPEC_OPTIONS, 'value-file': { type: 'string' } },
   args: { min: 1, max: 1 },
   async run(ctx) {
@@ -90,9 +122,19 @@ const add: Command = {
     const value = await _readValue(ctx);
     const { home, keys } = await unsealVault(ctx);
     try {
-      const meta = await updateVault(home, keys, (body) => addCredential(body, keys, { name, spec, value, now: ctx.now() }));
-      const warn = meta.any_domain ? 'WARNING: this credential is UNRESTRICTED: it may be sent to any https host.\n' : '';
-      return { json: _metaJson(meta), text: `${warn}Added credential ${meta.name}.\n`, informational: true };
+      const meta = await updateVault(
+        home,
+        keys,
+        (body) => addCredential(body, keys, { name, spec, value, now: ctx.now() }),
+      );
+      const warn = meta.any_domain
+        ? 'WARNING: this credential is UNRESTRICTED: it may be sent to any https host.\n'
+        : '';
+      return {
+        json: _metaJson(meta),
+        text: `${warn}Added credential ${meta.name}.\n`,
+        informational: true,
+      };
     } finally {
       value.fill(0);
       wipeKeys(keys);
@@ -103,7 +145,8 @@ const add: Command = {
 const update: Command = {
   words: ['credential', 'update'],
   summary: 'change where a credential may be sent (the value stays)',
-  usage: 'credential update NAME [--allowed-domains P,... | --any-domain] [--min-tier T] [--placement ...] [--base-url URL] [--inject ...] [--rate N/PERIOD]',
+  usage:
+    'credential update NAME [--allowed-domains P,... | --any-domain] [--min-tier T] [--placement ...] [--base-url URL] [--inject ...] [--rate N/PERIOD]',
   options: { ...PASSWORD_FILE_OPTION, ...SPEC_OPTIONS },
   args: { min: 1, max: 1 },
   async run(ctx) {
@@ -111,10 +154,22 @@ const update: Command = {
     const spec = _spec(ctx);
     const { home, keys } = await unsealVault(ctx);
     try {
-      const meta = await updateVault(home, keys, (body) =>
-        updateCredential(body, keys, { name, spec, decrypt: (r) => decryptValue(keys, r), now: ctx.now() })
+      const meta = await updateVault(
+        home,
+        keys,
+        (body) =>
+          updateCredential(body, keys, {
+            name,
+            spec,
+            decrypt: (r) => decryptValue(keys, r),
+            now: ctx.now(),
+          }),
       );
-      return { json: _metaJson(meta), text: `Updated credential ${meta.name}.\n`, informational: true };
+      return {
+        json: _metaJson(meta),
+        text: `Updated credential ${meta.name}.\n`,
+        informational: true,
+      };
     } finally {
       wipeKeys(keys);
     }
@@ -123,7 +178,7 @@ const update: Command = {
 
 const rotate: Command = {
   words: ['credential', 'rotate'],
-  summary: 'replace a credential\'s value',
+  summary: "replace a credential's value",
   usage: 'credential rotate NAME [--value-file PATH]',
   options: { ...PASSWORD_FILE_OPTION, 'value-file': { type: 'string' } },
   args: { min: 1, max: 1 },
@@ -132,8 +187,16 @@ const rotate: Command = {
     const value = await _readValue(ctx);
     const { home, keys } = await unsealVault(ctx);
     try {
-      await updateVault(home, keys, (body) => rotateCredential(body, keys, { name, value, now: ctx.now() }));
-      return { json: { name, rotated: true }, text: `Rotated credential ${name}.\n`, informational: true };
+      await updateVault(
+        home,
+        keys,
+        (body) => rotateCredential(body, keys, { name, value, now: ctx.now() }),
+      );
+      return {
+        json: { name, rotated: true },
+        text: `Rotated credential ${name}.\n`,
+        informational: true,
+      };
     } finally {
       value.fill(0);
       wipeKeys(keys);
@@ -152,7 +215,11 @@ const remove: Command = {
     const { home, keys } = await unsealVault(ctx);
     try {
       await updateVault(home, keys, (body) => removeCredential(body, name));
-      return { json: { name, removed: true }, text: `Removed credential ${name}.\n`, informational: true };
+      return {
+        json: { name, removed: true },
+        text: `Removed credential ${name}.\n`,
+        informational: true,
+      };
     } finally {
       wipeKeys(keys);
     }
@@ -165,7 +232,7 @@ const list: Command = {
   usage: 'credential list',
   options: {},
   args: { min: 0, max: 0 },
-  async run(ctx) {
+  run(ctx) {
     const file = loadVault(existingHome(ctx));
     const rows = file.body.credentials.map((c) => [
       c.name,
@@ -175,18 +242,20 @@ const list: Command = {
     ]);
     return {
       json: file.body.credentials.map(_metaJson),
-      text: rows.length === 0 ? 'No credentials.\n' : tableText([['NAME', 'ALLOWED DOMAINS', 'PLACEMENTS', 'MIN TIER'], ...rows]),
+      text: rows.length === 0
+        ? 'No credentials.\n'
+        : tableText([['NAME', 'ALLOWED DOMAINS', 'PLACEMENTS', 'MIN TIER'], ...rows]),
     };
   },
 };
 
 const show: Command = {
   words: ['credential', 'show'],
-  summary: 'show one credential\'s rules (never its value)',
+  summary: "show one credential's rules (never its value)",
   usage: 'credential show NAME',
   options: {},
   args: { min: 1, max: 1 },
-  async run(ctx) {
+  run(ctx) {
     const file = loadVault(existingHome(ctx));
     const record = findCredential(file.body, ctx.positionals[0] as string);
     return { json: _metaJson(record), text: _metaText(record) };

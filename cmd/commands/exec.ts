@@ -7,7 +7,15 @@ import { usage } from '../../src/errors.ts';
 import { parseConnectTo } from '../../src/http/connect_to.ts';
 import type { SendOptions } from '../../src/http/client.ts';
 import { parseCurlArgs } from '../../src/template.ts';
-import { type Command, type Ctx, existingHome, flag, list, PASSWORD_FILE_OPTION, str } from '../context.ts';
+import {
+  type Command,
+  type Ctx,
+  existingHome,
+  flag,
+  list,
+  PASSWORD_FILE_OPTION,
+  str,
+} from '../context.ts';
 import { EXIT } from '../exit.ts';
 import { readAll, readUserFile, write } from '../io.ts';
 import { readPassword, readToken } from '../secrets.ts';
@@ -17,24 +25,40 @@ const TEMPLATE_LIMIT = 16 * 1024 * 1024;
 async function _template(ctx: Ctx): Promise<unknown> {
   const file = str(ctx, 'template');
   if (file !== undefined) {
-    if (ctx.positionals.length > 0) throw usage('conflicting_flags', '--template cannot be combined with a URL argument');
-    const bytes = file === '-' ? await readAll(ctx.io.stdin, TEMPLATE_LIMIT, 'the template on standard input') : readUserFile(file, 'template', TEMPLATE_LIMIT);
+    if (ctx.positionals.length > 0) {
+      throw usage('conflicting_flags', '--template cannot be combined with a URL argument');
+    }
+    const bytes = file === '-'
+      ? await readAll(ctx.io.stdin, TEMPLATE_LIMIT, 'the template on standard input')
+      : readUserFile(file, 'template', TEMPLATE_LIMIT);
     const text = decodeUtf8Strict(bytes);
     try {
       if (text === null) throw new Error('not UTF-8');
       return JSON.parse(text);
     } catch {
-      throw usage('bad_template', `the template ${file === '-' ? 'on standard input' : file} is not valid JSON`, 'see `trust-protocol exec --help` for the template format');
+      throw usage(
+        'bad_template',
+        `the template ${file === '-' ? 'on standard input' : file} is not valid JSON`,
+        'see `trust-protocol exec --help` for the template format',
+      );
     }
   }
-  if (ctx.positionals.length !== 1) throw usage('no_template', 'exec needs --template FILE|- or a URL', 'e.g. trust-protocol exec -H "Authorization: Bearer {{CREDENTIAL}}" --credential NAME https://api.example.com/');
+  if (ctx.positionals.length !== 1) {
+    throw usage(
+      'no_template',
+      'exec needs --template FILE|- or a URL',
+      'e.g. trust-protocol exec -H "Authorization: Bearer {{CREDENTIAL}}" --credential NAME https://api.example.com/',
+    );
+  }
   const data = list(ctx, 'data').map((d) => d.startsWith('@') ? _dataFile(d.slice(1)) : d);
   return parseCurlArgs({
     url: ctx.positionals[0] as string,
     headers: list(ctx, 'header'),
     ...(str(ctx, 'request') === undefined ? {} : { method: str(ctx, 'request') as string }),
     ...(data.length === 0 ? {} : { data: data.join('&') }),
-    ...(str(ctx, 'credential') === undefined ? {} : { credential: str(ctx, 'credential') as string }),
+    ...(str(ctx, 'credential') === undefined
+      ? {}
+      : { credential: str(ctx, 'credential') as string }),
   });
 }
 
@@ -49,16 +73,22 @@ function _sendOptions(ctx: Ctx): SendOptions {
   const timeout = str(ctx, 'timeout');
   if (timeout !== undefined) {
     const seconds = Number(timeout);
-    if (!/^\d+(\.\d+)?$/.test(timeout) || seconds <= 0 || seconds > 86400) throw usage('bad_flag', `--timeout must be a number of seconds, got "${timeout}"`);
+    if (!/^\d+(\.\d+)?$/.test(timeout) || seconds <= 0 || seconds > 86400) {
+      throw usage('bad_flag', `--timeout must be a number of seconds, got "${timeout}"`);
+    }
     options.timeoutMs = Math.round(seconds * 1000);
   }
   const max = str(ctx, 'max-response-bytes');
   if (max !== undefined) {
-    if (!/^\d{1,15}$/.test(max) || Number(max) < 1) throw usage('bad_flag', `--max-response-bytes must be a positive whole number, got "${max}"`);
+    if (!/^\d{1,15}$/.test(max) || Number(max) < 1) {
+      throw usage('bad_flag', `--max-response-bytes must be a positive whole number, got "${max}"`);
+    }
     options.maxResponseBytes = Number(max);
   }
   const cacert = str(ctx, 'cacert');
-  if (cacert !== undefined) options.ca = Buffer.from(readUserFile(cacert, 'CA file', 1024 * 1024)).toString('utf8');
+  if (cacert !== undefined) {
+    options.ca = Buffer.from(readUserFile(cacert, 'CA file', 1024 * 1024)).toString('utf8');
+  }
   const connectTo = list(ctx, 'connect-to');
   if (connectTo.length > 0) options.connectTo = connectTo.map(parseConnectTo);
   return options;
@@ -77,7 +107,8 @@ function _headersJson(headers: Array<[string, string]>): Record<string, string |
 const exec: Command = {
   words: ['exec'],
   summary: 'perform one templated request with an injected credential',
-  usage: 'exec --template FILE|-  |  exec [-X METHOD] URL [-H "Name: value"]... [-d DATA|@FILE] [--credential NAME]',
+  usage:
+    'exec --template FILE|-  |  exec [-X METHOD] URL [-H "Name: value"]... [-d DATA|@FILE] [--credential NAME]',
   help: `Template JSON: {"credential": "NAME", "method": "POST", "url": "https://...",
   "headers": {"Authorization": "Bearer {{CREDENTIAL}}"}, "body": "text" | {...json...}}
 Placeholders: {{CREDENTIAL}} (the template's credential), {{CREDENTIAL:name}}, each optionally |base64.
@@ -117,7 +148,9 @@ The agent token comes from --token-file or TRUST_PROTOCOL_TOKEN.`,
       const chunks: Uint8Array[] = [];
       for await (const chunk of response.body) chunks.push(chunk);
       if (failed) {
-        ctx.io.stderr.write(`trust-protocol: error: the upstream answered HTTP ${response.status}\n`);
+        ctx.io.stderr.write(
+          `trust-protocol: error: the upstream answered HTTP ${response.status}\n`,
+        );
         return { json: undefined, text: '', exitCode: EXIT.http_status };
       }
       const body = Buffer.concat(chunks);
@@ -141,7 +174,11 @@ The agent token comes from --token-file or TRUST_PROTOCOL_TOKEN.`,
       await write(sink, head);
     }
     for await (const chunk of response.body) await write(sink, chunk);
-    if (sink !== ctx.io.stdout) await new Promise<void>((resolve, reject) => (sink as fs.WriteStream).end((e?: Error | null) => e ? reject(e) : resolve()));
+    if (sink !== ctx.io.stdout) {
+      await new Promise<void>((resolve, reject) =>
+        (sink as fs.WriteStream).end((e?: Error | null) => e ? reject(e) : resolve())
+      );
+    }
     return { json: undefined, text: '' };
   },
 };

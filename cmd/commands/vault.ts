@@ -2,18 +2,34 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openAuditWriter } from '../../src/audit.ts';
-import { KDF_DEFAULT, type KdfParams, kdfImplementation } from '../../src/crypto/kdf.ts';
+import { KDF_DEFAULT, kdfImplementation, type KdfParams } from '../../src/crypto/kdf.ts';
 import { usage } from '../../src/errors.ts';
 import { openHome, readStateFile, withLock } from '../../src/home.ts';
-import { changePassword, createVault, loadVault, saveVault, VAULT_FILE, wipeKeys } from '../../src/vault.ts';
-import { type Command, type Ctx, existingHome, PASSWORD_FILE_OPTION, str, unsealVault } from '../context.ts';
+import {
+  changePassword,
+  createVault,
+  loadVault,
+  saveVault,
+  VAULT_FILE,
+  wipeKeys,
+} from '../../src/vault.ts';
+import {
+  type Command,
+  type Ctx,
+  existingHome,
+  PASSWORD_FILE_OPTION,
+  str,
+  unsealVault,
+} from '../context.ts';
 import { readPassword } from '../secrets.ts';
 
 function _kdfParams(ctx: Ctx): KdfParams {
   const parse = (name: string, fallback: number) => {
     const v = str(ctx, name);
     if (v === undefined) return fallback;
-    if (!/^\d{1,9}$/.test(v)) throw usage('bad_flag', `--${name} must be a whole number, got "${v}"`);
+    if (!/^\d{1,9}$/.test(v)) {
+      throw usage('bad_flag', `--${name} must be a whole number, got "${v}"`);
+    }
     return Number(v);
   };
   return {
@@ -27,18 +43,34 @@ const init: Command = {
   words: ['init'],
   summary: 'create the encrypted vault',
   usage: 'init [--kdf-memory-mib N] [--kdf-iterations N] [--password-file PATH]',
-  options: { ...PASSWORD_FILE_OPTION, 'kdf-memory-mib': { type: 'string' }, 'kdf-iterations': { type: 'string' } },
+  options: {
+    ...PASSWORD_FILE_OPTION,
+    'kdf-memory-mib': { type: 'string' },
+    'kdf-iterations': { type: 'string' },
+  },
   args: { min: 0, max: 0 },
   async run(ctx) {
     const params = _kdfParams(ctx);
     const home = openHome(ctx.homeDir, { create: true });
     if (readStateFile(home, VAULT_FILE) !== null) {
-      throw usage('already_initialized', `a vault already exists in ${home.dir}`, 'use `trust-protocol passwd` to change the password; nothing was changed');
+      throw usage(
+        'already_initialized',
+        `a vault already exists in ${home.dir}`,
+        'use `trust-protocol passwd` to change the password; nothing was changed',
+      );
     }
     if (fs.existsSync(path.join(home.dir, 'audit', 'audit.log'))) {
-      throw usage('orphan_audit_log', `${home.dir} has an audit log but no vault`, 'move the audit directory away (keep it as evidence) or use another --home');
+      throw usage(
+        'orphan_audit_log',
+        `${home.dir} has an audit log but no vault`,
+        'move the audit directory away (keep it as evidence) or use another --home',
+      );
     }
-    const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file'), isNew: true, prompt: 'New master password: ' });
+    const password = await readPassword(ctx.io, {
+      passwordFile: str(ctx, 'password-file'),
+      isNew: true,
+      prompt: 'New master password: ',
+    });
     const { file, keys } = createVault(password, params, ctx.now());
     password.fill(0);
     await withLock(home, 'vault', async () => {
@@ -49,15 +81,31 @@ const init: Command = {
         event: 'vault.init',
         actor: { type: 'operator' },
         outcome: 'ok',
-        data: { kdf: { memory_kib: params.memoryKib, iterations: params.iterations, parallelism: params.parallelism } },
+        data: {
+          kdf: {
+            memory_kib: params.memoryKib,
+            iterations: params.iterations,
+            parallelism: params.parallelism,
+          },
+        },
       }]);
       file.body.audit_head = head;
       saveVault(home, file, keys);
     });
     wipeKeys(keys);
     return {
-      json: { home: home.dir, kdf: { algorithm: 'argon2id', memory_mib: params.memoryKib / 1024, iterations: params.iterations, parallelism: 1 } },
-      text: `Created the vault in ${home.dir} (Argon2id ${params.memoryKib / 1024} MiB, t=${params.iterations}).\n`,
+      json: {
+        home: home.dir,
+        kdf: {
+          algorithm: 'argon2id',
+          memory_mib: params.memoryKib / 1024,
+          iterations: params.iterations,
+          parallelism: 1,
+        },
+      },
+      text: `Created the vault in ${home.dir} (Argon2id ${
+        params.memoryKib / 1024
+      } MiB, t=${params.iterations}).\n`,
       informational: true,
     };
   },
@@ -69,7 +117,7 @@ const status: Command = {
   usage: 'status',
   options: {},
   args: { min: 0, max: 0 },
-  async run(ctx) {
+  run(ctx) {
     let initialized = false;
     let data: Record<string, unknown> = { home: ctx.homeDir, initialized };
     if (fs.existsSync(ctx.homeDir)) {
@@ -86,7 +134,12 @@ const status: Command = {
           agents: file.body.agents.length,
           active_agents: file.body.agents.filter((a) => a.state === 'active').length,
           audit: _auditStatus(path.join(home.dir, 'audit', 'audit.log'), file.body.audit_head),
-          kdf: { algorithm: 'argon2id', memory_mib: file.kdf.memory_kib / 1024, iterations: file.kdf.iterations, implementation: kdfImplementation() },
+          kdf: {
+            algorithm: 'argon2id',
+            memory_mib: file.kdf.memory_kib / 1024,
+            iterations: file.kdf.iterations,
+            implementation: kdfImplementation(),
+          },
           serve: null,
         };
       } else {
@@ -113,9 +166,14 @@ function _statusText(d: Record<string, unknown>): string {
   return [
     `home:        ${d.home}`,
     `initialized: yes`,
-    `credentials: ${d.credentials}` + (unrestricted.length > 0 ? `  (UNRESTRICTED, any https host: ${unrestricted.join(', ')})` : ''),
+    `credentials: ${d.credentials}` +
+    (unrestricted.length > 0 ? `  (UNRESTRICTED, any https host: ${unrestricted.join(', ')})` : ''),
     `agents:      ${d.agents} (${d.active_agents} active)`,
-    `audit:       ${audit.bytes} bytes, head ${audit.sealed_head === null ? 'none' : `#${audit.sealed_head.seq} ${audit.sealed_head.hash.slice(0, 16)}`}`,
+    `audit:       ${audit.bytes} bytes, head ${
+      audit.sealed_head === null
+        ? 'none'
+        : `#${audit.sealed_head.seq} ${audit.sealed_head.hash.slice(0, 16)}`
+    }`,
     `kdf:         argon2id ${kdf.memory_mib} MiB, t=${kdf.iterations} (${kdf.implementation})`,
     `serve:       not running`,
   ].join('\n') + '\n';
@@ -124,19 +182,36 @@ function _statusText(d: Record<string, unknown>): string {
 const passwd: Command = {
   words: ['passwd'],
   summary: 'change the master password (credentials are not re-encrypted)',
-  usage: 'passwd [--password-file PATH] [--new-password-file PATH] [--kdf-memory-mib N] [--kdf-iterations N]',
-  options: { ...PASSWORD_FILE_OPTION, 'new-password-file': { type: 'string' }, 'kdf-memory-mib': { type: 'string' }, 'kdf-iterations': { type: 'string' } },
+  usage:
+    'passwd [--password-file PATH] [--new-password-file PATH] [--kdf-memory-mib N] [--kdf-iterations N]',
+  options: {
+    ...PASSWORD_FILE_OPTION,
+    'new-password-file': { type: 'string' },
+    'kdf-memory-mib': { type: 'string' },
+    'kdf-iterations': { type: 'string' },
+  },
   args: { min: 0, max: 0 },
   async run(ctx) {
     const { home, file, keys } = await unsealVault(ctx);
     const params = (str(ctx, 'kdf-memory-mib') ?? str(ctx, 'kdf-iterations')) === undefined
-      ? { memoryKib: file.kdf.memory_kib, iterations: file.kdf.iterations, parallelism: file.kdf.parallelism }
+      ? {
+        memoryKib: file.kdf.memory_kib,
+        iterations: file.kdf.iterations,
+        parallelism: file.kdf.parallelism,
+      }
       : _kdfParams(ctx);
     const newFile = str(ctx, 'new-password-file');
     if (newFile === undefined && !ctx.io.isTerminal) {
-      throw usage('no_new_password', 'the new password is needed: pass --new-password-file PATH or run in a terminal');
+      throw usage(
+        'no_new_password',
+        'the new password is needed: pass --new-password-file PATH or run in a terminal',
+      );
     }
-    const next = await readPassword({ ...ctx.io, env: {} }, { passwordFile: newFile, isNew: true, prompt: 'New master password: ' });
+    const next = await readPassword({ ...ctx.io, env: {} }, {
+      passwordFile: newFile,
+      isNew: true,
+      prompt: 'New master password: ',
+    });
     await changePassword(home, keys, next, params);
     next.fill(0);
     wipeKeys(keys);
@@ -145,4 +220,3 @@ const passwd: Command = {
 };
 
 export const vaultCommands: Command[] = [init, status, passwd];
-

@@ -25,7 +25,13 @@ export function open(key: Uint8Array, sealed: Sealed, aad: Uint8Array): Uint8Arr
 }
 
 export function subkey(root: Uint8Array, purpose: string): Uint8Array {
-  return hkdf(sha256, root, undefined, new TextEncoder().encode(`trust-protocol/v1/${purpose}`), 32);
+  return hkdf(
+    sha256,
+    root,
+    undefined,
+    new TextEncoder().encode(`trust-protocol/v1/${purpose}`),
+    32,
+  );
 }
 
 export function randomKey(): Uint8Array {

@@ -22,12 +22,22 @@ export const KDF_CEILING: KdfParams = { memoryKib: 1024 * 1024, iterations: 10, 
 export function checkKdfParams(p: KdfParams): string | null {
   const ints = [p.memoryKib, p.iterations, p.parallelism].every(Number.isSafeInteger);
   if (!ints) return 'KDF parameters must be whole numbers';
-  if (p.memoryKib < KDF_FLOOR.memoryKib) return `KDF memory below the ${KDF_FLOOR.memoryKib / 1024} MiB floor`;
-  if (p.iterations < KDF_FLOOR.iterations) return `KDF iterations below the floor of ${KDF_FLOOR.iterations}`;
+  if (p.memoryKib < KDF_FLOOR.memoryKib) {
+    return `KDF memory below the ${KDF_FLOOR.memoryKib / 1024} MiB floor`;
+  }
+  if (p.iterations < KDF_FLOOR.iterations) {
+    return `KDF iterations below the floor of ${KDF_FLOOR.iterations}`;
+  }
   if (p.parallelism < 1) return 'KDF parallelism must be at least 1';
-  if (p.memoryKib > KDF_CEILING.memoryKib) return `KDF memory above the ${KDF_CEILING.memoryKib / 1024} MiB ceiling`;
-  if (p.iterations > KDF_CEILING.iterations) return `KDF iterations above the ceiling of ${KDF_CEILING.iterations}`;
-  if (p.parallelism > KDF_CEILING.parallelism) return `KDF parallelism above ${KDF_CEILING.parallelism}`;
+  if (p.memoryKib > KDF_CEILING.memoryKib) {
+    return `KDF memory above the ${KDF_CEILING.memoryKib / 1024} MiB ceiling`;
+  }
+  if (p.iterations > KDF_CEILING.iterations) {
+    return `KDF iterations above the ceiling of ${KDF_CEILING.iterations}`;
+  }
+  if (p.parallelism > KDF_CEILING.parallelism) {
+    return `KDF parallelism above ${KDF_CEILING.parallelism}`;
+  }
   return null;
 }
 
@@ -57,7 +67,10 @@ export interface Argon2Input {
 }
 
 /** Raw Argon2id with a chosen implementation; no parameter policy (used by the RFC 9106 tests). */
-export function argon2idWith(impl: 'node:crypto' | '@noble/hashes', input: Argon2Input): Uint8Array {
+export function argon2idWith(
+  impl: 'node:crypto' | '@noble/hashes',
+  input: Argon2Input,
+): Uint8Array {
   const { params: p } = input;
   if (impl === 'node:crypto') {
     if (nativeArgon2 === undefined) throw new Error('node:crypto has no argon2 on this runtime');

@@ -11,7 +11,11 @@ describe('agent', () => {
     const r = await t.tp(['--json', 'agent', 'register', 'bot', '--password-file', t.passwordFile]);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out).toMatchObject({ id: expect.stringMatching(/^agt_[0-9a-f]{20}$/), token: expect.stringMatching(/^tpat_/), tier: 'NOVICE' });
+    expect(out).toMatchObject({
+      id: expect.stringMatching(/^agt_[0-9a-f]{20}$/),
+      token: expect.stringMatching(/^tpat_/),
+      tier: 'NOVICE',
+    });
     const lifetime = Date.parse(out.expires_at) - Date.now();
     expect(lifetime).toBeGreaterThan(3500_000);
     expect(lifetime).toBeLessThanOrEqual(3600_000);
@@ -27,19 +31,52 @@ describe('agent', () => {
   it('enforces the grant limit per tier and token lifetimes per tier', async () => {
     const t = await newHome();
     for (let i = 0; i < 6; i++) {
-      expect((await addCredential(t, `c${i}`, `${CANARY}${i}`, ['--allowed-domains', 'api.allowed.test'])).code).toBe(0);
+      expect(
+        (await addCredential(t, `c${i}`, `${CANARY}${i}`, [
+          '--allowed-domains',
+          'api.allowed.test',
+        ])).code,
+      ).toBe(0);
     }
     const { id } = await newAgent(t, { tier: 'NOVICE' });
-    expect((await t.tp(['agent', 'grant', id, 'c0', '--password-file', t.passwordFile])).code).toBe(0);
+    expect((await t.tp(['agent', 'grant', id, 'c0', '--password-file', t.passwordFile])).code).toBe(
+      0,
+    );
     const over = await t.tp(['agent', 'grant', id, 'c1', '--password-file', t.passwordFile]);
     expect(over.code).toBe(4);
     expect(over.stderr).toMatch(/NOVICE agent may hold 1/);
-    expect((await t.tp(['agent', 'promote', id, 'COMPANION', '--password-file', t.passwordFile])).code).toBe(0);
-    expect((await t.tp(['agent', 'grant', id, 'c1', 'c2', 'c3', 'c4', '--password-file', t.passwordFile])).code).toBe(0);
-    expect((await t.tp(['agent', 'grant', id, 'c5', '--password-file', t.passwordFile])).code).toBe(4);
-    const tok = JSON.parse((await t.tp(['--json', 'agent', 'token', id, '--password-file', t.passwordFile])).stdout);
+    expect(
+      (await t.tp(['agent', 'promote', id, 'COMPANION', '--password-file', t.passwordFile])).code,
+    ).toBe(0);
+    expect(
+      (await t.tp([
+        'agent',
+        'grant',
+        id,
+        'c1',
+        'c2',
+        'c3',
+        'c4',
+        '--password-file',
+        t.passwordFile,
+      ])).code,
+    ).toBe(0);
+    expect((await t.tp(['agent', 'grant', id, 'c5', '--password-file', t.passwordFile])).code).toBe(
+      4,
+    );
+    const tok = JSON.parse(
+      (await t.tp(['--json', 'agent', 'token', id, '--password-file', t.passwordFile])).stdout,
+    );
     expect(Date.parse(tok.expires_at) - Date.now()).toBeGreaterThan(4 * 3600_000 - 60_000);
-    const dem = await t.tp(['--json', 'agent', 'demote', id, 'NOVICE', '--password-file', t.passwordFile]);
+    const dem = await t.tp([
+      '--json',
+      'agent',
+      'demote',
+      id,
+      'NOVICE',
+      '--password-file',
+      t.passwordFile,
+    ]);
     expect(dem.code, dem.stderr).toBe(0);
     const after = JSON.parse(dem.stdout);
     expect(after.grants).toEqual(['c0']);
@@ -61,9 +98,19 @@ describe('agent', () => {
     const r = await t.tp(['agent', 'promote', id, 'SACRED', '--password-file', t.passwordFile]);
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/terminal/);
-    const r2 = await t.tp(['agent', 'promote', id, 'SACRED'], { env: { TRUST_PROTOCOL_PASSWORD: 'x' } });
+    const r2 = await t.tp(['agent', 'promote', id, 'SACRED'], {
+      env: { TRUST_PROTOCOL_PASSWORD: 'x' },
+    });
     expect(r2.code).toBe(4);
-    const reg = await t.tp(['agent', 'register', 'holy', '--tier', 'SACRED', '--password-file', t.passwordFile]);
+    const reg = await t.tp([
+      'agent',
+      'register',
+      'holy',
+      '--tier',
+      'SACRED',
+      '--password-file',
+      t.passwordFile,
+    ]);
     expect(reg.code).toBe(2);
     const show = JSON.parse((await t.tp(['agent', 'show', id, '--json'])).stdout);
     expect(show.tier).toBe('GUARDIAN');

@@ -1,15 +1,24 @@
+// deno-lint-ignore-file no-explicit-any -- these tests edit raw vault JSON by hand
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addCredential, baseEnv, command, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
+import {
+  addCredential,
+  baseEnv,
+  command,
+  newAgent,
+  newHome,
+  type TestHome,
+} from '../helpers/cli.ts';
 import { startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 
 const CANARY = 'sk-integrity-canary-9d8e7f6a';
 
 async function setup() {
   const t = await newHome();
-  expect((await addCredential(t, 'k', CANARY, ['--allowed-domains', 'api.allowed.test'])).code).toBe(0);
+  expect((await addCredential(t, 'k', CANARY, ['--allowed-domains', 'api.allowed.test'])).code)
+    .toBe(0);
   const agent = await newAgent(t, { tier: 'COMPANION', grants: ['k'] });
   return { t, agent };
 }
@@ -26,13 +35,31 @@ function editVault(t: TestHome, edit: (v: any) => void): void {
 
 describe('hand-edited state never widens access', () => {
   const edits: Array<[string, (v: any, agentId: string) => void, string]> = [
-    ['allowed domains widened', (v) => v.body.credentials[0].allowed_domains.push('evil.test'), 'evil.test'],
-    ['any_domain switched on', (v) => { v.body.credentials[0].any_domain = true; }, 'evil.test'],
-    ['min tier lowered', (v) => { v.body.credentials[0].min_tier = 'NOVICE'; }, 'api.allowed.test'],
-    ['agent tier raised', (v, id) => { v.body.agents.find((a: any) => a.id === id).tier = 'GUARDIAN'; }, 'api.allowed.test'],
-    ['grant added', (v, id) => { v.body.agents.find((a: any) => a.id === id).grants.push('other'); }, 'api.allowed.test'],
-    ['placement widened', (v) => v.body.credentials[0].placements.push('query'), 'api.allowed.test'],
-    ['token expiry extended', (v, id) => { v.body.agents.find((a: any) => a.id === id).token_expires_at = '2099-01-01T00:00:00.000Z'; }, 'api.allowed.test'],
+    [
+      'allowed domains widened',
+      (v) => v.body.credentials[0].allowed_domains.push('evil.test'),
+      'evil.test',
+    ],
+    ['any_domain switched on', (v) => {
+      v.body.credentials[0].any_domain = true;
+    }, 'evil.test'],
+    ['min tier lowered', (v) => {
+      v.body.credentials[0].min_tier = 'NOVICE';
+    }, 'api.allowed.test'],
+    ['agent tier raised', (v, id) => {
+      v.body.agents.find((a: any) => a.id === id).tier = 'GUARDIAN';
+    }, 'api.allowed.test'],
+    ['grant added', (v, id) => {
+      v.body.agents.find((a: any) => a.id === id).grants.push('other');
+    }, 'api.allowed.test'],
+    [
+      'placement widened',
+      (v) => v.body.credentials[0].placements.push('query'),
+      'api.allowed.test',
+    ],
+    ['token expiry extended', (v, id) => {
+      v.body.agents.find((a: any) => a.id === id).token_expires_at = '2099-01-01T00:00:00.000Z';
+    }, 'api.allowed.test'],
   ];
 
   it.each(edits)('%s: exit 8, nothing sent', async (_name, edit, host) => {
@@ -42,15 +69,26 @@ describe('hand-edited state never widens access', () => {
     try {
       editVault(t, (v) => edit(v, agent.id));
       const ca = t.file('ca.pem', TEST_CA);
-      const template = t.file('t.json', JSON.stringify({
-        credential: 'k',
-        url: `https://${host}/x?q=1`,
-        headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
-      }));
+      const template = t.file(
+        't.json',
+        JSON.stringify({
+          credential: 'k',
+          url: `https://${host}/x?q=1`,
+          headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+        }),
+      );
       const r = await t.tp([
-        'exec', '--template', template, '--cacert', ca, '--password-file', t.passwordFile,
-        '--connect-to', `api.allowed.test:443:127.0.0.1:${allowed.port}`,
-        '--connect-to', `evil.test:443:127.0.0.1:${attacker.port}`,
+        'exec',
+        '--template',
+        template,
+        '--cacert',
+        ca,
+        '--password-file',
+        t.passwordFile,
+        '--connect-to',
+        `api.allowed.test:443:127.0.0.1:${allowed.port}`,
+        '--connect-to',
+        `evil.test:443:127.0.0.1:${attacker.port}`,
       ], { env: { TRUST_PROTOCOL_TOKEN: agent.token } });
       expect(r.code, r.stderr).toBe(8);
       expect(r.stderr).toMatch(/modified outside trust-protocol/);
@@ -65,19 +103,34 @@ describe('hand-edited state never widens access', () => {
 
   it('a swapped credential ciphertext is detected even by admin commands', async () => {
     const { t } = await setup();
-    expect((await addCredential(t, 'k2', CANARY + '-two', ['--allowed-domains', 'evil.test'])).code).toBe(0);
+    expect((await addCredential(t, 'k2', CANARY + '-two', ['--allowed-domains', 'evil.test'])).code)
+      .toBe(0);
     editVault(t, (v) => {
       const [a, b] = v.body.credentials;
       [a.value, b.value] = [b.value, a.value];
     });
-    const r = await t.tp(['credential', 'update', 'k', '--min-tier', 'PARTNER', '--password-file', t.passwordFile]);
+    const r = await t.tp([
+      'credential',
+      'update',
+      'k',
+      '--min-tier',
+      'PARTNER',
+      '--password-file',
+      t.passwordFile,
+    ]);
     expect(r.code).toBe(8);
   });
 
   it('a truncated or garbage vault fails closed with exit 8', async () => {
     const { t, agent } = await setup();
     const original = fs.readFileSync(vaultPath(t));
-    for (const bad of [original.subarray(0, original.length / 2), Buffer.from('garbage'), Buffer.from('{}')]) {
+    for (
+      const bad of [
+        original.subarray(0, original.length / 2),
+        Buffer.from('garbage'),
+        Buffer.from('{}'),
+      ]
+    ) {
       fs.writeFileSync(vaultPath(t), bad);
       const r = await t.tp(['agent', 'token', agent.id, '--password-file', t.passwordFile]);
       expect(r.code, r.stderr).toBe(8);
@@ -90,10 +143,25 @@ describe('crash safety', () => {
   it('kill -9 during credential add leaves a vault that opens with all earlier credentials', async () => {
     const t = await newHome();
     for (let i = 0; i < 3; i++) {
-      expect((await addCredential(t, `keep${i}`, `${CANARY}${i}`, ['--allowed-domains', 'api.allowed.test'])).code).toBe(0);
+      expect(
+        (await addCredential(t, `keep${i}`, `${CANARY}${i}`, [
+          '--allowed-domains',
+          'api.allowed.test',
+        ])).code,
+      ).toBe(0);
     }
     for (const delayMs of [5, 30, 60, 90, 120, 180, 250]) {
-      const { file, argv } = command(['--home', t.home, 'credential', 'add', `new${delayMs}`, '--allowed-domains', 'api.allowed.test', '--password-file', t.passwordFile]);
+      const { file, argv } = command([
+        '--home',
+        t.home,
+        'credential',
+        'add',
+        `new${delayMs}`,
+        '--allowed-domains',
+        'api.allowed.test',
+        '--password-file',
+        t.passwordFile,
+      ]);
       const child = spawn(file, argv, { env: baseEnv(), stdio: ['pipe', 'ignore', 'ignore'] });
       const closed = new Promise((r) => child.on('close', r));
       child.stdin.end(`${CANARY}-new`);
@@ -105,7 +173,13 @@ describe('crash safety', () => {
       const names = JSON.parse(list.stdout).map((c: { name: string }) => c.name);
       expect(names).toEqual(expect.arrayContaining(['keep0', 'keep1', 'keep2']));
       // The vault still authenticates: a write with the password succeeds.
-      const again = await t.tp(['agent', 'register', `a${delayMs}`, '--password-file', t.passwordFile]);
+      const again = await t.tp([
+        'agent',
+        'register',
+        `a${delayMs}`,
+        '--password-file',
+        t.passwordFile,
+      ]);
       expect(again.code, again.stderr).toBe(0);
     }
     const leftovers = fs.readdirSync(t.home).filter((f) => f.endsWith('.tmp'));

@@ -18,10 +18,26 @@ describe('init, status, passwd', () => {
 
   it('refuses KDF parameters below the floor', async () => {
     const t = await newHome({ init: false });
-    const r = await t.tp(['init', '--kdf-memory-mib', '18', '--kdf-iterations', '2', '--password-file', t.passwordFile]);
+    const r = await t.tp([
+      'init',
+      '--kdf-memory-mib',
+      '18',
+      '--kdf-iterations',
+      '2',
+      '--password-file',
+      t.passwordFile,
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/floor/);
-    const r2 = await t.tp(['init', '--kdf-memory-mib', '19', '--kdf-iterations', '1', '--password-file', t.passwordFile]);
+    const r2 = await t.tp([
+      'init',
+      '--kdf-memory-mib',
+      '19',
+      '--kdf-iterations',
+      '1',
+      '--password-file',
+      t.passwordFile,
+    ]);
     expect(r2.code).toBe(2);
     expect(fs.existsSync(path.join(t.home, 'vault.json'))).toBe(false);
   });
@@ -32,7 +48,11 @@ describe('init, status, passwd', () => {
     expect(vault).not.toContain(PASSWORD);
     const parsed = JSON.parse(vault);
     expect(Object.keys(parsed).sort()).toEqual(['body', 'format', 'kdf', 'key', 'mac', 'version']);
-    expect(parsed.kdf).toMatchObject({ algorithm: 'argon2id', memory_kib: 19 * 1024, iterations: 2 });
+    expect(parsed.kdf).toMatchObject({
+      algorithm: 'argon2id',
+      memory_kib: 19 * 1024,
+      iterations: 2,
+    });
   });
 
   it('with no password source and no terminal exits 3 with a hint', async () => {
@@ -68,23 +88,41 @@ describe('init, status, passwd', () => {
     const r = await t.tp(['agent', 'register', 'x', '--password-file', bad]);
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('wrong master password');
-    const ok = await t.tp(['agent', 'register', 'x'], { env: { TRUST_PROTOCOL_PASSWORD: PASSWORD } });
+    const ok = await t.tp(['agent', 'register', 'x'], {
+      env: { TRUST_PROTOCOL_PASSWORD: PASSWORD },
+    });
     expect(ok.code).toBe(0);
   });
 
   it('passwd changes the password and keeps every credential', async () => {
     const t = await newHome();
-    const add = await t.tp(['credential', 'add', 'k1', '--allowed-domains', 'api.allowed.test', '--password-file', t.passwordFile], { input: 'sk-passwd-canary-1' });
+    const add = await t.tp([
+      'credential',
+      'add',
+      'k1',
+      '--allowed-domains',
+      'api.allowed.test',
+      '--password-file',
+      t.passwordFile,
+    ], { input: 'sk-passwd-canary-1' });
     expect(add.code).toBe(0);
     const before = JSON.parse(fs.readFileSync(path.join(t.home, 'vault.json'), 'utf8'));
     const next = t.file('next', 'a whole new password\n');
-    const r = await t.tp(['passwd', '--password-file', t.passwordFile, '--new-password-file', next]);
+    const r = await t.tp([
+      'passwd',
+      '--password-file',
+      t.passwordFile,
+      '--new-password-file',
+      next,
+    ]);
     expect(r.code).toBe(0);
     const after = JSON.parse(fs.readFileSync(path.join(t.home, 'vault.json'), 'utf8'));
     // Not re-encrypted: the credential ciphertext is unchanged, only the key wrap changed.
     expect(after.body.credentials[0].value).toEqual(before.body.credentials[0].value);
     expect(after.key).not.toEqual(before.key);
-    expect((await t.tp(['agent', 'register', 'x', '--password-file', t.passwordFile])).code).toBe(3);
+    expect((await t.tp(['agent', 'register', 'x', '--password-file', t.passwordFile])).code).toBe(
+      3,
+    );
     expect((await t.tp(['agent', 'register', 'x', '--password-file', next])).code).toBe(0);
   });
 
@@ -107,7 +145,12 @@ describe('init, status, passwd', () => {
     const t = await newHome();
     const p = path.join(t.home, 'vault.json');
     const original = fs.readFileSync(p, 'utf8');
-    for (const [field, value] of [['memory_kib', 1024], ['iterations', 1], ['memory_kib', 1 << 30], ['iterations', 1e6]] as const) {
+    for (
+      const [field, value] of [['memory_kib', 1024], ['iterations', 1], ['memory_kib', 1 << 30], [
+        'iterations',
+        1e6,
+      ]] as const
+    ) {
       const v = JSON.parse(original);
       v.kdf[field] = value;
       fs.writeFileSync(p, JSON.stringify(v));

@@ -3,7 +3,7 @@
  * built binary (TP_CLI=binary), in a clean environment (nothing of the test runner's leaks in).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
@@ -11,7 +11,11 @@ const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno === 'object';
 
 export type Runtime = 'node' | 'deno' | 'binary';
-export const RUNTIME: Runtime = process.env.TP_CLI === 'binary' ? 'binary' : isDeno ? 'deno' : 'node';
+export const RUNTIME: Runtime = process.env.TP_CLI === 'binary'
+  ? 'binary'
+  : isDeno
+  ? 'deno'
+  : 'node';
 
 export interface RunResult {
   code: number;
@@ -27,15 +31,24 @@ export interface RunOptions {
 }
 
 export function command(args: readonly string[]): { file: string; argv: string[] } {
-  if (RUNTIME === 'binary') return { file: path.join(ROOT, 'dist/trust-protocol'), argv: [...args] };
+  if (RUNTIME === 'binary') {
+    return { file: path.join(ROOT, 'dist/trust-protocol'), argv: [...args] };
+  }
   if (RUNTIME === 'deno') {
-    return { file: process.execPath, argv: ['run', '--quiet', '-A', path.join(ROOT, 'cmd/main.ts'), ...args] };
+    return {
+      file: process.execPath,
+      argv: ['run', '--quiet', '-A', path.join(ROOT, 'cmd/main.ts'), ...args],
+    };
   }
   return { file: process.execPath, argv: [path.join(ROOT, 'cmd/main.ts'), ...args] };
 }
 
 export function baseEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), NO_COLOR: '1' };
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: tmpdir(),
+    NO_COLOR: '1',
+  };
   for (const [k, v] of Object.entries(extra)) {
     if (v === undefined) delete env[k];
     else env[k] = v;
@@ -98,15 +111,30 @@ export async function newHome(options: { init?: boolean } = {}): Promise<TestHom
     },
   };
   if (options.init !== false) {
-    const r = await t.tp(['init', '--kdf-memory-mib', '19', '--kdf-iterations', '2', '--password-file', passwordFile]);
+    const r = await t.tp([
+      'init',
+      '--kdf-memory-mib',
+      '19',
+      '--kdf-iterations',
+      '2',
+      '--password-file',
+      passwordFile,
+    ]);
     if (r.code !== 0) throw new Error(`init failed: ${r.stderr}`);
   }
   return t;
 }
 
 /** Adds a credential with a value given on stdin; returns the CLI result. */
-export function addCredential(t: TestHome, name: string, value: string, flags: readonly string[]): Promise<RunResult> {
-  return t.tp(['credential', 'add', name, ...flags, '--password-file', t.passwordFile], { input: value });
+export function addCredential(
+  t: TestHome,
+  name: string,
+  value: string,
+  flags: readonly string[],
+): Promise<RunResult> {
+  return t.tp(['credential', 'add', name, ...flags, '--password-file', t.passwordFile], {
+    input: value,
+  });
 }
 
 /** Registers an agent, grants it credentials (promoting first if needed) and returns id and token. */
@@ -114,11 +142,27 @@ export async function newAgent(
   t: TestHome,
   options: { name?: string; tier?: string; grants?: readonly string[] } = {},
 ): Promise<{ id: string; token: string }> {
-  const reg = await t.tp(['--json', 'agent', 'register', options.name ?? 'bot', '--tier', options.tier ?? 'COMPANION', '--password-file', t.passwordFile]);
+  const reg = await t.tp([
+    '--json',
+    'agent',
+    'register',
+    options.name ?? 'bot',
+    '--tier',
+    options.tier ?? 'COMPANION',
+    '--password-file',
+    t.passwordFile,
+  ]);
   if (reg.code !== 0) throw new Error(`register failed: ${reg.stderr}`);
   const { id, token } = JSON.parse(reg.stdout) as { id: string; token: string };
   if ((options.grants ?? []).length > 0) {
-    const g = await t.tp(['agent', 'grant', id, ...(options.grants ?? []), '--password-file', t.passwordFile]);
+    const g = await t.tp([
+      'agent',
+      'grant',
+      id,
+      ...(options.grants ?? []),
+      '--password-file',
+      t.passwordFile,
+    ]);
     if (g.code !== 0) throw new Error(`grant failed: ${g.stderr}`);
   }
   return { id, token };

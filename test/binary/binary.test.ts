@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+
+const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
+const BINARY = path.join(ROOT, 'dist/trust-protocol');
+
+function runFile(file: string, args: string[], env: Record<string, string>, cwd?: string) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(file, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('the single executable', () => {
+  it('runs --version and --help from a directory with no node_modules and no node on PATH', async () => {
+    const dir = fs.mkdtempSync(path.join(tmpdir(), 'tp-bin-'));
+    const copy = path.join(dir, 'trust-protocol');
+    fs.copyFileSync(BINARY, copy);
+    fs.chmodSync(copy, 0o755);
+    const env = { PATH: '/nonexistent', HOME: dir };
+    const v = await runFile(copy, ['--version'], env, dir);
+    expect(v.code).toBe(0);
+    expect(v.stdout).toMatch(/^trust-protocol \d+\.\d+\.\d+\n$/);
+    const h = await runFile(copy, ['--help'], env, dir);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain('Exit codes:');
+    expect(h.stderr).toBe('');
+  });
+
+  it('ignores NODE_OPTIONS: an agent cannot inject code with --require or --import', async () => {
+    const dir = fs.mkdtempSync(path.join(tmpdir(), 'tp-bin-'));
+    const marker = path.join(dir, 'pwned');
+    const evil = path.join(dir, 'evil.cjs');
+    fs.writeFileSync(evil, `require('fs').writeFileSync(${JSON.stringify(marker)}, 'x')`);
+    for (const options of [`--require ${evil}`, `--import ${evil}`, `-r ${evil}`]) {
+      const r = await runFile(BINARY, ['--version'], {
+        PATH: process.env.PATH ?? '',
+        HOME: dir,
+        NODE_OPTIONS: options,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(fs.existsSync(marker), options).toBe(false);
+    }
+  });
+
+  it('make demo: the main job end to end exits 0', async () => {
+    const r = await runFile(process.execPath, [path.join(ROOT, 'test/demo.ts'), BINARY], {
+      PATH: process.env.PATH ?? '',
+      HOME: tmpdir(),
+      NO_COLOR: '1',
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('the real key reached the upstream: yes; the agent saw it: no');
+    expect(r.stdout).toMatch(/exec --template .*evil\.json[\s\S]*\(exit 4\)/);
+    expect(r.stdout).toContain('Demo finished');
+  });
+});
