@@ -82,6 +82,34 @@ function _readTail(fd: number): { last: string | null; validLength: number; torn
   }
 }
 
+/** Entries newer than `since`, newest first, reading the log backwards in blocks. */
+function _readRecent(fd: number, end: number, since: string): RecentEntry[] {
+  const out: RecentEntry[] = [];
+  let carry = Buffer.alloc(0);
+  for (let pos = end; pos > 0;) {
+    const start = Math.max(0, pos - 64 * 1024);
+    const block = Buffer.alloc(pos - start);
+    fs.readSync(fd, block, 0, block.length, start);
+    const buf = Buffer.concat([block, carry]);
+    const lines = buf.toString('utf8').split('\n');
+    carry = start === 0 ? Buffer.alloc(0) : Buffer.from(lines.shift() ?? '', 'utf8');
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const line = lines[i] as string;
+      if (line === '') continue;
+      let entry: RecentEntry;
+      try {
+        entry = JSON.parse(line) as RecentEntry;
+      } catch {
+        continue;
+      }
+      if (typeof entry.ts !== 'string' || entry.ts < since) return out;
+      out.push(entry);
+    }
+    pos = start;
+  }
+  return out;
+}
+
 function _seqOf(line: string): number {
   const m = /^\{"v":\d+,"seq":(\d+),/.exec(line);
   if (m === null) {
@@ -97,8 +125,20 @@ function _seqOf(line: string): number {
   return Number(m[1]);
 }
 
+export interface RecentEntry {
+  ts: string;
+  event: string;
+  data: Record<string, unknown>;
+}
+
+/**
+ * Runs under the audit lock before the events are written; throwing aborts the append. Lets a
+ * rate limit count earlier entries and record the new one atomically across processes.
+ */
+export type AppendGuard = (recent: (since: Date) => RecentEntry[]) => void;
+
 export interface AuditWriter {
-  append(events: readonly AuditEvent[]): Promise<Appended>;
+  append(events: readonly AuditEvent[], options?: { guard?: AppendGuard }): Promise<Appended>;
 }
 
 export interface AuditWriterOptions {
@@ -114,7 +154,7 @@ export function openAuditWriter(home: Home, options: AuditWriterOptions): AuditW
   const dir = auditHome(home);
   const clock = options.clock ?? (() => new Date());
   return {
-    async append(events) {
+    async append(events, appendOptions = {}) {
       try {
         fs.mkdirSync(dir.dir, { mode: 0o700 });
       } catch (e) {
@@ -124,10 +164,16 @@ export function openAuditWriter(home: Home, options: AuditWriterOptions): AuditW
         return await withLock(
           dir,
           'audit',
-          () => _appendLocked(dir, events, options.macKey, clock),
+          () =>
+            _appendLocked(dir, events, {
+              macKey: options.macKey,
+              clock,
+              guard: appendOptions.guard,
+            }),
           { timeoutMs: 30_000 },
         );
       } catch (e) {
+        if (e instanceof TpError && e.kind === 'denied') throw e;
         throw _auditError(e);
       }
     },
@@ -137,9 +183,9 @@ export function openAuditWriter(home: Home, options: AuditWriterOptions): AuditW
 function _appendLocked(
   dir: Home,
   events: readonly AuditEvent[],
-  macKey: Uint8Array | null,
-  clock: () => Date,
+  options: { macKey: Uint8Array | null; clock: () => Date; guard: AppendGuard | undefined },
 ): Appended {
+  const { macKey, clock } = options;
   const file = path.join(dir.dir, AUDIT_FILE);
   const fd = fs.openSync(
     file,
@@ -150,6 +196,7 @@ function _appendLocked(
     const st = fs.fstatSync(fd);
     if ((st.mode & 0o777) !== 0o600) fs.fchmodSync(fd, 0o600);
     const tail = _readTail(fd);
+    options.guard?.((since) => _readRecent(fd, tail.validLength, since.toISOString()));
     let seq = tail.last === null ? 0 : _seqOf(tail.last);
     let prev = tail.last === null ? GENESIS : lineHash(tail.last);
     const all: AuditEvent[] = [];

@@ -9,7 +9,7 @@ import { parseTargetUrl } from './domain.ts';
 import { denied, TpError, usage } from './errors.ts';
 import type { Home } from './home.ts';
 import { send, type SendOptions, type UpstreamResponse } from './http/client.ts';
-import { decide, type Decision, findAgentByToken } from './policy.ts';
+import { checkRates, decide, type Decision, findAgentByToken } from './policy.ts';
 import { Redactor, redactString, type Secret } from './redact.ts';
 import { findPlaceholders, parseTemplate, renderTemplate, type Template } from './template.ts';
 import {
@@ -32,8 +32,8 @@ export interface BrokerDeps {
 }
 
 export interface BrokerRequest {
-  /** The template as parsed JSON (or an already parsed Template from the curl-like form). */
-  template: unknown;
+  /** The template: JSON as the agent wrote it, or already parsed (the curl-like form). */
+  template: { json: unknown } | { parsed: Template };
   token: string | null;
   sendOptions?: SendOptions;
 }
@@ -116,12 +116,27 @@ async function _executeAuthenticated(
   // The file is now authenticated (unseal checked its MAC): decide again on it before any decryption.
   const decision = decide(file.body, { token: request.token, ...parsed }, now());
   const summary = _summary(decision, parsed);
-  await audit.append([{
+  const allowed: AuditEvent = {
     event: 'request.allowed',
     actor: { type: 'agent', id: decision.agent.id },
     outcome: 'allowed',
     data: summary,
-  }]);
+  };
+  try {
+    await audit.append([allowed], {
+      guard: (recent) => checkRates(decision.credentials, recent, now()),
+    });
+  } catch (e) {
+    if (e instanceof TpError && e.kind === 'denied') {
+      await audit.append([{
+        ...allowed,
+        event: 'request.denied',
+        outcome: 'denied',
+        data: { ...summary, reason: e.code, kind: e.kind },
+      }]);
+    }
+    throw e;
+  }
   const secrets: Secret[] = decision.credentials.map((c) => ({
     name: c.name,
     value: decryptValue(keys, c),
@@ -191,8 +206,8 @@ async function* _redactedBody(
   await done(bytes, null);
 }
 
-function _parse(raw: unknown) {
-  const template = parseTemplate(raw);
+function _parse(input: BrokerRequest['template']) {
+  const template = 'parsed' in input ? input.parsed : parseTemplate(input.json);
   const uses = findPlaceholders(template);
   if (uses.length === 0) {
     throw usage(

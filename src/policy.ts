@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { secretEqual, sha256, toHex, utf8 } from './bytes.ts';
 import { matchTarget, parseDomainPattern } from './domain.ts';
-import { denied } from './errors.ts';
+import type { RecentEntry } from './audit.ts';
+import { parseRate } from './credentials.ts';
+import { denied, TpError } from './errors.ts';
 import type { PlaceholderUse } from './template.ts';
 import { tierRank } from './tiers.ts';
 import type { AgentRecord, CredentialRecord } from './vault.ts';
@@ -146,4 +148,39 @@ export function decide(
   const credentials = request.names.map((n) => checkGrant(agent, state.credentials, n));
   for (const c of credentials) checkTarget(c, request.url, request.uses);
   return { agent, credentials };
+}
+
+/**
+ * Per-credential rate limits, counted from the audit trail's own `request.allowed` entries, so
+ * every process (exec or serve) sees the same count. Runs under the audit lock (see AppendGuard).
+ */
+export function checkRates(
+  credentials: readonly CredentialRecord[],
+  recent: (since: Date) => RecentEntry[],
+  now: Date,
+): void {
+  for (const c of credentials) {
+    if (c.rate === null) continue;
+    const { count, periodSeconds } = parseRate(c.rate);
+    const since = new Date(now.getTime() - periodSeconds * 1000);
+    const used = recent(since).filter((e) =>
+      e.event === 'request.allowed' && Array.isArray(e.data.credentials) &&
+      e.data.credentials.includes(c.name)
+    );
+    if (used.length >= count) {
+      const oldest = used[used.length - 1] as RecentEntry;
+      const retryAfter = Math.max(
+        1,
+        Math.ceil((Date.parse(oldest.ts) + periodSeconds * 1000 - now.getTime()) / 1000),
+      );
+      throw new TpError(
+        'denied',
+        'rate_limited',
+        `credential "${c.name}" is over its rate limit of ${c.rate}`,
+        {
+          hint: `retry after ${retryAfter} s`,
+        },
+      );
+    }
+  }
 }

@@ -6,7 +6,7 @@ import { decodeUtf8Strict } from '../../src/bytes.ts';
 import { usage } from '../../src/errors.ts';
 import { parseConnectTo } from '../../src/http/connect_to.ts';
 import type { SendOptions } from '../../src/http/client.ts';
-import { parseCurlArgs } from '../../src/template.ts';
+import { parseCurlArgs, type Template } from '../../src/template.ts';
 import {
   type Command,
   type Ctx,
@@ -22,7 +22,7 @@ import { readPassword, readToken } from '../secrets.ts';
 
 const TEMPLATE_LIMIT = 16 * 1024 * 1024;
 
-async function _template(ctx: Ctx): Promise<unknown> {
+async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Template }> {
   const file = str(ctx, 'template');
   if (file !== undefined) {
     if (ctx.positionals.length > 0) {
@@ -34,7 +34,7 @@ async function _template(ctx: Ctx): Promise<unknown> {
     const text = decodeUtf8Strict(bytes);
     try {
       if (text === null) throw new Error('not UTF-8');
-      return JSON.parse(text);
+      return { json: JSON.parse(text) };
     } catch {
       throw usage(
         'bad_template',
@@ -51,15 +51,17 @@ async function _template(ctx: Ctx): Promise<unknown> {
     );
   }
   const data = list(ctx, 'data').map((d) => d.startsWith('@') ? _dataFile(d.slice(1)) : d);
-  return parseCurlArgs({
-    url: ctx.positionals[0] as string,
-    headers: list(ctx, 'header'),
-    ...(str(ctx, 'request') === undefined ? {} : { method: str(ctx, 'request') as string }),
-    ...(data.length === 0 ? {} : { data: data.join('&') }),
-    ...(str(ctx, 'credential') === undefined
-      ? {}
-      : { credential: str(ctx, 'credential') as string }),
-  });
+  return {
+    parsed: parseCurlArgs({
+      url: ctx.positionals[0] as string,
+      headers: list(ctx, 'header'),
+      ...(str(ctx, 'request') === undefined ? {} : { method: str(ctx, 'request') as string }),
+      ...(data.length === 0 ? {} : { data: data.join('&') }),
+      ...(str(ctx, 'credential') === undefined
+        ? {}
+        : { credential: str(ctx, 'credential') as string }),
+    }),
+  };
 }
 
 /** curl's -d @FILE: the file's contents with carriage returns and newlines removed. */
