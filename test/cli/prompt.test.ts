@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { baseEnv, command, newAgent, newHome } from '../helpers/cli.ts';
+
+const PTY = path.resolve(new URL('../helpers/terminal.py', import.meta.url).pathname);
+
+/** Runs the CLI in a pseudo-terminal and types the given answers at its prompts. */
+function atTerminal(args: string[], script: Array<[string, string]>, env: Record<string, string> = {}) {
+  const { file, argv } = command(args);
+  return new Promise<{ code: number; transcript: string }>((resolve, reject) => {
+    const child = spawn('python3', [PTY, JSON.stringify(script), file, ...argv], { env: baseEnv(env) });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('error', reject);
+    child.on('close', () => resolve(JSON.parse(out)));
+  });
+}
+
+const NEW = 'typed-at-the-terminal-42';
+
+describe('no-echo prompts at a terminal', () => {
+  it('init asks twice and never echoes the password', async () => {
+    const t = await newHome({ init: false });
+    const r = await atTerminal(['--home', t.home, 'init', '--kdf-memory-mib', '19', '--kdf-iterations', '2'], [
+      ['New master password:', `${NEW}\r`],
+      ['Repeat the master password:', `${NEW}\r`],
+    ]);
+    expect(r.code, r.transcript).toBe(0);
+    expect(r.transcript).not.toContain(NEW);
+    expect(fs.existsSync(path.join(t.home, 'vault.json'))).toBe(true);
+    const pw = t.file('typed', NEW);
+    expect((await t.tp(['agent', 'register', 'x', '--password-file', pw])).code).toBe(0);
+  });
+
+  it('init refuses two different passwords', async () => {
+    const t = await newHome({ init: false });
+    const r = await atTerminal(['--home', t.home, 'init', '--kdf-memory-mib', '19', '--kdf-iterations', '2'], [
+      ['New master password:', `${NEW}\r`],
+      ['Repeat the master password:', `${NEW}-different\r`],
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.transcript).toContain('do not match');
+    expect(fs.existsSync(path.join(t.home, 'vault.json'))).toBe(false);
+  });
+
+  it('a credential value typed at the prompt is not echoed', async () => {
+    const t = await newHome();
+    const value = 'sk-typed-value-canary-77';
+    const r = await atTerminal(['--home', t.home, 'credential', 'add', 'typed', '--allowed-domains', 'api.allowed.test', '--password-file', t.passwordFile], [
+      ['Credential value', `${value}\r`],
+    ]);
+    expect(r.code, r.transcript).toBe(0);
+    expect(r.transcript).not.toContain(value);
+  });
+
+  it('SACRED promotion: typed password and typed confirmation at a terminal', async () => {
+    const t = await newHome();
+    const { id } = await newAgent(t, { tier: 'GUARDIAN' });
+    const password = fs.readFileSync(t.passwordFile, 'utf8').trim();
+    const wrong = await atTerminal(['--home', t.home, 'agent', 'promote', id, 'SACRED'], [
+      ['Master password', `${password}\r`],
+      ['to confirm', 'yes\r'],
+    ]);
+    expect(wrong.code).toBe(4);
+    expect(wrong.transcript).toContain('confirmation did not match');
+    const ok = await atTerminal(['--home', t.home, 'agent', 'promote', id, 'SACRED'], [
+      ['Master password', `${password}\r`],
+      ['to confirm', `promote ${id} to SACRED\r`],
+    ]);
+    expect(ok.code, ok.transcript).toBe(0);
+    expect(ok.transcript).not.toContain(password);
+    const show = JSON.parse((await t.tp(['agent', 'show', id, '--json'])).stdout);
+    expect(show.tier).toBe('SACRED');
+  });
+});

@@ -1,0 +1,312 @@
+/**
+ * The canary fixture for the adversarial security suite (test/canary/): a home with a credential
+ * whose value is a random canary, an agent granted it, an allowed listener for api.allowed.test and
+ * attacker listeners for every other host or port a URL trick could reach, and `exec` running the
+ * real CLI against them.
+ *
+ * The canary's encoded forms are computed here, independently of src/redact.ts, so a test fails if
+ * the implementation misses a form instead of agreeing with itself.
+ */
+import { Buffer } from 'node:buffer';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import type { Socket } from 'node:net';
+import { expect } from 'vitest';
+import { addCredential, newAgent, newHome, type RunResult, type TestHome } from './cli.ts';
+import {
+  echoHandler,
+  type Handler,
+  type Listener,
+  startHttpsListener,
+  startRawListener,
+  TEST_CA,
+} from './listeners.ts';
+
+export const ALLOWED_HOST = 'api.allowed.test';
+
+/**
+ * Host:port pairs an attack could make the client connect to, all routed to the attacker's TLS
+ * listener (the test certificate covers the names, so a leak would complete the handshake).
+ */
+const ATTACKER_TLS_ROUTES = [
+  'evil.test:443',
+  'www.evil.test:443',
+  'api.allowed.test.evil.test:443',
+  'evilallowed.test:443',
+  'allowed.test:443',
+  'www.allowed.test:443',
+  'api.allowed.test.:443',
+  'xn--pi-6kc.allowed.test:443',
+  'localhost:443',
+  '127.0.0.1:443',
+  '[::1]:443',
+  '[::ffff:7f00:1]:443',
+  'api.allowed.test:8443',
+  'evil.test:8443',
+];
+
+/** The same for plain-text ports, routed to the attacker's plain listener. */
+const ATTACKER_PLAIN_ROUTES = [
+  'api.allowed.test:80',
+  'evil.test:80',
+  '127.0.0.1:80',
+  'api.allowed.test:21',
+  'evil.test:21',
+];
+
+/** `sk-canary-` and 24 random hex digits; `special` adds characters every encoding changes. */
+export function newCanary(options: { special?: boolean } = {}): string {
+  const hex = randomBytes(12).toString('hex');
+  if (options.special !== true) return `sk-canary-${hex}`;
+  return `sk-canary-${hex.slice(0, 12)}/+= "\\&?#%<>${hex.slice(12)}`;
+}
+
+export interface CanaryForm {
+  name: string;
+  text: string;
+}
+
+/**
+ * The characters of base64(prefix + value + suffix) that depend only on `value`, for a prefix of
+ * `align` bytes (0, 1 or 2): they appear whatever bytes surround the value.
+ */
+export function base64Core(value: Uint8Array, align: number, urlSafe = false): string {
+  const bits = 8 * (align + value.length);
+  const encoded = Buffer.concat([Buffer.alloc(align), Buffer.from(value), Buffer.alloc(3)])
+    .toString('base64');
+  const core = encoded.slice(Math.ceil((8 * align) / 6), Math.floor(bits / 6));
+  return urlSafe ? core.replaceAll('+', '-').replaceAll('/', '_') : core;
+}
+
+/** Every form of `canary` that must never reach the agent or an attacker. */
+export function canaryForms(canary: string): CanaryForm[] {
+  const bytes = Buffer.from(canary, 'utf8');
+  const forms: CanaryForm[] = [{ name: 'raw', text: canary }];
+  for (const align of [0, 1, 2]) {
+    forms.push({ name: `base64 at alignment ${align}`, text: base64Core(bytes, align) });
+    forms.push({ name: `base64url at alignment ${align}`, text: base64Core(bytes, align, true) });
+  }
+  forms.push({ name: 'hex', text: bytes.toString('hex') });
+  forms.push({ name: 'HEX', text: bytes.toString('hex').toUpperCase() });
+  forms.push({ name: 'encodeURIComponent', text: encodeURIComponent(canary) });
+  forms.push({ name: 'percent (RFC 3986 unreserved kept)', text: percentEncode(bytes) });
+  forms.push({
+    name: 'percent (lower-case hex)',
+    text: percentEncode(bytes).replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase()),
+  });
+  forms.push({ name: 'percent (form, + for space)', text: percentEncode(bytes, { plus: true }) });
+  forms.push({ name: 'percent (every byte)', text: percentEncode(bytes, { all: true }) });
+  const json = JSON.stringify(canary).slice(1, -1);
+  forms.push({ name: 'JSON-escaped', text: json });
+  forms.push({ name: 'JSON-escaped with \\/', text: json.replaceAll('/', '\\/') });
+  const unique = new Map<string, CanaryForm>();
+  for (const form of forms) if (!unique.has(form.text)) unique.set(form.text, form);
+  return [...unique.values()];
+}
+
+/** Percent-encodes every byte outside `A-Za-z0-9-._~` (or every byte with `all`), upper-case hex. */
+export function percentEncode(
+  bytes: Uint8Array,
+  options: { all?: boolean; plus?: boolean } = {},
+): string {
+  let out = '';
+  for (const b of bytes) {
+    const c = String.fromCharCode(b);
+    if (options.plus === true && c === ' ') out += '+';
+    else if (options.all !== true && /[A-Za-z0-9\-._~]/.test(c)) out += c;
+    else out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** The name of the first form of `canary` found in `data`, or null. */
+export function findCanary(data: Uint8Array | string, canary: string): string | null {
+  const haystack = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
+  for (const form of canaryForms(canary)) {
+    if (haystack.indexOf(Buffer.from(form.text, 'utf8')) >= 0) return form.name;
+  }
+  return null;
+}
+
+/** Fails naming the form and `where` (never printing the canary itself). */
+export function expectNoCanary(data: Uint8Array | string, canary: string, where = 'output'): void {
+  const found = findCanary(data, canary);
+  expect(found, `a canary (${found}) appeared in ${where}`).toBeNull();
+}
+
+/** Files in a directory tree, for scanning everything an agent could read in the home. */
+function _files(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const p = path.join(dir, name);
+    return statSync(p).isDirectory() ? _files(p) : [p];
+  });
+}
+
+export interface ExecOptions {
+  env?: Record<string, string | undefined>;
+  /** Extra exec flags such as -i, --json, --fail. */
+  args?: readonly string[];
+  /** Pass --cacert with the test CA (default true). */
+  cacert?: boolean;
+  /** Pass --password-file (default true). */
+  password?: boolean;
+  /** The token to present (default the fixture agent's); null presents none. */
+  token?: string | null;
+  input?: string;
+}
+
+export interface CredentialSpec {
+  name: string;
+  value: string;
+  flags: readonly string[];
+  /** Grant it to the fixture agent (default true). */
+  grant?: boolean;
+  /** Count its value as a canary (default true); false for controls allowed on evil.test. */
+  canary?: boolean;
+}
+
+export interface CanaryOptions {
+  canary?: string;
+  /** Placements of credential `k` (default header only). */
+  placements?: readonly string[];
+  /** Further credentials; their values count as canaries too. */
+  credentials?: readonly CredentialSpec[];
+  /** The allowed upstream as an HTTP handler (default: echo) ... */
+  allowedHandler?: Handler;
+  /** ... or as a raw socket (full control of status line and framing). */
+  allowedRaw?: (socket: Socket) => void;
+  tier?: string;
+}
+
+export interface Canary {
+  t: TestHome;
+  canary: string;
+  /** Every credential value in the home, `canary` first. */
+  canaries: string[];
+  agent: { id: string; token: string };
+  allowed: Listener;
+  /** TLS listener for every host or TLS port other than api.allowed.test:443. */
+  attacker: Listener;
+  /** Plain listener for plain-text ports (http://, ws://, ftp://), and a proxy for proxy variables. */
+  plainAttacker: Listener;
+  caFile: string;
+  /** The --connect-to values passed to every exec. */
+  routes: string[];
+  /** A unique marker to put in a request (header X-Case) to find out who received it. */
+  marker(): string;
+  /** Runs exec with a template (object, or raw JSON text) or curl-form arguments (string[]). */
+  exec(template: unknown, options?: ExecOptions): Promise<RunResult>;
+  /** Names of the listeners that received `marker`. */
+  receivedBy(marker: string): string[];
+  /** No canary in the agent's stdout and stderr, nor in anything the attackers received. */
+  expectClean(result: RunResult): void;
+  /** Also checks every file in the home (audit trail included) and closes the listeners. */
+  close(): Promise<void>;
+}
+
+let _counter = 0;
+
+export async function setupCanary(options: CanaryOptions = {}): Promise<Canary> {
+  const canary = options.canary ?? newCanary();
+  const t = await newHome();
+  const placements = options.placements ?? ['header'];
+  const specs: CredentialSpec[] = [
+    {
+      name: 'k',
+      value: canary,
+      flags: ['--allowed-domains', ALLOWED_HOST, '--placement', placements.join(',')],
+    },
+    ...(options.credentials ?? []),
+  ];
+  const [allowed, attacker, plainAttacker] = await Promise.all([
+    options.allowedRaw === undefined
+      ? startHttpsListener(options.allowedHandler ?? echoHandler)
+      : startRawListener(options.allowedRaw),
+    startHttpsListener(echoHandler),
+    startHttpsListener(echoHandler, { tls: false }),
+  ]);
+  for (const spec of specs) {
+    const r = await addCredential(t, spec.name, spec.value, spec.flags);
+    if (r.code !== 0) throw new Error(`credential add ${spec.name} failed: ${r.stderr}`);
+  }
+  const agent = await newAgent(t, {
+    tier: options.tier ?? 'COMPANION',
+    grants: specs.filter((s) => s.grant !== false).map((s) => s.name),
+  });
+  const caFile = t.file('ca.pem', TEST_CA);
+  const routes = [
+    `${ALLOWED_HOST}:443:127.0.0.1:${allowed.port}`,
+    ...ATTACKER_TLS_ROUTES.map((r) => `${r}:127.0.0.1:${attacker.port}`),
+    ...ATTACKER_PLAIN_ROUTES.map((r) => `${r}:127.0.0.1:${plainAttacker.port}`),
+  ];
+  const listeners = { allowed, attacker, plainAttacker };
+  const canaries = specs.filter((s) => s.canary !== false).map((s) => s.value);
+
+  const f: Canary = {
+    t,
+    canary,
+    canaries,
+    agent,
+    allowed,
+    attacker,
+    plainAttacker,
+    caFile,
+    routes,
+    marker: () => `case-${++_counter}-${randomBytes(6).toString('hex')}`,
+    exec(template, o = {}) {
+      const common = [
+        ...(o.args ?? []),
+        ...(o.cacert === false ? [] : ['--cacert', caFile]),
+        ...routes.flatMap((r) => ['--connect-to', r]),
+        ...(o.password === false ? [] : ['--password-file', t.passwordFile]),
+      ];
+      const token = o.token === undefined ? agent.token : o.token;
+      const env = { ...(token === null ? {} : { TRUST_PROTOCOL_TOKEN: token }), ...o.env };
+      if (Array.isArray(template)) {
+        return t.tp(['exec', ...(template as string[]), ...common], { env, input: o.input });
+      }
+      const text = typeof template === 'string' ? template : JSON.stringify(template);
+      const file = t.file(`template-${++_counter}.json`, text);
+      return t.tp(['exec', '--template', file, ...common], { env, input: o.input });
+    },
+    receivedBy(marker) {
+      const needle = Buffer.from(marker, 'utf8');
+      return Object.entries(listeners)
+        .filter(([, l]) => Buffer.from(l.rawBytes()).indexOf(needle) >= 0)
+        .map(([name]) => name);
+    },
+    expectClean(result) {
+      for (const value of canaries) {
+        expectNoCanary(result.stdoutBytes, value, "the agent's stdout");
+        expectNoCanary(result.stderr, value, "the agent's stderr");
+        expectNoCanary(attacker.rawBytes(), value, 'what the TLS attacker received');
+        expectNoCanary(plainAttacker.rawBytes(), value, 'what the plain attacker received');
+      }
+    },
+    async close() {
+      await Promise.all([allowed.close(), attacker.close(), plainAttacker.close()]);
+      for (const file of _files(t.home)) {
+        const bytes = readFileSync(file);
+        for (const value of canaries) expectNoCanary(bytes, value, `state file ${file}`);
+      }
+    },
+  };
+  return f;
+}
+
+/** A request to `url` with `k` in Authorization and the marker in X-Case. */
+export function bearer(url: string, marker: string, extra: Record<string, unknown> = {}) {
+  return {
+    credential: 'k',
+    method: 'GET',
+    url,
+    headers: { Authorization: 'Bearer {{CREDENTIAL}}', 'X-Case': marker },
+    ...extra,
+  };
+}
+
+/** What the allowed listener received for `marker` (requests recorded by the HTTP layer). */
+export function requestsWith(listener: Listener, marker: string) {
+  return listener.requests.filter((r) => r.headers['x-case'] === marker);
+}
