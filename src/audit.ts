@@ -1,14 +1,16 @@
 /**
  * The audit trail (`audit/audit.log`, format in docs/formats.md#audit): one JSON line per event,
- * fields in a fixed order with `prev` (SHA-256 of the previous line) and `mac` (HMAC-SHA256 of
- * the line up to `,"mac":`) last, so verification can hash and MAC the raw bytes without parsing.
+ * fields in a fixed order with `prev` and `mac` last. An entry's digest is SHA-256 of its line up
+ * to `,"mac":` (the "prefix"); the next entry's `prev` is that digest, and `mac` is HMAC-SHA256
+ * of the digest under the audit key, or null when written without the password (a later entry
+ * with a MAC seals it through the chain). Verification hashes raw bytes without parsing JSON.
  * An append is durable (fsync) before it returns; if it cannot be made durable the caller must not
  * perform the action it records (exit 6).
  */
 import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
 import { TpError } from './errors.ts';
 import { fsyncDir, type Home, ioErrorCode, withLock } from './home.ts';
 
@@ -40,22 +42,40 @@ export function auditHome(home: Home): Home {
   return { dir: path.join(home.dir, AUDIT_DIR) };
 }
 
-/** Serialises an entry in the fixed field order; `mac` covers everything before `,"mac":`. */
+/** Characters JSON.stringify leaves raw that a terminal or editor may act on (C1, bidi, separators). */
+const UNSAFE = /[\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+function _json(value: unknown): string {
+  return JSON.stringify(value).replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+export const MAC_MARKER = ',"mac":';
+
+/** Serialises an entry in the fixed field order; the digest and MAC cover the prefix. */
 export function formatEntry(
   e: AuditEvent & { seq: number; ts: string; prev: string },
   macKey: Uint8Array | null,
-): string {
-  const head = `{"v":${AUDIT_VERSION},"seq":${e.seq},"ts":${JSON.stringify(e.ts)},` +
-    `"event":${JSON.stringify(e.event)},"actor":${JSON.stringify(e.actor)},` +
-    `"outcome":${JSON.stringify(e.outcome)},"data":${JSON.stringify(e.data)},"prev":"${e.prev}"`;
-  const mac = macKey === null
-    ? 'null'
-    : `"${createHmac('sha256', macKey).update(head).digest('hex')}"`;
-  return `${head},"mac":${mac}}`;
+): { line: string; digest: string } {
+  const prefix = `{"v":${AUDIT_VERSION},"seq":${e.seq},"ts":${_json(e.ts)},` +
+    `"event":${_json(e.event)},"actor":${_json(e.actor)},` +
+    `"outcome":${_json(e.outcome)},"data":${_json(e.data)},"prev":"${e.prev}"`;
+  const digest = prefixDigest(prefix);
+  const mac = macKey === null ? 'null' : `"${digestMac(macKey, digest)}"`;
+  return { line: `${prefix}${MAC_MARKER}${mac}}`, digest };
 }
 
-export function lineHash(line: string | Uint8Array): string {
-  return createHash('sha256').update(line).digest('hex');
+export function prefixDigest(prefix: string | Uint8Array): string {
+  return hash('sha256', prefix, 'hex');
+}
+
+export function digestMac(macKey: Uint8Array, digestHex: string): string {
+  return createHmac('sha256', macKey).update(Buffer.from(digestHex, 'hex')).digest('hex');
+}
+
+/** The digest of a complete line (the part before `,"mac":`), or null when it has no marker. */
+export function lineDigest(line: string): string | null {
+  const at = line.lastIndexOf(MAC_MARKER);
+  return at < 0 ? null : prefixDigest(line.slice(0, at));
 }
 
 /** Reads the last complete line of the log; reports a torn tail (bytes after the last newline). */
@@ -108,6 +128,12 @@ function _readRecent(fd: number, end: number, since: string): RecentEntry[] {
     pos = start;
   }
   return out;
+}
+
+function _malformedTail(): never {
+  throw new TpError('audit', 'audit_tail_malformed', 'the last audit entry is malformed; new entries cannot be linked to it', {
+    hint: 'run `trust-protocol audit verify` to see what happened to the log',
+  });
 }
 
 function _seqOf(line: string): number {
@@ -198,7 +224,7 @@ function _appendLocked(
     const tail = _readTail(fd);
     options.guard?.((since) => _readRecent(fd, tail.validLength, since.toISOString()));
     let seq = tail.last === null ? 0 : _seqOf(tail.last);
-    let prev = tail.last === null ? GENESIS : lineHash(tail.last);
+    let prev = tail.last === null ? GENESIS : (lineDigest(tail.last) ?? _malformedTail());
     const all: AuditEvent[] = [];
     if (tail.torn) {
       fs.ftruncateSync(fd, tail.validLength);
@@ -214,8 +240,8 @@ function _appendLocked(
     let out = '';
     for (const e of all) {
       seq += 1;
-      const line = formatEntry({ ...e, seq, ts, prev }, macKey);
-      prev = lineHash(line);
+      const { line, digest } = formatEntry({ ...e, seq, ts, prev }, macKey);
+      prev = digest;
       out += line + '\n';
     }
     const bytes = Buffer.from(out, 'utf8');

@@ -15,6 +15,7 @@ import { findPlaceholders, parseTemplate, renderTemplate, type Template } from '
 import {
   decryptValue,
   loadVault,
+  recordAuditHead,
   unseal,
   type VaultFile,
   type VaultKeys,
@@ -109,10 +110,18 @@ async function _executeAuthenticated(
   deps: BrokerDeps,
   now: () => Date,
 ): Promise<BrokeredResponse> {
-  const audit = openAuditWriter(deps.home, {
+  const keyed = openAuditWriter(deps.home, {
     macKey: keys.audit,
     ...(deps.now ? { clock: deps.now } : {}),
   });
+  // A password holder records each new head in the vault, so a cut-off log tail is detectable.
+  const audit: AuditWriter = {
+    async append(events, options) {
+      const head = await keyed.append(events, options);
+      await recordAuditHead(deps.home, keys, head);
+      return head;
+    },
+  };
   // The file is now authenticated (unseal checked its MAC): decide again on it before any decryption.
   const decision = decide(file.body, { token: request.token, ...parsed }, now());
   const summary = _summary(decision, parsed);

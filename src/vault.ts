@@ -249,6 +249,21 @@ export async function updateVault<T>(
   });
 }
 
+/**
+ * Records a later audit head in the vault (only ever forwards), so a cut-off tail of the log is
+ * detected by `audit verify`. Called by every password-holding process after it appends.
+ */
+export async function recordAuditHead(home: Home, keys: VaultKeys, head: AuditHead): Promise<void> {
+  await withLock(home, 'vault', () => {
+    const file = loadVault(home);
+    verifyVault(file, keys);
+    if (file.body.audit_head !== null && file.body.audit_head.seq >= head.seq) return;
+    file.body.audit_head = head;
+    file.body.generation += 1;
+    saveVault(home, file, keys);
+  });
+}
+
 /** Re-wraps the data key under a new password; credentials are not re-encrypted. */
 export async function changePassword(
   home: Home,

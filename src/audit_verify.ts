@@ -1,0 +1,205 @@
+/**
+ * Audit log verification: a pure function over the log's bytes (sigstore-style: load first, then
+ * verify). It hashes raw line bytes and never needs JSON.parse for the chain or the MACs, so it is
+ * bounded by hashing. Problems are reported by the sequence number where they are first visible.
+ */
+import { Buffer } from 'node:buffer';
+import { createHmac, hash } from 'node:crypto';
+import { GENESIS, MAC_MARKER } from './audit.ts';
+
+export type ProblemKind =
+  | 'modified'
+  | 'inserted'
+  | 'deleted'
+  | 'reordered'
+  | 'truncated'
+  | 'forked'
+  | 'torn_tail'
+  | 'wrong_key';
+
+export interface Problem {
+  seq: number;
+  kind: ProblemKind;
+  detail: string;
+}
+
+export interface Head {
+  seq: number;
+  hash: string;
+}
+
+export interface VerifyOptions {
+  /** The audit HMAC key; null checks the chain only. */
+  macKey: Uint8Array | null;
+  /** The head the vault recorded (catches a cut-off tail and a rewritten log). */
+  recordedHead: Head | null;
+  /** A head the user kept elsewhere (`audit checkpoint`); the log must still contain and extend it. */
+  checkpoint?: Head | null;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  entries: number;
+  head: Head | null;
+  hmac_checked: boolean;
+  /** Entries after the last one with a valid MAC: chained, but sealed by no password holder yet. */
+  unsealed: number;
+  problems: Problem[];
+}
+
+interface Entry {
+  seq: number;
+  prev: string;
+  digest: string;
+  mac: string | null;
+}
+
+const HEAD_RE = /^\{"v":1,"seq":(\d{1,15}),"ts":"/;
+const PREV_LEN = '"prev":"'.length + 64 + 1;
+
+/** Parses the fixed layout of one line; null when it is not a well-formed entry. */
+function _entry(line: Buffer): Entry | null {
+  const text = line.toString('latin1');
+  const m = HEAD_RE.exec(text);
+  if (m === null) return null;
+  const at = text.lastIndexOf(MAC_MARKER);
+  if (at < PREV_LEN) return null;
+  const tail = text.slice(at + MAC_MARKER.length);
+  const mac = tail === 'null}' ? null : /^"[0-9a-f]{64}"\}$/.test(tail) ? tail.slice(1, 65) : undefined;
+  if (mac === undefined) return null;
+  if (text.slice(at - PREV_LEN, at - 65) !== '"prev":"') return null;
+  const prev = text.slice(at - 65, at - 1);
+  if (!/^[0-9a-f]{64}$/.test(prev)) return null;
+  return { seq: Number(m[1]), prev, digest: hash('sha256', line.subarray(0, at), 'hex'), mac };
+}
+
+function _hmacer(key: Uint8Array): (digestHex: string) => string {
+  return (digestHex) => createHmac('sha256', key).update(Buffer.from(digestHex, 'hex')).digest('hex');
+}
+
+export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): VerifyResult {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const problems: Problem[] = [];
+  const entries: Entry[] = [];
+  const malformed: number[] = [];
+  let start = 0;
+  while (start < buf.length) {
+    const nl = buf.indexOf(0x0a, start);
+    if (nl < 0) {
+      const last = entries.at(-1)?.seq ?? 0;
+      problems.push({ seq: last + 1, kind: 'torn_tail', detail: `the log ends in ${buf.length - start} bytes without a newline (a crash mid-write, or appended bytes)` });
+      break;
+    }
+    const e = _entry(buf.subarray(start, nl));
+    if (e === null) malformed.push(entries.length);
+    else entries.push(e);
+    start = nl + 1;
+  }
+  for (const index of malformed) {
+    const after = entries[index - 1]?.seq ?? 0;
+    const atEnd = index === entries.length;
+    problems.push(atEnd
+      ? { seq: after + 1, kind: 'inserted', detail: `a line that is not an audit entry follows entry ${after}` }
+      : { seq: after + 1, kind: 'modified', detail: `the line after entry ${after} is not a well-formed audit entry` });
+  }
+  _sequenceProblems(entries, problems);
+  const mac = options.macKey === null ? null : _hmacer(options.macKey);
+  const macBad = new Set<number>();
+  let macGood = 0;
+  let lastSealed = -1;
+  if (mac !== null) {
+    entries.forEach((e, i) => {
+      if (e.mac === null) return;
+      if (mac(e.digest) === e.mac) {
+        macGood++;
+        lastSealed = i;
+      } else {
+        macBad.add(e.seq);
+      }
+    });
+    if (macBad.size > 0 && macGood === 0) {
+      problems.push({ seq: entries.find((e) => e.mac !== null)?.seq ?? 1, kind: 'wrong_key', detail: 'no entry verifies under this vault\'s audit key: the log belongs to another vault, or every MAC was rewritten' });
+      macBad.clear();
+    }
+  }
+  _chainProblems(entries, macBad, options.recordedHead, problems);
+  for (const seq of macBad) {
+    const beyondHead = options.recordedHead !== null && seq > options.recordedHead.seq;
+    if (!problems.some((p) => p.seq === seq && p.kind !== 'wrong_key')) {
+      problems.push(beyondHead
+        ? { seq, kind: 'inserted', detail: `entry ${seq} carries a MAC that does not verify: it was not written by a password holder` }
+        : { seq, kind: 'modified', detail: `entry ${seq} does not match its MAC` });
+    }
+  }
+  const last = entries.at(-1);
+  for (const [head, what] of [[options.recordedHead, 'the vault'], [options.checkpoint ?? null, 'the checkpoint']] as const) {
+    if (head === null) continue;
+    const at = entries.find((e) => e.seq === head.seq);
+    if (at === undefined && (last?.seq ?? 0) < head.seq) {
+      problems.push({ seq: (last?.seq ?? 0) + 1, kind: 'truncated', detail: `${what} recorded entry ${head.seq}, but the log ends at ${last?.seq ?? 0}` });
+    } else if (at !== undefined && at.digest !== head.hash) {
+      problems.push({ seq: head.seq, kind: 'forked', detail: `entry ${head.seq} is not the one ${what} recorded: the log was rewritten from there or earlier` });
+    }
+  }
+  problems.sort((a, b) => a.seq - b.seq);
+  return {
+    ok: problems.length === 0,
+    entries: entries.length,
+    head: last === undefined ? null : { seq: last.seq, hash: last.digest },
+    hmac_checked: mac !== null,
+    unsealed: mac === null ? entries.length : entries.length - 1 - lastSealed,
+    problems: _dedupe(problems),
+  };
+}
+
+/** Duplicates are insertions, a permutation out of order is a reordering, gaps are deletions. */
+function _sequenceProblems(entries: readonly Entry[], problems: Problem[]): void {
+  const seen = new Set<number>();
+  let reordered = false;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as Entry;
+    if (seen.has(e.seq)) {
+      problems.push({ seq: e.seq, kind: 'inserted', detail: `a second entry numbered ${e.seq}` });
+    } else if (i > 0 && e.seq < (entries[i - 1] as Entry).seq && !reordered) {
+      reordered = true;
+      problems.push({ seq: e.seq, kind: 'reordered', detail: `entry ${e.seq} comes after entry ${(entries[i - 1] as Entry).seq}` });
+    }
+    seen.add(e.seq);
+  }
+  const max = Math.max(0, ...seen);
+  for (let s = 1; s <= max; s++) {
+    if (!seen.has(s)) {
+      let to = s;
+      while (to + 1 <= max && !seen.has(to + 1)) to++;
+      problems.push({ seq: s, kind: 'deleted', detail: s === to ? `entry ${s} is missing` : `entries ${s} to ${to} are missing` });
+      s = to;
+    }
+  }
+}
+
+/** Between entries numbered n and n+1 in file order, n+1's prev must be n's digest. */
+function _chainProblems(entries: readonly Entry[], macBad: ReadonlySet<number>, head: Head | null, problems: Problem[]): void {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as Entry;
+    const before = entries[i - 1];
+    if (e.seq === 1 && i === 0) {
+      if (e.prev !== GENESIS) problems.push({ seq: 1, kind: 'modified', detail: 'the first entry does not start the chain' });
+      continue;
+    }
+    if (before === undefined || before.seq + 1 !== e.seq || e.prev === before.digest) continue;
+    // Either `before` changed after `e` recorded its digest, or `e`'s prev was changed: a MAC decides.
+    const culprit = macBad.has(e.seq) && !macBad.has(before.seq) ? e.seq : before.seq;
+    const beyondHead = head !== null && culprit > head.seq && culprit === e.seq;
+    problems.push({ seq: culprit, kind: beyondHead ? 'inserted' : 'modified', detail: `entry ${e.seq} does not chain to entry ${before.seq}` });
+  }
+}
+
+function _dedupe(problems: Problem[]): Problem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const key = `${p.seq}:${p.kind}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
