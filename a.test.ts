@@ -1,2 +1,0 @@
-import { describe, it, expect } from 'vitest';
-describe('x', () => { it('works', () => { expect(typeof (globalThis as any).Deno).toBe(process.env.EXPECT_DENO ? 'object' : 'undefined'); }); });
