@@ -22,8 +22,9 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   credential: async () => (await import('./commands/credential.ts')).credentialCommands,
   agent: async () => (await import('./commands/agent.ts')).agentCommands,
   exec: async () => (await import('./commands/exec.ts')).execCommands,
+  audit: async () => (await import('./commands/audit.ts')).auditCommands,
 };
-const GROUPS = ['credential', 'agent'];
+const GROUPS = ['credential', 'agent', 'audit'];
 
 async function _allCommands(): Promise<Command[]> {
   const lists = await Promise.all([...new Set(Object.values(MODULES))].map((load) => load()));
@@ -179,6 +180,10 @@ function _parse(command: Command, args: string[]) {
 
 async function _print(ctx: Ctx, output: Output): Promise<void> {
   if (ctx.json) {
+    if (output.jsonLines !== undefined) {
+      await write(ctx.io.stdout, output.jsonLines.map((l) => JSON.stringify(l) + '\n').join(''));
+      return;
+    }
     if (output.json !== undefined) {
       await write(ctx.io.stdout, JSON.stringify(output.json, null, 2) + '\n');
     }

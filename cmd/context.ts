@@ -27,6 +27,8 @@ export interface Output {
   /** Informational text that --quiet suppresses (data such as ids and tokens always prints). */
   informational?: boolean;
   exitCode?: number;
+  /** Under --json, print these as JSON lines instead of one document (`audit show`). */
+  jsonLines?: unknown[];
 }
 
 export interface Command {

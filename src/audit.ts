@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHmac, hash } from 'node:crypto';
 import { TpError } from './errors.ts';
-import { fsyncDir, type Home, ioErrorCode, withLock } from './home.ts';
+import { fsyncDir, type Home, ioErrorCode, readStateFile, withLock } from './home.ts';
 
 export const AUDIT_DIR = 'audit';
 export const AUDIT_FILE = 'audit.log';
@@ -42,11 +42,19 @@ export function auditHome(home: Home): Home {
   return { dir: path.join(home.dir, AUDIT_DIR) };
 }
 
+/** The whole log (empty when there is none yet), read with the state-file rules (no symlinks). */
+export function readAuditLog(home: Home): Uint8Array {
+  return readStateFile(auditHome(home), AUDIT_FILE) ?? new Uint8Array(0);
+}
+
 /** Characters JSON.stringify leaves raw that a terminal or editor may act on (C1, bidi, separators). */
 const UNSAFE = /[\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 function _json(value: unknown): string {
-  return JSON.stringify(value).replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value).replace(
+    UNSAFE,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 export const MAC_MARKER = ',"mac":';
@@ -131,9 +139,14 @@ function _readRecent(fd: number, end: number, since: string): RecentEntry[] {
 }
 
 function _malformedTail(): never {
-  throw new TpError('audit', 'audit_tail_malformed', 'the last audit entry is malformed; new entries cannot be linked to it', {
-    hint: 'run `trust-protocol audit verify` to see what happened to the log',
-  });
+  throw new TpError(
+    'audit',
+    'audit_tail_malformed',
+    'the last audit entry is malformed; new entries cannot be linked to it',
+    {
+      hint: 'run `trust-protocol audit verify` to see what happened to the log',
+    },
+  );
 }
 
 function _seqOf(line: string): number {

@@ -43,7 +43,7 @@ export interface VerifyResult {
   head: Head | null;
   hmac_checked: boolean;
   /** Entries after the last one with a valid MAC: chained, but sealed by no password holder yet. */
-  unsealed: number;
+  unsealed: number | null;
   problems: Problem[];
 }
 
@@ -65,7 +65,11 @@ function _entry(line: Buffer): Entry | null {
   const at = text.lastIndexOf(MAC_MARKER);
   if (at < PREV_LEN) return null;
   const tail = text.slice(at + MAC_MARKER.length);
-  const mac = tail === 'null}' ? null : /^"[0-9a-f]{64}"\}$/.test(tail) ? tail.slice(1, 65) : undefined;
+  const mac = tail === 'null}'
+    ? null
+    : /^"[0-9a-f]{64}"\}$/.test(tail)
+    ? tail.slice(1, 65)
+    : undefined;
   if (mac === undefined) return null;
   if (text.slice(at - PREV_LEN, at - 65) !== '"prev":"') return null;
   const prev = text.slice(at - 65, at - 1);
@@ -74,7 +78,8 @@ function _entry(line: Buffer): Entry | null {
 }
 
 function _hmacer(key: Uint8Array): (digestHex: string) => string {
-  return (digestHex) => createHmac('sha256', key).update(Buffer.from(digestHex, 'hex')).digest('hex');
+  return (digestHex) =>
+    createHmac('sha256', key).update(Buffer.from(digestHex, 'hex')).digest('hex');
 }
 
 export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): VerifyResult {
@@ -87,7 +92,13 @@ export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): Verif
     const nl = buf.indexOf(0x0a, start);
     if (nl < 0) {
       const last = entries.at(-1)?.seq ?? 0;
-      problems.push({ seq: last + 1, kind: 'torn_tail', detail: `the log ends in ${buf.length - start} bytes without a newline (a crash mid-write, or appended bytes)` });
+      problems.push({
+        seq: last + 1,
+        kind: 'torn_tail',
+        detail: `the log ends in ${
+          buf.length - start
+        } bytes without a newline (a crash mid-write, or appended bytes)`,
+      });
       break;
     }
     const e = _entry(buf.subarray(start, nl));
@@ -98,9 +109,19 @@ export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): Verif
   for (const index of malformed) {
     const after = entries[index - 1]?.seq ?? 0;
     const atEnd = index === entries.length;
-    problems.push(atEnd
-      ? { seq: after + 1, kind: 'inserted', detail: `a line that is not an audit entry follows entry ${after}` }
-      : { seq: after + 1, kind: 'modified', detail: `the line after entry ${after} is not a well-formed audit entry` });
+    problems.push(
+      atEnd
+        ? {
+          seq: after + 1,
+          kind: 'inserted',
+          detail: `a line that is not an audit entry follows entry ${after}`,
+        }
+        : {
+          seq: after + 1,
+          kind: 'modified',
+          detail: `the line after entry ${after} is not a well-formed audit entry`,
+        },
+    );
   }
   _sequenceProblems(entries, problems);
   const mac = options.macKey === null ? null : _hmacer(options.macKey);
@@ -118,7 +139,12 @@ export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): Verif
       }
     });
     if (macBad.size > 0 && macGood === 0) {
-      problems.push({ seq: entries.find((e) => e.mac !== null)?.seq ?? 1, kind: 'wrong_key', detail: 'no entry verifies under this vault\'s audit key: the log belongs to another vault, or every MAC was rewritten' });
+      problems.push({
+        seq: entries.find((e) => e.mac !== null)?.seq ?? 1,
+        kind: 'wrong_key',
+        detail:
+          "no entry verifies under this vault's audit key: the log belongs to another vault, or every MAC was rewritten",
+      });
       macBad.clear();
     }
   }
@@ -126,19 +152,40 @@ export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): Verif
   for (const seq of macBad) {
     const beyondHead = options.recordedHead !== null && seq > options.recordedHead.seq;
     if (!problems.some((p) => p.seq === seq && p.kind !== 'wrong_key')) {
-      problems.push(beyondHead
-        ? { seq, kind: 'inserted', detail: `entry ${seq} carries a MAC that does not verify: it was not written by a password holder` }
-        : { seq, kind: 'modified', detail: `entry ${seq} does not match its MAC` });
+      problems.push(
+        beyondHead
+          ? {
+            seq,
+            kind: 'inserted',
+            detail:
+              `entry ${seq} carries a MAC that does not verify: it was not written by a password holder`,
+          }
+          : { seq, kind: 'modified', detail: `entry ${seq} does not match its MAC` },
+      );
     }
   }
   const last = entries.at(-1);
-  for (const [head, what] of [[options.recordedHead, 'the vault'], [options.checkpoint ?? null, 'the checkpoint']] as const) {
+  for (
+    const [head, what] of [[options.recordedHead, 'the vault'], [
+      options.checkpoint ?? null,
+      'the checkpoint',
+    ]] as const
+  ) {
     if (head === null) continue;
     const at = entries.find((e) => e.seq === head.seq);
     if (at === undefined && (last?.seq ?? 0) < head.seq) {
-      problems.push({ seq: (last?.seq ?? 0) + 1, kind: 'truncated', detail: `${what} recorded entry ${head.seq}, but the log ends at ${last?.seq ?? 0}` });
+      problems.push({
+        seq: (last?.seq ?? 0) + 1,
+        kind: 'truncated',
+        detail: `${what} recorded entry ${head.seq}, but the log ends at ${last?.seq ?? 0}`,
+      });
     } else if (at !== undefined && at.digest !== head.hash) {
-      problems.push({ seq: head.seq, kind: 'forked', detail: `entry ${head.seq} is not the one ${what} recorded: the log was rewritten from there or earlier` });
+      problems.push({
+        seq: head.seq,
+        kind: 'forked',
+        detail:
+          `entry ${head.seq} is not the one ${what} recorded: the log was rewritten from there or earlier`,
+      });
     }
   }
   problems.sort((a, b) => a.seq - b.seq);
@@ -147,7 +194,7 @@ export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): Verif
     entries: entries.length,
     head: last === undefined ? null : { seq: last.seq, hash: last.digest },
     hmac_checked: mac !== null,
-    unsealed: mac === null ? entries.length : entries.length - 1 - lastSealed,
+    unsealed: mac === null ? null : entries.length - 1 - lastSealed,
     problems: _dedupe(problems),
   };
 }
@@ -162,7 +209,11 @@ function _sequenceProblems(entries: readonly Entry[], problems: Problem[]): void
       problems.push({ seq: e.seq, kind: 'inserted', detail: `a second entry numbered ${e.seq}` });
     } else if (i > 0 && e.seq < (entries[i - 1] as Entry).seq && !reordered) {
       reordered = true;
-      problems.push({ seq: e.seq, kind: 'reordered', detail: `entry ${e.seq} comes after entry ${(entries[i - 1] as Entry).seq}` });
+      problems.push({
+        seq: e.seq,
+        kind: 'reordered',
+        detail: `entry ${e.seq} comes after entry ${(entries[i - 1] as Entry).seq}`,
+      });
     }
     seen.add(e.seq);
   }
@@ -171,26 +222,45 @@ function _sequenceProblems(entries: readonly Entry[], problems: Problem[]): void
     if (!seen.has(s)) {
       let to = s;
       while (to + 1 <= max && !seen.has(to + 1)) to++;
-      problems.push({ seq: s, kind: 'deleted', detail: s === to ? `entry ${s} is missing` : `entries ${s} to ${to} are missing` });
+      problems.push({
+        seq: s,
+        kind: 'deleted',
+        detail: s === to ? `entry ${s} is missing` : `entries ${s} to ${to} are missing`,
+      });
       s = to;
     }
   }
 }
 
 /** Between entries numbered n and n+1 in file order, n+1's prev must be n's digest. */
-function _chainProblems(entries: readonly Entry[], macBad: ReadonlySet<number>, head: Head | null, problems: Problem[]): void {
+function _chainProblems(
+  entries: readonly Entry[],
+  macBad: ReadonlySet<number>,
+  head: Head | null,
+  problems: Problem[],
+): void {
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i] as Entry;
     const before = entries[i - 1];
     if (e.seq === 1 && i === 0) {
-      if (e.prev !== GENESIS) problems.push({ seq: 1, kind: 'modified', detail: 'the first entry does not start the chain' });
+      if (e.prev !== GENESIS) {
+        problems.push({
+          seq: 1,
+          kind: 'modified',
+          detail: 'the first entry does not start the chain',
+        });
+      }
       continue;
     }
     if (before === undefined || before.seq + 1 !== e.seq || e.prev === before.digest) continue;
     // Either `before` changed after `e` recorded its digest, or `e`'s prev was changed: a MAC decides.
     const culprit = macBad.has(e.seq) && !macBad.has(before.seq) ? e.seq : before.seq;
     const beyondHead = head !== null && culprit > head.seq && culprit === e.seq;
-    problems.push({ seq: culprit, kind: beyondHead ? 'inserted' : 'modified', detail: `entry ${e.seq} does not chain to entry ${before.seq}` });
+    problems.push({
+      seq: culprit,
+      kind: beyondHead ? 'inserted' : 'modified',
+      detail: `entry ${e.seq} does not chain to entry ${before.seq}`,
+    });
   }
 }
 

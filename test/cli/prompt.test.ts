@@ -7,10 +7,16 @@ import { baseEnv, command, newAgent, newHome } from '../helpers/cli.ts';
 const PTY = path.resolve(new URL('../helpers/terminal.py', import.meta.url).pathname);
 
 /** Runs the CLI in a pseudo-terminal and types the given answers at its prompts. */
-function atTerminal(args: string[], script: Array<[string, string]>, env: Record<string, string> = {}) {
+function atTerminal(
+  args: string[],
+  script: Array<[string, string]>,
+  env: Record<string, string> = {},
+) {
   const { file, argv } = command(args);
   return new Promise<{ code: number; transcript: string }>((resolve, reject) => {
-    const child = spawn('python3', [PTY, JSON.stringify(script), file, ...argv], { env: baseEnv(env) });
+    const child = spawn('python3', [PTY, JSON.stringify(script), file, ...argv], {
+      env: baseEnv(env),
+    });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.on('error', reject);
@@ -23,7 +29,15 @@ const NEW = 'typed-at-the-terminal-42';
 describe('no-echo prompts at a terminal', () => {
   it('init asks twice and never echoes the password', async () => {
     const t = await newHome({ init: false });
-    const r = await atTerminal(['--home', t.home, 'init', '--kdf-memory-mib', '19', '--kdf-iterations', '2'], [
+    const r = await atTerminal([
+      '--home',
+      t.home,
+      'init',
+      '--kdf-memory-mib',
+      '19',
+      '--kdf-iterations',
+      '2',
+    ], [
       ['New master password:', `${NEW}\r`],
       ['Repeat the master password:', `${NEW}\r`],
     ]);
@@ -36,7 +50,15 @@ describe('no-echo prompts at a terminal', () => {
 
   it('init refuses two different passwords', async () => {
     const t = await newHome({ init: false });
-    const r = await atTerminal(['--home', t.home, 'init', '--kdf-memory-mib', '19', '--kdf-iterations', '2'], [
+    const r = await atTerminal([
+      '--home',
+      t.home,
+      'init',
+      '--kdf-memory-mib',
+      '19',
+      '--kdf-iterations',
+      '2',
+    ], [
       ['New master password:', `${NEW}\r`],
       ['Repeat the master password:', `${NEW}-different\r`],
     ]);
@@ -48,7 +70,17 @@ describe('no-echo prompts at a terminal', () => {
   it('a credential value typed at the prompt is not echoed', async () => {
     const t = await newHome();
     const value = 'sk-typed-value-canary-77';
-    const r = await atTerminal(['--home', t.home, 'credential', 'add', 'typed', '--allowed-domains', 'api.allowed.test', '--password-file', t.passwordFile], [
+    const r = await atTerminal([
+      '--home',
+      t.home,
+      'credential',
+      'add',
+      'typed',
+      '--allowed-domains',
+      'api.allowed.test',
+      '--password-file',
+      t.passwordFile,
+    ], [
       ['Credential value', `${value}\r`],
     ]);
     expect(r.code, r.transcript).toBe(0);

@@ -1,0 +1,258 @@
+/** `audit verify|show|export|checkpoint` (SPEC §10). */
+import { Buffer } from 'node:buffer';
+import { readAuditLog } from '../../src/audit.ts';
+import { type Problem, verifyAuditLog, type VerifyResult } from '../../src/audit_verify.ts';
+import { checkpointKey, createCheckpoint, readCheckpoint } from '../../src/checkpoint.ts';
+import { TpError, usage } from '../../src/errors.ts';
+import { loadVault, unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
+import {
+  type Command,
+  type Ctx,
+  existingHome,
+  list,
+  PASSWORD_FILE_OPTION,
+  str,
+  tableText,
+} from '../context.ts';
+import { EXIT } from '../exit.ts';
+import { readUserFile, write } from '../io.ts';
+import { readPassword } from '../secrets.ts';
+
+/** The password when a source exists; null (chain-only verification) when there is none. */
+async function _optionalKeys(ctx: Ctx): Promise<VaultKeys | null> {
+  const home = existingHome(ctx);
+  let password: Uint8Array;
+  try {
+    password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
+  } catch (e) {
+    if (e instanceof TpError && e.code === 'no_password_source') return null;
+    throw e;
+  }
+  try {
+    return unseal(loadVault(home), password);
+  } finally {
+    password.fill(0);
+  }
+}
+
+function _verifyText(r: VerifyResult): string {
+  const head = r.head === null ? 'empty' : `head #${r.head.seq} ${r.head.hash.slice(0, 16)}…`;
+  const macs = r.hmac_checked
+    ? `HMACs checked${
+      (r.unsealed ?? 0) > 0
+        ? ` (${r.unsealed} newest entr${
+          r.unsealed === 1 ? 'y' : 'ies'
+        } not yet sealed by a password holder)`
+        : ''
+    }`
+    : 'HMACs NOT checked (no password): only the hash chain was verified';
+  if (r.ok) return `audit log intact: ${r.entries} entries, ${head}; ${macs}\n`;
+  const lines = r.problems.map((p: Problem) =>
+    `  entry ${p.seq}: ${p.kind.replace('_', ' ')}: ${p.detail}`
+  );
+  return `audit log FAILED verification (${r.problems.length} problem(s)); ${macs}\n${
+    lines.join('\n')
+  }\n` +
+    `first bad entry: ${r.problems[0]?.seq} (${r.problems[0]?.kind.replace('_', ' ')})\n`;
+}
+
+const verify: Command = {
+  words: ['audit', 'verify'],
+  summary: 'check the audit trail: hash chain, HMACs, recorded head, optional checkpoint',
+  usage: 'audit verify [--checkpoint FILE] [--password-file PATH]',
+  help:
+    'Exit 0 only when the whole log is intact, 1 otherwise (naming the first bad entry and the kind).\n' +
+    'Without a password source only the chain is checked, and the output says so.',
+  options: { ...PASSWORD_FILE_OPTION, checkpoint: { type: 'string' } },
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    const home = existingHome(ctx);
+    const file = loadVault(home);
+    const keys = await _optionalKeys(ctx);
+    try {
+      const checkpointPath = str(ctx, 'checkpoint');
+      const checkpoint = checkpointPath === undefined ? null : readCheckpoint(
+        Buffer.from(readUserFile(checkpointPath, 'checkpoint file', 64 * 1024)).toString('utf8'),
+        keys === null ? null : checkpointKey(keys.data).publicKey,
+      );
+      const result = verifyAuditLog(readAuditLog(home), {
+        macKey: keys?.audit ?? null,
+        recordedHead: file.body.audit_head,
+        checkpoint: checkpoint === null ? null : { seq: checkpoint.seq, hash: checkpoint.hash },
+      });
+      return {
+        json: result,
+        text: _verifyText(result),
+        exitCode: result.ok ? EXIT.ok : EXIT.verification,
+      };
+    } finally {
+      if (keys !== null) wipeKeys(keys);
+    }
+  },
+};
+
+const checkpoint: Command = {
+  words: ['audit', 'checkpoint'],
+  summary: 'print a signed head of the audit trail to keep somewhere else',
+  usage: 'audit checkpoint [--password-file PATH] > checkpoint.json',
+  options: { ...PASSWORD_FILE_OPTION },
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    const home = existingHome(ctx);
+    const file = loadVault(home);
+    const keys = await _optionalKeys(ctx);
+    if (keys === null) {
+      throw new TpError(
+        'sealed',
+        'no_password_source',
+        'a checkpoint is signed with a key in the vault: the password is needed',
+        {
+          hint: 'use --password-file PATH, TRUST_PROTOCOL_PASSWORD, or run in a terminal',
+        },
+      );
+    }
+    try {
+      const result = verifyAuditLog(readAuditLog(home), {
+        macKey: keys.audit,
+        recordedHead: file.body.audit_head,
+      });
+      if (!result.ok || result.head === null) {
+        throw new TpError(
+          'verification',
+          'audit_not_intact',
+          result.head === null
+            ? 'the audit log is empty'
+            : 'the audit log does not verify; a checkpoint of it would be worthless',
+          {
+            hint: 'run `trust-protocol audit verify` to see the problems',
+          },
+        );
+      }
+      const c = createCheckpoint(result.head, keys.data, ctx.now());
+      return { json: c, text: JSON.stringify(c, null, 2) + '\n' };
+    } finally {
+      wipeKeys(keys);
+    }
+  },
+};
+
+interface Shown {
+  seq: number;
+  ts: string;
+  event: string;
+  actor: { type: string; id?: string };
+  outcome: string;
+  data: Record<string, unknown>;
+}
+
+function _entries(ctx: Ctx): Shown[] {
+  const text = Buffer.from(readAuditLog(existingHome(ctx))).toString('utf8');
+  const out: Shown[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    try {
+      out.push(JSON.parse(line) as Shown);
+    } catch {
+      // Malformed lines are for `audit verify` to report; `show` lists what it can read.
+    }
+  }
+  return out;
+}
+
+/** Agent-controlled text is shown with control and bidi characters escaped, never raw. */
+function _safe(s: string): string {
+  return s.replace(
+    // deno-lint-ignore no-control-regex -- matching control characters is the point
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+const show: Command = {
+  words: ['audit', 'show'],
+  summary: 'list audit entries (filters: --tail N --agent ID --event TYPE --since TIME)',
+  usage: 'audit show [--tail N] [--agent ID] [--event TYPE] [--since TIME]',
+  options: {
+    tail: { type: 'string' },
+    agent: { type: 'string' },
+    event: { type: 'string', multiple: true },
+    since: { type: 'string' },
+  },
+  args: { min: 0, max: 0 },
+  run(ctx) {
+    const tail = str(ctx, 'tail');
+    if (tail !== undefined && !/^\d{1,9}$/.test(tail)) {
+      throw usage('bad_flag', `--tail must be a whole number, got "${_safe(tail)}"`);
+    }
+    const sinceText = str(ctx, 'since');
+    const since = sinceText === undefined ? null : Date.parse(sinceText);
+    if (since !== null && Number.isNaN(since)) {
+      throw usage(
+        'bad_flag',
+        `--since must be a date or time such as 2026-01-31 or 2026-01-31T12:00:00Z`,
+      );
+    }
+    const agent = str(ctx, 'agent');
+    const events = list(ctx, 'event');
+    let entries = _entries(ctx).filter((e) =>
+      (agent === undefined || e.actor?.id === agent || e.data?.agent === agent) &&
+      (events.length === 0 ||
+        events.some((ev) => e.event === ev || e.event.startsWith(`${ev}.`))) &&
+      (since === null || Date.parse(e.ts) >= since)
+    );
+    if (tail !== undefined) entries = entries.slice(-Number(tail));
+    if (ctx.json) {
+      return { json: undefined, text: '', jsonLines: entries };
+    }
+    const rows = entries.map((e) => [
+      String(e.seq),
+      e.ts,
+      _safe(e.event),
+      _safe(e.actor?.id ?? e.actor?.type ?? ''),
+      _safe(e.outcome),
+      _safe(_summary(e.data)),
+    ]);
+    return {
+      json: undefined,
+      text: rows.length === 0
+        ? 'No entries.\n'
+        : tableText([['SEQ', 'TIME', 'EVENT', 'ACTOR', 'OUTCOME', 'DETAILS'], ...rows]),
+    };
+  },
+};
+
+function _summary(data: Record<string, unknown>): string {
+  const parts: string[] = [];
+  for (
+    const key of [
+      'credential',
+      'credentials',
+      'method',
+      'host',
+      'path',
+      'status',
+      'bytes',
+      'reason',
+      'from',
+      'to',
+    ]
+  ) {
+    const v = data?.[key];
+    if (v !== undefined) parts.push(`${key}=${Array.isArray(v) ? v.join(',') : String(v)}`);
+  }
+  return parts.join(' ');
+}
+
+const exportCmd: Command = {
+  words: ['audit', 'export'],
+  summary: 'write the raw audit lines to standard output (for a SIEM)',
+  usage: 'audit export',
+  options: {},
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    await write(ctx.io.stdout, readAuditLog(existingHome(ctx)));
+    return { json: undefined, text: '' };
+  },
+};
+
+export const auditCommands: Command[] = [verify, show, exportCmd, checkpoint];
