@@ -26,8 +26,12 @@ import { wipe } from './bytes.ts';
 export interface BrokerDeps {
   home: Home;
   env: Readonly<Record<string, string | undefined>>;
-  /** Asked only once every policy check has passed on the unauthenticated state. */
-  password: () => Promise<Uint8Array>;
+  /**
+   * Called only once every policy check has passed on the unauthenticated state: returns the keys
+   * for this file after checking its MAC (`exec`: derive from the password; `serve`: keys held
+   * since start-up), and what to do with them after the request (wipe, or keep).
+   */
+  unseal: (file: VaultFile) => Promise<{ keys: VaultKeys; release: () => void }>;
   now?: () => Date;
   send?: typeof send;
 }
@@ -88,18 +92,32 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
     await _auditDenial(earlyAudit, e, request.token, file, parsed);
     throw e;
   }
-  const keys = unseal(file, await deps.password());
+  const { keys, release } = await deps.unseal(file);
   try {
-    return await _executeAuthenticated(file, keys, request, parsed, deps, now);
+    return await _executeAuthenticated(file, keys, release, request, parsed, deps, now);
   } catch (e) {
-    wipeKeys(keys);
+    release();
     throw e;
   }
+}
+
+/** The `unseal` dependency for a one-shot process: password in, keys wiped after the request. */
+export function unsealWithPassword(password: () => Promise<Uint8Array>): BrokerDeps['unseal'] {
+  return async (file) => {
+    const pw = await password();
+    try {
+      const keys = unseal(file, pw);
+      return { keys, release: () => wipeKeys(keys) };
+    } finally {
+      pw.fill(0);
+    }
+  };
 }
 
 async function _executeAuthenticated(
   file: VaultFile,
   keys: VaultKeys,
+  release: () => void,
   request: BrokerRequest,
   parsed: {
     template: Template;
@@ -158,7 +176,6 @@ async function _executeAuthenticated(
   } catch (e) {
     await _auditFailure(audit, decision, summary, e);
     for (const s of secrets) wipe(s.value);
-    wipeKeys(keys);
     throw e;
   }
   const headers: Array<[string, string]> = upstream.headers
@@ -187,7 +204,7 @@ async function _executeAuthenticated(
         }
       } finally {
         for (const s of secrets) wipe(s.value);
-        wipeKeys(keys);
+        release();
       }
     }),
   };

@@ -1,7 +1,7 @@
 /** `exec`: one brokered request, from a JSON template or curl-like flags (SPEC §7). */
 import * as fs from 'node:fs';
 import { Buffer } from 'node:buffer';
-import { execute } from '../../src/broker.ts';
+import { execute, unsealWithPassword } from '../../src/broker.ts';
 import { decodeUtf8Strict } from '../../src/bytes.ts';
 import { usage } from '../../src/errors.ts';
 import { parseConnectTo } from '../../src/http/connect_to.ts';
@@ -143,7 +143,7 @@ The agent token comes from --token-file or TRUST_PROTOCOL_TOKEN.`,
       home,
       env: ctx.io.env,
       now: ctx.now,
-      password: () => readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') }),
+      unseal: unsealWithPassword(() => readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') })),
     });
     const failed = flag(ctx, 'fail') && response.status >= 400;
     if (ctx.json || failed) {
