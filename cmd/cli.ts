@@ -5,7 +5,9 @@
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import pkg from '../package.json' with { type: 'json' };
 import { TpError, usage } from '../src/errors.ts';
-import { type Command, type Ctx, type Output, resolveHomeDir } from './context.ts';
+import * as os from 'node:os';
+import { resolveHome } from '../src/home.ts';
+import type { Command, Ctx, Output } from './context.ts';
 import { asTpError, EXIT, EXIT_TABLE, formatError } from './exit.ts';
 import { type Io, write } from './io.ts';
 
@@ -82,9 +84,10 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
       quiet: parsed.values.quiet === true,
       color: parsed.values['no-color'] !== true && io.env.NO_COLOR === undefined &&
         io.stdout.isTTY === true,
-      homeDir: resolveHomeDir(
+      homeDir: resolveHome(
         typeof parsed.values.home === 'string' ? parsed.values.home : undefined,
-        io,
+        io.env,
+        os.homedir(),
       ),
       now: () => new Date(),
     };

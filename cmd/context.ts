@@ -1,8 +1,7 @@
 /** What every command handler receives, and the few helpers they share. */
-import * as os from 'node:os';
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { TpError, usage } from '../src/errors.ts';
-import { type Home, openHome, resolveHome } from '../src/home.ts';
+import { type Home, openHome } from '../src/home.ts';
 import { loadVault, unseal, type VaultFile, type VaultKeys } from '../src/vault.ts';
 import type { Io } from './io.ts';
 import { readPassword } from './secrets.ts';
@@ -58,10 +57,6 @@ export function list(ctx: Ctx, name: string): string[] {
 
 export function flag(ctx: Ctx, name: string): boolean {
   return ctx.values[name] === true;
-}
-
-export function resolveHomeDir(flagValue: string | undefined, io: Io): string {
-  return resolveHome(flagValue, io.env, os.homedir());
 }
 
 export function existingHome(ctx: Ctx): Home {

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHmac, hash } from 'node:crypto';
 import { TpError } from './errors.ts';
-import { fsyncDir, type Home, ioErrorCode, readStateFile, withLock } from './home.ts';
+import { fsyncDir, type Home, ioErrorCode, readStateFile, subdir, withLock } from './home.ts';
 
 export const AUDIT_DIR = 'audit';
 export const AUDIT_FILE = 'audit.log';
@@ -44,7 +44,8 @@ export function auditHome(home: Home): Home {
 
 /** The whole log (empty when there is none yet), read with the state-file rules (no symlinks). */
 export function readAuditLog(home: Home): Uint8Array {
-  return readStateFile(auditHome(home), AUDIT_FILE) ?? new Uint8Array(0);
+  const dir = subdir(home, AUDIT_DIR, { create: false });
+  return dir === null ? new Uint8Array(0) : (readStateFile(dir, AUDIT_FILE) ?? new Uint8Array(0));
 }
 
 /** Characters JSON.stringify leaves raw that a terminal or editor may act on (C1, bidi, separators). */
@@ -110,32 +111,93 @@ function _readTail(fd: number): { last: string | null; validLength: number; torn
   }
 }
 
-/** Entries newer than `since`, newest first, reading the log backwards in blocks. */
-function _readRecent(fd: number, end: number, since: string): RecentEntry[] {
+/**
+ * Entries newer than `since`, newest first, reading the log backwards in blocks. With a key, only
+ * entries whose MAC verifies count, and only such an entry ends the scan: lines appended by hand
+ * (no MAC, or a forged one, or an old timestamp) can neither hide nor fake earlier entries.
+ */
+function _readRecent(
+  fd: number,
+  end: number,
+  since: string,
+  macKey: Uint8Array | null,
+): RecentEntry[] {
   const out: RecentEntry[] = [];
   let carry = Buffer.alloc(0);
   for (let pos = end; pos > 0;) {
     const start = Math.max(0, pos - 64 * 1024);
     const block = Buffer.alloc(pos - start);
     fs.readSync(fd, block, 0, block.length, start);
-    const buf = Buffer.concat([block, carry]);
-    const lines = buf.toString('utf8').split('\n');
+    const lines = Buffer.concat([block, carry]).toString('utf8').split('\n');
     carry = start === 0 ? Buffer.alloc(0) : Buffer.from(lines.shift() ?? '', 'utf8');
     for (let i = lines.length - 1; i >= 0; i--) {
-      const line = lines[i] as string;
-      if (line === '') continue;
-      let entry: RecentEntry;
-      try {
-        entry = JSON.parse(line) as RecentEntry;
-      } catch {
-        continue;
-      }
-      if (typeof entry.ts !== 'string' || entry.ts < since) return out;
+      const entry = _authenticEntry(lines[i] as string, macKey);
+      if (entry === null) continue;
+      if (entry.ts < since) return out;
       out.push(entry);
     }
     pos = start;
   }
   return out;
+}
+
+/**
+ * Authentic entries numbered above `afterSeq`, newest first: what password holders wrote since a
+ * recorded head. Only an authentic entry at or below `afterSeq` ends the scan.
+ */
+export function authenticEntriesAfter(
+  home: Home,
+  macKey: Uint8Array,
+  afterSeq: number,
+): Array<RecentEntry & { seq: number }> {
+  const dir = subdir(home, AUDIT_DIR, { create: false });
+  if (dir === null) return [];
+  const file = path.join(dir.dir, AUDIT_FILE);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  } catch (e) {
+    if (ioErrorCode(e) === 'ENOENT') return [];
+    throw _auditError(e);
+  }
+  const out: Array<RecentEntry & { seq: number }> = [];
+  try {
+    let carry = Buffer.alloc(0);
+    for (let pos = fs.fstatSync(fd).size; pos > 0;) {
+      const start = Math.max(0, pos - 64 * 1024);
+      const block = Buffer.alloc(pos - start);
+      fs.readSync(fd, block, 0, block.length, start);
+      const lines = Buffer.concat([block, carry]).toString('utf8').split('\n');
+      carry = start === 0 ? Buffer.alloc(0) : Buffer.from(lines.shift() ?? '', 'utf8');
+      for (let i = lines.length - 1; i >= 0; i--) {
+        const entry = _authenticEntry(lines[i] as string, macKey) as
+          | (RecentEntry & { seq: number })
+          | null;
+        if (entry === null || typeof entry.seq !== 'number') continue;
+        if (entry.seq <= afterSeq) return out;
+        out.push(entry);
+      }
+      pos = start;
+    }
+    return out;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function _authenticEntry(line: string, macKey: Uint8Array | null): RecentEntry | null {
+  const at = line.lastIndexOf(MAC_MARKER);
+  if (at < 0) return null;
+  if (macKey !== null) {
+    const mac = line.slice(at + MAC_MARKER.length);
+    if (mac !== `"${digestMac(macKey, prefixDigest(line.slice(0, at)))}"}`) return null;
+  }
+  try {
+    const entry = JSON.parse(line) as RecentEntry;
+    return typeof entry.ts === 'string' ? entry : null;
+  } catch {
+    return null;
+  }
 }
 
 function _malformedTail(): never {
@@ -174,7 +236,7 @@ export interface RecentEntry {
  * Runs under the audit lock before the events are written; throwing aborts the append. Lets a
  * rate limit count earlier entries and record the new one atomically across processes.
  */
-export type AppendGuard = (recent: (since: Date) => RecentEntry[]) => void;
+export type AppendGuard = (recent: (since: Date) => RecentEntry[], tail: { seq: number }) => void;
 
 export interface AuditWriter {
   append(events: readonly AuditEvent[], options?: { guard?: AppendGuard }): Promise<Appended>;
@@ -195,9 +257,10 @@ export function openAuditWriter(home: Home, options: AuditWriterOptions): AuditW
   return {
     async append(events, appendOptions = {}) {
       try {
-        fs.mkdirSync(dir.dir, { mode: 0o700 });
+        subdir(home, AUDIT_DIR, { create: true });
       } catch (e) {
-        if (ioErrorCode(e) !== 'EEXIST') throw _auditError(e);
+        if (e instanceof TpError && e.kind === 'integrity') throw e;
+        throw _auditError(e);
       }
       try {
         return await withLock(
@@ -212,7 +275,7 @@ export function openAuditWriter(home: Home, options: AuditWriterOptions): AuditW
           { timeoutMs: 30_000 },
         );
       } catch (e) {
-        if (e instanceof TpError && e.kind === 'denied') throw e;
+        if (e instanceof TpError && (e.kind === 'denied' || e.kind === 'integrity')) throw e;
         throw _auditError(e);
       }
     },
@@ -235,7 +298,10 @@ function _appendLocked(
     const st = fs.fstatSync(fd);
     if ((st.mode & 0o777) !== 0o600) fs.fchmodSync(fd, 0o600);
     const tail = _readTail(fd);
-    options.guard?.((since) => _readRecent(fd, tail.validLength, since.toISOString()));
+    options.guard?.(
+      (since) => _readRecent(fd, tail.validLength, since.toISOString(), macKey),
+      { seq: tail.last === null ? 0 : _seqOf(tail.last) },
+    );
     let seq = tail.last === null ? 0 : _seqOf(tail.last);
     let prev = tail.last === null ? GENESIS : (lineDigest(tail.last) ?? _malformedTail());
     const all: AuditEvent[] = [];

@@ -6,7 +6,7 @@
  */
 import { type AuditEvent, type AuditWriter, openAuditWriter } from './audit.ts';
 import { parseTargetUrl } from './domain.ts';
-import { denied, TpError, usage } from './errors.ts';
+import { denied, integrity, TpError, usage } from './errors.ts';
 import type { Home } from './home.ts';
 import { send, type SendOptions, type UpstreamResponse } from './http/client.ts';
 import { checkRates, decide, type Decision, findAgentByToken } from './policy.ts';
@@ -14,6 +14,7 @@ import { Redactor, redactString, type Secret } from './redact.ts';
 import { findPlaceholders, parseTemplate, renderTemplate, type Template } from './template.ts';
 import {
   decryptValue,
+  ensureCurrent,
   loadVault,
   recordAuditHead,
   unseal,
@@ -92,9 +93,25 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
     await _auditDenial(earlyAudit, e, request.token, file, parsed);
     throw e;
   }
-  const { keys, release } = await deps.unseal(file);
+  let unsealed: { keys: VaultKeys; release: () => void };
   try {
-    return await _executeAuthenticated(file, keys, release, request, parsed, deps, now);
+    unsealed = await deps.unseal(file);
+  } catch (e) {
+    if (e instanceof TpError && (e.kind === 'sealed' || e.kind === 'integrity')) {
+      const agent = findAgentByToken(file.body.agents, request.token ?? '');
+      await earlyAudit.append([{
+        event: 'vault.unseal_failed',
+        actor: agent === null ? { type: 'anyone' } : { type: 'agent', id: agent.id },
+        outcome: 'denied',
+        data: { reason: e.code },
+      }]);
+    }
+    throw e;
+  }
+  const { keys, release } = unsealed;
+  try {
+    const current = await ensureCurrent(deps.home, file, keys);
+    return await _executeAuthenticated(current, keys, release, request, parsed, deps, now);
   } catch (e) {
     release();
     throw e;
@@ -132,7 +149,7 @@ async function _executeAuthenticated(
     macKey: keys.audit,
     ...(deps.now ? { clock: deps.now } : {}),
   });
-  // A password holder records each new head in the vault, so a cut-off log tail is detectable.
+  // The last entry of a request is also recorded in the vault, so a cut-off log tail is detectable.
   const audit: AuditWriter = {
     async append(events, options) {
       const head = await keyed.append(events, options);
@@ -150,8 +167,18 @@ async function _executeAuthenticated(
     data: summary,
   };
   try {
-    await audit.append([allowed], {
-      guard: (recent) => checkRates(decision.credentials, recent, now()),
+    await keyed.append([allowed], {
+      guard: (recent, tail) => {
+        // The log only grows and the vault's head only moves forward: a shorter log was cut.
+        if (file.body.audit_head !== null && tail.seq < file.body.audit_head.seq) {
+          throw integrity(
+            'audit_truncated',
+            `the audit log ends at entry ${tail.seq} but the vault recorded entry ${file.body.audit_head.seq}`,
+            'run `trust-protocol audit verify`; restore the log from a backup',
+          );
+        }
+        checkRates(decision.credentials, recent, now());
+      },
     });
   } catch (e) {
     if (e instanceof TpError && e.kind === 'denied') {

@@ -66,6 +66,30 @@ function checkOwnedPrivate(p: string, st: fs.Stats, what: string): void {
   }
 }
 
+/**
+ * A directory inside the home (audit/, brakes/), held to the home's own rules: a real directory,
+ * ours, not writable by others. Missing: created 0700 when `create`, else null.
+ */
+export function subdir(home: Home, name: string, options: { create: boolean }): Home | null {
+  const dir = path.join(home.dir, name);
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(dir);
+  } catch (e) {
+    if (_code(e) !== 'ENOENT') throw _ioError(e, dir);
+    if (!options.create) return null;
+    try {
+      fs.mkdirSync(dir, { mode: 0o700 });
+    } catch (err) {
+      if (_code(err) !== 'EEXIST') throw _ioError(err, dir);
+    }
+    st = fs.lstatSync(dir);
+  }
+  checkOwnedPrivate(dir, st, 'state directory');
+  if (!st.isDirectory()) throw integrity('not_a_directory', `${dir} is not a directory`);
+  return { dir };
+}
+
 export function statePath(home: Home, name: string): string {
   return path.join(home.dir, name);
 }
@@ -85,6 +109,8 @@ export function readStateFile(home: Home, name: string): Uint8Array | null {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw integrity('not_a_file', `state path ${p} is not a regular file`);
     checkOwnedPrivate(p, st, 'state file');
+    // Readable by others (say, restored from a backup): tighten it back to 0600.
+    if ((st.mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
     return new Uint8Array(fs.readFileSync(fd));
   } finally {
     fs.closeSync(fd);

@@ -5,7 +5,7 @@
  * unauthenticated view); nothing is trusted for an allow until `unseal` has checked the HMAC.
  */
 import { createHmac } from 'node:crypto';
-import { type AuditEvent, openAuditWriter } from './audit.ts';
+import { type AuditEvent, authenticEntriesAfter, openAuditWriter } from './audit.ts';
 import { canonicalJson } from './canonical.ts';
 import { fromB64, fromHex, secretEqual, toB64, utf8, wipe } from './bytes.ts';
 import { open, randomBytes, randomKey, seal, subkey } from './crypto/aead.ts';
@@ -262,6 +262,38 @@ export async function recordAuditHead(home: Home, keys: VaultKeys, head: AuditHe
     file.body.generation += 1;
     saveVault(home, file, keys);
   });
+}
+
+/** Events that record a change of the vault; each is followed by a vault write under the lock. */
+const VAULT_CHANGE_EVENTS = /^(vault|credential|agent|publisher)\.|^brake\.clear$/;
+
+/**
+ * Refuses a vault older than the audit trail: a change a password holder recorded after the
+ * vault's audit head (say `agent.revoke`) means vault.json was replaced by an older copy. A
+ * change being written right now looks the same for a moment, so the check is repeated under
+ * the vault lock on a fresh read before it fails. Returns the file to decide on.
+ */
+export async function ensureCurrent(
+  home: Home,
+  file: VaultFile,
+  keys: VaultKeys,
+): Promise<VaultFile> {
+  const stale = (f: VaultFile) =>
+    authenticEntriesAfter(home, keys.audit, f.body.audit_head?.seq ?? 0).find((e) =>
+      VAULT_CHANGE_EVENTS.test(e.event)
+    );
+  if (stale(file) === undefined) return file;
+  const fresh = await withLock(home, 'vault', () => loadVault(home));
+  verifyVault(fresh, keys);
+  const change = stale(fresh);
+  if (change !== undefined) {
+    throw integrity(
+      'vault_rollback',
+      `vault.json is older than the audit trail: it lacks the change recorded at entry ${change.seq} (${change.event})`,
+      'vault.json was restored from an older copy; restore the current one, or redo that change with the password',
+    );
+  }
+  return fresh;
 }
 
 /** Re-wraps the data key under a new password; credentials are not re-encrypted. */

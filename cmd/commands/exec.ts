@@ -25,8 +25,17 @@ const TEMPLATE_LIMIT = 16 * 1024 * 1024;
 async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Template }> {
   const file = str(ctx, 'template');
   if (file !== undefined) {
-    if (ctx.positionals.length > 0) {
-      throw usage('conflicting_flags', '--template cannot be combined with a URL argument');
+    const curlFlags = ['request', 'header', 'data', 'credential'].filter((f) =>
+      ctx.values[f] !== undefined
+    );
+    if (ctx.positionals.length > 0 || curlFlags.length > 0) {
+      throw usage(
+        'conflicting_flags',
+        `--template cannot be combined with ${
+          ctx.positionals.length > 0 ? 'a URL argument' : curlFlags.map((f) => `--${f}`).join(', ')
+        }`,
+        'put the method, headers, body and credential in the template itself',
+      );
     }
     const bytes = file === '-'
       ? await readAll(ctx.io.stdin, TEMPLATE_LIMIT, 'the template on standard input')
@@ -143,15 +152,21 @@ The agent token comes from --token-file or TRUST_PROTOCOL_TOKEN.`,
       home,
       env: ctx.io.env,
       now: ctx.now,
-      unseal: unsealWithPassword(() => readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') })),
+      unseal: unsealWithPassword(() =>
+        readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') })
+      ),
     });
     const failed = flag(ctx, 'fail') && response.status >= 400;
     if (ctx.json || failed) {
       const chunks: Uint8Array[] = [];
       for await (const chunk of response.body) chunks.push(chunk);
       if (failed) {
+        const message = `the upstream answered HTTP ${response.status}`;
         ctx.io.stderr.write(
-          `trust-protocol: error: the upstream answered HTTP ${response.status}\n`,
+          ctx.json
+            ? JSON.stringify({ error: { code: 'http_status', kind: 'http_status', message } }) +
+              '\n'
+            : `trust-protocol: error: ${message}\n`,
         );
         return { json: undefined, text: '', exitCode: EXIT.http_status };
       }

@@ -1,10 +1,15 @@
 /** `init`, `status`, `passwd`. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openAuditWriter } from '../../src/audit.ts';
-import { KDF_DEFAULT, kdfImplementation, type KdfParams } from '../../src/crypto/kdf.ts';
+import { openAuditWriter, readAuditLog } from '../../src/audit.ts';
+import {
+  checkKdfParams,
+  KDF_DEFAULT,
+  kdfImplementation,
+  type KdfParams,
+} from '../../src/crypto/kdf.ts';
 import { usage } from '../../src/errors.ts';
-import { openHome, readStateFile, withLock } from '../../src/home.ts';
+import { type Home, openHome, readStateFile, withLock } from '../../src/home.ts';
 import {
   changePassword,
   createVault,
@@ -51,6 +56,14 @@ const init: Command = {
   args: { min: 0, max: 0 },
   async run(ctx) {
     const params = _kdfParams(ctx);
+    const problem = checkKdfParams(params);
+    if (problem !== null) {
+      throw usage(
+        'kdf_params',
+        problem,
+        'the floor is 19 MiB and 2 iterations; the default is 64 MiB and 3',
+      );
+    }
     const home = openHome(ctx.homeDir, { create: true });
     if (readStateFile(home, VAULT_FILE) !== null) {
       throw usage(
@@ -133,7 +146,7 @@ const status: Command = {
           unrestricted_credentials: anyDomain,
           agents: file.body.agents.length,
           active_agents: file.body.agents.filter((a) => a.state === 'active').length,
-          audit: _auditStatus(path.join(home.dir, 'audit', 'audit.log'), file.body.audit_head),
+          audit: _auditStatus(home, file.body.audit_head),
           kdf: {
             algorithm: 'argon2id',
             memory_mib: file.kdf.memory_kib / 1024,
@@ -150,29 +163,27 @@ const status: Command = {
   },
 };
 
-function _auditStatus(file: string, head: { seq: number; hash: string } | null) {
-  let bytes = 0;
-  try {
-    bytes = fs.statSync(file).size;
-  } catch { /* no log yet */ }
-  return { bytes, sealed_head: head };
+function _auditStatus(home: Home, head: { seq: number; hash: string } | null) {
+  const log = readAuditLog(home);
+  let entries = 0;
+  for (const b of log) if (b === 0x0a) entries++;
+  return { entries, bytes: log.length, recorded_head: head };
 }
 
 function _statusText(d: Record<string, unknown>): string {
   if (!d.initialized) return `home: ${d.home}\ninitialized: no (run \`trust-protocol init\`)\n`;
-  const audit = d.audit as { bytes: number; sealed_head: { seq: number; hash: string } | null };
+  const audit = d.audit as { entries: number; recorded_head: { seq: number; hash: string } | null };
   const kdf = d.kdf as { memory_mib: number; iterations: number; implementation: string };
   const unrestricted = d.unrestricted_credentials as string[];
+  const head = audit.recorded_head;
   return [
     `home:        ${d.home}`,
     `initialized: yes`,
     `credentials: ${d.credentials}` +
     (unrestricted.length > 0 ? `  (UNRESTRICTED, any https host: ${unrestricted.join(', ')})` : ''),
     `agents:      ${d.agents} (${d.active_agents} active)`,
-    `audit:       ${audit.bytes} bytes, head ${
-      audit.sealed_head === null
-        ? 'none'
-        : `#${audit.sealed_head.seq} ${audit.sealed_head.hash.slice(0, 16)}`
+    `audit:       ${audit.entries} entries; head recorded in the vault: ${
+      head === null ? 'none' : `#${head.seq} ${head.hash.slice(0, 16)}…`
     }`,
     `kdf:         argon2id ${kdf.memory_mib} MiB, t=${kdf.iterations} (${kdf.implementation})`,
     `serve:       not running`,

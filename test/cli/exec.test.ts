@@ -238,6 +238,93 @@ describe('exec', () => {
     for (let i = 1; i < lines.length; i++) expect(lines[i]!.seq).toBe(lines[i - 1]!.seq + 1);
   });
 
+  it('a forged audit line with an old timestamp does not reset a rate limit; a cut log fails closed', async () => {
+    const h = await newHome();
+    expect(
+      (await addCredential(h, 'once', CANARY + 'O', [
+        '--allowed-domains',
+        'api.allowed.test',
+        '--rate',
+        '1/h',
+      ])).code,
+    ).toBe(0);
+    const a = await newAgent(h, { grants: ['once'] });
+    const tpl = h.file(
+      't.json',
+      JSON.stringify({ credential: 'once', url: 'https://api.allowed.test/forged', headers: AUTH }),
+    );
+    const caFile = h.file('ca.pem', TEST_CA);
+    const run = () =>
+      h.tp([
+        'exec',
+        '--template',
+        tpl,
+        '--cacert',
+        caFile,
+        '--connect-to',
+        `api.allowed.test:443:127.0.0.1:${upstream.port}`,
+        '--password-file',
+        h.passwordFile,
+      ], { env: { TRUST_PROTOCOL_TOKEN: a.token } });
+    expect((await run()).code).toBe(0);
+    const log = path.join(h.home, 'audit', 'audit.log');
+    const lines = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
+    const last = JSON.parse(lines.at(-1)!);
+    const forged = `{"v":1,"seq":${
+      last.seq + 1
+    },"ts":"2000-01-01T00:00:00.000Z","event":"x","actor":{"type":"system"},"outcome":"ok","data":{},"prev":"${
+      '0'.repeat(64)
+    }","mac":null}`;
+    fs.appendFileSync(log, forged + '\n');
+    const second = await run();
+    expect(second.code).toBe(4);
+    expect(second.stderr).toMatch(/rate limit/);
+    fs.writeFileSync(log, lines.slice(0, -2).join('\n') + '\n');
+    const cut = await run();
+    expect(cut.code, cut.stderr).toBe(8);
+    expect(cut.stderr).toMatch(/audit log ends at entry/);
+  });
+
+  it('--fail under --json reports the error as JSON; --template refuses curl flags', async () => {
+    const tpl = template({
+      credential: 'k',
+      url: 'https://api.allowed.test/status/500',
+      headers: AUTH,
+    });
+    const r = await exec(['--json', '--fail', '--template', tpl]);
+    expect(r.code).toBe(22);
+    expect(JSON.parse(r.stderr)).toEqual({
+      error: {
+        code: 'http_status',
+        kind: 'http_status',
+        message: 'the upstream answered HTTP 500',
+      },
+    });
+    const mixed = await exec(['--template', tpl, '-H', 'X: 1']);
+    expect(mixed.code).toBe(2);
+    expect(mixed.stderr).toContain('--header');
+  });
+
+  it('a wrong password during exec is audited', async () => {
+    const bad = t.file('bad-pw', 'wrong password entirely\n');
+    const r = await t.tp([
+      'exec',
+      '--template',
+      template({ credential: 'k', url: 'https://api.allowed.test/pw', headers: AUTH }),
+      '--cacert',
+      ca,
+      '--password-file',
+      bad,
+    ], { env: { TRUST_PROTOCOL_TOKEN: agent.token } });
+    expect(r.code).toBe(3);
+    expect(
+      auditLines().some((l) =>
+        l.event === 'vault.unseal_failed' && l.data.reason === 'wrong_password' &&
+        l.actor.id === agent.id
+      ),
+    ).toBe(true);
+  });
+
   it('a rate limit (2/h) refuses the third request with exit 4 and a retry hint; the upstream got two', async () => {
     const before = upstream.requests.length;
     const tpl = template({

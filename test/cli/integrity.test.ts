@@ -139,6 +139,76 @@ describe('hand-edited state never widens access', () => {
   });
 });
 
+describe('rollback of vault.json alone', () => {
+  it('restoring a copy from before `agent revoke` does not bring the agent back (exit 8, nothing sent)', async () => {
+    const { t, agent } = await setup();
+    const upstream = await startHttpsListener();
+    try {
+      const old = fs.readFileSync(vaultPath(t));
+      expect((await t.tp(['agent', 'revoke', agent.id, '--password-file', t.passwordFile])).code)
+        .toBe(0);
+      fs.writeFileSync(vaultPath(t), old);
+      const ca = t.file('ca.pem', TEST_CA);
+      const template = t.file(
+        't.json',
+        JSON.stringify({
+          credential: 'k',
+          url: 'https://api.allowed.test/x',
+          headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+        }),
+      );
+      const r = await t.tp([
+        'exec',
+        '--template',
+        template,
+        '--cacert',
+        ca,
+        '--password-file',
+        t.passwordFile,
+        '--connect-to',
+        `api.allowed.test:443:127.0.0.1:${upstream.port}`,
+      ], { env: { TRUST_PROTOCOL_TOKEN: agent.token } });
+      expect(r.code, r.stderr).toBe(8);
+      expect(r.stderr).toMatch(/older than the audit trail[\s\S]*agent\.revoke/);
+      expect(upstream.requests).toHaveLength(0);
+      // Redoing the change with the password resolves it.
+      expect((await t.tp(['agent', 'revoke', agent.id, '--password-file', t.passwordFile])).code)
+        .toBe(0);
+      const again = await t.tp([
+        'exec',
+        '--template',
+        template,
+        '--cacert',
+        ca,
+        '--password-file',
+        t.passwordFile,
+        '--connect-to',
+        `api.allowed.test:443:127.0.0.1:${upstream.port}`,
+      ], { env: { TRUST_PROTOCOL_TOKEN: agent.token } });
+      expect(again.code).toBe(4);
+    } finally {
+      await upstream.close();
+    }
+  });
+
+  it('a symlinked audit directory is refused (exit 8)', async () => {
+    const { t } = await setup();
+    const real = path.join(t.dir, 'audit-elsewhere');
+    fs.renameSync(path.join(t.home, 'audit'), real);
+    fs.symlinkSync(real, path.join(t.home, 'audit'));
+    const r = await t.tp(['agent', 'register', 'x', '--password-file', t.passwordFile]);
+    expect(r.code).toBe(8);
+    expect(r.stderr).toContain('symbolic link');
+  });
+
+  it('a state file readable by others is tightened back to 0600 when read', async () => {
+    const { t } = await setup();
+    fs.chmodSync(vaultPath(t), 0o644);
+    expect((await t.tp(['credential', 'list'])).code).toBe(0);
+    expect(fs.statSync(vaultPath(t)).mode & 0o777).toBe(0o600);
+  });
+});
+
 describe('crash safety', () => {
   it('kill -9 during credential add leaves a vault that opens with all earlier credentials', async () => {
     const t = await newHome();

@@ -39,7 +39,7 @@ describe('init, status, passwd', () => {
       t.passwordFile,
     ]);
     expect(r2.code).toBe(2);
-    expect(fs.existsSync(path.join(t.home, 'vault.json'))).toBe(false);
+    expect(fs.existsSync(t.home)).toBe(false);
   });
 
   it('never stores the password or a fast password hash', async () => {
