@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import pkg from '../package.json' with { type: 'json' };
+import { escapeControls } from '../src/bytes.ts';
 import { TpError, usage } from '../src/errors.ts';
 import * as os from 'node:os';
 import { resolveHome } from '../src/home.ts';
@@ -25,8 +26,9 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   agent: async () => (await import('./commands/agent.ts')).agentCommands,
   exec: async () => (await import('./commands/exec.ts')).execCommands,
   audit: async () => (await import('./commands/audit.ts')).auditCommands,
+  emergency: async () => (await import('./commands/emergency.ts')).emergencyCommands,
 };
-const GROUPS = ['credential', 'agent', 'audit'];
+const GROUPS = ['credential', 'agent', 'audit', 'emergency'];
 
 async function _allCommands(): Promise<Command[]> {
   const lists = await Promise.all([...new Set(Object.values(MODULES))].map((load) => load()));
@@ -136,13 +138,13 @@ async function _findCommand(
     if (words.length === 1 || words[1] === 'help') return { command: null, rest, group };
     throw usage(
       'unknown_command',
-      `unknown command "${group} ${JSON.stringify(words[1]).slice(1, -1)}"`,
+      `unknown command "${group} ${escapeControls(words[1] ?? '')}"`,
       `see \`trust-protocol ${group} --help\``,
     );
   }
   throw usage(
     'unknown_command',
-    `unknown command "${JSON.stringify(group).slice(1, -1)}"`,
+    `unknown command "${escapeControls(group)}"`,
     'see `trust-protocol --help`',
   );
 }

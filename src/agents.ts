@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Buffer } from 'node:buffer';
+import { escapeControls } from './bytes.ts';
 import { denied, TpError, usage } from './errors.ts';
 import { newAgentToken } from './policy.ts';
 import { type Tier, TIER_RULES, tierRank } from './tiers.ts';
@@ -25,7 +26,7 @@ export function findAgent(body: VaultBody, id: string): AgentRecord {
     throw new TpError(
       'usage',
       'no_such_agent',
-      `no agent with id "${JSON.stringify(id).slice(1, -1)}"`,
+      `no agent with id "${escapeControls(id)}"`,
       { hint: 'see `trust-protocol agent list`' },
     );
   }
@@ -104,7 +105,7 @@ export function grant(
     if (!body.credentials.some((c) => c.name === name)) {
       throw usage(
         'no_such_credential',
-        `no credential named "${JSON.stringify(name).slice(1, -1)}"`,
+        `no credential named "${escapeControls(name)}"`,
         'see `trust-protocol credential list`',
       );
     }

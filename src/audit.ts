@@ -142,12 +142,13 @@ function _readRecent(
 }
 
 /**
- * Authentic entries numbered above `afterSeq`, newest first: what password holders wrote since a
- * recorded head. Only an authentic entry at or below `afterSeq` ends the scan.
+ * Entries numbered above `afterSeq`, newest first. With a key, only authentic ones (what password
+ * holders wrote since a recorded head), and only an authentic entry at or below `afterSeq` ends
+ * the scan; without one, every readable entry.
  */
-export function authenticEntriesAfter(
+export function entriesAfter(
   home: Home,
-  macKey: Uint8Array,
+  macKey: Uint8Array | null,
   afterSeq: number,
 ): Array<RecentEntry & { seq: number }> {
   const dir = subdir(home, AUDIT_DIR, { create: false });

@@ -5,6 +5,7 @@
  * redact. Shared by `exec` and `serve`; it never touches the terminal.
  */
 import { type AuditEvent, type AuditWriter, openAuditWriter } from './audit.ts';
+import { activeBrakes, blockingBrake, brakeError } from './brakes.ts';
 import { parseTargetUrl } from './domain.ts';
 import { denied, integrity, TpError, usage } from './errors.ts';
 import type { Home } from './home.ts';
@@ -17,6 +18,7 @@ import {
   ensureCurrent,
   loadVault,
   recordAuditHead,
+  recordKnownBrakes,
   unseal,
   type VaultFile,
   type VaultKeys,
@@ -50,6 +52,17 @@ export interface BrokeredResponse {
   headers: Array<[string, string]>;
   /** Redacted body; iterating it to the end records the completion in the audit trail. */
   body: AsyncIterable<Uint8Array>;
+}
+
+/** Throws the brake error when a brake in force (per this file's cleared list) stops the request. */
+export function checkBrakes(
+  home: Home,
+  file: VaultFile,
+  agentId: string | null,
+  credentials: readonly string[],
+): void {
+  const brake = blockingBrake(activeBrakes(home, file.body), { agentId, credentials });
+  if (brake !== null) throw brakeError(brake);
 }
 
 /** Variables that widen TLS trust from the environment, which an agent controls. */
@@ -86,8 +99,14 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
     uses: ReturnType<typeof findPlaceholders>;
   } | null = null;
   try {
-    checkEnvironment(deps.env);
+    // Brakes first: a braked request stops before any password, decryption or network.
+    const agentId = request.token === null
+      ? null
+      : findAgentByToken(file.body.agents, request.token)?.id ?? null;
+    checkBrakes(deps.home, file, agentId, []);
     parsed = _parse(request.template);
+    checkBrakes(deps.home, file, agentId, parsed.names);
+    checkEnvironment(deps.env);
     decide(file.body, { token: request.token, ...parsed }, now());
   } catch (e) {
     await _auditDenial(earlyAudit, e, request.token, file, parsed);
@@ -157,8 +176,19 @@ async function _executeAuthenticated(
       return head;
     },
   };
-  // The file is now authenticated (unseal checked its MAC): decide again on it before any decryption.
-  const decision = decide(file.body, { token: request.token, ...parsed }, now());
+  // The file is now authenticated (unseal checked its MAC): brakes and policy again, on it.
+  let decision: Decision;
+  try {
+    const agentId = request.token === null
+      ? null
+      : findAgentByToken(file.body.agents, request.token)?.id ?? null;
+    await recordKnownBrakes(deps.home, keys, file);
+    checkBrakes(deps.home, file, agentId, parsed.names);
+    decision = decide(file.body, { token: request.token, ...parsed }, now());
+  } catch (e) {
+    await _auditDenial(audit, e, request.token, file, parsed);
+    throw e;
+  }
   const summary = _summary(decision, parsed);
   const allowed: AuditEvent = {
     event: 'request.allowed',

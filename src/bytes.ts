@@ -46,3 +46,13 @@ export function secretEqual(a: Uint8Array, b: Uint8Array): boolean {
 export function wipe(...buffers: Array<Uint8Array | null | undefined>): void {
   for (const b of buffers) b?.fill(0);
 }
+
+/** Control, bidi and separator characters a terminal or editor may act on. */
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const UNSAFE_TEXT =
+  /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** Text from outside (reasons, names, paths) made safe to print: such characters become \uXXXX. */
+export function escapeControls(s: string): string {
+  return s.replace(UNSAFE_TEXT, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

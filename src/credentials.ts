@@ -3,7 +3,7 @@
  * base URL, inject rule and rate, and the vault changes for add/update/rotate/remove.
  * No function here returns or logs a value.
  */
-import { decodeUtf8Strict } from './bytes.ts';
+import { decodeUtf8Strict, escapeControls } from './bytes.ts';
 import { formatDomainPattern, matchTarget, parseDomainPattern, parseTargetUrl } from './domain.ts';
 import { TpError, usage } from './errors.ts';
 import { findPlaceholders, parseTemplate } from './template.ts';
@@ -28,7 +28,7 @@ export function checkCredentialName(name: string): string {
   if (!NAME_RE.test(name)) {
     throw usage(
       'bad_credential_name',
-      `invalid credential name "${_printable(name)}"`,
+      `invalid credential name "${escapeControls(name)}"`,
       'use 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit',
     );
   }
@@ -141,7 +141,7 @@ function _placements(list: string[]): Placement[] {
     if (!(PLACEMENTS as readonly string[]).includes(v)) {
       throw usage(
         'bad_placement',
-        `unknown placement "${_printable(p)}"`,
+        `unknown placement "${escapeControls(p)}"`,
         `use a comma-separated list of ${PLACEMENTS.join(', ')}`,
       );
     }
@@ -215,7 +215,7 @@ export function parseRate(text: string): Rate {
   if (m === null || count < 1 || mult < 1) {
     throw usage(
       'bad_rate',
-      `invalid rate "${_printable(text)}"`,
+      `invalid rate "${escapeControls(text)}"`,
       'use N/PERIOD with PERIOD s, m, h or d (e.g. 60/m, 1000/h, 5/10s)',
     );
   }
@@ -303,9 +303,14 @@ export function findCredential(body: VaultBody, name: string): CredentialRecord 
 function _find(body: VaultBody, name: string): CredentialRecord {
   const record = body.credentials.find((c) => c.name === name);
   if (record === undefined) {
-    throw new TpError('usage', 'no_such_credential', `no credential named "${_printable(name)}"`, {
-      hint: 'see `trust-protocol credential list`',
-    });
+    throw new TpError(
+      'usage',
+      'no_such_credential',
+      `no credential named "${escapeControls(name)}"`,
+      {
+        hint: 'see `trust-protocol credential list`',
+      },
+    );
   }
   return record;
 }
@@ -322,9 +327,4 @@ function _event(event: string, meta: CredentialMeta) {
       placements: meta.placements,
     },
   };
-}
-
-/** Names typed by a user may hold control characters; never echo those to a terminal. */
-function _printable(s: string): string {
-  return JSON.stringify(s).slice(1, -1);
 }

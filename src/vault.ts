@@ -5,7 +5,8 @@
  * unauthenticated view); nothing is trusted for an allow until `unseal` has checked the HMAC.
  */
 import { createHmac } from 'node:crypto';
-import { type AuditEvent, authenticEntriesAfter, openAuditWriter } from './audit.ts';
+import { type AuditEvent, entriesAfter, openAuditWriter } from './audit.ts';
+import { activeBrakes } from './brakes.ts';
 import { canonicalJson } from './canonical.ts';
 import { fromB64, fromHex, secretEqual, toB64, utf8, wipe } from './bytes.ts';
 import { open, randomBytes, randomKey, seal, subkey } from './crypto/aead.ts';
@@ -66,6 +67,18 @@ export interface VaultBody {
   credentials: CredentialRecord[];
   agents: AgentRecord[];
   audit_head: AuditHead | null;
+  /** Ids of emergency brakes an operator cleared with the password (brakes.ts). */
+  cleared_brakes: string[];
+  /** Brakes a password holder has seen in force: they stay in force even if every record is deleted. */
+  known_brakes: KnownBrake[];
+}
+
+export interface KnownBrake {
+  id: string;
+  scope: 'global' | 'agent' | 'credential';
+  target: string | null;
+  reason: string;
+  activated_at: string;
 }
 
 export interface VaultFile {
@@ -156,6 +169,8 @@ export function createVault(
     credentials: [],
     agents: [],
     audit_head: null,
+    cleared_brakes: [],
+    known_brakes: [],
   };
   const unsigned = { format: VAULT_FORMAT, version: VAULT_VERSION, kdf, key, body } as const;
   return { file: { ...unsigned, mac: _mac(unsigned, keys) }, keys };
@@ -240,6 +255,7 @@ export async function updateVault<T>(
     const file = loadVault(home);
     verifyVault(file, keys);
     const { result, events } = change(file.body, file);
+    rememberBrakes(file.body, activeBrakes(home, file.body));
     if (events.length > 0) {
       file.body.audit_head = await openAuditWriter(home, { macKey: keys.audit }).append(events);
     }
@@ -264,6 +280,42 @@ export async function recordAuditHead(home: Home, keys: VaultKeys, head: AuditHe
   });
 }
 
+/** Adds brakes in force to the vault's known list (returns whether it changed). */
+export function rememberBrakes(body: VaultBody, active: readonly KnownBrake[]): boolean {
+  const fresh = active.filter((b) =>
+    b.id.startsWith('brk_') && !body.known_brakes.some((k) => k.id === b.id)
+  );
+  body.known_brakes.push(
+    ...fresh.map(({ id, scope, target, reason, activated_at }) => ({
+      id,
+      scope,
+      target,
+      reason,
+      activated_at,
+    })),
+  );
+  return fresh.length > 0;
+}
+
+/** A password holder that saw brakes the vault does not know yet copies them in (brakes.ts). */
+export async function recordKnownBrakes(
+  home: Home,
+  keys: VaultKeys,
+  file: VaultFile,
+): Promise<void> {
+  const unknown = activeBrakes(home, file.body).some((b) =>
+    b.id.startsWith('brk_') && !file.body.known_brakes.some((k) => k.id === b.id)
+  );
+  if (!unknown) return;
+  await withLock(home, 'vault', () => {
+    const fresh = loadVault(home);
+    verifyVault(fresh, keys);
+    if (!rememberBrakes(fresh.body, activeBrakes(home, fresh.body))) return;
+    fresh.body.generation += 1;
+    saveVault(home, fresh, keys);
+  });
+}
+
 /** Events that record a change of the vault; each is followed by a vault write under the lock. */
 const VAULT_CHANGE_EVENTS = /^(vault|credential|agent|publisher)\.|^brake\.clear$/;
 
@@ -279,7 +331,7 @@ export async function ensureCurrent(
   keys: VaultKeys,
 ): Promise<VaultFile> {
   const stale = (f: VaultFile) =>
-    authenticEntriesAfter(home, keys.audit, f.body.audit_head?.seq ?? 0).find((e) =>
+    entriesAfter(home, keys.audit, f.body.audit_head?.seq ?? 0).find((e) =>
       VAULT_CHANGE_EVENTS.test(e.event)
     );
   if (stale(file) === undefined) return file;
@@ -403,6 +455,21 @@ export function parseVault(bytes: Uint8Array): VaultFile {
       audit_head: head === null
         ? null
         : { seq: int(head.seq, 'audit_head.seq'), hash: str(head.hash, 'audit_head.hash') },
+      cleared_brakes: strArr(body.cleared_brakes, 'body.cleared_brakes'),
+      known_brakes: arr(body.known_brakes, 'body.known_brakes').map((b, i) => {
+        const k = obj(b, `known_brakes[${i}]`);
+        return {
+          id: str(k.id, `known_brakes[${i}].id`),
+          scope: oneOf(
+            k.scope,
+            `known_brakes[${i}].scope`,
+            ['global', 'agent', 'credential'] as const,
+          ),
+          target: strOrNull(k.target, `known_brakes[${i}].target`),
+          reason: str(k.reason, `known_brakes[${i}].reason`),
+          activated_at: str(k.activated_at, `known_brakes[${i}].activated_at`),
+        };
+      }),
     },
     mac: str(o.mac, 'mac'),
   };

@@ -1,5 +1,6 @@
 /** `audit verify|show|export|checkpoint` (SPEC §10). */
 import { Buffer } from 'node:buffer';
+import { escapeControls } from '../../src/bytes.ts';
 import { readAuditLog } from '../../src/audit.ts';
 import { type Problem, verifyAuditLog, type VerifyResult } from '../../src/audit_verify.ts';
 import { checkpointKey, createCheckpoint, readCheckpoint } from '../../src/checkpoint.ts';
@@ -159,15 +160,6 @@ function _entries(ctx: Ctx): Shown[] {
   return out;
 }
 
-/** Agent-controlled text is shown with control and bidi characters escaped, never raw. */
-function _safe(s: string): string {
-  return s.replace(
-    // deno-lint-ignore no-control-regex -- matching control characters is the point
-    /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
-}
-
 const show: Command = {
   words: ['audit', 'show'],
   summary: 'list audit entries (filters: --tail N --agent ID --event TYPE --since TIME)',
@@ -182,7 +174,7 @@ const show: Command = {
   run(ctx) {
     const tail = str(ctx, 'tail');
     if (tail !== undefined && !/^\d{1,9}$/.test(tail)) {
-      throw usage('bad_flag', `--tail must be a whole number, got "${_safe(tail)}"`);
+      throw usage('bad_flag', `--tail must be a whole number, got "${escapeControls(tail)}"`);
     }
     const sinceText = str(ctx, 'since');
     const since = sinceText === undefined ? null : Date.parse(sinceText);
@@ -207,10 +199,10 @@ const show: Command = {
     const rows = entries.map((e) => [
       String(e.seq),
       e.ts,
-      _safe(e.event),
-      _safe(e.actor?.id ?? e.actor?.type ?? ''),
-      _safe(e.outcome),
-      _safe(_summary(e.data)),
+      escapeControls(e.event),
+      escapeControls(e.actor?.id ?? e.actor?.type ?? ''),
+      escapeControls(e.outcome),
+      escapeControls(_summary(e.data)),
     ]);
     return {
       json: undefined,

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openAuditWriter, readAuditLog } from '../../src/audit.ts';
+import { activeBrakes, createBrakesDir } from '../../src/brakes.ts';
 import {
   checkKdfParams,
   KDF_DEFAULT,
@@ -103,6 +104,7 @@ const init: Command = {
         },
       }]);
       file.body.audit_head = head;
+      createBrakesDir(home);
       saveVault(home, file, keys);
     });
     wipeKeys(keys);
@@ -153,6 +155,12 @@ const status: Command = {
             iterations: file.kdf.iterations,
             implementation: kdfImplementation(),
           },
+          brakes: activeBrakes(home, file.body).map((b) => ({
+            scope: b.scope,
+            target: b.target,
+            reason: b.reason,
+            activated_at: b.activated_at,
+          })),
           serve: null,
         };
       } else {
@@ -184,6 +192,11 @@ function _statusText(d: Record<string, unknown>): string {
     `agents:      ${d.agents} (${d.active_agents} active)`,
     `audit:       ${audit.entries} entries; head recorded in the vault: ${
       head === null ? 'none' : `#${head.seq} ${head.hash.slice(0, 16)}…`
+    }`,
+    `brakes:      ${
+      (d.brakes as Array<{ scope: string; target: string | null }>).map((b) =>
+        b.scope === 'global' ? 'GLOBAL' : `${b.scope} ${b.target}`
+      ).join(', ') || 'none'
     }`,
     `kdf:         argon2id ${kdf.memory_mib} MiB, t=${kdf.iterations} (${kdf.implementation})`,
     `serve:       not running`,

@@ -1,0 +1,301 @@
+/**
+ * Emergency brakes (SPEC §9, format in docs/formats.md#brakes). Anyone at the keyboard can place
+ * one, without the password: it is written three times, as `brakes/<id>.json`, as a line of the
+ * append-only `brakes/journal.log` and as a `brake.activate` audit entry, and a brake is in force
+ * while any of these records exists. Only the
+ * password lifts it: the vault (MACed) records the ids of cleared brakes, and every password holder
+ * copies the brakes it sees into the vault too, so from then on deleting every record changes
+ * nothing. Deleting or editing brake files by hand never lifts a brake; a record that cannot be
+ * read counts as a global brake (fail closed), and so does a missing or unreadable directory.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Buffer } from 'node:buffer';
+import { entriesAfter } from './audit.ts';
+import { escapeControls } from './bytes.ts';
+import { TpError, usage } from './errors.ts';
+import { fsyncDir, type Home, ioErrorCode, subdir, writeStateFile } from './home.ts';
+
+export const BRAKES_DIR = 'brakes';
+export const JOURNAL = 'journal.log';
+export const BRAKE_FORMAT = 'trust-protocol/brake';
+export const BRAKE_VERSION = 1;
+export const SCOPES = ['global', 'agent', 'credential'] as const;
+export type BrakeScope = (typeof SCOPES)[number];
+
+export interface Brake {
+  id: string;
+  scope: BrakeScope;
+  /** The agent id or credential name; null for global. */
+  target: string | null;
+  reason: string;
+  activated_at: string;
+}
+
+const ID_RE = /^brk_[0-9a-f]{16}$/;
+const TARGET_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const REASON_MAX = 1000;
+
+/** Creates the brakes directory (at `init`), so that its later absence means tampering. */
+export function createBrakesDir(home: Home): void {
+  subdir(home, BRAKES_DIR, { create: true });
+}
+
+function _failClosed(why: string): Brake {
+  return {
+    id: 'unreadable',
+    scope: 'global',
+    target: null,
+    reason: `fail closed: ${why}`,
+    activated_at: new Date(0).toISOString(),
+  };
+}
+
+function _parseBrake(raw: unknown): Brake | null {
+  if (typeof raw !== 'object' || raw === null) return null;
+  const b = raw as Record<string, unknown>;
+  const scope = b.scope as BrakeScope;
+  if (typeof b.id !== 'string' || !ID_RE.test(b.id) || !SCOPES.includes(scope)) return null;
+  if (
+    scope === 'global'
+      ? b.target !== null
+      : typeof b.target !== 'string' || !TARGET_RE.test(b.target)
+  ) return null;
+  if (typeof b.reason !== 'string' || typeof b.activated_at !== 'string') return null;
+  return {
+    id: b.id,
+    scope,
+    target: b.target as string | null,
+    reason: b.reason,
+    activated_at: b.activated_at,
+  };
+}
+
+/**
+ * Every brake in force: the union of brake files and journal activations, less the ids the vault
+ * says were cleared. Unreadable records become global brakes with a reason saying so.
+ */
+export function activeBrakes(
+  home: Home,
+  vault: {
+    cleared_brakes: readonly string[];
+    known_brakes: readonly Brake[];
+    audit_head: { seq: number } | null;
+  },
+): Brake[] {
+  const cleared = vault.cleared_brakes;
+  const found = new Map<string, Brake>();
+  const add = (b: Brake) => found.set(`${b.id}:${b.scope}:${b.target}`, b);
+  for (const b of vault.known_brakes) add(b);
+  for (const b of _recordedBrakes(home)) add(b);
+  for (const b of _auditedBrakes(home, vault.audit_head?.seq ?? 0)) add(b);
+  return [...found.values()].filter((b) => b.id === 'unreadable' || !cleared.includes(b.id));
+}
+
+/** The third record: `brake.activate` entries written since the head the vault last recorded. */
+function _auditedBrakes(home: Home, afterSeq: number): Brake[] {
+  const out: Brake[] = [];
+  for (const e of entriesAfter(home, null, afterSeq)) {
+    if (e.event !== 'brake.activate') continue;
+    const b = _parseBrake({
+      id: e.data.brake,
+      scope: e.data.scope,
+      target: e.data.target,
+      reason: e.data.reason,
+      activated_at: e.ts,
+    });
+    if (b !== null) out.push(b);
+  }
+  return out;
+}
+
+function _recordedBrakes(home: Home): Brake[] {
+  let dir: Home | null;
+  try {
+    dir = subdir(home, BRAKES_DIR, { create: false });
+  } catch (e) {
+    return [
+      _failClosed(
+        `the brakes directory cannot be used (${e instanceof Error ? e.message : String(e)})`,
+      ),
+    ];
+  }
+  if (dir === null) {
+    return [_failClosed(`the brakes directory ${path.join(home.dir, BRAKES_DIR)} is missing`)];
+  }
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir.dir);
+  } catch (e) {
+    return [_failClosed(`the brakes directory cannot be read (${ioErrorCode(e) ?? 'error'})`)];
+  }
+  const out: Brake[] = [];
+  for (const name of names) {
+    if (name === JOURNAL || name.startsWith('.') || name.endsWith('.corrupt')) continue;
+    out.push(
+      _readRecord(path.join(dir.dir, name)) ?? _failClosed(`the brake file ${name} cannot be read`),
+    );
+  }
+  return [...out, ..._readJournal(path.join(dir.dir, JOURNAL))];
+}
+
+function _readRecord(file: string): Brake | null {
+  try {
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      const raw = JSON.parse(fs.readFileSync(fd, 'utf8')) as Record<string, unknown>;
+      return raw.format === BRAKE_FORMAT && raw.version === BRAKE_VERSION ? _parseBrake(raw) : null;
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
+}
+
+function _readJournal(file: string): Brake[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    return ioErrorCode(e) === 'ENOENT' ? [] : [_failClosed('the brake journal cannot be read')];
+  }
+  const out: Brake[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    let raw: Record<string, unknown>;
+    try {
+      raw = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      out.push(_failClosed('the brake journal has a line that cannot be read'));
+      continue;
+    }
+    const b = raw.v === BRAKE_VERSION && raw.op === 'activate' ? _parseBrake(raw) : null;
+    out.push(b ?? _failClosed('the brake journal has a line that cannot be read'));
+  }
+  return out;
+}
+
+export interface BrakeRequest {
+  scope: BrakeScope;
+  target: string | null;
+  reason: string;
+}
+
+export function checkBrakeRequest(req: BrakeRequest): BrakeRequest {
+  if (!SCOPES.includes(req.scope)) {
+    throw usage(
+      'bad_scope',
+      `unknown brake scope "${String(req.scope)}"`,
+      'use global, agent or credential',
+    );
+  }
+  if (req.scope === 'global' && req.target !== null) {
+    throw usage('bad_target', 'a global brake takes no --agent-id or --credential-name');
+  }
+  if (req.scope !== 'global' && (req.target === null || !TARGET_RE.test(req.target))) {
+    throw usage(
+      'bad_target',
+      req.scope === 'agent'
+        ? 'an agent brake needs --agent-id ID'
+        : 'a credential brake needs --credential-name NAME',
+    );
+  }
+  if (req.reason.trim() === '') {
+    throw usage(
+      'bad_reason',
+      'a brake needs --reason TEXT (what happened, for the incident record)',
+    );
+  }
+  if (req.reason.length > REASON_MAX) {
+    throw usage('bad_reason', `--reason is longer than ${REASON_MAX} characters`);
+  }
+  return req;
+}
+
+/** Places a brake: the record file first, then the journal line, each made durable. */
+export function activateBrake(home: Home, req: BrakeRequest, now: Date): Brake {
+  checkBrakeRequest(req);
+  const dir = subdir(home, BRAKES_DIR, { create: true }) as Home;
+  const brake: Brake = {
+    id: `brk_${Buffer.from(randomBytes(8)).toString('hex')}`,
+    scope: req.scope,
+    target: req.target,
+    reason: req.reason,
+    activated_at: now.toISOString(),
+  };
+  writeStateFile(
+    dir,
+    `${brake.id}.json`,
+    JSON.stringify({ format: BRAKE_FORMAT, version: BRAKE_VERSION, ...brake }, null, 2) + '\n',
+  );
+  const fd = fs.openSync(
+    path.join(dir.dir, JOURNAL),
+    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
+    0o600,
+  );
+  try {
+    fs.writeSync(fd, JSON.stringify({ v: BRAKE_VERSION, op: 'activate', ...brake }) + '\n');
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fsyncDir(dir.dir);
+  return brake;
+}
+
+/** The brake that stops this request, most general first; null when none applies. */
+export function blockingBrake(
+  active: readonly Brake[],
+  who: { agentId: string | null; credentials: readonly string[] },
+): Brake | null {
+  return active.find((b) => b.scope === 'global') ??
+    active.find((b) => b.scope === 'agent' && b.target === who.agentId) ??
+    active.find((b) =>
+      b.scope === 'credential' && b.target !== null && who.credentials.includes(b.target)
+    ) ??
+    null;
+}
+
+export function brakeError(b: Brake): TpError {
+  const what = b.scope === 'global'
+    ? 'the global emergency brake'
+    : `an emergency brake on ${b.scope} ${b.target}`;
+  return new TpError(
+    'brake',
+    `brake_${b.scope}`,
+    `blocked by ${what}: ${escapeControls(b.reason)}`,
+    {
+      hint: b.id === 'unreadable'
+        ? 'an operator can inspect the brakes directory, then run `trust-protocol emergency clear --scope global --confirmation CONFIRM_RESTORE_ACCESS`'
+        : 'an operator can lift it with `trust-protocol emergency clear` (password needed)',
+    },
+  );
+}
+
+/** After a clear: tidy the lifted records away (the vault's cleared list is what counts). */
+export function tidyCleared(home: Home, ids: readonly string[], quarantine: boolean): void {
+  const dir = subdir(home, BRAKES_DIR, { create: true }) as Home;
+  for (const id of ids) fs.rmSync(path.join(dir.dir, `${id}.json`), { force: true });
+  if (!quarantine) return;
+  // Clearing the global brake also lifts unreadable records: set them aside as evidence.
+  for (const name of fs.readdirSync(dir.dir)) {
+    if (name === JOURNAL || name.startsWith('.') || name.endsWith('.corrupt')) continue;
+    if (_readRecord(path.join(dir.dir, name)) === null) {
+      fs.renameSync(path.join(dir.dir, name), path.join(dir.dir, `${name}.corrupt`));
+    }
+  }
+  const journal = path.join(dir.dir, JOURNAL);
+  if (_readJournal(journal).some((b) => b.id === 'unreadable')) {
+    const good = fs.readFileSync(journal, 'utf8').split('\n').filter((l) => {
+      try {
+        return l !== '' && _parseBrake(JSON.parse(l)) !== null;
+      } catch {
+        return false;
+      }
+    });
+    fs.renameSync(journal, `${journal}.${Date.now()}.corrupt`);
+    writeStateFile(dir, JOURNAL, good.map((l) => l + '\n').join(''));
+  }
+}

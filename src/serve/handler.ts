@@ -1,0 +1,421 @@
+/**
+ * The serve API as a plain `request -> response` function, independent of the runtime's HTTP
+ * server (src/serve/node_http.ts adapts node:http to it). Every request that could use a
+ * credential goes through `execute()`, exactly as `exec` does: the same checks in the same order,
+ * the same audit entries, the vault re-read (and re-verified with the held keys) on each request,
+ * so revocations, suspensions and brakes set by other processes apply to the next request.
+ *
+ * Requests and responses are plain data rather than fetch's Request/Response: `Headers` trims
+ * values and merges repeated names, and `Response` refuses some statuses an upstream may send.
+ */
+import { type AuditEvent } from '../audit.ts';
+import { type BrokerDeps, type BrokeredResponse, execute } from '../broker.ts';
+import { decodeUtf8Strict } from '../bytes.ts';
+import { denied, TpError, usage } from '../errors.ts';
+import type { Home } from '../home.ts';
+import { send as httpSend, type SendOptions } from '../http/client.ts';
+import { checkAgent, checkGrant, findAgentByToken } from '../policy.ts';
+import { loadVault, verifyVault, type VaultFile, type VaultKeys, wipeKeys } from '../vault.ts';
+import type { AgentRateLimiter } from './agent_rate.ts';
+import { type AppendAudit, keyedAudit } from './audit.ts';
+import { type GatewayCredential, gatewayTemplate, gatewayToken } from './gateway.ts';
+import {
+  asServeError,
+  ERROR_HEADER,
+  errorHeaders,
+  errorJson,
+  errorStatus,
+  headerJson,
+} from './http_error.ts';
+import { OPENAPI } from './openapi.ts';
+
+export type HeaderList = ReadonlyArray<readonly [string, string]>;
+
+export interface ServeRequest {
+  method: string;
+  /** The request target as received (origin form: path and query). */
+  target: string;
+  /** In the order received, names as received, repeated names kept. */
+  headers: HeaderList;
+  /** The whole body; refuses one larger than `limit` bytes (413). */
+  body(limit: number): Promise<Uint8Array>;
+  /** Aborted when the client goes away before its response is complete. */
+  signal: AbortSignal;
+  /** Host header values (lower case) the listener that took this request answers to. */
+  hosts: ReadonlySet<string>;
+}
+
+export interface ServeResponse {
+  status: number;
+  statusText?: string;
+  headers: Array<[string, string]>;
+  /**
+   * Bytes, nothing, or a stream the adapter iterates to its end even when the client has gone
+   * (the broker audits the outcome when its stream ends); if it throws, the connection is cut.
+   */
+  body: Uint8Array | AsyncIterable<Uint8Array> | null;
+  /** Trailer fields, read once the stream ended (chunked responses only). */
+  trailers?: () => Array<[string, string]>;
+}
+
+export type ServeHandler = (request: ServeRequest) => Promise<ServeResponse>;
+
+export interface HandlerOptions {
+  home: Home;
+  /** serve's own environment, checked at start: agents do not control it. */
+  env: Readonly<Record<string, string | undefined>>;
+  /** Unsealed once at start; serve wipes them when it stops. */
+  keys: VaultKeys;
+  /** The operator's --cacert, --connect-to, --timeout, --max-response-bytes. */
+  sendOptions: SendOptions;
+  /** Aborted when serve stops: in-flight upstream requests are cut, new ones refused. */
+  stopping: AbortSignal;
+  agentRate: { limiter: AgentRateLimiter; rate: string } | null;
+  info: { version: string; expiresAt: Date };
+  now?: () => Date;
+  send?: typeof httpSend;
+}
+
+/** Templates (/v1/proxy) and gateway bodies. */
+export const MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FIELD_VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+/** Request headers that lower serve's limits for one request (never raise them). */
+export const TIMEOUT_HEADER = 'Trust-Protocol-Timeout';
+export const MAX_BYTES_HEADER = 'Trust-Protocol-Max-Response-Bytes';
+
+export function serveHandler(options: HandlerOptions): ServeHandler {
+  const now = options.now ?? (() => new Date());
+  const audit = keyedAudit(options.home, options.keys, options.now);
+  const ctx: _Ctx = { options, now, audit };
+  return async (request) => {
+    try {
+      _checkCaller(request);
+      const q = request.target.indexOf('?');
+      const path = q < 0 ? request.target : request.target.slice(0, q);
+      const query = q < 0 ? '' : request.target.slice(q);
+      if (path === '/v1/health') {
+        _allow(request, ['GET', 'HEAD']);
+        return _json(200, {
+          status: 'ok',
+          version: options.info.version,
+          expires_at: options.info.expiresAt.toISOString(),
+        });
+      }
+      if (path === '/v1/openapi.json') {
+        _allow(request, ['GET', 'HEAD']);
+        return _json(200, OPENAPI);
+      }
+      if (path === '/v1/proxy') return await _proxy(ctx, request);
+      const gateway = /^\/v1\/gateway\/([^/]+)(\/.*)?$/.exec(path);
+      if (gateway !== null && NAME_RE.test(gateway[1] as string)) {
+        return await _gateway(ctx, request, {
+          name: gateway[1] as string,
+          path: gateway[2] ?? '',
+          query,
+        });
+      }
+      throw usage(
+        'not_found',
+        'no such endpoint',
+        'the endpoints are /v1/health, /v1/proxy, /v1/gateway/CRED/PATH and /v1/openapi.json',
+      );
+    } catch (e) {
+      return errorResponse(asServeError(e));
+    }
+  };
+}
+
+export function errorResponse(e: TpError): ServeResponse {
+  return _json(errorStatus(e), errorJson(e), errorHeaders(e));
+}
+
+interface _Ctx {
+  options: HandlerOptions;
+  now: () => Date;
+  audit: AppendAudit;
+}
+
+/** Only clients on this machine that name this server: no DNS rebinding, no web pages. */
+function _checkCaller(request: ServeRequest): void {
+  const hosts = request.headers.filter(([n]) => n.toLowerCase() === 'host');
+  if (hosts.length !== 1 || !request.hosts.has((hosts[0] as readonly [string, string])[1].toLowerCase())) {
+    throw denied(
+      'bad_host',
+      'the Host header does not name this loopback server',
+      `serve answers to ${[...request.hosts].join(', ')} (a web page reaching it under another name is refused)`,
+    );
+  }
+  if (request.headers.some(([n]) => n.toLowerCase() === 'origin')) {
+    throw denied(
+      'origin_refused',
+      'requests from web pages (with an Origin header) are refused',
+      'call serve from a program, not from a browser',
+    );
+  }
+  if (!request.target.startsWith('/')) {
+    throw usage('bad_target', 'the request target must be a path (origin form)');
+  }
+}
+
+function _allow(request: ServeRequest, methods: readonly string[]): void {
+  if (!methods.includes(request.method)) {
+    throw new TpError(
+      'usage',
+      'method_not_allowed',
+      `this endpoint answers ${methods.join(' and ')} only`,
+    );
+  }
+}
+
+async function _proxy(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> {
+  _allow(request, ['POST']);
+  const token = _bearer(request.headers);
+  const bytes = await request.body(MAX_BODY_BYTES);
+  await _admit(ctx, token, { route: 'proxy' });
+  const text = decodeUtf8Strict(bytes);
+  let json: unknown;
+  try {
+    if (text === null) throw new Error('not UTF-8');
+    json = JSON.parse(text);
+  } catch {
+    throw usage(
+      'bad_template',
+      'the request body is not a JSON template',
+      'send {"credential", "method", "url", "headers", "body"} as in `trust-protocol exec --help`',
+    );
+  }
+  const response = await execute(
+    { template: { json }, token, sendOptions: _sendOptions(ctx, request) },
+    _deps(ctx),
+  );
+  return _forward(response, _acceptsTrailers(request.headers));
+}
+
+async function _gateway(
+  ctx: _Ctx,
+  request: ServeRequest,
+  route: { name: string; path: string; query: string },
+): Promise<ServeResponse> {
+  const token = gatewayToken(request.headers);
+  const body = await request.body(MAX_BODY_BYTES);
+  await _admit(ctx, token, { route: 'gateway', credentials: [route.name] });
+  const file = loadVault(ctx.options.home);
+  const record = file.body.credentials.find((c) => c.name === route.name);
+  if (record === undefined || record.base_url === null || record.inject === null) {
+    return await _refuseGateway(ctx, { file, token, name: route.name, method: request.method });
+  }
+  if (body.length > 0 && /^(GET|HEAD)$/i.test(request.method)) {
+    throw usage('bad_template', `a ${request.method} request cannot have a body`);
+  }
+  const credential = record as GatewayCredential;
+  const template = gatewayTemplate(credential, {
+    method: request.method,
+    path: route.path,
+    query: route.query,
+    headers: request.headers,
+  });
+  const withBody = body.length > 0 || BODY_METHODS.has(request.method.toUpperCase());
+  const send = ctx.options.send ?? httpSend;
+  const response = await execute(
+    { template: { parsed: template }, token, sendOptions: _sendOptions(ctx, request) },
+    {
+      ..._deps(ctx),
+      // The body is opaque: it reaches the client exactly as received, never scanned.
+      send: (rendered, sendOptions) => send({ ...rendered, body: withBody ? body : null }, sendOptions),
+    },
+  );
+  return _forward(response, false);
+}
+
+/**
+ * A gateway credential that does not exist, or lacks a base URL or inject rule: answer what exec
+ * would answer first (token, then grant), so only an agent allowed to use the credential learns
+ * how it is set up. Nothing is sent either way.
+ */
+async function _refuseGateway(
+  ctx: _Ctx,
+  input: { file: VaultFile; token: string | null; name: string; method: string },
+): Promise<never> {
+  const { file, token, name } = input;
+  try {
+    const agent = checkAgent(file.body.agents, token, ctx.now());
+    const record = checkGrant(agent, file.body.credentials, name);
+    const missing = record.base_url === null ? 'base URL' : 'inject rule';
+    throw usage(
+      record.base_url === null ? 'no_base_url' : 'no_inject',
+      `credential "${name}" has no ${missing}, so the gateway cannot forward to it`,
+      record.base_url === null
+        ? `the operator can run: trust-protocol credential update ${name} --base-url https://HOST`
+        : `the operator can run: trust-protocol credential update ${name} --inject 'Authorization: Bearer {{CREDENTIAL}}'`,
+    );
+  } catch (e) {
+    const error = asServeError(e);
+    const agent = token === null ? null : findAgentByToken(file.body.agents, token);
+    await ctx.audit([{
+      event: 'request.denied',
+      actor: agent === null ? { type: 'anyone' } : { type: 'agent', id: agent.id },
+      outcome: 'denied',
+      data: {
+        reason: error.code,
+        kind: error.kind,
+        route: 'gateway',
+        credentials: [name],
+        method: input.method,
+      },
+    }]);
+    throw error;
+  }
+}
+
+/** `--agent-rate`: counted per agent that the token names; an unknown token is execute()'s to refuse. */
+async function _admit(
+  ctx: _Ctx,
+  token: string | null,
+  data: Record<string, unknown>,
+): Promise<void> {
+  const rate = ctx.options.agentRate;
+  if (rate === null || token === null) return;
+  const agent = findAgentByToken(loadVault(ctx.options.home).body.agents, token);
+  if (agent === null) return;
+  const wait = rate.limiter.take(agent.id, ctx.now());
+  if (wait === null) return;
+  const error = new TpError(
+    'denied',
+    'agent_rate_limited',
+    `agent ${agent.id} is over this serve's limit of ${rate.rate} requests`,
+    { hint: `retry after ${wait} s` },
+  );
+  const event: AuditEvent = {
+    event: 'request.denied',
+    actor: { type: 'agent', id: agent.id },
+    outcome: 'denied',
+    data: { reason: error.code, kind: error.kind, ...data },
+  };
+  await ctx.audit([event]);
+  throw error;
+}
+
+function _deps(ctx: _Ctx): BrokerDeps {
+  const { options } = ctx;
+  return {
+    home: options.home,
+    env: options.env,
+    ...(options.now ? { now: options.now } : {}),
+    ...(options.send ? { send: options.send } : {}),
+    // Each request gets its own copy of the keys, wiped when it is done, so wiping the held keys
+    // at stop can never leave a request in flight with zeroed keys.
+    unseal: (file) => {
+      if (options.stopping.aborted) {
+        return Promise.reject(
+          new TpError('sealed', 'serve_stopping', 'serve is stopping and has dropped its keys', {
+            hint: 'start serve again, or run exec with the password',
+          }),
+        );
+      }
+      verifyVault(file, options.keys);
+      const keys = _copyKeys(options.keys);
+      return Promise.resolve({ keys, release: () => wipeKeys(keys) });
+    },
+  };
+}
+
+function _copyKeys(keys: VaultKeys): VaultKeys {
+  return {
+    data: keys.data.slice(),
+    credentials: keys.credentials.slice(),
+    state: keys.state.slice(),
+    audit: keys.audit.slice(),
+  };
+}
+
+function _sendOptions(ctx: _Ctx, request: ServeRequest): SendOptions {
+  const base = ctx.options.sendOptions;
+  const options: SendOptions = {
+    ...base,
+    signal: AbortSignal.any([request.signal, ctx.options.stopping]),
+  };
+  const timeout = _header(request.headers, TIMEOUT_HEADER);
+  if (timeout !== null) {
+    const seconds = Number(timeout);
+    if (!/^\d+(\.\d+)?$/.test(timeout) || seconds <= 0) {
+      throw usage('bad_flag', `${TIMEOUT_HEADER} must be a number of seconds`);
+    }
+    options.timeoutMs = Math.min(Math.round(seconds * 1000), base.timeoutMs ?? Infinity);
+  }
+  const max = _header(request.headers, MAX_BYTES_HEADER);
+  if (max !== null) {
+    if (!/^\d{1,15}$/.test(max) || Number(max) < 1) {
+      throw usage('bad_flag', `${MAX_BYTES_HEADER} must be a positive whole number`);
+    }
+    options.maxResponseBytes = Math.min(Number(max), base.maxResponseBytes ?? Infinity);
+  }
+  return options;
+}
+
+/**
+ * The upstream's answer, redacted by execute(), streamed on. Headers a browser would act on
+ * (CORS) and serve's own marker are never passed through. A stream that fails part-way cuts the
+ * connection, unless the client asked for trailers (`TE: trailers`, as exec does): then it ends
+ * with a `Trust-Protocol-Error` trailer naming the error.
+ */
+function _forward(response: BrokeredResponse, trailers: boolean): ServeResponse {
+  const headers = response.headers.filter(([name, value]) =>
+    TOKEN_RE.test(name) && FIELD_VALUE_RE.test(value) &&
+    !/^(access-control-|trust-protocol-)/i.test(name)
+  );
+  const out: ServeResponse = {
+    status: response.status,
+    statusText: FIELD_VALUE_RE.test(response.statusText) ? response.statusText : '',
+    headers,
+    body: response.body,
+  };
+  if (!trailers) return out;
+  let failure: TpError | null = null;
+  out.body = (async function* () {
+    try {
+      yield* response.body;
+    } catch (e) {
+      failure = asServeError(e);
+    }
+  })();
+  headers.push(['Trailer', ERROR_HEADER]);
+  out.trailers = () => failure === null ? [] : [[ERROR_HEADER, headerJson(errorJson(failure))]];
+  return out;
+}
+
+function _acceptsTrailers(headers: HeaderList): boolean {
+  const te = _header(headers, 'te');
+  return te !== null && te.split(',').some((t) => t.trim().toLowerCase() === 'trailers');
+}
+
+function _bearer(headers: HeaderList): string | null {
+  const value = _header(headers, 'authorization');
+  const m = value === null ? null : /^Bearer\s+(\S+)\s*$/i.exec(value);
+  return m === null ? null : m[1] as string;
+}
+
+function _header(headers: HeaderList, name: string): string | null {
+  const lower = name.toLowerCase();
+  return headers.find(([n]) => n.toLowerCase() === lower)?.[1] ?? null;
+}
+
+function _json(
+  status: number,
+  value: unknown,
+  extra: Array<[string, string]> = [],
+): ServeResponse {
+  return {
+    status,
+    headers: [
+      ['Content-Type', 'application/json; charset=utf-8'],
+      ['Cache-Control', 'no-store'],
+      ['X-Content-Type-Options', 'nosniff'],
+      ...extra,
+    ],
+    body: new TextEncoder().encode(JSON.stringify(value, null, 2) + '\n'),
+  };
+}
