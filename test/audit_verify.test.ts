@@ -207,3 +207,17 @@ describe('audit line format', () => {
     ).toBe(true);
   });
 });
+
+describe("the verifier's HMAC", () => {
+  it('equals node:crypto HMAC-SHA256 over the digest for keys of every length', async () => {
+    const { createHmac, randomBytes } = await import('node:crypto');
+    const { digestHmacer } = await import('../src/audit_verify.ts');
+    for (const len of [1, 16, 32, 63, 64, 65, 100]) {
+      const key = randomBytes(len);
+      const digest = randomBytes(32).toString('hex');
+      expect(digestHmacer(key)(digest)).toBe(
+        createHmac('sha256', key).update(Buffer.from(digest, 'hex')).digest('hex'),
+      );
+    }
+  });
+});

@@ -12,7 +12,8 @@ export interface TcpAddress {
   port: number;
 }
 
-const HINT = 'serve listens on loopback only: --listen 127.0.0.1:PORT, [::1]:PORT or localhost:PORT';
+const HINT =
+  'serve listens on loopback only: --listen 127.0.0.1:PORT, [::1]:PORT or localhost:PORT';
 
 export function parseListen(text: string): TcpAddress {
   const m = /^(\[[^\]]*\]|[^:[\]]*):(\d{1,5})$/.exec(text);
@@ -49,7 +50,9 @@ function _loopback(host: string): string | null {
 
 /** The URL a client uses to reach a bound TCP listener. */
 export function tcpUrl(address: TcpAddress): string {
-  return `http://${address.bind.includes(':') ? `[${address.bind}]` : address.bind}:${address.port}`;
+  return `http://${
+    address.bind.includes(':') ? `[${address.bind}]` : address.bind
+  }:${address.port}`;
 }
 
 /** Host header values (lower case) accepted on a TCP listener bound to `address`. */
@@ -63,6 +66,9 @@ export function tcpHosts(address: TcpAddress): Set<string> {
   }
   return hosts;
 }
+
+/** The default socket in the home, where `exec` looks for a running serve. */
+export const SOCKET_NAME = 'serve.sock';
 
 /** A unix socket has no host name; clients (curl, exec) send `localhost`. */
 export const UNIX_HOSTS: ReadonlySet<string> = new Set(['localhost']);

@@ -111,7 +111,7 @@ function _checkPath(path: string): void {
       throw usage(
         'bad_gateway_path',
         'the gateway path may not contain "." or ".." segments',
-        'send the path the API documents, relative to the credential\'s base URL',
+        "send the path the API documents, relative to the credential's base URL",
       );
     }
   }

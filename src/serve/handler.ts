@@ -15,7 +15,7 @@ import { denied, TpError, usage } from '../errors.ts';
 import type { Home } from '../home.ts';
 import { send as httpSend, type SendOptions } from '../http/client.ts';
 import { checkAgent, checkGrant, findAgentByToken } from '../policy.ts';
-import { loadVault, verifyVault, type VaultFile, type VaultKeys, wipeKeys } from '../vault.ts';
+import { loadVault, type VaultFile, type VaultKeys, verifyVault, wipeKeys } from '../vault.ts';
 import type { AgentRateLimiter } from './agent_rate.ts';
 import { type AppendAudit, keyedAudit } from './audit.ts';
 import { type GatewayCredential, gatewayTemplate, gatewayToken } from './gateway.ts';
@@ -142,11 +142,16 @@ interface _Ctx {
 /** Only clients on this machine that name this server: no DNS rebinding, no web pages. */
 function _checkCaller(request: ServeRequest): void {
   const hosts = request.headers.filter(([n]) => n.toLowerCase() === 'host');
-  if (hosts.length !== 1 || !request.hosts.has((hosts[0] as readonly [string, string])[1].toLowerCase())) {
+  if (
+    hosts.length !== 1 ||
+    !request.hosts.has((hosts[0] as readonly [string, string])[1].toLowerCase())
+  ) {
     throw denied(
       'bad_host',
       'the Host header does not name this loopback server',
-      `serve answers to ${[...request.hosts].join(', ')} (a web page reaching it under another name is refused)`,
+      `serve answers to ${
+        [...request.hosts].join(', ')
+      } (a web page reaching it under another name is refused)`,
     );
   }
   if (request.headers.some(([n]) => n.toLowerCase() === 'origin')) {
@@ -225,7 +230,8 @@ async function _gateway(
     {
       ..._deps(ctx),
       // The body is opaque: it reaches the client exactly as received, never scanned.
-      send: (rendered, sendOptions) => send({ ...rendered, body: withBody ? body : null }, sendOptions),
+      send: (rendered, sendOptions) =>
+        send({ ...rendered, body: withBody ? body : null }, sendOptions),
     },
   );
   return _forward(response, false);

@@ -1,0 +1,230 @@
+/**
+ * `exec`'s side of serve: find a running serve, hand it the template over `POST /v1/proxy`, and
+ * turn its answer back into what `execute()` would have returned or thrown, so `exec` prints the
+ * same output and exits with the same code either way.
+ */
+import { Buffer } from 'node:buffer';
+import * as fs from 'node:fs';
+import { type IncomingMessage, request as httpRequest } from 'node:http';
+import { isIPv4 } from 'node:net';
+import * as path from 'node:path';
+import type { BrokeredResponse, BrokerRequest } from '../broker.ts';
+import { decodeUtf8Strict } from '../bytes.ts';
+import { denied, TpError, usage } from '../errors.ts';
+import { ERROR_HEADER, errorFromResponse } from './http_error.ts';
+import { MAX_BYTES_HEADER, TIMEOUT_HEADER } from './handler.ts';
+
+export type ServerTarget =
+  | { kind: 'tcp'; connect: string; port: number; host: string; url: string }
+  | { kind: 'unix'; path: string; url: string };
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'trailer']);
+const PROBE_TIMEOUT_MS = 2_000;
+
+/** `unix:PATH`, or `http://` with a loopback host and a port. */
+export function parseServerTarget(text: string): ServerTarget {
+  const hint = 'use unix:PATH or http://127.0.0.1:PORT (serve listens on loopback only)';
+  if (text.startsWith('unix:') && text.length > 5) {
+    const p = path.resolve(text.slice(5));
+    return { kind: 'unix', path: p, url: `unix:${p}` };
+  }
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw usage('bad_server', `not a serve address: ${JSON.stringify(text)}`, hint);
+  }
+  const host = url.hostname;
+  const connect = host === 'localhost'
+    ? '127.0.0.1'
+    : host === '[::1]'
+    ? '::1'
+    : isIPv4(host) && host.startsWith('127.')
+    ? host
+    : null;
+  if (
+    url.protocol !== 'http:' || connect === null || url.username !== '' || url.password !== '' ||
+    (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== ''
+  ) {
+    throw usage('bad_server', `not a loopback serve address: ${JSON.stringify(text)}`, hint);
+  }
+  const port = url.port === '' ? 80 : Number(url.port);
+  return { kind: 'tcp', connect, port, host: url.host, url: `http://${url.host}` };
+}
+
+/** The default socket when something there answers /v1/health like a serve; else null. */
+export async function findServer(socket: string): Promise<ServerTarget | null> {
+  try {
+    if (!fs.lstatSync(socket).isSocket()) return null;
+  } catch {
+    return null;
+  }
+  const target: ServerTarget = { kind: 'unix', path: socket, url: `unix:${socket}` };
+  return await probeServer(target) ? target : null;
+}
+
+export async function probeServer(target: ServerTarget): Promise<boolean> {
+  try {
+    const res = await _request(target, {
+      method: 'GET',
+      path: '/v1/health',
+      headers: {},
+      body: null,
+      timeoutMs: PROBE_TIMEOUT_MS,
+    });
+    const body = await _readSmall(res);
+    const json = JSON.parse(decodeUtf8Strict(body) ?? '') as { status?: unknown };
+    return res.statusCode === 200 && json.status === 'ok';
+  } catch {
+    return false;
+  }
+}
+
+export interface ProxyRequest {
+  template: BrokerRequest['template'];
+  token: string | null;
+  timeoutMs?: number | undefined;
+  maxResponseBytes?: number | undefined;
+}
+
+/** What execute() would return; throws the TpError serve reports, with the same kind and code. */
+export async function proxyViaServer(
+  target: ServerTarget,
+  request: ProxyRequest,
+): Promise<BrokeredResponse> {
+  const headers: Record<string, string> = {
+    'Content-Type': 'application/json',
+    TE: 'trailers',
+  };
+  if (request.token !== null) {
+    if (!/^[\x21-\x7e]+$/.test(request.token)) {
+      throw denied('bad_token', 'the agent token is not valid');
+    }
+    headers.Authorization = `Bearer ${request.token}`;
+  }
+  if (request.timeoutMs !== undefined) headers[TIMEOUT_HEADER] = String(request.timeoutMs / 1000);
+  if (request.maxResponseBytes !== undefined) {
+    headers[MAX_BYTES_HEADER] = String(request.maxResponseBytes);
+  }
+  const res = await _request(target, {
+    method: 'POST',
+    path: '/v1/proxy',
+    headers,
+    body: Buffer.from(JSON.stringify(templateJson(request.template)), 'utf8'),
+    timeoutMs: null,
+  });
+  if (res.headers[ERROR_HEADER.toLowerCase()] !== undefined) {
+    const text = decodeUtf8Strict(await _readSmall(res)) ?? '';
+    let json: unknown = null;
+    try {
+      json = JSON.parse(text);
+    } catch { /* the status alone decides */ }
+    throw errorFromResponse(res.statusCode ?? 500, json);
+  }
+  const pairs: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+    const name = res.rawHeaders[i] as string;
+    if (!HOP_BY_HOP.has(name.toLowerCase())) pairs.push([name, res.rawHeaders[i + 1] as string]);
+  }
+  return {
+    status: res.statusCode ?? 0,
+    statusText: res.statusMessage ?? '',
+    headers: pairs,
+    body: _body(res, target),
+  };
+}
+
+/** The template as JSON: the curl-like form of exec is parsed already. */
+export function templateJson(template: BrokerRequest['template']): unknown {
+  if ('json' in template) return template.json;
+  const t = template.parsed;
+  return {
+    ...(t.credential === null ? {} : { credential: t.credential }),
+    method: t.method,
+    url: t.url,
+    headers: Object.fromEntries(t.headers),
+    ...(t.body.kind === 'text' ? { body: t.body.text } : {}),
+    ...(t.body.kind === 'json' ? { body: t.body.value } : {}),
+  };
+}
+
+async function* _body(res: IncomingMessage, target: ServerTarget): AsyncIterable<Uint8Array> {
+  const cut = () =>
+    new TpError('upstream', 'serve_cut', `the response from serve (${target.url}) was cut off`, {
+      hint: 'see `trust-protocol audit show --tail 5` for how the request ended',
+    });
+  try {
+    for await (const chunk of res) yield new Uint8Array(chunk as Buffer);
+  } catch {
+    throw cut();
+  }
+  if (!res.complete) throw cut();
+  const trailer = res.trailers[ERROR_HEADER.toLowerCase()];
+  if (trailer !== undefined) {
+    let json: unknown = null;
+    try {
+      json = JSON.parse(trailer);
+    } catch { /* reported as a cut */ }
+    throw json === null ? cut() : errorFromResponse(502, json);
+  }
+}
+
+function _request(
+  target: ServerTarget,
+  options: {
+    method: string;
+    path: string;
+    headers: Record<string, string>;
+    body: Uint8Array | null;
+    timeoutMs: number | null;
+  },
+): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({
+      ...(target.kind === 'unix'
+        ? { socketPath: target.path }
+        : { host: target.connect, port: target.port }),
+      method: options.method,
+      path: options.path,
+      headers: {
+        ...options.headers,
+        Host: target.kind === 'unix' ? 'localhost' : target.host,
+        ...(options.body === null ? {} : { 'Content-Length': String(options.body.length) }),
+      },
+      agent: false,
+    });
+    const timer = options.timeoutMs === null
+      ? undefined
+      : setTimeout(() => req.destroy(new Error('timeout')), options.timeoutMs);
+    req.on('response', (res) => {
+      clearTimeout(timer);
+      resolve(res);
+    });
+    req.on('error', (e) => {
+      clearTimeout(timer);
+      reject(
+        new TpError(
+          'sealed',
+          'serve_unreachable',
+          `no trust-protocol serve answers at ${target.url}`,
+          {
+            hint: 'start one with `trust-protocol serve`, or run exec with the password',
+            cause: e,
+          },
+        ),
+      );
+    });
+    req.end(options.body ?? undefined);
+  });
+}
+
+async function _readSmall(res: IncomingMessage): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res) {
+    size += (chunk as Buffer).length;
+    if (size > 64 * 1024) break;
+    chunks.push(chunk as Buffer);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}

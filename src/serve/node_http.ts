@@ -1,0 +1,262 @@
+/**
+ * The node:http adapter for the serve handler (node:http behaves the same on Node 24 and Deno 2,
+ * limits included). Hardening lives here: header size, time to send the headers and the body
+ * (slowloris), a cap on connections; and a unix socket that is 0600 from its first moment (it is
+ * bound inside a fresh 0700 directory, then renamed into place).
+ */
+import { Buffer } from 'node:buffer';
+import * as fs from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import * as path from 'node:path';
+import { TpError, usage } from '../errors.ts';
+import { ioErrorCode } from '../home.ts';
+import { type TcpAddress, tcpHosts, tcpUrl, UNIX_HOSTS } from './address.ts';
+import {
+  errorResponse,
+  type ServeHandler,
+  type ServeRequest,
+  type ServeResponse,
+} from './handler.ts';
+import { asServeError } from './http_error.ts';
+
+export type Endpoint = { kind: 'tcp'; address: TcpAddress } | { kind: 'unix'; path: string };
+
+export interface HttpListener {
+  /** `http://127.0.0.1:PORT` (the bound port), or `unix:PATH`. */
+  url: string;
+  endpoint: Endpoint;
+  /** Stops listening, cuts every connection, and waits (bounded) for in-flight requests. */
+  close(): Promise<void>;
+}
+
+export interface AdapterOptions {
+  /** Called as each request arrives; the function it returns is called once its response is done. */
+  onRequest?: (target: string) => () => void;
+}
+
+export const LIMITS = {
+  maxHeaderSize: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 64,
+  closeGraceMs: 5_000,
+} as const;
+
+export async function listenHttp(
+  handler: ServeHandler,
+  endpoint: Endpoint,
+  options: AdapterOptions = {},
+): Promise<HttpListener> {
+  const inFlight = new Set<Promise<void>>();
+  let hosts: ReadonlySet<string> = UNIX_HOSTS;
+  const server = createServer({
+    maxHeaderSize: LIMITS.maxHeaderSize,
+    headersTimeout: LIMITS.headersTimeoutMs,
+    requestTimeout: LIMITS.requestTimeoutMs,
+    keepAliveTimeout: LIMITS.keepAliveTimeoutMs,
+    // How often the two timeouts above are enforced (Node's default is every 30 s).
+    connectionsCheckingInterval: 1_000,
+  }, (req, res) => {
+    const done = _serve(handler, req, res, { hosts, onRequest: options.onRequest });
+    inFlight.add(done);
+    done.finally(() => inFlight.delete(done));
+  });
+  server.maxConnections = LIMITS.maxConnections;
+  let bound: Endpoint;
+  let cleanup = () => {};
+  if (endpoint.kind === 'tcp') {
+    await _listen(server, { port: endpoint.address.port, host: endpoint.address.bind }, endpoint);
+    const port = (server.address() as { port: number }).port;
+    bound = { kind: 'tcp', address: { bind: endpoint.address.bind, port } };
+    hosts = tcpHosts(bound.address);
+  } else {
+    cleanup = await _listenUnix(server, endpoint.path);
+    bound = endpoint;
+  }
+  return {
+    url: bound.kind === 'tcp' ? tcpUrl(bound.address) : `unix:${bound.path}`,
+    endpoint: bound,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      cleanup();
+      await Promise.race([
+        Promise.allSettled([closed, ...inFlight]),
+        new Promise((resolve) => setTimeout(resolve, LIMITS.closeGraceMs).unref()),
+      ]);
+    },
+  };
+}
+
+function _listen(
+  server: Server,
+  at: { port: number; host: string } | { path: string },
+  endpoint: Endpoint,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (e: unknown) => {
+      const code = ioErrorCode(e) ?? 'error';
+      const where = endpoint.kind === 'tcp' ? tcpUrl(endpoint.address) : endpoint.path;
+      reject(
+        new TpError('usage', 'cannot_listen', `serve cannot listen on ${where} (${code})`, {
+          hint: code === 'EADDRINUSE'
+            ? 'something else uses that address: pick another port, or stop it'
+            : 'check the address or the socket path',
+          cause: e,
+        }),
+      );
+    };
+    server.once('error', onError);
+    server.listen(at, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Binds inside a private directory, tightens the socket to 0600, then renames it into place: no
+ * moment where another user could connect. Returns what removes the socket at close.
+ */
+async function _listenUnix(server: Server, target: string): Promise<() => void> {
+  let dir: string;
+  try {
+    dir = fs.mkdtempSync(path.join(path.dirname(target), '.serve-'));
+  } catch (e) {
+    throw usage(
+      'cannot_listen',
+      `serve cannot create its socket next to ${target} (${ioErrorCode(e) ?? 'error'})`,
+    );
+  }
+  try {
+    const temporary = path.join(dir, 's');
+    await _listen(server, { path: temporary }, { kind: 'unix', path: target });
+    fs.chmodSync(temporary, 0o600);
+    fs.renameSync(temporary, target);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  const inode = fs.lstatSync(target).ino;
+  return () => {
+    try {
+      if (fs.lstatSync(target).ino === inode) fs.unlinkSync(target);
+    } catch { /* already gone */ }
+  };
+}
+
+async function _serve(
+  handler: ServeHandler,
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: { hosts: ReadonlySet<string>; onRequest: AdapterOptions['onRequest'] },
+): Promise<void> {
+  const ended = options.onRequest?.(req.url ?? '') ?? (() => {});
+  const controller = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  const request: ServeRequest = {
+    method: req.method ?? 'GET',
+    target: req.url ?? '',
+    headers: _pairs(req.rawHeaders),
+    body: (limit) => _readBody(req, limit),
+    signal: controller.signal,
+    hosts: options.hosts,
+  };
+  try {
+    let response: ServeResponse;
+    try {
+      response = await handler(request);
+    } catch (e) {
+      response = errorResponse(asServeError(e));
+    }
+    await _write(req, res, response);
+  } catch {
+    res.destroy();
+  } finally {
+    ended();
+  }
+}
+
+async function _readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  const tooLarge = () =>
+    new TpError('usage', 'body_too_large', `the request body is larger than ${limit} bytes`);
+  if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > limit) throw tooLarge();
+      chunks.push(chunk as Buffer);
+    }
+  } catch (e) {
+    if (e instanceof TpError) throw e;
+    throw new TpError('usage', 'body_incomplete', 'the request body was cut off');
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+async function _write(
+  req: IncomingMessage,
+  res: ServerResponse,
+  response: ServeResponse,
+): Promise<void> {
+  // Only the upstream's own Date (if any) is passed on, as exec would print it.
+  res.sendDate = false;
+  const headers = [...response.headers];
+  // An unread request body would otherwise be taken for the next request on this connection.
+  if (!req.complete) headers.push(['Connection', 'close']);
+  const body = response.body;
+  if (body === null || body instanceof Uint8Array) {
+    headers.push(['Content-Length', String(body?.length ?? 0)]);
+    res.writeHead(response.status, response.statusText, headers);
+    await _end(res, body ?? undefined);
+    return;
+  }
+  res.writeHead(response.status, response.statusText, headers);
+  try {
+    // Iterated to its end even when the client has gone: the client's abort reaches the upstream
+    // through the request's signal, and the broker then records how the request ended.
+    for await (const chunk of body) {
+      if (res.destroyed) continue;
+      if (!res.write(chunk)) await _drained(res);
+    }
+  } catch {
+    res.destroy();
+    return;
+  }
+  const trailers = response.trailers?.() ?? [];
+  if (trailers.length > 0) res.addTrailers(trailers);
+  await _end(res);
+}
+
+/** Resolves once the response is sent or its connection is gone (never waits on a dead socket). */
+function _end(res: ServerResponse, body?: Uint8Array): Promise<void> {
+  return new Promise((resolve) => {
+    if (res.destroyed) return resolve();
+    res.once('finish', resolve);
+    res.once('close', resolve);
+    res.end(body);
+  });
+}
+
+function _drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    if (res.destroyed) return resolve();
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+function _pairs(raw: readonly string[]): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i] as string, raw[i + 1] as string]);
+  return out;
+}

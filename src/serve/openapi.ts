@@ -1,0 +1,272 @@
+/**
+ * The OpenAPI 3.1 description of serve's API, served at `GET /v1/openapi.json`. docs/openapi.json
+ * is a copy, and test/serve/openapi.test.ts checks that it matches what serve answers.
+ */
+const ERROR_STATUSES: Record<string, string> = {
+  '400':
+    'Usage error: malformed template, bad placeholder, bad header, bad gateway path (exec exit 2)',
+  '401': 'No agent token, or not a valid one, or expired (exec exit 4)',
+  '403':
+    'Denied by policy (agent state, grant, tier, domain, scheme, port, placement), or a request from a web page: an Origin header, or a Host that does not name this server (exec exit 4)',
+  '404': 'No such endpoint',
+  '405': 'Method not allowed on this endpoint',
+  '413': 'Request body larger than 10 MiB',
+  '423': 'Blocked by an emergency brake (exec exit 5)',
+  '429':
+    "Over a rate limit: the credential's (code rate_limited) or this serve's per-agent limit (code agent_rate_limited); see Retry-After (exec exit 4)",
+  '502': 'Upstream failure: DNS, connect, TLS, response too large (exec exit 7)',
+  '503':
+    'Sealed, state integrity failure, or the audit trail cannot be written: nothing was sent (exec exit 3, 8 or 6 by kind)',
+  '504': 'Upstream timeout (exec exit 7)',
+};
+
+const ERROR_RESPONSE = (description: string, retry: boolean) => ({
+  description,
+  headers: {
+    'Trust-Protocol-Error': {
+      description: 'The error code; set only by serve itself (stripped from upstream answers)',
+      schema: { type: 'string' },
+    },
+    ...(retry
+      ? {
+        'Retry-After': {
+          description: 'Seconds until a request may succeed',
+          schema: { type: 'integer', minimum: 1 },
+        },
+      }
+      : {}),
+  },
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+});
+
+function _errors(codes: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(
+    codes.map((c) => [c, ERROR_RESPONSE(ERROR_STATUSES[c] as string, c === '429')]),
+  );
+}
+
+const UPSTREAM_RESPONSE = {
+  description:
+    "The upstream's answer as it arrived (status, status text, headers, body; redirects are " +
+    'returned, never followed), streamed with chunked transfer encoding, server-sent events ' +
+    'included, with every form of an injected secret replaced by [REDACTED:name]. ' +
+    'Content-Length, hop-by-hop, Access-Control-* and Trust-Protocol-* headers are not passed on. ' +
+    'If the stream fails part-way the connection is cut, or, when the request carried ' +
+    '`TE: trailers`, it ends with a Trust-Protocol-Error trailer holding the error JSON.',
+  content: { '*/*': { schema: {} } },
+};
+
+const LIMIT_HEADERS = [
+  {
+    name: 'Trust-Protocol-Timeout',
+    in: 'header',
+    description: "Seconds for the whole upstream request; can only lower serve's own limit",
+    schema: { type: 'string', pattern: '^\\d+(\\.\\d+)?$' },
+  },
+  {
+    name: 'Trust-Protocol-Max-Response-Bytes',
+    in: 'header',
+    description: "Cap on the response body; can only lower serve's own limit",
+    schema: { type: 'string', pattern: '^\\d{1,15}$' },
+  },
+];
+
+const GATEWAY_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch'] as const;
+
+function _gatewayOperation(method: string) {
+  return {
+    operationId: `gateway${method[0]?.toUpperCase()}${method.slice(1)}`,
+    summary: `Forward a ${method.toUpperCase()} to the credential's base URL`,
+    description:
+      "Forwards to the credential's base URL + PATH + the query string, with the method, the " +
+      "client's headers (minus the agent token, Host, hop-by-hop, Proxy-*, Forwarded, " +
+      'X-Forwarded-*, Accept-Encoding and Trust-Protocol-* headers) and the body as received ' +
+      "(opaque bytes, never scanned for placeholders), plus the credential's inject header. " +
+      'The agent token is read from the first of Authorization: Bearer, x-api-key, api-key, ' +
+      'x-goog-api-key, and is never forwarded. The same checks and audit as exec apply. ' +
+      'PATH may contain slashes; "." and ".." segments and backslashes are refused.',
+    security: [{ bearer: [] }, { xApiKey: [] }, { apiKey: [] }, { googApiKey: [] }],
+    parameters: [
+      {
+        name: 'credential',
+        in: 'path',
+        required: true,
+        description: 'The credential name; it needs a base URL and an inject rule',
+        schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' },
+      },
+      {
+        name: 'path',
+        in: 'path',
+        required: true,
+        description: 'The rest of the path, appended to the base URL (may be empty)',
+        schema: { type: 'string' },
+      },
+      ...LIMIT_HEADERS,
+    ],
+    ...(['get', 'head', 'options'].includes(method) ? {} : {
+      requestBody: {
+        required: false,
+        content: { '*/*': { schema: {} } },
+        description: 'At most 10 MiB, forwarded as received',
+      },
+    }),
+    responses: {
+      default: UPSTREAM_RESPONSE,
+      ..._errors(['400', '401', '403', '413', '423', '429', '502', '503', '504']),
+    },
+  };
+}
+
+export const OPENAPI = {
+  openapi: '3.1.0',
+  info: {
+    title: 'trust-protocol serve',
+    version: '1',
+    summary: 'A short-lived local proxy that injects credentials for AI agents',
+    description: 'Listens on loopback or a 0600 unix socket only. Requests whose Host is not the ' +
+      "listener's own loopback name (127.0.0.1:PORT, localhost:PORT, [::1]:PORT; `localhost` on " +
+      'the unix socket), or that carry an Origin header, are refused with 403; there are no CORS ' +
+      'headers. Limits: 16 KiB of headers, headers within 10 s and the whole request within 30 s, ' +
+      '10 MiB bodies, 64 connections per listener. Every request that could use a credential is ' +
+      'checked and audited exactly as `trust-protocol exec` does it.',
+    license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+  },
+  servers: [{ url: 'http://127.0.0.1:{port}', variables: { port: { default: '8080' } } }],
+  paths: {
+    '/v1/health': {
+      get: {
+        operationId: 'health',
+        summary: 'Whether serve is up, and when it will exit',
+        security: [],
+        responses: {
+          '200': {
+            description: 'serve is running',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Health' } } },
+          },
+          ..._errors(['403']),
+        },
+      },
+    },
+    '/v1/openapi.json': {
+      get: {
+        operationId: 'openapi',
+        summary: 'This document',
+        security: [],
+        responses: {
+          '200': {
+            description: 'The OpenAPI 3.1 document',
+            content: { 'application/json': { schema: { type: 'object' } } },
+          },
+          ..._errors(['403']),
+        },
+      },
+    },
+    '/v1/proxy': {
+      post: {
+        operationId: 'proxy',
+        summary: 'Carry out one request template, as `trust-protocol exec --template` does',
+        security: [{ bearer: [] }],
+        parameters: [
+          ...LIMIT_HEADERS,
+          {
+            name: 'TE',
+            in: 'header',
+            description: '`trailers`: report a failure part-way through the stream in a trailer',
+            schema: { type: 'string' },
+          },
+        ],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': { schema: { $ref: '#/components/schemas/Template' } },
+          },
+        },
+        responses: {
+          default: UPSTREAM_RESPONSE,
+          ..._errors([
+            '400',
+            '401',
+            '403',
+            '405',
+            '413',
+            '423',
+            '429',
+            '502',
+            '503',
+            '504',
+          ]),
+        },
+      },
+    },
+    '/v1/gateway/{credential}/{path}': Object.fromEntries(
+      GATEWAY_METHODS.map((m) => [m, _gatewayOperation(m)]),
+    ),
+  },
+  components: {
+    securitySchemes: {
+      bearer: {
+        type: 'http',
+        scheme: 'bearer',
+        description: 'The agent token (tpat_...), as from `trust-protocol agent token`',
+      },
+      xApiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' },
+      apiKey: { type: 'apiKey', in: 'header', name: 'api-key' },
+      googApiKey: { type: 'apiKey', in: 'header', name: 'x-goog-api-key' },
+    },
+    schemas: {
+      Template: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['url'],
+        properties: {
+          credential: { type: ['string', 'null'], description: 'What {{CREDENTIAL}} names' },
+          method: { type: 'string', default: 'GET' },
+          url: { type: 'string', format: 'uri' },
+          headers: { type: 'object', additionalProperties: { type: 'string' } },
+          body: {
+            description: 'A string is sent as is; any other JSON value is sent as JSON',
+          },
+        },
+        description:
+          'Placeholders: {{CREDENTIAL}}, {{CREDENTIAL:name}}, each optionally |base64 before }}',
+      },
+      Health: {
+        type: 'object',
+        required: ['status', 'version', 'expires_at'],
+        properties: {
+          status: { const: 'ok' },
+          version: { type: 'string' },
+          expires_at: { type: 'string', format: 'date-time' },
+        },
+      },
+      Error: {
+        type: 'object',
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['code', 'kind', 'message'],
+            properties: {
+              code: { type: 'string', description: 'Stable machine-readable reason' },
+              kind: {
+                enum: [
+                  'usage',
+                  'sealed',
+                  'denied',
+                  'brake',
+                  'audit',
+                  'upstream',
+                  'integrity',
+                  'internal',
+                ],
+                description: "Decides exec's exit code",
+              },
+              message: { type: 'string', description: 'Never contains a secret' },
+              hint: { type: 'string', description: 'What to do' },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
