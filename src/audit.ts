@@ -248,81 +248,123 @@ export interface AuditWriterOptions {
   clock?: () => Date;
 }
 
+interface Pending {
+  events: readonly AuditEvent[];
+  macKey: Uint8Array | null;
+  guard: AppendGuard | undefined;
+  clock: () => Date;
+  resolve: (head: Appended) => void;
+  reject: (error: unknown) => void;
+}
+
+/** One queue per audit directory in this process: concurrent appends share a lock and an fsync. */
+const queues = new Map<string, Pending[]>();
+
 /**
- * Appends under the audit lock: read the tail, chain, write, fsync. A torn tail left by a crash
- * is cut off and the repair itself is recorded, so the chain stays verifiable.
+ * Appends under the audit lock: read the tail, chain, write, fsync. Appends made while another is
+ * being written wait and then go out together (group commit: one lock, one fsync for the batch),
+ * each still resolved only once durable. A torn tail left by a crash is cut off and the repair
+ * itself is recorded, so the chain stays verifiable.
  */
 export function openAuditWriter(home: Home, options: AuditWriterOptions): AuditWriter {
   const dir = auditHome(home);
   const clock = options.clock ?? (() => new Date());
   return {
-    async append(events, appendOptions = {}) {
+    append(events, appendOptions = {}) {
       try {
         subdir(home, AUDIT_DIR, { create: true });
       } catch (e) {
-        if (e instanceof TpError && e.kind === 'integrity') throw e;
-        throw _auditError(e);
+        return Promise.reject(e instanceof TpError && e.kind === 'integrity' ? e : _auditError(e));
       }
-      try {
-        return await withLock(
-          dir,
-          'audit',
-          () =>
-            _appendLocked(dir, events, {
-              macKey: options.macKey,
-              clock,
-              guard: appendOptions.guard,
-            }),
-          { timeoutMs: 30_000 },
-        );
-      } catch (e) {
-        if (e instanceof TpError && (e.kind === 'denied' || e.kind === 'integrity')) throw e;
-        throw _auditError(e);
-      }
+      return new Promise<Appended>((resolve, reject) => {
+        const pending: Pending = {
+          events,
+          macKey: options.macKey,
+          guard: appendOptions.guard,
+          clock,
+          resolve,
+          reject,
+        };
+        const queue = queues.get(dir.dir);
+        if (queue !== undefined) {
+          queue.push(pending);
+          return;
+        }
+        queues.set(dir.dir, [pending]);
+        void _drain(dir);
+      });
     },
   };
 }
 
-function _appendLocked(
-  dir: Home,
-  events: readonly AuditEvent[],
-  options: { macKey: Uint8Array | null; clock: () => Date; guard: AppendGuard | undefined },
-): Appended {
-  const { macKey, clock } = options;
+async function _drain(dir: Home): Promise<void> {
+  const queue = queues.get(dir.dir) as Pending[];
+  while (queue.length > 0) {
+    const batch = queue.splice(0);
+    try {
+      await withLock(dir, 'audit', () => _appendBatch(dir, batch), { timeoutMs: 30_000 });
+    } catch (e) {
+      for (const p of batch) p.reject(_auditError(e));
+    }
+  }
+  queues.delete(dir.dir);
+}
+
+function _appendBatch(dir: Home, batch: readonly Pending[]): void {
   const file = path.join(dir.dir, AUDIT_FILE);
   const fd = fs.openSync(
     file,
     fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
     0o600,
   );
+  const done: Array<() => void> = [];
   try {
     const st = fs.fstatSync(fd);
     if ((st.mode & 0o777) !== 0o600) fs.fchmodSync(fd, 0o600);
     const tail = _readTail(fd);
-    options.guard?.(
-      (since) => _readRecent(fd, tail.validLength, since.toISOString(), macKey),
-      { seq: tail.last === null ? 0 : _seqOf(tail.last) },
-    );
     let seq = tail.last === null ? 0 : _seqOf(tail.last);
     let prev = tail.last === null ? GENESIS : (lineDigest(tail.last) ?? _malformedTail());
-    const all: AuditEvent[] = [];
-    if (tail.torn) {
-      fs.ftruncateSync(fd, tail.validLength);
-      all.push({
-        event: 'audit.repair',
-        actor: { type: 'system' },
-        outcome: 'ok',
-        data: { reason: 'torn tail after a crash', truncated_at_byte: tail.validLength },
-      });
-    }
-    all.push(...events);
-    const ts = clock().toISOString();
     let out = '';
-    for (const e of all) {
+    const staged: RecentEntry[] = [];
+    const stage = (e: AuditEvent, macKey: Uint8Array | null, ts: string) => {
       seq += 1;
       const { line, digest } = formatEntry({ ...e, seq, ts, prev }, macKey);
       prev = digest;
       out += line + '\n';
+      if (macKey !== null) staged.unshift({ ts, event: e.event, data: e.data });
+    };
+    if (tail.torn) {
+      fs.ftruncateSync(fd, tail.validLength);
+      stage(
+        {
+          event: 'audit.repair',
+          actor: { type: 'system' },
+          outcome: 'ok',
+          data: { reason: 'torn tail after a crash', truncated_at_byte: tail.validLength },
+        },
+        null,
+        new Date().toISOString(),
+      );
+    }
+    const tailSeq = tail.last === null ? 0 : _seqOf(tail.last);
+    for (const p of batch) {
+      try {
+        // Earlier appends of this batch count too, as if they were already in the file.
+        p.guard?.(
+          (since) => [
+            ...staged.filter((e) => e.ts >= since.toISOString()),
+            ..._readRecent(fd, tail.validLength, since.toISOString(), p.macKey),
+          ],
+          { seq: tailSeq },
+        );
+      } catch (e) {
+        done.push(() => p.reject(e));
+        continue;
+      }
+      const ts = p.clock().toISOString();
+      for (const e of p.events) stage(e, p.macKey, ts);
+      const head = { seq, hash: prev };
+      done.push(() => p.resolve(head));
     }
     const bytes = Buffer.from(out, 'utf8');
     const at = tail.torn ? tail.validLength : st.size;
@@ -332,10 +374,10 @@ function _appendLocked(
     }
     fs.fsyncSync(fd);
     if (st.size === 0) fsyncDir(dir.dir);
-    return { seq, hash: prev };
   } finally {
     fs.closeSync(fd);
   }
+  for (const settle of done) settle();
 }
 
 function _auditError(e: unknown): TpError {

@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { openAuditWriter, readAuditLog } from '../src/audit.ts';
+import { verifyAuditLog } from '../src/audit_verify.ts';
+import { openHome } from '../src/home.ts';
+
+const KEY = new Uint8Array(32).fill(9);
+
+function home() {
+  return openHome(path.join(fs.mkdtempSync(path.join(tmpdir(), 'tp-group-')), 'h'), {
+    create: true,
+  });
+}
+
+describe('group commit of concurrent appends', () => {
+  it('2000 concurrent appends all become durable, each with its own sequence number, in one verifiable chain', async () => {
+    const h = home();
+    const w = openAuditWriter(h, { macKey: KEY });
+    const heads = await Promise.all(
+      Array.from(
+        { length: 2000 },
+        (_, i) =>
+          w.append([{
+            event: 'test.group',
+            actor: { type: 'system' },
+            outcome: 'ok',
+            data: { i },
+          }]),
+      ),
+    );
+    expect(new Set(heads.map((x) => x.seq)).size).toBe(2000);
+    const result = verifyAuditLog(readAuditLog(h), {
+      macKey: KEY,
+      recordedHead: heads.reduce((a, b) => (a.seq > b.seq ? a : b)),
+    });
+    expect(result).toMatchObject({ ok: true, entries: 2000, unsealed: 0 });
+  });
+
+  it('a guard sees the earlier appends of its own batch (a limit of 100 holds under concurrency)', async () => {
+    const h = home();
+    const w = openAuditWriter(h, { macKey: KEY });
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 500 }, () =>
+        w.append([{
+          event: 'request.allowed',
+          actor: { type: 'system' },
+          outcome: 'allowed',
+          data: {},
+        }], {
+          guard: (recent) => {
+            if (
+              recent(new Date(0)).filter((e) => e.event === 'request.allowed').length >= 100
+            ) throw new Error('limit');
+          },
+        })),
+    );
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(100);
+    expect(outcomes.filter((o) => o.status === 'rejected' && String(o.reason).includes('limit')))
+      .toHaveLength(400);
+    expect(verifyAuditLog(readAuditLog(h), { macKey: KEY, recordedHead: null }).entries).toBe(100);
+  });
+
+  it('a failed write rejects every append of the batch and records nothing', async () => {
+    const h = home();
+    const w = openAuditWriter(h, { macKey: KEY });
+    await w.append([{ event: 'first', actor: { type: 'system' }, outcome: 'ok', data: {} }]);
+    const log = path.join(h.dir, 'audit', 'audit.log');
+    fs.rmSync(log);
+    fs.mkdirSync(log);
+    const outcomes = await Promise.allSettled(
+      Array.from(
+        { length: 10 },
+        () => w.append([{ event: 'x', actor: { type: 'system' }, outcome: 'ok', data: {} }]),
+      ),
+    );
+    expect(
+      outcomes.every((o) =>
+        o.status === 'rejected' && /audit trail cannot be written/.test(String(o.reason))
+      ),
+    ).toBe(true);
+  });
+});
