@@ -71,6 +71,19 @@ export interface VaultBody {
   cleared_brakes: string[];
   /** Brakes a password holder has seen in force: they stay in force even if every record is deleted. */
   known_brakes: KnownBrake[];
+  /** Trusted skill publishers (Ed25519 keys in minisign form); revoked ones stay, marked. */
+  publishers: PublisherRecord[];
+}
+
+export interface PublisherRecord {
+  name: string;
+  /** minisign key id: 8 bytes, hex, as minisign prints it (upper case). */
+  key_id: string;
+  /** The 32-byte Ed25519 public key, standard base64. */
+  public_key: string;
+  added_at: string;
+  revoked_at: string | null;
+  revoke_reason: string | null;
 }
 
 export interface KnownBrake {
@@ -171,6 +184,7 @@ export function createVault(
     audit_head: null,
     cleared_brakes: [],
     known_brakes: [],
+    publishers: [],
   };
   const unsigned = { format: VAULT_FORMAT, version: VAULT_VERSION, kdf, key, body } as const;
   return { file: { ...unsigned, mac: _mac(unsigned, keys) }, keys };
@@ -468,6 +482,17 @@ export function parseVault(bytes: Uint8Array): VaultFile {
           target: strOrNull(k.target, `known_brakes[${i}].target`),
           reason: str(k.reason, `known_brakes[${i}].reason`),
           activated_at: str(k.activated_at, `known_brakes[${i}].activated_at`),
+        };
+      }),
+      publishers: arr(body.publishers, 'body.publishers').map((v, i) => {
+        const p = obj(v, `publishers[${i}]`);
+        return {
+          name: str(p.name, `publishers[${i}].name`),
+          key_id: str(p.key_id, `publishers[${i}].key_id`),
+          public_key: str(p.public_key, `publishers[${i}].public_key`),
+          added_at: str(p.added_at, `publishers[${i}].added_at`),
+          revoked_at: strOrNull(p.revoked_at, `publishers[${i}].revoked_at`),
+          revoke_reason: strOrNull(p.revoke_reason, `publishers[${i}].revoke_reason`),
         };
       }),
     },
