@@ -6,6 +6,7 @@
  * Needs dist/trust-protocol (`make build`), hyperfine (installed with apt-get when missing) and curl.
  * Run: node_modules/.bin/node bench/run.ts
  */
+import { auditMarkdown, benchAudit } from './audit.ts';
 import { Buffer } from 'node:buffer';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -1018,6 +1019,7 @@ async function _main(): Promise<void> {
     const kdf = _benchKdf(setup);
     const exec = _benchExec(setup);
     const throughput = await _benchThroughput(setup);
+    const audit = await benchAudit(work, _env(), _step);
     const seconds = (Date.now() - startedAt.getTime()) / 1000;
     const machine = _machine(loadBefore);
     fs.writeFileSync(
@@ -1025,7 +1027,7 @@ async function _main(): Promise<void> {
       _placeholders(
         setup,
         _document({ setup, startup, kdf, exec, throughput, machine, date: startedAt, seconds }),
-      ),
+      ) + '\n' + auditMarkdown(audit),
     );
     _step(`wrote ${DOC} (${seconds.toFixed(0)} s)`);
   } finally {

@@ -124,18 +124,41 @@ export function digestHmacer(key: Uint8Array): (digestHex: string) => string {
   };
 }
 
+/** Per-entry facts kept after the single pass: no strings, so a million entries stay cheap. */
+interface Scan {
+  seqs: number[];
+  /** 0: no MAC, 1: MAC verifies, 2: MAC does not verify (or not checked: 0). */
+  macs: number[];
+  /** Whether the entry's prev is the digest of the entry before it in the file. */
+  linked: boolean[];
+  firstIsGenesis: boolean;
+  /** Digests of the entries the recorded head and the checkpoint name, and of the last one. */
+  wanted: Map<number, string>;
+  lastDigest: string | null;
+}
+
 export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): VerifyResult {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const problems: Problem[] = [];
-  const entries: Entry[] = [];
+  const mac = options.macKey === null ? null : digestHmacer(options.macKey);
+  const want = new Set(
+    [options.recordedHead?.seq, options.checkpoint?.seq].filter((x) => x !== undefined),
+  );
+  const scan: Scan = {
+    seqs: [],
+    macs: [],
+    linked: [],
+    firstIsGenesis: false,
+    wanted: new Map(),
+    lastDigest: null,
+  };
   const malformed: number[] = [];
   let start = 0;
   while (start < buf.length) {
     const nl = buf.indexOf(0x0a, start);
     if (nl < 0) {
-      const last = entries.at(-1)?.seq ?? 0;
       problems.push({
-        seq: last + 1,
+        seq: (scan.seqs.at(-1) ?? 0) + 1,
         kind: 'torn_tail',
         detail: `the log ends in ${
           buf.length - start
@@ -144,15 +167,23 @@ export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): Verif
       break;
     }
     const e = _entry(buf.subarray(start, nl));
-    if (e === null) malformed.push(entries.length);
-    else entries.push(e);
     start = nl + 1;
+    if (e === null) {
+      malformed.push(scan.seqs.length);
+      continue;
+    }
+    if (scan.seqs.length === 0) scan.firstIsGenesis = e.prev === GENESIS;
+    scan.linked.push(e.prev === scan.lastDigest);
+    scan.seqs.push(e.seq);
+    scan.macs.push(mac === null || e.mac === null ? 0 : mac(e.digest) === e.mac ? 1 : 2);
+    if (want.has(e.seq)) scan.wanted.set(e.seq, e.digest);
+    scan.lastDigest = e.digest;
   }
+  const { seqs, macs } = scan;
   for (const index of malformed) {
-    const after = entries[index - 1]?.seq ?? 0;
-    const atEnd = index === entries.length;
+    const after = seqs[index - 1] ?? 0;
     problems.push(
-      atEnd
+      index === seqs.length
         ? {
           seq: after + 1,
           kind: 'inserted',
@@ -165,48 +196,42 @@ export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): Verif
         },
     );
   }
-  _sequenceProblems(entries, problems);
-  const mac = options.macKey === null ? null : digestHmacer(options.macKey);
-  const macBad = new Set<number>();
+  _sequenceProblems(seqs, problems);
   let macGood = 0;
   let lastSealed = -1;
-  if (mac !== null) {
-    entries.forEach((e, i) => {
-      if (e.mac === null) return;
-      if (mac(e.digest) === e.mac) {
-        macGood++;
-        lastSealed = i;
-      } else {
-        macBad.add(e.seq);
-      }
+  macs.forEach((m, i) => {
+    if (m === 1) {
+      macGood++;
+      lastSealed = i;
+    }
+  });
+  const macBadIndex = new Set<number>();
+  macs.forEach((m, i) => m === 2 && macBadIndex.add(i));
+  if (macBadIndex.size > 0 && macGood === 0) {
+    problems.push({
+      seq: seqs[macs.findIndex((m) => m !== 0)] ?? 1,
+      kind: 'wrong_key',
+      detail:
+        "no entry verifies under this vault's audit key: the log belongs to another vault, or every MAC was rewritten",
     });
-    if (macBad.size > 0 && macGood === 0) {
-      problems.push({
-        seq: entries.find((e) => e.mac !== null)?.seq ?? 1,
-        kind: 'wrong_key',
-        detail:
-          "no entry verifies under this vault's audit key: the log belongs to another vault, or every MAC was rewritten",
-      });
-      macBad.clear();
-    }
+    macBadIndex.clear();
   }
-  _chainProblems(entries, macBad, options.recordedHead, problems);
-  for (const seq of macBad) {
-    const beyondHead = options.recordedHead !== null && seq > options.recordedHead.seq;
-    if (!problems.some((p) => p.seq === seq && p.kind !== 'wrong_key')) {
-      problems.push(
-        beyondHead
-          ? {
-            seq,
-            kind: 'inserted',
-            detail:
-              `entry ${seq} carries a MAC that does not verify: it was not written by a password holder`,
-          }
-          : { seq, kind: 'modified', detail: `entry ${seq} does not match its MAC` },
-      );
-    }
+  _chainProblems(scan, macBadIndex, options.recordedHead, problems);
+  for (const i of macBadIndex) {
+    const seq = seqs[i] as number;
+    if (problems.some((p) => p.seq === seq && p.kind !== 'wrong_key')) continue;
+    problems.push(
+      options.recordedHead !== null && seq > options.recordedHead.seq
+        ? {
+          seq,
+          kind: 'inserted',
+          detail:
+            `entry ${seq} carries a MAC that does not verify: it was not written by a password holder`,
+        }
+        : { seq, kind: 'modified', detail: `entry ${seq} does not match its MAC` },
+    );
   }
-  const last = entries.at(-1);
+  const lastSeq = seqs.at(-1) ?? 0;
   for (
     const [head, what] of [[options.recordedHead, 'the vault'], [
       options.checkpoint ?? null,
@@ -214,14 +239,14 @@ export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): Verif
     ]] as const
   ) {
     if (head === null) continue;
-    const at = entries.find((e) => e.seq === head.seq);
-    if (at === undefined && (last?.seq ?? 0) < head.seq) {
+    const digest = scan.wanted.get(head.seq);
+    if (digest === undefined && lastSeq < head.seq) {
       problems.push({
-        seq: (last?.seq ?? 0) + 1,
+        seq: lastSeq + 1,
         kind: 'truncated',
-        detail: `${what} recorded entry ${head.seq}, but the log ends at ${last?.seq ?? 0}`,
+        detail: `${what} recorded entry ${head.seq}, but the log ends at ${lastSeq}`,
       });
-    } else if (at !== undefined && at.digest !== head.hash) {
+    } else if (digest !== undefined && digest !== head.hash) {
       problems.push({
         seq: head.seq,
         kind: 'forked',
@@ -233,32 +258,29 @@ export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): Verif
   problems.sort((a, b) => a.seq - b.seq);
   return {
     ok: problems.length === 0,
-    entries: entries.length,
-    head: last === undefined ? null : { seq: last.seq, hash: last.digest },
+    entries: seqs.length,
+    head: scan.lastDigest === null ? null : { seq: lastSeq, hash: scan.lastDigest },
     hmac_checked: mac !== null,
-    unsealed: mac === null ? null : entries.length - 1 - lastSealed,
+    unsealed: mac === null ? null : seqs.length - 1 - lastSealed,
     problems: _dedupe(problems),
   };
 }
 
 /** Duplicates are insertions, a permutation out of order is a reordering, gaps are deletions. */
-function _sequenceProblems(entries: readonly Entry[], problems: Problem[]): void {
-  if (entries.every((e, i) => e.seq === i + 1)) return;
+function _sequenceProblems(seqs: readonly number[], problems: Problem[]): void {
+  if (seqs.every((seq, i) => seq === i + 1)) return;
   const seen = new Set<number>();
   let reordered = false;
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i] as Entry;
-    if (seen.has(e.seq)) {
-      problems.push({ seq: e.seq, kind: 'inserted', detail: `a second entry numbered ${e.seq}` });
-    } else if (i > 0 && e.seq < (entries[i - 1] as Entry).seq && !reordered) {
+  for (let i = 0; i < seqs.length; i++) {
+    const seq = seqs[i] as number;
+    const before = seqs[i - 1];
+    if (seen.has(seq)) {
+      problems.push({ seq, kind: 'inserted', detail: `a second entry numbered ${seq}` });
+    } else if (before !== undefined && seq < before && !reordered) {
       reordered = true;
-      problems.push({
-        seq: e.seq,
-        kind: 'reordered',
-        detail: `entry ${e.seq} comes after entry ${(entries[i - 1] as Entry).seq}`,
-      });
+      problems.push({ seq, kind: 'reordered', detail: `entry ${seq} comes after entry ${before}` });
     }
-    seen.add(e.seq);
+    seen.add(seq);
   }
   let max = 0;
   for (const seq of seen) if (seq > max) max = seq;
@@ -278,16 +300,16 @@ function _sequenceProblems(entries: readonly Entry[], problems: Problem[]): void
 
 /** Between entries numbered n and n+1 in file order, n+1's prev must be n's digest. */
 function _chainProblems(
-  entries: readonly Entry[],
+  scan: Scan,
   macBad: ReadonlySet<number>,
   head: Head | null,
   problems: Problem[],
 ): void {
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i] as Entry;
-    const before = entries[i - 1];
-    if (e.seq === 1 && i === 0) {
-      if (e.prev !== GENESIS) {
+  const { seqs, linked } = scan;
+  for (let i = 0; i < seqs.length; i++) {
+    const seq = seqs[i] as number;
+    if (i === 0) {
+      if (seq === 1 && !scan.firstIsGenesis) {
         problems.push({
           seq: 1,
           kind: 'modified',
@@ -296,14 +318,15 @@ function _chainProblems(
       }
       continue;
     }
-    if (before === undefined || before.seq + 1 !== e.seq || e.prev === before.digest) continue;
-    // Either `before` changed after `e` recorded its digest, or `e`'s prev was changed: a MAC decides.
-    const culprit = macBad.has(e.seq) && !macBad.has(before.seq) ? e.seq : before.seq;
-    const beyondHead = head !== null && culprit > head.seq && culprit === e.seq;
+    const before = seqs[i - 1] as number;
+    if (before + 1 !== seq || linked[i]) continue;
+    // Either `before` changed after this entry recorded its digest, or this entry's prev was
+    // changed: a MAC decides.
+    const culprit = macBad.has(i) && !macBad.has(i - 1) ? seq : before;
     problems.push({
       seq: culprit,
-      kind: beyondHead ? 'inserted' : 'modified',
-      detail: `entry ${e.seq} does not chain to entry ${before.seq}`,
+      kind: head !== null && culprit > head.seq && culprit === seq ? 'inserted' : 'modified',
+      detail: `entry ${seq} does not chain to entry ${before}`,
     });
   }
 }
