@@ -50,6 +50,22 @@ describe('the single executable', () => {
     }
   });
 
+  it('install.sh installs the binary under --prefix, and running it again is harmless', async () => {
+    const prefix = fs.mkdtempSync(path.join(tmpdir(), 'tp-prefix-'));
+    const env = { PATH: process.env.PATH ?? '', HOME: prefix };
+    for (let i = 0; i < 2; i++) {
+      const r = await runFile('sh', [path.join(ROOT, 'install.sh'), '--prefix', prefix], env, ROOT);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/installed .*bin\/trust-protocol \(trust-protocol \d/);
+    }
+    const installed = path.join(prefix, 'bin', 'trust-protocol');
+    expect(fs.statSync(installed).mode & 0o777).toBe(0o755);
+    expect((await runFile(installed, ['--version'], env)).stdout).toMatch(/^trust-protocol /);
+    expect(fs.readdirSync(path.join(prefix, 'bin'))).toEqual(['trust-protocol']);
+    const bad = await runFile('sh', [path.join(ROOT, 'install.sh'), '--bogus'], env, ROOT);
+    expect(bad.code).toBe(2);
+  });
+
   it('make demo: the main job end to end exits 0', async () => {
     const r = await runFile(process.execPath, [path.join(ROOT, 'test/demo.ts'), BINARY], {
       PATH: process.env.PATH ?? '',
