@@ -11,7 +11,7 @@ import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHmac, hash } from 'node:crypto';
-import { TpError } from './errors.ts';
+import { integrity, TpError } from './errors.ts';
 import { fsyncDir, type Home, ioErrorCode, readStateFile, subdir, withLock } from './home.ts';
 
 export const AUDIT_DIR = 'audit';
@@ -201,6 +201,27 @@ function _authenticEntry(line: string, macKey: Uint8Array | null): RecentEntry |
   }
 }
 
+/** The digest of the entry numbered `seq`, scanning back from the end; null if there is none. */
+function _digestAt(fd: number, end: number, seq: number): string | null {
+  let carry = Buffer.alloc(0);
+  for (let pos = end; pos > 0;) {
+    const start = Math.max(0, pos - 64 * 1024);
+    const block = Buffer.alloc(pos - start);
+    fs.readSync(fd, block, 0, block.length, start);
+    const lines = Buffer.concat([block, carry]).toString('utf8').split('\n');
+    carry = start === 0 ? Buffer.alloc(0) : Buffer.from(lines.shift() ?? '', 'utf8');
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const m = /^\{"v":\d+,"seq":(\d+),/.exec(lines[i] as string);
+      if (m === null) continue;
+      const at = Number(m[1]);
+      if (at === seq) return lineDigest(lines[i] as string);
+      if (at < seq) return null;
+    }
+    pos = start;
+  }
+  return null;
+}
+
 function _malformedTail(): never {
   throw new TpError(
     'audit',
@@ -214,17 +235,7 @@ function _malformedTail(): never {
 
 function _seqOf(line: string): number {
   const m = /^\{"v":\d+,"seq":(\d+),/.exec(line);
-  if (m === null) {
-    throw new TpError(
-      'audit',
-      'audit_tail_malformed',
-      'the last audit entry is malformed; new entries cannot be linked to it',
-      {
-        hint: 'run `trust-protocol audit verify` to see what happened to the log',
-      },
-    );
-  }
-  return Number(m[1]);
+  return m === null ? _malformedTail() : Number(m[1]);
 }
 
 export interface RecentEntry {
@@ -237,7 +248,10 @@ export interface RecentEntry {
  * Runs under the audit lock before the events are written; throwing aborts the append. Lets a
  * rate limit count earlier entries and record the new one atomically across processes.
  */
-export type AppendGuard = (recent: (since: Date) => RecentEntry[], tail: { seq: number }) => void;
+export type AppendGuard = (
+  recent: (since: Date) => RecentEntry[],
+  tail: { seq: number; digestAt: (seq: number) => string | null },
+) => void;
 
 export interface AuditWriter {
   append(events: readonly AuditEvent[], options?: { guard?: AppendGuard }): Promise<Appended>;
@@ -320,7 +334,14 @@ function _appendBatch(dir: Home, batch: readonly Pending[]): void {
   const done: Array<() => void> = [];
   try {
     const st = fs.fstatSync(fd);
-    if ((st.mode & 0o777) !== 0o600) fs.fchmodSync(fd, 0o600);
+    if ((st.mode & 0o022) !== 0) {
+      throw integrity(
+        'insecure_permissions',
+        `the audit log ${file} is writable by group or others`,
+        `check who changed it, then: chmod 600 ${file}`,
+      );
+    }
+    if ((st.mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
     const tail = _readTail(fd);
     let seq = tail.last === null ? 0 : _seqOf(tail.last);
     let prev = tail.last === null ? GENESIS : (lineDigest(tail.last) ?? _malformedTail());
@@ -355,7 +376,7 @@ function _appendBatch(dir: Home, batch: readonly Pending[]): void {
             ...staged.filter((e) => e.ts >= since.toISOString()),
             ..._readRecent(fd, tail.validLength, since.toISOString(), p.macKey),
           ],
-          { seq: tailSeq },
+          { seq: tailSeq, digestAt: (at) => _digestAt(fd, tail.validLength, at) },
         );
       } catch (e) {
         done.push(() => p.reject(e));

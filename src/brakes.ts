@@ -157,7 +157,12 @@ function _readRecord(file: string): Brake | null {
 function _readJournal(file: string): Brake[] {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      text = fs.readFileSync(fd, 'utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
   } catch (e) {
     return ioErrorCode(e) === 'ENOENT' ? [] : [_failClosed('the brake journal cannot be read')];
   }
@@ -290,7 +295,8 @@ export function tidyCleared(home: Home, ids: readonly string[], quarantine: bool
   if (_readJournal(journal).some((b) => b.id === 'unreadable')) {
     const good = fs.readFileSync(journal, 'utf8').split('\n').filter((l) => {
       try {
-        return l !== '' && _parseBrake(JSON.parse(l)) !== null;
+        const raw = JSON.parse(l) as Record<string, unknown>;
+        return raw.v === BRAKE_VERSION && raw.op === 'activate' && _parseBrake(raw) !== null;
       } catch {
         return false;
       }

@@ -129,7 +129,13 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
   }
   const { keys, release } = unsealed;
   try {
-    const current = await ensureCurrent(deps.home, file, keys);
+    let current: VaultFile;
+    try {
+      current = await ensureCurrent(deps.home, file, keys);
+    } catch (e) {
+      await _auditDenial(earlyAudit, e, request.token, file, parsed);
+      throw e;
+    }
     return await _executeAuthenticated(current, keys, release, request, parsed, deps, now);
   } catch (e) {
     release();
@@ -200,10 +206,18 @@ async function _executeAuthenticated(
     await keyed.append([allowed], {
       guard: (recent, tail) => {
         // The log only grows and the vault's head only moves forward: a shorter log was cut.
-        if (file.body.audit_head !== null && tail.seq < file.body.audit_head.seq) {
+        const head = file.body.audit_head;
+        if (head !== null && tail.seq >= head.seq && tail.digestAt(head.seq) !== head.hash) {
+          throw integrity(
+            'audit_forked',
+            `the audit log no longer holds the entry ${head.seq} the vault recorded: it was rewritten`,
+            'run `trust-protocol audit verify`; restore the log from a backup',
+          );
+        }
+        if (head !== null && tail.seq < head.seq) {
           throw integrity(
             'audit_truncated',
-            `the audit log ends at entry ${tail.seq} but the vault recorded entry ${file.body.audit_head.seq}`,
+            `the audit log ends at entry ${tail.seq} but the vault recorded entry ${head.seq}`,
             'run `trust-protocol audit verify`; restore the log from a backup',
           );
         }
@@ -211,8 +225,9 @@ async function _executeAuthenticated(
       },
     });
   } catch (e) {
-    if (e instanceof TpError && e.kind === 'denied') {
-      await audit.append([{
+    if (e instanceof TpError && (e.kind === 'denied' || e.kind === 'integrity')) {
+      // After tampering, record the refusal but never move the vault's head onto that log.
+      await (e.kind === 'integrity' ? keyed : audit).append([{
         ...allowed,
         event: 'request.denied',
         outcome: 'denied',

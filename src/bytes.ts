@@ -1,6 +1,7 @@
 /** Small byte helpers shared by the core. */
 import { Buffer } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { integrity } from './errors.ts';
 
 export const utf8 = new TextEncoder();
 const strictDecoder = new TextDecoder('utf-8', { fatal: true });
@@ -10,7 +11,9 @@ export function toHex(bytes: Uint8Array): string {
 }
 
 export function fromHex(text: string, field: string): Uint8Array {
-  if (!/^(?:[0-9a-f]{2})*$/.test(text)) throw new TypeError(`${field}: expected lowercase hex`);
+  if (!/^(?:[0-9a-f]{2})*$/.test(text)) {
+    throw integrity('malformed_state', `${field}: expected lowercase hex`);
+  }
   return new Uint8Array(Buffer.from(text, 'hex'));
 }
 
@@ -20,7 +23,7 @@ export function toB64(bytes: Uint8Array): string {
 
 export function fromB64(text: string, field: string): Uint8Array {
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) {
-    throw new TypeError(`${field}: expected standard base64`);
+    throw integrity('malformed_state', `${field}: expected standard base64`);
   }
   return new Uint8Array(Buffer.from(text, 'base64'));
 }

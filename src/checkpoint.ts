@@ -83,7 +83,17 @@ export function readCheckpoint(text: string, expectedKey: Uint8Array | null): Ch
       `the checkpoint file is malformed: ${e instanceof Error ? e.message : String(e)}`,
     );
   }
-  const key = fromB64(c.public_key, 'public_key');
+  let key: Uint8Array;
+  let signature: Uint8Array;
+  try {
+    key = fromB64(c.public_key, 'public_key');
+    signature = fromB64(c.signature, 'signature');
+  } catch (e) {
+    throw usage(
+      'bad_checkpoint',
+      `the checkpoint file is malformed: ${e instanceof Error ? e.message : String(e)}`,
+    );
+  }
   if (expectedKey !== null && toB64(expectedKey) !== c.public_key) {
     throw new TpError(
       'verification',
@@ -91,7 +101,7 @@ export function readCheckpoint(text: string, expectedKey: Uint8Array | null): Ch
       "the checkpoint was signed by another vault's key",
     );
   }
-  if (!verify(fromB64(c.signature, 'signature'), _signed(c), key)) {
+  if (!verify(signature, _signed(c), key)) {
     throw new TpError(
       'verification',
       'checkpoint_signature',

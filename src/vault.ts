@@ -264,10 +264,14 @@ export async function updateVault<T>(
   home: Home,
   keys: VaultKeys,
   change: (body: VaultBody, file: VaultFile) => Change<T>,
+  options: { acceptOlder?: boolean } = {},
 ): Promise<T> {
   return await withLock(home, 'vault', async () => {
     const file = loadVault(home);
     verifyVault(file, keys);
+    // A change made on a restored older copy would make the rollback permanent: refuse it.
+    const missed = options.acceptOlder ? undefined : missedChanges(home, file, keys)[0];
+    if (missed !== undefined) throw _rollbackError(missed);
     const { result, events } = change(file.body, file);
     rememberBrakes(file.body, activeBrakes(home, file.body));
     if (events.length > 0) {
@@ -344,22 +348,32 @@ export async function ensureCurrent(
   file: VaultFile,
   keys: VaultKeys,
 ): Promise<VaultFile> {
-  const stale = (f: VaultFile) =>
-    entriesAfter(home, keys.audit, f.body.audit_head?.seq ?? 0).find((e) =>
-      VAULT_CHANGE_EVENTS.test(e.event)
-    );
-  if (stale(file) === undefined) return file;
+  if (missedChanges(home, file, keys).length === 0) return file;
   const fresh = await withLock(home, 'vault', () => loadVault(home));
   verifyVault(fresh, keys);
-  const change = stale(fresh);
-  if (change !== undefined) {
-    throw integrity(
-      'vault_rollback',
-      `vault.json is older than the audit trail: it lacks the change recorded at entry ${change.seq} (${change.event})`,
-      'vault.json was restored from an older copy; restore the current one, or redo that change with the password',
-    );
-  }
+  const missed = missedChanges(home, fresh, keys)[0];
+  if (missed !== undefined) throw _rollbackError(missed);
   return fresh;
+}
+
+/** Vault changes that password holders recorded in the audit trail after this file's head. */
+export function missedChanges(
+  home: Home,
+  file: VaultFile,
+  keys: VaultKeys,
+): Array<{ seq: number; event: string }> {
+  return entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0)
+    .filter((e) => VAULT_CHANGE_EVENTS.test(e.event))
+    .map((e) => ({ seq: e.seq, event: e.event }))
+    .reverse();
+}
+
+function _rollbackError(missed: { seq: number; event: string }): TpError {
+  return integrity(
+    'vault_rollback',
+    `vault.json is older than the audit trail: it lacks the change recorded at entry ${missed.seq} (${missed.event})`,
+    'if vault.json was restored from an older copy, put the current one back; if a trust-protocol command was killed while making that change, run `trust-protocol audit resync` and redo it',
+  );
 }
 
 /** Re-wraps the data key under a new password; credentials are not re-encrypted. */

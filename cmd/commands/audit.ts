@@ -5,7 +5,14 @@ import { readAuditLog } from '../../src/audit.ts';
 import { type Problem, verifyAuditLog, type VerifyResult } from '../../src/audit_verify.ts';
 import { checkpointKey, createCheckpoint, readCheckpoint } from '../../src/checkpoint.ts';
 import { TpError, usage } from '../../src/errors.ts';
-import { loadVault, unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
+import {
+  loadVault,
+  missedChanges,
+  unseal,
+  updateVault,
+  type VaultKeys,
+  wipeKeys,
+} from '../../src/vault.ts';
 import {
   type Command,
   type Ctx,
@@ -14,6 +21,7 @@ import {
   PASSWORD_FILE_OPTION,
   str,
   tableText,
+  unsealVault,
 } from '../context.ts';
 import { EXIT } from '../exit.ts';
 import { readUserFile, write } from '../io.ts';
@@ -247,4 +255,46 @@ const exportCmd: Command = {
   },
 };
 
-export const auditCommands: Command[] = [verify, show, exportCmd, checkpoint];
+const resync: Command = {
+  words: ['audit', 'resync'],
+  summary:
+    'after a crash left vault.json behind the audit trail: accept the trail, list what to redo',
+  usage: 'audit resync [--password-file PATH]',
+  help:
+    'Only for a vault.json that is behind because a command was killed between its audit entry\n' +
+    'and its vault write. If vault.json was restored from an older copy, put the current one back instead.',
+  options: { ...PASSWORD_FILE_OPTION },
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    const { home, file, keys } = await unsealVault(ctx);
+    try {
+      const missed = missedChanges(home, file, keys);
+      if (missed.length === 0) {
+        return {
+          json: { missed: [] },
+          text: 'vault.json is current: nothing to resync.\n',
+          informational: true,
+        };
+      }
+      await updateVault(home, keys, () => ({
+        result: undefined,
+        events: [{
+          event: 'vault.resync',
+          actor: { type: 'operator' },
+          outcome: 'ok',
+          data: { missed },
+        }],
+      }), { acceptOlder: true });
+      return {
+        json: { missed },
+        text:
+          'vault.json now follows the audit trail again. It lacks these changes; redo the ones you still want:\n' +
+          missed.map((m) => `  entry ${m.seq}: ${m.event}`).join('\n') + '\n',
+      };
+    } finally {
+      wipeKeys(keys);
+    }
+  },
+};
+
+export const auditCommands: Command[] = [verify, show, exportCmd, checkpoint, resync];

@@ -72,7 +72,8 @@ describe('audit verify through the CLI', () => {
 
   it('a torn tail is repaired by the next writer, and the repair is logged', async () => {
     const t = await populated();
-    fs.appendFileSync(logPath(t), '{"v":1,"seq":99,"ts":"2026');
+    // An explicit mode: Deno's appendFileSync applies its default 0666 even to an existing file.
+    fs.appendFileSync(logPath(t), '{"v":1,"seq":99,"ts":"2026', { mode: 0o600 });
     expect((await verifyJson(t)).code).toBe(1);
     expect((await t.tp(['agent', 'register', 'after', '--password-file', t.passwordFile])).code)
       .toBe(0);

@@ -213,6 +213,35 @@ describe('emergency brakes', () => {
     expect((await request(w, w.b, 'k1')).code).toBe(0);
   });
 
+  it('a symlinked journal and a journal line that is not an activation fail closed; clearing global quarantines them', async () => {
+    const w = await world();
+    const dir = path.join(w.t.home, 'brakes');
+    const elsewhere = path.join(w.t.dir, 'journal-elsewhere');
+    fs.writeFileSync(elsewhere, '');
+    fs.symlinkSync(elsewhere, path.join(dir, 'journal.log'));
+    expect((await request(w, w.a, 'k1', false)).code).toBe(5);
+    fs.rmSync(path.join(dir, 'journal.log'));
+    fs.writeFileSync(
+      path.join(dir, 'journal.log'),
+      JSON.stringify({
+        v: 1,
+        op: 'lift',
+        id: 'brk_0123456789abcdef',
+        scope: 'global',
+        target: null,
+        reason: 'x',
+        activated_at: 'x',
+      }) + '\n',
+      { mode: 0o600 },
+    );
+    expect((await request(w, w.a, 'k1', false)).code).toBe(5);
+    expect(
+      (await w.t.tp(['emergency', 'clear', ...CONFIRM, '--password-file', w.t.passwordFile])).code,
+    ).toBe(0);
+    expect((await request(w, w.a, 'k1')).code).toBe(0);
+    expect(fs.readdirSync(dir).some((f) => f.endsWith('.corrupt'))).toBe(true);
+  });
+
   it('a vault with a brake removed from its known list fails closed (exit 8)', async () => {
     const w = await world();
     expect((await activate(w, '--scope', 'credential', '--credential-name', 'k1')).code).toBe(0);

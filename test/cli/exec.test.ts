@@ -275,7 +275,7 @@ describe('exec', () => {
     },"ts":"2000-01-01T00:00:00.000Z","event":"x","actor":{"type":"system"},"outcome":"ok","data":{},"prev":"${
       '0'.repeat(64)
     }","mac":null}`;
-    fs.appendFileSync(log, forged + '\n');
+    fs.appendFileSync(log, forged + '\n', { mode: 0o600 });
     const second = await run();
     expect(second.code).toBe(4);
     expect(second.stderr).toMatch(/rate limit/);

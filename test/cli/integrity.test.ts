@@ -171,7 +171,8 @@ describe('rollback of vault.json alone', () => {
       expect(r.code, r.stderr).toBe(8);
       expect(r.stderr).toMatch(/older than the audit trail[\s\S]*agent\.revoke/);
       expect(upstream.requests).toHaveLength(0);
-      // Redoing the change with the password resolves it.
+      // The operator accepts the trail and redoes the change with the password.
+      expect((await t.tp(['audit', 'resync', '--password-file', t.passwordFile])).code).toBe(0);
       expect((await t.tp(['agent', 'revoke', agent.id, '--password-file', t.passwordFile])).code)
         .toBe(0);
       const again = await t.tp([
@@ -189,6 +190,84 @@ describe('rollback of vault.json alone', () => {
     } finally {
       await upstream.close();
     }
+  });
+
+  it('admin commands refuse a restored vault.json; `audit resync` lists what it lacks', async () => {
+    const { t, agent } = await setup();
+    const old = fs.readFileSync(vaultPath(t));
+    expect((await t.tp(['agent', 'revoke', agent.id, '--password-file', t.passwordFile])).code)
+      .toBe(0);
+    fs.writeFileSync(vaultPath(t), old);
+    const add = await t.tp([
+      'credential',
+      'add',
+      'later',
+      '--allowed-domains',
+      'api.allowed.test',
+      '--password-file',
+      t.passwordFile,
+    ], { input: CANARY + 'later' });
+    expect(add.code).toBe(8);
+    expect(add.stderr).toMatch(/older than the audit trail[\s\S]*audit resync/);
+    const resync = await t.tp(['--json', 'audit', 'resync', '--password-file', t.passwordFile]);
+    expect(resync.code, resync.stderr).toBe(0);
+    expect(JSON.parse(resync.stdout).missed).toEqual([
+      expect.objectContaining({ event: 'agent.revoke' }),
+    ]);
+    expect((await t.tp(['agent', 'revoke', agent.id, '--password-file', t.passwordFile])).code)
+      .toBe(0);
+    expect((await t.tp(['audit', 'verify', '--password-file', t.passwordFile])).code).toBe(0);
+  });
+
+  it('a cut audit log refilled past the recorded head is refused (exit 8, nothing sent)', async () => {
+    const { t, agent } = await setup();
+    const upstream = await startHttpsListener();
+    try {
+      const ca = t.file('ca.pem', TEST_CA);
+      const template = t.file(
+        't.json',
+        JSON.stringify({
+          credential: 'k',
+          url: 'https://api.allowed.test/x',
+          headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+        }),
+      );
+      const exec = (token: string) =>
+        t.tp([
+          'exec',
+          '--template',
+          template,
+          '--cacert',
+          ca,
+          '--password-file',
+          t.passwordFile,
+          '--connect-to',
+          `api.allowed.test:443:127.0.0.1:${upstream.port}`,
+        ], { env: { TRUST_PROTOCOL_TOKEN: token } });
+      expect((await exec(agent.token)).code).toBe(0);
+      const log = path.join(t.home, 'audit', 'audit.log');
+      const lines = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
+      fs.writeFileSync(log, lines.slice(0, -3).join('\n') + '\n');
+      for (let i = 0; i < 5; i++) expect((await exec('tpat_wrong')).code).toBe(4);
+      const before = upstream.requests.length;
+      const r = await exec(agent.token);
+      expect(r.code, r.stderr).toBe(8);
+      expect(r.stderr).toMatch(/rewritten/);
+      expect(upstream.requests.length).toBe(before);
+      expect((await t.tp(['audit', 'verify', '--password-file', t.passwordFile])).code).toBe(1);
+    } finally {
+      await upstream.close();
+    }
+  });
+
+  it('malformed encodings in vault.json are integrity failures (exit 8), not crashes', async () => {
+    const { t } = await setup();
+    editVault(t, (v) => {
+      v.key.nonce = '!!not base64!!';
+    });
+    const r = await t.tp(['agent', 'register', 'x', '--password-file', t.passwordFile]);
+    expect(r.code).toBe(8);
+    expect(r.stderr).toMatch(/key\.nonce: expected standard base64/);
   });
 
   it('a symlinked audit directory is refused (exit 8)', async () => {
