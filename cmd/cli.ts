@@ -25,6 +25,7 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   credential: async () => (await import('./commands/credential.ts')).credentialCommands,
   agent: async () => (await import('./commands/agent.ts')).agentCommands,
   exec: async () => (await import('./commands/exec.ts')).execCommands,
+  serve: async () => (await import('./commands/serve.ts')).serveCommands,
   audit: async () => (await import('./commands/audit.ts')).auditCommands,
   emergency: async () => (await import('./commands/emergency.ts')).emergencyCommands,
 };

@@ -1,5 +1,6 @@
 /** `exec`: one brokered request, from a JSON template or curl-like flags (SPEC §7). */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Buffer } from 'node:buffer';
 import { execute, unsealWithPassword } from '../../src/broker.ts';
 import { decodeUtf8Strict } from '../../src/bytes.ts';
@@ -7,6 +8,14 @@ import { usage } from '../../src/errors.ts';
 import { parseConnectTo } from '../../src/http/connect_to.ts';
 import type { SendOptions } from '../../src/http/client.ts';
 import { parseCurlArgs, type Template } from '../../src/template.ts';
+import { SOCKET_NAME } from '../../src/serve/address.ts';
+import {
+  findServer,
+  parseServerTarget,
+  probeServer,
+  proxyViaServer,
+  type ServerTarget,
+} from '../../src/serve/client.ts';
 import {
   type Command,
   type Ctx,
@@ -21,6 +30,35 @@ import { readAll, readUserFile, write } from '../io.ts';
 import { readPassword, readToken } from '../secrets.ts';
 
 const TEMPLATE_LIMIT = 16 * 1024 * 1024;
+const SERVER_ENV = 'TRUST_PROTOCOL_SERVER';
+
+/**
+ * A running serve to hand the template to (then no password is needed): --server, else
+ * TRUST_PROTOCOL_SERVER, else the default socket in the home, if it answers. --cacert and
+ * --connect-to belong to an exec that unseals itself: a serve has its own.
+ */
+async function _server(ctx: Ctx): Promise<ServerTarget | null> {
+  const oneShot = ['cacert', 'connect-to'].filter((f) => ctx.values[f] !== undefined);
+  const flagged = str(ctx, 'server');
+  if (flagged !== undefined && oneShot.length > 0) {
+    throw usage(
+      'conflicting_flags',
+      `--server cannot be combined with --${oneShot[0]}`,
+      'a serve uses its own --cacert and --connect-to, given when it was started',
+    );
+  }
+  if (oneShot.length > 0) return null;
+  const named = flagged ?? (ctx.io.env[SERVER_ENV] || undefined);
+  if (named === undefined) return await findServer(path.join(ctx.homeDir, SOCKET_NAME));
+  const target = parseServerTarget(named);
+  if (await probeServer(target)) return target;
+  if (!ctx.json && !ctx.quiet) {
+    ctx.io.stderr.write(
+      `trust-protocol: note: no serve answers at ${target.url}; unsealing here\n`,
+    );
+  }
+  return null;
+}
 
 async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Template }> {
   const file = str(ctx, 'template');
@@ -125,7 +163,9 @@ const exec: Command = {
 Placeholders: {{CREDENTIAL}} (the template's credential), {{CREDENTIAL:name}}, each optionally |base64.
 Options: -i/--include  -o/--output FILE  --fail  --timeout SEC  --max-response-bytes N  --json
          --token-file PATH  --password-file PATH  --cacert FILE  --connect-to HOST:PORT:ADDR:PORT
-The agent token comes from --token-file or TRUST_PROTOCOL_TOKEN.`,
+         --server URL|unix:PATH
+The agent token comes from --token-file or TRUST_PROTOCOL_TOKEN. If a serve answers (--server,
+TRUST_PROTOCOL_SERVER, or HOME/serve.sock), exec hands it the template and needs no password.`,
   options: {
     ...PASSWORD_FILE_OPTION,
     template: { type: 'string' },
@@ -141,21 +181,24 @@ The agent token comes from --token-file or TRUST_PROTOCOL_TOKEN.`,
     'token-file': { type: 'string' },
     cacert: { type: 'string' },
     'connect-to': { type: 'string', multiple: true },
+    server: { type: 'string' },
   },
   args: { min: 0, max: 1 },
   async run(ctx) {
     const template = await _template(ctx);
     const token = readToken(ctx.io, str(ctx, 'token-file'));
     const sendOptions = _sendOptions(ctx);
-    const home = existingHome(ctx);
-    const response = await execute({ template, token, sendOptions }, {
-      home,
-      env: ctx.io.env,
-      now: ctx.now,
-      unseal: unsealWithPassword(() =>
-        readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') })
-      ),
-    });
+    const server = await _server(ctx);
+    const response = server !== null
+      ? await proxyViaServer(server, { template, token, ...sendOptions })
+      : await execute({ template, token, sendOptions }, {
+        home: existingHome(ctx),
+        env: ctx.io.env,
+        now: ctx.now,
+        unseal: unsealWithPassword(() =>
+          readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') })
+        ),
+      });
     const failed = flag(ctx, 'fail') && response.status >= 400;
     if (ctx.json || failed) {
       const chunks: Uint8Array[] = [];

@@ -110,7 +110,7 @@ export async function proxyViaServer(
     method: 'POST',
     path: '/v1/proxy',
     headers,
-    body: Buffer.from(JSON.stringify(templateJson(request.template)), 'utf8'),
+    body: Buffer.from(JSON.stringify(_templateJson(request.template)), 'utf8'),
     timeoutMs: null,
   });
   if (res.headers[ERROR_HEADER.toLowerCase()] !== undefined) {
@@ -135,7 +135,7 @@ export async function proxyViaServer(
 }
 
 /** The template as JSON: the curl-like form of exec is parsed already. */
-export function templateJson(template: BrokerRequest['template']): unknown {
+function _templateJson(template: BrokerRequest['template']): unknown {
   if ('json' in template) return template.json;
   const t = template.parsed;
   return {

@@ -9,7 +9,7 @@
  * values and merges repeated names, and `Response` refuses some statuses an upstream may send.
  */
 import { type AuditEvent } from '../audit.ts';
-import { type BrokerDeps, type BrokeredResponse, execute } from '../broker.ts';
+import { type BrokerDeps, type BrokeredResponse, checkBrakes, execute } from '../broker.ts';
 import { decodeUtf8Strict } from '../bytes.ts';
 import { denied, TpError, usage } from '../errors.ts';
 import type { Home } from '../home.ts';
@@ -89,7 +89,10 @@ export const MAX_BYTES_HEADER = 'Trust-Protocol-Max-Response-Bytes';
 
 export function serveHandler(options: HandlerOptions): ServeHandler {
   const now = options.now ?? (() => new Date());
-  const audit = keyedAudit(options.home, options.keys, options.now);
+  const append = keyedAudit(options.home, options.keys, options.now);
+  // Once serve stops, the held keys are about to be wiped: no entry may be MACed with them.
+  const audit: AppendAudit = (events) =>
+    options.stopping.aborted ? Promise.reject(_stoppingError()) : append(events);
   const ctx: _Ctx = { options, now, audit };
   return async (request) => {
     try {
@@ -247,7 +250,9 @@ async function _refuseGateway(
   input: { file: VaultFile; token: string | null; name: string; method: string },
 ): Promise<never> {
   const { file, token, name } = input;
+  const known = token === null ? null : findAgentByToken(file.body.agents, token);
   try {
+    checkBrakes(ctx.options.home, file, known?.id ?? null, [name]);
     const agent = checkAgent(file.body.agents, token, ctx.now());
     const record = checkGrant(agent, file.body.credentials, name);
     const missing = record.base_url === null ? 'base URL' : 'inject rule';
@@ -260,10 +265,9 @@ async function _refuseGateway(
     );
   } catch (e) {
     const error = asServeError(e);
-    const agent = token === null ? null : findAgentByToken(file.body.agents, token);
     await ctx.audit([{
       event: 'request.denied',
-      actor: agent === null ? { type: 'anyone' } : { type: 'agent', id: agent.id },
+      actor: known === null ? { type: 'anyone' } : { type: 'agent', id: known.id },
       outcome: 'denied',
       data: {
         reason: error.code,
@@ -277,7 +281,10 @@ async function _refuseGateway(
   }
 }
 
-/** `--agent-rate`: counted per agent that the token names; an unknown token is execute()'s to refuse. */
+/**
+ * `--agent-rate`: counted per agent that the token names. An unknown token, or a braked request,
+ * is execute()'s to refuse first.
+ */
 async function _admit(
   ctx: _Ctx,
   token: string | null,
@@ -285,8 +292,14 @@ async function _admit(
 ): Promise<void> {
   const rate = ctx.options.agentRate;
   if (rate === null || token === null) return;
-  const agent = findAgentByToken(loadVault(ctx.options.home).body.agents, token);
+  const file = loadVault(ctx.options.home);
+  const agent = findAgentByToken(file.body.agents, token);
   if (agent === null) return;
+  try {
+    checkBrakes(ctx.options.home, file, agent.id, []);
+  } catch {
+    return; // A brake comes first: execute() refuses the request and audits it.
+  }
   const wait = rate.limiter.take(agent.id, ctx.now());
   if (wait === null) return;
   const error = new TpError(
@@ -315,18 +328,18 @@ function _deps(ctx: _Ctx): BrokerDeps {
     // Each request gets its own copy of the keys, wiped when it is done, so wiping the held keys
     // at stop can never leave a request in flight with zeroed keys.
     unseal: (file) => {
-      if (options.stopping.aborted) {
-        return Promise.reject(
-          new TpError('sealed', 'serve_stopping', 'serve is stopping and has dropped its keys', {
-            hint: 'start serve again, or run exec with the password',
-          }),
-        );
-      }
+      if (options.stopping.aborted) return Promise.reject(_stoppingError());
       verifyVault(file, options.keys);
       const keys = _copyKeys(options.keys);
       return Promise.resolve({ keys, release: () => wipeKeys(keys) });
     },
   };
+}
+
+function _stoppingError(): TpError {
+  return new TpError('sealed', 'serve_stopping', 'serve is stopping and drops its keys', {
+    hint: 'start serve again, or run exec with the password',
+  });
 }
 
 function _copyKeys(keys: VaultKeys): VaultKeys {

@@ -41,6 +41,7 @@ export const LIMITS = {
   keepAliveTimeoutMs: 5_000,
   maxConnections: 64,
   closeGraceMs: 5_000,
+  lingerMs: 5_000,
 } as const;
 
 export async function listenHttp(
@@ -179,23 +180,43 @@ async function _serve(
   }
 }
 
-async function _readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+/**
+ * Reads the body up to `limit` bytes. A larger one is refused (413), but only once the client has
+ * sent it (up to four times the limit, or 5 s): answering early and closing would make the kernel
+ * reset the connection, and the client would see a reset instead of the 413.
+ */
+function _readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
   const tooLarge = () =>
     new TpError('usage', 'body_too_large', `the request body is larger than ${limit} bytes`);
-  if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > limit) throw tooLarge();
-      chunks.push(chunk as Buffer);
-    }
-  } catch (e) {
-    if (e instanceof TpError) throw e;
-    throw new TpError('usage', 'body_incomplete', 'the request body was cut off');
-  }
-  return new Uint8Array(Buffer.concat(chunks));
+  const lingerBytes = 4 * limit;
+  if (Number(req.headers['content-length'] ?? 0) > lingerBytes) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const finish = () => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', finish).off('error', finish).off('close', finish);
+      if (!req.complete) req.pause();
+      if (size > limit) reject(tooLarge());
+      else if (!req.complete) {
+        reject(new TpError('usage', 'body_incomplete', 'the request body was cut off'));
+      } else resolve(new Uint8Array(Buffer.concat(chunks)));
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      if (timer === undefined) {
+        chunks.length = 0;
+        timer = setTimeout(finish, LIMITS.lingerMs);
+      }
+      if (size > lingerBytes) finish();
+    };
+    req.on('data', onData).on('end', finish).on('error', finish).on('close', finish);
+  });
 }
 
 async function _write(

@@ -1,6 +1,8 @@
 /**
  * The OpenAPI 3.1 description of serve's API, served at `GET /v1/openapi.json`. docs/openapi.json
- * is a copy, and test/serve/openapi.test.ts checks that it matches what serve answers.
+ * is a copy (test/serve/hardening.test.ts checks it matches what serve answers); regenerate it with
+ *   node_modules/.bin/node -e "import('./src/serve/openapi.ts').then((m) =>
+ *     console.log(JSON.stringify(m.OPENAPI, null, 2)))" > docs/openapi.json
  */
 const ERROR_STATUSES: Record<string, string> = {
   '400':

@@ -14,7 +14,7 @@ import type { SendOptions } from '../http/client.ts';
 import { type VaultKeys, wipeKeys } from '../vault.ts';
 import type { TcpAddress } from './address.ts';
 import { agentRateLimiter } from './agent_rate.ts';
-import { keyedAudit } from './audit.ts';
+import { type AppendAudit, keyedAudit } from './audit.ts';
 import { serveHandler } from './handler.ts';
 import { asServeError } from './http_error.ts';
 import { type HttpListener, listenHttp } from './node_http.ts';
@@ -58,7 +58,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
   const now = options.now ?? (() => new Date());
   const listeners: HttpListener[] = [];
   try {
-    await claimSocket(options.socket);
+    await _claimSocket(options.socket);
     const startedAt = now();
     const expiresAt = new Date(startedAt.getTime() + options.ttlMs);
     const stopping = new AbortController();
@@ -101,31 +101,15 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     const stopped = new Promise<Stopped>((resolve) => (resolveStopped = resolve));
     let stopping_: Promise<Stopped> | null = null;
     const ttl = setTimeout(() => void stop('ttl'), options.ttlMs);
-    activity.arm();
-    function stop(reason: StopReason): Promise<Stopped> {
-      stopping_ ??= (async () => {
-        clearTimeout(ttl);
-        activity.disarm();
-        stopping.abort();
-        await Promise.all(listeners.map((l) => l.close()));
-        let auditError: TpError | null = null;
-        try {
-          await audit([{
-            event: 'serve.stop',
-            actor: reason === 'signal' ? { type: 'operator' } : { type: 'system' },
-            outcome: 'ok',
-            data: { reason, requests: activity.count() },
-          }]);
-        } catch (e) {
-          auditError = asServeError(e);
-        }
-        wipeKeys(options.keys);
-        const result = { reason, auditError };
-        resolveStopped(result);
-        return result;
-      })();
+    const stop = (reason: StopReason): Promise<Stopped> => {
+      stopping_ ??= _stop(reason, { ttl, activity, stopping, listeners, audit, keys: options.keys })
+        .then((result) => {
+          resolveStopped(result);
+          return result;
+        });
       return stopping_;
-    }
+    };
+    activity.start();
     return { urls, socket: options.socket, startedAt, expiresAt, stop, stopped };
   } catch (e) {
     await Promise.all(listeners.map((l) => l.close()));
@@ -134,11 +118,42 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
   }
 }
 
+async function _stop(
+  reason: StopReason,
+  parts: {
+    ttl: ReturnType<typeof setTimeout>;
+    activity: ReturnType<typeof _activity>;
+    stopping: AbortController;
+    listeners: HttpListener[];
+    audit: AppendAudit;
+    keys: VaultKeys;
+  },
+): Promise<Stopped> {
+  clearTimeout(parts.ttl);
+  parts.activity.stop();
+  // In-flight upstream requests are cut first, so closing the listeners does not wait on them.
+  parts.stopping.abort();
+  await Promise.all(parts.listeners.map((l) => l.close()));
+  let auditError: TpError | null = null;
+  try {
+    await parts.audit([{
+      event: 'serve.stop',
+      actor: reason === 'signal' ? { type: 'operator' } : { type: 'system' },
+      outcome: 'ok',
+      data: { reason, pid: process.pid, requests: parts.activity.count() },
+    }]);
+  } catch (e) {
+    auditError = asServeError(e);
+  }
+  wipeKeys(parts.keys);
+  return { reason, auditError };
+}
+
 /**
  * The socket path must be free: a live serve there is refused, a stale socket (nobody listening)
  * left by a killed serve is removed, anything else at that path is left alone and refused.
  */
-export async function claimSocket(socket: string): Promise<void> {
+async function _claimSocket(socket: string): Promise<void> {
   let st: fs.Stats;
   try {
     st = fs.lstatSync(socket);
@@ -188,10 +203,10 @@ function _activity(idleMs: number, onIdle: () => void) {
   let active = 0;
   let total = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  let armed = true;
+  let running = false;
   const arm = () => {
     clearTimeout(timer);
-    if (armed && active === 0) timer = setTimeout(onIdle, idleMs);
+    if (running && active === 0) timer = setTimeout(onIdle, idleMs);
   };
   return {
     onRequest(target: string): () => void {
@@ -207,9 +222,12 @@ function _activity(idleMs: number, onIdle: () => void) {
         arm();
       };
     },
-    arm,
-    disarm() {
-      armed = false;
+    start() {
+      running = true;
+      arm();
+    },
+    stop() {
+      running = false;
       clearTimeout(timer);
     },
     count: () => total,
