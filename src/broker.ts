@@ -282,6 +282,10 @@ async function _executeAuthenticated(
   };
 }
 
+/**
+ * The redacted body. Completion, failure, and a consumer that stops reading early (`return()`)
+ * are each audited once, and the secrets are wiped in every case.
+ */
 async function* _redactedBody(
   upstream: UpstreamResponse,
   secrets: readonly Secret[],
@@ -289,6 +293,7 @@ async function* _redactedBody(
 ): AsyncIterable<Uint8Array> {
   const redactor = new Redactor(secrets);
   let bytes = 0;
+  let settled = false;
   try {
     for await (const chunk of upstream.body) {
       bytes += chunk.length;
@@ -297,11 +302,17 @@ async function* _redactedBody(
     }
     const tail = redactor.end();
     if (tail.length > 0) yield tail;
+    settled = true;
+    await done(bytes, null);
   } catch (e) {
+    settled = true;
     await done(bytes, e);
     throw e;
+  } finally {
+    if (!settled) {
+      await done(bytes, new TpError('upstream', 'aborted', 'the response was not read to the end'));
+    }
   }
-  await done(bytes, null);
 }
 
 function _parse(input: BrokerRequest['template']) {

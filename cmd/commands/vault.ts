@@ -2,6 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openAuditWriter, readAuditLog } from '../../src/audit.ts';
+import { SOCKET_NAME } from '../../src/serve/address.ts';
+import { findServer } from '../../src/serve/client.ts';
 import { activeBrakes, createBrakesDir } from '../../src/brakes.ts';
 import {
   checkKdfParams,
@@ -132,7 +134,7 @@ const status: Command = {
   usage: 'status',
   options: {},
   args: { min: 0, max: 0 },
-  run(ctx) {
+  async run(ctx) {
     let initialized = false;
     let data: Record<string, unknown> = { home: ctx.homeDir, initialized };
     if (fs.existsSync(ctx.homeDir)) {
@@ -161,7 +163,7 @@ const status: Command = {
             reason: b.reason,
             activated_at: b.activated_at,
           })),
-          serve: null,
+          serve: await _serveStatus(home.dir),
         };
       } else {
         data = { home: home.dir, initialized };
@@ -170,6 +172,13 @@ const status: Command = {
     return { json: data, text: _statusText(data) };
   },
 };
+
+/** Whether a `serve` answers on the home's default socket (it needs no password to ask). */
+async function _serveStatus(homeDir: string): Promise<{ socket: string } | null> {
+  const socket = path.join(homeDir, SOCKET_NAME);
+  if (!fs.existsSync(socket)) return null;
+  return (await findServer(socket)) === null ? null : { socket };
+}
 
 function _auditStatus(home: Home, head: { seq: number; hash: string } | null) {
   const log = readAuditLog(home);
@@ -199,7 +208,9 @@ function _statusText(d: Record<string, unknown>): string {
       ).join(', ') || 'none'
     }`,
     `kdf:         argon2id ${kdf.memory_mib} MiB, t=${kdf.iterations} (${kdf.implementation})`,
-    `serve:       not running`,
+    `serve:       ${
+      d.serve === null ? 'not running' : `running on ${(d.serve as { socket: string }).socket}`
+    }`,
   ].join('\n') + '\n';
 }
 

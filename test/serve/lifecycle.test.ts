@@ -122,6 +122,20 @@ describe.concurrent('running and stopping', () => {
     expect(_stopOf(s.info.pid)?.data).toMatchObject({ reason: 'signal' });
   });
 
+  it('`status` says whether a serve answers on the default socket', async () => {
+    const h = await newHome();
+    expect(JSON.parse((await h.tp(['status', '--json'])).stdout).serve).toBeNull();
+    const s = await startServe(h, []);
+    try {
+      const st = JSON.parse((await h.tp(['status', '--json'])).stdout);
+      expect(st.serve).toEqual({ socket: path.join(h.home, 'serve.sock') });
+      expect((await h.tp(['status'])).stdout).toMatch(/serve: +running on /);
+    } finally {
+      await s.stop();
+    }
+    expect(JSON.parse((await h.tp(['status', '--json'])).stdout).serve).toBeNull();
+  });
+
   it('the TTL ends it (2s): exit 0, serve.stop with reason ttl', async () => {
     const started = Date.now();
     const s = await _start(['--ttl', '2s', '--socket', _socket('ttl')]);
