@@ -9,13 +9,7 @@ import { parseConnectTo } from '../../src/http/connect_to.ts';
 import type { SendOptions } from '../../src/http/client.ts';
 import { parseCurlArgs, type Template } from '../../src/template.ts';
 import { SOCKET_NAME } from '../../src/serve/address.ts';
-import {
-  findServer,
-  parseServerTarget,
-  probeServer,
-  proxyViaServer,
-  type ServerTarget,
-} from '../../src/serve/client.ts';
+import type { ServerTarget } from '../../src/serve/client.ts';
 import {
   type Command,
   type Ctx,
@@ -49,7 +43,11 @@ async function _server(ctx: Ctx): Promise<ServerTarget | null> {
   }
   if (oneShot.length > 0) return null;
   const named = flagged ?? (ctx.io.env[SERVER_ENV] || undefined);
-  if (named === undefined) return await findServer(path.join(ctx.homeDir, SOCKET_NAME));
+  const socket = path.join(ctx.homeDir, SOCKET_NAME);
+  // The client (node:http and the serve modules) loads only when a serve may be there.
+  if (named === undefined && !fs.existsSync(socket)) return null;
+  const { findServer, parseServerTarget, probeServer } = await import('../../src/serve/client.ts');
+  if (named === undefined) return await findServer(socket);
   const target = parseServerTarget(named);
   if (await probeServer(target)) return target;
   if (!ctx.json && !ctx.quiet) {
@@ -190,7 +188,11 @@ TRUST_PROTOCOL_SERVER, or HOME/serve.sock), exec hands it the template and needs
     const sendOptions = _sendOptions(ctx);
     const server = await _server(ctx);
     const response = server !== null
-      ? await proxyViaServer(server, { template, token, ...sendOptions })
+      ? await (await import('../../src/serve/client.ts')).proxyViaServer(server, {
+        template,
+        token,
+        ...sendOptions,
+      })
       : await execute({ template, token, sendOptions }, {
         home: existingHome(ctx),
         env: ctx.io.env,
