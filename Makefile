@@ -6,7 +6,7 @@ VITEST  := node_modules/vitest/vitest.mjs
 SOURCES := $(shell find src cmd -name '*.ts') package.json
 REPORTS := .tmp/reports
 
-.PHONY: all install build test test-node test-deno test-binary lint demo bench clean
+.PHONY: all install build tools test test-node test-deno test-binary lint demo bench clean
 
 all: build
 
@@ -33,13 +33,18 @@ dist/trust-protocol: node_modules/.installed $(SOURCES)
 	mv dist/trust-protocol.tmp dist/trust-protocol
 	@dist/trust-protocol --version
 
+# Debian tools the tests use: minisign, for the skill signature round trips both ways. Skipped
+# when already installed; installs as root on a fresh Debian machine (CI).
+tools:
+	@command -v minisign >/dev/null || (apt-get update -qq && apt-get install -y -qq minisign)
+
 # The whole suite: sources on Node, sources on Deno, then the CLI tests against the binary.
 # The last line is the total, `N passed, N failed`.
-test: node_modules/.installed dist/trust-protocol
+test: node_modules/.installed dist/trust-protocol tools
 	@rm -rf $(REPORTS) && mkdir -p $(REPORTS)
 	-$(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/node.json
 	-$(DENO) run -A $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/deno.json
-	-TP_CLI=binary $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/binary.json test/cli test/canary test/serve test/binary
+	-TP_CLI=binary $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/binary.json test/cli test/canary test/serve test/skills test/binary
 	@$(NODE) test/summary.ts $(REPORTS)/node.json $(REPORTS)/deno.json $(REPORTS)/binary.json
 
 test-node: node_modules/.installed
@@ -49,7 +54,7 @@ test-deno: node_modules/.installed
 	$(DENO) run -A $(VITEST) run $(ARGS)
 
 test-binary: node_modules/.installed dist/trust-protocol
-	TP_CLI=binary $(NODE) $(VITEST) run test/cli test/canary test/serve test/binary $(ARGS)
+	TP_CLI=binary $(NODE) $(VITEST) run test/cli test/canary test/serve test/skills test/binary $(ARGS)
 
 lint: node_modules/.installed
 	$(DENO) lint

@@ -28,8 +28,10 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   serve: async () => (await import('./commands/serve.ts')).serveCommands,
   audit: async () => (await import('./commands/audit.ts')).auditCommands,
   emergency: async () => (await import('./commands/emergency.ts')).emergencyCommands,
+  skill: async () => (await import('./commands/skill.ts')).skillCommands,
+  publisher: async () => (await import('./commands/publisher.ts')).publisherCommands,
 };
-const GROUPS = ['credential', 'agent', 'audit', 'emergency'];
+const GROUPS = ['credential', 'agent', 'audit', 'emergency', 'skill', 'publisher'];
 
 async function _allCommands(): Promise<Command[]> {
   const lists = await Promise.all([...new Set(Object.values(MODULES))].map((load) => load()));
