@@ -7,6 +7,7 @@
  * Run: node_modules/.bin/node bench/run.ts
  */
 import { auditMarkdown, benchAudit } from './audit.ts';
+import { benchSkills, skillsMarkdown } from './skills.ts';
 import { Buffer } from 'node:buffer';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -1020,6 +1021,7 @@ async function _main(): Promise<void> {
     const exec = _benchExec(setup);
     const throughput = await _benchThroughput(setup);
     const audit = await benchAudit(work, _env(), _step);
+    const skills = benchSkills(work, _env(), _step);
     const seconds = (Date.now() - startedAt.getTime()) / 1000;
     const machine = _machine(loadBefore);
     fs.writeFileSync(
@@ -1027,7 +1029,7 @@ async function _main(): Promise<void> {
       _placeholders(
         setup,
         _document({ setup, startup, kdf, exec, throughput, machine, date: startedAt, seconds }),
-      ) + '\n' + auditMarkdown(audit),
+      ) + '\n' + auditMarkdown(audit) + '\n' + skillsMarkdown(skills),
     );
     _step(`wrote ${DOC} (${seconds.toFixed(0)} s)`);
   } finally {
