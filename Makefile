@@ -33,10 +33,12 @@ dist/trust-protocol: node_modules/.installed $(SOURCES)
 	mv dist/trust-protocol.tmp dist/trust-protocol
 	@dist/trust-protocol --version
 
-# Debian tools the tests use: minisign, for the skill signature round trips both ways. Skipped
-# when already installed; installs as root on a fresh Debian machine (CI).
+# Debian tools the tests use: minisign (skill signature round trips both ways) and strace (to
+# fail one system call and test what a crash at that moment leaves). Skipped when installed;
+# installs as root on a fresh Debian machine (CI).
 tools:
-	@command -v minisign >/dev/null || (apt-get update -qq && apt-get install -y -qq minisign)
+	@command -v minisign >/dev/null && command -v strace >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq minisign strace)
 
 # The whole suite: sources on Node, sources on Deno, then the CLI tests against the binary.
 # The last line is the total, `N passed, N failed`.

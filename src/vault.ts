@@ -73,6 +73,11 @@ export interface VaultBody {
   known_brakes: KnownBrake[];
   /** Trusted skill publishers (Ed25519 keys in minisign form); revoked ones stay, marked. */
   publishers: PublisherRecord[];
+  /**
+   * Set (and saved) just before a change's audit entries are written, cleared when the change is
+   * saved: tells a crash in between (the change did not happen) from a restored older copy.
+   */
+  change_in_flight: boolean;
 }
 
 export interface PublisherRecord {
@@ -185,6 +190,7 @@ export function createVault(
     cleared_brakes: [],
     known_brakes: [],
     publishers: [],
+    change_in_flight: false,
   };
   const unsigned = { format: VAULT_FORMAT, version: VAULT_VERSION, kdf, key, body } as const;
   return { file: { ...unsigned, mac: _mac(unsigned, keys) }, keys };
@@ -270,17 +276,49 @@ export async function updateVault<T>(
     const file = loadVault(home);
     verifyVault(file, keys);
     // A change made on a restored older copy would make the rollback permanent: refuse it.
-    const missed = options.acceptOlder ? undefined : missedChanges(home, file, keys)[0];
-    if (missed !== undefined) throw _rollbackError(missed);
+    const missed = options.acceptOlder || _interrupted(home, file, keys)
+      ? []
+      : missedChanges(home, file, keys);
+    if (missed[0] !== undefined) throw _rollbackError(missed[0]);
+    const before = structuredClone(file);
     const { result, events } = change(file.body, file);
     rememberBrakes(file.body, activeBrakes(home, file.body));
     if (events.length > 0) {
+      // Audit first (fail closed), but say so in the vault: a crash before the final save then
+      // reads as "this change did not happen", not as a vault restored from an older copy.
+      before.body.change_in_flight = true;
+      before.body.generation += 1;
+      saveVault(home, before, keys);
       file.body.audit_head = await openAuditWriter(home, { macKey: keys.audit }).append(events);
     }
-    file.body.generation += 1;
+    file.body.change_in_flight = false;
+    file.body.generation = before.body.generation + 1;
     saveVault(home, file, keys);
+    if (events.length > 0) {
+      // Evidence that this save happened: a vault copy taken while the change was in flight,
+      // restored later, no longer passes for an interrupted change.
+      await openAuditWriter(home, { macKey: keys.audit }).append([{
+        event: 'vault.saved',
+        actor: { type: 'operator' },
+        outcome: 'ok',
+        data: { generation: file.body.generation },
+      }]);
+    }
     return result;
   });
+}
+
+/**
+ * True when the vault lacks changes only because the process making them died between their
+ * audit entries and the vault write: the vault says a change was in flight, and no later save
+ * of the vault was recorded (`vault.saved` of this generation or newer). A copy taken while a
+ * change was in flight and restored after it completed fails the second condition.
+ */
+function _interrupted(home: Home, file: VaultFile, keys: VaultKeys): boolean {
+  if (!file.body.change_in_flight) return false;
+  return !entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0).some((e) =>
+    e.event === 'vault.saved' && Number(e.data.generation) >= file.body.generation
+  );
 }
 
 /**
@@ -335,7 +373,7 @@ export async function recordKnownBrakes(
 }
 
 /** Events that record a change of the vault; each is followed by a vault write under the lock. */
-const VAULT_CHANGE_EVENTS = /^(vault|credential|agent|publisher)\.|^brake\.clear$/;
+const VAULT_CHANGE_EVENTS = /^(vault\.(?!saved$)|credential\.|agent\.|publisher\.)|^brake\.clear$/;
 
 /**
  * Refuses a vault older than the audit trail: a change a password holder recorded after the
@@ -348,10 +386,10 @@ export async function ensureCurrent(
   file: VaultFile,
   keys: VaultKeys,
 ): Promise<VaultFile> {
-  if (missedChanges(home, file, keys).length === 0) return file;
+  if (_interrupted(home, file, keys) || missedChanges(home, file, keys).length === 0) return file;
   const fresh = await withLock(home, 'vault', () => loadVault(home));
   verifyVault(fresh, keys);
-  const missed = missedChanges(home, fresh, keys)[0];
+  const missed = _interrupted(home, fresh, keys) ? undefined : missedChanges(home, fresh, keys)[0];
   if (missed !== undefined) throw _rollbackError(missed);
   return fresh;
 }
@@ -498,6 +536,7 @@ export function parseVault(bytes: Uint8Array): VaultFile {
           activated_at: str(k.activated_at, `known_brakes[${i}].activated_at`),
         };
       }),
+      change_in_flight: bool(body.change_in_flight, 'body.change_in_flight'),
       publishers: arr(body.publishers, 'body.publishers').map((v, i) => {
         const p = obj(v, `publishers[${i}]`);
         return {

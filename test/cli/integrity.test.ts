@@ -288,6 +288,97 @@ describe('rollback of vault.json alone', () => {
   });
 });
 
+/** Runs the CLI with its second rename (the vault's final save) failing: a crash in that window. */
+function failSecondRename(args: string[]): Promise<number | null> {
+  const { file, argv } = command(args);
+  return new Promise((resolve) => {
+    const child = spawn('strace', [
+      '-f',
+      '-o',
+      '/dev/null',
+      '-e',
+      'trace=rename,renameat,renameat2',
+      '-e',
+      'inject=rename,renameat,renameat2:error=EIO:when=2',
+      file,
+      ...argv,
+    ], { env: baseEnv(), stdio: 'ignore' });
+    child.on('close', resolve);
+  });
+}
+
+describe('a change interrupted between its audit entry and its vault write', () => {
+  it('did not happen, and nothing is blocked: the next commands and requests work', async () => {
+    if (!fs.existsSync('/usr/bin/strace')) throw new Error('strace is missing: run `make tools`');
+    const { t, agent } = await setup();
+    expect(
+      await failSecondRename([
+        '--home',
+        t.home,
+        'agent',
+        'revoke',
+        agent.id,
+        '--password-file',
+        t.passwordFile,
+      ]),
+    ).not.toBe(0);
+    expect(JSON.parse(fs.readFileSync(vaultPath(t), 'utf8')).body.change_in_flight).toBe(true);
+    // The revoke did not happen: the agent still works, and so does every admin command.
+    const upstream = await startHttpsListener();
+    try {
+      const ca = t.file('ca.pem', TEST_CA);
+      const template = t.file(
+        't.json',
+        JSON.stringify({
+          credential: 'k',
+          url: 'https://api.allowed.test/x',
+          headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+        }),
+      );
+      const r = await t.tp([
+        'exec',
+        '--template',
+        template,
+        '--cacert',
+        ca,
+        '--password-file',
+        t.passwordFile,
+        '--connect-to',
+        `api.allowed.test:443:127.0.0.1:${upstream.port}`,
+      ], { env: { TRUST_PROTOCOL_TOKEN: agent.token } });
+      expect(r.code, r.stderr).toBe(0);
+    } finally {
+      await upstream.close();
+    }
+    expect((await t.tp(['agent', 'register', 'next', '--password-file', t.passwordFile])).code)
+      .toBe(0);
+    expect((await t.tp(['audit', 'verify', '--password-file', t.passwordFile])).code).toBe(0);
+  });
+
+  it('but a copy taken while a change was in flight, restored later, is refused (exit 8)', async () => {
+    if (!fs.existsSync('/usr/bin/strace')) throw new Error('strace is missing: run `make tools`');
+    const { t, agent } = await setup();
+    expect(
+      await failSecondRename([
+        '--home',
+        t.home,
+        'agent',
+        'register',
+        'other',
+        '--password-file',
+        t.passwordFile,
+      ]),
+    ).not.toBe(0);
+    const inFlight = fs.readFileSync(vaultPath(t));
+    expect((await t.tp(['agent', 'revoke', agent.id, '--password-file', t.passwordFile])).code)
+      .toBe(0);
+    fs.writeFileSync(vaultPath(t), inFlight);
+    const r = await t.tp(['agent', 'token', agent.id, '--password-file', t.passwordFile]);
+    expect(r.code).toBe(8);
+    expect(r.stderr).toMatch(/older than the audit trail/);
+  });
+});
+
 describe('crash safety', () => {
   it('kill -9 during credential add leaves a vault that opens with all earlier credentials', async () => {
     const t = await newHome();
