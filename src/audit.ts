@@ -123,20 +123,11 @@ function _readRecent(
   macKey: Uint8Array | null,
 ): RecentEntry[] {
   const out: RecentEntry[] = [];
-  let carry = Buffer.alloc(0);
-  for (let pos = end; pos > 0;) {
-    const start = Math.max(0, pos - 64 * 1024);
-    const block = Buffer.alloc(pos - start);
-    fs.readSync(fd, block, 0, block.length, start);
-    const lines = Buffer.concat([block, carry]).toString('utf8').split('\n');
-    carry = start === 0 ? Buffer.alloc(0) : Buffer.from(lines.shift() ?? '', 'utf8');
-    for (let i = lines.length - 1; i >= 0; i--) {
-      const entry = _authenticEntry(lines[i] as string, macKey);
-      if (entry === null) continue;
-      if (entry.ts < since) return out;
-      out.push(entry);
-    }
-    pos = start;
+  for (const line of _linesBackward(fd, end)) {
+    const entry = _authenticEntry(line, macKey);
+    if (entry === null) continue;
+    if (entry.ts < since) return out;
+    out.push(entry);
   }
   return out;
 }
@@ -163,22 +154,13 @@ export function entriesAfter(
   }
   const out: Array<RecentEntry & { seq: number }> = [];
   try {
-    let carry = Buffer.alloc(0);
-    for (let pos = fs.fstatSync(fd).size; pos > 0;) {
-      const start = Math.max(0, pos - 64 * 1024);
-      const block = Buffer.alloc(pos - start);
-      fs.readSync(fd, block, 0, block.length, start);
-      const lines = Buffer.concat([block, carry]).toString('utf8').split('\n');
-      carry = start === 0 ? Buffer.alloc(0) : Buffer.from(lines.shift() ?? '', 'utf8');
-      for (let i = lines.length - 1; i >= 0; i--) {
-        const entry = _authenticEntry(lines[i] as string, macKey) as
-          | (RecentEntry & { seq: number })
-          | null;
-        if (entry === null || typeof entry.seq !== 'number') continue;
-        if (entry.seq <= afterSeq) return out;
-        out.push(entry);
-      }
-      pos = start;
+    for (const line of _linesBackward(fd, fs.fstatSync(fd).size)) {
+      const entry = _authenticEntry(line, macKey) as
+        | (RecentEntry & { seq: number })
+        | null;
+      if (entry === null || typeof entry.seq !== 'number') continue;
+      if (entry.seq <= afterSeq) return out;
+      out.push(entry);
     }
     return out;
   } finally {
@@ -203,6 +185,18 @@ function _authenticEntry(line: string, macKey: Uint8Array | null): RecentEntry |
 
 /** The digest of the entry numbered `seq`, scanning back from the end; null if there is none. */
 function _digestAt(fd: number, end: number, seq: number): string | null {
+  for (const line of _linesBackward(fd, end)) {
+    const m = /^\{"v":\d+,"seq":(\d+),/.exec(line);
+    if (m === null) continue;
+    const at = Number(m[1]);
+    if (at === seq) return lineDigest(line);
+    if (at < seq) return null;
+  }
+  return null;
+}
+
+/** The complete lines of the log before byte `end`, newest first, read backwards in blocks. */
+function* _linesBackward(fd: number, end: number): Generator<string> {
   let carry = Buffer.alloc(0);
   for (let pos = end; pos > 0;) {
     const start = Math.max(0, pos - 64 * 1024);
@@ -210,16 +204,9 @@ function _digestAt(fd: number, end: number, seq: number): string | null {
     fs.readSync(fd, block, 0, block.length, start);
     const lines = Buffer.concat([block, carry]).toString('utf8').split('\n');
     carry = start === 0 ? Buffer.alloc(0) : Buffer.from(lines.shift() ?? '', 'utf8');
-    for (let i = lines.length - 1; i >= 0; i--) {
-      const m = /^\{"v":\d+,"seq":(\d+),/.exec(lines[i] as string);
-      if (m === null) continue;
-      const at = Number(m[1]);
-      if (at === seq) return lineDigest(lines[i] as string);
-      if (at < seq) return null;
-    }
+    for (let i = lines.length - 1; i >= 0; i--) yield lines[i] as string;
     pos = start;
   }
-  return null;
 }
 
 function _malformedTail(): never {

@@ -52,8 +52,10 @@ export function wipe(...buffers: Array<Uint8Array | null | undefined>): void {
 
 /** Control, bidi and separator characters a terminal or editor may act on. */
 // deno-lint-ignore no-control-regex -- matching control characters is the point
-const UNSAFE_TEXT =
-  /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE_TEXT = new RegExp(
+  '[\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]',
+  'g',
+);
 
 /** Text from outside (reasons, names, paths) made safe to print: such characters become \uXXXX. */
 export function escapeControls(s: string): string {

@@ -5,8 +5,6 @@ import { Buffer } from 'node:buffer';
 import { execute, unsealWithPassword } from '../../src/broker.ts';
 import { decodeUtf8Strict } from '../../src/bytes.ts';
 import { usage } from '../../src/errors.ts';
-import { parseConnectTo } from '../../src/http/connect_to.ts';
-import type { SendOptions } from '../../src/http/client.ts';
 import { parseCurlArgs, type Template } from '../../src/template.ts';
 import { SOCKET_NAME } from '../../src/serve/address.ts';
 import type { ServerTarget } from '../../src/serve/client.ts';
@@ -21,6 +19,7 @@ import {
 } from '../context.ts';
 import { EXIT } from '../exit.ts';
 import { readAll, readUserFile, write } from '../io.ts';
+import { sendOptions as sendOptionsOf } from '../send_options.ts';
 import { readPassword, readToken } from '../secrets.ts';
 
 const TEMPLATE_LIMIT = 16 * 1024 * 1024;
@@ -115,32 +114,6 @@ function _dataFile(path: string): string {
   return Buffer.from(bytes).toString('utf8').replace(/[\r\n]/g, '');
 }
 
-function _sendOptions(ctx: Ctx): SendOptions {
-  const options: SendOptions = {};
-  const timeout = str(ctx, 'timeout');
-  if (timeout !== undefined) {
-    const seconds = Number(timeout);
-    if (!/^\d+(\.\d+)?$/.test(timeout) || seconds <= 0 || seconds > 86400) {
-      throw usage('bad_flag', `--timeout must be a number of seconds, got "${timeout}"`);
-    }
-    options.timeoutMs = Math.round(seconds * 1000);
-  }
-  const max = str(ctx, 'max-response-bytes');
-  if (max !== undefined) {
-    if (!/^\d{1,15}$/.test(max) || Number(max) < 1) {
-      throw usage('bad_flag', `--max-response-bytes must be a positive whole number, got "${max}"`);
-    }
-    options.maxResponseBytes = Number(max);
-  }
-  const cacert = str(ctx, 'cacert');
-  if (cacert !== undefined) {
-    options.ca = Buffer.from(readUserFile(cacert, 'CA file', 1024 * 1024)).toString('utf8');
-  }
-  const connectTo = list(ctx, 'connect-to');
-  if (connectTo.length > 0) options.connectTo = connectTo.map(parseConnectTo);
-  return options;
-}
-
 function _headersJson(headers: Array<[string, string]>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of headers) {
@@ -185,7 +158,7 @@ TRUST_PROTOCOL_SERVER, or HOME/serve.sock), exec hands it the template and needs
   async run(ctx) {
     const template = await _template(ctx);
     const token = readToken(ctx.io, str(ctx, 'token-file'));
-    const sendOptions = _sendOptions(ctx);
+    const sendOptions = sendOptionsOf(ctx);
     const server = await _server(ctx);
     const response = server !== null
       ? await (await import('../../src/serve/client.ts')).proxyViaServer(server, {

@@ -1,25 +1,16 @@
 /** `serve`: a short-lived local proxy holding the unsealed vault (SPEC §8). */
-import { Buffer } from 'node:buffer';
 import * as path from 'node:path';
 import { checkEnvironment } from '../../src/broker.ts';
 import { formatRate, parseRate } from '../../src/credentials.ts';
-import { usage } from '../../src/errors.ts';
-import { parseConnectTo } from '../../src/http/connect_to.ts';
 import type { SendOptions } from '../../src/http/client.ts';
 import { parseListen, SOCKET_NAME, type TcpAddress } from '../../src/serve/address.ts';
 import { formatDuration, parseDuration } from '../../src/serve/duration.ts';
 import { startServe, type StopReason } from '../../src/serve/serve.ts';
 import { loadVault, unseal, type VaultKeys } from '../../src/vault.ts';
 import pkg from '../../package.json' with { type: 'json' };
-import {
-  type Command,
-  type Ctx,
-  existingHome,
-  list,
-  PASSWORD_FILE_OPTION,
-  str,
-} from '../context.ts';
-import { readUserFile, write } from '../io.ts';
+import { type Command, type Ctx, existingHome, PASSWORD_FILE_OPTION, str } from '../context.ts';
+import { write } from '../io.ts';
+import { sendOptions } from '../send_options.ts';
 import { readPassword } from '../secrets.ts';
 
 const HOUR = 3_600_000;
@@ -45,34 +36,8 @@ function _flags(ctx: Ctx): _Flags {
     ttlMs: parseDuration(str(ctx, 'ttl') ?? '8h', '--ttl', MAX_TTL_MS),
     idleMs: parseDuration(str(ctx, 'idle') ?? '30m', '--idle', MAX_TTL_MS),
     agentRate: rate === undefined ? null : formatRate(parseRate(rate)),
-    sendOptions: _sendOptions(ctx),
+    sendOptions: sendOptions(ctx),
   };
-}
-
-function _sendOptions(ctx: Ctx): SendOptions {
-  const options: SendOptions = {};
-  const timeout = str(ctx, 'timeout');
-  if (timeout !== undefined) {
-    const seconds = Number(timeout);
-    if (!/^\d+(\.\d+)?$/.test(timeout) || seconds <= 0 || seconds > 86400) {
-      throw usage('bad_flag', `--timeout must be a number of seconds, got "${timeout}"`);
-    }
-    options.timeoutMs = Math.round(seconds * 1000);
-  }
-  const max = str(ctx, 'max-response-bytes');
-  if (max !== undefined) {
-    if (!/^\d{1,15}$/.test(max) || Number(max) < 1) {
-      throw usage('bad_flag', `--max-response-bytes must be a positive whole number, got "${max}"`);
-    }
-    options.maxResponseBytes = Number(max);
-  }
-  const cacert = str(ctx, 'cacert');
-  if (cacert !== undefined) {
-    options.ca = Buffer.from(readUserFile(cacert, 'CA file', 1024 * 1024)).toString('utf8');
-  }
-  const connectTo = list(ctx, 'connect-to');
-  if (connectTo.length > 0) options.connectTo = connectTo.map(parseConnectTo);
-  return options;
 }
 
 const STOPPED: Record<StopReason, string> = {
