@@ -52,8 +52,8 @@ export interface UpstreamResponse {
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-const DEFAULT_TIMEOUT_MS = 60_000;
-const DEFAULT_MAX_RESPONSE_BYTES = 100 * 1024 * 1024;
+export const DEFAULT_TIMEOUT_MS = 60_000;
+export const DEFAULT_MAX_RESPONSE_BYTES = 100 * 1024 * 1024;
 const MAX_HEAD_BYTES = 64 * 1024;
 const MAX_HEADERS = 256;
 const MAX_INFORMATIONAL = 16;

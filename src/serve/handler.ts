@@ -13,7 +13,12 @@ import { type BrokerDeps, type BrokeredResponse, checkBrakes, execute } from '..
 import { decodeUtf8Strict } from '../bytes.ts';
 import { denied, TpError, usage } from '../errors.ts';
 import type { Home } from '../home.ts';
-import { send as httpSend, type SendOptions } from '../http/client.ts';
+import {
+  DEFAULT_MAX_RESPONSE_BYTES,
+  DEFAULT_TIMEOUT_MS,
+  send as httpSend,
+  type SendOptions,
+} from '../http/client.ts';
 import { checkAgent, checkGrant, findAgentByToken } from '../policy.ts';
 import { loadVault, type VaultFile, type VaultKeys, verifyVault, wipeKeys } from '../vault.ts';
 import type { AgentRateLimiter } from './agent_rate.ts';
@@ -363,14 +368,18 @@ function _sendOptions(ctx: _Ctx, request: ServeRequest): SendOptions {
     if (!/^\d+(\.\d+)?$/.test(timeout) || seconds <= 0) {
       throw usage('bad_flag', `${TIMEOUT_HEADER} must be a number of seconds`);
     }
-    options.timeoutMs = Math.min(Math.round(seconds * 1000), base.timeoutMs ?? Infinity);
+    // The headers can only lower serve's own limits (its flags, else the client's defaults).
+    options.timeoutMs = Math.min(Math.round(seconds * 1000), base.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   }
   const max = _header(request.headers, MAX_BYTES_HEADER);
   if (max !== null) {
     if (!/^\d{1,15}$/.test(max) || Number(max) < 1) {
       throw usage('bad_flag', `${MAX_BYTES_HEADER} must be a positive whole number`);
     }
-    options.maxResponseBytes = Math.min(Number(max), base.maxResponseBytes ?? Infinity);
+    options.maxResponseBytes = Math.min(
+      Number(max),
+      base.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+    );
   }
   return options;
 }

@@ -363,6 +363,16 @@ describe.concurrent('refusals map to HTTP statuses', () => {
     expect(json(big).error.code).toBe('response_too_large');
   });
 
+  it("the limit headers can only lower serve's limits: a huge timeout is capped, not an error", async () => {
+    const r = await _proxy(bearer('https://api.allowed.test/', f.marker()), {
+      headers: {
+        'Trust-Protocol-Timeout': '3000000',
+        'Trust-Protocol-Max-Response-Bytes': '999999999999999',
+      },
+    });
+    expect(r.status).toBe(200);
+  });
+
   it('a failure part-way through the stream: the connection is cut, or a trailer with TE: trailers', async () => {
     const limit = { 'Trust-Protocol-Max-Response-Bytes': '50' };
     const cut = await _proxy(bearer('https://api.allowed.test/big-late', f.marker()), {
