@@ -325,15 +325,57 @@ function _interrupted(home: Home, file: VaultFile, keys: VaultKeys): boolean {
  * Records a later audit head in the vault (only ever forwards), so a cut-off tail of the log is
  * detected by `audit verify`. Called by every password-holding process after it appends.
  */
-export async function recordAuditHead(home: Home, keys: VaultKeys, head: AuditHead): Promise<void> {
-  await withLock(home, 'vault', () => {
-    const file = loadVault(home);
-    verifyVault(file, keys);
-    if (file.body.audit_head !== null && file.body.audit_head.seq >= head.seq) return;
-    file.body.audit_head = head;
-    file.body.generation += 1;
-    saveVault(home, file, keys);
+export function recordAuditHead(home: Home, keys: VaultKeys, head: AuditHead): Promise<void> {
+  // Concurrent requests in one process (serve) share writes: each waits for a write whose head
+  // is at least its own, so a burst costs one or two vault writes, not one each.
+  let pending = headWrites.get(home.dir);
+  if (pending === undefined) {
+    pending = { want: head, waiters: [], running: false };
+    headWrites.set(home.dir, pending);
+  } else if (head.seq > pending.want.seq) {
+    pending.want = head;
+  }
+  const p = pending;
+  return new Promise<void>((resolve, reject) => {
+    p.waiters.push({ seq: head.seq, keys, resolve, reject });
+    if (!p.running) void _writeHeads(home, p);
   });
+}
+
+interface HeadWrites {
+  want: AuditHead;
+  /** Each waiter brings its own keys: a caller's copy may be wiped once it has been answered. */
+  waiters: Array<
+    { seq: number; keys: VaultKeys; resolve: () => void; reject: (e: unknown) => void }
+  >;
+  running: boolean;
+}
+
+const headWrites = new Map<string, HeadWrites>();
+
+async function _writeHeads(home: Home, p: HeadWrites): Promise<void> {
+  p.running = true;
+  while (p.waiters.length > 0) {
+    const head = p.want;
+    const served = p.waiters.filter((w) => w.seq <= head.seq);
+    p.waiters = p.waiters.filter((w) => w.seq > head.seq);
+    const keys = (served[served.length - 1] as { keys: VaultKeys }).keys;
+    try {
+      await withLock(home, 'vault', () => {
+        const file = loadVault(home);
+        verifyVault(file, keys);
+        if (file.body.audit_head !== null && file.body.audit_head.seq >= head.seq) return;
+        file.body.audit_head = head;
+        file.body.generation += 1;
+        saveVault(home, file, keys);
+      });
+      for (const w of served) w.resolve();
+    } catch (e) {
+      for (const w of served) w.reject(e);
+    }
+  }
+  p.running = false;
+  headWrites.delete(home.dir);
 }
 
 /** Adds brakes in force to the vault's known list (returns whether it changed). */

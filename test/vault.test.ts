@@ -11,6 +11,7 @@ import {
   decryptValue,
   encryptValue,
   loadVault,
+  recordAuditHead,
   saveVault,
   unseal,
   updateVault,
@@ -104,5 +105,21 @@ describe('vault', () => {
     const file = loadVault(home);
     file.kdf.iterations = 1;
     expect(kindOf(() => unseal(file, pw))).toBe('integrity:kdf_params');
+  });
+});
+
+describe('recording the audit head', () => {
+  it('concurrent records share vault writes, each resolves once a head at least its own is durable', async () => {
+    const { home, keys } = fresh();
+    const before = loadVault(home).body.generation;
+    const heads = Array.from(
+      { length: 200 },
+      (_, i) => ({ seq: i + 1, hash: String(i + 1).padStart(64, '0') }),
+    );
+    await Promise.all(heads.map((h) => recordAuditHead(home, keys, h)));
+    const after = loadVault(home);
+    expect(after.body.audit_head).toEqual(heads[199]);
+    expect(after.body.generation - before).toBeLessThan(20);
+    expect(() => unseal(after, pw)).not.toThrow();
   });
 });
