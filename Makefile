@@ -46,7 +46,7 @@ test: node_modules/.installed dist/trust-protocol tools
 	@rm -rf $(REPORTS) && mkdir -p $(REPORTS)
 	-$(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/node.json
 	-$(DENO) run -A $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/deno.json
-	-TP_CLI=binary $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/binary.json test/cli test/canary test/serve test/skills test/binary
+	-TP_CLI=binary $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/binary.json test/cli test/canary test/serve test/skills test/monitor test/binary
 	@$(NODE) test/summary.ts $(REPORTS)/node.json $(REPORTS)/deno.json $(REPORTS)/binary.json
 
 test-node: node_modules/.installed
@@ -56,7 +56,7 @@ test-deno: node_modules/.installed
 	$(DENO) run -A $(VITEST) run $(ARGS)
 
 test-binary: node_modules/.installed dist/trust-protocol
-	TP_CLI=binary $(NODE) $(VITEST) run test/cli test/canary test/serve test/skills test/binary $(ARGS)
+	TP_CLI=binary $(NODE) $(VITEST) run test/cli test/canary test/serve test/skills test/monitor test/binary $(ARGS)
 
 lint: node_modules/.installed
 	$(DENO) lint

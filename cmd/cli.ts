@@ -30,8 +30,9 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   emergency: async () => (await import('./commands/emergency.ts')).emergencyCommands,
   skill: async () => (await import('./commands/skill.ts')).skillCommands,
   publisher: async () => (await import('./commands/publisher.ts')).publisherCommands,
+  monitor: async () => (await import('./commands/monitor.ts')).monitorCommands,
 };
-const GROUPS = ['credential', 'agent', 'audit', 'emergency', 'skill', 'publisher'];
+const GROUPS = ['credential', 'agent', 'audit', 'emergency', 'skill', 'publisher', 'monitor'];
 
 async function _allCommands(): Promise<Command[]> {
   const lists = await Promise.all([...new Set(Object.values(MODULES))].map((load) => load()));

@@ -32,6 +32,7 @@ import {
   unsealVault,
 } from '../context.ts';
 import { promptHidden, promptLine } from '../io.ts';
+import { recommendCommand } from './monitor.ts';
 
 async function _withVault<T>(
   ctx: Ctx,
@@ -314,4 +315,5 @@ export const agentCommands: Command[] = [
   _stateCommand('suspend', 'stop an agent until resumed', 'Suspended'),
   _stateCommand('resume', 'let a suspended agent work again', 'Resumed'),
   _stateCommand('revoke', 'end an agent for good (its token stops working)', 'Revoked'),
+  recommendCommand,
 ];
