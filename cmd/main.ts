@@ -5,7 +5,9 @@ import { processIo } from './io.ts';
 
 runCli(process.argv.slice(2), processIo()).then(
   (code) => {
-    process.exitCode = code;
+    // Every output was awaited (and stdout/stderr are synchronous for files, pipes and terminals
+    // on Linux), so exit now rather than wait for the runtime's teardown: ~4 ms per exec.
+    process.exit(code);
   },
   (e) => {
     process.stderr.write(
