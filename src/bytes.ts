@@ -57,7 +57,7 @@ const UNSAFE_TEXT = new RegExp(
   'g',
 );
 
-/** Text from outside (reasons, names, paths) made safe to print: such characters become \uXXXX. */
+/** Text from outside (reasons, names, paths) made safe to print: such characters become \uNNNN. */
 export function escapeControls(s: string): string {
   return s.replace(UNSAFE_TEXT, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

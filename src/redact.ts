@@ -325,7 +325,7 @@ function _percentEncode(
 
 /**
  * The inside of a JSON string holding the value decoded as UTF-8: JSON.stringify's minimal
- * escaping, optionally with `\/` (PHP), non-ASCII as \uXXXX (Python, PHP), and HTML-safe escapes of
+ * escaping, optionally with `\/` (PHP), non-ASCII as \uNNNN (Python, PHP), and HTML-safe escapes of
  * `<>&` U+2028 U+2029 (Go), with lower- or upper-case hex. Values that are not UTF-8 cannot sit in
  * a JSON string as text, so they get no JSON forms.
  */
@@ -342,7 +342,7 @@ function _jsonForms(value: Buffer): string[] {
   for (const slash of either(text.includes('/'))) {
     for (const unicode of either(/[\u0080-\uffff]/.test(text))) {
       for (const html of either(/[<>&\u2028\u2029]/.test(text))) {
-        // Hex digits appear only where something is written as \uXXXX.
+        // Hex digits appear only where something is written as \uNNNN.
         for (const upper of either(/[^ -\u007f]|[<>&]/.test(text))) {
           forms.push(_jsonEscape(text, { slash, unicode, html, upper }));
         }
