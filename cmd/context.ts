@@ -2,7 +2,16 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { TpError, usage } from '../src/errors.ts';
 import { type Home, openHome } from '../src/home.ts';
-import { loadVault, unseal, type VaultFile, type VaultKeys } from '../src/vault.ts';
+import {
+  type Change,
+  loadVault,
+  unseal,
+  updateVault,
+  type VaultBody,
+  type VaultFile,
+  type VaultKeys,
+  wipeKeys,
+} from '../src/vault.ts';
 import type { Io } from './io.ts';
 import { readPassword } from './secrets.ts';
 
@@ -77,6 +86,19 @@ export async function unsealVault(ctx: Ctx): Promise<Unsealed> {
     return { home, file, keys: unseal(file, password) };
   } finally {
     password.fill(0);
+  }
+}
+
+/** Unseals, applies one vault change under the vault lock, and wipes the keys whatever happens. */
+export async function changeVault<T>(
+  ctx: Ctx,
+  change: (body: VaultBody, keys: VaultKeys) => Change<T>,
+): Promise<T> {
+  const { home, keys } = await unsealVault(ctx);
+  try {
+    return await updateVault(home, keys, (body) => change(body, keys));
+  } finally {
+    wipeKeys(keys);
   }
 }
 

@@ -127,10 +127,28 @@ export function writeStateFile(home: Home, name: string, data: Uint8Array | stri
     if (e instanceof TpError) throw e;
     if (_code(e) !== 'ENOENT') throw _ioError(e, target);
   }
-  const tmp = path.join(home.dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    writeAtomic(home.dir, name, data, 0o600);
+  } catch (e) {
+    throw _ioError(e, target);
+  }
+}
+
+/**
+ * Replaces `dir/name` atomically: a temp file created with `mode`, written, fsynced, renamed over
+ * the target, then the directory fsynced. Throws the raw I/O error; callers say what it means.
+ */
+export function writeAtomic(
+  dir: string,
+  name: string,
+  data: Uint8Array | string,
+  mode: number,
+): void {
+  const target = path.join(dir, name);
+  const tmp = path.join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
   let fd: number | undefined;
   try {
-    fd = fs.openSync(tmp, 'wx', 0o600);
+    fd = fs.openSync(tmp, 'wx', mode);
     fs.writeFileSync(fd, data);
     fs.fsyncSync(fd);
     fs.closeSync(fd);
@@ -139,9 +157,9 @@ export function writeStateFile(home: Home, name: string, data: Uint8Array | stri
   } catch (e) {
     if (fd !== undefined) fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
-    throw _ioError(e, target);
+    throw e;
   }
-  fsyncDir(home.dir);
+  fsyncDir(dir);
 }
 
 export function fsyncDir(dir: string): void {

@@ -15,14 +15,17 @@ import { denied, TpError } from '../../src/errors.ts';
 import { parseTier } from '../../src/tiers.ts';
 import {
   type AgentRecord,
+  type Change,
   loadVault,
   unseal,
   updateVault,
+  type VaultBody,
   type VaultKeys,
   wipeKeys,
 } from '../../src/vault.ts';
 import type { Home } from '../../src/home.ts';
 import {
+  changeVault,
   type Command,
   type Ctx,
   existingHome,
@@ -33,18 +36,6 @@ import {
 } from '../context.ts';
 import { promptHidden, promptLine } from '../io.ts';
 import { recommendCommand } from './monitor.ts';
-
-async function _withVault<T>(
-  ctx: Ctx,
-  fn: (home: Home, keys: VaultKeys) => Promise<T>,
-): Promise<T> {
-  const { home, keys } = await unsealVault(ctx);
-  try {
-    return await fn(home, keys);
-  } finally {
-    wipeKeys(keys);
-  }
-}
 
 function _tokenOutput(t: IssuedToken, verb: string): { json: unknown; text: string } {
   return {
@@ -71,7 +62,7 @@ function _simple(
   summary: string,
   usageText: string,
   args: { min: number; max: number },
-  apply: (ctx: Ctx, home: Home, keys: VaultKeys) => Promise<AgentRecord>,
+  apply: (ctx: Ctx, body: VaultBody) => Change<AgentRecord>,
   done: string,
 ): Command {
   return {
@@ -81,7 +72,7 @@ function _simple(
     options: { ...PASSWORD_FILE_OPTION },
     args,
     async run(ctx) {
-      const agent = await _withVault(ctx, (home, keys) => apply(ctx, home, keys));
+      const agent = await changeVault(ctx, (body) => apply(ctx, body));
       return { json: agentView(agent), text: `${done} ${agent.id}.\n`, informational: true };
     },
   };
@@ -95,15 +86,9 @@ const register: Command = {
   args: { min: 1, max: 1 },
   async run(ctx) {
     const tier = parseTier(str(ctx, 'tier') ?? 'NOVICE');
-    const issued = await _withVault(
+    const issued = await changeVault(
       ctx,
-      (home, keys) =>
-        updateVault(
-          home,
-          keys,
-          (body) =>
-            registerAgent(body, { name: ctx.positionals[0] as string, tier, now: ctx.now() }),
-        ),
+      (body) => registerAgent(body, { name: ctx.positionals[0] as string, tier, now: ctx.now() }),
     );
     return _tokenOutput(issued, 'Registered');
   },
@@ -116,14 +101,9 @@ const token: Command = {
   options: { ...PASSWORD_FILE_OPTION },
   args: { min: 1, max: 1 },
   async run(ctx) {
-    const issued = await _withVault(
+    const issued = await changeVault(
       ctx,
-      (home, keys) =>
-        updateVault(
-          home,
-          keys,
-          (body) => issueToken(body, { id: ctx.positionals[0] as string, now: ctx.now() }),
-        ),
+      (body) => issueToken(body, { id: ctx.positionals[0] as string, now: ctx.now() }),
     );
     return _tokenOutput(issued, 'New token for');
   },
@@ -168,13 +148,12 @@ const grantCmd = _simple(
   'allow an agent to use credentials',
   'agent grant ID CRED...',
   { min: 2, max: 100 },
-  (ctx, home, keys) =>
-    updateVault(home, keys, (body) =>
-      grant(body, {
-        id: ctx.positionals[0] as string,
-        credentials: ctx.positionals.slice(1),
-        now: ctx.now(),
-      })),
+  (ctx, body) =>
+    grant(body, {
+      id: ctx.positionals[0] as string,
+      credentials: ctx.positionals.slice(1),
+      now: ctx.now(),
+    }),
   'Updated grants of',
 );
 
@@ -183,13 +162,12 @@ const ungrantCmd = _simple(
   'take credentials away from an agent',
   'agent ungrant ID CRED...',
   { min: 2, max: 100 },
-  (ctx, home, keys) =>
-    updateVault(home, keys, (body) =>
-      ungrant(body, {
-        id: ctx.positionals[0] as string,
-        credentials: ctx.positionals.slice(1),
-        now: ctx.now(),
-      })),
+  (ctx, body) =>
+    ungrant(body, {
+      id: ctx.positionals[0] as string,
+      credentials: ctx.positionals.slice(1),
+      now: ctx.now(),
+    }),
   'Updated grants of',
 );
 
@@ -268,9 +246,9 @@ const demoteCmd: Command = {
   async run(ctx) {
     const id = ctx.positionals[0] as string;
     const tier = parseTier(ctx.positionals[1] as string);
-    const { agent, removedGrants } = await _withVault(
+    const { agent, removedGrants } = await changeVault(
       ctx,
-      (home, keys) => updateVault(home, keys, (body) => demote(body, { id, tier, now: ctx.now() })),
+      (body) => demote(body, { id, tier, now: ctx.now() }),
     );
     const removed = removedGrants.length === 0
       ? ''
@@ -293,12 +271,8 @@ function _stateCommand(
     summary,
     `agent ${action} ID`,
     { min: 1, max: 1 },
-    (ctx, home, keys) =>
-      updateVault(
-        home,
-        keys,
-        (body) => setAgentState(body, { id: ctx.positionals[0] as string, action, now: ctx.now() }),
-      ),
+    (ctx, body) =>
+      setAgentState(body, { id: ctx.positionals[0] as string, action, now: ctx.now() }),
     done,
   );
 }

@@ -10,14 +10,9 @@ import {
   updateCredential,
 } from '../../src/credentials.ts';
 import { usage } from '../../src/errors.ts';
+import { type CredentialMeta, decryptValue, loadVault } from '../../src/vault.ts';
 import {
-  type CredentialMeta,
-  decryptValue,
-  loadVault,
-  updateVault,
-  wipeKeys,
-} from '../../src/vault.ts';
-import {
+  changeVault,
   type Command,
   type Ctx,
   existingHome,
@@ -25,7 +20,6 @@ import {
   PASSWORD_FILE_OPTION,
   str,
   tableText,
-  unsealVault,
 } from '../context.ts';
 import { promptHidden, readAll, readUserFile } from '../io.ts';
 
@@ -120,12 +114,10 @@ const add: Command = {
     const name = ctx.positionals[0] as string;
     const spec = _spec(ctx);
     const value = await _readValue(ctx);
-    const { home, keys } = await unsealVault(ctx);
     try {
-      const meta = await updateVault(
-        home,
-        keys,
-        (body) => addCredential(body, keys, { name, spec, value, now: ctx.now() }),
+      const meta = await changeVault(
+        ctx,
+        (body, keys) => addCredential(body, keys, { name, spec, value, now: ctx.now() }),
       );
       const warn = meta.any_domain
         ? 'WARNING: this credential is UNRESTRICTED: it may be sent to any https host.\n'
@@ -137,7 +129,6 @@ const add: Command = {
       };
     } finally {
       value.fill(0);
-      wipeKeys(keys);
     }
   },
 };
@@ -152,27 +143,21 @@ const update: Command = {
   async run(ctx) {
     const name = ctx.positionals[0] as string;
     const spec = _spec(ctx);
-    const { home, keys } = await unsealVault(ctx);
-    try {
-      const meta = await updateVault(
-        home,
-        keys,
-        (body) =>
-          updateCredential(body, keys, {
-            name,
-            spec,
-            decrypt: (r) => decryptValue(keys, r),
-            now: ctx.now(),
-          }),
-      );
-      return {
-        json: _metaJson(meta),
-        text: `Updated credential ${meta.name}.\n`,
-        informational: true,
-      };
-    } finally {
-      wipeKeys(keys);
-    }
+    const meta = await changeVault(
+      ctx,
+      (body, keys) =>
+        updateCredential(body, keys, {
+          name,
+          spec,
+          decrypt: (r) => decryptValue(keys, r),
+          now: ctx.now(),
+        }),
+    );
+    return {
+      json: _metaJson(meta),
+      text: `Updated credential ${meta.name}.\n`,
+      informational: true,
+    };
   },
 };
 
@@ -185,12 +170,10 @@ const rotate: Command = {
   async run(ctx) {
     const name = ctx.positionals[0] as string;
     const value = await _readValue(ctx);
-    const { home, keys } = await unsealVault(ctx);
     try {
-      await updateVault(
-        home,
-        keys,
-        (body) => rotateCredential(body, keys, { name, value, now: ctx.now() }),
+      await changeVault(
+        ctx,
+        (body, keys) => rotateCredential(body, keys, { name, value, now: ctx.now() }),
       );
       return {
         json: { name, rotated: true },
@@ -199,7 +182,6 @@ const rotate: Command = {
       };
     } finally {
       value.fill(0);
-      wipeKeys(keys);
     }
   },
 };
@@ -212,17 +194,12 @@ const remove: Command = {
   args: { min: 1, max: 1 },
   async run(ctx) {
     const name = ctx.positionals[0] as string;
-    const { home, keys } = await unsealVault(ctx);
-    try {
-      await updateVault(home, keys, (body) => removeCredential(body, name));
-      return {
-        json: { name, removed: true },
-        text: `Removed credential ${name}.\n`,
-        informational: true,
-      };
-    } finally {
-      wipeKeys(keys);
-    }
+    await changeVault(ctx, (body) => removeCredential(body, name));
+    return {
+      json: { name, removed: true },
+      text: `Removed credential ${name}.\n`,
+      informational: true,
+    };
   },
 };
 

@@ -3,11 +3,9 @@
  * names), write the manifest of every file and a prehashed minisign signature of it whose trusted
  * comment carries name, version, publisher key id and expiry.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { escapeControls } from '../bytes.ts';
-import { fsyncDir } from '../home.ts';
+import { writeAtomic } from '../home.ts';
 import { usage } from '../errors.ts';
 import { formatComment, type SkillMeta } from './comment.ts';
 import { keyIdHex, type SecretKey } from './keys.ts';
@@ -73,25 +71,14 @@ export function writeSigned(dir: string, signed: Signed): void {
       signed.signature,
     ]] as const
   ) {
-    const target = path.join(dir, name);
-    const tmp = path.join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
-    let fd: number | undefined;
     try {
-      fd = fs.openSync(tmp, 'wx', 0o644);
-      fs.writeFileSync(fd, bytes);
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
-      fd = undefined;
-      fs.renameSync(tmp, target);
+      writeAtomic(dir, name, bytes, 0o644);
     } catch (e) {
-      if (fd !== undefined) fs.closeSync(fd);
-      fs.rmSync(tmp, { force: true });
       throw usage(
         'unwritable',
-        `cannot write ${target} (${(e as { code?: string }).code ?? 'error'})`,
+        `cannot write ${path.join(dir, name)} (${(e as { code?: string }).code ?? 'error'})`,
         'check that the folder is writable by you',
       );
     }
   }
-  fsyncDir(dir);
 }
