@@ -177,6 +177,32 @@ describe('init, status, passwd', () => {
     expect(JSON.parse(a.stdout)).toEqual([]);
   });
 
+  it('--quiet drops confirmations but never data (ids, tokens)', async () => {
+    const t = await newHome();
+    const add = await t.tp([
+      '-q',
+      'credential',
+      'add',
+      'k',
+      '--allowed-domains',
+      'a.example.com',
+      '--password-file',
+      t.passwordFile,
+    ], { input: 'sk-quiet-canary-1' });
+    expect(add.code).toBe(0);
+    expect(add.stdout).toBe('');
+    const reg = await t.tp([
+      'agent',
+      'register',
+      'q',
+      '--quiet',
+      '--password-file',
+      t.passwordFile,
+    ]);
+    expect(reg.stdout).toMatch(/tpat_/);
+    expect((await t.tp(['credential', 'list', '-q'])).stdout).toMatch(/^NAME/);
+  });
+
   it('usage errors exit 2 and, under --json, stderr is JSON', async () => {
     const r = await run(['agent', 'frobnicate']);
     expect(r.code).toBe(2);
