@@ -7,6 +7,7 @@
  * Run: node_modules/.bin/node bench/run.ts
  */
 import { auditMarkdown, benchAudit } from './audit.ts';
+import { benchGateway, gatewayMarkdown } from './gateway.ts';
 import { benchSkills, skillsMarkdown } from './skills.ts';
 import { Buffer } from 'node:buffer';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -1022,6 +1023,7 @@ async function _main(): Promise<void> {
     const throughput = await _benchThroughput(setup);
     const audit = await benchAudit(work, _env(), _step);
     const skills = benchSkills(work, _env(), _step);
+    const gateway = await benchGateway(work, _env(), _step);
     const seconds = (Date.now() - startedAt.getTime()) / 1000;
     const machine = _machine(loadBefore);
     fs.writeFileSync(
@@ -1029,7 +1031,8 @@ async function _main(): Promise<void> {
       _placeholders(
         setup,
         _document({ setup, startup, kdf, exec, throughput, machine, date: startedAt, seconds }),
-      ) + '\n' + auditMarkdown(audit) + '\n' + skillsMarkdown(skills),
+      ) + '\n' + auditMarkdown(audit) + '\n' + skillsMarkdown(skills) + '\n' +
+        gatewayMarkdown(gateway),
     );
     _step(`wrote ${DOC} (${seconds.toFixed(0)} s)`);
   } finally {

@@ -82,6 +82,8 @@ export function issueToken(body: VaultBody, input: { id: string; now: Date }): C
   agent.token_sha256 = sha256;
   agent.token_expires_at = new Date(input.now.getTime() + TIER_RULES[agent.tier].tokenLifetimeMs)
     .toISOString();
+  // A token a human issued restarts the agent's renewal budget.
+  delete agent.renewals;
   agent.updated_at = input.now.toISOString();
   return {
     result: {

@@ -11,6 +11,7 @@ import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHmac, hash } from 'node:crypto';
+import { promisify } from 'node:util';
 import { integrity, TpError } from './errors.ts';
 import { fsyncDir, type Home, ioErrorCode, readStateFile, subdir, withLock } from './home.ts';
 
@@ -59,6 +60,8 @@ function _json(value: unknown): string {
 }
 
 export const MAC_MARKER = ',"mac":';
+/** seq and event name, read from the fixed field order without parsing the line. */
+const LEADING_FIELDS = /^\{"v":\d+,"seq":(\d+),"ts":"[^"\\]*","event":"([^"\\]*)"/;
 
 /** Serialises an entry in the fixed field order; the digest and MAC cover the prefix. */
 export function formatEntry(
@@ -81,6 +84,28 @@ export function digestMac(macKey: Uint8Array, digestHex: string): string {
   return createHmac('sha256', macKey).update(Buffer.from(digestHex, 'hex')).digest('hex');
 }
 
+/**
+ * HMAC-SHA256 of a 32-byte digest, as RFC 2104 defines it, with the padded keys computed once:
+ * node's createHmac costs more per call in key setup than the two tiny hashes it needs.
+ */
+export function digestHmacer(key: Uint8Array): (digestHex: string) => string {
+  const block = Buffer.alloc(64);
+  if (key.length > 64) Buffer.from(hash('sha256', key, 'buffer')).copy(block);
+  else Buffer.from(key).copy(block);
+  const inner = Buffer.alloc(96);
+  const outer = Buffer.alloc(96);
+  for (let i = 0; i < 64; i++) {
+    inner[i] = (block[i] as number) ^ 0x36;
+    outer[i] = (block[i] as number) ^ 0x5c;
+  }
+  return (digestHex) => {
+    inner.write(digestHex, 64, 'hex');
+    // Hex output is cheaper than a Buffer here: no allocation per call.
+    outer.write(hash('sha256', inner, 'hex'), 64, 'hex');
+    return hash('sha256', outer, 'hex');
+  };
+}
+
 /** The digest of a complete line (the part before `,"mac":`), or null when it has no marker. */
 export function lineDigest(line: string): string | null {
   const at = line.lastIndexOf(MAC_MARKER);
@@ -91,7 +116,7 @@ export function lineDigest(line: string): string | null {
 function _readTail(fd: number): { last: string | null; validLength: number; torn: boolean } {
   const size = fs.fstatSync(fd).size;
   if (size === 0) return { last: null, validLength: 0, torn: false };
-  for (let window = 64 * 1024;; window *= 4) {
+  for (let window = 4096;; window *= 4) {
     const start = Math.max(0, size - window);
     const buf = Buffer.alloc(size - start);
     fs.readSync(fd, buf, 0, buf.length, start);
@@ -123,8 +148,9 @@ function _readRecent(
   macKey: Uint8Array | null,
 ): RecentEntry[] {
   const out: RecentEntry[] = [];
+  const mac = macKey === null ? null : digestHmacer(macKey);
   for (const line of _linesBackward(fd, end)) {
-    const entry = _authenticEntry(line, macKey);
+    const entry = _authenticEntry(line, mac);
     if (entry === null) continue;
     if (entry.ts < since) return out;
     out.push(entry);
@@ -135,12 +161,15 @@ function _readRecent(
 /**
  * Entries numbered above `afterSeq`, newest first. With a key, only authentic ones (what password
  * holders wrote since a recorded head), and only an authentic entry at or below `afterSeq` ends
- * the scan; without one, every readable entry.
+ * the scan; without one, every readable entry. `events` keeps only entries whose event name it
+ * matches; the others above `afterSeq` are skipped unparsed (their name is read from the fixed
+ * field order), which keeps frequent scans cheap.
  */
 export function entriesAfter(
   home: Home,
   macKey: Uint8Array | null,
   afterSeq: number,
+  events?: RegExp,
 ): Array<RecentEntry & { seq: number }> {
   const dir = subdir(home, AUDIT_DIR, { create: false });
   if (dir === null) return [];
@@ -153,9 +182,14 @@ export function entriesAfter(
     throw _auditError(e);
   }
   const out: Array<RecentEntry & { seq: number }> = [];
+  const mac = macKey === null ? null : digestHmacer(macKey);
   try {
     for (const line of _linesBackward(fd, fs.fstatSync(fd).size)) {
-      const entry = _authenticEntry(line, macKey) as
+      const named = events === undefined ? null : LEADING_FIELDS.exec(line);
+      if (named !== null && Number(named[1]) > afterSeq && !events!.test(named[2] as string)) {
+        continue;
+      }
+      const entry = _authenticEntry(line, mac) as
         | (RecentEntry & { seq: number })
         | null;
       if (entry === null || typeof entry.seq !== 'number') continue;
@@ -168,12 +202,17 @@ export function entriesAfter(
   }
 }
 
-function _authenticEntry(line: string, macKey: Uint8Array | null): RecentEntry | null {
+function _authenticEntry(
+  line: string,
+  mac: ((digestHex: string) => string) | null,
+): RecentEntry | null {
   const at = line.lastIndexOf(MAC_MARKER);
   if (at < 0) return null;
-  if (macKey !== null) {
-    const mac = line.slice(at + MAC_MARKER.length);
-    if (mac !== `"${digestMac(macKey, prefixDigest(line.slice(0, at)))}"}`) return null;
+  if (
+    mac !== null &&
+    line.slice(at + MAC_MARKER.length) !== `"${mac(prefixDigest(line.slice(0, at)))}"}`
+  ) {
+    return null;
   }
   try {
     const entry = JSON.parse(line) as RecentEntry;
@@ -198,8 +237,10 @@ function _digestAt(fd: number, end: number, seq: number): string | null {
 /** The complete lines of the log before byte `end`, newest first, read backwards in blocks. */
 function* _linesBackward(fd: number, end: number): Generator<string> {
   let carry = Buffer.alloc(0);
-  for (let pos = end; pos > 0;) {
-    const start = Math.max(0, pos - 64 * 1024);
+  // Most scans stop after a few lines: start small, then read larger blocks.
+  let size = 4096;
+  for (let pos = end; pos > 0; size = Math.min(size * 4, 256 * 1024)) {
+    const start = Math.max(0, pos - size);
     const block = Buffer.alloc(pos - start);
     fs.readSync(fd, block, 0, block.length, start);
     const lines = Buffer.concat([block, carry]).toString('utf8').split('\n');
@@ -258,6 +299,8 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
+const fsyncAsync = promisify(fs.fsync);
+
 /** One queue per audit directory in this process: concurrent appends share a lock and an fsync. */
 const queues = new Map<string, Pending[]>();
 
@@ -311,7 +354,11 @@ async function _drain(dir: Home): Promise<void> {
   queues.delete(dir.dir);
 }
 
-function _appendBatch(dir: Home, batch: readonly Pending[]): void {
+/**
+ * The fsync is awaited (it runs off the event loop), so appends arriving meanwhile queue up for
+ * the next batch instead of waiting behind a blocked loop.
+ */
+async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void> {
   const file = path.join(dir.dir, AUDIT_FILE);
   const fd = fs.openSync(
     file,
@@ -380,7 +427,7 @@ function _appendBatch(dir: Home, batch: readonly Pending[]): void {
     while (written < bytes.length) {
       written += fs.writeSync(fd, bytes, written, bytes.length - written, at + written);
     }
-    fs.fsyncSync(fd);
+    await fsyncAsync(fd);
     if (st.size === 0) fsyncDir(dir.dir);
   } finally {
     fs.closeSync(fd);

@@ -5,7 +5,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { hash } from 'node:crypto';
-import { GENESIS, MAC_MARKER } from './audit.ts';
+import { digestHmacer, GENESIS, MAC_MARKER } from './audit.ts';
 
 export type ProblemKind =
   | 'modified'
@@ -99,28 +99,6 @@ function _entry(line: Buffer): Entry | null {
     prev: line.toString('latin1', at - 65, at - 1),
     digest: hash('sha256', line.subarray(0, at), 'hex'),
     mac,
-  };
-}
-
-/**
- * HMAC-SHA256 of a 32-byte digest, as RFC 2104 defines it, with the padded keys computed once:
- * node's createHmac costs more per call in key setup than the two tiny hashes it needs.
- */
-export function digestHmacer(key: Uint8Array): (digestHex: string) => string {
-  const block = Buffer.alloc(64);
-  if (key.length > 64) Buffer.from(hash('sha256', key, 'buffer')).copy(block);
-  else Buffer.from(key).copy(block);
-  const inner = Buffer.alloc(96);
-  const outer = Buffer.alloc(96);
-  for (let i = 0; i < 64; i++) {
-    inner[i] = (block[i] as number) ^ 0x36;
-    outer[i] = (block[i] as number) ^ 0x5c;
-  }
-  return (digestHex) => {
-    inner.write(digestHex, 64, 'hex');
-    // Hex output is cheaper than a Buffer here: no allocation per call.
-    outer.write(hash('sha256', inner, 'hex'), 64, 'hex');
-    return hash('sha256', outer, 'hex');
   };
 }
 

@@ -96,8 +96,7 @@ export function activeBrakes(
 /** The third record: `brake.activate` entries written since the head the vault last recorded. */
 function _auditedBrakes(home: Home, afterSeq: number): Brake[] {
   const out: Brake[] = [];
-  for (const e of entriesAfter(home, null, afterSeq)) {
-    if (e.event !== 'brake.activate') continue;
+  for (const e of entriesAfter(home, null, afterSeq, /^brake\.activate$/)) {
     const b = _parseBrake({
       id: e.data.brake,
       scope: e.data.scope,

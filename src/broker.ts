@@ -14,6 +14,7 @@ import { checkRates, decide, type Decision, findAgentByToken } from './policy.ts
 import { Redactor, redactString, type Secret } from './redact.ts';
 import { findPlaceholders, parseTemplate, renderTemplate, type Template } from './template.ts';
 import {
+  type AuditHead,
   decryptValue,
   ensureCurrent,
   loadVault,
@@ -37,6 +38,13 @@ export interface BrokerDeps {
   unseal: (file: VaultFile) => Promise<{ keys: VaultKeys; release: () => void }>;
   now?: () => Date;
   send?: typeof send;
+  /**
+   * Runs once the request's last audit entry is written, allowed or denied (the monitor, see
+   * src/monitor/live.ts), with the keys when this process holds them, before they are wiped.
+   */
+  afterRequest?: (keys: VaultKeys | null) => Promise<void>;
+  /** How a new audit head reaches the vault; default: written before the append resolves. */
+  recordHead?: (keys: VaultKeys, head: AuditHead) => Promise<void>;
 }
 
 export interface BrokerRequest {
@@ -110,6 +118,7 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
     decide(file.body, { token: request.token, ...parsed }, now());
   } catch (e) {
     await _auditDenial(earlyAudit, e, request.token, file, parsed);
+    await deps.afterRequest?.(null);
     throw e;
   }
   let unsealed: { keys: VaultKeys; release: () => void };
@@ -178,7 +187,7 @@ async function _executeAuthenticated(
   const audit: AuditWriter = {
     async append(events, options) {
       const head = await keyed.append(events, options);
-      await recordAuditHead(deps.home, keys, head);
+      await (deps.recordHead ?? ((k, h) => recordAuditHead(deps.home, k, h)))(keys, head);
       return head;
     },
   };
@@ -193,6 +202,7 @@ async function _executeAuthenticated(
     decision = decide(file.body, { token: request.token, ...parsed }, now());
   } catch (e) {
     await _auditDenial(audit, e, request.token, file, parsed);
+    await deps.afterRequest?.(keys);
     throw e;
   }
   const summary = _summary(decision, parsed);
@@ -233,6 +243,7 @@ async function _executeAuthenticated(
         outcome: 'denied',
         data: { ...summary, reason: e.code, kind: e.kind },
       }]);
+      if (e.kind === 'denied') await deps.afterRequest?.(keys);
     }
     throw e;
   }
@@ -246,8 +257,9 @@ async function _executeAuthenticated(
     const rendered = renderTemplate(parsed.template, values);
     upstream = await (deps.send ?? send)(rendered, request.sendOptions);
   } catch (e) {
-    await _auditFailure(audit, decision, summary, e);
     for (const s of secrets) wipe(s.value);
+    await _auditFailure(audit, decision, summary, e);
+    await deps.afterRequest?.(keys);
     throw e;
   }
   const headers: Array<[string, string]> = upstream.headers
@@ -274,6 +286,8 @@ async function _executeAuthenticated(
             error,
           );
         }
+        for (const s of secrets) wipe(s.value);
+        await deps.afterRequest?.(keys);
       } finally {
         for (const s of secrets) wipe(s.value);
         release();

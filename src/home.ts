@@ -117,8 +117,16 @@ export function readStateFile(home: Home, name: string): Uint8Array | null {
   }
 }
 
-/** Atomically replaces a state file: temp file (0600) + fsync + rename + fsync of the directory. */
-export function writeStateFile(home: Home, name: string, data: Uint8Array | string): void {
+/**
+ * Atomically replaces a state file: temp file (0600) + fsync + rename + fsync of the directory.
+ * `durable: false` skips the fsyncs, for state that can be rebuilt (the monitor's).
+ */
+export function writeStateFile(
+  home: Home,
+  name: string,
+  data: Uint8Array | string,
+  options: { durable?: boolean } = {},
+): void {
   const target = statePath(home, name);
   try {
     const st = fs.lstatSync(target);
@@ -128,7 +136,7 @@ export function writeStateFile(home: Home, name: string, data: Uint8Array | stri
     if (_code(e) !== 'ENOENT') throw _ioError(e, target);
   }
   try {
-    writeAtomic(home.dir, name, data, 0o600);
+    writeAtomic(home.dir, name, data, 0o600, options);
   } catch (e) {
     throw _ioError(e, target);
   }
@@ -143,14 +151,16 @@ export function writeAtomic(
   name: string,
   data: Uint8Array | string,
   mode: number,
+  options: { durable?: boolean } = {},
 ): void {
+  const durable = options.durable ?? true;
   const target = path.join(dir, name);
   const tmp = path.join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
   let fd: number | undefined;
   try {
     fd = fs.openSync(tmp, 'wx', mode);
     fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
+    if (durable) fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = undefined;
     fs.renameSync(tmp, target);
@@ -159,7 +169,7 @@ export function writeAtomic(
     fs.rmSync(tmp, { force: true });
     throw e;
   }
-  fsyncDir(dir);
+  if (durable) fsyncDir(dir);
 }
 
 export function fsyncDir(dir: string): void {

@@ -6,12 +6,19 @@ export type Tier = (typeof TIERS)[number];
 
 const HOUR = 3600_000;
 
-export const TIER_RULES: Readonly<Record<Tier, { maxGrants: number; tokenLifetimeMs: number }>> = {
-  NOVICE: { maxGrants: 1, tokenLifetimeMs: 1 * HOUR },
-  COMPANION: { maxGrants: 5, tokenLifetimeMs: 4 * HOUR },
-  PARTNER: { maxGrants: 20, tokenLifetimeMs: 8 * HOUR },
-  GUARDIAN: { maxGrants: Infinity, tokenLifetimeMs: 12 * HOUR },
-  SACRED: { maxGrants: Infinity, tokenLifetimeMs: 24 * HOUR },
+/**
+ * `renewals`: how many times the agent may renew its own token (`agent renew`) before a human
+ * issues one again; `minScore`: the behaviour score (docs/monitoring.md) renewal needs. The more
+ * a tier may do, the cleaner the record it must keep to extend itself.
+ */
+export const TIER_RULES: Readonly<
+  Record<Tier, { maxGrants: number; tokenLifetimeMs: number; renewals: number; minScore: number }>
+> = {
+  NOVICE: { maxGrants: 1, tokenLifetimeMs: 1 * HOUR, renewals: 3, minScore: 70 },
+  COMPANION: { maxGrants: 5, tokenLifetimeMs: 4 * HOUR, renewals: 4, minScore: 75 },
+  PARTNER: { maxGrants: 20, tokenLifetimeMs: 8 * HOUR, renewals: 6, minScore: 80 },
+  GUARDIAN: { maxGrants: Infinity, tokenLifetimeMs: 12 * HOUR, renewals: 6, minScore: 85 },
+  SACRED: { maxGrants: Infinity, tokenLifetimeMs: 24 * HOUR, renewals: 6, minScore: 90 },
 };
 
 export function tierRank(t: Tier): number {

@@ -4,6 +4,7 @@
  * records, and an HMAC over all of it. Reading needs no password (early policy denials use the
  * unauthenticated view); nothing is trusted for an allow until `unseal` has checked the HMAC.
  */
+import { type ActionConfig, ACTIONS, ANOMALY_KINDS } from './monitor/actions.ts';
 import { createHmac } from 'node:crypto';
 import { type AuditEvent, entriesAfter, openAuditWriter } from './audit.ts';
 import { activeBrakes } from './brakes.ts';
@@ -52,6 +53,8 @@ export interface AgentRecord {
   grants: string[];
   token_sha256: string | null;
   token_expires_at: string | null;
+  /** Renewals by the agent itself since a human last issued its token (absent: none). */
+  renewals?: number;
   created_at: string;
   updated_at: string;
 }
@@ -78,6 +81,8 @@ export interface VaultBody {
    * saved: tells a crash in between (the change did not happen) from a restored older copy.
    */
   change_in_flight: boolean;
+  /** What each anomaly kind makes the monitor do, where it differs from the defaults. */
+  monitor_actions?: ActionConfig;
 }
 
 export interface PublisherRecord {
@@ -415,7 +420,8 @@ export async function recordKnownBrakes(
 }
 
 /** Events that record a change of the vault; each is followed by a vault write under the lock. */
-const VAULT_CHANGE_EVENTS = /^(vault\.(?!saved$)|credential\.|agent\.|publisher\.)|^brake\.clear$/;
+const VAULT_CHANGE_EVENTS =
+  /^(vault\.(?!saved$)|credential\.|agent\.|publisher\.)|^brake\.clear$|^monitor\.actions$/;
 
 /**
  * Refuses a vault older than the audit trail: a change a password holder recorded after the
@@ -442,8 +448,7 @@ export function missedChanges(
   file: VaultFile,
   keys: VaultKeys,
 ): Array<{ seq: number; event: string }> {
-  return entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0)
-    .filter((e) => VAULT_CHANGE_EVENTS.test(e.event))
+  return entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0, VAULT_CHANGE_EVENTS)
     .map((e) => ({ seq: e.seq, event: e.event }))
     .reverse();
 }
@@ -579,6 +584,9 @@ export function parseVault(bytes: Uint8Array): VaultFile {
         };
       }),
       change_in_flight: bool(body.change_in_flight, 'body.change_in_flight'),
+      ...(body.monitor_actions === undefined
+        ? {}
+        : { monitor_actions: _parseMonitorActions(body.monitor_actions) }),
       publishers: arr(body.publishers, 'body.publishers').map((v, i) => {
         const p = obj(v, `publishers[${i}]`);
         return {
@@ -628,6 +636,18 @@ function _parseCredential(v: unknown, i: number): CredentialRecord {
   };
 }
 
+function _parseMonitorActions(v: unknown): ActionConfig {
+  const o = obj(v, 'body.monitor_actions');
+  const out: ActionConfig = {};
+  for (const [kind, actions] of Object.entries(o)) {
+    out[oneOf(kind, 'body.monitor_actions', ANOMALY_KINDS)] = strArr(
+      actions,
+      `body.monitor_actions.${kind}`,
+    ).map((a) => oneOf(a, `body.monitor_actions.${kind}`, ACTIONS));
+  }
+  return out;
+}
+
 function _parseAgent(v: unknown, i: number): AgentRecord {
   const f = `agents[${i}]`;
   const a = obj(v, f);
@@ -639,6 +659,7 @@ function _parseAgent(v: unknown, i: number): AgentRecord {
     grants: strArr(a.grants, `${f}.grants`),
     token_sha256: strOrNull(a.token_sha256, `${f}.token_sha256`),
     token_expires_at: strOrNull(a.token_expires_at, `${f}.token_expires_at`),
+    ...(a.renewals === undefined ? {} : { renewals: int(a.renewals, `${f}.renewals`) }),
     created_at: str(a.created_at, `${f}.created_at`),
     updated_at: str(a.updated_at, `${f}.updated_at`),
   };

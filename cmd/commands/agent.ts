@@ -1,4 +1,4 @@
-/** `agent register|list|show|grant|ungrant|promote|demote|token|suspend|resume|revoke`. */
+/** `agent register|list|show|grant|ungrant|promote|demote|token|renew|suspend|resume|revoke`. */
 import {
   agentView,
   demote,
@@ -36,6 +36,9 @@ import {
 } from '../context.ts';
 import { promptHidden, promptLine } from '../io.ts';
 import { recommendCommand } from './monitor.ts';
+import { serverFor } from './exec.ts';
+import { renewAgent } from '../../src/monitor/renewal.ts';
+import { readToken } from '../secrets.ts';
 
 function _tokenOutput(t: IssuedToken, verb: string): { json: unknown; text: string } {
   return {
@@ -277,6 +280,41 @@ function _stateCommand(
   );
 }
 
+const renew: Command = {
+  words: ['agent', 'renew'],
+  summary: "the agent's own renewal with its current token, gated by behaviour",
+  usage: 'agent renew [--token-file PATH] [--server URL]',
+  help: `Run by the agent: its token comes from TRUST_PROTOCOL_TOKEN or --token-file. Through a
+running serve (--server, TRUST_PROTOCOL_SERVER, or the default socket) no password is needed;
+otherwise the vault is unsealed with the password as exec does. Granted only before the token
+expires, within the tier's renewal budget, with a behaviour score at or above the tier's
+threshold (computed from the audit trail, never submitted), and with no anomaly that refuses
+renewal since a human last issued the token. Prints the new token once; the old one stops.`,
+  options: {
+    ...PASSWORD_FILE_OPTION,
+    'token-file': { type: 'string' },
+    server: { type: 'string' },
+  },
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    const presented = readToken(ctx.io, str(ctx, 'token-file'));
+    const server = await serverFor(ctx);
+    let issued: IssuedToken;
+    if (server !== null) {
+      const { renewViaServer } = await import('../../src/serve/client.ts');
+      issued = (await renewViaServer(server, presented)) as unknown as IssuedToken;
+    } else {
+      const { home, keys } = await unsealVault(ctx);
+      try {
+        issued = await renewAgent(home, keys, presented, ctx.now());
+      } finally {
+        wipeKeys(keys);
+      }
+    }
+    return _tokenOutput(issued, 'Renewed');
+  },
+};
+
 export const agentCommands: Command[] = [
   register,
   list,
@@ -286,6 +324,7 @@ export const agentCommands: Command[] = [
   promoteCmd,
   demoteCmd,
   token,
+  renew,
   _stateCommand('suspend', 'stop an agent until resumed', 'Suspended'),
   _stateCommand('resume', 'let a suspended agent work again', 'Resumed'),
   _stateCommand('revoke', 'end an agent for good (its token stops working)', 'Revoked'),

@@ -4,7 +4,9 @@ import * as path from 'node:path';
 import { Buffer } from 'node:buffer';
 import { execute, unsealWithPassword } from '../../src/broker.ts';
 import { decodeUtf8Strict } from '../../src/bytes.ts';
-import { usage } from '../../src/errors.ts';
+import { TpError, usage } from '../../src/errors.ts';
+import { monitorOnce } from '../../src/monitor/live.ts';
+import { loadVault, unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
 import { parseCurlArgs, type Template } from '../../src/template.ts';
 import { SOCKET_NAME } from '../../src/serve/address.ts';
 import type { ServerTarget } from '../../src/serve/client.ts';
@@ -20,7 +22,7 @@ import {
 import { EXIT } from '../exit.ts';
 import { readAll, readUserFile, write } from '../io.ts';
 import { sendOptions as sendOptionsOf } from '../send_options.ts';
-import { readPassword, readToken } from '../secrets.ts';
+import { PASSWORD_ENV, readPassword, readToken } from '../secrets.ts';
 
 const TEMPLATE_LIMIT = 16 * 1024 * 1024;
 const SERVER_ENV = 'TRUST_PROTOCOL_SERVER';
@@ -30,7 +32,8 @@ const SERVER_ENV = 'TRUST_PROTOCOL_SERVER';
  * TRUST_PROTOCOL_SERVER, else the default socket in the home, if it answers. --cacert and
  * --connect-to belong to an exec that unseals itself: a serve has its own.
  */
-async function _server(ctx: Ctx): Promise<ServerTarget | null> {
+/** The serve to hand a request to (--server, TRUST_PROTOCOL_SERVER, the default socket), or null. */
+export async function serverFor(ctx: Ctx): Promise<ServerTarget | null> {
   const oneShot = ['cacert', 'connect-to'].filter((f) => ctx.values[f] !== undefined);
   const flagged = str(ctx, 'server');
   if (flagged !== undefined && oneShot.length > 0) {
@@ -159,7 +162,7 @@ TRUST_PROTOCOL_SERVER, or HOME/serve.sock), exec hands it the template and needs
     const template = await _template(ctx);
     const token = readToken(ctx.io, str(ctx, 'token-file'));
     const sendOptions = sendOptionsOf(ctx);
-    const server = await _server(ctx);
+    const server = await serverFor(ctx);
     const response = server !== null
       ? await (await import('../../src/serve/client.ts')).proxyViaServer(server, {
         template,
@@ -173,6 +176,7 @@ TRUST_PROTOCOL_SERVER, or HOME/serve.sock), exec hands it the template and needs
         unseal: unsealWithPassword(() =>
           readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') })
         ),
+        afterRequest: (keys) => _monitor(ctx, keys),
       });
     const failed = flag(ctx, 'fail') && response.status >= 400;
     if (ctx.json || failed) {
@@ -219,3 +223,32 @@ TRUST_PROTOCOL_SERVER, or HOME/serve.sock), exec hands it the template and needs
 };
 
 export const execCommands: Command[] = [exec];
+
+/**
+ * The monitor's turn after the request (src/monitor/live.ts). A request refused before the
+ * password was needed is monitored too when the password can be read without asking (a file or
+ * the variable); at a terminal it is not asked for, and the next run that holds it catches up.
+ */
+async function _monitor(ctx: Ctx, keys: VaultKeys | null): Promise<void> {
+  const home = existingHome(ctx);
+  if (keys !== null) {
+    await monitorOnce(home, keys, ctx.now());
+    return;
+  }
+  if (str(ctx, 'password-file') === undefined && !ctx.io.env[PASSWORD_ENV]) return;
+  const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
+  let held: VaultKeys;
+  try {
+    held = unseal(loadVault(home), password);
+  } catch (e) {
+    if (e instanceof TpError && e.kind === 'sealed') return;
+    throw e;
+  } finally {
+    password.fill(0);
+  }
+  try {
+    await monitorOnce(home, held, ctx.now());
+  } finally {
+    wipeKeys(held);
+  }
+}

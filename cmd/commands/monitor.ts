@@ -3,8 +3,23 @@ import { readAuditLog } from '../../src/audit.ts';
 import { escapeControls } from '../../src/bytes.ts';
 import { findAgent } from '../../src/agents.ts';
 import { loadVault } from '../../src/vault.ts';
+import { usage } from '../../src/errors.ts';
 import { type AgentReport, monitorReport, parseAuditLog } from '../../src/monitor/report.ts';
-import { type Command, type Ctx, existingHome, tableText } from '../context.ts';
+import {
+  changeVault,
+  type Command,
+  type Ctx,
+  existingHome,
+  PASSWORD_FILE_OPTION,
+  tableText,
+} from '../context.ts';
+import {
+  ACTIONS,
+  actionsFor,
+  ANOMALY_KINDS,
+  parseActions,
+  parseAnomalyKind,
+} from '../../src/monitor/actions.ts';
 
 const HEADER = 'computed from the audit trail; run `audit verify` to trust it';
 
@@ -73,4 +88,59 @@ export const recommendCommand: Command = {
   },
 };
 
-export const monitorCommands: Command[] = [report];
+const actions: Command = {
+  words: ['monitor', 'actions'],
+  summary: 'show or set what each anomaly kind makes the monitor do',
+  usage: 'monitor actions [KIND ACTIONS]',
+  help: `Without arguments, shows the actions per anomaly kind (no password). With KIND and
+ACTIONS, sets them: a comma list of ${ACTIONS.join(', ')} (record is always kept), or "default"
+for the built-in choice; needs the password and is audited.`,
+  options: { ...PASSWORD_FILE_OPTION },
+  args: { min: 0, max: 2 },
+  async run(ctx) {
+    if (ctx.positionals.length === 1) {
+      throw usage('missing_actions', 'give both KIND and ACTIONS, or neither to show them');
+    }
+    if (ctx.positionals.length === 2) return await _setActions(ctx);
+    const config = loadVault(existingHome(ctx)).body.monitor_actions ?? {};
+    const rows = ANOMALY_KINDS.map((kind) => ({
+      kind,
+      actions: [...actionsFor(kind, config)],
+      default: config[kind] === undefined,
+    }));
+    return {
+      json: { actions: rows },
+      text: tableText([
+        ['KIND', 'ACTIONS', ''],
+        ...rows.map((r) => [r.kind, r.actions.join(','), r.default ? '(default)' : '']),
+      ]),
+    };
+  },
+};
+
+async function _setActions(ctx: Ctx): Promise<{ json: unknown; text: string }> {
+  const kind = parseAnomalyKind(ctx.positionals[0] as string);
+  const text = ctx.positionals[1] as string;
+  const chosen = text === 'default' ? null : parseActions(text);
+  const now = await changeVault(ctx, (body) => {
+    const config = { ...(body.monitor_actions ?? {}) };
+    const from = [...actionsFor(kind, config)];
+    if (chosen === null) delete config[kind];
+    else config[kind] = chosen;
+    if (Object.keys(config).length === 0) delete body.monitor_actions;
+    else body.monitor_actions = config;
+    const to = [...actionsFor(kind, config)];
+    return {
+      result: to,
+      events: [{
+        event: 'monitor.actions',
+        actor: { type: 'operator' },
+        outcome: 'ok',
+        data: { kind, from, to },
+      }],
+    };
+  });
+  return { json: { kind, actions: now }, text: `Anomaly kind ${kind} now: ${now.join(', ')}.\n` };
+}
+
+export const monitorCommands: Command[] = [report, actions];

@@ -13,7 +13,12 @@
 import { Buffer } from 'node:buffer';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { pipeline, Readable, type Transform } from 'node:stream';
-import { checkServerIdentity, connect as tlsConnect } from 'node:tls';
+import {
+  checkServerIdentity,
+  connect as tlsConnect,
+  createSecureContext,
+  type SecureContext,
+} from 'node:tls';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import { TpError, usage } from '../errors.ts';
 import { type ConnectTo, resolveConnectTo } from './connect_to.ts';
@@ -220,13 +225,18 @@ function _open(
     raw.once('connect', () => {
       if (!target.tls) return settle();
       phase = 'tls';
+      let secureContext: SecureContext;
+      try {
+        secureContext = _secureContext(options.ca);
+      } catch (e) {
+        return settle(e);
+      }
       const tlsSocket = tlsConnect({
         socket: raw,
         // RFC 6066: SNI carries no IP literal and no trailing dot.
         servername: isIP(target.hostname) === 0 ? target.hostname.replace(/\.$/, '') : undefined,
-        ca: options.ca,
+        secureContext,
         ALPNProtocols: ['http/1.1'],
-        minVersion: 'TLSv1.2',
         rejectUnauthorized: true,
         // Without this, an IP literal would be checked against "localhost" (no `host` is known
         // for an already connected socket), and a routed connection against the routed address.
@@ -237,6 +247,23 @@ function _open(
       tlsSocket.once('secureConnect', () => settle());
     });
   });
+}
+
+/**
+ * One TLS context per trusted-roots choice (the default roots, or an operator's --cacert), reused
+ * by every connection: building one per request cost serve more CPU than the handshake's
+ * verification, and native memory the garbage collector does not see.
+ */
+const secureContexts = new Map<string, SecureContext>();
+
+function _secureContext(ca: string | undefined): SecureContext {
+  const key = ca ?? '';
+  let context = secureContexts.get(key);
+  if (context === undefined) {
+    context = createSecureContext({ ...(ca === undefined ? {} : { ca }), minVersion: 'TLSv1.2' });
+    secureContexts.set(key, context);
+  }
+  return context;
 }
 
 function _connectError(error: unknown, phase: 'connect' | 'tls', target: _Target): TpError {

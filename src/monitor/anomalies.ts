@@ -81,22 +81,79 @@ export function detectAnomalies(
   entries: readonly AuditEntry[],
   options: { now: Date },
 ): Anomaly[] {
-  const states = new Map<string, AgentState>();
-  const out: Anomaly[] = [];
-  for (const e of requestEvents(entries, options)) {
-    let s = states.get(e.agent);
+  const detector = new Detector();
+  return requestEvents(entries, options).flatMap((e) => detector.observe(e));
+}
+
+/** Format version of `DetectorState` (docs/formats.md#monitor-state). */
+export const DETECTOR_VERSION = 1;
+
+/** A detector's learned state as plain JSON, so `exec` can keep it between runs. */
+export interface DetectorState {
+  v: typeof DETECTOR_VERSION;
+  agents: Record<string, SavedAgent>;
+}
+
+type SavedAgent =
+  & Omit<AgentState, 'days' | 'hosts' | 'credentials' | 'hour'>
+  & { days: string[]; hosts: string[]; credentials: string[]; hour: SavedHour | null };
+type SavedHour = Omit<Hour, 'denied' | 'flagged'> & { denied: string[]; flagged: AnomalyKind[] };
+
+/**
+ * The incremental form of `detectAnomalies`: feed request events in time order, one at a time,
+ * and get the anomalies each one raises. `exec` saves its state in the home between runs; `serve`
+ * keeps one in memory.
+ */
+export class Detector {
+  #agents = new Map<string, AgentState>();
+
+  constructor(saved?: DetectorState) {
+    if (saved === undefined) return;
+    if (saved.v !== DETECTOR_VERSION) throw new Error(`detector state version ${saved.v}`);
+    for (const [agent, a] of Object.entries(saved.agents)) {
+      this.#agents.set(agent, {
+        ...a,
+        days: new Set(a.days),
+        hosts: new Set(a.hosts),
+        credentials: new Set(a.credentials),
+        hour: a.hour === null
+          ? null
+          : { ...a.hour, denied: new Set(a.hour.denied), flagged: new Set(a.hour.flagged) },
+      });
+    }
+  }
+
+  observe(e: RequestEvent): Anomaly[] {
+    let s = this.#agents.get(e.agent);
     if (s === undefined) {
       s = _state(e.at);
-      states.set(e.agent, s);
+      this.#agents.set(e.agent, s);
     }
+    const out: Anomaly[] = [];
     _observe(
       s,
       e,
       (kind, severity, evidence) =>
         out.push({ agent: e.agent, kind, severity, at: e.ts, evidence }),
     );
+    return out;
   }
-  return out;
+
+  save(): DetectorState {
+    const agents: Record<string, SavedAgent> = {};
+    for (const [agent, a] of this.#agents) {
+      agents[agent] = {
+        ...a,
+        days: [...a.days],
+        hosts: [...a.hosts],
+        credentials: [...a.credentials],
+        hour: a.hour === null
+          ? null
+          : { ...a.hour, denied: [...a.hour.denied], flagged: [...a.hour.flagged] },
+      };
+    }
+    return { v: DETECTOR_VERSION, agents };
+  }
 }
 
 /** Median and median absolute deviation. */

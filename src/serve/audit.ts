@@ -1,15 +1,63 @@
 /** Audit entries serve writes itself (start, stop, its own refusals), under the key it holds. */
 import { type AuditEvent, openAuditWriter } from '../audit.ts';
 import type { Home } from '../home.ts';
-import { recordAuditHead, type VaultKeys } from '../vault.ts';
+import { type AuditHead, recordAuditHead, type VaultKeys } from '../vault.ts';
 
 export type AppendAudit = (events: readonly AuditEvent[]) => Promise<void>;
 
+export interface HeadRecorder {
+  /** Takes note of a newer head; it reaches the vault within `intervalMs`. */
+  record(head: AuditHead): Promise<void>;
+  /** Writes the last head now; throws if any write failed. */
+  flush(): Promise<void>;
+}
+
+/**
+ * serve records the audit head in the vault off the request path: at most once per interval and
+ * when it stops, instead of a vault write per request. The cost is a window: if serve is killed,
+ * a cut of the log's last entries (at most `intervalMs` of them) is not detected against the
+ * vault's head (docs/threat-model.md). A failed write fails every later request (fail closed).
+ */
+export function deferredHeads(home: Home, keys: VaultKeys, intervalMs = 250): HeadRecorder {
+  let latest: AuditHead | null = null;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let failure: unknown = null;
+  let writing: Promise<void> = Promise.resolve();
+  const write = (): Promise<void> => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    const head = latest;
+    latest = null;
+    if (head !== null) {
+      writing = writing.then(() => recordAuditHead(home, keys, head)).catch((e) => {
+        failure ??= e;
+      });
+    }
+    return writing;
+  };
+  return {
+    record(head) {
+      if (failure !== null) return Promise.reject(failure);
+      if (latest === null || head.seq > latest.seq) latest = head;
+      timer ??= setTimeout(() => void write(), intervalMs);
+      return Promise.resolve();
+    },
+    async flush() {
+      await write();
+      if (failure !== null) throw failure;
+    },
+  };
+}
+
 /** Appends with the audit key and records the new head in the vault, as every password holder does. */
-export function keyedAudit(home: Home, keys: VaultKeys, clock?: () => Date): AppendAudit {
+export function keyedAudit(
+  home: Home,
+  keys: VaultKeys,
+  heads: HeadRecorder,
+  clock?: () => Date,
+): AppendAudit {
   const writer = openAuditWriter(home, { macKey: keys.audit, ...(clock ? { clock } : {}) });
   return async (events) => {
-    const head = await writer.append(events);
-    await recordAuditHead(home, keys, head);
+    await heads.record(await writer.append(events));
   };
 }

@@ -134,6 +134,34 @@ export async function proxyViaServer(
   };
 }
 
+/** `agent renew` through serve (`POST /v1/agent/renew`): the JSON serve answers, or its error. */
+export async function renewViaServer(
+  target: ServerTarget,
+  token: string | null,
+): Promise<Record<string, unknown>> {
+  const headers: Record<string, string> = {};
+  if (token !== null) {
+    if (!/^[\x21-\x7e]+$/.test(token)) throw denied('bad_token', 'the agent token is not valid');
+    headers.Authorization = `Bearer ${token}`;
+  }
+  const res = await _request(target, {
+    method: 'POST',
+    path: '/v1/agent/renew',
+    headers,
+    body: null,
+    timeoutMs: 60_000,
+  });
+  const text = decodeUtf8Strict(await _readSmall(res)) ?? '';
+  let json: unknown = null;
+  try {
+    json = JSON.parse(text);
+  } catch { /* the status alone decides */ }
+  if (res.headers[ERROR_HEADER.toLowerCase()] !== undefined || res.statusCode !== 200) {
+    throw errorFromResponse(res.statusCode ?? 500, json);
+  }
+  return json as Record<string, unknown>;
+}
+
 /** The template as JSON: the curl-like form of exec is parsed already. */
 function _templateJson(template: BrokerRequest['template']): unknown {
   if ('json' in template) return template.json;

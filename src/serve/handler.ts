@@ -22,7 +22,9 @@ import {
 import { checkAgent, checkGrant, findAgentByToken } from '../policy.ts';
 import { loadVault, type VaultFile, type VaultKeys, verifyVault, wipeKeys } from '../vault.ts';
 import type { AgentRateLimiter } from './agent_rate.ts';
-import { type AppendAudit, keyedAudit } from './audit.ts';
+import { type AppendAudit, type HeadRecorder, keyedAudit } from './audit.ts';
+import type { LiveMonitor } from '../monitor/live.ts';
+import { renewAgent } from '../monitor/renewal.ts';
 import { type GatewayCredential, gatewayTemplate, gatewayToken } from './gateway.ts';
 import {
   asServeError,
@@ -71,6 +73,10 @@ export interface HandlerOptions {
   env: Readonly<Record<string, string | undefined>>;
   /** Unsealed once at start; serve wipes them when it stops. */
   keys: VaultKeys;
+  /** Records audit heads in the vault off the request path (shared with serve's own entries). */
+  heads: HeadRecorder;
+  /** Behaviour monitoring, caught up after every request. */
+  monitor: LiveMonitor;
   /** The operator's --cacert, --connect-to, --timeout, --max-response-bytes. */
   sendOptions: SendOptions;
   /** Aborted when serve stops: in-flight upstream requests are cut, new ones refused. */
@@ -94,7 +100,7 @@ export const MAX_BYTES_HEADER = 'Trust-Protocol-Max-Response-Bytes';
 
 export function serveHandler(options: HandlerOptions): ServeHandler {
   const now = options.now ?? (() => new Date());
-  const append = keyedAudit(options.home, options.keys, options.now);
+  const append = keyedAudit(options.home, options.keys, options.heads, options.now);
   // Once serve stops, the held keys are about to be wiped: no entry may be MACed with them.
   const audit: AppendAudit = (events) =>
     options.stopping.aborted ? Promise.reject(_stoppingError()) : append(events);
@@ -118,6 +124,10 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
         return _json(200, OPENAPI);
       }
       if (path === '/v1/proxy') return await _proxy(ctx, request);
+      if (path === '/v1/agent/renew') {
+        _allow(request, ['POST']);
+        return await _renew(ctx, request);
+      }
       const gateway = /^\/v1\/gateway\/([^/]+)(\/.*)?$/.exec(path);
       if (gateway !== null && NAME_RE.test(gateway[1] as string)) {
         return await _gateway(ctx, request, {
@@ -282,6 +292,7 @@ async function _refuseGateway(
         method: input.method,
       },
     }]);
+    await ctx.options.monitor.after();
     throw error;
   }
 }
@@ -320,7 +331,23 @@ async function _admit(
     data: { reason: error.code, kind: error.kind, ...data },
   };
   await ctx.audit([event]);
+  await ctx.options.monitor.after();
   throw error;
+}
+
+/**
+ * `agent renew` for an agent holding only its token: serve holds the keys. Whatever the agent
+ * sends in the body is ignored; the decision comes from the audit trail (src/monitor/renewal.ts).
+ */
+async function _renew(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> {
+  if (ctx.options.stopping.aborted) throw _stoppingError();
+  const keys = _copyKeys(ctx.options.keys);
+  try {
+    const issued = await renewAgent(ctx.options.home, keys, _bearer(request.headers), ctx.now());
+    return _json(200, issued);
+  } finally {
+    wipeKeys(keys);
+  }
 }
 
 function _deps(ctx: _Ctx): BrokerDeps {
@@ -328,6 +355,8 @@ function _deps(ctx: _Ctx): BrokerDeps {
   return {
     home: options.home,
     env: options.env,
+    recordHead: (_keys, head) => options.heads.record(head),
+    afterRequest: () => options.monitor.after(),
     ...(options.now ? { now: options.now } : {}),
     ...(options.send ? { send: options.send } : {}),
     // Each request gets its own copy of the keys, wiped when it is done, so wiping the held keys

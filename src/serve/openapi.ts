@@ -200,6 +200,24 @@ export const OPENAPI = {
         },
       },
     },
+    '/v1/agent/renew': {
+      post: {
+        operationId: 'renew',
+        summary: "The agent's own token renewal, as `trust-protocol agent renew` does it",
+        description: "Granted only before the token expires, within the tier's renewal budget, " +
+          "with a behaviour score at or above the tier's threshold computed from the audit trail, " +
+          'and with no anomaly that refuses renewal since a human last issued the token. The ' +
+          'request body is ignored. The old token stops working.',
+        security: [{ bearer: [] }],
+        responses: {
+          '200': {
+            description: 'The new token, shown once, with the facts the decision used',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Renewed' } } },
+          },
+          ..._errors(['401', '403', '405', '503']),
+        },
+      },
+    },
     '/v1/gateway/{credential}/{path}': Object.fromEntries(
       GATEWAY_METHODS.map((m) => [m, _gatewayOperation(m)]),
     ),
@@ -239,6 +257,21 @@ export const OPENAPI = {
           status: { const: 'ok' },
           version: { type: 'string' },
           expires_at: { type: 'string', format: 'date-time' },
+        },
+      },
+      Renewed: {
+        type: 'object',
+        required: ['id', 'token', 'expires_at', 'score', 'min_score', 'renewals', 'budget'],
+        properties: {
+          id: { type: 'string' },
+          name: { type: 'string' },
+          tier: { type: 'string' },
+          token: { type: 'string', description: 'The new agent token (tpat_...)' },
+          expires_at: { type: 'string', format: 'date-time' },
+          score: { type: 'integer', description: 'Behaviour score, 0-100' },
+          min_score: { type: 'integer', description: "The tier's threshold" },
+          renewals: { type: 'integer', description: 'Renewals since a human issued a token' },
+          budget: { type: 'integer', description: "The tier's renewal budget" },
         },
       },
       Error: {

@@ -14,8 +14,9 @@ import type { SendOptions } from '../http/client.ts';
 import { type VaultKeys, wipeKeys } from '../vault.ts';
 import type { TcpAddress } from './address.ts';
 import { agentRateLimiter } from './agent_rate.ts';
-import { type AppendAudit, keyedAudit } from './audit.ts';
+import { type AppendAudit, deferredHeads, type HeadRecorder, keyedAudit } from './audit.ts';
 import { serveHandler } from './handler.ts';
+import { type LiveMonitor, liveMonitor } from '../monitor/live.ts';
 import { asServeError } from './http_error.ts';
 import { type HttpListener, listenHttp } from './node_http.ts';
 
@@ -62,10 +63,14 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     const startedAt = now();
     const expiresAt = new Date(startedAt.getTime() + options.ttlMs);
     const stopping = new AbortController();
+    const heads = deferredHeads(options.home, options.keys);
+    const monitor = await liveMonitor(options.home, options.keys, now);
     const handler = serveHandler({
       home: options.home,
       env: options.env,
       keys: options.keys,
+      heads,
+      monitor,
       sendOptions: options.sendOptions,
       stopping: stopping.signal,
       agentRate: options.agentRate === null ? null : {
@@ -83,7 +88,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     }
     listeners.push(await listenHttp(handler, { kind: 'unix', path: options.socket }, activity));
     const urls = listeners.map((l) => l.url);
-    const audit = keyedAudit(options.home, options.keys, options.now);
+    const audit = keyedAudit(options.home, options.keys, heads, options.now);
     await audit([{
       event: 'serve.start',
       actor: { type: 'operator' },
@@ -102,7 +107,16 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     let stopping_: Promise<Stopped> | null = null;
     const ttl = setTimeout(() => void stop('ttl'), options.ttlMs);
     const stop = (reason: StopReason): Promise<Stopped> => {
-      stopping_ ??= _stop(reason, { ttl, activity, stopping, listeners, audit, keys: options.keys })
+      stopping_ ??= _stop(reason, {
+        ttl,
+        activity,
+        stopping,
+        listeners,
+        audit,
+        heads,
+        monitor,
+        keys: options.keys,
+      })
         .then((result) => {
           resolveStopped(result);
           return result;
@@ -126,6 +140,8 @@ async function _stop(
     stopping: AbortController;
     listeners: HttpListener[];
     audit: AppendAudit;
+    heads: HeadRecorder;
+    monitor: LiveMonitor;
     keys: VaultKeys;
   },
 ): Promise<Stopped> {
@@ -136,12 +152,14 @@ async function _stop(
   await Promise.all(parts.listeners.map((l) => l.close()));
   let auditError: TpError | null = null;
   try {
+    await parts.monitor.stop();
     await parts.audit([{
       event: 'serve.stop',
       actor: reason === 'signal' ? { type: 'operator' } : { type: 'system' },
       outcome: 'ok',
       data: { reason, pid: process.pid, requests: parts.activity.count() },
     }]);
+    await parts.heads.flush();
   } catch (e) {
     auditError = asServeError(e);
   }

@@ -234,6 +234,17 @@ export async function setupCanary(options: CanaryOptions = {}): Promise<Canary> 
     tier: options.tier ?? 'COMPANION',
     grants: specs.filter((s) => s.grant !== false).map((s) => s.name),
   });
+  // These suites make dozens of refused attempts with one agent on purpose; by default the
+  // monitor would brake it after five (that is tested in test/monitor/live.test.ts).
+  const actions = await t.tp([
+    'monitor',
+    'actions',
+    'denial_burst',
+    'record',
+    '--password-file',
+    t.passwordFile,
+  ]);
+  if (actions.code !== 0) throw new Error(`monitor actions failed: ${actions.stderr}`);
   const caFile = t.file('ca.pem', TEST_CA);
   const routes = [
     `${ALLOWED_HOST}:443:127.0.0.1:${allowed.port}`,

@@ -1,0 +1,426 @@
+/**
+ * `serve`'s gateway under load (issue 5), run by bench/run.ts or on its own
+ * (`node bench/gateway.ts` prints the Markdown section). In one run, `wrk` drives the same small
+ * HTTPS upstream (bench/upstream.ts) three ways:
+ *   - direct: wrk speaks TLS to the upstream itself;
+ *   - nginx: Debian's nginx injects a static Authorization header and proxies over TLS with
+ *     kept-alive upstream connections (the configuration a careful operator would write);
+ *   - serve: `trust-protocol serve`'s `/v1/gateway/bench_key/...`, where every request is
+ *     authorised (agent token, grant, tier, domain, brakes), the credential injected, the response
+ *     redacted and the request durably audited (group commit) before the credential is used.
+ * Goals: serve at least 0.5x nginx's requests per second, p99 latency within 3x of nginx's, and a
+ * resident set (peak, VmHWM) under 150 MB. The audit trail is counted after the run to show every
+ * request answered was audited.
+ */
+import { Buffer } from 'node:buffer';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { createServer } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import process from 'node:process';
+
+const NODE = 'node_modules/.bin/node';
+const BINARY = 'dist/trust-protocol';
+const CA = path.resolve('fixtures/tls/ca.pem');
+const HOST = 'api.allowed.test';
+const GOAL_RPS = 0.5;
+const GOAL_P99 = 3;
+const GOAL_RSS_MB = 150;
+const WRK = { threads: 2, connections: 32, seconds: 10 };
+const ROUNDS = 3;
+
+export interface WrkResult {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  requests: number;
+  errors: number;
+  non2xx: number;
+}
+
+export interface GatewayBench {
+  direct: WrkResult[];
+  nginx: WrkResult[];
+  serve: WrkResult[];
+  serveRssMb: number;
+  audited: number;
+  answered: number;
+  nginxVersion: string;
+  commands: string[];
+}
+
+function _freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a child and resolves with the first line it prints on stdout. */
+function _firstLine(child: ChildProcess, name: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`${name} exited (${code})`)));
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve(out.slice(0, nl));
+    });
+  });
+}
+
+function _ms(value: string, unit: string): number {
+  const n = Number(value);
+  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : n;
+}
+
+export function parseWrk(text: string): WrkResult {
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  const p50 = /^\s+50%\s+([\d.]+)(us|ms|s)\s*$/m.exec(text);
+  const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)\s*$/m.exec(text);
+  const total = /(\d+) requests in/.exec(text);
+  if (rps === null || p50 === null || p99 === null || total === null) {
+    throw new Error(`cannot read wrk's output:\n${text}`);
+  }
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text);
+  return {
+    rps: Number(rps[1]),
+    p50Ms: _ms(p50[1], p50[2]),
+    p99Ms: _ms(p99[1], p99[2]),
+    requests: Number(total[1]),
+    errors: errors === null ? 0 : errors.slice(1).reduce((sum, n) => sum + Number(n), 0),
+    non2xx: non2xx === null ? 0 : Number(non2xx[1]),
+  };
+}
+
+function _wrk(url: string, headers: string[], env: Record<string, string>): WrkResult {
+  const args = [
+    `-t${WRK.threads}`,
+    `-c${WRK.connections}`,
+    `-d${WRK.seconds}s`,
+    '--latency',
+    ...headers.flatMap((h) => ['-H', h]),
+    url,
+  ];
+  const r = spawnSync('wrk', args, { env, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`wrk failed (${r.status}): ${r.stderr}`);
+  const result = parseWrk(r.stdout);
+  if (result.errors > 0 || result.non2xx > 0) {
+    throw new Error(`wrk ${url}: ${result.errors} socket errors, ${result.non2xx} non-2xx`);
+  }
+  return result;
+}
+
+function _nginxConf(dir: string, listen: number, upstream: number): string {
+  const user = process.getuid?.() === 0 ? 'user root;\n' : '';
+  return `${user}daemon off;
+worker_processes auto;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/tmp-body;
+  proxy_temp_path ${dir}/tmp-proxy;
+  fastcgi_temp_path ${dir}/tmp-fastcgi;
+  uwsgi_temp_path ${dir}/tmp-uwsgi;
+  scgi_temp_path ${dir}/tmp-scgi;
+  upstream api { server 127.0.0.1:${upstream}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${listen};
+    location / {
+      proxy_pass https://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host ${HOST};
+      proxy_set_header Authorization "Bearer sk-static-nginx-key";
+      proxy_ssl_server_name on;
+      proxy_ssl_name ${HOST};
+      proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate ${CA};
+    }
+  }
+}
+`;
+}
+
+function _ensureTools(step: (s: string) => void): void {
+  const missing = ['wrk', 'nginx'].filter((t) =>
+    spawnSync('sh', ['-c', `command -v ${t} || test -x /usr/sbin/${t}`]).status !== 0
+  );
+  if (missing.length === 0) return;
+  step(`installing ${missing.join(', ')}`);
+  const packages = missing.map((t) => (t === 'nginx' ? 'nginx-light' : t));
+  const install = () =>
+    spawnSync('apt-get', ['install', '-y', ...packages], { stdio: 'inherit' }).status === 0;
+  if (install()) return;
+  spawnSync('apt-get', ['update'], { stdio: 'inherit' });
+  if (!install()) throw new Error(`could not install ${packages.join(' ')}: apt-get install -y`);
+}
+
+function _nginxBinary(): string {
+  return fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
+}
+
+function _tp(home: string, password: string, words: string[], env: Record<string, string>) {
+  const r = spawnSync(BINARY, ['--home', home, ...words, '--password-file', password], {
+    env,
+    input: '',
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`${words.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+
+function _peakRssMb(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+  if (hwm === null) throw new Error(`no VmHWM in /proc/${pid}/status`);
+  return Number(hwm[1]) / 1024;
+}
+
+function _median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+function _stop(child: ChildProcess | undefined): Promise<void> {
+  if (child === undefined || child.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+export async function benchGateway(
+  dir: string,
+  env: Record<string, string>,
+  step: (s: string) => void,
+): Promise<GatewayBench> {
+  _ensureTools(step);
+  const work = fs.mkdtempSync(path.join(dir, 'gateway-'));
+  const home = path.join(work, 'home');
+  const password = path.join(work, 'password');
+  fs.writeFileSync(password, 'a master password of ordinary length\n', { mode: 0o600 });
+  const children: ChildProcess[] = [];
+  try {
+    const upstreamChild = spawn(NODE, ['bench/upstream.ts', '1'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env,
+    });
+    children.push(upstreamChild);
+    const upstream = Number(await _firstLine(upstreamChild, 'bench/upstream.ts'));
+
+    step('gateway: setting up the vault, nginx and serve');
+    const secret = `sk-bench-${randomBytes(16).toString('hex')}`;
+    _tp(home, password, ['init', '--kdf-memory-mib', '19', '--kdf-iterations', '2'], env);
+    const add = spawnSync(BINARY, [
+      '--home',
+      home,
+      'credential',
+      'add',
+      'bench_key',
+      '--allowed-domains',
+      HOST,
+      '--base-url',
+      `https://${HOST}`,
+      '--inject',
+      'Authorization: Bearer {{CREDENTIAL}}',
+      '--password-file',
+      password,
+    ], { env, input: secret, encoding: 'utf8' });
+    if (add.status !== 0) throw new Error(`credential add failed: ${add.stderr}`);
+    const agent = JSON.parse(
+      _tp(
+        home,
+        password,
+        ['--json', 'agent', 'register', 'bench-agent', '--tier', 'COMPANION'],
+        env,
+      ),
+    ) as { id: string; token: string };
+    _tp(home, password, ['agent', 'grant', agent.id, 'bench_key'], env);
+
+    const nginxPort = await _freePort();
+    fs.writeFileSync(path.join(work, 'nginx.conf'), _nginxConf(work, nginxPort, upstream));
+    const nginx = spawn(_nginxBinary(), ['-p', work, '-c', path.join(work, 'nginx.conf')], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env,
+    });
+    children.push(nginx);
+    const nginxVersion = spawnSync(_nginxBinary(), ['-v'], { encoding: 'utf8' }).stderr.trim();
+
+    const serveArgs = [
+      '--home',
+      home,
+      '--json',
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--ttl',
+      '30m',
+      '--cacert',
+      CA,
+      '--connect-to',
+      `${HOST}:443:127.0.0.1:${upstream}`,
+      '--password-file',
+      password,
+    ];
+    const serve = spawn(BINARY, serveArgs, { stdio: ['ignore', 'pipe', 'inherit'], env });
+    children.push(serve);
+    const announced = JSON.parse(await _firstLine(serve, 'serve')) as { listen: string[] };
+    const serveUrl = announced.listen[0];
+
+    const urls = {
+      direct: `https://127.0.0.1:${upstream}/v1/models`,
+      nginx: `http://127.0.0.1:${nginxPort}/v1/models`,
+      serve: `${serveUrl}/v1/gateway/bench_key/v1/models`,
+    };
+    const auth = [`Authorization: Bearer ${agent.token}`];
+    await _waitFor(urls.nginx, env);
+    // One request each first, so a broken setup fails before the timed runs.
+    for (const url of Object.values(urls)) _curl(url, url === urls.serve ? auth : [], env);
+
+    const result: Pick<GatewayBench, 'direct' | 'nginx' | 'serve'> = {
+      direct: [],
+      nginx: [],
+      serve: [],
+    };
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const name of ['direct', 'nginx', 'serve'] as const) {
+        step(`gateway: wrk ${name}, round ${round} of ${ROUNDS}`);
+        result[name].push(_wrk(urls[name], name === 'serve' ? auth : [], env));
+      }
+    }
+    const serveRssMb = _peakRssMb(serve.pid!);
+    await _stop(serve);
+    const audited = _countCompleted(path.join(home, 'audit', 'audit.log'));
+    const answered = result.serve.reduce((sum, r) => sum + r.requests, 0) + 1;
+    if (audited < answered) {
+      throw new Error(`only ${audited} requests audited for ${answered} answered`);
+    }
+    const wrkFlags = `-t${WRK.threads} -c${WRK.connections} -d${WRK.seconds}s --latency`;
+    return {
+      ...result,
+      serveRssMb,
+      audited,
+      answered,
+      nginxVersion,
+      commands: [
+        `${NODE} bench/upstream.ts 1   # prints $UPSTREAM`,
+        `nginx -p $W -c $W/nginx.conf   # listens on $NGINX, see _nginxConf in bench/gateway.ts`,
+        `${BINARY} ${
+          serveArgs.join(' ').replaceAll(home, '$W/home').replaceAll(password, '$W/password')
+            .replace(`:${upstream}`, ':$UPSTREAM').replace(CA, 'fixtures/tls/ca.pem')
+        }`,
+        `wrk ${wrkFlags} https://127.0.0.1:$UPSTREAM/v1/models`,
+        `wrk ${wrkFlags} http://127.0.0.1:$NGINX/v1/models`,
+        `wrk ${wrkFlags} -H "Authorization: Bearer $TOKEN" $SERVE/v1/gateway/bench_key/v1/models`,
+      ],
+    };
+  } finally {
+    await Promise.all(children.map(_stop));
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function _curl(url: string, headers: string[], env: Record<string, string>): void {
+  const r = spawnSync('curl', [
+    '-sS',
+    '--fail',
+    '-o',
+    '/dev/null',
+    '--cacert',
+    CA,
+    ...headers.flatMap((h) => ['-H', h]),
+    url,
+  ], { env, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`curl ${url} failed (${r.status}): ${r.stderr}`);
+}
+
+async function _waitFor(url: string, env: Record<string, string>): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const r = spawnSync('curl', ['-s', '-o', '/dev/null', url], { env });
+    if (r.status === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${url} did not answer`);
+}
+
+function _countCompleted(log: string): number {
+  let n = 0;
+  for (const line of fs.readFileSync(log, 'utf8').split('\n')) {
+    if (line.includes('"event":"request.completed"')) n++;
+  }
+  return n;
+}
+
+function _fmt(r: WrkResult): string {
+  return `${Math.round(r.rps)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms`;
+}
+
+export function gatewayMarkdown(g: GatewayBench): string {
+  const med = (rs: WrkResult[], f: (r: WrkResult) => number) => _median(rs.map(f));
+  const rps = { direct: med(g.direct, (r) => r.rps), nginx: med(g.nginx, (r) => r.rps) };
+  const serveRps = med(g.serve, (r) => r.rps);
+  const nginxP99 = med(g.nginx, (r) => r.p99Ms);
+  const serveP99 = med(g.serve, (r) => r.p99Ms);
+  const rpsRatio = serveRps / rps.nginx;
+  const p99Ratio = serveP99 / nginxP99;
+  const verdict = (ok: boolean) => (ok ? 'met' : '**not met**');
+  const rows = (['direct', 'nginx', 'serve'] as const).map((name) =>
+    `| ${name} | ${g[name].map(_fmt).join('<br>')} |`
+  );
+  return [
+    '## `serve` gateway under load (issue 5)',
+    '',
+    `wrk (${WRK.threads} threads, ${WRK.connections} connections, ${WRK.seconds} s, ${ROUNDS} rounds` +
+    ` interleaved) against the same local HTTPS upstream: direct, through ${g.nginxVersion}` +
+    ' injecting a static Authorization header (kept-alive TLS upstream connections, worker_processes' +
+    " auto), and through `serve`'s `/v1/gateway`, where every request is authorised, injected," +
+    ' redacted and durably audited. All processes share the 2 cores.',
+    '',
+    '| goal | measured (medians) | verdict |',
+    '| --- | --- | --- |',
+    `| requests/s >= ${GOAL_RPS}x nginx | ${rpsRatio.toFixed(2)}x (${Math.round(serveRps)} vs ${
+      Math.round(rps.nginx)
+    }; direct ${Math.round(rps.direct)}) | ${verdict(rpsRatio >= GOAL_RPS)} |`,
+    `| p99 <= ${GOAL_P99}x nginx | ${p99Ratio.toFixed(2)}x (${serveP99.toFixed(2)} ms vs ${
+      nginxP99.toFixed(2)
+    } ms) | ${verdict(p99Ratio <= GOAL_P99)} |`,
+    `| serve peak RSS < ${GOAL_RSS_MB} MB | ${g.serveRssMb.toFixed(0)} MB (VmHWM) | ${
+      verdict(g.serveRssMb < GOAL_RSS_MB)
+    } |`,
+    '',
+    '| route | each round |',
+    '| --- | --- |',
+    ...rows,
+    '',
+    `Every wrk response was 2xx with no socket errors; the audit trail held ${g.audited}` +
+    ` \`request.completed\` entries for the ${g.answered} requests answered (wrk counts only` +
+    ' requests finished inside its window).',
+    '',
+    '```sh',
+    ...g.commands,
+    '```',
+    '',
+  ].join('\n');
+}
+
+if (process.argv[1]?.endsWith('gateway.ts')) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tp-bench-gateway-'));
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, NO_COLOR: '1' };
+  const step = (s: string) => process.stderr.write(`\n== ${s}\n`);
+  try {
+    process.stdout.write(gatewayMarkdown(await benchGateway(dir, env, step)));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}

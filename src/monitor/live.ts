@@ -1,0 +1,242 @@
+/**
+ * Detection as requests happen (docs/monitoring.md#live-detection). A `Monitor` reads the audit
+ * entries written since it last looked, feeds the agents' request events to an incremental
+ * `Detector`, records each anomaly as a `monitor.anomaly` entry and carries out its actions.
+ *
+ * `exec` keeps the detector's state in `monitor.json` in the home between runs, MACed with the
+ * vault's state key: a state that is missing or fails its MAC is rebuilt from the audit trail
+ * (which is authoritative), and the rebuild is audited. `serve` keeps one Monitor in memory and saves it when it stops.
+ */
+import { type AuditEvent, entriesAfter, openAuditWriter } from '../audit.ts';
+import { activateBrake } from '../brakes.ts';
+import { secretEqual } from '../bytes.ts';
+import { canonicalJson } from '../canonical.ts';
+import { demote } from '../agents.ts';
+import { TpError } from '../errors.ts';
+import type { Home } from '../home.ts';
+import { readStateFile, withLock, writeStateFile } from '../home.ts';
+import { TIERS } from '../tiers.ts';
+import { loadVault, updateVault, type VaultKeys } from '../vault.ts';
+import { type Action, actionsFor } from './actions.ts';
+import { type Anomaly, Detector, type DetectorState } from './anomalies.ts';
+import { type AuditEntry, requestEvents } from './behaviour.ts';
+import { Buffer } from 'node:buffer';
+import { createHmac } from 'node:crypto';
+
+export const MONITOR_FILE = 'monitor.json';
+export const MONITOR_FORMAT = 'trust-protocol/monitor';
+export const MONITOR_VERSION = 1;
+/** Anomalies older than this when first seen (a rebuild, a long-idle monitor) are not acted on. */
+export const ACT_WINDOW_MS = 3600_000;
+
+interface SavedMonitor {
+  format: typeof MONITOR_FORMAT;
+  version: typeof MONITOR_VERSION;
+  /** The last audit entry the detector has seen. */
+  seq: number;
+  detector: DetectorState;
+  mac: string;
+}
+
+export interface Acted {
+  anomaly: Anomaly;
+  actions: Action[];
+}
+
+export class Monitor {
+  #seq: number;
+  #detector: Detector;
+
+  private constructor(seq: number, detector: Detector) {
+    this.#seq = seq;
+    this.#detector = detector;
+  }
+
+  /** The saved state, or a rebuild from the audit trail when it is missing or fails its MAC. */
+  static async load(home: Home, keys: VaultKeys): Promise<Monitor> {
+    const bytes = readStateFile(home, MONITOR_FILE);
+    const saved = bytes === null ? null : _parse(bytes, keys);
+    if (saved !== null) return new Monitor(saved.seq, new Detector(saved.detector));
+    await openAuditWriter(home, { macKey: keys.audit }).append([{
+      event: 'monitor.rebuild',
+      actor: { type: 'system' },
+      outcome: 'ok',
+      data: { reason: bytes === null ? 'no saved state' : 'saved state failed its check' },
+    }]);
+    return new Monitor(0, new Detector());
+  }
+
+  /**
+   * Feeds the entries written since the last look; records and acts on the anomalies they raise.
+   * Skipped: anomalies another monitor already recorded (exec and serve may both look), and
+   * anomalies older than `ACT_WINDOW_MS` (a rebuilt state replays the whole trail).
+   */
+  async catchUp(home: Home, keys: VaultKeys, now: Date): Promise<Acted[]> {
+    const entries = _entriesAfter(home, this.#seq);
+    const recorded = new Set(
+      entries.filter((e) => e.event === 'monitor.anomaly').map((e) => _key(e.data ?? {})),
+    );
+    const acted: Acted[] = [];
+    for (const anomaly of this.#feed(entries, now)) {
+      if (recorded.has(_key(anomaly))) continue;
+      if (now.getTime() - Date.parse(anomaly.at) > ACT_WINDOW_MS) continue;
+      acted.push(await _act(home, keys, anomaly, now));
+    }
+    return acted;
+  }
+
+  save(home: Home, keys: VaultKeys): void {
+    const unsigned = {
+      format: MONITOR_FORMAT,
+      version: MONITOR_VERSION,
+      seq: this.#seq,
+      detector: this.#detector.save(),
+    } as const;
+    // Not fsynced: a state lost in a crash is rebuilt from the audit trail.
+    writeStateFile(
+      home,
+      MONITOR_FILE,
+      JSON.stringify({ ...unsigned, mac: _mac(unsigned, keys) }),
+      { durable: false },
+    );
+  }
+
+  #feed(entries: ReadonlyArray<AuditEntry & { seq: number }>, now: Date): Anomaly[] {
+    if (entries.length === 0) return [];
+    this.#seq = Math.max(this.#seq, ...entries.map((e) => e.seq));
+    return requestEvents(entries, { now: new Date(Math.max(now.getTime(), _latest(entries))) })
+      .flatMap((e) => this.#detector.observe(e));
+  }
+}
+
+/**
+ * One exec's turn: load the saved state, catch up, act, save; under the monitor lock. When the
+ * lock is taken (a running serve holds it, or another exec), this turn is skipped: whoever holds
+ * it reads the same entries from the log on its next catch-up.
+ */
+export async function monitorOnce(home: Home, keys: VaultKeys, now: Date): Promise<Acted[]> {
+  try {
+    return await withLock(home, 'monitor', async () => {
+      const monitor = await Monitor.load(home, keys);
+      const acted = await monitor.catchUp(home, keys, now);
+      monitor.save(home, keys);
+      return acted;
+    }, { timeoutMs: 500 });
+  } catch (e) {
+    if (e instanceof TpError && e.code === 'lock_timeout') return [];
+    throw e;
+  }
+}
+
+function _entriesAfter(home: Home, seq: number): Array<AuditEntry & { seq: number }> {
+  // Entries written without the password (early denials, brakes) have no MAC but are chained:
+  // they count, as `audit verify` would accept them.
+  return entriesAfter(home, null, seq).reverse() as Array<AuditEntry & { seq: number }>;
+}
+
+function _latest(entries: ReadonlyArray<AuditEntry>): number {
+  return Math.max(...entries.map((e) => Date.parse(e.ts)).filter((t) => !Number.isNaN(t)));
+}
+
+function _key(a: { agent?: unknown; kind?: unknown; evidence?: unknown; at?: unknown }): string {
+  const hour = (a.evidence as { hour?: unknown } | undefined)?.hour;
+  return `${String(a.agent)}|${String(a.kind)}|${String(hour ?? a.at)}`;
+}
+
+async function _act(home: Home, keys: VaultKeys, anomaly: Anomaly, now: Date): Promise<Acted> {
+  const body = loadVault(home).body;
+  const agent = body.agents.find((a) => a.id === anomaly.agent);
+  const actions = [...actionsFor(anomaly.kind, body.monitor_actions ?? {})];
+  const audit = openAuditWriter(home, { macKey: keys.audit });
+  const done: Record<string, unknown> = {};
+  if (actions.includes('brake')) {
+    const brake = activateBrake(home, {
+      scope: 'agent',
+      target: anomaly.agent,
+      reason: `monitor: ${anomaly.kind} (${anomaly.severity}) at ${anomaly.at}`,
+    }, now);
+    await audit.append([{
+      event: 'brake.activate',
+      actor: { type: 'system' },
+      outcome: 'ok',
+      data: { brake: brake.id, scope: 'agent', target: anomaly.agent, reason: brake.reason },
+    }]);
+    done.brake = brake.id;
+  }
+  if (actions.includes('demote') && agent !== undefined) {
+    const lower = TIERS[TIERS.indexOf(agent.tier) - 1];
+    if (lower === undefined) {
+      done.demote = 'already at the lowest tier';
+    } else {
+      await updateVault(home, keys, (b) => {
+        const change = demote(b, { id: anomaly.agent, tier: lower, now });
+        return { ...change, events: change.events.map(_bySystem) };
+      });
+      done.demote = lower;
+    }
+  }
+  const entry: AuditEvent = {
+    event: 'monitor.anomaly',
+    actor: { type: 'system' },
+    outcome: 'ok',
+    data: { ...anomaly, actions, ...(Object.keys(done).length > 0 ? { done } : {}) },
+  };
+  await audit.append([entry]);
+  return { anomaly, actions };
+}
+
+function _bySystem(e: AuditEvent): AuditEvent {
+  return { ...e, actor: { type: 'system' }, data: { ...e.data, by: 'monitor' } };
+}
+
+function _mac(unsigned: Omit<SavedMonitor, 'mac'>, keys: VaultKeys): string {
+  return createHmac('sha256', keys.state).update(canonicalJson(unsigned)).digest('hex');
+}
+
+function _parse(bytes: Uint8Array, keys: VaultKeys): SavedMonitor | null {
+  try {
+    const saved = JSON.parse(new TextDecoder().decode(bytes)) as SavedMonitor;
+    if (saved.format !== MONITOR_FORMAT || saved.version !== MONITOR_VERSION) return null;
+    const { mac, ...unsigned } = saved;
+    const want = Buffer.from(_mac(unsigned, keys), 'hex');
+    if (typeof mac !== 'string' || !secretEqual(Buffer.from(mac, 'hex'), want)) return null;
+    return saved;
+  } catch {
+    return null;
+  }
+}
+
+export interface LiveMonitor {
+  /** Catches up after a request; concurrent callers share one catch-up. */
+  after(): Promise<void>;
+  /** Waits for the last catch-up and saves the state. */
+  stop(): Promise<void>;
+}
+
+/** serve's monitor: one detector in memory for its whole life, saved when it stops. */
+export async function liveMonitor(
+  home: Home,
+  keys: VaultKeys,
+  now: () => Date,
+): Promise<LiveMonitor> {
+  const locked = <T>(fn: () => T | Promise<T>) =>
+    withLock(home, 'monitor', fn, { timeoutMs: 10_000 });
+  const monitor = await locked(() => Monitor.load(home, keys));
+  let running: Promise<void> = Promise.resolve();
+  let queued: Promise<void> | null = null;
+  const after = (): Promise<void> => {
+    queued ??= running.catch(() => {}).then(() => {
+      queued = null;
+      return locked(() => monitor.catchUp(home, keys, now())).then(() => {});
+    });
+    running = queued;
+    return queued;
+  };
+  return {
+    after,
+    async stop() {
+      await running.catch(() => {});
+      await locked(() => monitor.save(home, keys));
+    },
+  };
+}
