@@ -18,7 +18,7 @@ import { readStateFile, withLock, writeStateFile } from '../home.ts';
 import { TIERS } from '../tiers.ts';
 import { loadVault, updateVault, type VaultKeys } from '../vault.ts';
 import { type Action, actionsFor } from './actions.ts';
-import { type Anomaly, Detector, type DetectorState } from './anomalies.ts';
+import { type Anomaly, Detector, DETECTOR_VERSION, type DetectorState } from './anomalies.ts';
 import { type AuditEntry, requestEvents } from './behaviour.ts';
 import { Buffer } from 'node:buffer';
 import { createHmac } from 'node:crypto';
@@ -56,12 +56,20 @@ export class Monitor {
   static async load(home: Home, keys: VaultKeys): Promise<Monitor> {
     const bytes = readStateFile(home, MONITOR_FILE);
     const saved = bytes === null ? null : _parse(bytes, keys);
-    if (saved !== null) return new Monitor(saved.seq, new Detector(saved.detector));
+    if (saved !== null && saved.detector.v === DETECTOR_VERSION) {
+      return new Monitor(saved.seq, new Detector(saved.detector));
+    }
     await openAuditWriter(home, { macKey: keys.audit }).append([{
       event: 'monitor.rebuild',
       actor: { type: 'system' },
       outcome: 'ok',
-      data: { reason: bytes === null ? 'no saved state' : 'saved state failed its check' },
+      data: {
+        reason: bytes === null
+          ? 'no saved state'
+          : saved === null
+          ? 'saved state failed its check'
+          : `detector version ${saved.detector.v} replaced by ${DETECTOR_VERSION}`,
+      },
     }]);
     return new Monitor(0, new Detector());
   }
