@@ -5,8 +5,10 @@
  * neither trimmed nor merged. The certificate is always verified against the URL's host name, also
  * when `connectTo` routes the connection elsewhere.
  *
- * One connection per request (`Connection: close`). The socket is opened by `_open` and owned by a
- * `_Conn` that reads from it, so a pool could later hand a kept-alive `_Conn` to `_exchange`.
+ * One connection per request (`Connection: close`), unless the caller passes a `ConnectionPool`
+ * (serve does): then a connection whose response was read exactly to its end goes back to the
+ * pool for the same host, address, port and CAs (src/http/pool.ts). The socket is opened by
+ * `_open` and owned by a `_Conn` that reads from it for one exchange.
  *
  * Error messages never quote response bytes: an upstream may echo an injected secret anywhere.
  */
@@ -22,6 +24,7 @@ import {
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import { TpError, usage } from '../errors.ts';
 import { type ConnectTo, resolveConnectTo } from './connect_to.ts';
+import { ConnectionPool } from './pool.ts';
 
 export interface OutboundRequest {
   method: string;
@@ -42,6 +45,8 @@ export interface SendOptions {
   /** Cap on the decoded body; default 100 MiB. */
   maxResponseBytes?: number;
   signal?: AbortSignal;
+  /** Keep connections alive and reuse them (serve); without it, one connection per request. */
+  pool?: ConnectionPool;
 }
 
 export interface UpstreamResponse {
@@ -88,6 +93,7 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 const DNS_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAI_NODATA']);
 
 export async function send(
@@ -96,31 +102,45 @@ export async function send(
 ): Promise<UpstreamResponse> {
   const started = Date.now();
   const target = _target(req.url, options.connectTo ?? []);
-  const head = _requestHead(req);
+  const pool = options.pool;
+  const key = pool === undefined ? null : ConnectionPool.key(target, options.ca);
+  const head = _requestHead(req, key !== null);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const signal = options.signal;
   if (signal?.aborted) throw _aborted(target.label, signal);
-  const socket = await _open(target, {
-    ca: options.ca,
-    timeoutMs: Math.min(options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, timeoutMs),
-    signal,
-  });
-  const conn = _track(socket, {
-    label: target.label,
-    limitMs: timeoutMs,
-    remainingMs: Math.max(0, timeoutMs - (Date.now() - started)),
-    signal,
-  });
-  try {
-    return await _exchange(conn, {
-      head,
-      body: req.body,
-      method: req.method,
-      maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+  let reused = key === null ? null : (pool as ConnectionPool).take(key);
+  for (;;) {
+    const socket = reused ?? await _open(target, {
+      ca: options.ca,
+      timeoutMs: Math.min(options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, timeoutMs),
+      signal,
     });
-  } catch (error) {
-    conn.close();
-    throw _asTpError(error, target.label);
+    const conn = _track(socket, {
+      label: target.label,
+      limitMs: timeoutMs,
+      remainingMs: Math.max(0, timeoutMs - (Date.now() - started)),
+      signal,
+      release: key === null ? null : (s) => (pool as ConnectionPool).put(key, s),
+    });
+    try {
+      return await _exchange(conn, {
+        head,
+        body: req.body,
+        method: req.method,
+        maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+        keepAlive: key !== null,
+      });
+    } catch (error) {
+      conn.close();
+      // A kept-alive connection the server closed meanwhile fails before any answer: an
+      // idempotent request is sent once more on a fresh connection.
+      const ours = error instanceof TpError &&
+        (error.code === 'timeout' || error.code === 'aborted');
+      const retry = reused !== null && conn.received() === 0 && !ours &&
+        IDEMPOTENT.has(req.method.toUpperCase()) && signal?.aborted !== true;
+      if (!retry) throw _asTpError(error, target.label);
+      reused = null;
+    }
   }
 }
 
@@ -147,7 +167,7 @@ function _target(url: URL, connectTo: readonly ConnectTo[]): _Target {
   return { tls, hostname, address: route.address, port: route.port, label: url.host };
 }
 
-function _requestHead(req: OutboundRequest): Buffer {
+function _requestHead(req: OutboundRequest, keepAlive: boolean): Buffer {
   if (!TOKEN.test(req.method)) {
     throw usage('bad_method', 'the request method is not a valid HTTP token');
   }
@@ -180,7 +200,7 @@ function _requestHead(req: OutboundRequest): Buffer {
   if (req.body !== null || BODY_METHODS.has(req.method.toUpperCase())) {
     lines.push(`Content-Length: ${req.body?.length ?? 0}`);
   }
-  lines.push('Connection: close');
+  if (!keepAlive) lines.push('Connection: close');
   if (!acceptEncoding) lines.push('Accept-Encoding: identity');
   return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
 }
@@ -320,16 +340,33 @@ interface _Conn {
   /** Next bytes, or null at end of stream; rejects once the connection failed. */
   read(): Promise<Buffer | null>;
   unread(bytes: Buffer): void;
+  /** Bytes received from the server so far. */
+  received(): number;
+  /** Set once the response allows the connection to be reused after it. */
+  reusable: boolean;
+  /** The response was read to the end of its framing: reuse the connection if allowed. */
+  done(): void;
   close(): void;
 }
 
-/** Owns an open socket: buffered reads with back-pressure, the overall timer, the abort signal. */
+/**
+ * Owns an open socket for one exchange: buffered reads with back-pressure, the overall timer, the
+ * abort signal. `done()` hands the socket to `release` (the pool) when the exchange allows it,
+ * with every listener of this exchange removed; otherwise the socket is destroyed.
+ */
 function _track(
   socket: Socket,
-  options: { label: string; limitMs: number; remainingMs: number; signal: AbortSignal | undefined },
+  options: {
+    label: string;
+    limitMs: number;
+    remainingMs: number;
+    signal: AbortSignal | undefined;
+    release: ((socket: Socket) => void) | null;
+  },
 ): _Conn {
   const queue: Buffer[] = [];
   let queued = 0;
+  let received = 0;
   let ended = false;
   let failure: unknown = null;
   let closed = false;
@@ -354,37 +391,47 @@ function _track(
       ),
     );
   }, options.remainingMs);
-  function close() {
-    if (closed) return;
+  const onData = (chunk: Buffer) => {
+    queue.push(chunk);
+    queued += chunk.length;
+    received += chunk.length;
+    if (queued > READ_AHEAD) socket.pause();
+    notify();
+  };
+  const onEnd = () => {
+    ended = true;
+    notify();
+  };
+  const onError = (error: Error) => {
+    failure ??= error;
+    notify();
+  };
+  const detach = () => {
     closed = true;
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
+    socket.off('data', onData);
+    socket.off('end', onEnd);
+    socket.off('close', onEnd);
+    socket.off('error', onError);
+  };
+  function close() {
+    if (closed) return;
+    detach();
     socket.destroy();
     notify();
   }
   options.signal?.addEventListener('abort', onAbort, { once: true });
   // The signal may have fired between the end of the handshake and this point.
   if (options.signal?.aborted) onAbort();
-  socket.on('data', (chunk: Buffer) => {
-    queue.push(chunk);
-    queued += chunk.length;
-    if (queued > READ_AHEAD) socket.pause();
-    notify();
-  });
-  socket.on('end', () => {
-    ended = true;
-    notify();
-  });
-  socket.on('close', () => {
-    ended = true;
-    notify();
-  });
-  socket.on('error', (error) => {
-    failure ??= error;
-    notify();
-  });
-  return {
+  socket.on('data', onData);
+  socket.on('end', onEnd);
+  socket.on('close', onEnd);
+  socket.on('error', onError);
+  socket.resume();
+  const conn: _Conn = {
     label: options.label,
+    reusable: false,
     write(bytes) {
       socket.write(bytes);
     },
@@ -409,14 +456,28 @@ function _track(
       queue.unshift(bytes);
       queued += bytes.length;
     },
+    received: () => received,
+    done() {
+      if (closed) return;
+      // Bytes beyond the response are not a response to anything: never reuse after them.
+      if (!conn.reusable || options.release === null || queued > 0 || ended || failure !== null) {
+        close();
+        return;
+      }
+      detach();
+      options.release(socket);
+    },
     close,
   };
+  return conn;
 }
 
 interface _Head {
   status: number;
   statusText: string;
   headers: Array<[string, string]>;
+  /** The minor version of the status line: 1 for HTTP/1.1. */
+  minor: number;
 }
 
 type _Framing =
@@ -427,7 +488,13 @@ type _Framing =
 
 async function _exchange(
   conn: _Conn,
-  options: { head: Buffer; body: Uint8Array | null; method: string; maxResponseBytes: number },
+  options: {
+    head: Buffer;
+    body: Uint8Array | null;
+    method: string;
+    maxResponseBytes: number;
+    keepAlive: boolean;
+  },
 ): Promise<UpstreamResponse> {
   conn.write(
     options.body === null || options.body.length === 0
@@ -449,7 +516,9 @@ async function _exchange(
   ) {
     throw _tooLarge(options.maxResponseBytes);
   }
-  if (framing.kind === 'none') conn.close();
+  conn.reusable = options.keepAlive && head.minor === 1 && framing.kind !== 'close' &&
+    !_listValues(head.headers, 'connection').includes('close');
+  if (framing.kind === 'none') conn.done();
   const drop = new Set(HOP_BY_HOP);
   if (codings.length > 0) drop.add('content-encoding').add('content-length');
   const headers = head.headers.filter(([name]) => {
@@ -479,7 +548,7 @@ async function _readHead(conn: _Conn): Promise<_Head> {
 
 function _parseHead(text: string): _Head {
   const lines = text.split('\r\n');
-  const statusLine = /^HTTP\/1\.[01] ([1-5][0-9]{2})(?: ([\t\x20-\x7e\x80-\xff]*))?$/.exec(
+  const statusLine = /^HTTP\/1\.([01]) ([1-5][0-9]{2})(?: ([\t\x20-\x7e\x80-\xff]*))?$/.exec(
     lines[0],
   );
   if (statusLine === null) throw _protocol('the response status line is malformed');
@@ -497,7 +566,12 @@ function _parseHead(text: string): _Head {
     }
     headers.push([field[1], field[2]]);
   }
-  return { status: Number(statusLine[1]), statusText: statusLine[2] ?? '', headers };
+  return {
+    status: Number(statusLine[2]),
+    statusText: statusLine[3] ?? '',
+    headers,
+    minor: Number(statusLine[1]),
+  };
 }
 
 function _framing(method: string, head: _Head): _Framing {
@@ -596,6 +670,7 @@ async function* _framedBody(conn: _Conn, framing: _Framing): AsyncGenerator<Buff
     while (remaining > 0) {
       const chunk = await conn.read();
       if (chunk === null) throw _protocol('the connection closed before the end of the body');
+      if (chunk.length > remaining) conn.unread(chunk.subarray(remaining));
       const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk;
       remaining -= part.length;
       yield part;
@@ -605,7 +680,7 @@ async function* _framedBody(conn: _Conn, framing: _Framing): AsyncGenerator<Buff
   } else if (framing.kind === 'close') {
     for (let chunk = await conn.read(); chunk !== null; chunk = await conn.read()) yield chunk;
   }
-  conn.close();
+  conn.done();
 }
 
 async function* _chunkedBody(conn: _Conn): AsyncGenerator<Buffer> {

@@ -16,6 +16,7 @@ import type { TcpAddress } from './address.ts';
 import { agentRateLimiter } from './agent_rate.ts';
 import { type AppendAudit, deferredHeads, type HeadRecorder, keyedAudit } from './audit.ts';
 import { serveHandler } from './handler.ts';
+import { ConnectionPool } from '../http/pool.ts';
 import { type LiveMonitor, liveMonitor } from '../monitor/live.ts';
 import { asServeError } from './http_error.ts';
 import { type HttpListener, listenHttp } from './node_http.ts';
@@ -64,6 +65,8 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     const expiresAt = new Date(startedAt.getTime() + options.ttlMs);
     const stopping = new AbortController();
     const heads = deferredHeads(options.home, options.keys);
+    // Kept-alive upstream connections, shared by every request of this serve.
+    const pool = new ConnectionPool();
     const monitor = await liveMonitor(options.home, options.keys, now);
     const handler = serveHandler({
       home: options.home,
@@ -71,7 +74,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
       keys: options.keys,
       heads,
       monitor,
-      sendOptions: options.sendOptions,
+      sendOptions: { ...options.sendOptions, pool },
       stopping: stopping.signal,
       agentRate: options.agentRate === null ? null : {
         limiter: agentRateLimiter(parseRate(options.agentRate)),
@@ -115,6 +118,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
         audit,
         heads,
         monitor,
+        pool,
         keys: options.keys,
       })
         .then((result) => {
@@ -142,6 +146,7 @@ async function _stop(
     audit: AppendAudit;
     heads: HeadRecorder;
     monitor: LiveMonitor;
+    pool: ConnectionPool;
     keys: VaultKeys;
   },
 ): Promise<Stopped> {
@@ -150,6 +155,7 @@ async function _stop(
   // In-flight upstream requests are cut first, so closing the listeners does not wait on them.
   parts.stopping.abort();
   await Promise.all(parts.listeners.map((l) => l.close()));
+  parts.pool.close();
   let auditError: TpError | null = null;
   try {
     await parts.monitor.stop();

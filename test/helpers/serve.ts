@@ -425,7 +425,11 @@ async function _answer(socket: Socket, r: UpstreamRequest): Promise<void> {
         JSON.stringify({
           method: r.method,
           path: r.path,
-          headers: r.headers,
+          // Connection management is the client's own: one-shot exec asks to close, serve keeps
+          // its upstream connections alive. Everything else must be the same either way.
+          headers: Object.fromEntries(
+            Object.entries(r.headers).filter(([n]) => n !== 'connection'),
+          ),
           body: r.body.toString('latin1'),
         }),
       );
