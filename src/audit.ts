@@ -202,6 +202,62 @@ export function entriesAfter(
   }
 }
 
+/** Where a forward reader of the log stopped: after a complete line, and that line's digest. */
+export interface LogCursor {
+  offset: number;
+  digest: string;
+}
+
+/**
+ * The complete lines written after `cursor`, oldest first, and the cursor after them. Null when
+ * the log no longer continues from the cursor (the next line's `prev` is not the cursor's digest,
+ * or the log is shorter): it was cut or rewritten, and the caller reads it again from the start
+ * (`cursor` null). Reads only the new bytes, so a reader that keeps up pays for what is new.
+ */
+export function readLogFrom(
+  home: Home,
+  cursor: LogCursor | null,
+): { lines: string[]; cursor: LogCursor | null } | null {
+  const dir = subdir(home, AUDIT_DIR, { create: false });
+  const file = dir === null ? null : path.join(dir.dir, AUDIT_FILE);
+  let fd: number;
+  try {
+    if (file === null) throw Object.assign(new Error('no audit directory'), { code: 'ENOENT' });
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  } catch (e) {
+    if (ioErrorCode(e) !== 'ENOENT') throw _auditError(e);
+    return cursor === null ? { lines: [], cursor: null } : null;
+  }
+  try {
+    const from = cursor?.offset ?? 0;
+    const size = fs.fstatSync(fd).size;
+    if (size < from) return null;
+    const bytes = Buffer.alloc(size - from);
+    let read = 0;
+    while (read < bytes.length) {
+      const n = fs.readSync(fd, bytes, read, bytes.length - read, from + read);
+      if (n === 0) break;
+      read += n;
+    }
+    const complete = bytes.lastIndexOf(0x0a, read - 1) + 1;
+    if (complete === 0) return { lines: [], cursor };
+    const lines = bytes.subarray(0, complete - 1).toString('utf8').split('\n');
+    if (cursor !== null && _prevOf(lines[0]!) !== cursor.digest) return null;
+    const digest = lineDigest(lines[lines.length - 1]!);
+    // After a malformed last line there is nothing to continue from: start over next time.
+    const next = digest === null ? null : { offset: from + complete, digest };
+    return { lines, cursor: next };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The `prev` field of a line: the last one, just before the MAC. */
+function _prevOf(line: string): string | null {
+  const at = line.lastIndexOf(',"prev":"');
+  return at < 0 ? null : line.slice(at + 9, at + 9 + 64);
+}
+
 function _authenticEntry(
   line: string,
   mac: ((digestHex: string) => string) | null,

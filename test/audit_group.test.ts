@@ -1,8 +1,9 @@
+import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { openAuditWriter, readAuditLog } from '../src/audit.ts';
+import { openAuditWriter, readAuditLog, readLogFrom } from '../src/audit.ts';
 import { verifyAuditLog } from '../src/audit_verify.ts';
 import { openHome } from '../src/home.ts';
 
@@ -80,5 +81,50 @@ describe('group commit of concurrent appends', () => {
         o.status === 'rejected' && /audit trail cannot be written/.test(String(o.reason))
       ),
     ).toBe(true);
+  });
+});
+
+describe('readLogFrom: a forward reader that keeps up', () => {
+  const event = (i: number) => ({
+    event: 'test.cursor',
+    actor: { type: 'system' as const },
+    outcome: 'ok' as const,
+    data: { i },
+  });
+  const seqs = (lines: string[]) => lines.map((l) => JSON.parse(l).seq as number);
+
+  it('reads only what was appended since the cursor; a torn tail is left for later', async () => {
+    const h = home();
+    expect(readLogFrom(h, null)).toEqual({ lines: [], cursor: null });
+    const w = openAuditWriter(h, { macKey: KEY });
+    for (let i = 0; i < 3; i++) await w.append([event(i)]);
+    const first = readLogFrom(h, null)!;
+    expect(seqs(first.lines)).toEqual([1, 2, 3]);
+    expect(readLogFrom(h, first.cursor)).toEqual({ lines: [], cursor: first.cursor });
+    await w.append([event(3), event(4)]);
+    const file = path.join(h.dir, 'audit', 'audit.log');
+    fs.appendFileSync(file, '{"v":1,"seq":6,"ts":"partial');
+    const second = readLogFrom(h, first.cursor)!;
+    expect(seqs(second.lines)).toEqual([4, 5]);
+    expect(second.cursor!.offset).toBe(
+      fs.statSync(file).size - '{"v":1,"seq":6,"ts":"partial'.length,
+    );
+  });
+
+  it('a log that no longer continues from the cursor (cut or rewritten) gives null', async () => {
+    const h = home();
+    const w = openAuditWriter(h, { macKey: KEY });
+    for (let i = 0; i < 4; i++) await w.append([event(i)]);
+    const file = path.join(h.dir, 'audit', 'audit.log');
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    const atTwo = readLogFrom(h, null)!;
+    const cursorAfterTwo = {
+      offset: Buffer.byteLength(lines.slice(0, 2).join('\n') + '\n'),
+      digest: atTwo.cursor!.digest,
+    };
+    // The cursor names entry 4's digest at entry 2's offset: entry 3 does not continue from it.
+    expect(readLogFrom(h, cursorAfterTwo)).toBeNull();
+    fs.truncateSync(file, 10);
+    expect(readLogFrom(h, atTwo.cursor)).toBeNull();
   });
 });

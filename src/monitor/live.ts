@@ -7,7 +7,7 @@
  * vault's state key: a state that is missing or fails its MAC is rebuilt from the audit trail
  * (which is authoritative), and the rebuild is audited. `serve` keeps one Monitor in memory and saves it when it stops.
  */
-import { type AuditEvent, entriesAfter, openAuditWriter } from '../audit.ts';
+import { type AuditEvent, type LogCursor, openAuditWriter, readLogFrom } from '../audit.ts';
 import { activateBrake } from '../brakes.ts';
 import { secretEqual } from '../bytes.ts';
 import { canonicalJson } from '../canonical.ts';
@@ -34,6 +34,8 @@ interface SavedMonitor {
   version: typeof MONITOR_VERSION;
   /** The last audit entry the detector has seen. */
   seq: number;
+  /** Where to read on from in the log (offset after that entry's line, and its digest). */
+  cursor: LogCursor | null;
   detector: DetectorState;
   mac: string;
 }
@@ -45,10 +47,12 @@ export interface Acted {
 
 export class Monitor {
   #seq: number;
+  #cursor: LogCursor | null;
   #detector: Detector;
 
-  private constructor(seq: number, detector: Detector) {
+  private constructor(seq: number, cursor: LogCursor | null, detector: Detector) {
     this.#seq = seq;
+    this.#cursor = cursor;
     this.#detector = detector;
   }
 
@@ -57,7 +61,7 @@ export class Monitor {
     const bytes = readStateFile(home, MONITOR_FILE);
     const saved = bytes === null ? null : _parse(bytes, keys);
     if (saved !== null && saved.detector.v === DETECTOR_VERSION) {
-      return new Monitor(saved.seq, new Detector(saved.detector));
+      return new Monitor(saved.seq, saved.cursor, new Detector(saved.detector));
     }
     await openAuditWriter(home, { macKey: keys.audit }).append([{
       event: 'monitor.rebuild',
@@ -71,7 +75,7 @@ export class Monitor {
           : `detector version ${saved.detector.v} replaced by ${DETECTOR_VERSION}`,
       },
     }]);
-    return new Monitor(0, new Detector());
+    return new Monitor(0, null, new Detector());
   }
 
   /**
@@ -80,7 +84,7 @@ export class Monitor {
    * anomalies older than `ACT_WINDOW_MS` (a rebuilt state replays the whole trail).
    */
   async catchUp(home: Home, keys: VaultKeys, now: Date): Promise<Acted[]> {
-    const entries = _entriesAfter(home, this.#seq);
+    const entries = this.#read(home);
     const recorded = new Set(
       entries.filter((e) => e.event === 'monitor.anomaly').map((e) => _key(e.data ?? {})),
     );
@@ -98,6 +102,7 @@ export class Monitor {
       format: MONITOR_FORMAT,
       version: MONITOR_VERSION,
       seq: this.#seq,
+      cursor: this.#cursor,
       detector: this.#detector.save(),
     } as const;
     // Not fsynced: a state lost in a crash is rebuilt from the audit trail.
@@ -107,6 +112,25 @@ export class Monitor {
       JSON.stringify({ ...unsigned, mac: _mac(unsigned, keys) }),
       { durable: false },
     );
+  }
+
+  /**
+   * The entries after the last one seen: read forward from the cursor, or, when the log does not
+   * continue from it (cut, rewritten, repaired), the whole log again, keeping only newer entries.
+   */
+  #read(home: Home): Array<AuditEntry & { seq: number }> {
+    const read = readLogFrom(home, this.#cursor) ?? readLogFrom(home, null);
+    this.#cursor = read?.cursor ?? null;
+    const out: Array<AuditEntry & { seq: number }> = [];
+    for (const line of read?.lines ?? []) {
+      try {
+        const e = JSON.parse(line) as AuditEntry & { seq: number };
+        if (typeof e.seq === 'number' && e.seq > this.#seq) out.push(e);
+      } catch {
+        continue; // a malformed line is for `audit verify` to report
+      }
+    }
+    return out;
   }
 
   #feed(entries: ReadonlyArray<AuditEntry & { seq: number }>, now: Date): Anomaly[] {
@@ -119,8 +143,8 @@ export class Monitor {
 
 /**
  * One exec's turn: load the saved state, catch up, act, save; under the monitor lock. When the
- * lock is taken (a running serve holds it, or another exec), this turn is skipped: whoever holds
- * it reads the same entries from the log on its next catch-up.
+ * lock is taken (a running serve holds it, or another exec), this turn is skipped at once:
+ * whoever holds it, or the next turn, reads the same entries from the log.
  */
 export async function monitorOnce(home: Home, keys: VaultKeys, now: Date): Promise<Acted[]> {
   try {
@@ -129,17 +153,11 @@ export async function monitorOnce(home: Home, keys: VaultKeys, now: Date): Promi
       const acted = await monitor.catchUp(home, keys, now);
       monitor.save(home, keys);
       return acted;
-    }, { timeoutMs: 500 });
+    }, { timeoutMs: 0 });
   } catch (e) {
     if (e instanceof TpError && e.code === 'lock_timeout') return [];
     throw e;
   }
-}
-
-function _entriesAfter(home: Home, seq: number): Array<AuditEntry & { seq: number }> {
-  // Entries written without the password (early denials, brakes) have no MAC but are chained:
-  // they count, as `audit verify` would accept them.
-  return entriesAfter(home, null, seq).reverse() as Array<AuditEntry & { seq: number }>;
 }
 
 function _latest(entries: ReadonlyArray<AuditEntry>): number {
@@ -221,21 +239,34 @@ export interface LiveMonitor {
   stop(): Promise<void>;
 }
 
-/** serve's monitor: one detector in memory for its whole life, saved when it stops. */
+/**
+ * serve's monitor: one detector in memory for its whole life, saved when it stops. serve holds
+ * the monitor lock all that time, so an exec meanwhile skips its turn at once (serve reads that
+ * exec's entries from the log on its next catch-up) and no per-request lock is needed.
+ */
 export async function liveMonitor(
   home: Home,
   keys: VaultKeys,
   now: () => Date,
 ): Promise<LiveMonitor> {
-  const locked = <T>(fn: () => T | Promise<T>) =>
-    withLock(home, 'monitor', fn, { timeoutMs: 10_000 });
-  const monitor = await locked(() => Monitor.load(home, keys));
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let loaded: (m: Monitor) => void = () => {};
+  const ready = new Promise<Monitor>((resolve) => (loaded = resolve));
+  const lifetime = withLock(home, 'monitor', async () => {
+    const m = await Monitor.load(home, keys);
+    loaded(m);
+    await held;
+    m.save(home, keys);
+  }, { timeoutMs: 10_000 });
+  const monitor = await Promise.race([ready, lifetime.then(() => null)]);
+  if (monitor === null) throw new Error('the monitor lock was released before use');
   let running: Promise<void> = Promise.resolve();
   let queued: Promise<void> | null = null;
   const after = (): Promise<void> => {
     queued ??= running.catch(() => {}).then(() => {
       queued = null;
-      return locked(() => monitor.catchUp(home, keys, now())).then(() => {});
+      return monitor.catchUp(home, keys, now()).then(() => {});
     });
     running = queued;
     return queued;
@@ -244,7 +275,8 @@ export async function liveMonitor(
     after,
     async stop() {
       await running.catch(() => {});
-      await locked(() => monitor.save(home, keys));
+      release();
+      await lifetime;
     },
   };
 }

@@ -1,0 +1,132 @@
+/**
+ * What live monitoring costs serve per request (issue 7), run by bench/run.ts or on its own
+ * (`node bench/monitor.ts` prints the Markdown section). In one process, with the real audit
+ * writer and serve's own `liveMonitor`, it appends each request's two entries (allowed,
+ * completed) for a few agents, then times `after()`: the monitor lock, reading the new entries
+ * back from the log, the detector, and (when one fires) the anomaly's entries. The goal is under
+ * 5% of serve's throughput: the per-request monitoring time is compared with the event-loop time
+ * per request that serve's measured gateway throughput implies (1 s / requests per second).
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import process from 'node:process';
+import { openAuditWriter } from '../src/audit.ts';
+import { openHome } from '../src/home.ts';
+import { liveMonitor } from '../src/monitor/live.ts';
+import { loadVault, unseal, wipeKeys } from '../src/vault.ts';
+
+const BINARY = 'dist/trust-protocol';
+const REQUESTS = 3000;
+const AGENTS = 8;
+export const GOAL_OVERHEAD = 0.05;
+
+export interface MonitorBench {
+  requests: number;
+  agents: number;
+  meanUs: number;
+  medianUs: number;
+  p99Us: number;
+}
+
+export async function benchMonitor(
+  dir: string,
+  env: Record<string, string>,
+  step: (s: string) => void,
+): Promise<MonitorBench> {
+  step('monitor: per-request cost of live detection');
+  const work = fs.mkdtempSync(path.join(dir, 'monitor-'));
+  const password = 'a master password of ordinary length';
+  const file = path.join(work, 'password');
+  fs.writeFileSync(file, password + '\n', { mode: 0o600 });
+  const home = path.join(work, 'home');
+  const init = spawnSync(BINARY, [
+    '--home',
+    home,
+    'init',
+    '--kdf-memory-mib',
+    '19',
+    '--kdf-iterations',
+    '2',
+    '--password-file',
+    file,
+  ], { env, encoding: 'utf8' });
+  if (init.status !== 0) throw new Error(`init failed: ${init.stderr}`);
+  const h = openHome(home, { create: false });
+  const keys = unseal(loadVault(h), new TextEncoder().encode(password));
+  try {
+    const writer = openAuditWriter(h, { macKey: keys.audit });
+    const monitor = await liveMonitor(h, keys, () => new Date());
+    const times: number[] = [];
+    for (let i = 0; i < REQUESTS; i++) {
+      const actor = { type: 'agent' as const, id: `agt_bench${i % AGENTS}` };
+      const data = { credentials: ['k'], method: 'GET', host: 'api.allowed.test', path: '/v1' };
+      await writer.append([
+        { event: 'request.allowed', actor, outcome: 'allowed', data },
+        {
+          event: 'request.completed',
+          actor,
+          outcome: 'ok',
+          data: { ...data, status: 200, bytes: 60 },
+        },
+      ]);
+      const started = process.hrtime.bigint();
+      await monitor.after();
+      times.push(Number(process.hrtime.bigint() - started) / 1000);
+    }
+    await monitor.stop();
+    const sorted = [...times].sort((a, b) => a - b);
+    return {
+      requests: REQUESTS,
+      agents: AGENTS,
+      meanUs: times.reduce((a, b) => a + b, 0) / times.length,
+      medianUs: sorted[Math.floor(sorted.length / 2)] as number,
+      p99Us: sorted[Math.floor(sorted.length * 0.99)] as number,
+    };
+  } finally {
+    wipeKeys(keys);
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** `serveRps`: serve's gateway throughput measured in the same run (bench/gateway.ts). */
+export function monitorMarkdown(m: MonitorBench, serveRps: number | null): string {
+  const perRequestUs = serveRps === null ? null : 1e6 / serveRps;
+  const share = perRequestUs === null ? null : m.meanUs / perRequestUs;
+  const verdict = share === null ? 'not judged' : share < GOAL_OVERHEAD ? 'met' : '**not met**';
+  return [
+    '## Monitoring overhead in serve (issue 7)',
+    '',
+    `serve's \`liveMonitor.after()\`, timed in-process over ${m.requests} requests of ${m.agents}` +
+    ' agents (each after its two audit entries were appended with the real writer): the monitor' +
+    ' lock, reading the new entries back from the log, and the detector.',
+    '',
+    '| mean | median | p99 | event-loop time per gateway request at the measured throughput | share | goal | verdict |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    `| ${m.meanUs.toFixed(0)} µs | ${m.medianUs.toFixed(0)} µs | ${m.p99Us.toFixed(0)} µs | ${
+      perRequestUs === null ? '-' : `${perRequestUs.toFixed(0)} µs`
+    } | ${share === null ? '-' : `${(share * 100).toFixed(1)}%`} | < ${
+      GOAL_OVERHEAD * 100
+    }% | ${verdict} |`,
+    '',
+    'The share is an upper bound on the throughput lost: it assumes serve is bound by its event' +
+    " loop, and counts the monitor's lock-file system calls as loop time.",
+    '',
+    '```sh',
+    'node_modules/.bin/node bench/monitor.ts',
+    '```',
+    '',
+  ].join('\n');
+}
+
+if (process.argv[1]?.endsWith('monitor.ts')) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tp-bench-monitor-'));
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, NO_COLOR: '1' };
+  try {
+    const m = await benchMonitor(dir, env, (s) => process.stderr.write(`\n== ${s}\n`));
+    process.stdout.write(monitorMarkdown(m, null));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
