@@ -366,6 +366,11 @@ function _fmt(r: WrkResult): string {
   return `${Math.round(r.rps)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms`;
 }
 
+/** serve's median requests per second over the rounds. */
+export function serveRps(g: GatewayBench): number {
+  return _median(g.serve.map((r) => r.rps));
+}
+
 export function gatewayMarkdown(g: GatewayBench): string {
   const med = (rs: WrkResult[], f: (r: WrkResult) => number) => _median(rs.map(f));
   const rps = { direct: med(g.direct, (r) => r.rps), nginx: med(g.nginx, (r) => r.rps) };

@@ -7,7 +7,9 @@
  * Run: node_modules/.bin/node bench/run.ts
  */
 import { auditMarkdown, benchAudit } from './audit.ts';
-import { benchGateway, gatewayMarkdown } from './gateway.ts';
+import { benchDetection, detectionMarkdown } from './detection.ts';
+import { benchGateway, gatewayMarkdown, serveRps } from './gateway.ts';
+import { benchMonitor, monitorMarkdown } from './monitor.ts';
 import { benchSkills, skillsMarkdown } from './skills.ts';
 import { Buffer } from 'node:buffer';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -1024,6 +1026,9 @@ async function _main(): Promise<void> {
     const audit = await benchAudit(work, _env(), _step);
     const skills = benchSkills(work, _env(), _step);
     const gateway = await benchGateway(work, _env(), _step);
+    const monitor = await benchMonitor(work, _env(), _step);
+    _step('detection quality: labelled traffic (bench/detection.ts)');
+    const detection = benchDetection();
     const seconds = (Date.now() - startedAt.getTime()) / 1000;
     const machine = _machine(loadBefore);
     fs.writeFileSync(
@@ -1032,7 +1037,8 @@ async function _main(): Promise<void> {
         setup,
         _document({ setup, startup, kdf, exec, throughput, machine, date: startedAt, seconds }),
       ) + '\n' + auditMarkdown(audit) + '\n' + skillsMarkdown(skills) + '\n' +
-        gatewayMarkdown(gateway),
+        gatewayMarkdown(gateway) + '\n' + monitorMarkdown(monitor, serveRps(gateway)) + '\n' +
+        detectionMarkdown(detection),
     );
     _step(`wrote ${DOC} (${seconds.toFixed(0)} s)`);
   } finally {
