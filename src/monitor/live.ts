@@ -13,6 +13,7 @@ import { secretEqual } from '../bytes.ts';
 import { canonicalJson } from '../canonical.ts';
 import { demote } from '../agents.ts';
 import { TpError } from '../errors.ts';
+import { setInterval } from 'node:timers';
 import type { Home } from '../home.ts';
 import { readStateFile, withLock, writeStateFile } from '../home.ts';
 import { TIERS } from '../tiers.ts';
@@ -241,8 +242,10 @@ export interface LiveMonitor {
 
 /**
  * serve's monitor: one detector in memory for its whole life, saved when it stops. serve holds
- * the monitor lock all that time, so an exec meanwhile skips its turn at once (serve reads that
- * exec's entries from the log on its next catch-up) and no per-request lock is needed.
+ * the monitor lock all that time, so no per-request lock is needed; it catches up after each of
+ * its requests and at least every second, which also covers entries other processes write (an
+ * exec meanwhile skips its turn at once). A second serve in the same home finds the lock taken
+ * and leaves monitoring to the first, which reads its entries from the log.
  */
 export async function liveMonitor(
   home: Home,
@@ -258,22 +261,34 @@ export async function liveMonitor(
     loaded(m);
     await held;
     m.save(home, keys);
-  }, { timeoutMs: 10_000 });
-  const monitor = await Promise.race([ready, lifetime.then(() => null)]);
+  }, { timeoutMs: 0 });
+  let monitor: Monitor | null;
+  try {
+    monitor = await Promise.race([ready, lifetime.then(() => null)]);
+  } catch (e) {
+    if (e instanceof TpError && e.code === 'lock_timeout') {
+      return { after: () => Promise.resolve(), stop: () => Promise.resolve() };
+    }
+    throw e;
+  }
   if (monitor === null) throw new Error('the monitor lock was released before use');
+  const m = monitor;
   let running: Promise<void> = Promise.resolve();
   let queued: Promise<void> | null = null;
   const after = (): Promise<void> => {
     queued ??= running.catch(() => {}).then(() => {
       queued = null;
-      return monitor.catchUp(home, keys, now()).then(() => {});
+      return m.catchUp(home, keys, now()).then(() => {});
     });
     running = queued;
     return queued;
   };
+  const tick = setInterval(() => void after().catch(() => {}), 1000);
+  tick.unref();
   return {
     after,
     async stop() {
+      clearInterval(tick);
       await running.catch(() => {});
       release();
       await lifetime;
