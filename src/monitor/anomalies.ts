@@ -1,9 +1,10 @@
 /**
  * Anomaly detection over each agent's own history (docs/monitoring.md). Events are replayed in
  * time order and every check uses only what came before, so the result is deterministic and the
- * same state could be kept incrementally. Counting is per UTC hour; a baseline is the median and
- * the MAD of the agent's earlier active hours (hours with at least one event), or a fixed
- * fallback threshold while there is too little history to learn from.
+ * same state could be kept incrementally. Counting is per UTC hour; a baseline is robust
+ * statistics (median, MAD, 90th percentile) of the agent's earlier active hours (hours with at
+ * least one event), or a fixed fallback threshold while there is too little history to learn from.
+ * Response sizes are judged per host, on log(bytes), by each hour's largest response.
  */
 import {
   type AuditEntry,
@@ -33,17 +34,39 @@ export interface Anomaly {
   evidence: Record<string, unknown>;
 }
 
-/** Below this many earlier active hours (or responses) the fixed fallbacks apply. */
+/** Below this many earlier active hours (of the agent, or of a host for sizes) fallbacks apply. */
 export const MIN_HISTORY_HOURS = 24;
-export const MIN_HISTORY_RESPONSES = 20;
 /** Off-hours needs this many distinct active days to know when an agent works. */
 export const MIN_HISTORY_DAYS = 7;
 /** A new agent's first hosts and credentials are not news during its first day. */
 export const LEARNING_MS = 24 * 3600_000;
-/** Baselines look back at most this many active hours or responses. */
+/**
+ * Off-hours: an hour of day this many hours (circularly) or more from every hour of day the agent
+ * used on `OFF_HOURS_USUAL_DAYS` days or more (and never used itself).
+ */
+export const OFF_HOURS_DISTANCE = 2;
+export const OFF_HOURS_USUAL_DAYS = 2;
+/** Denial reasons that are a limit doing its job, not a target being probed. */
+export const RATE_LIMIT_REASONS: ReadonlySet<string> = new Set([
+  'rate_limited',
+  'agent_rate_limited',
+]);
+const HOUR_MS = 3600_000;
+/** Baselines look back at most this many active hours (rates) or hours of time (sizes). */
 const WINDOW = 24 * 14;
 /** How many robust standard deviations above the median count as a spike. */
 const K = 6;
+/** rate_spike: at least this many times the agent's 90th-percentile active hour. */
+const RATE_BUSY_FACTOR = 3.5;
+/** rate_spike is high when the hour's pace at the crossing projects to 3 × the threshold. */
+const RATE_HIGH_FACTOR = 3;
+/** size_spike on ln(bytes): this many robust deviations over the median of hourly maxima. */
+const K_SIZE = 4;
+/** The robust deviation of ln(bytes) is at least this (so the factor is at least e^(K_SIZE × 0.25)). */
+const SIZE_FLOOR = 0.25;
+/** size_spike is high only at 10 × the threshold and with this many hours of the host learned. */
+const SIZE_HIGH_FACTOR = 10;
+const SIZE_HIGH_HOURS = 72;
 
 export const FALLBACK = {
   requestsPerHour: 600,
@@ -52,15 +75,27 @@ export const FALLBACK = {
   responseBytes: 10 * 1024 * 1024,
 } as const;
 
+interface SizeLimit {
+  /** ln(bytes) above which a response is a spike. */
+  log: number;
+  /** Earlier hours of the host it was learned from (0 to 23: the fallback applies). */
+  hours: number;
+}
+
 interface Hour {
   key: string;
+  /** Time of the hour's first attempt (ms), for the pace of a rate spike. */
+  firstAt: number | null;
   attempts: number;
   outcomes: number;
   errors: number;
   denials: number;
   denied: Set<string>;
   flagged: Set<AnomalyKind>;
-  limits: { rate: number; errors: number; denials: number; size: number; history: number };
+  limits: { rate: number; errors: number; denials: number; history: number };
+  /** Per host: the hour's largest response, ln(bytes), and the threshold it is judged by. */
+  sizes: Record<string, number>;
+  sizeLimits: Record<string, SizeLimit>;
 }
 
 interface AgentState {
@@ -68,8 +103,10 @@ interface AgentState {
   attempts: number[];
   errors: number[];
   denials: number[];
-  sizes: number[];
-  histogram: number[];
+  /** Per host: [hour index, ln(largest response)] of its active hours in the last 14 days. */
+  sizes: Record<string, Array<[number, number]>>;
+  /** Per UTC hour of day: on how many days the agent made an attempt in it. */
+  hourDays: number[];
   days: Set<string>;
   hosts: Set<string>;
   credentials: Set<string>;
@@ -86,7 +123,7 @@ export function detectAnomalies(
 }
 
 /** Format version of `DetectorState` (docs/formats.md#monitor-state). */
-export const DETECTOR_VERSION = 1;
+export const DETECTOR_VERSION = 2;
 
 /** A detector's learned state as plain JSON, so `exec` can keep it between runs. */
 export interface DetectorState {
@@ -163,10 +200,17 @@ export function robust(values: readonly number[]): { median: number; mad: number
 }
 
 function _median(values: readonly number[]): number {
+  return _quantile(values, 0.5);
+}
+
+/** The q-quantile, interpolated between the nearest ranks; 0 for no values. */
+function _quantile(values: readonly number[], q: number): number {
   if (values.length === 0) return 0;
   const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  const pos = q * (s.length - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return s[lo]! + (s[hi]! - s[lo]!) * (pos - lo);
 }
 
 /**
@@ -189,8 +233,8 @@ function _state(at: number): AgentState {
     attempts: [],
     errors: [],
     denials: [],
-    sizes: [],
-    histogram: new Array<number>(24).fill(0),
+    sizes: {},
+    hourDays: new Array<number>(24).fill(0),
     days: new Set(),
     hosts: new Set(),
     credentials: new Set(),
@@ -203,21 +247,50 @@ function _push(list: number[], value: number): void {
   if (list.length > WINDOW) list.shift();
 }
 
+function _hourIndex(key: string): number {
+  return Math.floor(Date.parse(`${key}:00:00Z`) / HOUR_MS);
+}
+
 function _closeHour(s: AgentState): void {
   const h = s.hour;
   if (h === null) return;
+  const index = _hourIndex(h.key);
+  for (const [host, max] of Object.entries(h.sizes)) {
+    (s.sizes[host] ??= []).push([index, Math.round(max * 1000) / 1000]);
+  }
+  // Time-based: a host's sizes of more than 14 days ago are forgotten, and the host with them.
+  for (const [host, list] of Object.entries(s.sizes)) {
+    while (list.length > 0 && list[0]![0] <= index - WINDOW) list.shift();
+    if (list.length === 0) delete s.sizes[host];
+  }
   if (h.outcomes > 0) _push(s.errors, h.errors);
   if (h.attempts === 0) return;
   _push(s.attempts, h.attempts);
   _push(s.denials, h.denials);
-  s.histogram[Number(h.key.slice(11, 13))]! += h.attempts;
+  s.hourDays[Number(h.key.slice(11, 13))]! += 1;
   s.days.add(h.key.slice(0, 10));
+}
+
+/**
+ * rate_spike: 4 × the 90th percentile of the agent's earlier active hours (its busy hours, so a
+ * quiet start or lunch hour does not set the bar), and K robust deviations over the median, and
+ * at least 10.
+ */
+function _rateLimit(history: readonly number[]): number {
+  if (history.length < MIN_HISTORY_HOURS) return FALLBACK.requestsPerHour;
+  const { median, mad } = robust(history);
+  return Math.max(
+    RATE_BUSY_FACTOR * _quantile(history, 0.9),
+    median + K * Math.max(1.4826 * mad, 1),
+    10,
+  );
 }
 
 function _openHour(s: AgentState, key: string): Hour {
   const history = s.attempts.length;
   return {
     key,
+    firstAt: null,
     attempts: 0,
     outcomes: 0,
     errors: 0,
@@ -226,23 +299,12 @@ function _openHour(s: AgentState, key: string): Hour {
     flagged: new Set(),
     limits: {
       history,
-      rate: _limit(s.attempts, MIN_HISTORY_HOURS, {
-        floor: 1,
-        factor: 3,
-        min: 10,
-        fallback: FALLBACK.requestsPerHour,
-      }),
+      rate: _rateLimit(s.attempts),
       errors: _limit(s.errors, MIN_HISTORY_HOURS, {
         floor: 1,
         factor: 3,
         min: 5,
         fallback: FALLBACK.errorsPerHour,
-      }),
-      size: _limit(s.sizes, MIN_HISTORY_RESPONSES, {
-        floor: 1024,
-        factor: 4,
-        min: 0,
-        fallback: FALLBACK.responseBytes,
       }),
       denials: _limit(s.denials, MIN_HISTORY_HOURS, {
         floor: 0.5,
@@ -251,6 +313,8 @@ function _openHour(s: AgentState, key: string): Hour {
         fallback: FALLBACK.denialsPerHour,
       }),
     },
+    sizes: {},
+    sizeLimits: {},
   };
 }
 
@@ -270,13 +334,8 @@ function _observe(s: AgentState, e: RequestEvent, emit: Emit): void {
   };
   if (isAttempt(e)) {
     h.attempts += 1;
-    if (h.attempts > h.limits.rate) {
-      once('rate_spike', h.attempts >= 3 * h.limits.rate ? 'high' : 'medium', {
-        requests: h.attempts,
-        threshold: h.limits.rate,
-        history_hours: h.limits.history,
-      });
-    }
+    h.firstAt ??= e.at;
+    if (h.attempts > h.limits.rate) _rate(h, e, once);
     _offHours(s, e, once);
     _firstSeen(s, e, emit);
   }
@@ -293,12 +352,38 @@ function _observe(s: AgentState, e: RequestEvent, emit: Emit): void {
       });
     }
   }
-  if (e.kind === 'completed' && e.bytes !== null) _size(s, e, once);
+  if (e.kind === 'completed' && e.bytes !== null) _size(s, h, e, once);
 }
 
+/**
+ * One rate_spike per hour, at the attempt that crosses the threshold; high when the pace since
+ * the hour's first attempt would reach 3 × the threshold in an hour (the threshold was crossed
+ * within 20 minutes). The severity is decided at the crossing: a later escalation in the same
+ * hour would share the anomaly's key (agent, kind, hour), which live detection records once.
+ */
+function _rate(h: Hour, e: RequestEvent, once: Emit): void {
+  // At least a minute, so that a handful of requests in one second is not a pace of thousands.
+  const elapsed = Math.max(e.at - (h.firstAt ?? e.at), 60_000);
+  const pace = Math.round((h.attempts * HOUR_MS) / elapsed);
+  once('rate_spike', pace >= RATE_HIGH_FACTOR * h.limits.rate ? 'high' : 'medium', {
+    requests: h.attempts,
+    threshold: h.limits.rate,
+    pace_per_hour: pace,
+    history_hours: h.limits.history,
+  });
+}
+
+/**
+ * Off-hours: an hour of day never used before, and more than `OFF_HOURS_DISTANCE - 1` hours
+ * from every usual one (used on `OFF_HOURS_USUAL_DAYS` days or more). Starting an hour earlier
+ * than ever is not flagged; a night's first hour does not make the next one usual.
+ */
 function _offHours(s: AgentState, e: RequestEvent, once: Emit): void {
   const hourOfDay = new Date(e.at).getUTCHours();
-  if (s.days.size < MIN_HISTORY_DAYS || s.histogram[hourOfDay]! > 0) return;
+  if (s.days.size < MIN_HISTORY_DAYS || s.hourDays[hourOfDay]! > 0) return;
+  for (let d = 1 - OFF_HOURS_DISTANCE; d < OFF_HOURS_DISTANCE; d++) {
+    if (s.hourDays[(hourOfDay + d + 24) % 24]! >= OFF_HOURS_USUAL_DAYS) return;
+  }
   once('off_hours', 'low', { hour_of_day: hourOfDay, days_of_history: s.days.size });
 }
 
@@ -318,8 +403,11 @@ function _firstSeen(s: AgentState, e: RequestEvent, emit: Emit): void {
 
 function _denial(h: Hour, e: RequestEvent, once: Emit): void {
   h.denials += 1;
-  if (e.host !== null) h.denied.add(`host:${e.host}`);
-  for (const c of e.credentials) h.denied.add(`credential:${c}`);
+  // A rate limit refusing the same call again is not a new target being probed.
+  if (!RATE_LIMIT_REASONS.has(e.reason ?? '')) {
+    if (e.host !== null) h.denied.add(`host:${e.host}`);
+    for (const c of e.credentials) h.denied.add(`credential:${c}`);
+  }
   if (h.denials <= h.limits.denials) return;
   // Denials spread over several hosts or credentials are probing, not one misconfigured call.
   const probing = h.denied.size >= 3;
@@ -331,15 +419,40 @@ function _denial(h: Hour, e: RequestEvent, once: Emit): void {
   });
 }
 
-function _size(s: AgentState, e: RequestEvent, once: Emit): void {
-  const bytes = e.bytes as number;
-  const limit = s.hour?.limits.size as number;
-  if (bytes > limit) {
-    once('size_spike', bytes >= 10 * limit ? 'high' : 'medium', {
-      bytes,
-      threshold: Math.round(limit),
-      history_responses: s.sizes.length,
-    });
+/**
+ * The size threshold of a host, in ln(bytes): K robust deviations (at least `SIZE_FLOOR`) over
+ * the median of its earlier hours' largest responses in the last 14 days; the fixed fallback
+ * with fewer than `MIN_HISTORY_HOURS` such hours.
+ */
+function _sizeLimit(s: AgentState, host: string, index: number): SizeLimit {
+  const history = (s.sizes[host] ?? []).filter(([i]) => i > index - WINDOW).map(([, v]) => v);
+  if (history.length < MIN_HISTORY_HOURS) {
+    return { log: Math.log(FALLBACK.responseBytes), hours: history.length };
   }
-  _push(s.sizes, bytes);
+  const { median, mad } = robust(history);
+  return {
+    // Never below an hour already seen: a host's rare large endpoint does not alarm every time.
+    log: Math.max(median + K_SIZE * Math.max(1.4826 * mad, SIZE_FLOOR), Math.max(...history)),
+    hours: history.length,
+  };
+}
+
+/**
+ * size_spike: the hour's largest response from a host against that host's earlier hours'
+ * largest responses. Medium; high only at 10 × its threshold with 72 hours of the host learned.
+ */
+function _size(s: AgentState, h: Hour, e: RequestEvent, once: Emit): void {
+  const bytes = e.bytes as number;
+  const host = e.host ?? '';
+  const log = Math.log(Math.max(bytes, 1));
+  const limit = h.sizeLimits[host] ??= _sizeLimit(s, host, _hourIndex(h.key));
+  h.sizes[host] = Math.max(h.sizes[host] ?? -Infinity, log);
+  if (log <= limit.log) return;
+  const high = limit.hours >= SIZE_HIGH_HOURS && log >= limit.log + Math.log(SIZE_HIGH_FACTOR);
+  once('size_spike', high ? 'high' : 'medium', {
+    host,
+    bytes,
+    threshold: Math.round(Math.exp(limit.log)),
+    history_hours: limit.hours,
+  });
 }

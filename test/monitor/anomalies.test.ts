@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/monitor/behaviour.ts';
-import { type AnomalyKind, detectAnomalies } from '../../src/monitor/anomalies.ts';
+import { type AnomalyKind, detectAnomalies, Detector } from '../../src/monitor/anomalies.ts';
+import { requestEvents } from '../../src/monitor/behaviour.ts';
 
 const DAY = 24 * 3600_000;
 const START = Date.parse('2026-03-02T00:00:00Z');
@@ -91,13 +92,27 @@ describe('detectAnomalies', () => {
   });
 
   it('request-rate spike against the agent baseline', () => {
+    // 400 requests in under 7 minutes: the threshold is crossed at a pace over 3 × it: high.
     const burst = Array.from({ length: 400 }, (_, i): Req => ({ at: at(11, i) }));
     const found = detectAnomalies(entries('agt_a', [...normalDays(14), ...burst]), { now: NOW });
     expect(found.map((a) => a.kind)).toEqual(['rate_spike']);
-    expect(found[0]).toMatchObject({ agent: 'agt_a', severity: 'medium' });
+    expect(found[0]).toMatchObject({ agent: 'agt_a', severity: 'high' });
     // The learned threshold is well under the fixed fallback of 600 an hour.
     expect(found[0]!.evidence.threshold).toBeLessThan(400);
     expect(kinds([...normalDays(14), ...burst.slice(0, 80)])).toEqual([]);
+    // The same 400 spread over the hour cross the threshold late, at a pace under 3 × it.
+    const spread = Array.from({ length: 400 }, (_, i): Req => ({ at: at(11, 9 * i) }));
+    const paced = detectAnomalies(entries('agt_a', [...normalDays(14), ...spread]), { now: NOW });
+    expect(paced.map((a) => [a.kind, a.severity])).toEqual([['rate_spike', 'medium']]);
+  });
+
+  it('the rate threshold follows the busy hours, not the median hour', () => {
+    // Busy hours reach about 75; 180 in an hour is 3 × the median hour but not 3.5 × the 90th
+    // percentile, and a busy agent's hour like that is not a spike.
+    const busy = Array.from({ length: 180 }, (_, i): Req => ({ at: at(11, 20 * i) }));
+    expect(kinds([...normalDays(14), ...busy])).toEqual([]);
+    const loop = Array.from({ length: 300 }, (_, i): Req => ({ at: at(11, 12 * i) }));
+    expect(kinds([...normalDays(14), ...loop])).toEqual(['rate_spike']);
   });
 
   it('error spike: most responses fail in one hour', () => {
@@ -119,6 +134,25 @@ describe('detectAnomalies', () => {
     expect(found[0]).toMatchObject({ severity: 'high', evidence: { denials: 5 } });
     // Four denials in an hour are within the floor.
     expect(kinds([...normalDays(14), ...probes.slice(0, 4)]).includes('denial_burst')).toBe(false);
+  });
+
+  it('rate-limit denials over several hosts are a burst but not probing', () => {
+    const hosts = ['api.example.test', 'files.example.test'];
+    const limited = Array.from({ length: 6 }, (_, i): Req => ({
+      at: at(12, i),
+      host: hosts[i % 2],
+      credential: i % 2 === 0 ? 'k' : 'k2',
+      denied: 'rate_limited',
+    }));
+    const history = [...normalDays(14), { at: at(9), host: hosts[1], credential: 'k2' }];
+    const found = detectAnomalies(entries('agt_a', [...history, ...limited]), { now: NOW })
+      .filter((a) => a.kind === 'denial_burst');
+    expect(found.map((a) => [a.severity, a.evidence.distinct_targets])).toEqual([['medium', 0]]);
+    // The same denials for off-list hosts are probing: high.
+    const probing = limited.map((r) => ({ ...r, denied: 'domain_not_allowed' }));
+    const probed = detectAnomalies(entries('agt_a', [...history, ...probing]), { now: NOW })
+      .filter((a) => a.kind === 'denial_burst');
+    expect(probed.map((a) => a.severity)).toEqual(['high']);
   });
 
   it('a new agent with no history is judged by the fixed fallback', () => {
@@ -153,11 +187,98 @@ describe('detectAnomalies', () => {
     expect(kinds([...normalDays(3), ...night.map((r) => ({ at: r.at - 11 * DAY }))])).toEqual([]);
   });
 
+  it('off-hours: starting an hour early is not flagged, two hours early is', () => {
+    // The agent works 09-17: 08 is next to a usual hour, 07 is two hours from every one.
+    expect(kinds([...normalDays(14), { at: at(8) }, { at: at(8, 60) }])).toEqual([]);
+    expect(kinds([...normalDays(14), { at: at(7) }])).toEqual(['off_hours']);
+    // A night's first hour does not make the next one usual: 05 and 06 are both flagged.
+    const found = detectAnomalies(
+      entries('agt_a', [...normalDays(14), { at: at(5) }, { at: at(6) }]),
+      { now: NOW },
+    );
+    expect(found.map((a) => [a.kind, a.evidence.hour_of_day])).toEqual([
+      ['off_hours', 5],
+      ['off_hours', 6],
+    ]);
+  });
+
   it('response-size spike against the agent own sizes', () => {
     const big = { at: at(10), bytes: 500_000 };
     const found = detectAnomalies(entries('agt_a', [...normalDays(14), big]), { now: NOW });
     expect(found.map((a) => a.kind)).toEqual(['size_spike']);
-    expect(found[0]!.evidence.bytes).toBe(500_000);
+    expect(found[0]).toMatchObject({ severity: 'high', evidence: { bytes: 500_000 } });
+    // Above the threshold but under 10 × it: medium.
+    const some = detectAnomalies(
+      entries('agt_a', [...normalDays(14), { at: at(10), bytes: 40_000 }]),
+      {
+        now: NOW,
+      },
+    );
+    expect(some.map((a) => [a.kind, a.severity])).toEqual([['size_spike', 'medium']]);
+    // Within the host's usual largest responses: nothing.
+    expect(kinds([...normalDays(14), { at: at(10), bytes: 4_500 }])).toEqual([]);
+  });
+
+  it('response sizes are judged per host: a large host does not hide a small one', () => {
+    const media = normalDays(14, 9).filter((_, i) => i % 10 === 0).map((r): Req => ({
+      ...r,
+      host: 'media.example.test',
+      bytes: 300_000 + (r.bytes ?? 0) * 20,
+    }));
+    const history = [...normalDays(14), ...media].sort((a, b) => a.at - b.at);
+    const onApi = detectAnomalies(
+      entries('agt_a', [...history, { at: at(10), host: 'api.example.test', bytes: 300_000 }]),
+      { now: NOW },
+    );
+    expect(onApi.map((a) => [a.kind, a.evidence.host])).toEqual([
+      ['size_spike', 'api.example.test'],
+    ]);
+    expect(kinds([...history, { at: at(10), host: 'media.example.test', bytes: 350_000 }]))
+      .toEqual([]);
+  });
+
+  it('a size spike is not high on a short history, and an hour once seen is not news again', () => {
+    // Two days of one host (18 hours): the fixed fallback, and never high.
+    const short = normalDays(2);
+    expect(kinds([...short, { at: START + 2 * DAY + 10 * 3600_000, bytes: 5_000_000 }]))
+      .toEqual([]);
+    const huge = detectAnomalies(
+      entries('agt_a', [...short, { at: START + 2 * DAY + 10 * 3600_000, bytes: 20_000_000 }]),
+      { now: NOW },
+    );
+    expect(huge.map((a) => [a.kind, a.severity])).toEqual([['size_spike', 'medium']]);
+    // After a 60 KB hour, a 50 KB response a day later is under the largest hour seen.
+    const again = detectAnomalies(
+      entries('agt_a', [
+        ...normalDays(14),
+        { at: at(10), bytes: 60_000 },
+        { at: at(10) + DAY, bytes: 50_000 },
+      ]),
+      { now: NOW },
+    );
+    expect(again.map((a) => [a.kind, a.evidence.bytes])).toEqual([['size_spike', 60_000]]);
+  });
+
+  it('a detector saved and restored mid-trace finds what one replay finds', () => {
+    const reqs = [
+      ...normalDays(14),
+      { at: at(3) },
+      { at: at(10), bytes: 500_000 },
+      ...Array.from({ length: 400 }, (_, i): Req => ({ at: at(11, i) })),
+    ];
+    const trace = entries('agt_a', reqs);
+    const events = requestEvents(trace, { now: NOW });
+    let d = new Detector();
+    const found = [];
+    for (const [i, e] of events.entries()) {
+      if (i % 997 === 0) d = new Detector(JSON.parse(JSON.stringify(d.save())));
+      found.push(...d.observe(e));
+    }
+    expect(found).toEqual(detectAnomalies(trace, { now: NOW }));
+    expect(found.map((a) => a.kind)).toEqual(['off_hours', 'size_spike', 'rate_spike']);
+    // Bounded: sizes of more than 14 days ago are forgotten.
+    const sizes = d.save().agents.agt_a!.sizes;
+    expect(Object.values(sizes).every((l) => l.length <= 14 * 24)).toBe(true);
   });
 
   it('is deterministic, ignores entries after now and entries not by an agent', () => {

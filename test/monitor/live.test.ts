@@ -187,8 +187,9 @@ describe('live detection through exec', () => {
     expect(kinds(roamer.id)).toEqual(['new_credential', 'new_host', 'off_hours']);
 
     const spike = anomalies(w.t, loop.id).find((e) => e.data.kind === 'rate_spike');
+    // 11 requests within seconds cross the threshold at a pace far over 3 × it: high.
     expect(spike?.data).toMatchObject({
-      severity: 'medium',
+      severity: 'high',
       actions: ['record', 'refuse_renewal'],
       evidence: { requests: 11, threshold: 10 },
     });
