@@ -5,7 +5,8 @@
  *
  * `exec` keeps the detector's state in `monitor.json` in the home between runs, MACed with the
  * vault's state key: a state that is missing or fails its MAC is rebuilt from the audit trail
- * (which is authoritative), and the rebuild is audited. `serve` keeps one Monitor in memory and saves it when it stops.
+ * (which is authoritative), and the rebuild is audited. `serve` keeps one Monitor in memory and
+ * saves it when it stops.
  */
 import { type AuditEvent, type LogCursor, openAuditWriter, readLogFrom } from '../audit.ts';
 import { activateBrake } from '../brakes.ts';
@@ -29,6 +30,7 @@ export const MONITOR_FORMAT = 'trust-protocol/monitor';
 export const MONITOR_VERSION = 1;
 /** Anomalies older than this when first seen (a rebuild, a long-idle monitor) are not acted on. */
 export const ACT_WINDOW_MS = 3600_000;
+const END_OF_TIME = new Date(8.64e15);
 
 interface SavedMonitor {
   format: typeof MONITOR_FORMAT;
@@ -90,7 +92,7 @@ export class Monitor {
       entries.filter((e) => e.event === 'monitor.anomaly').map((e) => _key(e.data ?? {})),
     );
     const acted: Acted[] = [];
-    for (const anomaly of this.#feed(entries, now)) {
+    for (const anomaly of this.#feed(entries)) {
       if (recorded.has(_key(anomaly))) continue;
       if (now.getTime() - Date.parse(anomaly.at) > ACT_WINDOW_MS) continue;
       acted.push(await _act(home, keys, anomaly, now));
@@ -134,11 +136,10 @@ export class Monitor {
     return out;
   }
 
-  #feed(entries: ReadonlyArray<AuditEntry & { seq: number }>, now: Date): Anomaly[] {
-    if (entries.length === 0) return [];
-    this.#seq = Math.max(this.#seq, ...entries.map((e) => e.seq));
-    return requestEvents(entries, { now: new Date(Math.max(now.getTime(), _latest(entries))) })
-      .flatMap((e) => this.#detector.observe(e));
+  #feed(entries: ReadonlyArray<AuditEntry & { seq: number }>): Anomaly[] {
+    for (const e of entries) this.#seq = Math.max(this.#seq, e.seq);
+    // Every entry read counts, whatever its time: the log, not the clock, says what happened.
+    return requestEvents(entries, { now: END_OF_TIME }).flatMap((e) => this.#detector.observe(e));
   }
 }
 
@@ -159,10 +160,6 @@ export async function monitorOnce(home: Home, keys: VaultKeys, now: Date): Promi
     if (e instanceof TpError && e.code === 'lock_timeout') return [];
     throw e;
   }
-}
-
-function _latest(entries: ReadonlyArray<AuditEntry>): number {
-  return Math.max(...entries.map((e) => Date.parse(e.ts)).filter((t) => !Number.isNaN(t)));
 }
 
 function _key(a: { agent?: unknown; kind?: unknown; evidence?: unknown; at?: unknown }): string {
