@@ -103,7 +103,7 @@ export const ACCEPTED: Readonly<Record<AttackKind, readonly AnomalyKind[]>> = {
   domain_probing: ['denial_burst', 'new_host'],
   credential_enumeration: ['denial_burst', 'new_credential'],
   runaway_loop: ['rate_spike', 'denial_burst'],
-  slow_exfiltration: ['size_spike', 'rate_spike', 'new_host', 'off_hours'],
+  slow_exfiltration: ['size_spike', 'volume_spike', 'rate_spike', 'new_host', 'off_hours'],
   off_hours_use: ['off_hours', 'rate_spike'],
 };
 

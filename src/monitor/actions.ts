@@ -18,6 +18,7 @@ export const ANOMALY_KINDS: readonly AnomalyKind[] = [
   'new_credential',
   'off_hours',
   'size_spike',
+  'volume_spike',
 ];
 
 /**
@@ -33,6 +34,7 @@ export const DEFAULT_ACTIONS: Readonly<Record<AnomalyKind, readonly Action[]>> =
   new_credential: ['record'],
   off_hours: ['record'],
   size_spike: ['record', 'refuse_renewal'],
+  volume_spike: ['record', 'refuse_renewal'],
 };
 
 export type ActionConfig = Partial<Record<AnomalyKind, Action[]>>;

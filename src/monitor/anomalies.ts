@@ -22,7 +22,8 @@ export type AnomalyKind =
   | 'new_host'
   | 'new_credential'
   | 'off_hours'
-  | 'size_spike';
+  | 'size_spike'
+  | 'volume_spike';
 
 export type Severity = 'low' | 'medium' | 'high';
 
@@ -67,6 +68,27 @@ const SIZE_FLOOR = 0.25;
 /** size_spike is high only at 10 × the threshold and with this many hours of the host learned. */
 const SIZE_HIGH_FACTOR = 10;
 const SIZE_HIGH_HOURS = 72;
+const DAY_MS = 24 * HOUR_MS;
+/** volume_spike: a host's days of the last 28 days of time, once it has 7 of them. */
+export const VOLUME_WINDOW_DAYS = 28;
+export const VOLUME_MIN_DAYS = 7;
+/** Totals are judged against days of the same kind (weekend or weekday, UTC) when 5 exist. */
+const VOLUME_SAME_KIND_DAYS = 5;
+/** Robust deviations of ln(daily total) over the median: a spike, and an elevated day. */
+const K_VOLUME = 3.5;
+const K_ELEVATED = 1.5;
+/** The robust deviation of ln(daily total) is at least this. */
+const VOLUME_FLOOR = 0.25;
+/** A third elevated day in a row (the two days before elevated) is sustained volume. */
+const VOLUME_STREAK = 2;
+/** Mean response size: robust deviations of ln(mean bytes) over the median, and its floor. */
+const K_MEAN = 5;
+const MEAN_FLOOR = 0.1;
+/** A day is judged after this many responses from the host (the mean after `MEAN_MIN`). */
+const VOLUME_MIN_RESPONSES = 5;
+const MEAN_MIN_RESPONSES = 10;
+/** volume_spike is high on a third flagged day in a row, with 14 days of the host learned. */
+const VOLUME_HIGH_DAYS = 14;
 
 export const FALLBACK = {
   requestsPerHour: 600,
@@ -98,6 +120,47 @@ interface Hour {
   sizeLimits: Record<string, SizeLimit>;
 }
 
+/**
+ * One host's traffic on one UTC day: [day index (days since the epoch), response bytes without
+ * the day's largest response, responses, 2 if volume_spike fired that day, else 1 if the day
+ * ended elevated (over a lower bar), else 0].
+ */
+type DayVolume = [number, number, number, number];
+
+interface VolumeLimit {
+  /** ln(bytes) and ln(responses) a day's running total must exceed to be a spike. */
+  bytes: number;
+  responses: number;
+  /** The lower bars: a day over one of them is elevated. */
+  bytesLow: number;
+  responsesLow: number;
+  /** ln(mean response bytes) of the host's days: median, robust deviation, median responses. */
+  mean: number;
+  meanDev: number;
+  typical: number;
+  /** Consecutive elevated (or flagged) days of the host just before this one, and flagged ones. */
+  streak: number;
+  flaggedStreak: number;
+  /** Earlier active days of the host in the window. */
+  days: number;
+}
+
+interface HostDay {
+  /** Response bytes and the day's largest response (judged without it). */
+  bytes: number;
+  largest: number;
+  responses: number;
+  limit: VolumeLimit | null;
+  flagged: boolean;
+}
+
+interface Day {
+  index: number;
+  hosts: Record<string, HostDay>;
+  /** A rate_spike fired this day: its excess volume is that anomaly's, not judged again. */
+  rateSpike: boolean;
+}
+
 interface AgentState {
   firstAt: number;
   attempts: number[];
@@ -105,6 +168,10 @@ interface AgentState {
   denials: number[];
   /** Per host: [hour index, ln(largest response)] of its active hours in the last 14 days. */
   sizes: Record<string, Array<[number, number]>>;
+  /** Per host: its active days (with a response) of the last 28 days, oldest first. */
+  volumes: Record<string, DayVolume[]>;
+  /** The open UTC day's per-host volumes. */
+  day: Day | null;
   /** Per UTC hour of day: on how many days the agent made an attempt in it. */
   hourDays: number[];
   days: Set<string>;
@@ -123,7 +190,7 @@ export function detectAnomalies(
 }
 
 /** Format version of `DetectorState` (docs/formats.md#monitor-state). */
-export const DETECTOR_VERSION = 2;
+export const DETECTOR_VERSION = 3;
 
 /** A detector's learned state as plain JSON, so `exec` can keep it between runs. */
 export interface DetectorState {
@@ -234,6 +301,8 @@ function _state(at: number): AgentState {
     errors: [],
     denials: [],
     sizes: {},
+    volumes: {},
+    day: null,
     hourDays: new Array<number>(24).fill(0),
     days: new Set(),
     hosts: new Set(),
@@ -353,6 +422,9 @@ function _observe(s: AgentState, e: RequestEvent, emit: Emit): void {
     }
   }
   if (e.kind === 'completed' && e.bytes !== null) _size(s, h, e, once);
+  if (e.kind === 'completed' && e.host !== null) {
+    _volume(s, e, e.host, h.flagged.has('rate_spike'), emit);
+  }
 }
 
 /**
@@ -454,5 +526,138 @@ function _size(s: AgentState, h: Hour, e: RequestEvent, once: Emit): void {
     bytes,
     threshold: Math.round(Math.exp(limit.log)),
     history_hours: limit.hours,
+  });
+}
+
+function _weekend(index: number): boolean {
+  const dow = (index + 4) % 7; // day 0 (1970-01-01) was a Thursday; 0 is Sunday
+  return dow === 0 || dow === 6;
+}
+
+function _ln(x: number): number {
+  return Math.log(Math.max(x, 1));
+}
+
+/** Moves the closed day's per-host totals into the history; forgets days older than 28. */
+function _closeDay(s: AgentState): void {
+  const d = s.day;
+  if (d === null) return;
+  for (const [host, v] of Object.entries(d.hosts)) {
+    const l = v.limit;
+    const rest = v.bytes - v.largest;
+    const elevated = l !== null && (_ln(rest) > l.bytesLow || _ln(v.responses) > l.responsesLow);
+    (s.volumes[host] ??= []).push([d.index, rest, v.responses, v.flagged ? 2 : elevated ? 1 : 0]);
+  }
+  for (const [host, list] of Object.entries(s.volumes)) {
+    while (list.length > 0 && list[0]![0] <= d.index - VOLUME_WINDOW_DAYS) list.shift();
+    if (list.length === 0) delete s.volumes[host];
+  }
+}
+
+/**
+ * A host's daily thresholds, from its earlier active days in the last 28 (null under 7): totals
+ * on ln scale against days of the same kind (weekend or weekday) when there are 5, else all;
+ * the mean response size against all.
+ */
+function _volumeLimit(s: AgentState, host: string, index: number): VolumeLimit | null {
+  const all = (s.volumes[host] ?? []).filter(([i]) => i > index - VOLUME_WINDOW_DAYS);
+  if (all.length < VOLUME_MIN_DAYS) return null;
+  const same = all.filter(([i]) => _weekend(i) === _weekend(index));
+  const totals = same.length >= VOLUME_SAME_KIND_DAYS ? same : all;
+  const bar = (values: number[], k: number) => {
+    const { median, mad } = robust(values);
+    return median + k * Math.max(1.4826 * mad, VOLUME_FLOOR);
+  };
+  const bytes = totals.map(([, b]) => _ln(b));
+  const responses = totals.map(([, , n]) => _ln(n));
+  const mean = robust(all.map(([, b, n]) => _ln(b) - _ln(n)));
+  const run = (level: number) => {
+    let n = 0;
+    for (let j = all.length - 1; j >= 0; j--) {
+      if (all[j]![0] !== index - 1 - n || all[j]![3] < level) break;
+      n += 1;
+    }
+    return n;
+  };
+  return {
+    bytes: bar(bytes, K_VOLUME),
+    responses: bar(responses, K_VOLUME),
+    bytesLow: bar(bytes, K_ELEVATED),
+    responsesLow: bar(responses, K_ELEVATED),
+    mean: mean.median,
+    meanDev: 1.4826 * mean.mad,
+    typical: _median(all.map(([, , n]) => n)),
+    streak: run(1),
+    flaggedStreak: run(2),
+    days: all.length,
+  };
+}
+
+/**
+ * volume_spike: a host's running totals of the UTC day (response bytes without the day's
+ * largest response, or responses) over their thresholds; or its mean response size (without the
+ * largest) over its threshold (the deviation widened by sqrt(typical day's responses / responses
+ * so far): a mean of few responses varies more); or a third elevated day in a row. Once per
+ * agent, host and day, at the response that crosses, from the 5th response of the day; not on
+ * a day the agent had a rate_spike (the loop's volume is already reported). High
+ * when the host was flagged on the two days before too (and 14 days are learned).
+ */
+function _volume(
+  s: AgentState,
+  e: RequestEvent,
+  host: string,
+  rateSpike: boolean,
+  emit: Emit,
+): void {
+  const index = Math.floor(e.at / DAY_MS);
+  if (s.day?.index !== index) {
+    _closeDay(s);
+    s.day = { index, hosts: {}, rateSpike: false };
+  }
+  if (rateSpike) s.day.rateSpike = true;
+  const v = s.day.hosts[host] ??= {
+    bytes: 0,
+    largest: 0,
+    responses: 0,
+    limit: _volumeLimit(s, host, index),
+    flagged: false,
+  };
+  v.bytes += e.bytes ?? 0;
+  v.largest = Math.max(v.largest, e.bytes ?? 0);
+  v.responses += 1;
+  const l = v.limit;
+  if (v.flagged || l === null || v.responses < VOLUME_MIN_RESPONSES || s.day.rateSpike) return;
+  // Without the largest response: one outsized response is size_spike's, not a volume.
+  const rest = v.bytes - v.largest;
+  const bytes = _ln(rest);
+  const responses = _ln(v.responses);
+  const widen = Math.sqrt(Math.max(1, l.typical / v.responses));
+  const meanLimit = l.mean + K_MEAN * Math.max(l.meanDev * widen, MEAN_FLOOR);
+  const reasons = [
+    ...(bytes > l.bytes ? ['bytes'] : []),
+    ...(responses > l.responses ? ['responses'] : []),
+    ...(v.responses >= MEAN_MIN_RESPONSES && bytes - _ln(v.responses - 1) > meanLimit
+      ? ['mean_size']
+      : []),
+    ...(l.streak >= VOLUME_STREAK && (bytes > l.bytesLow || responses > l.responsesLow)
+      ? ['sustained']
+      : []),
+  ];
+  if (reasons.length === 0) return;
+  v.flagged = true;
+  const high = l.days >= VOLUME_HIGH_DAYS && l.flaggedStreak >= VOLUME_STREAK;
+  emit('volume_spike', high ? 'high' : 'medium', {
+    host,
+    day: new Date(index * DAY_MS).toISOString().slice(0, 10),
+    reasons,
+    bytes: v.bytes,
+    responses: v.responses,
+    threshold_bytes: Math.round(Math.exp(l.bytes)),
+    threshold_responses: Math.round(Math.exp(l.responses)),
+    mean_bytes: Math.round(rest / (v.responses - 1)),
+    threshold_mean_bytes: Math.round(Math.exp(meanLimit)),
+    elevated_days_before: l.streak,
+    flagged_days_before: l.flaggedStreak,
+    history_days: l.days,
   });
 }

@@ -85,6 +85,19 @@ function at(hour: number, i = 0): number {
   return START + 14 * DAY + hour * 3600_000 + i * 1000;
 }
 
+/** `n` extra reads of api.example.test spread over day `day`'s working hours, usual sizes × `size`. */
+function drip(day: number, n: number, size = 1): Req[] {
+  const rand = rng(1000 + day);
+  return Array.from({ length: n }, (_, i): Req => ({
+    at: START + day * DAY + 9 * 3600_000 + Math.floor((i * 9 * 3600_000) / n) + 500,
+    bytes: Math.round((1000 + 3000 * rand()) * size),
+  }));
+}
+
+function found(reqs: Req[]) {
+  return detectAnomalies(entries('agt_a', reqs), { now: NOW });
+}
+
 describe('detectAnomalies', () => {
   it('normal traffic with a daily rhythm, errors and varied sizes is not flagged', () => {
     const all = detectAnomalies(entries('agt_a', normalDays(21)), { now: NOW });
@@ -276,9 +289,11 @@ describe('detectAnomalies', () => {
     }
     expect(found).toEqual(detectAnomalies(trace, { now: NOW }));
     expect(found.map((a) => a.kind)).toEqual(['off_hours', 'size_spike', 'rate_spike']);
-    // Bounded: sizes of more than 14 days ago are forgotten.
+    // Bounded: sizes of more than 14 days ago are forgotten, daily volumes of more than 28.
     const sizes = d.save().agents.agt_a!.sizes;
     expect(Object.values(sizes).every((l) => l.length <= 14 * 24)).toBe(true);
+    const volumes = d.save().agents.agt_a!.volumes;
+    expect(Object.values(volumes).every((l) => l.length <= 28)).toBe(true);
   });
 
   it('is deterministic, ignores entries after now and entries not by an agent', () => {
@@ -297,5 +312,63 @@ describe('detectAnomalies', () => {
     ]);
     const found = detectAnomalies([...busy, ...quiet], { now: NOW });
     expect(found.map((a) => [a.agent, a.kind])).toEqual([['agt_quiet', 'rate_spike']]);
+  });
+
+  it('volume spike: a day with three times a host usual responses, of ordinary sizes', () => {
+    const spikes = found([...normalDays(15), ...drip(14, 450)]);
+    expect(spikes.map((a) => [a.kind, a.severity])).toEqual([['volume_spike', 'medium']]);
+    expect(spikes[0]!.evidence).toMatchObject({
+      host: 'api.example.test',
+      day: '2026-03-16',
+      history_days: 14,
+    });
+    expect(spikes[0]!.evidence.responses).toBeLessThan(450 + 205);
+    // Half as much again in a day is within the host's days.
+    expect(kinds([...normalDays(15), ...drip(14, 100)])).toEqual([]);
+  });
+
+  it('volume spike: a third elevated day in a row is sustained', () => {
+    // About 1.7 × the usual day: elevated, under the one-day threshold.
+    const three = found([...normalDays(17), ...drip(14, 150), ...drip(15, 150), ...drip(16, 150)]);
+    expect(three.map((a) => [a.kind, a.severity, a.evidence.day, a.evidence.reasons])).toEqual([
+      ['volume_spike', 'medium', '2026-03-18', ['sustained']],
+    ]);
+    // Two such days, or three that are not consecutive, are not.
+    expect(kinds([...normalDays(17), ...drip(14, 150), ...drip(15, 150)])).toEqual([]);
+    expect(kinds([...normalDays(18), ...drip(14, 150), ...drip(15, 150), ...drip(17, 150)]))
+      .toEqual([]);
+  });
+
+  it('volume spike is high on a third flagged day in a row', () => {
+    const days = found([...normalDays(17), ...drip(14, 450), ...drip(15, 450), ...drip(16, 450)]);
+    expect(days.map((a) => [a.kind, a.severity, a.evidence.day])).toEqual([
+      ['volume_spike', 'medium', '2026-03-16'],
+      ['volume_spike', 'medium', '2026-03-17'],
+      ['volume_spike', 'high', '2026-03-18'],
+    ]);
+  });
+
+  it('volume spike: responses of a host growing larger on average', () => {
+    // The day's api.example.test responses are 2.3 × their usual sizes: no single one over the
+    // size threshold, the mean is.
+    const grown = normalDays(15).map((r) =>
+      r.at >= START + 14 * DAY && r.host === 'api.example.test'
+        ? { ...r, bytes: Math.round((r.bytes ?? 0) * 2.3) }
+        : r
+    );
+    const spikes = found(grown);
+    expect(spikes.map((a) => a.kind)).toEqual(['volume_spike']);
+    expect(spikes[0]!.evidence.reasons).toContain('mean_size');
+    expect(spikes[0]!.evidence.host).toBe('api.example.test');
+  });
+
+  it('volume spike needs 7 days of the host, and one large response is not a volume', () => {
+    // Six days of history: not judged.
+    expect(kinds([...normalDays(7), ...drip(6, 450)])).toEqual([]);
+    // One 3 MB response (about 6 × the host's usual day) is a size spike only.
+    expect(kinds([...normalDays(15), { at: at(10), bytes: 3_000_000 }])).toEqual(['size_spike']);
+    // A runaway loop's volume is its rate spike's.
+    const loop = Array.from({ length: 600 }, (_, i): Req => ({ at: at(11, 5 * i) }));
+    expect(kinds([...normalDays(15), ...loop])).toEqual(['rate_spike']);
   });
 });

@@ -19,7 +19,11 @@ function handler(req: IncomingMessage, res: ServerResponse): void {
     res.end('upstream broke');
     return;
   }
-  const body = req.url === '/big' ? 'x'.repeat(200_000) : '{"ok":true}';
+  const body = req.url === '/big'
+    ? 'x'.repeat(200_000)
+    : req.url === '/page'
+    ? 'x'.repeat(2_000)
+    : '{"ok":true}';
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(body);
 }
@@ -205,6 +209,35 @@ describe('live detection through exec', () => {
     expect(refused.stderr).toMatch(/renewal_refused_anomaly|rate_spike anomaly/);
     const granted = await renew(w.t, roamer.token);
     expect(granted.code, granted.stderr).toBe(0);
+    expect((await w.t.tp(['audit', 'verify', '--password-file', w.t.passwordFile])).code).toBe(0);
+  }, 120_000);
+
+  it('a volume spike: pages of a host growing larger through the day refuse renewal', async () => {
+    const w = await world();
+    const now = new Date();
+    const pager = await newAgent(w.t, { name: 'pager', grants: ['k'] });
+    // Nine days of about 1 KB responses, 16 a day; now ten 2 KB pages: each under the size
+    // threshold (about 2.7 × the usual hour's largest), no rate spike (10 an hour is the floor),
+    // but the day's mean response is twice the host's usual.
+    await seedHistory(w.t, pager.id, workingHours(now, { bytes: 1_000 }));
+    for (let i = 0; i < 10; i++) {
+      expect((await execAs(w, pager.token, get('k', 'https://api.allowed.test/page'))).code)
+        .toBe(0);
+    }
+    const found = anomalies(w.t, pager.id);
+    expect(found.map((e) => e.data.kind).sort()).toEqual(['off_hours', 'volume_spike']);
+    const volume = found.find((e) => e.data.kind === 'volume_spike');
+    expect(volume?.actor).toEqual({ type: 'system' });
+    expect(volume?.data).toMatchObject({
+      kind: 'volume_spike',
+      severity: 'medium',
+      actions: ['record', 'refuse_renewal'],
+      evidence: { host: 'api.allowed.test', responses: 10, mean_bytes: 2_000, history_days: 9 },
+    });
+    expect((volume?.data.evidence as { reasons: string[] }).reasons).toContain('mean_size');
+    const refused = await renew(w.t, pager.token);
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toMatch(/renewal_refused_anomaly|volume_spike anomaly/);
     expect((await w.t.tp(['audit', 'verify', '--password-file', w.t.passwordFile])).code).toBe(0);
   }, 120_000);
 
