@@ -20,11 +20,11 @@ build: dist/trust-protocol
 
 # esbuild bundles the CLI to one CommonJS file; Node's single-executable support embeds it in a
 # copy of the pinned Node 24 binary (TOOLCHAIN.md: `deno compile` would download a runtime).
-dist/trust-protocol: node_modules/.installed $(SOURCES)
+dist/trust-protocol: node_modules/.installed $(SOURCES) Makefile
 	@mkdir -p dist
 	node_modules/.bin/esbuild cmd/main.ts --bundle --platform=node --format=cjs \
 	  --target=node24 --log-level=warning --outfile=dist/trust-protocol.cjs
-	printf '%s' '{"main":"dist/trust-protocol.cjs","output":"dist/sea-prep.blob","disableExperimentalSEAWarning":true,"useCodeCache":true,"useSnapshot":false,"execArgvExtension":"none"}' > dist/sea-config.json
+	printf '%s' '{"main":"dist/trust-protocol.cjs","output":"dist/sea-prep.blob","disableExperimentalSEAWarning":true,"useCodeCache":true,"useSnapshot":false,"execArgvExtension":"none","execArgv":["--max-semi-space-size=8"]}' > dist/sea-config.json
 	$(NODE) --experimental-sea-config dist/sea-config.json
 	cp "$$($(NODE) -p process.execPath)" dist/trust-protocol.tmp
 	chmod u+w dist/trust-protocol.tmp

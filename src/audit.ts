@@ -68,12 +68,18 @@ export function formatEntry(
   e: AuditEvent & { seq: number; ts: string; prev: string },
   macKey: Uint8Array | null,
 ): { line: string; digest: string } {
+  return _format(e, macKey === null ? null : (digest) => digestMac(macKey, digest));
+}
+
+function _format(
+  e: AuditEvent & { seq: number; ts: string; prev: string },
+  mac: ((digestHex: string) => string) | null,
+): { line: string; digest: string } {
   const prefix = `{"v":${AUDIT_VERSION},"seq":${e.seq},"ts":${_json(e.ts)},` +
     `"event":${_json(e.event)},"actor":${_json(e.actor)},` +
     `"outcome":${_json(e.outcome)},"data":${_json(e.data)},"prev":"${e.prev}"`;
   const digest = prefixDigest(prefix);
-  const mac = macKey === null ? 'null' : `"${digestMac(macKey, digest)}"`;
-  return { line: `${prefix}${MAC_MARKER}${mac}}`, digest };
+  return { line: `${prefix}${MAC_MARKER}${mac === null ? 'null' : `"${mac(digest)}"`}}`, digest };
 }
 
 export function prefixDigest(prefix: string | Uint8Array): string {
@@ -171,16 +177,13 @@ export function entriesAfter(
   afterSeq: number,
   events?: RegExp,
 ): Array<RecentEntry & { seq: number }> {
-  const dir = subdir(home, AUDIT_DIR, { create: false });
-  if (dir === null) return [];
-  const file = path.join(dir.dir, AUDIT_FILE);
-  let fd: number;
-  try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-  } catch (e) {
-    if (ioErrorCode(e) === 'ENOENT') return [];
-    throw _auditError(e);
+  const follower = followers.get(home.dir);
+  if (follower !== undefined && events !== undefined) {
+    const found = follower.entriesAfter(macKey, afterSeq, events);
+    if (found !== null) return found;
   }
+  const fd = _openLog(home);
+  if (fd === null) return [];
   const out: Array<RecentEntry & { seq: number }> = [];
   const mac = macKey === null ? null : digestHmacer(macKey);
   try {
@@ -199,6 +202,159 @@ export function entriesAfter(
     return out;
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** The log opened for reading (no symlinks), or null when there is none yet. */
+function _openLog(home: Home): number | null {
+  const dir = subdir(home, AUDIT_DIR, { create: false });
+  if (dir === null) return null;
+  try {
+    return fs.openSync(
+      path.join(dir.dir, AUDIT_FILE),
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW,
+    );
+  } catch (e) {
+    if (ioErrorCode(e) === 'ENOENT') return null;
+    throw _auditError(e);
+  }
+}
+
+const followers = new Map<string, LogFollower>();
+
+/**
+ * For a long-lived process (serve), which asks `entriesAfter` the same questions before every
+ * request (brakes activated, vault changes since the vault's head): from now on, in this process,
+ * such a query for one of `events` (the same RegExp objects) reads only what was appended since
+ * the last one. Returns the function that stops following.
+ *
+ * The follower remembers the lines of those events (and any line whose event cannot be read
+ * without parsing) above the first head it was asked about, and reads the log forward from where
+ * it stopped; a log that no longer continues from there (cut, rewritten) is scanned again, and so
+ * is a query about an older head. Its answers hold every entry `entriesAfter` would give; on a
+ * log whose numbering goes backwards (only a tampered one) possibly more, never fewer.
+ */
+export function followAuditLog(
+  home: Home,
+  macKey: Uint8Array,
+  events: readonly RegExp[],
+): () => void {
+  const follower = new LogFollower(home, macKey, events);
+  followers.set(home.dir, follower);
+  return () => {
+    if (followers.get(home.dir) === follower) followers.delete(home.dir);
+    follower.close();
+  };
+}
+
+interface FollowedLine {
+  seq: number;
+  /** Null when the event name cannot be read from the fixed field order. */
+  event: string | null;
+  line: string;
+}
+
+class LogFollower {
+  #home: Home;
+  #mac: (digestHex: string) => string;
+  #key: Uint8Array;
+  #events: readonly RegExp[];
+  #cursor: LogCursor | null = null;
+  /** The followed lines numbered above `#from`, in log order. */
+  #lines: FollowedLine[] = [];
+  #from = 0;
+
+  constructor(home: Home, macKey: Uint8Array, events: readonly RegExp[]) {
+    this.#home = home;
+    this.#key = macKey.slice();
+    this.#mac = digestHmacer(this.#key);
+    this.#events = events;
+  }
+
+  close(): void {
+    this.#key.fill(0);
+    this.#cursor = null;
+    this.#lines = [];
+  }
+
+  /** Null when this query is not one it follows, or the log cannot be followed right now. */
+  entriesAfter(
+    macKey: Uint8Array | null,
+    afterSeq: number,
+    events: RegExp,
+  ): Array<RecentEntry & { seq: number }> | null {
+    if (!this.#events.includes(events)) return null;
+    const current = this.#cursor !== null && afterSeq >= this.#from && this.#advance();
+    if (!current && !this.#start(afterSeq)) return null;
+    const mac = macKey === null ? null : digestHmacer(macKey);
+    const out: Array<RecentEntry & { seq: number }> = [];
+    for (let i = this.#lines.length - 1; i >= 0; i--) {
+      const { seq, event, line } = this.#lines[i]!;
+      if (seq <= afterSeq || (event !== null && !events.test(event))) continue;
+      const entry = _authenticEntry(line, mac) as (RecentEntry & { seq: number }) | null;
+      if (entry !== null && typeof entry.seq === 'number' && entry.seq > afterSeq) out.push(entry);
+    }
+    return out;
+  }
+
+  #keep(line: string): void {
+    const named = LEADING_FIELDS.exec(line);
+    if (named !== null && !this.#events.some((re) => re.test(named[2]!))) return;
+    let seq = named === null ? NaN : Number(named[1]);
+    if (named === null) {
+      try {
+        seq = (JSON.parse(line) as { seq?: unknown }).seq as number;
+      } catch {
+        return; // unreadable: entriesAfter skips it too
+      }
+    }
+    if (typeof seq === 'number' && seq > this.#from) {
+      this.#lines.push({ seq, event: named?.[2] ?? null, line });
+    }
+  }
+
+  /** Reads what was appended since the cursor; false when the log no longer continues from it. */
+  #advance(): boolean {
+    const read = readLogFrom(this.#home, this.#cursor);
+    if (read === null || read.cursor === null) return false;
+    for (const line of read.lines) this.#keep(line);
+    this.#cursor = read.cursor;
+    return true;
+  }
+
+  /**
+   * Scans back from the end of the log as a keyed `entriesAfter(afterSeq)` would (to the last
+   * authentic entry at or below it) and sets the cursor at the end. False when the log is empty
+   * or ends in a torn line (the next append repairs it).
+   */
+  #start(afterSeq: number): boolean {
+    this.#cursor = null;
+    this.#lines = [];
+    this.#from = afterSeq;
+    const fd = _openLog(this.#home);
+    if (fd === null) return false;
+    try {
+      const tail = _readTail(fd);
+      const digest = tail.last === null || tail.torn ? null : lineDigest(tail.last);
+      if (digest === null) return false;
+      const found: string[] = [];
+      for (const line of _linesBackward(fd, tail.validLength)) {
+        if (line === '') continue;
+        const named = LEADING_FIELDS.exec(line);
+        if (named !== null && Number(named[1]) > afterSeq) {
+          found.push(line);
+          continue;
+        }
+        const entry = _authenticEntry(line, this.#mac) as { seq?: unknown } | null;
+        if (entry !== null && typeof entry.seq === 'number' && entry.seq <= afterSeq) break;
+        found.push(line);
+      }
+      for (let i = found.length - 1; i >= 0; i--) this.#keep(found[i]!);
+      this.#cursor = { offset: tail.validLength, digest };
+      return true;
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 }
 
@@ -361,6 +517,19 @@ const fsyncAsync = promisify(fs.fsync);
 const queues = new Map<string, Pending[]>();
 
 /**
+ * Per audit directory: the digests of the entries this process wrote last, and where its last
+ * batch ended. While the log still ends there with that entry (nobody else appended or rewrote
+ * it), a guard's `digestAt` reads them from here instead of scanning the log backwards.
+ */
+interface Written {
+  end: number;
+  digests: Map<number, string>;
+}
+
+const written = new Map<string, Written>();
+const WRITTEN_MAX = 4096;
+
+/**
  * Appends under the audit lock: read the tail, chain, write, fsync. Appends made while another is
  * being written wait and then go out together (group commit: one lock, one fsync for the batch),
  * each still resolved only once durable. A torn tail left by a crash is cut off and the repair
@@ -437,9 +606,15 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
     let prev = tail.last === null ? GENESIS : (lineDigest(tail.last) ?? _malformedTail());
     let out = '';
     const staged: RecentEntry[] = [];
+    // One keyed hasher per key for the batch: createHmac would set up the key for every entry.
+    const macs = new Map<Uint8Array, (digestHex: string) => string>();
+    const fresh: Array<[number, string]> = [];
     const stage = (e: AuditEvent, macKey: Uint8Array | null, ts: string) => {
       seq += 1;
-      const { line, digest } = formatEntry({ ...e, seq, ts, prev }, macKey);
+      let mac = macKey === null ? null : macs.get(macKey);
+      if (macKey !== null && mac === undefined) macs.set(macKey, mac = digestHmacer(macKey));
+      const { line, digest } = _format({ ...e, seq, ts, prev }, mac ?? null);
+      fresh.push([seq, digest]);
       prev = digest;
       out += line + '\n';
       if (macKey !== null) staged.unshift({ ts, event: e.event, data: e.data });
@@ -458,6 +633,12 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
       );
     }
     const tailSeq = tail.last === null ? 0 : _seqOf(tail.last);
+    const ours = written.get(dir.dir);
+    const known = ours !== undefined && ours.end === tail.validLength && !tail.torn &&
+        ours.digests.get(tailSeq) === prev
+      ? ours.digests
+      : new Map<number, string>();
+    const digestAt = (at: number) => known.get(at) ?? _digestAt(fd, tail.validLength, at);
     for (const p of batch) {
       try {
         // Earlier appends of this batch count too, as if they were already in the file.
@@ -466,7 +647,7 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
             ...staged.filter((e) => e.ts >= since.toISOString()),
             ..._readRecent(fd, tail.validLength, since.toISOString(), p.macKey),
           ],
-          { seq: tailSeq, digestAt: (at) => _digestAt(fd, tail.validLength, at) },
+          { seq: tailSeq, digestAt },
         );
       } catch (e) {
         done.push(() => p.reject(e));
@@ -479,12 +660,19 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
     }
     const bytes = Buffer.from(out, 'utf8');
     const at = tail.torn ? tail.validLength : st.size;
-    let written = 0;
-    while (written < bytes.length) {
-      written += fs.writeSync(fd, bytes, written, bytes.length - written, at + written);
+    written.delete(dir.dir);
+    let n = 0;
+    while (n < bytes.length) {
+      n += fs.writeSync(fd, bytes, n, bytes.length - n, at + n);
     }
     await fsyncAsync(fd);
     if (st.size === 0) fsyncDir(dir.dir);
+    for (const [s, d] of fresh) known.set(s, d);
+    for (const s of known.keys()) {
+      if (known.size <= WRITTEN_MAX) break;
+      known.delete(s);
+    }
+    written.set(dir.dir, { end: at + bytes.length, digests: known });
   } finally {
     fs.closeSync(fd);
   }

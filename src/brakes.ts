@@ -93,10 +93,13 @@ export function activeBrakes(
   return [...found.values()].filter((b) => b.id === 'unreadable' || !cleared.includes(b.id));
 }
 
+/** The audit events that place a brake (one object: serve follows it, see followAuditLog). */
+export const BRAKE_EVENTS = /^brake\.activate$/;
+
 /** The third record: `brake.activate` entries written since the head the vault last recorded. */
 function _auditedBrakes(home: Home, afterSeq: number): Brake[] {
   const out: Brake[] = [];
-  for (const e of entriesAfter(home, null, afterSeq, /^brake\.activate$/)) {
+  for (const e of entriesAfter(home, null, afterSeq, BRAKE_EVENTS)) {
     const b = _parseBrake({
       id: e.data.brake,
       scope: e.data.scope,

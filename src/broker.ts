@@ -5,13 +5,13 @@
  * redact. Shared by `exec` and `serve`; it never touches the terminal.
  */
 import { type AuditEvent, type AuditWriter, openAuditWriter } from './audit.ts';
-import { activeBrakes, blockingBrake, brakeError } from './brakes.ts';
+import { activeBrakes, blockingBrake, type Brake, brakeError } from './brakes.ts';
 import { parseTargetUrl } from './domain.ts';
 import { denied, integrity, TpError, usage } from './errors.ts';
 import type { Home } from './home.ts';
 import { send, type SendOptions, type UpstreamResponse } from './http/client.ts';
 import { checkRates, decide, type Decision, findAgentByToken } from './policy.ts';
-import { Redactor, redactString, type Secret } from './redact.ts';
+import { Redaction, Redactor, redactString, type Secret } from './redact.ts';
 import { findPlaceholders, parseTemplate, renderTemplate, type Template } from './template.ts';
 import {
   type AuditHead,
@@ -36,6 +36,8 @@ export interface BrokerDeps {
    * since start-up), and what to do with them after the request (wipe, or keep).
    */
   unseal: (file: VaultFile) => Promise<{ keys: VaultKeys; release: () => void }>;
+  /** Reads the vault as it is on disk now; default `loadVault` (serve: a `VaultReader`). */
+  load?: () => VaultFile;
   now?: () => Date;
   send?: typeof send;
   /**
@@ -69,7 +71,15 @@ export function checkBrakes(
   agentId: string | null,
   credentials: readonly string[],
 ): void {
-  const brake = blockingBrake(activeBrakes(home, file.body), { agentId, credentials });
+  _stopIfBraked(activeBrakes(home, file.body), agentId, credentials);
+}
+
+function _stopIfBraked(
+  active: readonly Brake[],
+  agentId: string | null,
+  credentials: readonly string[],
+): void {
+  const brake = blockingBrake(active, { agentId, credentials });
   if (brake !== null) throw brakeError(brake);
 }
 
@@ -99,21 +109,23 @@ export function checkEnvironment(env: Readonly<Record<string, string | undefined
 export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise<BrokeredResponse> {
   const now = deps.now ?? (() => new Date());
   const earlyAudit = openAuditWriter(deps.home, { macKey: null });
-  const file = loadVault(deps.home);
+  const file = deps.load?.() ?? loadVault(deps.home);
   let parsed: {
     template: Template;
     names: string[];
     url: URL;
     uses: ReturnType<typeof findPlaceholders>;
   } | null = null;
+  let active: Brake[] = [];
   try {
     // Brakes first: a braked request stops before any password, decryption or network.
     const agentId = request.token === null
       ? null
       : findAgentByToken(file.body.agents, request.token)?.id ?? null;
-    checkBrakes(deps.home, file, agentId, []);
+    active = activeBrakes(deps.home, file.body);
+    _stopIfBraked(active, agentId, []);
     parsed = _parse(request.template);
-    checkBrakes(deps.home, file, agentId, parsed.names);
+    _stopIfBraked(active, agentId, parsed.names);
     checkEnvironment(deps.env);
     decide(file.body, { token: request.token, ...parsed }, now());
   } catch (e) {
@@ -145,7 +157,17 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
       await _auditDenial(earlyAudit, e, request.token, file, parsed);
       throw e;
     }
-    return await _executeAuthenticated(current, keys, release, request, parsed, deps, now);
+    // The brakes were read a moment ago for this same vault body; a newer body is read again.
+    if (current !== file) active = activeBrakes(deps.home, current.body);
+    return await _executeAuthenticated(
+      { file: current, active },
+      keys,
+      release,
+      request,
+      parsed,
+      deps,
+      now,
+    );
   } catch (e) {
     release();
     throw e;
@@ -166,7 +188,7 @@ export function unsealWithPassword(password: () => Promise<Uint8Array>): BrokerD
 }
 
 async function _executeAuthenticated(
-  file: VaultFile,
+  { file, active }: { file: VaultFile; active: readonly Brake[] },
   keys: VaultKeys,
   release: () => void,
   request: BrokerRequest,
@@ -197,8 +219,8 @@ async function _executeAuthenticated(
     const agentId = request.token === null
       ? null
       : findAgentByToken(file.body.agents, request.token)?.id ?? null;
-    await recordKnownBrakes(deps.home, keys, file);
-    checkBrakes(deps.home, file, agentId, parsed.names);
+    await recordKnownBrakes(deps.home, keys, file, active);
+    _stopIfBraked(active, agentId, parsed.names);
     decision = decide(file.body, { token: request.token, ...parsed }, now());
   } catch (e) {
     await _auditDenial(audit, e, request.token, file, parsed);
@@ -262,14 +284,15 @@ async function _executeAuthenticated(
     await deps.afterRequest?.(keys);
     throw e;
   }
+  const redaction = new Redaction(secrets);
   const headers: Array<[string, string]> = upstream.headers
     .filter(([name]) => name.toLowerCase() !== 'content-length')
-    .map(([name, value]) => [redactString(name, secrets), redactString(value, secrets)]);
+    .map(([name, value]) => [redactString(name, redaction), redactString(value, redaction)]);
   return {
     status: upstream.status,
-    statusText: redactString(upstream.statusText, secrets),
+    statusText: redactString(upstream.statusText, redaction),
     headers,
-    body: _redactedBody(upstream, secrets, async (bytes, error) => {
+    body: _redactedBody(upstream, redaction, async (bytes, error) => {
       try {
         if (error === null) {
           await audit.append([{
@@ -302,10 +325,10 @@ async function _executeAuthenticated(
  */
 async function* _redactedBody(
   upstream: UpstreamResponse,
-  secrets: readonly Secret[],
+  redaction: Redaction,
   done: (bytes: number, error: unknown) => Promise<void>,
 ): AsyncIterable<Uint8Array> {
-  const redactor = new Redactor(secrets);
+  const redactor = new Redactor(redaction);
   let bytes = 0;
   let settled = false;
   try {

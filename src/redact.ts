@@ -51,12 +51,28 @@ interface _Pattern {
 
 /** Patterns bucketed by their first two bytes (every form is at least 8 bytes long). */
 interface _Index {
-  /** Non-zero where some pattern begins with the two bytes `(b0 << 8) | b1`. */
-  firstTwo: Uint8Array;
+  /** Bit `(b0 << 8) | b1` set where some pattern begins with the two bytes (8 KiB, per request). */
+  firstTwo: Uint32Array;
   /** Non-zero where some pattern begins with the byte. */
   firstOne: Uint8Array;
   /** Longest first, so the first one that matches at a position is the longest there. */
   buckets: Map<number, _Pattern[]>;
+}
+
+/**
+ * The compiled patterns of a set of secrets: compile once per request, then redact its headers
+ * and stream its body with it (compiling derives every encoded form of every value).
+ */
+export class Redaction {
+  readonly index: _Index;
+
+  constructor(secrets: readonly Secret[]) {
+    this.index = _index(_compile(secrets));
+  }
+}
+
+function _compiled(secrets: readonly Secret[] | Redaction): Redaction {
+  return secrets instanceof Redaction ? secrets : new Redaction(secrets);
 }
 
 /**
@@ -73,8 +89,8 @@ export class Redactor {
   #redactEnd = 0;
   #ended = false;
 
-  constructor(secrets: readonly Secret[]) {
-    this.#index = _index(_compile(secrets));
+  constructor(secrets: readonly Secret[] | Redaction) {
+    this.#index = _compiled(secrets).index;
   }
 
   /** Returns the bytes that are safe to emit now (may be empty). */
@@ -111,7 +127,7 @@ export class Redactor {
         break;
       }
       const key = (buf[at] << 8) | buf[at + 1];
-      if (firstTwo[key] === 0) continue;
+      if ((firstTwo[key >>> 5] & (1 << (key & 31))) === 0) continue;
       let found: _Pattern | undefined;
       for (const pattern of buckets.get(key)!) {
         const available = Math.min(pattern.bytes.length, buf.length - at);
@@ -147,7 +163,10 @@ export class Redactor {
 }
 
 /** Redacts a whole body at once; identical to streaming it through a `Redactor` in any chunks. */
-export function redactBytes(data: Uint8Array, secrets: readonly Secret[]): Uint8Array {
+export function redactBytes(
+  data: Uint8Array,
+  secrets: readonly Secret[] | Redaction,
+): Uint8Array {
   const redactor = new Redactor(secrets);
   const head = redactor.push(data);
   const tail = redactor.end();
@@ -159,21 +178,22 @@ export function redactBytes(data: Uint8Array, secrets: readonly Secret[]): Uint8
  * wire byte, i.e. latin1), so the text is matched as latin1 bytes; when it contains non-ASCII
  * characters it is also matched as UTF-8, which catches a value that was decoded as UTF-8.
  */
-export function redactString(text: string, secrets: readonly Secret[]): string {
+export function redactString(text: string, secrets: readonly Secret[] | Redaction): string {
+  const compiled = _compiled(secrets);
   let result = text;
   // deno-lint-ignore no-control-regex
   if (/^[\u0000-\u00ff]*$/.test(result)) {
-    result = _redactAs(result, secrets, { encoding: 'latin1' });
+    result = _redactAs(result, compiled, { encoding: 'latin1' });
   }
   // deno-lint-ignore no-control-regex
-  if (/[^\u0000-\u007f]/.test(result)) result = _redactAs(result, secrets, { encoding: 'utf8' });
+  if (/[^\u0000-\u007f]/.test(result)) result = _redactAs(result, compiled, { encoding: 'utf8' });
   return result;
 }
 
 /** Leaves the text untouched unless something matched (UTF-8 would rewrite lone surrogates). */
 function _redactAs(
   text: string,
-  secrets: readonly Secret[],
+  secrets: Redaction,
   { encoding }: { encoding: 'latin1' | 'utf8' },
 ): string {
   const bytes = Buffer.from(text, encoding);
@@ -224,12 +244,12 @@ function _checkValue(value: Uint8Array, field: string): void {
 }
 
 function _index(patterns: readonly _Pattern[]): _Index {
-  const firstTwo = new Uint8Array(65536);
+  const firstTwo = new Uint32Array(65536 / 32);
   const firstOne = new Uint8Array(256);
   const buckets = new Map<number, _Pattern[]>();
   for (const pattern of patterns) {
     const key = (pattern.bytes[0] << 8) | pattern.bytes[1];
-    firstTwo[key] = 1;
+    firstTwo[key >>> 5] |= 1 << (key & 31);
     firstOne[pattern.bytes[0]] = 1;
     const bucket = buckets.get(key);
     if (bucket === undefined) buckets.set(key, [pattern]);

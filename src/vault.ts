@@ -5,6 +5,7 @@
  * unauthenticated view); nothing is trusted for an allow until `unseal` has checked the HMAC.
  */
 import { type ActionConfig, ACTIONS, ANOMALY_KINDS } from './monitor/actions.ts';
+import { Buffer } from 'node:buffer';
 import { createHmac } from 'node:crypto';
 import { type AuditEvent, entriesAfter, openAuditWriter } from './audit.ts';
 import { activeBrakes } from './brakes.ts';
@@ -250,6 +251,43 @@ export function loadVault(home: Home): VaultFile {
   return parseVault(bytes);
 }
 
+/**
+ * `loadVault` for a process that reads the vault before every request (serve): while the bytes
+ * on disk stay the same it returns the same object, deeply frozen, so the caller can remember
+ * what it already checked about it (its MAC) and nobody can change it by accident.
+ */
+export class VaultReader {
+  #home: Home;
+  #bytes: Uint8Array | null = null;
+  #file: VaultFile | null = null;
+
+  constructor(home: Home) {
+    this.#home = home;
+  }
+
+  load(): VaultFile {
+    const bytes = readStateFile(this.#home, VAULT_FILE);
+    if (bytes === null || this.#bytes === null || !_sameBytes(bytes, this.#bytes)) {
+      const file = bytes === null ? loadVault(this.#home) : _deepFreeze(parseVault(bytes));
+      this.#bytes = bytes;
+      this.#file = file;
+    }
+    return this.#file as VaultFile;
+  }
+}
+
+function _sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
+
+function _deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) _deepFreeze(v);
+  }
+  return value;
+}
+
 export function vaultExists(home: Home): boolean {
   return readStateFile(home, VAULT_FILE) !== null;
 }
@@ -319,10 +357,12 @@ export async function updateVault<T>(
  * of the vault was recorded (`vault.saved` of this generation or newer). A copy taken while a
  * change was in flight and restored after it completed fails the second condition.
  */
+export const VAULT_SAVED_EVENTS = /^vault\.saved$/;
+
 function _interrupted(home: Home, file: VaultFile, keys: VaultKeys): boolean {
   if (!file.body.change_in_flight) return false;
-  return !entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0).some((e) =>
-    e.event === 'vault.saved' && Number(e.data.generation) >= file.body.generation
+  return !entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0, VAULT_SAVED_EVENTS).some(
+    (e) => e.event === 'vault.saved' && Number(e.data.generation) >= file.body.generation,
   );
 }
 
@@ -370,6 +410,11 @@ async function _writeHeads(home: Home, p: HeadWrites): Promise<void> {
         const file = loadVault(home);
         verifyVault(file, keys);
         if (file.body.audit_head !== null && file.body.audit_head.seq >= head.seq) return;
+        // Moving the head of a restored older copy past the changes it lacks would hide them.
+        const missed = _interrupted(home, file, keys)
+          ? undefined
+          : missedChanges(home, file, keys)[0];
+        if (missed !== undefined) throw _rollbackError(missed);
         file.body.audit_head = head;
         file.body.generation += 1;
         saveVault(home, file, keys);
@@ -405,8 +450,9 @@ export async function recordKnownBrakes(
   home: Home,
   keys: VaultKeys,
   file: VaultFile,
+  active: readonly KnownBrake[] = activeBrakes(home, file.body),
 ): Promise<void> {
-  const unknown = activeBrakes(home, file.body).some((b) =>
+  const unknown = active.some((b) =>
     b.id.startsWith('brk_') && !file.body.known_brakes.some((k) => k.id === b.id)
   );
   if (!unknown) return;
@@ -420,7 +466,7 @@ export async function recordKnownBrakes(
 }
 
 /** Events that record a change of the vault; each is followed by a vault write under the lock. */
-const VAULT_CHANGE_EVENTS =
+export const VAULT_CHANGE_EVENTS =
   /^(vault\.(?!saved$)|credential\.|agent\.|publisher\.)|^brake\.clear$|^monitor\.actions$/;
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { KDF_FLOOR } from '../src/crypto/kdf.ts';
@@ -121,5 +121,27 @@ describe('recording the audit head', () => {
     expect(after.body.audit_head).toEqual(heads[199]);
     expect(after.body.generation - before).toBeLessThan(20);
     expect(() => unseal(after, pw)).not.toThrow();
+  });
+
+  it('a head is never recorded in a restored older copy: it would hide the changes the copy lacks', async () => {
+    const { home, keys } = fresh();
+    const file = path.join(home.dir, 'vault.json');
+    const old = readFileSync(file);
+    await updateVault(home, keys, () => ({
+      result: null,
+      events: [{ event: 'agent.revoke', actor: { type: 'operator' }, outcome: 'ok', data: {} }],
+    }));
+    const current = readFileSync(file);
+    writeFileSync(file, old);
+    const later = { seq: 1000, hash: 'f'.repeat(64) };
+    await expect(recordAuditHead(home, keys, later)).rejects.toMatchObject({
+      kind: 'integrity',
+      code: 'vault_rollback',
+    });
+    expect(readFileSync(file).equals(old)).toBe(true);
+    // The current copy, put back, takes the head.
+    writeFileSync(file, current);
+    await recordAuditHead(home, keys, later);
+    expect(loadVault(home).body.audit_head).toEqual(later);
   });
 });

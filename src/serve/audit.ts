@@ -14,11 +14,10 @@ export interface HeadRecorder {
 
 /**
  * serve records the audit head in the vault off the request path: at most once per interval and
- * when it stops, instead of a vault write per request. The interval is short on purpose: the
- * per-request brake and rollback checks scan the log back to the recorded head, so a head that
- * lags far behind makes every request slower (10 ms measured best in bench/gateway.ts). The cost is a window: if serve is killed,
- * a cut of the log's last entries (at most `intervalMs` of them) is not detected against the
- * vault's head (docs/threat-model.md). A failed write fails every later request (fail closed).
+ * when it stops, instead of a vault write per request. The interval is short on purpose, as it
+ * is a window: if serve is killed, a cut of the log's last entries (at most `intervalMs` of them)
+ * is not detected against the vault's head (docs/threat-model.md). A failed write (say, the
+ * vault was restored from an older copy) fails every later request (fail closed).
  */
 export function deferredHeads(home: Home, keys: VaultKeys, intervalMs = 10): HeadRecorder {
   let latest: AuditHead | null = null;

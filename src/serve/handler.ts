@@ -20,7 +20,7 @@ import {
   type SendOptions,
 } from '../http/client.ts';
 import { checkAgent, checkGrant, findAgentByToken } from '../policy.ts';
-import { loadVault, type VaultFile, type VaultKeys, verifyVault, wipeKeys } from '../vault.ts';
+import { type VaultFile, type VaultKeys, VaultReader, verifyVault, wipeKeys } from '../vault.ts';
 import type { AgentRateLimiter } from './agent_rate.ts';
 import { type AppendAudit, type HeadRecorder, keyedAudit } from './audit.ts';
 import type { LiveMonitor } from '../monitor/live.ts';
@@ -104,7 +104,13 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
   // Once serve stops, the held keys are about to be wiped: no entry may be MACed with them.
   const audit: AppendAudit = (events) =>
     options.stopping.aborted ? Promise.reject(_stoppingError()) : append(events);
-  const ctx: _Ctx = { options, now, audit };
+  const ctx: _Ctx = {
+    options,
+    now,
+    audit,
+    vault: new VaultReader(options.home),
+    verified: new WeakSet(),
+  };
   return async (request) => {
     try {
       _checkCaller(request);
@@ -155,6 +161,9 @@ interface _Ctx {
   options: HandlerOptions;
   now: () => Date;
   audit: AppendAudit;
+  vault: VaultReader;
+  /** Vault files whose MAC was checked with the held keys. */
+  verified: WeakSet<VaultFile>;
 }
 
 /** Only clients on this machine that name this server: no DNS rebinding, no web pages. */
@@ -226,7 +235,7 @@ async function _gateway(
   const token = gatewayToken(request.headers);
   const body = await request.body(MAX_BODY_BYTES);
   await _admit(ctx, token, { route: 'gateway', credentials: [route.name] });
-  const file = loadVault(ctx.options.home);
+  const file = ctx.vault.load();
   const record = file.body.credentials.find((c) => c.name === route.name);
   if (record === undefined || record.base_url === null || record.inject === null) {
     return await _refuseGateway(ctx, { file, token, name: route.name, method: request.method });
@@ -308,7 +317,7 @@ async function _admit(
 ): Promise<void> {
   const rate = ctx.options.agentRate;
   if (rate === null || token === null) return;
-  const file = loadVault(ctx.options.home);
+  const file = ctx.vault.load();
   const agent = findAgentByToken(file.body.agents, token);
   if (agent === null) return;
   try {
@@ -361,9 +370,14 @@ function _deps(ctx: _Ctx): BrokerDeps {
     ...(options.send ? { send: options.send } : {}),
     // Each request gets its own copy of the keys, wiped when it is done, so wiping the held keys
     // at stop can never leave a request in flight with zeroed keys.
+    load: () => ctx.vault.load(),
     unseal: (file) => {
       if (options.stopping.aborted) return Promise.reject(_stoppingError());
-      verifyVault(file, options.keys);
+      // The reader returns the same frozen object while the file is unchanged: check it once.
+      if (!ctx.verified.has(file)) {
+        verifyVault(file, options.keys);
+        ctx.verified.add(file);
+      }
       const keys = _copyKeys(options.keys);
       return Promise.resolve({ keys, release: () => wipeKeys(keys) });
     },

@@ -11,7 +11,9 @@ import { integrity, TpError, usage } from '../errors.ts';
 import type { Home } from '../home.ts';
 import { ioErrorCode } from '../home.ts';
 import type { SendOptions } from '../http/client.ts';
-import { type VaultKeys, wipeKeys } from '../vault.ts';
+import { followAuditLog } from '../audit.ts';
+import { BRAKE_EVENTS } from '../brakes.ts';
+import { VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS, type VaultKeys, wipeKeys } from '../vault.ts';
 import type { TcpAddress } from './address.ts';
 import { agentRateLimiter } from './agent_rate.ts';
 import { type AppendAudit, deferredHeads, type HeadRecorder, keyedAudit } from './audit.ts';
@@ -59,12 +61,20 @@ export interface ServeHandle {
 export async function startServe(options: ServeOptions): Promise<ServeHandle> {
   const now = options.now ?? (() => new Date());
   const listeners: HttpListener[] = [];
+  let unfollow = () => {};
   try {
     await _claimSocket(options.socket);
     const startedAt = now();
     const expiresAt = new Date(startedAt.getTime() + options.ttlMs);
     const stopping = new AbortController();
     const heads = deferredHeads(options.home, options.keys);
+    // Brakes and vault changes recorded in the audit trail are checked before every request:
+    // read what is new in the log, not the tail since the vault's head again each time.
+    unfollow = followAuditLog(options.home, options.keys.audit, [
+      BRAKE_EVENTS,
+      VAULT_CHANGE_EVENTS,
+      VAULT_SAVED_EVENTS,
+    ]);
     // Kept-alive upstream connections, shared by every request of this serve.
     const pool = new ConnectionPool();
     const monitor = await liveMonitor(options.home, options.keys, now);
@@ -119,6 +129,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
         heads,
         monitor,
         pool,
+        unfollow,
         keys: options.keys,
       })
         .then((result) => {
@@ -131,6 +142,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     return { urls, socket: options.socket, startedAt, expiresAt, stop, stopped };
   } catch (e) {
     await Promise.all(listeners.map((l) => l.close()));
+    unfollow();
     wipeKeys(options.keys);
     throw e;
   }
@@ -147,6 +159,7 @@ async function _stop(
     heads: HeadRecorder;
     monitor: LiveMonitor;
     pool: ConnectionPool;
+    unfollow: () => void;
     keys: VaultKeys;
   },
 ): Promise<Stopped> {
@@ -169,6 +182,7 @@ async function _stop(
   } catch (e) {
     auditError = asServeError(e);
   }
+  parts.unfollow();
   wipeKeys(parts.keys);
   return { reason, auditError };
 }

@@ -1,0 +1,109 @@
+/**
+ * followAuditLog (serve's incremental `entriesAfter`): after every kind of change to the log, a
+ * followed query must find every entry the full backward scan finds. The scan is run with a
+ * RegExp of the same source but another object, which the follower does not answer.
+ */
+import { describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import {
+  type AuditEvent,
+  entriesAfter,
+  followAuditLog,
+  formatEntry,
+  openAuditWriter,
+} from '../src/audit.ts';
+import { BRAKE_EVENTS } from '../src/brakes.ts';
+import { openHome } from '../src/home.ts';
+import { VAULT_CHANGE_EVENTS } from '../src/vault.ts';
+
+const KEY = new Uint8Array(32).fill(7);
+const OTHER_KEY = new Uint8Array(32).fill(8);
+
+function event(name: string, i: number): AuditEvent {
+  return { event: name, actor: { type: 'system' }, outcome: 'ok', data: { i, brake: `b${i}` } };
+}
+
+function setup() {
+  const h = openHome(path.join(fs.mkdtempSync(path.join(tmpdir(), 'tp-follow-')), 'h'), {
+    create: true,
+  });
+  const keyed = openAuditWriter(h, { macKey: KEY });
+  const unkeyed = openAuditWriter(h, { macKey: null });
+  const log = path.join(h.dir, 'audit', 'audit.log');
+  const seqs = (found: Array<{ seq: number }>) => found.map((e) => e.seq);
+  /** Both answers for each question serve asks, at the given head. */
+  const compare = (after: number) => {
+    for (const [key, re] of [[KEY, VAULT_CHANGE_EVENTS], [null, BRAKE_EVENTS]] as const) {
+      const followed = seqs(entriesAfter(h, key, after, re));
+      const scanned = seqs(entriesAfter(h, key, after, new RegExp(re.source)));
+      expect(followed, `${re.source} after ${after}`).toEqual(scanned);
+    }
+  };
+  return { h, keyed, unkeyed, log, compare, seqs };
+}
+
+describe('followAuditLog', () => {
+  it('answers as the full scan does while other writers append, heads move and the log is cut, rewritten or torn', async () => {
+    const { h, keyed, unkeyed, log, compare, seqs } = setup();
+    for (let i = 0; i < 20; i++) {
+      await keyed.append([event(i % 5 === 0 ? 'agent.revoke' : 'request.completed', i)]);
+    }
+    const stop = followAuditLog(h, KEY, [BRAKE_EVENTS, VAULT_CHANGE_EVENTS]);
+    try {
+      compare(3);
+      expect(seqs(entriesAfter(h, KEY, 3, VAULT_CHANGE_EVENTS))).toEqual([16, 11, 6]);
+      // New entries of every sort, keyed and not, and a forged vault change (wrong key).
+      await unkeyed.append([event('brake.activate', 21)]);
+      await keyed.append([event('credential.add', 22), event('request.allowed', 23)]);
+      await openAuditWriter(h, { macKey: OTHER_KEY }).append([event('agent.grant', 24)]);
+      compare(3);
+      compare(10);
+      compare(21);
+      expect(seqs(entriesAfter(h, null, 3, BRAKE_EVENTS))).toEqual([21]);
+      expect(seqs(entriesAfter(h, KEY, 10, VAULT_CHANGE_EVENTS))).toEqual([22, 16, 11]);
+      // A head older than the first one asked about: scanned again.
+      compare(0);
+      // Cut: the last lines go, then others are written in their place.
+      const lines = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
+      _rewrite(log, lines.slice(0, 18).join('\n') + '\n');
+      compare(5);
+      await keyed.append([event('agent.suspend', 19), event('brake.activate', 20)]);
+      compare(5);
+      expect(seqs(entriesAfter(h, KEY, 5, VAULT_CHANGE_EVENTS))).toEqual([19, 16, 11, 6]);
+      // Rewritten: a different log of the same length, a vault change where there was none.
+      const now = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
+      const at = now.findIndex((l) => l.includes('"seq":13,'));
+      const prev = JSON.parse(now[at]!).prev as string;
+      now[at] = formatEntry({ ...event('agent.revoke', 13), seq: 13, ts: 'x', prev }, KEY).line;
+      _rewrite(log, now.join('\n') + '\n');
+      compare(5);
+      expect(seqs(entriesAfter(h, KEY, 5, VAULT_CHANGE_EVENTS))).toContain(13);
+      // A torn tail: the follower steps aside (the scan answers) until an append repairs it.
+      _rewrite(log, fs.readFileSync(log, 'utf8') + '{"v":1,"seq":99,"ts":"x","event":"brake.acti');
+      compare(5);
+      await keyed.append([event('agent.revoke', 30)]);
+      compare(5);
+      compare(12);
+    } finally {
+      stop();
+    }
+  });
+
+  it('answers only the RegExp objects it follows, and nothing after it stops', async () => {
+    const { h, keyed, seqs } = setup();
+    await keyed.append([event('agent.revoke', 1)]);
+    const stop = followAuditLog(h, KEY, [VAULT_CHANGE_EVENTS]);
+    expect(seqs(entriesAfter(h, KEY, 0, VAULT_CHANGE_EVENTS))).toEqual([1]);
+    stop();
+    await keyed.append([event('agent.revoke', 2)]);
+    expect(seqs(entriesAfter(h, KEY, 0, VAULT_CHANGE_EVENTS))).toEqual([2, 1]);
+  });
+});
+
+/** Replaces a state file's content, keeping it private (Deno's writeFileSync ignores the umask). */
+function _rewrite(file: string, content: string | Uint8Array): void {
+  fs.writeFileSync(file, content, { mode: 0o600 });
+  fs.chmodSync(file, 0o600);
+}

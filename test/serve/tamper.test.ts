@@ -1,0 +1,101 @@
+/**
+ * State changed behind a running serve, which keeps what it read between requests (the vault
+ * while its bytes stay the same, the audit trail's brakes and vault changes read forward, the
+ * digests of the entries it wrote): a vault.json restored from an older copy, and a cut audit
+ * log, are refused on the very next request, with nothing sent upstream.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
+import { type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
+import { http, json, type Served, startServe } from '../helpers/serve.ts';
+
+let t: TestHome;
+let upstream: Listener;
+let s: Served;
+let agent: { id: string; token: string };
+
+beforeAll(async () => {
+  t = await newHome();
+  upstream = await startHttpsListener();
+  const added = await addCredential(t, 'k', 'sk-tamper-canary-0123456789', [
+    '--allowed-domains',
+    'api.allowed.test',
+  ]);
+  expect(added.code, added.stderr).toBe(0);
+  agent = await newAgent(t, { name: 'worker', grants: ['k'] });
+  s = await startServe(t, [
+    '--listen',
+    '127.0.0.1:0',
+    '--cacert',
+    t.file('ca.pem', TEST_CA),
+    '--connect-to',
+    `api.allowed.test:443:127.0.0.1:${upstream.port}`,
+  ]);
+});
+afterAll(async () => {
+  await s?.stop();
+  await upstream?.close();
+});
+
+function _request() {
+  return http(s, '/v1/proxy', {
+    body: JSON.stringify({
+      credential: 'k',
+      url: 'https://api.allowed.test/x',
+      headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+    }),
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${agent.token}` },
+  });
+}
+
+const vaultFile = () => path.join(t.home, 'vault.json');
+const logFile = () => path.join(t.home, 'audit', 'audit.log');
+
+describe('serve and state changed behind its back', () => {
+  it('a vault.json restored from before `agent revoke`: 503 vault_rollback, nothing sent; put back: 200', async () => {
+    expect((await _request()).status).toBe(200);
+    const old = fs.readFileSync(vaultFile());
+    const other = await newAgent(t, { name: 'other' });
+    const revoked = await t.tp(['agent', 'revoke', other.id, '--password-file', t.passwordFile]);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    const current = fs.readFileSync(vaultFile());
+    _rewrite(vaultFile(), old);
+    const sent = upstream.requests.length;
+    for (let i = 0; i < 3; i++) {
+      const r = await _request();
+      expect(r.status).toBe(503);
+      expect(json(r).error.code).toBe('vault_rollback');
+    }
+    expect(upstream.requests).toHaveLength(sent);
+    // serve never wrote its audit head into the restored copy.
+    expect(fs.readFileSync(vaultFile()).equals(old)).toBe(true);
+    _rewrite(vaultFile(), current);
+    expect((await _request()).status).toBe(200);
+  });
+
+  it('the audit log cut below the head the vault recorded: 503 audit_truncated, nothing sent', async () => {
+    for (let i = 0; i < 3; i++) expect((await _request()).status).toBe(200);
+    // Wait until serve has recorded a head at the log's end (it does so within 10 ms).
+    const lines = fs.readFileSync(logFile(), 'utf8').trimEnd().split('\n');
+    const last = JSON.parse(lines.at(-1)!).seq as number;
+    const deadline = Date.now() + 5000;
+    while (JSON.parse(fs.readFileSync(vaultFile(), 'utf8')).body.audit_head?.seq !== last) {
+      expect(Date.now()).toBeLessThan(deadline);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    _rewrite(logFile(), lines.slice(0, -4).join('\n') + '\n');
+    const sent = upstream.requests.length;
+    const r = await _request();
+    expect(r.status).toBe(503);
+    expect(json(r).error.code).toBe('audit_truncated');
+    expect(upstream.requests).toHaveLength(sent);
+  });
+});
+
+/** Replaces a state file's content, keeping it private (Deno's writeFileSync ignores the umask). */
+function _rewrite(file: string, content: string | Uint8Array): void {
+  fs.writeFileSync(file, content, { mode: 0o600 });
+  fs.chmodSync(file, 0o600);
+}
