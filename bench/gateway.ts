@@ -49,6 +49,17 @@ export interface GatewayBench {
   answered: number;
   nginxVersion: string;
   commands: string[];
+  /** One more serve round, from the sources under `node --cpu-prof`: where serve's time went. */
+  profile: ServeProfile;
+}
+
+export interface ServeProfile {
+  rps: number;
+  /** Sampled time the process was not idle, and the part of it in src/monitor/ (inclusive). */
+  busyMs: number;
+  monitorMs: number;
+  /** The largest inclusive shares of src/ functions, for the record. */
+  top: Array<{ name: string; ms: number }>;
 }
 
 function _freePort(): Promise<number> {
@@ -301,8 +312,27 @@ export async function benchGateway(
     }
     const serveRssMb = _peakRssMb(serve.pid!);
     await _stop(serve);
+
+    step('gateway: one more serve round from the sources, profiled (monitoring share)');
+    const profDir = path.join(work, 'profile');
+    const profiled = spawn(
+      NODE,
+      ['--cpu-prof', `--cpu-prof-dir=${profDir}`, 'cmd/main.ts', ...serveArgs],
+      { stdio: ['ignore', 'pipe', 'inherit'], env },
+    );
+    children.push(profiled);
+    const profiledUrl = (JSON.parse(await _firstLine(profiled, 'serve (profiled)')) as {
+      listen: string[];
+    }).listen[0];
+    const profiledRound = _wrk(`${profiledUrl}/v1/gateway/bench_key/v1/models`, auth, env);
+    await _stop(profiled);
+    const profile = {
+      rps: profiledRound.rps,
+      ...readProfile(path.join(profDir, fs.readdirSync(profDir)[0]!)),
+    };
     const audited = _countCompleted(path.join(home, 'audit', 'audit.log'));
-    const answered = result.serve.reduce((sum, r) => sum + r.requests, 0) + 1;
+    const answered = result.serve.reduce((sum, r) => sum + r.requests, 0) + 1 +
+      profiledRound.requests;
     if (audited < answered) {
       throw new Error(`only ${audited} requests audited for ${answered} answered`);
     }
@@ -313,6 +343,7 @@ export async function benchGateway(
       audited,
       answered,
       nginxVersion,
+      profile,
       commands: [
         `${NODE} bench/upstream.ts 1   # prints $UPSTREAM`,
         `nginx -p $W -c $W/nginx.conf   # listens on $NGINX, see _nginxConf in bench/gateway.ts`,
@@ -329,6 +360,51 @@ export async function benchGateway(
     await Promise.all(children.map(_stop));
     fs.rmSync(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * A V8 .cpuprofile: the sampled time not idle, the part with a frame of src/monitor/ on the
+ * stack (each sample counted once), and the src/ functions with the most inclusive time.
+ */
+export function readProfile(file: string): Omit<ServeProfile, 'rps'> {
+  interface Node {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    children?: number[];
+  }
+  const p = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+    nodes: Node[];
+    samples: number[];
+    timeDeltas: number[];
+  };
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const self = new Map<number, number>();
+  p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
+  let busy = 0;
+  let monitor = 0;
+  const inclusive = new Map<string, number>();
+  for (const [id, us] of self) {
+    if (byId.get(id)?.callFrame.functionName === '(idle)') continue;
+    busy += us;
+    const seen = new Set<string>();
+    let inMonitor = false;
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const { functionName, url, lineNumber } = byId.get(at)!.callFrame;
+      if (url.includes('/src/monitor/')) inMonitor = true;
+      const src = url.indexOf('/src/');
+      if (src < 0) continue;
+      const name = `${functionName || '(anonymous)'} ${url.slice(src + 1)}:${lineNumber + 1}`;
+      if (seen.has(name)) continue;
+      seen.add(name);
+      inclusive.set(name, (inclusive.get(name) ?? 0) + us);
+    }
+    if (inMonitor) monitor += us;
+  }
+  const top = [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 12)
+    .map(([name, us]) => ({ name, ms: us / 1000 }));
+  return { busyMs: busy / 1000, monitorMs: monitor / 1000, top };
 }
 
 function _curl(url: string, headers: string[], env: Record<string, string>): void {
@@ -415,6 +491,18 @@ export function gatewayMarkdown(g: GatewayBench): string {
     '```sh',
     ...g.commands,
     '```',
+    '',
+    `Where serve's time goes: one more round (${
+      Math.round(g.profile.rps)
+    } req/s) with serve run from the sources under \`node --cpu-prof\` (profiling slows it);` +
+    ` ${g.profile.busyMs.toFixed(0)} ms of CPU time were sampled outside idle. The src/ functions` +
+    ' with the most inclusive time (nested ones overlap):',
+    '',
+    '| function | inclusive ms | share of busy time |',
+    '| --- | --- | --- |',
+    ...g.profile.top.map((t) =>
+      `| \`${t.name}\` | ${t.ms.toFixed(0)} | ${(100 * t.ms / g.profile.busyMs).toFixed(1)}% |`
+    ),
     '',
   ].join('\n');
 }

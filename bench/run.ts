@@ -8,7 +8,7 @@
  */
 import { auditMarkdown, benchAudit } from './audit.ts';
 import { benchDetection, detectionMarkdown } from './detection.ts';
-import { benchGateway, gatewayMarkdown, serveRps } from './gateway.ts';
+import { benchGateway, gatewayMarkdown } from './gateway.ts';
 import { benchMonitor, monitorMarkdown } from './monitor.ts';
 import { benchSkills, skillsMarkdown } from './skills.ts';
 import { Buffer } from 'node:buffer';
@@ -1037,7 +1037,7 @@ async function _main(): Promise<void> {
         setup,
         _document({ setup, startup, kdf, exec, throughput, machine, date: startedAt, seconds }),
       ) + '\n' + auditMarkdown(audit) + '\n' + skillsMarkdown(skills) + '\n' +
-        gatewayMarkdown(gateway) + '\n' + monitorMarkdown(monitor, serveRps(gateway)) + '\n' +
+        gatewayMarkdown(gateway) + '\n' + monitorMarkdown(monitor, gateway) + '\n' +
         detectionMarkdown(detection),
     );
     _step(`wrote ${DOC} (${seconds.toFixed(0)} s)`);

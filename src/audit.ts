@@ -260,12 +260,16 @@ class LogFollower {
   #key: Uint8Array;
   #events: readonly RegExp[];
   #cursor: LogCursor | null = null;
+  /** The log, kept open between queries, and its path (to notice a replaced file). */
+  #fd: number | null = null;
+  #path: string;
   /** The followed lines numbered above `#from`, in log order. */
   #lines: FollowedLine[] = [];
   #from = 0;
 
   constructor(home: Home, macKey: Uint8Array, events: readonly RegExp[]) {
     this.#home = home;
+    this.#path = path.join(home.dir, AUDIT_DIR, AUDIT_FILE);
     this.#key = macKey.slice();
     this.#mac = digestHmacer(this.#key);
     this.#events = events;
@@ -275,6 +279,12 @@ class LogFollower {
     this.#key.fill(0);
     this.#cursor = null;
     this.#lines = [];
+    this.#closeLog();
+  }
+
+  #closeLog(): void {
+    if (this.#fd !== null) fs.closeSync(this.#fd);
+    this.#fd = null;
   }
 
   /** Null when this query is not one it follows, or the log cannot be followed right now. */
@@ -315,7 +325,16 @@ class LogFollower {
 
   /** Reads what was appended since the cursor; false when the log no longer continues from it. */
   #advance(): boolean {
-    const read = readLogFrom(this.#home, this.#cursor);
+    if (this.#fd === null) return false;
+    let atPath: fs.Stats;
+    try {
+      atPath = fs.lstatSync(this.#path);
+    } catch {
+      return false;
+    }
+    const held = fs.fstatSync(this.#fd);
+    if (atPath.ino !== held.ino || atPath.dev !== held.dev) return false;
+    const read = _linesFrom(this.#fd, this.#cursor, held.size);
     if (read === null || read.cursor === null) return false;
     for (const line of read.lines) this.#keep(line);
     this.#cursor = read.cursor;
@@ -331,8 +350,10 @@ class LogFollower {
     this.#cursor = null;
     this.#lines = [];
     this.#from = afterSeq;
+    this.#closeLog();
     const fd = _openLog(this.#home);
     if (fd === null) return false;
+    let keep = false;
     try {
       const tail = _readTail(fd);
       const digest = tail.last === null || tail.torn ? null : lineDigest(tail.last);
@@ -351,9 +372,11 @@ class LogFollower {
       }
       for (let i = found.length - 1; i >= 0; i--) this.#keep(found[i]!);
       this.#cursor = { offset: tail.validLength, digest };
+      this.#fd = fd;
+      keep = true;
       return true;
     } finally {
-      fs.closeSync(fd);
+      if (!keep) fs.closeSync(fd);
     }
   }
 }
@@ -385,27 +408,36 @@ export function readLogFrom(
     return cursor === null ? { lines: [], cursor: null } : null;
   }
   try {
-    const from = cursor?.offset ?? 0;
-    const size = fs.fstatSync(fd).size;
-    if (size < from) return null;
-    const bytes = Buffer.alloc(size - from);
-    let read = 0;
-    while (read < bytes.length) {
-      const n = fs.readSync(fd, bytes, read, bytes.length - read, from + read);
-      if (n === 0) break;
-      read += n;
-    }
-    const complete = bytes.lastIndexOf(0x0a, read - 1) + 1;
-    if (complete === 0) return { lines: [], cursor };
-    const lines = bytes.subarray(0, complete - 1).toString('utf8').split('\n');
-    if (cursor !== null && _prevOf(lines[0]!) !== cursor.digest) return null;
-    const digest = lineDigest(lines[lines.length - 1]!);
-    // After a malformed last line there is nothing to continue from: start over next time.
-    const next = digest === null ? null : { offset: from + complete, digest };
-    return { lines, cursor: next };
+    return _linesFrom(fd, cursor, fs.fstatSync(fd).size);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** `readLogFrom` on an open log of `size` bytes. */
+function _linesFrom(
+  fd: number,
+  cursor: LogCursor | null,
+  size: number,
+): { lines: string[]; cursor: LogCursor | null } | null {
+  const from = cursor?.offset ?? 0;
+  if (size < from) return null;
+  if (size === from) return { lines: [], cursor };
+  const bytes = Buffer.alloc(size - from);
+  let read = 0;
+  while (read < bytes.length) {
+    const n = fs.readSync(fd, bytes, read, bytes.length - read, from + read);
+    if (n === 0) break;
+    read += n;
+  }
+  const complete = bytes.lastIndexOf(0x0a, read - 1) + 1;
+  if (complete === 0) return { lines: [], cursor };
+  const lines = bytes.subarray(0, complete - 1).toString('utf8').split('\n');
+  if (cursor !== null && _prevOf(lines[0]!) !== cursor.digest) return null;
+  const digest = lineDigest(lines[lines.length - 1]!);
+  // After a malformed last line there is nothing to continue from: start over next time.
+  const next = digest === null ? null : { offset: from + complete, digest };
+  return { lines, cursor: next };
 }
 
 /** The `prev` field of a line: the last one, just before the MAC. */

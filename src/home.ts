@@ -42,6 +42,9 @@ export function openHome(dir: string, options: { create: boolean }): Home {
   return { dir };
 }
 
+/** Our uid, asked once: every state file and directory is checked against it (a system call). */
+const UID = process.getuid?.();
+
 function checkOwnedPrivate(p: string, st: fs.Stats, what: string): void {
   if (st.isSymbolicLink()) {
     throw integrity(
@@ -50,7 +53,7 @@ function checkOwnedPrivate(p: string, st: fs.Stats, what: string): void {
       'replace it with a real file or directory',
     );
   }
-  const uid = process.getuid?.();
+  const uid = UID;
   if (uid !== undefined && st.uid !== uid) {
     throw integrity(
       'foreign_owner',
