@@ -34,14 +34,21 @@ export function secretForms(value: Uint8Array): Uint8Array[] {
   _checkValue(value, 'value');
   // A copy: callers wipe their value buffers, which must not blank out a redactor's patterns.
   const raw = Buffer.from(value);
-  const texts = [
+  // Keyed by their bytes as latin1: the ASCII forms are their own keys, converted once each.
+  const unique = new Map<string, Buffer>([[raw.toString('latin1'), raw]]);
+  const ascii = [
+    ..._percentForms(raw),
     ..._base64Forms(raw),
     raw.toString('hex'),
     raw.toString('hex').toUpperCase(),
-    ..._jsonForms(raw),
   ];
-  const forms = [raw, ..._percentForms(raw), ...texts.map((text) => Buffer.from(text, 'utf8'))];
-  return _uniqueLongestFirst(forms).map(_view);
+  for (const text of ascii) if (!unique.has(text)) unique.set(text, Buffer.from(text, 'latin1'));
+  for (const text of _jsonForms(raw)) {
+    const bytes = Buffer.from(text, 'utf8');
+    const key = bytes.toString('latin1');
+    if (!unique.has(key)) unique.set(key, bytes);
+  }
+  return [...unique.values()].sort((a, b) => b.length - a.length).map(_view);
 }
 
 interface _Pattern {
@@ -303,30 +310,41 @@ const _FORM_SAFE = '*-._';
  * Python quote_plus), HTML form encoding (URLSearchParams), and every byte escaped; each with
  * upper- and lower-case hex digits.
  */
-function _percentForms(value: Buffer): Buffer[] {
-  const styles = [
-    { safe: _URI_COMPONENT_SAFE, plus: false },
-    { safe: _RFC3986_SAFE, plus: false },
-    { safe: _RFC3986_SAFE, plus: true },
-    { safe: _FORM_SAFE, plus: true },
-    { safe: null, plus: false },
-  ];
-  const forms: Buffer[] = [];
+function _keep(safe: string | null): Uint8Array {
+  const keep = new Uint8Array(256);
+  if (safe !== null) { for (const ch of _ALPHANUMERIC + safe) keep[ch.charCodeAt(0)] = 1; }
+  return keep;
+}
+
+const _PERCENT_STYLES = [
+  { keep: _keep(_URI_COMPONENT_SAFE), plus: false },
+  { keep: _keep(_RFC3986_SAFE), plus: false },
+  { keep: _keep(_RFC3986_SAFE), plus: true },
+  { keep: _keep(_FORM_SAFE), plus: true },
+  { keep: _keep(null), plus: false },
+];
+const _HEX_DIGITS = {
+  upper: Buffer.from('0123456789ABCDEF'),
+  lower: Buffer.from('0123456789abcdef'),
+};
+
+/** As latin1 text (every form is ASCII). */
+function _percentForms(value: Buffer): string[] {
+  const forms: string[] = [];
   for (const upper of [true, false]) {
-    for (const style of styles) forms.push(_percentEncode(value, { ...style, upper }));
+    for (const style of _PERCENT_STYLES) {
+      forms.push(_percentEncode(value, { ...style, upper }).toString('latin1'));
+    }
   }
   return forms;
 }
 
 function _percentEncode(
   value: Buffer,
-  options: { safe: string | null; plus: boolean; upper: boolean },
+  options: { keep: Uint8Array; plus: boolean; upper: boolean },
 ): Buffer {
-  const keep = new Uint8Array(256);
-  if (options.safe !== null) {
-    for (const ch of _ALPHANUMERIC + options.safe) keep[ch.charCodeAt(0)] = 1;
-  }
-  const digits = Buffer.from(options.upper ? '0123456789ABCDEF' : '0123456789abcdef');
+  const keep = options.keep;
+  const digits = options.upper ? _HEX_DIGITS.upper : _HEX_DIGITS.lower;
   const out = Buffer.alloc(3 * value.length);
   let n = 0;
   for (const byte of value) {
@@ -404,15 +422,6 @@ function _jsonEscape(
     }
   }
   return out;
-}
-
-function _uniqueLongestFirst(forms: readonly Buffer[]): Buffer[] {
-  const unique = new Map<string, Buffer>();
-  for (const form of forms) {
-    const key = form.toString('latin1');
-    if (!unique.has(key)) unique.set(key, form);
-  }
-  return [...unique.values()].sort((a, b) => b.length - a.length);
 }
 
 function _buffer(bytes: Uint8Array): Buffer {
