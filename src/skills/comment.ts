@@ -12,7 +12,7 @@ export const COMMENT_PREFIX = 'trust-protocol skill';
 export interface SkillMeta {
   name: string;
   version: string;
-  /** Key id of the signing key, as minisign prints it. */
+  /** Key id of the signing key: 16 upper-case hex digits (zero-padded when parsed). */
   publisher: string;
   /** When the signature stops being accepted (ISO 8601, UTC), or null for never. */
   expires: string | null;
@@ -21,7 +21,8 @@ export interface SkillMeta {
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$/;
-const KEY_ID_RE = /^[0-9A-F]{16}$/;
+/** minisign prints a key id without its leading zeros: 1 to 16 digits, padded when parsed. */
+const KEY_ID_RE = /^[0-9A-F]{1,16}$/;
 const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z$/;
 
@@ -59,7 +60,8 @@ export function parseComment(text: string): SkillMeta {
   return {
     name: get('name', NAME_RE, 'letters, digits, . _ -, up to 64'),
     version: get('version', VERSION_RE, 'letters, digits, . + _ -, up to 64'),
-    publisher: get('publisher', KEY_ID_RE, 'the 16-hex-digit key id'),
+    publisher: get('publisher', KEY_ID_RE, 'the key id: up to 16 upper-case hex digits')
+      .padStart(16, '0'),
     expires: expires === 'never'
       ? null
       : _instant(expires as string) ?? fail('has an invalid expires'),

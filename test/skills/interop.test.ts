@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
 import { makeSkill, minisign, minisignPath } from './helpers.ts';
@@ -36,14 +36,20 @@ beforeAll(async () => {
   ]);
   if (k.code !== 0) throw new Error(k.stderr);
   ours = { key: `${prefix}.key`, pub: `${prefix}.pub` };
-  const g = minisign(['-G', '-W', '-p', 'theirs.pub', '-s', 'theirs.key'], { cwd: t.dir });
-  if (g.code !== 0) throw new Error(g.stderr);
+  // minisign prints a key id without its leading zeros: keep generating until the id has one
+  // (1 key in 16), so that the short form it prints is what the comments below carry.
   const pub = path.join(t.dir, 'theirs.pub');
-  theirs = {
-    key: path.join(t.dir, 'theirs.key'),
-    pub,
-    id: (readFileSync(pub, 'utf8').split('\n')[0] as string).split(' ').pop() as string,
-  };
+  const key = path.join(t.dir, 'theirs.key');
+  let id = '';
+  for (let tries = 0; id.length !== 15 && tries < 400; tries++) {
+    rmSync(pub, { force: true });
+    rmSync(key, { force: true });
+    const g = minisign(['-G', '-W', '-p', 'theirs.pub', '-s', 'theirs.key'], { cwd: t.dir });
+    if (g.code !== 0) throw new Error(g.stderr);
+    id = (readFileSync(pub, 'utf8').split('\n')[0] as string).split(' ').pop() as string;
+  }
+  expect(id).toMatch(/^[0-9A-F]{15}$/);
+  theirs = { key, pub, id };
   skill = makeSkill(path.join(t.dir, 'skill'));
   const s = await t.tp([
     'skill',
@@ -122,7 +128,7 @@ describe('skill verify checks what minisign signs', () => {
       ok: true,
       name: 'weather',
       version: '1.0',
-      key_id: theirs.id,
+      key_id: theirs.id.padStart(16, '0'),
     });
     // And it still catches a tampered file under that signature.
     writeFileSync(path.join(dir, 'SKILL.md'), 'changed');

@@ -356,6 +356,19 @@ describe('trusted comment', () => {
       });
   });
 
+  it('takes a key id as minisign prints it, without leading zeros', () => {
+    expect(
+      parseComment('trust-protocol skill name=w version=1 publisher=3D29B06C2ED054B expires=never')
+        .publisher,
+    ).toBe('03D29B06C2ED054B');
+    expect(
+      () =>
+        parseComment(
+          'trust-protocol skill name=w version=1 publisher=103D29B06C2ED054B expires=never',
+        ),
+    ).toThrow(/invalid publisher/);
+  });
+
   it('refuses unknown, repeated, missing or invalid fields', () => {
     const base = 'trust-protocol skill name=w version=1 publisher=ABCDEF0123456789 expires=never';
     for (
