@@ -38,6 +38,11 @@ export interface BrokerDeps {
   unseal: (file: VaultFile) => Promise<{ keys: VaultKeys; release: () => void }>;
   /** Reads the vault as it is on disk now; default `loadVault` (serve: a `VaultReader`). */
   load?: () => VaultFile;
+  /**
+   * True when `unseal` returns keys already held (serve): it takes no time, so the brakes read
+   * just before it still stand. Otherwise (a password typed, a key derived) they are read again.
+   */
+  keysHeld?: boolean;
   now?: () => Date;
   send?: typeof send;
   /**
@@ -157,8 +162,8 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
       await _auditDenial(earlyAudit, e, request.token, file, parsed);
       throw e;
     }
-    // The brakes were read a moment ago for this same vault body; a newer body is read again.
-    if (current !== file) active = activeBrakes(deps.home, current.body);
+    // A brake placed while the password was typed or derived counts; so does a newer vault body.
+    if (current !== file || deps.keysHeld !== true) active = activeBrakes(deps.home, current.body);
     return await _executeAuthenticated(
       { file: current, active },
       keys,

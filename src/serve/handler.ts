@@ -371,6 +371,7 @@ function _deps(ctx: _Ctx): BrokerDeps {
     // Each request gets its own copy of the keys, wiped when it is done, so wiping the held keys
     // at stop can never leave a request in flight with zeroed keys.
     load: () => ctx.vault.load(),
+    keysHeld: true,
     unseal: (file) => {
       if (options.stopping.aborted) return Promise.reject(_stoppingError());
       // The reader returns the same frozen object while the file is unchanged: check it once.

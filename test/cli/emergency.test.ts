@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
+import { addCredential, newAgent, newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
 import { type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 
 const CANARY = `sk-brake-canary-${Math.random().toString(16).slice(2, 10)}`;
@@ -83,6 +84,43 @@ describe('emergency brakes', () => {
     expect(fs.readFileSync(path.join(w.t.home, 'audit', 'audit.log'), 'utf8')).toMatch(
       /"event":"brake\.activate"/,
     );
+  });
+
+  it('a brake placed while exec waits for its password stops that request (exit 5, nothing sent)', async () => {
+    const w = await world();
+    // The password comes through a FIFO: exec blocks opening it, after its first brake checks.
+    const fifo = path.join(w.t.dir, 'password.fifo');
+    expect(spawnSync('mkfifo', ['-m', '600', fifo]).status).toBe(0);
+    const tpl = w.t.file(
+      't-fifo.json',
+      JSON.stringify({
+        credential: 'k1',
+        url: 'https://api.allowed.test/b',
+        headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+      }),
+    );
+    const before = upstream.rawBytes().length;
+    const running = w.t.tp([
+      'exec',
+      '--template',
+      tpl,
+      '--cacert',
+      w.ca,
+      '--connect-to',
+      `api.allowed.test:443:127.0.0.1:${upstream.port}`,
+      '--password-file',
+      fifo,
+    ], { env: { TRUST_PROTOCOL_TOKEN: w.a.token } });
+    // Resolves once exec has opened the FIFO for reading: it is waiting for the password.
+    const writer = await fs.promises.open(fifo, 'w');
+    const on = await activate(w);
+    expect(on.code, on.stderr).toBe(0);
+    await writer.writeFile(`${PASSWORD}\n`);
+    await writer.close();
+    const r = await running;
+    expect(r.code, r.stderr).toBe(5);
+    expect(r.stderr).toMatch(/global emergency brake: incident drill/);
+    expect(upstream.rawBytes().length).toBe(before);
   });
 
   it("agent scope blocks that agent only; clearing it ends the agent's token", async () => {
