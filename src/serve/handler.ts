@@ -256,6 +256,8 @@ async function _gateway(
     { template: { parsed: template }, token, sendOptions: _sendOptions(ctx, request) },
     {
       ..._deps(ctx),
+      // The vault as read a moment ago for the route: one read per request, as for /v1/proxy.
+      load: () => file,
       // The body is opaque: it reaches the client exactly as received, never scanned.
       send: (rendered, sendOptions) =>
         send({ ...rendered, body: withBody ? body : null }, sendOptions),
