@@ -4,6 +4,7 @@
  * authenticated state, make the audit entry durable, and only then decrypt, inject, send and
  * redact. Shared by `exec` and `serve`; it never touches the terminal.
  */
+import { Buffer } from 'node:buffer';
 import { type AuditEvent, type AuditWriter, openAuditWriter } from './audit.ts';
 import { activeBrakes, blockingBrake, type Brake, brakeError } from './brakes.ts';
 import { parseTargetUrl } from './domain.ts';
@@ -289,7 +290,7 @@ async function _executeAuthenticated(
     await deps.afterRequest?.(keys);
     throw e;
   }
-  const redaction = new Redaction(secrets);
+  const redaction = _redactionFor(secrets, parsed.uses);
   const headers: Array<[string, string]> = upstream.headers
     .filter(([name]) => name.toLowerCase() !== 'content-length')
     .map(([name, value]) => [redactString(name, redaction), redactString(value, redaction)]);
@@ -322,6 +323,27 @@ async function _executeAuthenticated(
       }
     }),
   };
+}
+
+/**
+ * What is redacted: each value as stored and, where the template sent it as `{{CREDENTIAL|base64}}`,
+ * that base64 text as a value of its own, so its encoded echoes (percent-encoded in a path,
+ * `\/`-escaped in JSON) are found too; the raw value's forms cover only whole base64 of it.
+ */
+function _redactionFor(
+  secrets: readonly Secret[],
+  uses: ReturnType<typeof findPlaceholders>,
+): Redaction {
+  const base64Sent = new Set(uses.filter((u) => u.base64).map((u) => u.name));
+  const renderings = secrets.filter((s) => base64Sent.has(s.name)).map((s) => ({
+    name: s.name,
+    value: Buffer.from(Buffer.from(s.value).toString('base64'), 'latin1'),
+  }));
+  try {
+    return new Redaction([...secrets, ...renderings]);
+  } finally {
+    for (const r of renderings) wipe(r.value);
+  }
 }
 
 /**

@@ -16,7 +16,8 @@
  *
  * Known limits: base64 characters that mix secret bits with neighbouring bytes (at most one on each
  * side of an embedded value, carrying at most 4 secret bits each) stay; mixed-case hex, line-wrapped
- * base64 and nested encodings (percent-encoded base64, JSON inside JSON) are not recognised.
+ * base64 and nested encodings (percent-encoded base64, JSON inside JSON) are not recognised, except
+ * for the base64 text a template sends with `|base64`, which the broker redacts as a value itself.
  */
 import { Buffer } from 'node:buffer';
 import { TpError } from './errors.ts';
@@ -27,7 +28,8 @@ export interface Secret {
 }
 
 const _MIN_VALUE_BYTES = 8;
-const _MAX_VALUE_BYTES = 64 * 1024;
+/** A 64 KiB credential value's base64 rendering (`{{CREDENTIAL|base64}}`), which is redacted too. */
+const _MAX_VALUE_BYTES = Math.ceil((64 * 1024) / 3) * 4;
 
 /** Every byte sequence to redact for one value, deduplicated, longest first. */
 export function secretForms(value: Uint8Array): Uint8Array[] {

@@ -100,6 +100,10 @@ export function canaryForms(canary: string): CanaryForm[] {
   const json = JSON.stringify(canary).slice(1, -1);
   forms.push({ name: 'JSON-escaped', text: json });
   forms.push({ name: 'JSON-escaped with \\/', text: json.replaceAll('/', '\\/') });
+  // What `{{CREDENTIAL|base64}}` sends is a value of its own, echoed in its own encoded forms.
+  const b64 = bytes.toString('base64');
+  forms.push({ name: 'base64 text, percent-encoded', text: percentEncode(Buffer.from(b64)) });
+  forms.push({ name: 'base64 text, JSON-escaped with \\/', text: b64.replaceAll('/', '\\/') });
   const unique = new Map<string, CanaryForm>();
   for (const form of forms) if (!unique.has(form.text)) unique.set(form.text, form);
   return [...unique.values()];
