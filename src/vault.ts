@@ -415,6 +415,9 @@ async function _writeHeads(home: Home, p: HeadWrites): Promise<void> {
           ? undefined
           : missedChanges(home, file, keys)[0];
         if (missed !== undefined) throw _rollbackError(missed);
+        // A brake recorded only in the log counts while it is after the head: keep every brake
+        // in force in the vault's list before moving the head past it, as every vault write does.
+        rememberBrakes(file.body, activeBrakes(home, file.body));
         file.body.audit_head = head;
         file.body.generation += 1;
         saveVault(home, file, keys);

@@ -75,16 +75,36 @@ describe('serve and state changed behind its back', () => {
     expect((await _request()).status).toBe(200);
   });
 
+  it('a brake serve has seen stays when its files are deleted and serve has moved the head past it', async () => {
+    const on = await t.tp(['emergency', 'activate', '--scope', 'global', '--reason', 'incident']);
+    expect(on.code, on.stderr).toBe(0);
+    // serve audits a refused request under its key and moves the vault's head past the brake's
+    // own entry; from then on only the vault's list of known brakes holds it. (No token: the
+    // monitor, which acts on an agent's denials, stays out of it.)
+    expect((await http(s, '/v1/gateway/nope/x')).status).toBe(423);
+    await _headAtEnd();
+    const brakes = path.join(t.home, 'brakes');
+    for (const name of fs.readdirSync(brakes)) fs.rmSync(path.join(brakes, name));
+    const sent = upstream.requests.length;
+    const r = await _request();
+    expect(r.status).toBe(423);
+    expect(json(r).error.code).toBe('brake_global');
+    expect(upstream.requests).toHaveLength(sent);
+    const off = await t.tp([
+      'emergency',
+      'clear',
+      '--confirmation',
+      'CONFIRM_RESTORE_ACCESS',
+      '--password-file',
+      t.passwordFile,
+    ]);
+    expect(off.code, off.stderr).toBe(0);
+    expect((await _request()).status).toBe(200);
+  });
+
   it('the audit log cut below the head the vault recorded: 503 audit_truncated, nothing sent', async () => {
     for (let i = 0; i < 3; i++) expect((await _request()).status).toBe(200);
-    // Wait until serve has recorded a head at the log's end (it does so within 10 ms).
-    const lines = fs.readFileSync(logFile(), 'utf8').trimEnd().split('\n');
-    const last = JSON.parse(lines.at(-1)!).seq as number;
-    const deadline = Date.now() + 5000;
-    while (JSON.parse(fs.readFileSync(vaultFile(), 'utf8')).body.audit_head?.seq !== last) {
-      expect(Date.now()).toBeLessThan(deadline);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    const lines = await _headAtEnd();
     _rewrite(logFile(), lines.slice(0, -4).join('\n') + '\n');
     const sent = upstream.requests.length;
     const r = await _request();
@@ -93,6 +113,18 @@ describe('serve and state changed behind its back', () => {
     expect(upstream.requests).toHaveLength(sent);
   });
 });
+
+/** Waits until serve has recorded the log's last entry as the vault's head (within 10 ms). */
+async function _headAtEnd(): Promise<string[]> {
+  const lines = fs.readFileSync(logFile(), 'utf8').trimEnd().split('\n');
+  const last = JSON.parse(lines.at(-1)!).seq as number;
+  const deadline = Date.now() + 5000;
+  while (JSON.parse(fs.readFileSync(vaultFile(), 'utf8')).body.audit_head?.seq !== last) {
+    expect(Date.now()).toBeLessThan(deadline);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return lines;
+}
 
 /** Replaces a state file's content, keeping it private (Deno's writeFileSync ignores the umask). */
 function _rewrite(file: string, content: string | Uint8Array): void {
