@@ -51,7 +51,11 @@ export interface BrokerDeps {
    * src/monitor/live.ts), with the keys when this process holds them, before they are wiped.
    */
   afterRequest?: (keys: VaultKeys | null) => Promise<void>;
-  /** How a new audit head reaches the vault; default: written before the append resolves. */
+  /**
+   * How a new audit head reaches the vault; default: written before the append resolves, for a
+   * request's last entry. When given, it also gets the `request.allowed` head, before the secret
+   * is decrypted, and may refuse the request there (serve, once a deferred head write failed).
+   */
   recordHead?: (keys: VaultKeys, head: AuditHead) => Promise<void>;
 }
 
@@ -241,7 +245,7 @@ async function _executeAuthenticated(
     data: summary,
   };
   try {
-    await keyed.append([allowed], {
+    const head = await keyed.append([allowed], {
       guard: (recent, tail) => {
         // The log only grows and the vault's head only moves forward: a shorter log was cut.
         const head = file.body.audit_head;
@@ -262,6 +266,9 @@ async function _executeAuthenticated(
         checkRates(decision.credentials, recent, now());
       },
     });
+    // serve records every head (off the request path) and refuses here, before the secret is
+    // decrypted, once a head write has failed; exec records only a request's last entry.
+    await deps.recordHead?.(keys, head);
   } catch (e) {
     if (e instanceof TpError && (e.kind === 'denied' || e.kind === 'integrity')) {
       // After tampering, record the refusal but never move the vault's head onto that log.
