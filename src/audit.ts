@@ -13,7 +13,15 @@ import * as path from 'node:path';
 import { createHmac, hash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { integrity, TpError } from './errors.ts';
-import { fsyncDir, type Home, ioErrorCode, readStateFile, subdir, withLock } from './home.ts';
+import {
+  fsyncDir,
+  type Home,
+  ioErrorCode,
+  READ_FLAGS,
+  readStateFile,
+  subdir,
+  withLock,
+} from './home.ts';
 
 export const AUDIT_DIR = 'audit';
 export const AUDIT_FILE = 'audit.log';
@@ -209,15 +217,14 @@ export function entriesAfter(
 function _openLog(home: Home): number | null {
   const dir = subdir(home, AUDIT_DIR, { create: false });
   if (dir === null) return null;
+  let fd: number;
   try {
-    return fs.openSync(
-      path.join(dir.dir, AUDIT_FILE),
-      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW,
-    );
+    fd = fs.openSync(path.join(dir.dir, AUDIT_FILE), READ_FLAGS);
   } catch (e) {
     if (ioErrorCode(e) === 'ENOENT') return null;
     throw _auditError(e);
   }
+  return _regularFile(fd, path.join(dir.dir, AUDIT_FILE));
 }
 
 const followers = new Map<string, LogFollower>();
@@ -402,11 +409,12 @@ export function readLogFrom(
   let fd: number;
   try {
     if (file === null) throw Object.assign(new Error('no audit directory'), { code: 'ENOENT' });
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    fd = fs.openSync(file, READ_FLAGS);
   } catch (e) {
     if (ioErrorCode(e) !== 'ENOENT') throw _auditError(e);
     return cursor === null ? { lines: [], cursor: null } : null;
   }
+  _regularFile(fd, file);
   try {
     return _linesFrom(fd, cursor, fs.fstatSync(fd).size);
   } finally {
@@ -619,12 +627,13 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
   const file = path.join(dir.dir, AUDIT_FILE);
   const fd = fs.openSync(
     file,
-    fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
+    fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
     0o600,
   );
   const done: Array<() => void> = [];
   try {
     const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw _notAFile(file);
     if ((st.mode & 0o022) !== 0) {
       throw integrity(
         'insecure_permissions',
@@ -709,6 +718,21 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
     fs.closeSync(fd);
   }
   for (const settle of done) settle();
+}
+
+/** `fd` when it is a regular file; otherwise (a FIFO, a device) it is closed and refused. */
+function _regularFile(fd: number, file: string): number {
+  if (fs.fstatSync(fd).isFile()) return fd;
+  fs.closeSync(fd);
+  throw _notAFile(file);
+}
+
+function _notAFile(file: string): TpError {
+  return integrity(
+    'not_a_file',
+    `the audit log ${file} is not a regular file`,
+    'check who replaced it, then restore it from a backup and run `trust-protocol audit verify`',
+  );
 }
 
 function _auditError(e: unknown): TpError {

@@ -14,8 +14,8 @@ import { randomBytes } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { entriesAfter } from './audit.ts';
 import { escapeControls } from './bytes.ts';
-import { TpError, usage } from './errors.ts';
-import { fsyncDir, type Home, ioErrorCode, subdir, writeStateFile } from './home.ts';
+import { integrity, TpError, usage } from './errors.ts';
+import { fsyncDir, type Home, ioErrorCode, READ_FLAGS, subdir, writeStateFile } from './home.ts';
 
 export const BRAKES_DIR = 'brakes';
 export const JOURNAL = 'journal.log';
@@ -144,8 +144,9 @@ function _recordedBrakes(home: Home): Brake[] {
 
 function _readRecord(file: string): Brake | null {
   try {
-    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    const fd = fs.openSync(file, READ_FLAGS);
     try {
+      if (!fs.fstatSync(fd).isFile()) return null;
       const raw = JSON.parse(fs.readFileSync(fd, 'utf8')) as Record<string, unknown>;
       return raw.format === BRAKE_FORMAT && raw.version === BRAKE_VERSION ? _parseBrake(raw) : null;
     } finally {
@@ -159,8 +160,11 @@ function _readRecord(file: string): Brake | null {
 function _readJournal(file: string): Brake[] {
   let text: string;
   try {
-    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    const fd = fs.openSync(file, READ_FLAGS);
     try {
+      if (!fs.fstatSync(fd).isFile()) {
+        return [_failClosed('the brake journal is not a regular file')];
+      }
       text = fs.readFileSync(fd, 'utf8');
     } finally {
       fs.closeSync(fd);
@@ -239,10 +243,17 @@ export function activateBrake(home: Home, req: BrakeRequest, now: Date): Brake {
   );
   const fd = fs.openSync(
     path.join(dir.dir, JOURNAL),
-    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
+    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW |
+      fs.constants.O_NONBLOCK,
     0o600,
   );
   try {
+    if (!fs.fstatSync(fd).isFile()) {
+      throw integrity(
+        'not_a_file',
+        `the brake journal ${path.join(dir.dir, JOURNAL)} is not a regular file`,
+      );
+    }
     fs.writeSync(fd, JSON.stringify({ v: BRAKE_VERSION, op: 'activate', ...brake }) + '\n');
     fs.fsyncSync(fd);
   } finally {

@@ -97,12 +97,20 @@ export function statePath(home: Home, name: string): string {
   return path.join(home.dir, name);
 }
 
+/**
+ * How state files are opened to read: never through a symbolic link, and without blocking, so a
+ * FIFO put in a file's place cannot hang the process (a held serve's keys past its TTL). Callers
+ * refuse what fstat says is not a regular file.
+ */
+export const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW |
+  fs.constants.O_NONBLOCK;
+
 /** Reads a state file, or returns null when it does not exist. Refuses symlinks and foreign files. */
 export function readStateFile(home: Home, name: string): Uint8Array | null {
   const p = statePath(home, name);
   let fd: number;
   try {
-    fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    fd = fs.openSync(p, READ_FLAGS);
   } catch (e) {
     if (_code(e) === 'ENOENT') return null;
     if (_code(e) === 'ELOOP') throw integrity('symlink', `state file ${p} is a symbolic link`);
@@ -242,7 +250,7 @@ export async function withLock<T>(
 
 function _readLockOwner(lockPath: string): { pid: number; raw: string } | null {
   try {
-    const raw = fs.readFileSync(lockPath, 'utf8');
+    const raw = _readLockFile(lockPath);
     const pid = Number.parseInt(raw.split(' ')[0] ?? '', 10);
     // A lock file caught between create and write is empty: its owner is alive unless it stays so.
     return Number.isSafeInteger(pid) && pid > 0 ? { pid, raw } : null;
@@ -269,7 +277,7 @@ function _breakStaleLock(lockPath: string, staleContent: string): void {
   } catch {
     return;
   }
-  const content = fs.readFileSync(aside, 'utf8');
+  const content = _readLockFile(aside);
   if (content !== staleContent) {
     // We moved a live owner's lock aside: put it back if the slot is still free.
     try {
@@ -277,6 +285,16 @@ function _breakStaleLock(lockPath: string, staleContent: string): void {
     } catch { /* someone else holds the slot now; the moved owner loses its lock (documented) */ }
   }
   fs.rmSync(aside, { force: true });
+}
+
+/** A lock file's content; anything but a regular file reads as empty (a FIFO never blocks). */
+function _readLockFile(p: string): string {
+  const fd = fs.openSync(p, READ_FLAGS);
+  try {
+    return fs.fstatSync(fd).isFile() ? fs.readFileSync(fd, 'utf8') : '';
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function _pidAlive(pid: number): boolean {

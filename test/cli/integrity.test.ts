@@ -1,6 +1,6 @@
 // deno-lint-ignore-file no-explicit-any -- these tests edit raw vault JSON by hand
 import { describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
@@ -285,6 +285,59 @@ describe('rollback of vault.json alone', () => {
     fs.chmodSync(vaultPath(t), 0o644);
     expect((await t.tp(['credential', 'list'])).code).toBe(0);
     expect(fs.statSync(vaultPath(t)).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('a FIFO in place of a state file is refused, never waited on', () => {
+  // Opening a FIFO to read blocks until a writer comes: a process (serve, holding the keys)
+  // would hang past its TTL. Each case must end well before the helper's 30 s kill.
+  const cases: Array<[string, string, (r: { code: number; stderr: string }) => void]> = [
+    ['vault.json', 'vault.json', (r) => {
+      expect(r.code).toBe(8);
+      expect(r.stderr).toContain('not a regular file');
+    }],
+    ['the audit log', 'audit/audit.log', (r) => {
+      expect(r.code).toBe(6);
+      expect(r.stderr).toContain('cannot be written (not_a_file)');
+    }],
+    ['the brake journal', 'brakes/journal.log', (r) => {
+      expect(r.code).toBe(5);
+      expect(r.stderr).toContain('journal is not a regular file');
+    }],
+    ['a brake file', 'brakes/brk_0123456789abcdef.json', (r) => {
+      expect(r.code).toBe(5);
+      expect(r.stderr).toContain('brk_0123456789abcdef.json cannot be read');
+    }],
+  ];
+  it.concurrent.each(cases)('%s', async (_what, name, check) => {
+    const { t, agent } = await setup();
+    const fifo = path.join(t.home, name);
+    fs.rmSync(fifo, { force: true });
+    expect(spawnSync('mkfifo', ['-m', '600', fifo]).status).toBe(0);
+    const template = t.file(
+      'template.json',
+      JSON.stringify({
+        credential: 'k',
+        url: 'https://api.allowed.test/x',
+        headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+      }),
+    );
+    const started = Date.now();
+    const r = await t.tp(
+      ['exec', '--template', template, '--password-file', t.passwordFile],
+      { env: { TRUST_PROTOCOL_TOKEN: agent.token } },
+    );
+    expect(Date.now() - started).toBeLessThan(25_000);
+    check(r);
+    expect(r.stderr).not.toContain(CANARY);
+  });
+
+  it('vault.lock: an empty lock file is broken after 2 s, as when its owner died', async () => {
+    const { t } = await setup();
+    expect(spawnSync('mkfifo', ['-m', '600', path.join(t.home, 'vault.lock')]).status).toBe(0);
+    const r = await t.tp(['agent', 'register', 'x', '--password-file', t.passwordFile]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.existsSync(path.join(t.home, 'vault.lock'))).toBe(false);
   });
 });
 

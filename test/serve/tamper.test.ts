@@ -4,6 +4,7 @@
  * digests of the entries it wrote): a vault.json restored from an older copy, and a cut audit
  * log, are refused on the very next request, with nothing sent upstream.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,14 +40,17 @@ afterAll(async () => {
   await upstream?.close();
 });
 
-function _request() {
+function _request(token: string | null = agent.token) {
   return http(s, '/v1/proxy', {
     body: JSON.stringify({
       credential: 'k',
       url: 'https://api.allowed.test/x',
       headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
     }),
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${agent.token}` },
+    headers: {
+      'Content-Type': 'application/json',
+      ...(token === null ? {} : { Authorization: `Bearer ${token}` }),
+    },
   });
 }
 
@@ -100,6 +104,21 @@ describe('serve and state changed behind its back', () => {
     ]);
     expect(off.code, off.stderr).toBe(0);
     expect((await _request()).status).toBe(200);
+  });
+
+  it('a FIFO in brakes/ is a fail-closed brake, not a hang; removed: 200', async () => {
+    const fifo = path.join(t.home, 'brakes', 'brk_0123456789abcdef.json');
+    expect(spawnSync('mkfifo', ['-m', '600', fifo]).status).toBe(0);
+    const sent = upstream.requests.length;
+    // No token: the agent's own denials would make the monitor brake it (a denial burst).
+    const r = await _request(null);
+    expect(r.status).toBe(423);
+    expect(json(r).error.message).toContain('brk_0123456789abcdef.json cannot be read');
+    expect((await http(s, '/v1/health')).status).toBe(200);
+    expect(upstream.requests).toHaveLength(sent);
+    fs.rmSync(fifo);
+    const after = await _request();
+    expect(after.status, after.body.toString()).toBe(200);
   });
 
   it('the audit log cut below the head the vault recorded: 503 audit_truncated, nothing sent', async () => {
