@@ -389,8 +389,17 @@ function _jsonForms(value: Buffer): string[] {
       }
     }
   }
+  // .NET's default encoder (System.Text.Json, so ASP.NET Core): \uXXXX, upper-case hex, for
+  // non-ASCII, `<>&`, and also `"'+\``, where other encoders write `\"` or nothing.
+  if (/[^ -~]|["'+`<>&]/.test(text)) {
+    forms.push(
+      _jsonEscape(text, { slash: false, unicode: true, html: true, upper: true, dotnet: true }),
+    );
+  }
   return forms;
 }
+
+const _DOTNET_ESCAPED = new Set(['"', "'", '+', '`', '\u007f']);
 
 const _JSON_SHORT: Record<string, string> = {
   '"': '\\"',
@@ -404,7 +413,7 @@ const _JSON_SHORT: Record<string, string> = {
 
 function _jsonEscape(
   text: string,
-  options: { slash: boolean; unicode: boolean; html: boolean; upper: boolean },
+  options: { slash: boolean; unicode: boolean; html: boolean; upper: boolean; dotnet?: boolean },
 ): string {
   let out = '';
   for (let i = 0; i < text.length; i++) {
@@ -412,9 +421,12 @@ function _jsonEscape(
     const code = text.charCodeAt(i);
     const htmlUnsafe = ch === '<' || ch === '>' || ch === '&' || code === 0x2028 ||
       code === 0x2029;
-    if (_JSON_SHORT[ch] !== undefined) {
+    const dotnet = options.dotnet === true && _DOTNET_ESCAPED.has(ch);
+    if (_JSON_SHORT[ch] !== undefined && !dotnet) {
       out += _JSON_SHORT[ch];
-    } else if (code < 0x20 || (options.unicode && code >= 0x80) || (options.html && htmlUnsafe)) {
+    } else if (
+      code < 0x20 || (options.unicode && code >= 0x80) || (options.html && htmlUnsafe) || dotnet
+    ) {
       const hex = code.toString(16).padStart(4, '0');
       out += '\\u' + (options.upper ? hex.toUpperCase() : hex);
     } else if (options.slash && ch === '/') {

@@ -108,6 +108,10 @@ function independentForms(text: string): Record<string, string> {
       (c) => u(c).toUpperCase().replace('\\U', '\\u'),
     ),
     jsonGoHtml: json.replace(/[<>&]/g, u),
+    jsonDotnet: json.replaceAll('\\"', '\\u0022').replace(
+      /[+'`<>&\u007f-\uffff]/g,
+      (c) => '\\u' + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0'),
+    ),
   };
 }
 

@@ -17,6 +17,7 @@ import type { RunResult } from '../helpers/cli.ts';
 import {
   bearer,
   type Canary,
+  dotnetJson,
   expectNoCanary,
   findCanary,
   newCanary,
@@ -107,6 +108,13 @@ CASES['percent-encoded (every byte)'] = {
 CASES['JSON-escaped'] = {
   echo: (s) => ({
     body: _text(JSON.stringify({ echo: s.toString('latin1') })),
+    contentType: 'application/json',
+  }),
+  expect: { where: 'body', match: new RegExp(`^\\{"echo":"${R}"\\}$`) },
+};
+CASES['JSON-escaped as .NET writes it (\\u0022, \\u002B)'] = {
+  echo: (s) => ({
+    body: _text(`{"echo":"${dotnetJson(s.toString('latin1'))}"}`),
     contentType: 'application/json',
   }),
   expect: { where: 'body', match: new RegExp(`^\\{"echo":"${R}"\\}$`) },

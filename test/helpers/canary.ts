@@ -100,6 +100,7 @@ export function canaryForms(canary: string): CanaryForm[] {
   const json = JSON.stringify(canary).slice(1, -1);
   forms.push({ name: 'JSON-escaped', text: json });
   forms.push({ name: 'JSON-escaped with \\/', text: json.replaceAll('/', '\\/') });
+  forms.push({ name: 'JSON-escaped as .NET writes it', text: dotnetJson(canary) });
   // What `{{CREDENTIAL|base64}}` sends is a value of its own, echoed in its own encoded forms.
   const b64 = bytes.toString('base64');
   forms.push({ name: 'base64 text, percent-encoded', text: percentEncode(Buffer.from(b64)) });
@@ -107,6 +108,32 @@ export function canaryForms(canary: string): CanaryForm[] {
   const unique = new Map<string, CanaryForm>();
   for (const form of forms) if (!unique.has(form.text)) unique.set(form.text, form);
   return [...unique.values()];
+}
+
+/**
+ * A string's JSON escaping by .NET's default encoder (System.Text.Json): `\\` and the short
+ * escapes for control characters that have one; \uXXXX with upper-case hex for other control
+ * characters, DEL, non-ASCII and `"&'+<>` and the backtick.
+ */
+export function dotnetJson(text: string): string {
+  const short: Record<string, string> = {
+    '\\': '\\\\',
+    '\n': '\\n',
+    '\r': '\\r',
+    '\t': '\\t',
+    '\b': '\\b',
+    '\f': '\\f',
+  };
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i] as string;
+    const code = text.charCodeAt(i);
+    if (short[ch] !== undefined) out += short[ch];
+    else if (code < 0x20 || code > 0x7e || `"&'+<>\``.includes(ch)) {
+      out += `\\u${code.toString(16).toUpperCase().padStart(4, '0')}`;
+    } else out += ch;
+  }
+  return out;
 }
 
 /** Percent-encodes every byte outside `A-Za-z0-9-._~` (or every byte with `all`), upper-case hex. */
