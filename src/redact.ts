@@ -308,10 +308,17 @@ const _RFC3986_SAFE = '-._~';
 const _FORM_SAFE = '*-._';
 
 /**
- * encodeURIComponent, RFC 3986 (Python quote), query style with `+` for space (Go QueryEscape,
+ * encodeURIComponent, RFC 3986 (Python quote with `safe=''`), query style with `+` for space (Go QueryEscape,
  * Python quote_plus), HTML form encoding (URLSearchParams), and every byte escaped; each with
  * upper- and lower-case hex digits.
  */
+/** Printable ASCII (`!` to `~`) except `encoded`: kept raw. */
+function _keepPrintableExcept(encoded: string): Uint8Array {
+  const keep = new Uint8Array(256);
+  for (let b = 0x21; b <= 0x7e; b++) keep[b] = encoded.includes(String.fromCharCode(b)) ? 0 : 1;
+  return keep;
+}
+
 function _keep(safe: string | null): Uint8Array {
   const keep = new Uint8Array(256);
   if (safe !== null) { for (const ch of _ALPHANUMERIC + safe) keep[ch.charCodeAt(0)] = 1; }
@@ -325,6 +332,18 @@ const _PERCENT_STYLES = [
   { keep: _keep(_FORM_SAFE), plus: true },
   { keep: _keep(null), plus: false },
 ];
+/**
+ * Encoders that leave some reserved characters raw, always with upper-case hex: Python's `quote`
+ * (default `safe='/'`), Go's `url.PathEscape`, JavaScript's `encodeURI`, and the WHATWG URL
+ * serializer's path and (special-scheme) query sets, as `new URL()` writes a Location or a link.
+ */
+const _PARTIAL_STYLES = [
+  { keep: _keep(_RFC3986_SAFE + '/'), plus: false },
+  { keep: _keep(_RFC3986_SAFE + '$&+,:;=@'), plus: false },
+  { keep: _keep(_URI_COMPONENT_SAFE + ';,/?:@&=+$#'), plus: false },
+  { keep: _keepPrintableExcept('"#<>?`{}'), plus: false },
+  { keep: _keepPrintableExcept('"#<>\''), plus: false },
+];
 const _HEX_DIGITS = {
   upper: Buffer.from('0123456789ABCDEF'),
   lower: Buffer.from('0123456789abcdef'),
@@ -337,6 +356,9 @@ function _percentForms(value: Buffer): string[] {
     for (const style of _PERCENT_STYLES) {
       forms.push(_percentEncode(value, { ...style, upper }).toString('latin1'));
     }
+  }
+  for (const style of _PARTIAL_STYLES) {
+    forms.push(_percentEncode(value, { ...style, upper: true }).toString('latin1'));
   }
   return forms;
 }

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { redactBytes, Redactor, redactString, type Secret, secretForms } from '../src/redact.ts';
 import { TpError } from '../src/errors.ts';
+import { whatwgPath, whatwgQuery } from './helpers/canary.ts';
 
 const CANARY = 'tp-Canary/4f"é<&>+ ~x\\9\'()*';
 const canary: Secret = { name: 'canary', value: Buffer.from(CANARY, 'utf8') };
@@ -108,6 +109,11 @@ function independentForms(text: string): Record<string, string> {
       (c) => u(c).toUpperCase().replace('\\U', '\\u'),
     ),
     jsonGoHtml: json.replace(/[<>&]/g, u),
+    pythonQuote: rfc3986.replaceAll('%2F', '/'),
+    goPathEscape: rfc3986.replace(/%(24|26|2B|2C|3A|3B|3D|40)/g, (m) => decodeURIComponent(m)),
+    encodeURI: encodeURI(text),
+    whatwgPath: whatwgPath(text),
+    whatwgQuery: whatwgQuery(text),
     jsonDotnet: json.replaceAll('\\"', '\\u0022').replace(
       /[+'`<>&\u007f-\uffff]/g,
       (c) => '\\u' + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0'),

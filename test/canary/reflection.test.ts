@@ -23,6 +23,8 @@ import {
   newCanary,
   percentEncode,
   setupCanary,
+  whatwgPath,
+  whatwgQuery,
 } from '../helpers/canary.ts';
 
 interface Echo {
@@ -112,6 +114,19 @@ CASES['JSON-escaped'] = {
   }),
   expect: { where: 'body', match: new RegExp(`^\\{"echo":"${R}"\\}$`) },
 };
+for (
+  const [name, encode] of [
+    ['encodeURI', (s: string) => encodeURI(s)],
+    ["Python's quote (/ kept)", (s: string) => percentEncode(_text(s)).replaceAll('%2F', '/')],
+    ['a WHATWG URL path', whatwgPath],
+    ['a WHATWG URL query', whatwgQuery],
+  ] as const
+) {
+  CASES[`percent-encoded as ${name}`] = {
+    echo: (s) => ({ body: _text(`url=${encode(s.toString('utf8'))};`) }),
+    expect: { where: 'body', match: new RegExp(`^url=${R};$`) },
+  };
+}
 CASES['JSON-escaped as .NET writes it (\\u0022, \\u002B)'] = {
   echo: (s) => ({
     body: _text(`{"echo":"${dotnetJson(s.toString('latin1'))}"}`),

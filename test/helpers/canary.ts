@@ -101,6 +101,10 @@ export function canaryForms(canary: string): CanaryForm[] {
   forms.push({ name: 'JSON-escaped', text: json });
   forms.push({ name: 'JSON-escaped with \\/', text: json.replaceAll('/', '\\/') });
   forms.push({ name: 'JSON-escaped as .NET writes it', text: dotnetJson(canary) });
+  forms.push({ name: 'encodeURI', text: encodeURI(canary) });
+  forms.push({ name: 'a WHATWG URL path', text: whatwgPath(canary) });
+  forms.push({ name: 'a WHATWG URL query', text: whatwgQuery(canary) });
+  forms.push({ name: "Python's quote", text: percentEncode(bytes).replaceAll('%2F', '/') });
   // What `{{CREDENTIAL|base64}}` sends is a value of its own, echoed in its own encoded forms.
   const b64 = bytes.toString('base64');
   forms.push({ name: 'base64 text, percent-encoded', text: percentEncode(Buffer.from(b64)) });
@@ -108,6 +112,20 @@ export function canaryForms(canary: string): CanaryForm[] {
   const unique = new Map<string, CanaryForm>();
   for (const form of forms) if (!unique.has(form.text)) unique.set(form.text, form);
   return [...unique.values()];
+}
+
+/** `text` as the WHATWG URL serializer writes it in a path (`new URL()`, non-special scheme). */
+export function whatwgPath(text: string): string {
+  const url = new URL('x://h/');
+  url.pathname = `/${text}`;
+  return url.pathname.slice(1);
+}
+
+/** `text` as the WHATWG URL serializer writes it in an https URL's query. */
+export function whatwgQuery(text: string): string {
+  const url = new URL('https://h/');
+  url.search = text.startsWith('?') ? `?${text}` : text;
+  return url.search.slice(1);
 }
 
 /**
