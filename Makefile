@@ -68,6 +68,7 @@ demo: node_modules/.installed dist/trust-protocol
 
 bench: node_modules/.installed dist/trust-protocol
 	$(NODE) bench/run.ts
+	$(DENO) fmt --quiet docs/performance.md
 
 clean:
 	rm -rf dist .tmp
