@@ -245,7 +245,7 @@ async function _executeAuthenticated(
     data: summary,
   };
   try {
-    const head = await keyed.append([allowed], {
+    const allowedHead = await keyed.append([allowed], {
       guard: (recent, tail) => {
         // The log only grows and the vault's head only moves forward: a shorter log was cut.
         const head = file.body.audit_head;
@@ -268,7 +268,7 @@ async function _executeAuthenticated(
     });
     // serve records every head (off the request path) and refuses here, before the secret is
     // decrypted, once a head write has failed; exec records only a request's last entry.
-    await deps.recordHead?.(keys, head);
+    await deps.recordHead?.(keys, allowedHead);
   } catch (e) {
     if (e instanceof TpError && (e.kind === 'denied' || e.kind === 'integrity')) {
       // After tampering, record the refusal but never move the vault's head onto that log.
