@@ -411,8 +411,8 @@ function _jsonForms(value: Buffer): string[] {
       }
     }
   }
-  // .NET's default encoder (System.Text.Json, so ASP.NET Core): \uXXXX, upper-case hex, for
-  // non-ASCII, `<>&`, and also `"'+\``, where other encoders write `\"` or nothing.
+  // .NET's default encoder (System.Text.Json, so ASP.NET Core): \u and four upper-case hex
+  // digits for non-ASCII, `<>&`, and also `"'+\``, where other encoders write `\"` or nothing.
   if (/[^ -~]|["'+`<>&]/.test(text)) {
     forms.push(
       _jsonEscape(text, { slash: false, unicode: true, html: true, upper: true, dotnet: true }),

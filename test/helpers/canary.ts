@@ -130,8 +130,8 @@ export function whatwgQuery(text: string): string {
 
 /**
  * A string's JSON escaping by .NET's default encoder (System.Text.Json): `\\` and the short
- * escapes for control characters that have one; \uXXXX with upper-case hex for other control
- * characters, DEL, non-ASCII and `"&'+<>` and the backtick.
+ * escapes for control characters that have one; \u and four upper-case hex digits for other
+ * control characters, DEL, non-ASCII and `"&'+<>` and the backtick.
  */
 export function dotnetJson(text: string): string {
   const short: Record<string, string> = {
