@@ -9,6 +9,7 @@ import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { baseEnv, command, type RunResult, type TestHome } from './cli.ts';
+import { TEST_CA } from './listeners.ts';
 
 export interface ServeInfo {
   pid: number;
@@ -47,6 +48,17 @@ export interface ServeOptions {
   env?: Record<string, string | undefined>;
   /** Pass the home's password file (default true). */
   password?: boolean;
+}
+
+/** serve's arguments for a loopback port, the test CA, and `hosts` sent to a local upstream. */
+export function upstreamArgs(t: TestHome, port: number, hosts = ['api.allowed.test']): string[] {
+  return [
+    '--listen',
+    '127.0.0.1:0',
+    '--cacert',
+    t.file('ca.pem', TEST_CA),
+    ...hosts.flatMap((h) => ['--connect-to', `${h}:443:127.0.0.1:${port}`]),
+  ];
 }
 
 /** Starts serve in `t` with `args`; rejects with its stderr if it exits before listening. */

@@ -9,8 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
-import { type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
-import { http, json, type Served, startServe } from '../helpers/serve.ts';
+import { type Listener, startHttpsListener } from '../helpers/listeners.ts';
+import { http, json, type Served, startServe, upstreamArgs } from '../helpers/serve.ts';
 
 let t: TestHome;
 let upstream: Listener;
@@ -26,14 +26,7 @@ beforeAll(async () => {
   ]);
   expect(added.code, added.stderr).toBe(0);
   agent = await newAgent(t, { name: 'worker', grants: ['k'] });
-  s = await startServe(t, [
-    '--listen',
-    '127.0.0.1:0',
-    '--cacert',
-    t.file('ca.pem', TEST_CA),
-    '--connect-to',
-    `api.allowed.test:443:127.0.0.1:${upstream.port}`,
-  ]);
+  s = await startServe(t, upstreamArgs(t, upstream.port));
 });
 afterAll(async () => {
   await s?.stop();
