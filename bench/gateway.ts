@@ -30,6 +30,15 @@ const GOAL_P99 = 3;
 const GOAL_RSS_MB = 150;
 const WRK = { threads: 2, connections: 32, seconds: 10 };
 const ROUNDS = 3;
+const ROUTES = ['direct', 'nginx', 'node', 'nodeAudited', 'serve'] as const;
+type Route = typeof ROUTES[number];
+const ROUTE_NAMES: Record<Route, string> = {
+  direct: 'direct',
+  nginx: 'nginx',
+  node: 'bare Node proxy',
+  nodeAudited: 'Node proxy + durable audit',
+  serve: 'serve',
+};
 
 export interface WrkResult {
   rps: number;
@@ -43,6 +52,9 @@ export interface WrkResult {
 export interface GatewayBench {
   direct: WrkResult[];
   nginx: WrkResult[];
+  /** bench/node_proxy.ts: a bare node:http proxy, and the same appending serve's audit entries. */
+  node: WrkResult[];
+  nodeAudited: WrkResult[];
   serve: WrkResult[];
   serveRssMb: number;
   audited: number;
@@ -268,6 +280,18 @@ export async function benchGateway(
     children.push(nginx);
     const nginxVersion = spawnSync(_nginxBinary(), ['-v'], { encoding: 'utf8' }).stderr.trim();
 
+    const proxies: Record<'node' | 'nodeAudited', string> = { node: '', nodeAudited: '' };
+    for (const [name, mode] of [['node', 'bare'], ['nodeAudited', 'audited']] as const) {
+      const auditHome = fs.mkdtempSync(path.join(work, 'node-proxy-'));
+      const child = spawn(
+        NODE,
+        ['bench/node_proxy.ts', mode, String(upstream), HOST, CA, auditHome],
+        { stdio: ['ignore', 'pipe', 'inherit'], env },
+      );
+      children.push(child);
+      proxies[name] = `http://127.0.0.1:${await _firstLine(child, `node_proxy.ts ${mode}`)}`;
+    }
+
     const serveArgs = [
       '--home',
       home,
@@ -292,6 +316,8 @@ export async function benchGateway(
     const urls = {
       direct: `https://127.0.0.1:${upstream}/v1/models`,
       nginx: `http://127.0.0.1:${nginxPort}/v1/models`,
+      node: `${proxies.node}/v1/models`,
+      nodeAudited: `${proxies.nodeAudited}/v1/models`,
       serve: `${serveUrl}/v1/gateway/bench_key/v1/models`,
     };
     const auth = [`Authorization: Bearer ${agent.token}`];
@@ -299,13 +325,15 @@ export async function benchGateway(
     // One request each first, so a broken setup fails before the timed runs.
     for (const url of Object.values(urls)) _curl(url, url === urls.serve ? auth : [], env);
 
-    const result: Pick<GatewayBench, 'direct' | 'nginx' | 'serve'> = {
+    const result: Pick<GatewayBench, Route> = {
       direct: [],
       nginx: [],
+      node: [],
+      nodeAudited: [],
       serve: [],
     };
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const name of ['direct', 'nginx', 'serve'] as const) {
+      for (const name of ROUTES) {
         step(`gateway: wrk ${name}, round ${round} of ${ROUNDS}`);
         result[name].push(_wrk(urls[name], name === 'serve' ? auth : [], env));
       }
@@ -353,6 +381,9 @@ export async function benchGateway(
         }`,
         `wrk ${wrkFlags} https://127.0.0.1:$UPSTREAM/v1/models`,
         `wrk ${wrkFlags} http://127.0.0.1:$NGINX/v1/models`,
+        `${NODE} bench/node_proxy.ts bare $UPSTREAM ${HOST} fixtures/tls/ca.pem   # prints $NODE_PROXY`,
+        `${NODE} bench/node_proxy.ts audited $UPSTREAM ${HOST} fixtures/tls/ca.pem $W/audit-home   # prints $AUDITED_PROXY`,
+        `wrk ${wrkFlags} http://127.0.0.1:$NODE_PROXY/v1/models   # and $AUDITED_PROXY`,
         `wrk ${wrkFlags} -H "Authorization: Bearer $TOKEN" $SERVE/v1/gateway/bench_key/v1/models`,
       ],
     };
@@ -456,17 +487,25 @@ export function gatewayMarkdown(g: GatewayBench): string {
   const rpsRatio = serveRps / rps.nginx;
   const p99Ratio = serveP99 / nginxP99;
   const verdict = (ok: boolean) => (ok ? 'met' : '**not met**');
-  const rows = (['direct', 'nginx', 'serve'] as const).map((name) =>
-    `| ${name} | ${g[name].map(_fmt).join('<br>')} |`
-  );
+  const rows = ROUTES.map((name) => `| ${ROUTE_NAMES[name]} | ${g[name].map(_fmt).join('<br>')} |`);
+  const ofNginx = (name: Route) => {
+    const r = med(g[name], (x) => x.rps);
+    return `${Math.round(r)} req/s = ${(r / rps.nginx).toFixed(2)}x nginx`;
+  };
   return [
     '## `serve` gateway under load (issue 5)',
     '',
     `wrk (${WRK.threads} threads, ${WRK.connections} connections, ${WRK.seconds} s, ${ROUNDS} rounds` +
     ` interleaved) against the same local HTTPS upstream: direct, through ${g.nginxVersion}` +
     ' injecting a static Authorization header (kept-alive TLS upstream connections, worker_processes' +
-    " auto), and through `serve`'s `/v1/gateway`, where every request is authorised, injected," +
+    ' auto), through two plain node:http proxies that inject the same header (bench/node_proxy.ts:' +
+    ' bare, and appending the two audit entries serve writes per request through its group-commit' +
+    " writer), and through `serve`'s `/v1/gateway`, where every request is authorised, injected," +
     ' redacted and durably audited. All processes share the 2 cores.',
+    '',
+    `The two Node baselines bound what one Node process can reach here: the bare proxy ${
+      ofNginx('node')
+    }, and with the durable audit trail alone ${ofNginx('nodeAudited')}.`,
     '',
     '| goal | measured (medians) | verdict |',
     '| --- | --- | --- |',

@@ -12,10 +12,11 @@ import { denied, integrity, TpError, usage } from './errors.ts';
 import type { Home } from './home.ts';
 import { send, type SendOptions, type UpstreamResponse } from './http/client.ts';
 import { checkRates, decide, type Decision, findAgentByToken } from './policy.ts';
-import { Redaction, Redactor, redactString, type Secret } from './redact.ts';
+import { Redaction, type RedactionCache, Redactor, redactString, type Secret } from './redact.ts';
 import { findPlaceholders, parseTemplate, renderTemplate, type Template } from './template.ts';
 import {
   type AuditHead,
+  type CredentialRecord,
   decryptValue,
   ensureCurrent,
   loadVault,
@@ -57,6 +58,8 @@ export interface BrokerDeps {
    * is decrypted, and may refuse the request there (serve, once a deferred head write failed).
    */
   recordHead?: (keys: VaultKeys, head: AuditHead) => Promise<void>;
+  /** Compiled redactions kept across requests (serve); default: compiled for each request. */
+  redactions?: RedactionCache;
 }
 
 export interface BrokerRequest {
@@ -297,13 +300,26 @@ async function _executeAuthenticated(
     await deps.afterRequest?.(keys);
     throw e;
   }
-  const redaction = _redactionFor(secrets, parsed.uses);
-  const headers: Array<[string, string]> = upstream.headers
-    .filter(([name]) => name.toLowerCase() !== 'content-length')
-    .map(([name, value]) => [redactString(name, redaction), redactString(value, redaction)]);
+  const { redaction, release: releaseRedaction } = _redactionFor(
+    secrets,
+    decision.credentials,
+    parsed.uses,
+    deps.redactions,
+  );
+  let headers: Array<[string, string]>;
+  let statusText: string;
+  try {
+    headers = upstream.headers
+      .filter(([name]) => name.toLowerCase() !== 'content-length')
+      .map(([name, value]) => [redactString(name, redaction), redactString(value, redaction)]);
+    statusText = redactString(upstream.statusText, redaction);
+  } catch (e) {
+    releaseRedaction();
+    throw e;
+  }
   return {
     status: upstream.status,
-    statusText: redactString(upstream.statusText, redaction),
+    statusText,
     headers,
     body: _redactedBody(upstream, redaction, async (bytes, error) => {
       try {
@@ -326,6 +342,7 @@ async function _executeAuthenticated(
         await deps.afterRequest?.(keys);
       } finally {
         for (const s of secrets) wipe(s.value);
+        releaseRedaction();
         release();
       }
     }),
@@ -339,9 +356,21 @@ async function _executeAuthenticated(
  */
 function _redactionFor(
   secrets: readonly Secret[],
+  records: readonly CredentialRecord[],
   uses: ReturnType<typeof findPlaceholders>,
-): Redaction {
+  cache: RedactionCache | undefined,
+): { redaction: Redaction; release: () => void } {
   const base64Sent = new Set(uses.filter((u) => u.base64).map((u) => u.name));
+  const make = () => _compileRedaction(secrets, base64Sent);
+  if (cache === undefined) return { redaction: make(), release: () => {} };
+  // Named by the sealed values (a changed credential has a new nonce), never by the plaintext.
+  const key = JSON.stringify(
+    records.map((c) => [c.name, c.value.nonce, c.value.ciphertext, base64Sent.has(c.name)]),
+  );
+  return cache.acquire(key, make);
+}
+
+function _compileRedaction(secrets: readonly Secret[], base64Sent: ReadonlySet<string>): Redaction {
   const renderings = secrets.filter((s) => base64Sent.has(s.name)).map((s) => ({
     name: s.name,
     value: Buffer.from(Buffer.from(s.value).toString('base64'), 'latin1'),

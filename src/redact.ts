@@ -78,6 +78,55 @@ export class Redaction {
   constructor(secrets: readonly Secret[]) {
     this.index = _index(_compile(secrets));
   }
+
+  /** Zeroes every pattern (best effort); the redaction must not be used afterwards. */
+  wipe(): void {
+    for (const bucket of this.index.buckets.values()) for (const p of bucket) p.bytes.fill(0);
+  }
+}
+
+/**
+ * Compiled redactions kept across requests (serve), keyed by what they were compiled from (the
+ * caller's key names the sealed values, never the plaintext). Compiling derives every encoded
+ * form of every value, the largest share of a request's allocations; the values are the same
+ * from one request to the next until a credential changes. An entry in use is wiped only once
+ * its last user releases it, so dropping the cache never blanks a response still streaming.
+ */
+export class RedactionCache {
+  static readonly MAX_ENTRIES = 64;
+  #entries = new Map<string, { redaction: Redaction; users: number }>();
+  #dropped = new Map<Redaction, { users: number }>();
+
+  /** The redaction for `key`, compiled by `make` when absent; call `release` when done with it. */
+  acquire(key: string, make: () => Redaction): { redaction: Redaction; release: () => void } {
+    let entry = this.#entries.get(key);
+    if (entry === undefined) {
+      if (this.#entries.size >= RedactionCache.MAX_ENTRIES) this.clear();
+      entry = { redaction: make(), users: 0 };
+      this.#entries.set(key, entry);
+    }
+    entry.users += 1;
+    const held = entry;
+    let released = false;
+    return {
+      redaction: held.redaction,
+      release: () => {
+        if (released) return;
+        released = true;
+        held.users -= 1;
+        if (held.users === 0 && this.#dropped.delete(held.redaction)) held.redaction.wipe();
+      },
+    };
+  }
+
+  /** Drops every entry: unused ones are wiped now, the others when their last user releases. */
+  clear(): void {
+    for (const entry of this.#entries.values()) {
+      if (entry.users === 0) entry.redaction.wipe();
+      else this.#dropped.set(entry.redaction, entry);
+    }
+    this.#entries.clear();
+  }
 }
 
 function _compiled(secrets: readonly Secret[] | Redaction): Redaction {

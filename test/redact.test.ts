@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
-import { redactBytes, Redactor, redactString, type Secret, secretForms } from '../src/redact.ts';
+import {
+  redactBytes,
+  Redaction,
+  RedactionCache,
+  Redactor,
+  redactString,
+  type Secret,
+  secretForms,
+} from '../src/redact.ts';
 import { TpError } from '../src/errors.ts';
 import { whatwgPath, whatwgQuery } from './helpers/canary.ts';
 
@@ -468,3 +476,59 @@ function _scenario() {
     }));
   });
 }
+
+describe('RedactionCache', () => {
+  const redacts = (r: Redaction) => latin1(redactBytes(bytes(`x ${CANARY} y`), r)).includes(MARK);
+  const counting = () => {
+    const made: Redaction[] = [];
+    const make = () => {
+      const r = new Redaction([canary]);
+      made.push(r);
+      return r;
+    };
+    return { made, make };
+  };
+
+  it('compiles once per key and hands the same redaction to every user', () => {
+    const cache = new RedactionCache();
+    const { made, make } = counting();
+    const a = cache.acquire('k1', make);
+    const b = cache.acquire('k1', make);
+    const c = cache.acquire('k2', make);
+    expect(made).toHaveLength(2);
+    expect(b.redaction).toBe(a.redaction);
+    expect(c.redaction).not.toBe(a.redaction);
+    expect(redacts(a.redaction)).toBe(true);
+  });
+
+  it('clear() wipes an unused entry at once, and one in use only when its last user releases it', () => {
+    const cache = new RedactionCache();
+    const { make } = counting();
+    const idle = cache.acquire('idle', make);
+    idle.release();
+    const busy = cache.acquire('busy', make);
+    const busyAgain = cache.acquire('busy', make);
+    cache.clear();
+    expect(redacts(idle.redaction)).toBe(false);
+    expect(redacts(busy.redaction)).toBe(true);
+    busy.release();
+    busy.release(); // a second release of the same handle counts once
+    expect(redacts(busy.redaction)).toBe(true);
+    busyAgain.release();
+    expect(redacts(busy.redaction)).toBe(false);
+    // Cleared: the next user of the key gets a fresh compilation.
+    expect(redacts(cache.acquire('busy', make).redaction)).toBe(true);
+  });
+
+  it(`holds at most ${RedactionCache.MAX_ENTRIES} entries: the next new key drops the others`, () => {
+    const cache = new RedactionCache();
+    const { made, make } = counting();
+    for (let i = 0; i < RedactionCache.MAX_ENTRIES; i++) cache.acquire(`k${i}`, make).release();
+    cache.acquire('k0', make).release();
+    expect(made).toHaveLength(RedactionCache.MAX_ENTRIES);
+    const newest = cache.acquire('one more', make);
+    expect(made).toHaveLength(RedactionCache.MAX_ENTRIES + 1);
+    expect(made.slice(0, -1).some((r) => redacts(r))).toBe(false);
+    expect(redacts(newest.redaction)).toBe(true);
+  });
+});

@@ -35,6 +35,7 @@ import {
   headerJson,
 } from './http_error.ts';
 import { OPENAPI } from './openapi.ts';
+import type { RedactionCache } from '../redact.ts';
 
 export type HeaderList = ReadonlyArray<readonly [string, string]>;
 
@@ -75,6 +76,8 @@ export interface HandlerOptions {
   keys: VaultKeys;
   /** Records audit heads in the vault off the request path (shared with serve's own entries). */
   heads: HeadRecorder;
+  /** Compiled redactions shared by requests; serve drops (and wipes) them when it stops. */
+  redactions: RedactionCache;
   /** Behaviour monitoring, caught up after every request. */
   monitor: LiveMonitor;
   /** The operator's --cacert, --connect-to, --timeout, --max-response-bytes. */
@@ -368,6 +371,7 @@ function _deps(ctx: _Ctx): BrokerDeps {
     env: options.env,
     recordHead: (_keys, head) => options.heads.record(head),
     afterRequest: () => options.monitor.after(),
+    redactions: options.redactions,
     ...(options.now ? { now: options.now } : {}),
     ...(options.send ? { send: options.send } : {}),
     // Each request gets its own copy of the keys, wiped when it is done, so wiping the held keys

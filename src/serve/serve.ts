@@ -13,6 +13,7 @@ import { ioErrorCode } from '../home.ts';
 import type { SendOptions } from '../http/client.ts';
 import { followAuditLog } from '../audit.ts';
 import { BRAKE_EVENTS } from '../brakes.ts';
+import { RedactionCache } from '../redact.ts';
 import { VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS, type VaultKeys, wipeKeys } from '../vault.ts';
 import type { TcpAddress } from './address.ts';
 import { agentRateLimiter } from './agent_rate.ts';
@@ -78,12 +79,14 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     // Kept-alive upstream connections, shared by every request of this serve.
     const pool = new ConnectionPool();
     const monitor = await liveMonitor(options.home, options.keys, now);
+    const redactions = new RedactionCache();
     const handler = serveHandler({
       home: options.home,
       env: options.env,
       keys: options.keys,
       heads,
       monitor,
+      redactions,
       sendOptions: { ...options.sendOptions, pool },
       stopping: stopping.signal,
       agentRate: options.agentRate === null ? null : {
@@ -130,6 +133,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
         monitor,
         pool,
         unfollow,
+        redactions,
         keys: options.keys,
       })
         .then((result) => {
@@ -160,6 +164,7 @@ async function _stop(
     monitor: LiveMonitor;
     pool: ConnectionPool;
     unfollow: () => void;
+    redactions: RedactionCache;
     keys: VaultKeys;
   },
 ): Promise<Stopped> {
@@ -183,6 +188,7 @@ async function _stop(
     auditError = asServeError(e);
   }
   parts.unfollow();
+  parts.redactions.clear();
   wipeKeys(parts.keys);
   return { reason, auditError };
 }
