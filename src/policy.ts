@@ -3,9 +3,9 @@
  * may they use these credentials (state, grant, tier), and may the request go where it goes
  * (domain, scheme, port, placement). Each refusal is a `denied` TpError whose code is audited.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Buffer } from 'node:buffer';
-import { secretEqual, sha256, toHex, utf8 } from './bytes.ts';
+import { sha256, toHex, utf8 } from './bytes.ts';
 import { matchTarget, parseDomainPattern } from './domain.ts';
 import type { RecentEntry } from './audit.ts';
 import { parseRate } from './credentials.ts';
@@ -34,7 +34,9 @@ export function findAgentByToken(
   let found: AgentRecord | null = null;
   for (const agent of agents) {
     if (agent.token_sha256 === null) continue;
-    if (secretEqual(presented, Buffer.from(agent.token_sha256, 'hex'))) found = agent;
+    // Two SHA-256 digests: equal lengths, so timingSafeEqual alone is constant time.
+    const stored = Buffer.from(agent.token_sha256, 'hex');
+    if (stored.length === presented.length && timingSafeEqual(presented, stored)) found = agent;
   }
   return found;
 }

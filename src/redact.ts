@@ -238,6 +238,7 @@ export function redactBytes(
  */
 export function redactString(text: string, secrets: readonly Secret[] | Redaction): string {
   const compiled = _compiled(secrets);
+  if (!_mayMatch(text, compiled.index)) return text;
   let result = text;
   // deno-lint-ignore no-control-regex
   if (/^[\u0000-\u00ff]*$/.test(result)) {
@@ -246,6 +247,22 @@ export function redactString(text: string, secrets: readonly Secret[] | Redactio
   // deno-lint-ignore no-control-regex
   if (/[^\u0000-\u007f]/.test(result)) result = _redactAs(result, compiled, { encoding: 'utf8' });
   return result;
+}
+
+/**
+ * False when an ASCII text has no two adjacent characters that begin a pattern, so no pattern can
+ * occur in it (most header names and values: nothing to encode or allocate). Other text always
+ * takes the byte path, which also matches it as UTF-8.
+ */
+function _mayMatch(text: string, { firstTwo }: _Index): boolean {
+  for (let i = 0; i + 1 < text.length; i++) {
+    const a = text.charCodeAt(i);
+    const b = text.charCodeAt(i + 1);
+    if (a > 0x7f || b > 0x7f) return true;
+    const key = (a << 8) | b;
+    if ((firstTwo[key >>> 5] & (1 << (key & 31))) !== 0) return true;
+  }
+  return false;
 }
 
 /** Leaves the text untouched unless something matched (UTF-8 would rewrite lone surrogates). */
