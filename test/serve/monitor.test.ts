@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { addCredential, newAgent, newHome } from '../helpers/cli.ts';
-import { startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
-import { http, startServe } from '../helpers/serve.ts';
+import { startHttpsListener } from '../helpers/listeners.ts';
+import { http, startServe, upstreamArgs } from '../helpers/serve.ts';
 
 describe('monitoring in serve', () => {
   it(
@@ -28,14 +28,7 @@ describe('monitoring in serve', () => {
       const prober = await newAgent(t, { name: 'prober', grants: ['g'] });
       const steady = await newAgent(t, { name: 'steady', grants: ['g'] });
       const upstream = await startHttpsListener();
-      const s = await startServe(t, [
-        '--listen',
-        '127.0.0.1:0',
-        '--cacert',
-        t.file('ca.pem', TEST_CA),
-        '--connect-to',
-        `api.allowed.test:443:127.0.0.1:${upstream.port}`,
-      ]);
+      const s = await startServe(t, upstreamArgs(t, upstream.port));
       try {
         const as = (token: string) => ({ headers: { Authorization: `Bearer ${token}` } });
         expect((await http(s, '/v1/gateway/g/v1/models', as(prober.token))).status).toBe(200);

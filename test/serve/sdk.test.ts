@@ -12,8 +12,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
 import { expectNoCanary, newCanary } from '../helpers/canary.ts';
-import { type Listener, type Recorded, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
-import { type Served, startServe } from '../helpers/serve.ts';
+import { type Listener, type Recorded, startHttpsListener } from '../helpers/listeners.ts';
+import { type Served, startServe, upstreamArgs } from '../helpers/serve.ts';
 
 const OPENAI_KEY = `sk-proj-${newCanary().slice(10)}`;
 const ANTHROPIC_KEY = `sk-ant-api03-${newCanary().slice(10)}`;
@@ -153,16 +153,10 @@ beforeAll(async () => {
     expect(r.code, r.stderr).toBe(0);
   }
   agent = await newAgent(t, { grants: ['openai_key', 'anthropic_key'] });
-  s = await startServe(t, [
-    '--listen',
-    '127.0.0.1:0',
-    '--cacert',
-    t.file('ca.pem', TEST_CA),
-    '--connect-to',
-    `openai.allowed.test:443:127.0.0.1:${upstream.port}`,
-    '--connect-to',
-    `anthropic.allowed.test:443:127.0.0.1:${upstream.port}`,
-  ]);
+  s = await startServe(
+    t,
+    upstreamArgs(t, upstream.port, ['openai.allowed.test', 'anthropic.allowed.test']),
+  );
 });
 
 afterAll(async () => {
