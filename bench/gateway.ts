@@ -281,11 +281,11 @@ export async function benchGateway(
     const nginxVersion = spawnSync(_nginxBinary(), ['-v'], { encoding: 'utf8' }).stderr.trim();
 
     const proxies: Record<'node' | 'nodeAudited', string> = { node: '', nodeAudited: '' };
+    const proxyAuditHome = fs.mkdtempSync(path.join(work, 'node-proxy-'));
     for (const [name, mode] of [['node', 'bare'], ['nodeAudited', 'audited']] as const) {
-      const auditHome = fs.mkdtempSync(path.join(work, 'node-proxy-'));
       const child = spawn(
         NODE,
-        ['bench/node_proxy.ts', mode, String(upstream), HOST, CA, auditHome],
+        ['bench/node_proxy.ts', mode, String(upstream), HOST, CA, proxyAuditHome],
         { stdio: ['ignore', 'pipe', 'inherit'], env },
       );
       children.push(child);
@@ -363,6 +363,12 @@ export async function benchGateway(
       profiledRound.requests;
     if (audited < answered) {
       throw new Error(`only ${audited} requests audited for ${answered} answered`);
+    }
+    // The audited baseline did its share of the work too.
+    const proxyAudited = _countCompleted(path.join(proxyAuditHome, 'audit', 'audit.log'));
+    const proxyAnswered = result.nodeAudited.reduce((sum, r) => sum + r.requests, 0) + 1;
+    if (proxyAudited < proxyAnswered) {
+      throw new Error(`node_proxy.ts audited ${proxyAudited} of ${proxyAnswered} requests`);
     }
     const wrkFlags = `-t${WRK.threads} -c${WRK.connections} -d${WRK.seconds}s --latency`;
     return {

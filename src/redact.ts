@@ -95,7 +95,8 @@ export class Redaction {
 export class RedactionCache {
   static readonly MAX_ENTRIES = 64;
   #entries = new Map<string, { redaction: Redaction; users: number }>();
-  #dropped = new Map<Redaction, { users: number }>();
+  /** Dropped while in use: wiped when their last user releases them. */
+  #dropped = new Set<Redaction>();
 
   /** The redaction for `key`, compiled by `make` when absent; call `release` when done with it. */
   acquire(key: string, make: () => Redaction): { redaction: Redaction; release: () => void } {
@@ -123,7 +124,7 @@ export class RedactionCache {
   clear(): void {
     for (const entry of this.#entries.values()) {
       if (entry.users === 0) entry.redaction.wipe();
-      else this.#dropped.set(entry.redaction, entry);
+      else this.#dropped.add(entry.redaction);
     }
     this.#entries.clear();
   }
