@@ -74,9 +74,13 @@ interface _Index {
  */
 export class Redaction {
   readonly index: _Index;
+  /** The patterns' total length: what holding this redaction costs in memory, roughly. */
+  readonly bytes: number;
 
   constructor(secrets: readonly Secret[]) {
-    this.index = _index(_compile(secrets));
+    const patterns = _compile(secrets);
+    this.index = _index(patterns);
+    this.bytes = patterns.reduce((sum, p) => sum + p.bytes.length, 0);
   }
 
   /** Zeroes every pattern (best effort); the redaction must not be used afterwards. */
@@ -91,32 +95,47 @@ export class Redaction {
  * form of every value, the largest share of a request's allocations; the values are the same
  * from one request to the next until a credential changes. An entry in use is wiped only once
  * its last user releases it, so dropping the cache never blanks a response still streaming.
+ *
+ * Bounded in entries and in pattern bytes (a 64 KiB value compiles to about 1.7 MB of forms, and
+ * an agent chooses which credentials a template combines): past either bound the cache starts
+ * over, and a redaction larger than the byte bound on its own is used once and not kept.
  */
 export class RedactionCache {
-  static readonly MAX_ENTRIES = 64;
+  readonly maxEntries: number;
+  readonly maxBytes: number;
   #entries = new Map<string, { redaction: Redaction; users: number }>();
+  #bytes = 0;
   /** Dropped while in use: wiped when their last user releases them. */
   #dropped = new Set<Redaction>();
+
+  constructor(options: { maxEntries?: number; maxBytes?: number } = {}) {
+    this.maxEntries = options.maxEntries ?? 64;
+    this.maxBytes = options.maxBytes ?? 16 * 1024 * 1024;
+  }
 
   /** The redaction for `key`, compiled by `make` when absent; call `release` when done with it. */
   acquire(key: string, make: () => Redaction): { redaction: Redaction; release: () => void } {
     let entry = this.#entries.get(key);
     if (entry === undefined) {
-      if (this.#entries.size >= RedactionCache.MAX_ENTRIES) this.clear();
-      entry = { redaction: make(), users: 0 };
+      const redaction = make();
+      if (redaction.bytes > this.maxBytes) {
+        return { redaction, release: _once(() => redaction.wipe()) };
+      }
+      if (this.#entries.size >= this.maxEntries || this.#bytes + redaction.bytes > this.maxBytes) {
+        this.clear();
+      }
+      entry = { redaction, users: 0 };
       this.#entries.set(key, entry);
+      this.#bytes += redaction.bytes;
     }
     entry.users += 1;
     const held = entry;
-    let released = false;
     return {
       redaction: held.redaction,
-      release: () => {
-        if (released) return;
-        released = true;
+      release: _once(() => {
         held.users -= 1;
         if (held.users === 0 && this.#dropped.delete(held.redaction)) held.redaction.wipe();
-      },
+      }),
     };
   }
 
@@ -127,7 +146,17 @@ export class RedactionCache {
       else this.#dropped.add(entry.redaction);
     }
     this.#entries.clear();
+    this.#bytes = 0;
   }
+}
+
+function _once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
 }
 
 function _compiled(secrets: readonly Secret[] | Redaction): Redaction {

@@ -546,15 +546,39 @@ describe('RedactionCache', () => {
     expect(redacts(cache.acquire('busy', make).redaction)).toBe(true);
   });
 
-  it(`holds at most ${RedactionCache.MAX_ENTRIES} entries: the next new key drops the others`, () => {
-    const cache = new RedactionCache();
+  it('holds at most maxEntries entries: the next new key drops the others', () => {
+    const cache = new RedactionCache({ maxEntries: 4 });
     const { made, make } = counting();
-    for (let i = 0; i < RedactionCache.MAX_ENTRIES; i++) cache.acquire(`k${i}`, make).release();
+    for (let i = 0; i < 4; i++) cache.acquire(`k${i}`, make).release();
     cache.acquire('k0', make).release();
-    expect(made).toHaveLength(RedactionCache.MAX_ENTRIES);
+    expect(made).toHaveLength(4);
     const newest = cache.acquire('one more', make);
-    expect(made).toHaveLength(RedactionCache.MAX_ENTRIES + 1);
+    expect(made).toHaveLength(5);
     expect(made.slice(0, -1).some((r) => redacts(r))).toBe(false);
     expect(redacts(newest.redaction)).toBe(true);
+  });
+
+  it('holds at most maxBytes of patterns; a redaction larger than that alone is used once', () => {
+    const size = new Redaction([canary]).bytes;
+    expect(size).toBeGreaterThan(CANARY.length);
+    const cache = new RedactionCache({ maxBytes: 2 * size });
+    const { made, make } = counting();
+    cache.acquire('a', make).release();
+    cache.acquire('b', make).release();
+    cache.acquire('a', make).release();
+    expect(made).toHaveLength(2);
+    cache.acquire('c', make).release(); // a third would exceed the bound: a and b are dropped
+    expect(made.map(redacts)).toEqual([false, false, true]);
+    cache.acquire('c', make).release();
+    expect(made).toHaveLength(3);
+
+    const small = new RedactionCache({ maxBytes: size - 1 });
+    const once = counting();
+    const first = small.acquire('a', once.make);
+    expect(redacts(first.redaction)).toBe(true);
+    first.release();
+    expect(redacts(first.redaction)).toBe(false);
+    small.acquire('a', once.make).release();
+    expect(once.made).toHaveLength(2);
   });
 });
