@@ -8,8 +8,16 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { baseEnv, command, type RunResult, type TestHome } from './cli.ts';
-import { TEST_CA } from './listeners.ts';
+import {
+  addCredential,
+  baseEnv,
+  command,
+  newAgent,
+  newHome,
+  type RunResult,
+  type TestHome,
+} from './cli.ts';
+import { type Listener, startHttpsListener, TEST_CA } from './listeners.ts';
 
 export interface ServeInfo {
   pid: number;
@@ -62,6 +70,35 @@ export function upstreamArgs(t: TestHome, port: number, hosts = ['api.allowed.te
 }
 
 /** Starts serve in `t` with `args`; rejects with its stderr if it exits before listening. */
+/**
+ * A new home with one credential `k` (value `value`, for api.allowed.test) granted to one agent, a
+ * local HTTPS upstream that echoes, and a serve in front of it. `stop()` ends both.
+ */
+export async function servedCredential(value: string): Promise<{
+  t: TestHome;
+  upstream: Listener;
+  s: Served;
+  agent: { id: string; token: string };
+  stop(): Promise<void>;
+}> {
+  const t = await newHome();
+  const upstream = await startHttpsListener();
+  const added = await addCredential(t, 'k', value, ['--allowed-domains', 'api.allowed.test']);
+  if (added.code !== 0) throw new Error(`credential add failed: ${added.stderr}`);
+  const agent = await newAgent(t, { name: 'worker', grants: ['k'] });
+  const s = await startServe(t, upstreamArgs(t, upstream.port));
+  return {
+    t,
+    upstream,
+    s,
+    agent,
+    async stop() {
+      await s.stop();
+      await upstream.close();
+    },
+  };
+}
+
 export function startServe(
   t: TestHome,
   args: readonly string[],

@@ -6,30 +6,22 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
-import { type Listener, startHttpsListener } from '../helpers/listeners.ts';
-import { http, json, type Served, startServe, upstreamArgs } from '../helpers/serve.ts';
+import type { TestHome } from '../helpers/cli.ts';
+import type { Listener } from '../helpers/listeners.ts';
+import { http, json, type Served, servedCredential } from '../helpers/serve.ts';
 
 let t: TestHome;
 let upstream: Listener;
 let s: Served;
 let agent: { id: string; token: string };
+let stop = async () => {};
 
 beforeAll(async () => {
-  t = await newHome();
-  upstream = await startHttpsListener();
-  const added = await addCredential(t, 'k', 'sk-heads-canary-0123456789', [
-    '--allowed-domains',
-    'api.allowed.test',
-  ]);
-  expect(added.code, added.stderr).toBe(0);
-  agent = await newAgent(t, { name: 'worker', grants: ['k'] });
-  s = await startServe(t, upstreamArgs(t, upstream.port));
+  ({ t, upstream, s, agent, stop } = await servedCredential('sk-heads-canary-0123456789'));
 });
 afterAll(async () => {
   fs.rmSync(path.join(t.home, 'vault.lock'), { force: true });
-  await s?.stop();
-  await upstream?.close();
+  await stop();
 });
 
 function _request() {

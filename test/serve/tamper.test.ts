@@ -8,29 +8,21 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
-import { type Listener, startHttpsListener } from '../helpers/listeners.ts';
-import { http, json, type Served, startServe, upstreamArgs } from '../helpers/serve.ts';
+import { newAgent, type TestHome } from '../helpers/cli.ts';
+import type { Listener } from '../helpers/listeners.ts';
+import { http, json, type Served, servedCredential } from '../helpers/serve.ts';
 
 let t: TestHome;
 let upstream: Listener;
 let s: Served;
 let agent: { id: string; token: string };
+let stop = async () => {};
 
 beforeAll(async () => {
-  t = await newHome();
-  upstream = await startHttpsListener();
-  const added = await addCredential(t, 'k', 'sk-tamper-canary-0123456789', [
-    '--allowed-domains',
-    'api.allowed.test',
-  ]);
-  expect(added.code, added.stderr).toBe(0);
-  agent = await newAgent(t, { name: 'worker', grants: ['k'] });
-  s = await startServe(t, upstreamArgs(t, upstream.port));
+  ({ t, upstream, s, agent, stop } = await servedCredential('sk-tamper-canary-0123456789'));
 });
 afterAll(async () => {
-  await s?.stop();
-  await upstream?.close();
+  await stop();
 });
 
 function _request(token: string | null = agent.token) {
