@@ -96,17 +96,16 @@ export class Redaction {
  * from one request to the next until a credential changes. An entry in use is wiped only once
  * its last user releases it, so dropping the cache never blanks a response still streaming.
  *
- * Bounded in entries and in pattern bytes (a 64 KiB value compiles to about 1.7 MB of forms, and
- * an agent chooses which credentials a template combines): past either bound the cache starts
- * over, and a redaction larger than the byte bound on its own is used once and not kept.
+ * Bounded in entries and in pattern bytes (a 64 KiB value compiles to more than 20 times its
+ * size, and an agent chooses which credentials a template combines): past either bound the cache
+ * starts over, and a redaction larger than the byte bound on its own is used once and not kept.
  */
 export class RedactionCache {
   readonly maxEntries: number;
   readonly maxBytes: number;
-  #entries = new Map<string, { redaction: Redaction; users: number }>();
+  /** `dropped`: no longer in the cache, wiped when its last user releases it. */
+  #entries = new Map<string, { redaction: Redaction; users: number; dropped: boolean }>();
   #bytes = 0;
-  /** Dropped while in use: wiped when their last user releases them. */
-  #dropped = new Set<Redaction>();
 
   constructor(options: { maxEntries?: number; maxBytes?: number } = {}) {
     this.maxEntries = options.maxEntries ?? 64;
@@ -124,7 +123,7 @@ export class RedactionCache {
       if (this.#entries.size >= this.maxEntries || this.#bytes + redaction.bytes > this.maxBytes) {
         this.clear();
       }
-      entry = { redaction, users: 0 };
+      entry = { redaction, users: 0, dropped: false };
       this.#entries.set(key, entry);
       this.#bytes += redaction.bytes;
     }
@@ -134,7 +133,7 @@ export class RedactionCache {
       redaction: held.redaction,
       release: _once(() => {
         held.users -= 1;
-        if (held.users === 0 && this.#dropped.delete(held.redaction)) held.redaction.wipe();
+        if (held.users === 0 && held.dropped) held.redaction.wipe();
       }),
     };
   }
@@ -142,8 +141,8 @@ export class RedactionCache {
   /** Drops every entry: unused ones are wiped now, the others when their last user releases. */
   clear(): void {
     for (const entry of this.#entries.values()) {
+      entry.dropped = true;
       if (entry.users === 0) entry.redaction.wipe();
-      else this.#dropped.add(entry.redaction);
     }
     this.#entries.clear();
     this.#bytes = 0;
