@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
+import { randomBytes } from 'node:crypto';
 import {
   redactBytes,
   Redaction,
@@ -556,6 +557,12 @@ describe('RedactionCache', () => {
     expect(made).toHaveLength(5);
     expect(made.slice(0, -1).some((r) => redacts(r))).toBe(false);
     expect(redacts(newest.redaction)).toBe(true);
+  });
+
+  it('a 64 KiB value compiles to more than 20 times its size: why the cache is bounded in bytes', () => {
+    const value = Buffer.from(randomBytes(48 * 1024).toString('base64'));
+    expect(value.length).toBe(64 * 1024);
+    expect(new Redaction([{ name: 'big', value }]).bytes).toBeGreaterThan(20 * value.length);
   });
 
   it('holds at most maxBytes of patterns; a redaction larger than that alone is used once', () => {
