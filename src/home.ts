@@ -42,8 +42,11 @@ export function openHome(dir: string, options: { create: boolean }): Home {
   return { dir };
 }
 
-/** Our uid, asked once: every state file and directory is checked against it (a system call). */
-const UID = process.getuid?.();
+/**
+ * Our uid, asked on first use and then kept: every state file and directory is checked against it
+ * (a system call). Not at load time: `serve --user` drops from root to the service user first.
+ */
+let uid: number | undefined | null = null;
 
 function checkOwnedPrivate(p: string, st: fs.Stats, what: string): void {
   if (st.isSymbolicLink()) {
@@ -53,7 +56,7 @@ function checkOwnedPrivate(p: string, st: fs.Stats, what: string): void {
       'replace it with a real file or directory',
     );
   }
-  const uid = UID;
+  if (uid === null) uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid) {
     throw integrity(
       'foreign_owner',

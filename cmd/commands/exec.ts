@@ -8,7 +8,7 @@ import { TpError, usage } from '../../src/errors.ts';
 import { monitorOnce } from '../../src/monitor/live.ts';
 import { loadVault, unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
 import { parseCurlArgs, type Template } from '../../src/template.ts';
-import { SOCKET_NAME } from '../../src/serve/address.ts';
+import { SOCKET_NAME, SYSTEM_SOCKET } from '../../src/serve/address.ts';
 import type { ServerTarget } from '../../src/serve/client.ts';
 import {
   type Command,
@@ -29,10 +29,10 @@ const SERVER_ENV = 'TRUST_PROTOCOL_SERVER';
 
 /**
  * A running serve to hand the template to (then no password is needed): --server, else
- * TRUST_PROTOCOL_SERVER, else the default socket in the home, if it answers. --cacert and
- * --connect-to belong to an exec that unseals itself: a serve has its own.
+ * TRUST_PROTOCOL_SERVER, else the default socket in the home, else the dedicated user's system
+ * socket, if it answers. --cacert and --connect-to belong to an exec that unseals itself: a serve
+ * has its own.
  */
-/** The serve to hand a request to (--server, TRUST_PROTOCOL_SERVER, the default socket), or null. */
 export async function serverFor(ctx: Ctx): Promise<ServerTarget | null> {
   const oneShot = ['cacert', 'connect-to'].filter((f) => ctx.values[f] !== undefined);
   const flagged = str(ctx, 'server');
@@ -45,11 +45,19 @@ export async function serverFor(ctx: Ctx): Promise<ServerTarget | null> {
   }
   if (oneShot.length > 0) return null;
   const named = flagged ?? (ctx.io.env[SERVER_ENV] || undefined);
-  const socket = path.join(ctx.homeDir, SOCKET_NAME);
+  const sockets = [path.join(ctx.homeDir, SOCKET_NAME), SYSTEM_SOCKET].filter((s) =>
+    fs.existsSync(s)
+  );
   // The client (node:http and the serve modules) loads only when a serve may be there.
-  if (named === undefined && !fs.existsSync(socket)) return null;
+  if (named === undefined && sockets.length === 0) return null;
   const { findServer, parseServerTarget, probeServer } = await import('../../src/serve/client.ts');
-  if (named === undefined) return await findServer(socket);
+  if (named === undefined) {
+    for (const socket of sockets) {
+      const found = await findServer(socket);
+      if (found !== null) return found;
+    }
+    return null;
+  }
   const target = parseServerTarget(named);
   if (await probeServer(target)) return target;
   if (!ctx.json && !ctx.quiet) {
@@ -139,7 +147,7 @@ Options: -i/--include  -o/--output FILE  --fail  --timeout SEC  --max-response-b
          --token-file PATH  --password-file PATH  --cacert FILE  --connect-to HOST:PORT:ADDR:PORT
          --server URL|unix:PATH
 The agent token comes from --token-file or TRUST_PROTOCOL_TOKEN. If a serve answers (--server,
-TRUST_PROTOCOL_SERVER, or HOME/serve.sock), exec hands it the template and needs no password.`,
+TRUST_PROTOCOL_SERVER, HOME/serve.sock, or /run/trust-protocol/serve.sock), exec hands it the template and needs no password.`,
   options: {
     ...PASSWORD_FILE_OPTION,
     template: { type: 'string' },

@@ -9,10 +9,12 @@ import { formatDuration, parseDuration } from '../../src/serve/duration.ts';
 import { startServe, type StopReason } from '../../src/serve/serve.ts';
 import { loadVault, unseal, type VaultKeys } from '../../src/vault.ts';
 import pkg from '../../package.json' with { type: 'json' };
+import { usage } from '../../src/errors.ts';
 import { type Command, type Ctx, existingHome, PASSWORD_FILE_OPTION, str } from '../context.ts';
 import { write } from '../io.ts';
 import { sendOptions } from '../send_options.ts';
 import { readPassword } from '../secrets.ts';
+import { dropPrivileges, lookupGroup, lookupUser } from '../privileges.ts';
 
 const HOUR = 3_600_000;
 const MAX_TTL_MS = 24 * HOUR;
@@ -20,6 +22,7 @@ const MAX_TTL_MS = 24 * HOUR;
 interface _Flags {
   listen: TcpAddress | null;
   socket: string | null;
+  socketGroup: number | null;
   ttlMs: number;
   idleMs: number;
   agentRate: string | null;
@@ -31,9 +34,11 @@ function _flags(ctx: Ctx): _Flags {
   const listen = str(ctx, 'listen');
   const socket = str(ctx, 'socket');
   const rate = str(ctx, 'agent-rate');
+  const group = str(ctx, 'socket-group');
   return {
     listen: listen === undefined ? null : parseListen(listen),
     socket: socket === undefined ? null : path.resolve(socket),
+    socketGroup: group === undefined ? null : lookupGroup(group),
     ttlMs: parseDuration(str(ctx, 'ttl') ?? '8h', '--ttl', MAX_TTL_MS),
     idleMs: parseDuration(str(ctx, 'idle') ?? '30m', '--idle', MAX_TTL_MS),
     agentRate: rate === undefined ? null : formatRate(parseRate(rate)),
@@ -51,7 +56,7 @@ const serve: Command = {
   words: ['serve'],
   summary: 'run a short-lived local proxy that holds the unsealed vault (loopback only)',
   usage:
-    'serve [--listen 127.0.0.1:PORT] [--socket PATH] [--ttl 8h] [--idle 30m] [--agent-rate N/PERIOD] [--cacert FILE] [--connect-to H:P:A:P]...',
+    'serve [--listen 127.0.0.1:PORT] [--socket PATH] [--socket-group GROUP] [--user NAME] [--ttl 8h] [--idle 30m] [--agent-rate N/PERIOD] [--cacert FILE] [--connect-to H:P:A:P]...',
   help: `Unseals the vault once, then answers on a 0600 unix socket (default HOME/serve.sock, where
 exec finds it) and, with --listen, on a loopback TCP address (127.0.0.0/8, [::1] or localhost;
 port 0 picks a free one). Exits and wipes its keys after --ttl (default 8h, at most 24h), after
@@ -60,11 +65,17 @@ Endpoints: GET /v1/health, POST /v1/proxy (a template; Authorization: Bearer AGE
 ANY /v1/gateway/CRED/PATH (the credential's --base-url + PATH with its --inject header; the
 agent token in Authorization: Bearer, x-api-key, api-key or x-goog-api-key), GET /v1/openapi.json.
 Durations: 90s, 30m, 8h, 1h30m. --agent-rate N/PERIOD limits each agent (e.g. 60/m).
+A dedicated user (README): started by root with --user NAME, serve becomes that user before it
+reads anything (and cannot be traced or read by other users afterwards); --socket-group GROUP
+makes the socket 0660 for that group, the agents' (e.g. --socket /run/trust-protocol/serve.sock,
+where exec looks by itself).
 Prints where it listens and when it exits on stderr (with --json: one JSON line on stdout).`,
   options: {
     ...PASSWORD_FILE_OPTION,
     listen: { type: 'string' },
     socket: { type: 'string' },
+    'socket-group': { type: 'string' },
+    user: { type: 'string' },
     ttl: { type: 'string' },
     idle: { type: 'string' },
     'agent-rate': { type: 'string' },
@@ -76,6 +87,17 @@ Prints where it listens and when it exits on stderr (with --json: one JSON line 
   args: { min: 0, max: 0 },
   async run(ctx) {
     const flags = _flags(ctx);
+    const user = str(ctx, 'user');
+    if (user !== undefined) {
+      if (ctx.values.home === undefined && !ctx.io.env.TRUST_PROTOCOL_HOME) {
+        throw usage(
+          'user_needs_home',
+          "serve --user needs the service user's state directory",
+          `pass --home DIR, e.g. --home /var/lib/trust-protocol`,
+        );
+      }
+      dropPrivileges(lookupUser(user));
+    }
     // serve's own environment decides its TLS trust for every agent it serves.
     checkEnvironment(ctx.io.env);
     const home = existingHome(ctx);
@@ -96,6 +118,7 @@ Prints where it listens and when it exits on stderr (with --json: one JSON line 
       env: ctx.io.env,
       listen: flags.listen,
       socket: flags.socket ?? path.join(home.dir, SOCKET_NAME),
+      socketGroup: flags.socketGroup,
       ttlMs: flags.ttlMs,
       idleMs: flags.idleMs,
       sendOptions: flags.sendOptions,

@@ -6,6 +6,12 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { usage } from '../errors.ts';
 
+/**
+ * Where the dedicated-user deployment's serve listens (install.sh --system): exec, run as an agent
+ * user with no state directory of its own, finds it there by itself.
+ */
+export const SYSTEM_SOCKET = '/run/trust-protocol/serve.sock';
+
 export interface TcpAddress {
   /** What to bind: an IP literal (`localhost` binds 127.0.0.1, without asking a resolver). */
   bind: string;

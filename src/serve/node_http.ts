@@ -19,7 +19,13 @@ import {
 } from './handler.ts';
 import { asServeError } from './http_error.ts';
 
-export type Endpoint = { kind: 'tcp'; address: TcpAddress } | { kind: 'unix'; path: string };
+/**
+ * A unix socket is 0600; with `group` (a gid, the dedicated-user deployment's agents group) it is
+ * 0660 and owned by that group, so its members can connect and nobody else can.
+ */
+export type Endpoint =
+  | { kind: 'tcp'; address: TcpAddress }
+  | { kind: 'unix'; path: string; group?: number };
 
 export interface HttpListener {
   /** `http://127.0.0.1:PORT` (the bound port), or `unix:PATH`. */
@@ -72,7 +78,7 @@ export async function listenHttp(
     bound = { kind: 'tcp', address: { bind: endpoint.address.bind, port } };
     hosts = tcpHosts(bound.address);
   } else {
-    cleanup = await _listenUnix(server, endpoint.path);
+    cleanup = await _listenUnix(server, endpoint.path, endpoint.group);
     bound = endpoint;
   }
   return {
@@ -117,10 +123,15 @@ function _listen(
 }
 
 /**
- * Binds inside a private directory, tightens the socket to 0600, then renames it into place: no
- * moment where another user could connect. Returns what removes the socket at close.
+ * Binds inside a private directory, tightens the socket to 0600 (0660 and `group`), then renames
+ * it into place: no moment where anyone else could connect. Returns what removes the socket at
+ * close.
  */
-async function _listenUnix(server: Server, target: string): Promise<() => void> {
+async function _listenUnix(
+  server: Server,
+  target: string,
+  group: number | undefined,
+): Promise<() => void> {
   let dir: string;
   try {
     dir = fs.mkdtempSync(path.join(path.dirname(target), '.serve-'));
@@ -134,6 +145,10 @@ async function _listenUnix(server: Server, target: string): Promise<() => void> 
     const temporary = path.join(dir, 's');
     await _listen(server, { path: temporary }, { kind: 'unix', path: target });
     fs.chmodSync(temporary, 0o600);
+    if (group !== undefined) {
+      fs.chownSync(temporary, -1, group);
+      fs.chmodSync(temporary, 0o660);
+    }
     fs.renameSync(temporary, target);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

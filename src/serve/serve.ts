@@ -31,6 +31,8 @@ export interface ServeOptions {
   env: Readonly<Record<string, string | undefined>>;
   listen: TcpAddress | null;
   socket: string;
+  /** The gid that may connect to the socket too (0660), or null for the owner only (0600). */
+  socketGroup?: number | null;
   ttlMs: number;
   idleMs: number;
   sendOptions: SendOptions;
@@ -102,7 +104,13 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
         await listenHttp(handler, { kind: 'tcp', address: options.listen }, activity),
       );
     }
-    listeners.push(await listenHttp(handler, { kind: 'unix', path: options.socket }, activity));
+    listeners.push(
+      await listenHttp(handler, {
+        kind: 'unix',
+        path: options.socket,
+        ...(options.socketGroup == null ? {} : { group: options.socketGroup }),
+      }, activity),
+    );
     const urls = listeners.map((l) => l.url);
     const audit = keyedAudit(options.home, options.keys, heads, options.now);
     await audit([{
