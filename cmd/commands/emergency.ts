@@ -1,15 +1,19 @@
+import * as fs from 'node:fs';
 /** `emergency activate|clear|status` (SPEC §9): the kill switch. */
 import { openAuditWriter } from '../../src/audit.ts';
 import { escapeControls } from '../../src/bytes.ts';
 import {
-  activateBrake,
   activeBrakes,
   type Brake,
+  type BrakeRequest,
   type BrakeScope,
   checkBrakeRequest,
   tidyCleared,
 } from '../../src/brakes.ts';
-import { usage } from '../../src/errors.ts';
+import { TpError, usage } from '../../src/errors.ts';
+import { pullBrake } from '../../src/emergency.ts';
+import type { Home } from '../../src/home.ts';
+import { SYSTEM_SOCKET } from '../../src/serve/address.ts';
 import { loadVault, updateVault, wipeKeys } from '../../src/vault.ts';
 import {
   type Command,
@@ -62,35 +66,24 @@ const activate: Command = {
   summary: 'stop requests at once (no password needed): global, one agent, or one credential',
   usage:
     'emergency activate --reason TEXT [--scope global|agent|credential] [--agent-id ID] [--credential-name NAME]',
-  options: { ...SCOPE_OPTIONS, reason: { type: 'string' } },
+  help: `Needs no password: anyone at the keyboard can stop everything. A user who cannot write the
+state directory (an agent's user in the dedicated-user deployment) pulls the brake through serve's
+socket instead: --server unix:PATH, or /run/trust-protocol/serve.sock found by itself.`,
+  options: { ...SCOPE_OPTIONS, reason: { type: 'string' }, server: { type: 'string' } },
   args: { min: 0, max: 0 },
   async run(ctx) {
     const { scope, target } = _target(ctx);
     const req = checkBrakeRequest({ scope, target, reason: str(ctx, 'reason') ?? '' });
-    const home = existingHome(ctx);
-    const body = loadVault(home).body;
-    if (scope === 'agent' && !body.agents.some((a) => a.id === target)) {
-      throw usage(
-        'no_such_agent',
-        `no agent with id "${target}"`,
-        'see `trust-protocol agent list`',
-      );
+    const home = _writableHome(ctx);
+    let brake: Brake;
+    if (home === null) {
+      brake = await _brakeViaServe(ctx, req);
+    } else {
+      const pulled = pullBrake(home, req, ctx.now());
+      brake = pulled.brake;
+      // The brake is in force now; the audit entry follows. If it cannot be written the brake stays.
+      await openAuditWriter(home, { macKey: null }).append([pulled.event]);
     }
-    if (scope === 'credential' && !body.credentials.some((c) => c.name === target)) {
-      throw usage(
-        'no_such_credential',
-        `no credential named "${target}"`,
-        'see `trust-protocol credential list`',
-      );
-    }
-    const brake = activateBrake(home, req, ctx.now());
-    // The brake is in force now; the audit entry follows. If it cannot be written the brake stays.
-    await openAuditWriter(home, { macKey: null }).append([{
-      event: 'brake.activate',
-      actor: { type: 'anyone' },
-      outcome: 'ok',
-      data: { brake: brake.id, scope, target, reason: brake.reason },
-    }]);
     return {
       json: { ...brake },
       text: `Emergency brake ${brake.id} is active (${
@@ -103,6 +96,34 @@ const activate: Command = {
     };
   },
 };
+
+/**
+ * The home, when this user can write it; null when it is not theirs to write (the dedicated-user
+ * deployment: an agent's user reaches serve's socket, not the state directory).
+ */
+function _writableHome(ctx: Ctx): Home | null {
+  try {
+    return existingHome(ctx);
+  } catch (e) {
+    const notOurs = e instanceof TpError && ['no_home', 'foreign_owner', 'io'].includes(e.code);
+    if (notOurs && (str(ctx, 'server') !== undefined || fs.existsSync(SYSTEM_SOCKET))) return null;
+    throw e;
+  }
+}
+
+async function _brakeViaServe(ctx: Ctx, req: BrakeRequest): Promise<Brake> {
+  const { brakeViaServer, findServer, parseServerTarget } = await import(
+    '../../src/serve/client.ts'
+  );
+  const named = str(ctx, 'server');
+  const target = named === undefined ? await findServer(SYSTEM_SOCKET) : parseServerTarget(named);
+  if (target === null) {
+    throw new TpError('sealed', 'no_serve', `no serve answers at ${SYSTEM_SOCKET}`, {
+      hint: 'pull the brake where the state directory is, or ask the operator to start serve',
+    });
+  }
+  return await brakeViaServer(target, req) as unknown as Brake;
+}
 
 const clear: Command = {
   words: ['emergency', 'clear'],

@@ -3,6 +3,7 @@
  * turn its answer back into what `execute()` would have returned or thrown, so `exec` prints the
  * same output and exits with the same code either way.
  */
+import type { BrakeRequest } from '../brakes.ts';
 import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import { type IncomingMessage, request as httpRequest } from 'node:http';
@@ -149,6 +150,40 @@ export async function renewViaServer(
     path: '/v1/agent/renew',
     headers,
     body: null,
+    timeoutMs: 60_000,
+  });
+  const text = decodeUtf8Strict(await _readSmall(res)) ?? '';
+  let json: unknown = null;
+  try {
+    json = JSON.parse(text);
+  } catch { /* the status alone decides */ }
+  if (res.headers[ERROR_HEADER.toLowerCase()] !== undefined || res.statusCode !== 200) {
+    throw errorFromResponse(res.statusCode ?? 500, json);
+  }
+  return json as Record<string, unknown>;
+}
+
+/**
+ * `emergency activate` through serve's socket (`POST /v1/emergency`), for a user who may reach
+ * the socket but not write the home: the brake serve recorded, or its error.
+ */
+export async function brakeViaServer(
+  target: ServerTarget,
+  request: BrakeRequest,
+): Promise<Record<string, unknown>> {
+  const res = await _request(target, {
+    method: 'POST',
+    path: '/v1/emergency',
+    headers: { 'Content-Type': 'application/json' },
+    body: Buffer.from(
+      JSON.stringify({
+        scope: request.scope,
+        ...(request.scope === 'agent' ? { agent_id: request.target } : {}),
+        ...(request.scope === 'credential' ? { credential_name: request.target } : {}),
+        reason: request.reason,
+      }),
+      'utf8',
+    ),
     timeoutMs: 60_000,
   });
   const text = decodeUtf8Strict(await _readSmall(res)) ?? '';

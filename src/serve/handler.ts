@@ -8,6 +8,8 @@
  * Requests and responses are plain data rather than fetch's Request/Response: `Headers` trims
  * values and merges repeated names, and `Response` refuses some statuses an upstream may send.
  */
+import type { BrakeScope } from '../brakes.ts';
+import { pullBrake } from '../emergency.ts';
 import { type AuditEvent } from '../audit.ts';
 import { type BrokerDeps, type BrokeredResponse, checkBrakes, execute } from '../broker.ts';
 import { decodeUtf8Strict } from '../bytes.ts';
@@ -51,6 +53,8 @@ export interface ServeRequest {
   signal: AbortSignal;
   /** Host header values (lower case) the listener that took this request answers to. */
   hosts: ReadonlySet<string>;
+  /** Which listener took it: only the unix socket's users may pull a brake (/v1/emergency). */
+  via: 'unix' | 'tcp';
 }
 
 export interface ServeResponse {
@@ -137,6 +141,10 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
         _allow(request, ['POST']);
         return await _renew(ctx, request);
       }
+      if (path === '/v1/emergency') {
+        _allow(request, ['POST']);
+        return await _brake(ctx, request);
+      }
       const gateway = /^\/v1\/gateway\/([^/]+)(\/.*)?$/.exec(path);
       if (gateway !== null && NAME_RE.test(gateway[1] as string)) {
         return await _gateway(ctx, request, {
@@ -148,7 +156,8 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
       throw usage(
         'not_found',
         'no such endpoint',
-        'the endpoints are /v1/health, /v1/proxy, /v1/gateway/CRED/PATH and /v1/openapi.json',
+        'the endpoints are /v1/health, /v1/proxy, /v1/gateway/CRED/PATH, /v1/agent/renew, ' +
+          '/v1/emergency and /v1/openapi.json',
       );
     } catch (e) {
       return errorResponse(asServeError(e));
@@ -167,6 +176,47 @@ interface _Ctx {
   vault: VaultReader;
   /** Vault files whose MAC was checked with the held keys. */
   verified: WeakSet<VaultFile>;
+}
+
+/**
+ * `POST /v1/emergency`: anyone allowed on the unix socket may pull a brake, with no token and no
+ * password (in the dedicated-user deployment, the agents' group: an agent braking only narrows
+ * access). Over TCP, which every local user can reach, it is refused.
+ */
+async function _brake(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> {
+  if (request.via !== 'unix') {
+    throw denied(
+      'brake_needs_socket',
+      "brakes are pulled through serve's unix socket only",
+      "run `trust-protocol emergency activate` on the socket's machine, as a user allowed on it",
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(
+      new TextDecoder('utf-8', { fatal: true }).decode(await request.body(64 * 1024)),
+    );
+  } catch (e) {
+    if (e instanceof TpError) throw e;
+    throw usage(
+      'bad_json',
+      'the body must be JSON: {"scope", "agent_id"?, "credential_name"?, "reason"}',
+    );
+  }
+  const o = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
+  const text = (v: unknown) => (typeof v === 'string' ? v : null);
+  const scope = (text(o.scope) ?? 'global') as BrakeScope;
+  const { brake, event } = pullBrake(ctx.options.home, {
+    scope,
+    target: scope === 'agent'
+      ? text(o.agent_id)
+      : scope === 'credential'
+      ? text(o.credential_name)
+      : null,
+    reason: text(o.reason) ?? '',
+  }, ctx.now());
+  await ctx.audit([event]);
+  return _json(200, { ...brake });
 }
 
 /** Only clients on this machine that name this server: no DNS rebinding, no web pages. */

@@ -65,7 +65,11 @@ export async function listenHttp(
     // How often the two timeouts above are enforced (Node's default is every 30 s).
     connectionsCheckingInterval: 1_000,
   }, (req, res) => {
-    const done = _serve(handler, req, res, { hosts, onRequest: options.onRequest });
+    const done = _serve(handler, req, res, {
+      hosts,
+      via: endpoint.kind,
+      onRequest: options.onRequest,
+    });
     inFlight.add(done);
     done.finally(() => inFlight.delete(done));
   });
@@ -165,7 +169,11 @@ async function _serve(
   handler: ServeHandler,
   req: IncomingMessage,
   res: ServerResponse,
-  options: { hosts: ReadonlySet<string>; onRequest: AdapterOptions['onRequest'] },
+  options: {
+    hosts: ReadonlySet<string>;
+    via: 'unix' | 'tcp';
+    onRequest: AdapterOptions['onRequest'];
+  },
 ): Promise<void> {
   const ended = options.onRequest?.(req.url ?? '') ?? (() => {});
   const controller = new AbortController();
@@ -179,6 +187,7 @@ async function _serve(
     body: (limit) => _readBody(req, limit),
     signal: controller.signal,
     hosts: options.hosts,
+    via: options.via,
   };
   try {
     let response: ServeResponse;

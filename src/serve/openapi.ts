@@ -218,6 +218,29 @@ export const OPENAPI = {
         },
       },
     },
+    '/v1/emergency': {
+      post: {
+        operationId: 'emergency',
+        summary: 'Pull an emergency brake, as `trust-protocol emergency activate` does',
+        description: "Only through serve's unix socket (refused over TCP, which every local user " +
+          'reaches): anyone allowed on the socket may stop requests, with no token and no ' +
+          'password, since a brake only narrows access. Lifting a brake needs the password ' +
+          '(`trust-protocol emergency clear`).',
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': { schema: { $ref: '#/components/schemas/BrakeRequest' } },
+          },
+        },
+        responses: {
+          '200': {
+            description: 'The brake, in force from now on',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Brake' } } },
+          },
+          ..._errors(['400', '403', '405', '413']),
+        },
+      },
+    },
     '/v1/gateway/{credential}/{path}': Object.fromEntries(
       GATEWAY_METHODS.map((m) => [m, _gatewayOperation(m)]),
     ),
@@ -249,6 +272,27 @@ export const OPENAPI = {
         },
         description:
           'Placeholders: {{CREDENTIAL}}, {{CREDENTIAL:name}}, each optionally |base64 before }}',
+      },
+      BrakeRequest: {
+        type: 'object',
+        required: ['reason'],
+        properties: {
+          scope: { enum: ['global', 'agent', 'credential'], default: 'global' },
+          agent_id: { type: 'string', description: 'With scope agent' },
+          credential_name: { type: 'string', description: 'With scope credential' },
+          reason: { type: 'string', maxLength: 1000 },
+        },
+      },
+      Brake: {
+        type: 'object',
+        required: ['id', 'scope', 'target', 'reason', 'activated_at'],
+        properties: {
+          id: { type: 'string' },
+          scope: { enum: ['global', 'agent', 'credential'] },
+          target: { type: ['string', 'null'] },
+          reason: { type: 'string' },
+          activated_at: { type: 'string', format: 'date-time' },
+        },
       },
       Health: {
         type: 'object',

@@ -290,4 +290,26 @@ describe.skipIf(!IS_ROOT)('a dedicated user: serve as a system user, agents as o
     expect(noHome.code).toBe(2);
     expect(noHome.stderr).toContain('--home');
   });
+
+  // Last: it leaves a global brake on.
+  it('an agent user can pull a brake through the socket; one outside the group cannot', async () => {
+    const env = { HOME: path.join(base, 'agent-home') };
+    const args = ['emergency', 'activate', '--reason', 'agent saw something odd'];
+    const refused = await runAs(outsider, bin, args, { env });
+    expect(refused.code).not.toBe(0);
+    expect(fs.readdirSync(path.join(state, 'brakes')).filter((f) => f.startsWith('brk_')))
+      .toEqual([]);
+    const pulled = await runAs(agentUser, bin, ['--json', ...args], { env });
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(JSON.parse(pulled.stdout)).toMatchObject({ scope: 'global', reason: args[3] });
+    const before = upstream.requests.length;
+    const r = await agentExec(agentUser);
+    expect(r.code, r.stderr).toBe(5);
+    expect(upstream.requests.length).toBe(before);
+    const status = await runAs(svc, bin, ['--home', state, '--json', 'emergency', 'status'], {
+      env: { HOME: state },
+    });
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout).global).toMatchObject({ reason: args[3] });
+  });
 });

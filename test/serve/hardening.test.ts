@@ -212,6 +212,7 @@ describe.concurrent('endpoints and the OpenAPI document', () => {
     expect(served.openapi).toMatch(/^3\.1\./);
     expect(Object.keys(served.paths).sort()).toEqual([
       '/v1/agent/renew',
+      '/v1/emergency',
       '/v1/gateway/{credential}/{path}',
       '/v1/health',
       '/v1/openapi.json',
