@@ -2,6 +2,7 @@
  * Agent management (SPEC §4): registration, grants within the tier's limit, tier changes, tokens
  * (stored only as SHA-256 hashes), suspension and revocation. Pure changes to the vault body.
  */
+import { NAME_RE } from './grammar.ts';
 import { randomBytes } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { escapeControls } from './bytes.ts';
@@ -9,8 +10,6 @@ import { denied, TpError, usage } from './errors.ts';
 import { newAgentToken } from './policy.ts';
 import { type Tier, TIER_RULES, tierRank } from './tiers.ts';
 import type { AgentRecord, Change, VaultBody } from './vault.ts';
-
-const AGENT_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export interface IssuedToken {
   id: string;
@@ -37,7 +36,7 @@ export function registerAgent(
   body: VaultBody,
   input: { name: string; tier: Tier; now: Date },
 ): Change<IssuedToken> {
-  if (!AGENT_NAME_RE.test(input.name)) {
+  if (!NAME_RE.test(input.name)) {
     throw usage(
       'bad_agent_name',
       'invalid agent name',

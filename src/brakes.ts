@@ -8,6 +8,7 @@
  * nothing. Deleting or editing brake files by hand never lifts a brake; a record that cannot be
  * read counts as a global brake (fail closed), and so does a missing or unreadable directory.
  */
+import { NAME_RE } from './grammar.ts';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -34,7 +35,6 @@ export interface Brake {
 }
 
 const ID_RE = /^brk_[0-9a-f]{16}$/;
-const TARGET_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const REASON_MAX = 1000;
 
 /** Creates the brakes directory (at `init`), so that its later absence means tampering. */
@@ -58,9 +58,7 @@ function _parseBrake(raw: unknown): Brake | null {
   const scope = b.scope as BrakeScope;
   if (typeof b.id !== 'string' || !ID_RE.test(b.id) || !SCOPES.includes(scope)) return null;
   if (
-    scope === 'global'
-      ? b.target !== null
-      : typeof b.target !== 'string' || !TARGET_RE.test(b.target)
+    scope === 'global' ? b.target !== null : typeof b.target !== 'string' || !NAME_RE.test(b.target)
   ) return null;
   if (typeof b.reason !== 'string' || typeof b.activated_at !== 'string') return null;
   return {
@@ -205,7 +203,7 @@ export function checkBrakeRequest(req: BrakeRequest): BrakeRequest {
   if (req.scope === 'global' && req.target !== null) {
     throw usage('bad_target', 'a global brake takes no --agent-id or --credential-name');
   }
-  if (req.scope !== 'global' && (req.target === null || !TARGET_RE.test(req.target))) {
+  if (req.scope !== 'global' && (req.target === null || !NAME_RE.test(req.target))) {
     throw usage(
       'bad_target',
       req.scope === 'agent'

@@ -3,6 +3,7 @@
  * base URL, inject rule and rate, and the vault changes for add/update/rotate/remove.
  * No function here returns or logs a value.
  */
+import { NAME_RE } from './grammar.ts';
 import { decodeUtf8Strict, escapeControls } from './bytes.ts';
 import { formatDomainPattern, matchTarget, parseDomainPattern, parseTargetUrl } from './domain.ts';
 import { TpError, usage } from './errors.ts';
@@ -20,7 +21,6 @@ import {
   type VaultKeys,
 } from './vault.ts';
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const VALUE_MIN_BYTES = 8;
 export const VALUE_MAX_BYTES = 64 * 1024;
 

@@ -18,6 +18,7 @@
  *
  * Messages name the field and offset, never a value.
  */
+import { isForbiddenRequestHeader, NAME_RE, NAME_SOURCE, TOKEN_RE } from './grammar.ts';
 import { Buffer } from 'node:buffer';
 import { effectivePort, parseTargetUrl } from './domain.ts';
 import { TpError, usage } from './errors.ts';
@@ -54,25 +55,10 @@ interface _Match {
 
 const TEMPLATE_KEYS = new Set(['credential', 'method', 'url', 'headers', 'body']);
 const TEMPLATE_HINT = 'a template is {"credential"?, "method"?, "url", "headers"?, "body"?}';
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const PLACEHOLDER_RE = /\{\{CREDENTIAL(?::([A-Za-z0-9][A-Za-z0-9_.-]{0,63}))?(\|base64)?\}\}/y;
+const PLACEHOLDER_RE = new RegExp(`\\{\\{CREDENTIAL(?::(${NAME_SOURCE}))?(\\|base64)?\\}\\}`, 'y');
 const LOOKS_LIKE_RE = /\{\{\s*credential/iy;
 const PLACEHOLDER_HINT =
   'a placeholder is exactly {{CREDENTIAL}} or {{CREDENTIAL:name}}, optionally with |base64 before "}}"';
-const FORBIDDEN_HEADERS = new Set([
-  'host',
-  'content-length',
-  'transfer-encoding',
-  'connection',
-  'upgrade',
-  'te',
-  'trailer',
-  'expect',
-  'keep-alive',
-  'forwarded',
-]);
-const FORBIDDEN_HEADER_PREFIXES = ['proxy-', 'x-forwarded-'];
 // fetch refuses these methods outright; refusing them here gives a clear usage error instead.
 const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
 const MAX_JSON_DEPTH = 256;
@@ -281,7 +267,7 @@ function _checkTemplate(t: Template): void {
     }
     const lower = name.toLowerCase();
     if (
-      FORBIDDEN_HEADERS.has(lower) || FORBIDDEN_HEADER_PREFIXES.some((p) => lower.startsWith(p))
+      isForbiddenRequestHeader(lower)
     ) {
       throw usage(
         'forbidden_header',

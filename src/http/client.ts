@@ -12,6 +12,7 @@
  *
  * Error messages never quote response bytes: an upstream may echo an injected secret anywhere.
  */
+import { FIELD_VALUE_RE, FRAMING_HEADERS, HOP_BY_HOP_HEADERS, TOKEN_RE } from '../grammar.ts';
 import { Buffer } from 'node:buffer';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { pipeline, Readable, type Transform } from 'node:stream';
@@ -71,27 +72,6 @@ const MAX_CHUNK_LINE = 4096;
 /** Socket bytes buffered ahead of the consumer before reading pauses. */
 const READ_AHEAD = 256 * 1024;
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const FORBIDDEN_REQUEST_HEADERS = new Set([
-  'host',
-  'content-length',
-  'transfer-encoding',
-  'connection',
-  'keep-alive',
-  'upgrade',
-  'te',
-  'trailer',
-  'proxy-connection',
-]);
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-]);
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 const DNS_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAI_NODATA']);
@@ -168,7 +148,7 @@ function _target(url: URL, connectTo: readonly ConnectTo[]): _Target {
 }
 
 function _requestHead(req: OutboundRequest, keepAlive: boolean): Buffer {
-  if (!TOKEN.test(req.method)) {
+  if (!TOKEN_RE.test(req.method)) {
     throw usage('bad_method', 'the request method is not a valid HTTP token');
   }
   const target = `${req.url.pathname}${req.url.search}`;
@@ -178,17 +158,17 @@ function _requestHead(req: OutboundRequest, keepAlive: boolean): Buffer {
   const lines = [`${req.method} ${target} HTTP/1.1`, `Host: ${req.url.host}`];
   let acceptEncoding = false;
   req.headers.forEach(([name, value], index) => {
-    if (!TOKEN.test(name)) {
+    if (!TOKEN_RE.test(name)) {
       throw usage('bad_header', `request header #${index + 1} has an invalid name`);
     }
     const lower = name.toLowerCase();
-    if (FORBIDDEN_REQUEST_HEADERS.has(lower)) {
+    if (FRAMING_HEADERS.has(lower)) {
       throw usage(
         'bad_header',
         `request header "${name}" is set by the HTTP client itself and cannot be given`,
       );
     }
-    if (!FIELD_VALUE.test(value)) {
+    if (!FIELD_VALUE_RE.test(value)) {
       throw usage(
         'bad_header',
         `the value of request header "${name}" contains a control character or a character above U+00FF`,
@@ -519,7 +499,7 @@ async function _exchange(
   conn.reusable = options.keepAlive && head.minor === 1 && framing.kind !== 'close' &&
     !_listValues(head.headers, 'connection').includes('close');
   if (framing.kind === 'none') conn.done();
-  const drop = new Set(HOP_BY_HOP);
+  const drop = new Set(HOP_BY_HOP_HEADERS);
   if (codings.length > 0) drop.add('content-encoding').add('content-length');
   const headers = head.headers.filter(([name]) => {
     const lower = name.toLowerCase();
@@ -561,7 +541,7 @@ function _parseHead(text: string): _Head {
       throw _protocol('the response uses obsolete header line folding');
     }
     const field = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*(.*?)[\t ]*$/s.exec(line);
-    if (field === null || !FIELD_VALUE.test(field[2])) {
+    if (field === null || !FIELD_VALUE_RE.test(field[2])) {
       throw _protocol('the response has a malformed header field');
     }
     headers.push([field[1], field[2]]);

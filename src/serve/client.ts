@@ -3,6 +3,7 @@
  * turn its answer back into what `execute()` would have returned or thrown, so `exec` prints the
  * same output and exits with the same code either way.
  */
+import { HOP_BY_HOP_HEADERS } from '../grammar.ts';
 import type { BrakeRequest } from '../brakes.ts';
 import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
@@ -19,7 +20,6 @@ export type ServerTarget =
   | { kind: 'tcp'; connect: string; port: number; host: string; url: string }
   | { kind: 'unix'; path: string; url: string };
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'trailer']);
 const PROBE_TIMEOUT_MS = 2_000;
 
 /** `unix:PATH`, or `http://` with a loopback host and a port. */
@@ -125,7 +125,9 @@ export async function proxyViaServer(
   const pairs: Array<[string, string]> = [];
   for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
     const name = res.rawHeaders[i] as string;
-    if (!HOP_BY_HOP.has(name.toLowerCase())) pairs.push([name, res.rawHeaders[i + 1] as string]);
+    if (!HOP_BY_HOP_HEADERS.has(name.toLowerCase())) {
+      pairs.push([name, res.rawHeaders[i + 1] as string]);
+    }
   }
   return {
     status: res.statusCode ?? 0,

@@ -5,30 +5,24 @@
  * The body is not part of the template: it is forwarded as opaque bytes, never scanned for
  * placeholders (a prompt may well mention `{{credential}}`).
  */
+import { isForbiddenRequestHeader } from '../grammar.ts';
 import { usage } from '../errors.ts';
 import type { Template } from '../template.ts';
 
 /** Where clients put an API key; serve reads the agent token from the first one present. */
 export const AUTH_HEADERS = ['authorization', 'x-api-key', 'api-key', 'x-goog-api-key'] as const;
 
-const DROPPED = new Set([
-  ...AUTH_HEADERS,
-  'host',
-  'content-length',
-  'transfer-encoding',
-  'connection',
-  'keep-alive',
-  'upgrade',
-  'te',
-  'trailer',
-  'expect',
-  'forwarded',
-  'via',
-  'origin',
-  // The upstream answers in identity encoding; serve redacts, then streams to the client.
-  'accept-encoding',
-]);
-const DROPPED_PREFIXES = ['proxy-', 'x-forwarded-', 'trust-protocol-'];
+/**
+ * Client headers the gateway never forwards: what a template may not set, the client's own API key
+ * (the agent token), Via and Origin, Accept-Encoding (the upstream answers in identity encoding;
+ * serve redacts, then streams), and serve's own Trust-Protocol-* request headers.
+ */
+const DROPPED = new Set<string>([...AUTH_HEADERS, 'via', 'origin', 'accept-encoding']);
+
+function _dropped(lower: string): boolean {
+  return DROPPED.has(lower) || isForbiddenRequestHeader(lower) ||
+    lower.startsWith('trust-protocol-');
+}
 
 export interface GatewayCredential {
   name: string;
@@ -86,8 +80,7 @@ export function forwardedHeaders(
   for (const [name, value] of headers) {
     const lower = name.toLowerCase();
     if (
-      DROPPED.has(lower) || connection.has(lower) || lower === replaced.toLowerCase() ||
-      DROPPED_PREFIXES.some((p) => lower.startsWith(p))
+      _dropped(lower) || connection.has(lower) || lower === replaced.toLowerCase()
     ) continue;
     const seen = out.get(lower);
     if (seen === undefined) out.set(lower, [name, value]);

@@ -8,6 +8,7 @@
  * Requests and responses are plain data rather than fetch's Request/Response: `Headers` trims
  * values and merges repeated names, and `Response` refuses some statuses an upstream may send.
  */
+import { FIELD_VALUE_RE, NAME_RE, TOKEN_RE } from '../grammar.ts';
 import type { BrakeScope } from '../brakes.ts';
 import { pullBrake } from '../emergency.ts';
 import { type AuditEvent } from '../audit.ts';
@@ -97,9 +98,6 @@ export interface HandlerOptions {
 /** Templates (/v1/proxy) and gateway bodies. */
 export const MAX_BODY_BYTES = 10 * 1024 * 1024;
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const FIELD_VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /** Request headers that lower serve's limits for one request (never raise them). */
 export const TIMEOUT_HEADER = 'Trust-Protocol-Timeout';

@@ -4,6 +4,8 @@
  *   node_modules/.bin/node -e "import('./src/serve/openapi.ts').then((m) =>
  *     console.log(JSON.stringify(m.OPENAPI, null, 2)))" > docs/openapi.json
  */
+import { NAME_SOURCE } from '../grammar.ts';
+
 const ERROR_STATUSES: Record<string, string> = {
   '400':
     'Usage error: malformed template, bad placeholder, bad header, bad gateway path (exec exit 2)',
@@ -94,7 +96,7 @@ function _gatewayOperation(method: string) {
         in: 'path',
         required: true,
         description: 'The credential name; it needs a base URL and an inject rule',
-        schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' },
+        schema: { type: 'string', pattern: `^${NAME_SOURCE}$` },
       },
       {
         name: 'path',
