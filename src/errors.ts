@@ -14,22 +14,30 @@ export type ErrorKind =
   | 'integrity' // exit 8
   | 'internal'; // exit 70
 
+/** Facts a caller acts on, as numbers rather than words in the message or hint. */
+export interface ErrorDetails {
+  /** A rate limit: seconds until a request may succeed (HTTP Retry-After). */
+  retryAfterSeconds?: number;
+}
+
 export class TpError extends Error {
   readonly kind: ErrorKind;
   readonly code: string;
   readonly hint?: string;
+  readonly details: ErrorDetails;
 
   constructor(
     kind: ErrorKind,
     code: string,
     message: string,
-    options: { hint?: string; cause?: unknown } = {},
+    options: { hint?: string; cause?: unknown; details?: ErrorDetails } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TpError';
     this.kind = kind;
     this.code = code;
     if (options.hint !== undefined) this.hint = options.hint;
+    this.details = options.details ?? {};
   }
 }
 

@@ -179,9 +179,7 @@ export function checkRates(
         'denied',
         'rate_limited',
         `credential "${c.name}" is over its rate limit of ${c.rate}`,
-        {
-          hint: `retry after ${retryAfter} s`,
-        },
+        { hint: `retry after ${retryAfter} s`, details: { retryAfterSeconds: retryAfter } },
       );
     }
   }

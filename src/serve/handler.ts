@@ -384,7 +384,7 @@ async function _admit(
     'denied',
     'agent_rate_limited',
     `agent ${agent.id} is over this serve's limit of ${rate.rate} requests`,
-    { hint: `retry after ${wait} s` },
+    { hint: `retry after ${wait} s`, details: { retryAfterSeconds: wait } },
   );
   const event: AuditEvent = {
     event: 'request.denied',

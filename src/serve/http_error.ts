@@ -19,33 +19,32 @@ const KINDS: readonly ErrorKind[] = [
   'integrity',
   'internal',
 ];
-const UNAUTHENTICATED = new Set(['no_token', 'bad_token', 'token_expired']);
-const RATE_LIMITED = new Set(['rate_limited', 'agent_rate_limited']);
-const USAGE_STATUS: Record<string, number> = {
+/** The HTTP status of each kind (SPEC §8), and of the codes that have one of their own. */
+const STATUS_OF_KIND: Record<ErrorKind, number> = {
+  verification: 500,
+  usage: 400,
+  sealed: 503,
+  denied: 403,
+  brake: 423,
+  audit: 503,
+  upstream: 502,
+  integrity: 503,
+  internal: 500,
+};
+const STATUS_OF_CODE: Readonly<Record<string, number>> = {
+  no_token: 401,
+  bad_token: 401,
+  token_expired: 401,
+  rate_limited: 429,
+  agent_rate_limited: 429,
   not_found: 404,
   method_not_allowed: 405,
   body_too_large: 413,
+  timeout: 504,
 };
 
 export function errorStatus(e: TpError): number {
-  if (UNAUTHENTICATED.has(e.code)) return 401;
-  if (RATE_LIMITED.has(e.code)) return 429;
-  switch (e.kind) {
-    case 'denied':
-      return 403;
-    case 'brake':
-      return 423;
-    case 'usage':
-      return USAGE_STATUS[e.code] ?? 400;
-    case 'upstream':
-      return e.code === 'timeout' ? 504 : 502;
-    case 'sealed':
-    case 'integrity':
-    case 'audit':
-      return 503;
-    default:
-      return 500;
-  }
+  return STATUS_OF_CODE[e.code] ?? STATUS_OF_KIND[e.kind];
 }
 
 /** Only TpError messages are known to be free of secrets; anything else is reported generically. */
@@ -56,24 +55,22 @@ export function asServeError(e: unknown): TpError {
   });
 }
 
-export function errorJson(e: TpError): { error: Record<string, string> } {
-  const error: Record<string, string> = { code: e.code, kind: e.kind, message: e.message };
+export function errorJson(e: TpError): { error: Record<string, string | number> } {
+  const error: Record<string, string | number> = { code: e.code, kind: e.kind, message: e.message };
   if (e.hint !== undefined) error.hint = e.hint;
+  if (e.details.retryAfterSeconds !== undefined) error.retry_after = e.details.retryAfterSeconds;
   return { error };
 }
 
 /** Extra headers for a refusal: Retry-After on rate limits, the auth scheme on 401. */
 export function errorHeaders(e: TpError): Array<[string, string]> {
   const headers: Array<[string, string]> = [[ERROR_HEADER, e.code]];
-  if (RATE_LIMITED.has(e.code)) headers.push(['Retry-After', String(retryAfterSeconds(e))]);
-  if (errorStatus(e) === 401) headers.push(['WWW-Authenticate', 'Bearer']);
+  const status = errorStatus(e);
+  if (status === 429) {
+    headers.push(['Retry-After', String(Math.max(1, e.details.retryAfterSeconds ?? 1))]);
+  }
+  if (status === 401) headers.push(['WWW-Authenticate', 'Bearer']);
   return headers;
-}
-
-/** Rate-limit errors say `retry after N s` in their hint. */
-export function retryAfterSeconds(e: TpError): number {
-  const m = /retry after (\d+) s/.exec(e.hint ?? '');
-  return m === null ? 1 : Math.max(1, Number(m[1]));
 }
 
 /** A JSON text safe to put in a header or trailer field: non-ASCII escaped. */
@@ -94,18 +91,23 @@ export function errorFromResponse(status: number, body: unknown): TpError {
   const message = typeof e.message === 'string'
     ? e.message
     : `trust-protocol serve answered HTTP ${status}`;
-  const kind = KINDS.includes(e.kind as ErrorKind) ? e.kind as ErrorKind : _kindOf(status, code);
-  return new TpError(kind, code, message, typeof e.hint === 'string' ? { hint: e.hint } : {});
+  const kind = KINDS.includes(e.kind as ErrorKind) ? e.kind as ErrorKind : _kindOf(status);
+  const retry = e.retry_after;
+  return new TpError(kind, code, message, {
+    ...(typeof e.hint === 'string' ? { hint: e.hint } : {}),
+    ...(Number.isSafeInteger(retry) ? { details: { retryAfterSeconds: retry as number } } : {}),
+  });
 }
 
-function _kindOf(status: number, code: string): ErrorKind {
+/**
+ * An answer that names no kind is not serve's own (serve always names it): the status alone says
+ * what it is, and a 503 is taken as sealed, the kind that asks the operator to look.
+ */
+function _kindOf(status: number): ErrorKind {
   if (status === 401 || status === 403 || status === 429) return 'denied';
   if (status === 423) return 'brake';
   if (status === 502 || status === 504) return 'upstream';
-  if (status === 503) {
-    if (code.startsWith('audit')) return 'audit';
-    return /integrity|mac|malformed|rollback|truncated/.test(code) ? 'integrity' : 'sealed';
-  }
+  if (status === 503) return 'sealed';
   if (status >= 400 && status < 500) return 'usage';
   return 'internal';
 }

@@ -344,6 +344,10 @@ export const OPENAPI = {
               },
               message: { type: 'string', description: 'Never contains a secret' },
               hint: { type: 'string', description: 'What to do' },
+              retry_after: {
+                type: 'integer',
+                description: 'On 429: seconds until a request may succeed (as Retry-After)',
+              },
             },
           },
         },

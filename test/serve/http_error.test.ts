@@ -7,7 +7,6 @@ import {
   errorJson,
   errorStatus,
   headerJson,
-  retryAfterSeconds,
 } from '../../src/serve/http_error.ts';
 
 const KINDS: ErrorKind[] = [
@@ -60,23 +59,33 @@ describe('TpError over HTTP', () => {
     );
   });
 
-  it('without a kind, the status decides (401/403/429 → 4, 423 → 5, 400 → 2, 502/504 → 7, 503 by code)', () => {
+  it('without a kind, the status alone decides (401/403/429 → 4, 423 → 5, 400 → 2, 502/504 → 7, 503 → 3)', () => {
     const kind = (status: number, code = 'x') =>
       errorFromResponse(status, { error: { code } }).kind;
     expect([401, 403, 429].map((s) => kind(s))).toEqual(['denied', 'denied', 'denied']);
     expect(kind(423)).toBe('brake');
     expect(kind(400)).toBe('usage');
     expect([502, 504].map((s) => kind(s))).toEqual(['upstream', 'upstream']);
-    expect(kind(503, 'audit_write_failed')).toBe('audit');
-    expect(kind(503, 'vault_mac')).toBe('integrity');
-    expect(kind(503, 'no_vault')).toBe('sealed');
+    for (const code of ['audit_write_failed', 'vault_mac', 'no_vault']) {
+      expect(kind(503, code)).toBe('sealed');
+    }
     expect(errorFromResponse(500, 'not json').kind).toBe('internal');
   });
 
-  it('Retry-After from the rate-limit hint; a JSON trailer value stays ASCII', () => {
-    const e = new TpError('denied', 'rate_limited', 'over', { hint: 'retry after 42 s' });
-    expect(retryAfterSeconds(e)).toBe(42);
+  it("Retry-After from the error's details, not its words; it travels back to exec", () => {
+    const e = new TpError('denied', 'rate_limited', 'over', {
+      hint: 'wait a bit',
+      details: { retryAfterSeconds: 42 },
+    });
     expect(errorHeaders(e)).toContainEqual(['Retry-After', '42']);
+    expect(errorJson(e).error.retry_after).toBe(42);
+    const back = errorFromResponse(429, JSON.parse(JSON.stringify(errorJson(e))));
+    expect(back.details.retryAfterSeconds).toBe(42);
+    const none = new TpError('denied', 'agent_rate_limited', 'over', { hint: 'retry after 9 s' });
+    expect(errorHeaders(none)).toContainEqual(['Retry-After', '1']);
+  });
+
+  it('a JSON trailer value stays ASCII', () => {
     expect(headerJson({ m: 'é\u2028\n' })).toMatch(/^[\x20-\x7e]+$/);
     expect(JSON.parse(headerJson({ m: 'é\u2028\n' }))).toEqual({ m: 'é\u2028\n' });
   });
