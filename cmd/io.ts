@@ -51,7 +51,16 @@ export async function readAll(
 }
 
 /** Reads a file named on the command line; a missing or unreadable file is a usage error. */
-export function readUserFile(path: string, what: string, limit = 16 * 1024 * 1024): Uint8Array {
+/**
+ * Reads a file the user named. `secret`: a password or token file, refused (as ssh refuses a key)
+ * when it is a regular file that group or others may read or write.
+ */
+export function readUserFile(
+  path: string,
+  what: string,
+  limit = 16 * 1024 * 1024,
+  options: { secret?: boolean } = {},
+): Uint8Array {
   let fd: number;
   try {
     fd = fs.openSync(path, 'r');
@@ -62,6 +71,13 @@ export function readUserFile(path: string, what: string, limit = 16 * 1024 * 102
   try {
     const st = fs.fstatSync(fd);
     if (st.isDirectory()) throw usage('unreadable_file', `${what} ${path} is a directory`);
+    if (options.secret === true && st.isFile() && (st.mode & 0o077) !== 0) {
+      throw usage(
+        'insecure_file',
+        `${what} ${path} is accessible by group or others (mode ${(st.mode & 0o777).toString(8)})`,
+        `run: chmod 600 ${path}`,
+      );
+    }
     if (st.size > limit) {
       throw usage('input_too_large', `${what} ${path} is larger than ${limit} bytes`);
     }

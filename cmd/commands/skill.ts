@@ -280,7 +280,9 @@ async function _keyPassword(ctx: Ctx, isNew: boolean): Promise<Uint8Array> {
   const file = str(ctx, 'password-file');
   let password: Uint8Array | null;
   if (file !== undefined) {
-    password = new Uint8Array(dropTrailingNewline(readUserFile(file, 'password file', 64 * 1024)));
+    password = new Uint8Array(
+      dropTrailingNewline(readUserFile(file, 'password file', 64 * 1024, { secret: true })),
+    );
   } else if (ctx.io.env[PASSWORD_ENV] !== undefined) {
     password = new TextEncoder().encode(ctx.io.env[PASSWORD_ENV]);
   } else {
