@@ -11,7 +11,7 @@ import { loadVault, unseal, type VaultKeys } from '../../src/vault.ts';
 import pkg from '../../package.json' with { type: 'json' };
 import { type Command, type Ctx, existingHome, PASSWORD_FILE_OPTION, str } from '../context.ts';
 import { write } from '../io.ts';
-import { sendOptions } from '../send_options.ts';
+import { noteIgnoredCaVariables, sendOptions } from '../send_options.ts';
 import { readPassword } from '../secrets.ts';
 
 const HOUR = 3_600_000;
@@ -76,8 +76,9 @@ Prints where it listens and when it exits on stderr (with --json: one JSON line 
   args: { min: 0, max: 0 },
   async run(ctx) {
     const flags = _flags(ctx);
-    // serve's own environment decides its TLS trust for every agent it serves.
+    // serve's own environment, not an agent's, is checked for the requests it sends.
     checkEnvironment(ctx.io.env);
+    noteIgnoredCaVariables(ctx);
     const home = existingHome(ctx);
     const file = loadVault(home);
     const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
