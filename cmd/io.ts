@@ -14,6 +14,33 @@ export interface Io {
   isTerminal: boolean;
 }
 
+/**
+ * Variables glibc's resolver reads on every lookup, from the C environment: HOSTALIASES maps a
+ * single-label name to any other name, LOCALDOMAIN replaces the search domains, RES_OPTIONS sets
+ * ndots (which names get a search domain appended first), RESOLV_HOST_CONF and the RESOLV_*
+ * switches override /etc/host.conf. Node and Deno resolve through getaddrinfo, and an agent
+ * controls the environment exec starts in (SPEC §6): names resolve as the system's own files say.
+ */
+const RESOLVER_ENV = [
+  'HOSTALIASES',
+  'LOCALDOMAIN',
+  'RES_OPTIONS',
+  'RESOLV_HOST_CONF',
+  'RESOLV_MULTI',
+  'RESOLV_REORDER',
+  'RESOLV_ADD_TRIM_DOMAINS',
+  'RESOLV_OVERRIDE_TRIM_DOMAINS',
+] as const;
+
+/**
+ * Removes the resolver variables from this process's environment; called first thing, before any
+ * lookup. Deleting from `process.env` calls unsetenv(3) on Node and Deno (Deno.env.delete), so
+ * getaddrinfo no longer sees them either.
+ */
+export function dropResolverEnvironment(): void {
+  for (const name of RESOLVER_ENV) delete process.env[name];
+}
+
 export function processIo(): Io {
   return {
     env: process.env,

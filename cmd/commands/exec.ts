@@ -21,7 +21,7 @@ import {
 } from '../context.ts';
 import { EXIT } from '../exit.ts';
 import { readAll, readUserFile, write } from '../io.ts';
-import { sendOptions as sendOptionsOf } from '../send_options.ts';
+import { noteIgnoredCaVariables, sendOptions as sendOptionsOf } from '../send_options.ts';
 import { PASSWORD_ENV, readPassword, readToken } from '../secrets.ts';
 
 const TEMPLATE_LIMIT = 16 * 1024 * 1024;
@@ -171,6 +171,8 @@ TRUST_PROTOCOL_SERVER, HOME/serve.sock, or /run/trust-protocol/serve.sock), exec
     const token = readToken(ctx.io, str(ctx, 'token-file'));
     const sendOptions = sendOptionsOf(ctx);
     const server = await serverFor(ctx);
+    // Only a run that sends the request itself: a serve's TLS is its own.
+    if (server === null) noteIgnoredCaVariables(ctx);
     const response = server !== null
       ? await (await import('../../src/serve/client.ts')).proxyViaServer(server, {
         template,

@@ -12,7 +12,7 @@ import pkg from '../../package.json' with { type: 'json' };
 import { usage } from '../../src/errors.ts';
 import { type Command, type Ctx, existingHome, PASSWORD_FILE_OPTION, str } from '../context.ts';
 import { write } from '../io.ts';
-import { sendOptions } from '../send_options.ts';
+import { noteIgnoredCaVariables, sendOptions } from '../send_options.ts';
 import { readPassword } from '../secrets.ts';
 import { dropPrivileges, lookupGroup, lookupUser } from '../privileges.ts';
 
@@ -98,8 +98,9 @@ Prints where it listens and when it exits on stderr (with --json: one JSON line 
       }
       dropPrivileges(lookupUser(user));
     }
-    // serve's own environment decides its TLS trust for every agent it serves.
+    // serve's own environment, not an agent's, is checked for the requests it sends.
     checkEnvironment(ctx.io.env);
+    noteIgnoredCaVariables(ctx);
     const home = existingHome(ctx);
     const file = loadVault(home);
     const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
