@@ -48,6 +48,9 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): Record<
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: tmpdir(),
     NO_COLOR: '1',
+    // The Deno runtime itself checks for a newer Deno now and then, through any proxy variable
+    // (CONNECT dl.deno.land): not our request, but it would reach the tests' attacker proxies.
+    ...(RUNTIME === 'deno' ? { DENO_NO_UPDATE_CHECK: '1' } : {}),
   };
   for (const [k, v] of Object.entries(extra)) {
     if (v === undefined) delete env[k];
