@@ -7,7 +7,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { sha256, toHex, utf8 } from './bytes.ts';
 import { matchTarget, parseDomainPattern } from './domain.ts';
-import type { RecentEntry } from './audit.ts';
+import type { Authenticated, RecentEntry } from './audit.ts';
 import { parseRate } from './credentials.ts';
 import { denied, TpError } from './errors.ts';
 import type { PlaceholderUse } from './template.ts';
@@ -155,10 +155,12 @@ export function decide(
 /**
  * Per-credential rate limits, counted from the audit trail's own `request.allowed` entries, so
  * every process (exec or serve) sees the same count. Runs under the audit lock (see AppendGuard).
+ * Authenticated entries only: a count that lines written without the password could end early
+ * would be a counter anyone can reset (issue #14).
  */
 export function checkRates(
   credentials: readonly CredentialRecord[],
-  recent: (since: Date) => RecentEntry[],
+  recent: (since: Date) => Array<Authenticated<RecentEntry>>,
   now: Date,
 ): void {
   for (const c of credentials) {

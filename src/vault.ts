@@ -7,7 +7,14 @@
 import { type ActionConfig, ACTIONS, ANOMALY_KINDS } from './monitor/actions.ts';
 import { Buffer } from 'node:buffer';
 import { createHmac } from 'node:crypto';
-import { type AuditEvent, entriesAfter, openAuditWriter } from './audit.ts';
+import {
+  type AuditEvent,
+  type Authenticated,
+  authenticatedOnly,
+  entriesAfter,
+  type LogEntry,
+  openAuditWriter,
+} from './audit.ts';
 import { activeBrakes } from './brakes.ts';
 import { canonicalJson } from './canonical.ts';
 import { fromB64, fromHex, secretEqual, toB64, utf8, wipe } from './bytes.ts';
@@ -497,9 +504,12 @@ export function missedChanges(
   file: VaultFile,
   keys: VaultKeys,
 ): Array<{ seq: number; event: string }> {
-  return entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0, VAULT_CHANGE_EVENTS)
-    .map((e) => ({ seq: e.seq, event: e.event }))
-    .reverse();
+  // Only authenticated entries prove a change; the reader throws on a broken MAC, so none can be
+  // hidden by editing it (and a null MAC is refused on these events).
+  const changes: Array<Authenticated<LogEntry>> = authenticatedOnly(
+    entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0, VAULT_CHANGE_EVENTS),
+  );
+  return changes.map((e) => ({ seq: e.seq, event: e.event })).reverse();
 }
 
 function _rollbackError(missed: { seq: number; event: string }): TpError {

@@ -272,7 +272,7 @@ describe('exec', () => {
     const last = JSON.parse(lines.at(-1)!);
     const forged = `{"v":1,"seq":${
       last.seq + 1
-    },"ts":"2000-01-01T00:00:00.000Z","event":"x","actor":{"type":"system"},"outcome":"ok","data":{},"prev":"${
+    },"ts":"2000-01-01T00:00:00.000Z","event":"request.denied","actor":{"type":"anyone"},"outcome":"denied","data":{},"prev":"${
       '0'.repeat(64)
     }","mac":null}`;
     fs.appendFileSync(log, forged + '\n', { mode: 0o600 });
