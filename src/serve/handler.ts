@@ -20,7 +20,16 @@ import {
   type SendOptions,
 } from '../http/client.ts';
 import { checkAgent, checkGrant, findAgentByToken } from '../policy.ts';
-import { type VaultFile, type VaultKeys, VaultReader, verifyVault, wipeKeys } from '../vault.ts';
+import {
+  hasUnknownBrakes,
+  recordKnownBrakes,
+  type VaultFile,
+  type VaultKeys,
+  VaultReader,
+  verifyVault,
+  wipeKeys,
+} from '../vault.ts';
+import { activeBrakes, blockingBrake, type Brake, brakeError } from '../brakes.ts';
 import type { AgentRateLimiter } from './agent_rate.ts';
 import { type AppendAudit, type HeadRecorder, keyedAudit } from './audit.ts';
 import type { LiveMonitor } from '../monitor/live.ts';
@@ -281,7 +290,10 @@ async function _refuseGateway(
   const { file, token, name } = input;
   const known = token === null ? null : findAgentByToken(file.body.agents, token);
   try {
-    checkBrakes(ctx.options.home, file, known?.id ?? null, [name]);
+    const active = activeBrakes(ctx.options.home, file.body);
+    await _rememberBrakes(ctx, file, active);
+    const brake = blockingBrake(active, { agentId: known?.id ?? null, credentials: [name] });
+    if (brake !== null) throw brakeError(brake);
     const agent = checkAgent(file.body.agents, token, ctx.now());
     const record = checkGrant(agent, file.body.credentials, name);
     const missing = record.base_url === null ? 'base URL' : 'inject rule';
@@ -378,6 +390,7 @@ function _deps(ctx: _Ctx): BrokerDeps {
     // at stop can never leave a request in flight with zeroed keys.
     load: () => ctx.vault.load(),
     keysHeld: true,
+    sawBrakes: (file, active) => _rememberBrakes(ctx, file, active),
     unseal: (file) => {
       if (options.stopping.aborted) return Promise.reject(_stoppingError());
       // The reader returns the same frozen object while the file is unchanged: check it once.
@@ -389,6 +402,25 @@ function _deps(ctx: _Ctx): BrokerDeps {
       return Promise.resolve({ keys, release: () => wipeKeys(keys) });
     },
   };
+}
+
+/**
+ * serve holds the keys, so a brake it sees goes into the vault's MACed known list at once, before
+ * it refuses anything: deleting the brake's own records afterwards lifts nothing (issue #14). A
+ * stopping serve leaves it to its last head write, which copies the brakes in force as well.
+ */
+async function _rememberBrakes(
+  ctx: _Ctx,
+  file: VaultFile,
+  active: readonly Brake[],
+): Promise<void> {
+  if (!hasUnknownBrakes(file.body, active) || ctx.options.stopping.aborted) return;
+  const keys = _copyKeys(ctx.options.keys);
+  try {
+    await recordKnownBrakes(ctx.options.home, keys, file, active);
+  } finally {
+    wipeKeys(keys);
+  }
 }
 
 function _stoppingError(): TpError {
