@@ -60,6 +60,11 @@ export interface ServeRequest {
   signal: AbortSignal;
   /** Host header values (lower case) the listener that took this request answers to. */
   hosts: ReadonlySet<string>;
+  /**
+   * Tells the adapter that this connection carries a valid agent token, so it is not cut to make
+   * room for new connections before token-less ones are (absent once it knows).
+   */
+  agent?: () => void;
 }
 
 export interface ServeResponse {
@@ -218,6 +223,7 @@ function _allow(request: ServeRequest, methods: readonly string[]): void {
 async function _proxy(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> {
   _allow(request, ['POST']);
   const token = _bearer(request.headers);
+  _claimConnection(ctx, request, token);
   const bytes = await request.body(MAX_BODY_BYTES);
   await _admit(ctx, token, { route: 'proxy' });
   const text = decodeUtf8Strict(bytes);
@@ -245,6 +251,7 @@ async function _gateway(
   route: { name: string; path: string; query: string },
 ): Promise<ServeResponse> {
   const token = gatewayToken(request.headers);
+  _claimConnection(ctx, request, token);
   const body = await request.body(MAX_BODY_BYTES);
   await _admit(ctx, token, { route: 'gateway', credentials: [route.name] });
   const file = ctx.vault.load();
@@ -321,6 +328,21 @@ async function _refuseGateway(
     await ctx.options.monitor.after();
     throw error;
   }
+}
+
+/**
+ * Before a body is read: a token that names an active agent marks the connection as an agent's
+ * (src/serve/node_http.ts keeps those when it makes room). Nothing is refused here: execute()
+ * decides, and audits, as before.
+ */
+function _claimConnection(ctx: _Ctx, request: ServeRequest, token: string | null): void {
+  if (request.agent === undefined || token === null) return;
+  try {
+    checkAgent(ctx.vault.load().body.agents, token, ctx.now());
+  } catch {
+    return;
+  }
+  request.agent();
 }
 
 /**
