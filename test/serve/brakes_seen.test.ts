@@ -141,3 +141,24 @@ describe('a brake serve refused a request under', () => {
     });
   }
 });
+
+describe('a brake placed while no request reaches serve', () => {
+  it('is recorded in the vault all the same; erased afterwards, it still holds', async () => {
+    const fresh = await newAgent(t, { name: 'fresh', grants: ['k'] });
+    const id = await _activate(['--scope', 'agent', '--agent-id', fresh.id]);
+    // No request: serve notices the brake by itself. Bounded wait for the vault to record it.
+    const known = () =>
+      JSON.parse(fs.readFileSync(path.join(t.home, 'vault.json'), 'utf8')).body.known_brakes
+        .some((b: { id: string }) => b.id === id);
+    for (let i = 0; i < 100 && !known(); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(known()).toBe(true);
+    const sent = upstream.requests.length;
+    _eraseBrake(id);
+    const r = await _viaServe(fresh.token);
+    expect(r.status, r.body.toString()).toBe(423);
+    expect(json(r).error.code).toBe('brake_agent');
+    const e = await _oneShot(fresh.token);
+    expect(e.code, e.stderr).toBe(5);
+    expect(upstream.requests).toHaveLength(sent);
+  });
+});
