@@ -58,6 +58,13 @@ export interface BrokerDeps {
    * is decrypted, and may refuse the request there (serve, once a deferred head write failed).
    */
   recordHead?: (keys: VaultKeys, head: AuditHead) => Promise<void>;
+  /**
+   * Called with the brakes in force as soon as they are read, before a brake refuses the request:
+   * a process that already holds the keys (serve) copies the brakes the vault does not know into
+   * it there and then, so deleting their records afterwards lifts nothing. If it throws (say the
+   * vault's MAC is wrong), the request is refused with that error.
+   */
+  sawBrakes?: (file: VaultFile, active: readonly Brake[]) => Promise<void>;
   /** Compiled redactions kept across requests (serve); default: compiled for each request. */
   redactions?: RedactionCache;
 }
@@ -145,6 +152,7 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
       ? null
       : findAgentByToken(file.body.agents, request.token)?.id ?? null;
     active = activeBrakes(deps.home, file.body);
+    await deps.sawBrakes?.(file, active);
     _stopIfBraked(active, agentId, []);
     parsed = _parse(request.template);
     _stopIfBraked(active, agentId, parsed.names);

@@ -455,6 +455,16 @@ export function rememberBrakes(body: VaultBody, active: readonly KnownBrake[]): 
   return fresh.length > 0;
 }
 
+/** Whether a brake in force is missing from the vault's known list (cheap: no I/O). */
+export function hasUnknownBrakes(
+  body: { known_brakes: readonly { id: string }[] },
+  active: readonly { id: string }[],
+): boolean {
+  return active.some((b) =>
+    b.id.startsWith('brk_') && !body.known_brakes.some((k) => k.id === b.id)
+  );
+}
+
 /** A password holder that saw brakes the vault does not know yet copies them in (brakes.ts). */
 export async function recordKnownBrakes(
   home: Home,
@@ -462,10 +472,7 @@ export async function recordKnownBrakes(
   file: VaultFile,
   active: readonly KnownBrake[] = activeBrakes(home, file.body),
 ): Promise<void> {
-  const unknown = active.some((b) =>
-    b.id.startsWith('brk_') && !file.body.known_brakes.some((k) => k.id === b.id)
-  );
-  if (!unknown) return;
+  if (!hasUnknownBrakes(file.body, active)) return;
   await withLock(home, 'vault', () => {
     const fresh = loadVault(home);
     verifyVault(fresh, keys);

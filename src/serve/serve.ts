@@ -12,9 +12,17 @@ import type { Home } from '../home.ts';
 import { ioErrorCode } from '../home.ts';
 import type { SendOptions } from '../http/client.ts';
 import { followAuditLog } from '../audit.ts';
-import { BRAKE_EVENTS } from '../brakes.ts';
+import { activeBrakes, BRAKE_EVENTS } from '../brakes.ts';
 import { RedactionCache } from '../redact.ts';
-import { VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS, type VaultKeys, wipeKeys } from '../vault.ts';
+import {
+  hasUnknownBrakes,
+  loadVault,
+  recordKnownBrakes,
+  VAULT_CHANGE_EVENTS,
+  VAULT_SAVED_EVENTS,
+  type VaultKeys,
+  wipeKeys,
+} from '../vault.ts';
 import type { TcpAddress } from './address.ts';
 import { agentRateLimiter } from './agent_rate.ts';
 import { type AppendAudit, deferredHeads, type HeadRecorder, keyedAudit } from './audit.ts';
@@ -65,6 +73,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
   const now = options.now ?? (() => new Date());
   const listeners: HttpListener[] = [];
   let unfollow = () => {};
+  let brakeWatch: { stop(): Promise<void> } | null = null;
   try {
     await _claimSocket(options.socket);
     const startedAt = now();
@@ -80,6 +89,8 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     ]);
     // Kept-alive upstream connections, shared by every request of this serve.
     const pool = new ConnectionPool();
+    const watch = _watchBrakes(options.home, options.keys);
+    brakeWatch = watch;
     const monitor = await liveMonitor(options.home, options.keys, now);
     const redactions = new RedactionCache();
     const handler = serveHandler({
@@ -141,6 +152,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
         monitor,
         pool,
         unfollow,
+        brakeWatch: watch,
         redactions,
         keys: options.keys,
       })
@@ -154,6 +166,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     return { urls, socket: options.socket, startedAt, expiresAt, stop, stopped };
   } catch (e) {
     await Promise.all(listeners.map((l) => l.close()));
+    await brakeWatch?.stop();
     unfollow();
     wipeKeys(options.keys);
     throw e;
@@ -172,6 +185,7 @@ async function _stop(
     monitor: LiveMonitor;
     pool: ConnectionPool;
     unfollow: () => void;
+    brakeWatch: { stop(): Promise<void> };
     redactions: RedactionCache;
     keys: VaultKeys;
   },
@@ -182,6 +196,7 @@ async function _stop(
   parts.stopping.abort();
   await Promise.all(parts.listeners.map((l) => l.close()));
   parts.pool.close();
+  await parts.brakeWatch.stop();
   let auditError: TpError | null = null;
   try {
     await parts.monitor.stop();
@@ -199,6 +214,31 @@ async function _stop(
   parts.redactions.clear();
   wipeKeys(parts.keys);
   return { reason, auditError };
+}
+
+/** How often serve looks for brakes by itself, between requests. */
+const BRAKE_WATCH_MS = 1_000;
+
+/**
+ * A brake placed while no request comes is recorded in the vault within a second all the same,
+ * so erasing its records before the next request does not lift it either (issue #14). A failure
+ * is left to the next request, whose own checks fail closed on the same state.
+ */
+function _watchBrakes(home: Home, keys: VaultKeys): { stop(): Promise<void> } {
+  let running: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    running = running.then(async () => {
+      const file = loadVault(home);
+      const active = activeBrakes(home, file.body);
+      if (hasUnknownBrakes(file.body, active)) await recordKnownBrakes(home, keys, file, active);
+    }).catch(() => {});
+  }, BRAKE_WATCH_MS);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }
 
 /**
