@@ -2,8 +2,9 @@
  * `ANY /v1/gateway/CRED/PATH`: the request a client sent to serve, turned into the template
  * `exec` would run: the credential's base URL + PATH + query, the client's method and headers
  * (minus the agent token, hop-by-hop and routing headers), and the credential's inject header.
- * The body is not part of the template: it is forwarded as opaque bytes, never scanned for
- * placeholders (a prompt may well mention `{{credential}}`).
+ * Only the inject header is template text. The client's URL and headers go in the template's
+ * `literal` part and the body is forwarded apart: all opaque, never scanned for placeholders (a
+ * prompt may well mention `{{credential}}`, and a client must not name another credential, #14).
  */
 import { isForbiddenRequestHeader } from '../grammar.ts';
 import { usage } from '../errors.ts';
@@ -44,14 +45,13 @@ export function gatewayTemplate(credential: GatewayCredential, request: GatewayR
   const colon = credential.inject.indexOf(':');
   const injectName = credential.inject.slice(0, colon);
   const injectValue = credential.inject.slice(colon + 1).replace(/^ /, '');
-  const headers = forwardedHeaders(request.headers, injectName);
-  headers.push([injectName, injectValue]);
   return {
     credential: credential.name,
     method: request.method,
     url: credential.base_url.replace(/\/$/, '') + request.path + request.query,
-    headers,
+    headers: [[injectName, injectValue]],
     body: { kind: 'none' },
+    literal: { url: true, headers: forwardedHeaders(request.headers, injectName) },
   };
 }
 
