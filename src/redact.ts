@@ -45,8 +45,8 @@ export function secretForms(value: Uint8Array): Uint8Array[] {
     raw.toString('hex').toUpperCase(),
   ];
   for (const text of ascii) if (!unique.has(text)) unique.set(text, Buffer.from(text, 'latin1'));
-  for (const text of _jsonForms(raw)) {
-    const bytes = Buffer.from(text, 'utf8');
+  const binary = [..._jsonForms(raw).map((text) => Buffer.from(text, 'utf8')), ..._utf16Forms(raw)];
+  for (const bytes of binary) {
     const key = bytes.toString('latin1');
     if (!unique.has(key)) unique.set(key, bytes);
   }
@@ -56,6 +56,8 @@ export function secretForms(value: Uint8Array): Uint8Array[] {
 interface _Pattern {
   bytes: Buffer;
   marker: Buffer;
+  /** The secret's index: of two matches equally long, the first listed secret names the span. */
+  order: number;
 }
 
 /** Patterns bucketed by their first two bytes (every form is at least 8 bytes long). */
@@ -66,6 +68,8 @@ interface _Index {
   firstOne: Uint8Array;
   /** Longest first, so the first one that matches at a position is the longest there. */
   buckets: Map<number, _Pattern[]>;
+  /** The unit matchers that may begin with the two bytes. */
+  matchers: Map<number, _UnitMatcher[]>;
 }
 
 /**
@@ -77,15 +81,20 @@ export class Redaction {
   /** The patterns' total length: what holding this redaction costs in memory, roughly. */
   readonly bytes: number;
 
+  readonly #texts: _Text[];
+
   constructor(secrets: readonly Secret[]) {
-    const patterns = _compile(secrets);
-    this.index = _index(patterns);
-    this.bytes = patterns.reduce((sum, p) => sum + p.bytes.length, 0);
+    const { patterns, matchers, texts } = _compile(secrets);
+    this.index = _index(patterns, matchers);
+    this.#texts = texts;
+    this.bytes = patterns.reduce((sum, p) => sum + p.bytes.length, 0) +
+      texts.reduce((sum, t) => sum + t.bytes, 0);
   }
 
   /** Zeroes every pattern (best effort); the redaction must not be used afterwards. */
   wipe(): void {
     for (const bucket of this.index.buckets.values()) for (const p of bucket) p.bytes.fill(0);
+    for (const text of this.#texts) text.wipe();
   }
 }
 
@@ -204,7 +213,7 @@ export class Redactor {
    */
   #process(chunk: Buffer, final: boolean): Uint8Array {
     const buf = this.#tail.length === 0 ? chunk : Buffer.concat([this.#tail, chunk]);
-    const { firstTwo, firstOne, buckets } = this.#index;
+    const { firstTwo, firstOne, buckets, matchers } = this.#index;
     const out: Buffer[] = [];
     let cursor = 0;
     let limit = buf.length;
@@ -215,12 +224,12 @@ export class Redactor {
       }
       const key = (buf[at] << 8) | buf[at + 1];
       if ((firstTwo[key >>> 5] & (1 << (key & 31))) === 0) continue;
-      let found: _Pattern | undefined;
-      for (const pattern of buckets.get(key)!) {
+      let found: { length: number; marker: Buffer; order: number } | undefined;
+      for (const pattern of buckets.get(key) ?? []) {
         const available = Math.min(pattern.bytes.length, buf.length - at);
         if (!_equalAt(buf, at, pattern.bytes, available)) continue;
         if (available === pattern.bytes.length) {
-          found = pattern;
+          found = { length: available, marker: pattern.marker, order: pattern.order };
           break;
         }
         if (!final) {
@@ -228,8 +237,21 @@ export class Redactor {
           break scan;
         }
       }
+      for (const matcher of matchers.get(key) ?? []) {
+        const length = matcher.match(buf, at, final);
+        if (length < 0) {
+          limit = at;
+          break scan;
+        }
+        if (
+          length > 0 && (found === undefined || length > found.length ||
+            (length === found.length && matcher.order < found.order))
+        ) {
+          found = { length, marker: matcher.marker, order: matcher.order };
+        }
+      }
       if (found === undefined) continue;
-      const end = this.#base + at + found.bytes.length;
+      const end = this.#base + at + found.length;
       if (this.#base + at < this.#redactEnd) {
         if (end > this.#redactEnd) this.#redactEnd = end;
       } else {
@@ -305,12 +327,16 @@ function _redactAs(
   return redacted.equals(bytes) ? text : redacted.toString(encoding);
 }
 
-function _compile(secrets: readonly Secret[]): _Pattern[] {
+function _compile(
+  secrets: readonly Secret[],
+): { patterns: _Pattern[]; matchers: _UnitMatcher[]; texts: _Text[] } {
   if (!Array.isArray(secrets)) {
     throw new TpError('internal', 'redact_bad_secrets', 'secrets: expected an array');
   }
   const seen = new Set<string>();
   const patterns: _Pattern[] = [];
+  const matchers: _UnitMatcher[] = [];
+  const texts: _Text[] = [];
   secrets.forEach((secret, index) => {
     if (typeof secret?.name !== 'string' || secret.name === '') {
       throw new TpError(
@@ -326,11 +352,27 @@ function _compile(secrets: readonly Secret[]): _Pattern[] {
       const key = bytes.toString('latin1');
       if (seen.has(key)) continue;
       seen.add(key);
-      patterns.push({ bytes, marker });
+      patterns.push({ bytes, marker, order: index });
+    }
+    const raw = Buffer.from(secret.value);
+    matchers.push(new _HexMatcher(raw, marker, index));
+    const text = _utf8Text(raw);
+    if (text === null) return;
+    const own = new _Text(text);
+    texts.push(own);
+    matchers.push(new _HtmlMatcher(own, marker, index), new _JsonMatcher(own, marker, index));
+    // A non-ASCII value echoed through a latin1/UTF-8 mix-up: each UTF-8 byte of the value became
+    // a character (Node's req.headers read as latin1, then written as UTF-8 by JSON.stringify).
+    // deno-lint-ignore no-control-regex
+    if (/[^\u0000-\u007f]/.test(text)) {
+      const mojibake = new _Text(raw.toString('latin1'));
+      texts.push(mojibake);
+      matchers.push(new _JsonMatcher(mojibake, marker, index));
     }
   });
   // Stable: equal lengths keep the order of the secrets, so the first listed names the span.
-  return patterns.sort((a, b) => b.bytes.length - a.bytes.length);
+  patterns.sort((a, b) => b.bytes.length - a.bytes.length);
+  return { patterns, matchers, texts };
 }
 
 function _checkValue(value: Uint8Array, field: string): void {
@@ -347,19 +389,21 @@ function _checkValue(value: Uint8Array, field: string): void {
   }
 }
 
-function _index(patterns: readonly _Pattern[]): _Index {
+function _index(patterns: readonly _Pattern[], matchers: readonly _UnitMatcher[]): _Index {
   const firstTwo = new Uint32Array(65536 / 32);
   const firstOne = new Uint8Array(256);
   const buckets = new Map<number, _Pattern[]>();
-  for (const pattern of patterns) {
-    const key = (pattern.bytes[0] << 8) | pattern.bytes[1];
+  const byKey = new Map<number, _UnitMatcher[]>();
+  const add = <T>(map: Map<number, T[]>, key: number, item: T) => {
     firstTwo[key >>> 5] |= 1 << (key & 31);
-    firstOne[pattern.bytes[0]] = 1;
-    const bucket = buckets.get(key);
-    if (bucket === undefined) buckets.set(key, [pattern]);
-    else bucket.push(pattern);
-  }
-  return { firstTwo, firstOne, buckets };
+    firstOne[key >>> 8] = 1;
+    const list = map.get(key);
+    if (list === undefined) map.set(key, [item]);
+    else if (!list.includes(item)) list.push(item);
+  };
+  for (const pattern of patterns) add(buckets, (pattern.bytes[0] << 8) | pattern.bytes[1], pattern);
+  for (const matcher of matchers) for (const key of matcher.keys()) add(byKey, key, matcher);
+  return { firstTwo, firstOne, buckets, matchers: byKey };
 }
 
 /**
@@ -487,12 +531,8 @@ function _percentEncode(
  * a JSON string as text, so they get no JSON forms.
  */
 function _jsonForms(value: Buffer): string[] {
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(value);
-  } catch {
-    return [];
-  }
+  const text = _utf8Text(value);
+  if (text === null) return [];
   // Only the variants that can differ, which keeps this cheap for 64 KiB values.
   const either = (matters: boolean) => matters ? [false, true] : [false];
   const forms: string[] = [];
@@ -514,6 +554,26 @@ function _jsonForms(value: Buffer): string[] {
     );
   }
   return forms;
+}
+
+/** The value as text, or null when it is not UTF-8. */
+function _utf8Text(value: Buffer): string | null {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(value);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The value as UTF-16, little- and big-endian (a byte order mark before it is left in place, as
+ * it is not part of the value). Only for values that are text.
+ */
+function _utf16Forms(value: Buffer): Buffer[] {
+  const text = _utf8Text(value);
+  if (text === null) return [];
+  const le = Buffer.from(text, 'utf16le');
+  return [le, Buffer.from(le).swap16()];
 }
 
 const _DOTNET_ESCAPED = new Set(['"', "'", '+', '`', '\u007f']);
@@ -553,6 +613,312 @@ function _jsonEscape(
     }
   }
   return out;
+}
+
+/**
+ * Families of forms matched unit by unit, each unit (a character or a byte of the value) in any
+ * of its encodings, so an encoder's (or an attacker's) mix of literal and escaped characters is
+ * caught without one pattern per mix: HTML character references, JSON escapes, hex with
+ * separators. Matching is a small NFA run: the set of input offsets reached after each unit
+ * (rarely more than one: two encodings of a unit overlap only where the unit is `&` or `\`).
+ */
+abstract class _UnitMatcher {
+  readonly marker: Buffer;
+  /** The secret's index: of two matches equally long, the first listed secret names the span. */
+  readonly order: number;
+  constructor(marker: Buffer, order: number) {
+    this.marker = marker;
+    this.order = order;
+  }
+  abstract get units(): number;
+  /** Two-byte keys (`b0 << 8 | b1`) at which a match can begin. */
+  abstract keys(): number[];
+  /** Memory held, in bytes. */
+  abstract get bytes(): number;
+  abstract wipe(): void;
+  /**
+   * Pushes onto `ends` each offset where unit `i` can end when it starts at `pos`; true when an
+   * encoding of the unit was still possible at the end of `buf` (more bytes could complete it).
+   */
+  abstract step(buf: Buffer, pos: number, i: number, ends: number[]): boolean;
+
+  /**
+   * The length of the longest match at `at`, 0 for none, or -1 when not `final` and a match could
+   * still complete (or grow) with bytes after the end of `buf`.
+   */
+  match(buf: Buffer, at: number, final: boolean): number {
+    let states = [at];
+    let pending = false;
+    for (let i = 0; i < this.units; i++) {
+      const next: number[] = [];
+      for (const pos of states) if (this.step(buf, pos, i, next)) pending = true;
+      if (next.length === 0) return pending && !final ? -1 : 0;
+      states = next.length === 1 ? next : [...new Set(next)];
+    }
+    if (pending && !final) return -1;
+    return Math.max(...states) - at;
+  }
+}
+
+/** A text as its code points and, for each, its UTF-8 bytes (`utf8[offsets[i]..offsets[i+1]]`). */
+class _Text {
+  readonly codePoints: Uint32Array;
+  readonly offsets: Uint32Array;
+  readonly utf8: Buffer;
+  constructor(text: string) {
+    const points = [...text].map((c) => c.codePointAt(0)!);
+    this.codePoints = Uint32Array.from(points);
+    this.utf8 = Buffer.from(text, 'utf8');
+    this.offsets = new Uint32Array(points.length + 1);
+    let at = 0;
+    points.forEach((cp, i) => {
+      this.offsets[i] = at;
+      at += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    });
+    this.offsets[points.length] = at;
+  }
+  get bytes(): number {
+    return this.codePoints.byteLength + this.offsets.byteLength + this.utf8.length;
+  }
+  wipe(): void {
+    this.codePoints.fill(0);
+    this.offsets.fill(0);
+    this.utf8.fill(0);
+  }
+  /** Whether unit `i` is written literally at `pos`: 1 yes, 0 no, -1 cut short by the end. */
+  literalAt(buf: Buffer, pos: number, i: number): number {
+    const from = this.offsets[i];
+    const length = this.offsets[i + 1] - from;
+    for (let k = 0; k < length; k++) {
+      if (pos + k >= buf.length) return -1;
+      if (buf[pos + k] !== this.utf8[from + k]) return 0;
+    }
+    return 1;
+  }
+  /** Keys of a match starting with unit 0 written literally, unit 1 starting with `escape`s. */
+  literalKeys(escapes: readonly number[]): number[] {
+    const first = this.utf8[0];
+    if (this.offsets[1] > 1) return [(first << 8) | this.utf8[1]];
+    return [this.utf8[1], ...escapes].map((second) => (first << 8) | second);
+  }
+}
+
+const _AMP = 0x26;
+const _HASH = 0x23;
+const _SEMICOLON = 0x3b;
+const _BACKSLASH = 0x5c;
+/** Digits in a numeric reference, leading zeros included: bounds what a stream holds back. */
+const _MAX_REFERENCE_DIGITS = 10;
+/** Named references for the characters HTML escapers name (HTML also accepts the upper case). */
+const _HTML_NAMES: Record<number, string[]> = {
+  0x26: ['amp;', 'AMP;'],
+  0x3c: ['lt;', 'LT;'],
+  0x3e: ['gt;', 'GT;'],
+  0x22: ['quot;', 'QUOT;'],
+  0x27: ['apos;'],
+};
+
+/** Each character literal or as `&#DDD;`, `&#xHH;`, `&#XHH;` (leading zeros too) or by name. */
+class _HtmlMatcher extends _UnitMatcher {
+  readonly #text: _Text;
+  constructor(text: _Text, marker: Buffer, order: number) {
+    super(marker, order);
+    this.#text = text;
+  }
+  get units(): number {
+    return this.#text.codePoints.length;
+  }
+  get bytes(): number {
+    return 0; // The text is shared and counted once by its Redaction.
+  }
+  wipe(): void {}
+  keys(): number[] {
+    const names = _HTML_NAMES[this.#text.codePoints[0]] ?? [];
+    return [
+      ...this.#text.literalKeys([_AMP]),
+      (_AMP << 8) | _HASH,
+      ...names.map((name) => (_AMP << 8) | name.charCodeAt(0)),
+    ];
+  }
+  step(buf: Buffer, pos: number, i: number, ends: number[]): boolean {
+    const literal = this.#text.literalAt(buf, pos, i);
+    if (literal === 1) ends.push(pos + this.#text.offsets[i + 1] - this.#text.offsets[i]);
+    let pending = literal === -1;
+    if (pos >= buf.length || buf[pos] !== _AMP) return pending;
+    const cp = this.#text.codePoints[i];
+    if (pos + 1 >= buf.length) return true;
+    if (buf[pos + 1] === _HASH) {
+      const end = _numericReference(buf, pos + 2, cp);
+      if (end === -1) pending = true;
+      else if (end > 0) ends.push(end);
+      return pending;
+    }
+    for (const name of _HTML_NAMES[cp] ?? []) {
+      const found = _asciiAt(buf, pos + 1, name);
+      if (found === -1) pending = true;
+      else if (found === 1) ends.push(pos + 1 + name.length);
+    }
+    return pending;
+  }
+}
+
+/**
+ * After `&#` at `pos`: the end of a reference to `cp`, 0 when there is none, -1 when the end of
+ * `buf` cut it short.
+ */
+function _numericReference(buf: Buffer, pos: number, cp: number): number {
+  if (pos >= buf.length) return -1;
+  const hex = buf[pos] === 0x78 || buf[pos] === 0x58; // x X
+  const radix = hex ? 16 : 10;
+  let at = hex ? pos + 1 : pos;
+  let value = 0;
+  for (let digits = 0;; digits++) {
+    if (at >= buf.length) return -1;
+    const digit = _digit(buf[at], radix);
+    if (digit < 0) return digits > 0 && buf[at] === _SEMICOLON && value === cp ? at + 1 : 0;
+    if (digits === _MAX_REFERENCE_DIGITS) return 0;
+    value = value * radix + digit;
+    at++;
+  }
+}
+
+function _digit(byte: number, radix: number): number {
+  if (byte >= 0x30 && byte <= 0x39) return byte - 0x30;
+  if (radix === 10) return -1;
+  const lower = byte | 0x20;
+  return lower >= 0x61 && lower <= 0x66 ? lower - 0x61 + 10 : -1;
+}
+
+/** Whether `ascii` is at `pos`: 1 yes, 0 no, -1 a prefix of it cut short by the end of `buf`. */
+function _asciiAt(buf: Buffer, pos: number, ascii: string): number {
+  for (let k = 0; k < ascii.length; k++) {
+    if (pos + k >= buf.length) return -1;
+    if (buf[pos + k] !== ascii.charCodeAt(k)) return 0;
+  }
+  return 1;
+}
+
+/** JSON's two-character escapes, by code point. */
+const _JSON_SHORT_ESCAPES: Record<number, number> = {
+  0x22: 0x22,
+  0x5c: 0x5c,
+  0x2f: 0x2f,
+  0x08: 0x62,
+  0x0c: 0x66,
+  0x0a: 0x6e,
+  0x0d: 0x72,
+  0x09: 0x74,
+};
+
+/**
+ * Each character literal, as its short escape (`\"`, `\/`, `\n`...) or as `\uXXXX` in either case
+ * (a surrogate pair beyond U+FFFF): any mix of what JSON encoders write.
+ */
+class _JsonMatcher extends _UnitMatcher {
+  readonly #text: _Text;
+  constructor(text: _Text, marker: Buffer, order: number) {
+    super(marker, order);
+    this.#text = text;
+  }
+  get units(): number {
+    return this.#text.codePoints.length;
+  }
+  get bytes(): number {
+    return 0; // The text is shared and counted once by its Redaction.
+  }
+  wipe(): void {}
+  keys(): number[] {
+    const short = _JSON_SHORT_ESCAPES[this.#text.codePoints[0]];
+    return [
+      ...this.#text.literalKeys([_BACKSLASH]),
+      (_BACKSLASH << 8) | 0x75,
+      ...(short === undefined ? [] : [(_BACKSLASH << 8) | short]),
+    ];
+  }
+  step(buf: Buffer, pos: number, i: number, ends: number[]): boolean {
+    const literal = this.#text.literalAt(buf, pos, i);
+    if (literal === 1) ends.push(pos + this.#text.offsets[i + 1] - this.#text.offsets[i]);
+    const pending = literal === -1;
+    if (pos >= buf.length || buf[pos] !== _BACKSLASH) return pending;
+    if (pos + 1 >= buf.length) return true;
+    const cp = this.#text.codePoints[i];
+    if (buf[pos + 1] === _JSON_SHORT_ESCAPES[cp]) ends.push(pos + 2);
+    if (cp < 0x10000) {
+      const end = _unicodeEscape(buf, pos, cp);
+      if (end === -1) return true;
+      if (end > 0) ends.push(end);
+      return pending;
+    }
+    const high = _unicodeEscape(buf, pos, 0xd800 + ((cp - 0x10000) >> 10));
+    if (high <= 0) return high === -1 || pending;
+    const low = _unicodeEscape(buf, high, 0xdc00 + ((cp - 0x10000) & 0x3ff));
+    if (low === -1) return true;
+    if (low > 0) ends.push(low);
+    return pending;
+  }
+}
+
+/** `\uXXXX` of `unit` at `pos` (either case): its end, 0 for none, -1 cut short by the end. */
+function _unicodeEscape(buf: Buffer, pos: number, unit: number): number {
+  for (let k = 0; k < 6; k++) {
+    if (pos + k >= buf.length) return -1;
+    const byte = buf[pos + k];
+    if (k === 0 && byte !== _BACKSLASH) return 0;
+    if (k === 1 && byte !== 0x75) return 0;
+    if (k >= 2 && _digit(byte, 16) !== ((unit >> (4 * (5 - k))) & 15)) return 0;
+  }
+  return pos + 6;
+}
+
+/** Bytes that may separate hex pairs (`73:6b`, `73 6b`, `73-6b`, `0x73, 0x6b`): at most two. */
+const _HEX_SEPARATORS = new Uint8Array(256);
+for (const ch of ': -,') _HEX_SEPARATORS[ch.charCodeAt(0)] = 1;
+const _MAX_HEX_SEPARATORS = 2;
+
+/**
+ * Each byte as two hex digits of either case, optionally after `\x` or `0x`, pairs optionally
+ * separated: mixed case, `73:6b:2d`, `\x73\x6b`. Deterministic: a separator or a prefix is never a
+ * digit, so there is one way to read the input.
+ */
+class _HexMatcher extends _UnitMatcher {
+  readonly #value: Buffer;
+  constructor(value: Buffer, marker: Buffer, order: number) {
+    super(marker, order);
+    this.#value = value;
+  }
+  get units(): number {
+    return this.#value.length;
+  }
+  get bytes(): number {
+    return 0; // The raw value, counted as the raw pattern.
+  }
+  wipe(): void {}
+  keys(): number[] {
+    const hex = this.#value.subarray(0, 1).toString('hex');
+    const keys = [(_BACKSLASH << 8) | 0x78, (0x30 << 8) | 0x78];
+    for (const hi of new Set([hex[0], hex[0].toUpperCase()])) {
+      for (const lo of new Set([hex[1], hex[1].toUpperCase()])) {
+        keys.push((hi.charCodeAt(0) << 8) | lo.charCodeAt(0));
+      }
+    }
+    return keys;
+  }
+  step(buf: Buffer, pos: number, i: number, ends: number[]): boolean {
+    let at = pos;
+    if (i > 0) {
+      for (let k = 0; k < _MAX_HEX_SEPARATORS && at < buf.length && _HEX_SEPARATORS[buf[at]]; k++) {
+        at++;
+      }
+    }
+    if (at + 1 >= buf.length) return true;
+    if ((buf[at] === _BACKSLASH || buf[at] === 0x30) && buf[at + 1] === 0x78) at += 2;
+    if (at + 1 >= buf.length) return true;
+    const byte = this.#value[i];
+    if (_digit(buf[at], 16) === byte >> 4 && _digit(buf[at + 1], 16) === (byte & 15)) {
+      ends.push(at + 2);
+    }
+    return false;
+  }
 }
 
 function _buffer(bytes: Uint8Array): Buffer {
