@@ -70,6 +70,11 @@ interface _Index {
   buckets: Map<number, _Pattern[]>;
   /** The unit matchers that may begin with the two bytes. */
   matchers: Map<number, _UnitMatcher[]>;
+  /**
+   * The matchers whose first character can be written `&#...;` (keyed `&#` key * 0x110000 + the
+   * code point) or `\uXXXX` (the `\u` key * 0x110000 + the UTF-16 code unit).
+   */
+  byUnit: Map<number, _UnitMatcher[]>;
 }
 
 /**
@@ -213,7 +218,7 @@ export class Redactor {
    */
   #process(chunk: Buffer, final: boolean): Uint8Array {
     const buf = this.#tail.length === 0 ? chunk : Buffer.concat([this.#tail, chunk]);
-    const { firstTwo, firstOne, buckets, matchers } = this.#index;
+    const { firstTwo, firstOne, buckets, matchers, byUnit } = this.#index;
     const out: Buffer[] = [];
     let cursor = 0;
     let limit = buf.length;
@@ -225,7 +230,12 @@ export class Redactor {
       const key = (buf[at] << 8) | buf[at + 1];
       if ((firstTwo[key >>> 5] & (1 << (key & 31))) === 0) continue;
       let found: { length: number; marker: Buffer; order: number } | undefined;
-      for (const pattern of buckets.get(key) ?? []) {
+      // Plain loops over a list that may be absent: iterating a shared empty array instead
+      // (another elements kind) made V8 deoptimise this loop at every bucket without matchers.
+      const bucket = buckets.get(key);
+      const bucketLength = bucket === undefined ? 0 : bucket.length;
+      for (let k = 0; k < bucketLength; k++) {
+        const pattern = bucket![k];
         const available = Math.min(pattern.bytes.length, buf.length - at);
         if (!_equalAt(buf, at, pattern.bytes, available)) continue;
         if (available === pattern.bytes.length) {
@@ -237,18 +247,32 @@ export class Redactor {
           break scan;
         }
       }
-      for (const matcher of matchers.get(key) ?? []) {
-        const length = matcher.match(buf, at, final);
-        if (length < 0) {
+      let candidates = matchers.get(key);
+      for (let round = 0; round < 2; round++) {
+        const candidatesLength = candidates === undefined ? 0 : candidates.length;
+        for (let k = 0; k < candidatesLength; k++) {
+          const matcher = candidates![k];
+          const length = matcher.match(buf, at, final);
+          if (length < 0) {
+            limit = at;
+            break scan;
+          }
+          if (
+            length > 0 && (found === undefined || length > found.length ||
+              (length === found.length && matcher.order < found.order))
+          ) {
+            found = { length, marker: matcher.marker, order: matcher.order };
+          }
+        }
+        if (round === 1 || (key !== _REFERENCE_KEY && key !== _UNICODE_ESCAPE_KEY)) break;
+        // `&#` and `\u` are common in HTML and JSON: decode the character once and try only the
+        // matchers whose first character it is, not every matcher at every reference.
+        const unit = _escapedUnit(buf, at, key === _REFERENCE_KEY);
+        if (unit === -1 && !final) {
           limit = at;
           break scan;
         }
-        if (
-          length > 0 && (found === undefined || length > found.length ||
-            (length === found.length && matcher.order < found.order))
-        ) {
-          found = { length, marker: matcher.marker, order: matcher.order };
-        }
+        candidates = unit < 0 ? undefined : byUnit.get(key * 0x110000 + unit);
       }
       if (found === undefined) continue;
       const end = this.#base + at + found.length;
@@ -354,20 +378,18 @@ function _compile(
       seen.add(key);
       patterns.push({ bytes, marker, order: index });
     }
-    const raw = Buffer.from(secret.value);
-    matchers.push(new _HexMatcher(raw, marker, index));
-    const text = _utf8Text(raw);
-    if (text === null) return;
-    const own = new _Text(text);
+    const own = new _Text(Buffer.from(secret.value));
     texts.push(own);
-    matchers.push(new _HtmlMatcher(own, marker, index), new _JsonMatcher(own, marker, index));
+    const of = { marker, order: index };
+    matchers.push(new _UnitMatcher(_HEX, own, of));
+    if (own.codePoints.length === 0) return; // Not UTF-8: no text to escape.
+    matchers.push(new _UnitMatcher(_HTML, own, of), new _UnitMatcher(_JSON, own, of));
     // A non-ASCII value echoed through a latin1/UTF-8 mix-up: each UTF-8 byte of the value became
     // a character (Node's req.headers read as latin1, then written as UTF-8 by JSON.stringify).
-    // deno-lint-ignore no-control-regex
-    if (/[^\u0000-\u007f]/.test(text)) {
-      const mojibake = new _Text(raw.toString('latin1'));
+    if (own.codePoints.length !== own.utf8.length) {
+      const mojibake = new _Text(Buffer.from(own.utf8.toString('latin1'), 'utf8'));
       texts.push(mojibake);
-      matchers.push(new _JsonMatcher(mojibake, marker, index));
+      matchers.push(new _UnitMatcher(_JSON, mojibake, of));
     }
   });
   // Stable: equal lengths keep the order of the secrets, so the first listed names the span.
@@ -394,16 +416,65 @@ function _index(patterns: readonly _Pattern[], matchers: readonly _UnitMatcher[]
   const firstOne = new Uint8Array(256);
   const buckets = new Map<number, _Pattern[]>();
   const byKey = new Map<number, _UnitMatcher[]>();
-  const add = <T>(map: Map<number, T[]>, key: number, item: T) => {
+  const enter = (key: number) => {
     firstTwo[key >>> 5] |= 1 << (key & 31);
     firstOne[key >>> 8] = 1;
+  };
+  const add = <T>(map: Map<number, T[]>, key: number, item: T) => {
     const list = map.get(key);
     if (list === undefined) map.set(key, [item]);
     else if (!list.includes(item)) list.push(item);
   };
-  for (const pattern of patterns) add(buckets, (pattern.bytes[0] << 8) | pattern.bytes[1], pattern);
-  for (const matcher of matchers) for (const key of matcher.keys()) add(byKey, key, matcher);
-  return { firstTwo, firstOne, buckets, matchers: byKey };
+  for (const pattern of patterns) {
+    const key = (pattern.bytes[0] << 8) | pattern.bytes[1];
+    enter(key);
+    add(buckets, key, pattern);
+  }
+  const byUnit = new Map<number, _UnitMatcher[]>();
+  for (const matcher of matchers) {
+    for (const key of matcher.keys()) {
+      enter(key);
+      add(byKey, key, matcher);
+    }
+    const escape = matcher.escapeKey();
+    if (escape === null) continue;
+    enter(escape.key);
+    add(byUnit, escape.key * 0x110000 + escape.unit, matcher);
+  }
+  return { firstTwo, firstOne, buckets, matchers: byKey, byUnit };
+}
+
+const _REFERENCE_KEY = (0x26 << 8) | 0x23; // &#
+const _UNICODE_ESCAPE_KEY = (0x5c << 8) | 0x75; // \u
+
+/**
+ * The character a `&#...;` reference (`reference`) or the UTF-16 code unit a `\uXXXX` escape at
+ * `at` writes; -1 when the end of `buf` cuts it short, -2 when it is not one.
+ */
+function _escapedUnit(buf: Buffer, at: number, reference: boolean): number {
+  if (!reference) {
+    if (at + 6 > buf.length) return -1;
+    let unit = 0;
+    for (let k = 2; k < 6; k++) {
+      const digit = _digit(buf[at + k], 16);
+      if (digit < 0) return -2;
+      unit = unit * 16 + digit;
+    }
+    return unit;
+  }
+  let pos = at + 2;
+  if (pos >= buf.length) return -1;
+  const hex = buf[pos] === 0x78 || buf[pos] === 0x58; // x X
+  const radix = hex ? 16 : 10;
+  if (hex) pos++;
+  let value = 0;
+  for (let digits = 0;; digits++, pos++) {
+    if (pos >= buf.length) return -1;
+    const digit = _digit(buf[pos], radix);
+    if (digit < 0) return digits > 0 && buf[pos] === _SEMICOLON && value < 0x110000 ? value : -2;
+    if (digits === _MAX_REFERENCE_DIGITS) return -2;
+    value = value * radix + digit;
+  }
 }
 
 /**
@@ -622,53 +693,145 @@ function _jsonEscape(
  * separators. Matching is a small NFA run: the set of input offsets reached after each unit
  * (rarely more than one: two encodings of a unit overlap only where the unit is `&` or `\`).
  */
-abstract class _UnitMatcher {
+const _HTML = 0;
+const _JSON = 1;
+const _HEX = 2;
+
+/** One class for every family (a switch, not subclasses): the scan's call site stays monomorphic. */
+class _UnitMatcher {
+  readonly family: number;
+  /** The value as text (HTML, JSON) or as bytes (hex: `text.utf8` holds the raw value). */
+  readonly text: _Text;
   readonly marker: Buffer;
   /** The secret's index: of two matches equally long, the first listed secret names the span. */
   readonly order: number;
-  constructor(marker: Buffer, order: number) {
+  readonly units: number;
+
+  constructor(family: number, text: _Text, { marker, order }: { marker: Buffer; order: number }) {
+    this.family = family;
+    this.text = text;
     this.marker = marker;
     this.order = order;
+    this.units = family === _HEX ? text.utf8.length : text.codePoints.length;
   }
-  abstract get units(): number;
-  /** Two-byte keys (`b0 << 8 | b1`) at which a match can begin. */
-  abstract keys(): number[];
-  /** Memory held, in bytes. */
-  abstract get bytes(): number;
-  abstract wipe(): void;
-  /**
-   * Pushes onto `ends` each offset where unit `i` can end when it starts at `pos`; true when an
-   * encoding of the unit was still possible at the end of `buf` (more bytes could complete it).
-   */
-  abstract step(buf: Buffer, pos: number, i: number, ends: number[]): boolean;
+
+  /** The `&#` or `\u` key, and the first character as that escape writes it (`byUnit`). */
+  escapeKey(): { key: number; unit: number } | null {
+    const first = this.text.codePoints[0];
+    if (this.family === _HTML) return { key: _REFERENCE_KEY, unit: first };
+    if (this.family !== _JSON) return null;
+    const unit = first < 0x10000 ? first : 0xd800 + ((first - 0x10000) >> 10);
+    return { key: _UNICODE_ESCAPE_KEY, unit };
+  }
+
+  /** Two-byte keys (`b0 << 8 | b1`) at which a match can begin, other than `escapeKey`. */
+  keys(): number[] {
+    const first = this.text.codePoints[0];
+    if (this.family === _HTML) {
+      return [
+        ...this.text.literalKeys([_AMP]),
+        ...(_HTML_NAMES[first] ?? []).map((name) => (_AMP << 8) | name.charCodeAt(0)),
+      ];
+    }
+    if (this.family === _JSON) {
+      const short = _JSON_SHORT_ESCAPES[first];
+      return [
+        ...this.text.literalKeys([_BACKSLASH]),
+        ...(short === undefined ? [] : [(_BACKSLASH << 8) | short]),
+      ];
+    }
+    const hex = this.text.utf8.subarray(0, 1).toString('hex');
+    const keys = [(_BACKSLASH << 8) | 0x78, (0x30 << 8) | 0x78];
+    for (const hi of new Set([hex[0], hex[0].toUpperCase()])) {
+      for (const lo of new Set([hex[1], hex[1].toUpperCase()])) {
+        keys.push((hi.charCodeAt(0) << 8) | lo.charCodeAt(0));
+      }
+    }
+    return keys;
+  }
 
   /**
    * The length of the longest match at `at`, 0 for none, or -1 when not `final` and a match could
    * still complete (or grow) with bytes after the end of `buf`.
    */
   match(buf: Buffer, at: number, final: boolean): number {
-    let states = [at];
+    // Reused across calls, with explicit counts (no allocation, no `length = 0`): this runs at
+    // every candidate position of every response.
+    let states = _STATES[0];
+    let next = _STATES[1];
+    states.offsets[0] = at;
+    states.n = 1;
     let pending = false;
-    for (let i = 0; i < this.units; i++) {
-      const next: number[] = [];
-      for (const pos of states) if (this.step(buf, pos, i, next)) pending = true;
-      if (next.length === 0) return pending && !final ? -1 : 0;
-      states = next.length === 1 ? next : [...new Set(next)];
+    const { family, text, units } = this;
+    for (let i = 0; i < units; i++) {
+      next.n = 0;
+      next.pending = false;
+      for (let k = 0; k < states.n; k++) {
+        const pos = states.offsets[k];
+        // Positional arguments: an options object per step would allocate in the hot loop.
+        if (family === _HTML) _htmlStep(text, buf, pos, i, next);
+        else if (family === _JSON) _jsonStep(text, buf, pos, i, next);
+        else _hexStep(text.utf8, buf, pos, i, next);
+      }
+      if (next.pending) pending = true;
+      if (next.n === 0) return pending && !final ? -1 : 0;
+      if (next.n > 1) _unique(next);
+      const done = states;
+      states = next;
+      next = done;
     }
     if (pending && !final) return -1;
-    return Math.max(...states) - at;
+    let longest = at;
+    for (let k = 0; k < states.n; k++) longest = Math.max(longest, states.offsets[k]);
+    return longest - at;
   }
 }
 
-/** A text as its code points and, for each, its UTF-8 bytes (`utf8[offsets[i]..offsets[i+1]]`). */
+/** Where the units matched so far can end; `pending`: one more byte could have made another. */
+interface _Ends {
+  offsets: number[];
+  n: number;
+  pending: boolean;
+}
+
+const _STATES: [_Ends, _Ends] = [
+  { offsets: [], n: 0, pending: false },
+  { offsets: [], n: 0, pending: false },
+];
+
+function _end(ends: _Ends, offset: number): void {
+  ends.offsets[ends.n++] = offset;
+}
+
+/** Deduplicates the offsets (a few at most: an insertion sort). */
+function _unique(ends: _Ends): void {
+  const list = ends.offsets;
+  for (let k = 1; k < ends.n; k++) {
+    const v = list[k];
+    let j = k - 1;
+    while (j >= 0 && list[j] > v) {
+      list[j + 1] = list[j];
+      j--;
+    }
+    list[j + 1] = v;
+  }
+  let n = 1;
+  for (let k = 1; k < ends.n; k++) if (list[k] !== list[n - 1]) list[n++] = list[k];
+  ends.n = n;
+}
+
+/**
+ * A value's bytes and, when they are UTF-8, its code points with the bytes of each
+ * (`utf8[offsets[i]..offsets[i+1]]`). Owns `utf8`, which `wipe` zeroes.
+ */
 class _Text {
   readonly codePoints: Uint32Array;
   readonly offsets: Uint32Array;
   readonly utf8: Buffer;
-  constructor(text: string) {
-    const points = [...text].map((c) => c.codePointAt(0)!);
+  constructor(utf8: Buffer) {
+    const points = [..._utf8Text(utf8) ?? ''].map((c) => c.codePointAt(0)!);
     this.codePoints = Uint32Array.from(points);
-    this.utf8 = Buffer.from(text, 'utf8');
+    this.utf8 = utf8;
     this.offsets = new Uint32Array(points.length + 1);
     let at = 0;
     points.forEach((cp, i) => {
@@ -719,46 +882,28 @@ const _HTML_NAMES: Record<number, string[]> = {
 };
 
 /** Each character literal or as `&#DDD;`, `&#xHH;`, `&#XHH;` (leading zeros too) or by name. */
-class _HtmlMatcher extends _UnitMatcher {
-  readonly #text: _Text;
-  constructor(text: _Text, marker: Buffer, order: number) {
-    super(marker, order);
-    this.#text = text;
+function _htmlStep(text: _Text, buf: Buffer, pos: number, i: number, ends: _Ends): void {
+  const literal = text.literalAt(buf, pos, i);
+  if (literal === 1) _end(ends, pos + text.offsets[i + 1] - text.offsets[i]);
+  if (literal === -1) ends.pending = true;
+  if (pos >= buf.length || buf[pos] !== _AMP) return;
+  if (pos + 1 >= buf.length) {
+    ends.pending = true;
+    return;
   }
-  get units(): number {
-    return this.#text.codePoints.length;
+  const cp = text.codePoints[i];
+  if (buf[pos + 1] === _HASH) {
+    const end = _numericReference(buf, pos + 2, cp);
+    if (end === -1) ends.pending = true;
+    else if (end > 0) _end(ends, end);
+    return;
   }
-  get bytes(): number {
-    return 0; // The text is shared and counted once by its Redaction.
-  }
-  wipe(): void {}
-  keys(): number[] {
-    const names = _HTML_NAMES[this.#text.codePoints[0]] ?? [];
-    return [
-      ...this.#text.literalKeys([_AMP]),
-      (_AMP << 8) | _HASH,
-      ...names.map((name) => (_AMP << 8) | name.charCodeAt(0)),
-    ];
-  }
-  step(buf: Buffer, pos: number, i: number, ends: number[]): boolean {
-    const literal = this.#text.literalAt(buf, pos, i);
-    if (literal === 1) ends.push(pos + this.#text.offsets[i + 1] - this.#text.offsets[i]);
-    let pending = literal === -1;
-    if (pos >= buf.length || buf[pos] !== _AMP) return pending;
-    const cp = this.#text.codePoints[i];
-    if (pos + 1 >= buf.length) return true;
-    if (buf[pos + 1] === _HASH) {
-      const end = _numericReference(buf, pos + 2, cp);
-      if (end === -1) pending = true;
-      else if (end > 0) ends.push(end);
-      return pending;
-    }
-    for (const name of _HTML_NAMES[cp] ?? []) {
-      const found = _asciiAt(buf, pos + 1, name);
-      if (found === -1) pending = true;
-      else if (found === 1) ends.push(pos + 1 + name.length);
-    }
-    return pending;
+  const names = _HTML_NAMES[cp];
+  if (names === undefined) return;
+  for (const name of names) {
+    const found = _asciiAt(buf, pos + 1, name);
+    if (found === -1) ends.pending = true;
+    else if (found === 1) _end(ends, pos + 1 + name.length);
   }
 }
 
@@ -814,48 +959,26 @@ const _JSON_SHORT_ESCAPES: Record<number, number> = {
  * Each character literal, as its short escape (`\"`, `\/`, `\n`...) or as `\uXXXX` in either case
  * (a surrogate pair beyond U+FFFF): any mix of what JSON encoders write.
  */
-class _JsonMatcher extends _UnitMatcher {
-  readonly #text: _Text;
-  constructor(text: _Text, marker: Buffer, order: number) {
-    super(marker, order);
-    this.#text = text;
+function _jsonStep(text: _Text, buf: Buffer, pos: number, i: number, ends: _Ends): void {
+  const literal = text.literalAt(buf, pos, i);
+  if (literal === 1) _end(ends, pos + text.offsets[i + 1] - text.offsets[i]);
+  if (literal === -1) ends.pending = true;
+  if (pos >= buf.length || buf[pos] !== _BACKSLASH) return;
+  if (pos + 1 >= buf.length) {
+    ends.pending = true;
+    return;
   }
-  get units(): number {
-    return this.#text.codePoints.length;
+  const cp = text.codePoints[i];
+  if (buf[pos + 1] === _JSON_SHORT_ESCAPES[cp]) _end(ends, pos + 2);
+  let end: number;
+  if (cp < 0x10000) {
+    end = _unicodeEscape(buf, pos, cp);
+  } else {
+    end = _unicodeEscape(buf, pos, 0xd800 + ((cp - 0x10000) >> 10));
+    if (end > 0) end = _unicodeEscape(buf, end, 0xdc00 + ((cp - 0x10000) & 0x3ff));
   }
-  get bytes(): number {
-    return 0; // The text is shared and counted once by its Redaction.
-  }
-  wipe(): void {}
-  keys(): number[] {
-    const short = _JSON_SHORT_ESCAPES[this.#text.codePoints[0]];
-    return [
-      ...this.#text.literalKeys([_BACKSLASH]),
-      (_BACKSLASH << 8) | 0x75,
-      ...(short === undefined ? [] : [(_BACKSLASH << 8) | short]),
-    ];
-  }
-  step(buf: Buffer, pos: number, i: number, ends: number[]): boolean {
-    const literal = this.#text.literalAt(buf, pos, i);
-    if (literal === 1) ends.push(pos + this.#text.offsets[i + 1] - this.#text.offsets[i]);
-    const pending = literal === -1;
-    if (pos >= buf.length || buf[pos] !== _BACKSLASH) return pending;
-    if (pos + 1 >= buf.length) return true;
-    const cp = this.#text.codePoints[i];
-    if (buf[pos + 1] === _JSON_SHORT_ESCAPES[cp]) ends.push(pos + 2);
-    if (cp < 0x10000) {
-      const end = _unicodeEscape(buf, pos, cp);
-      if (end === -1) return true;
-      if (end > 0) ends.push(end);
-      return pending;
-    }
-    const high = _unicodeEscape(buf, pos, 0xd800 + ((cp - 0x10000) >> 10));
-    if (high <= 0) return high === -1 || pending;
-    const low = _unicodeEscape(buf, high, 0xdc00 + ((cp - 0x10000) & 0x3ff));
-    if (low === -1) return true;
-    if (low > 0) ends.push(low);
-    return pending;
-  }
+  if (end === -1) ends.pending = true;
+  else if (end > 0) _end(ends, end);
 }
 
 /** `\uXXXX` of `unit` at `pos` (either case): its end, 0 for none, -1 cut short by the end. */
@@ -880,44 +1003,25 @@ const _MAX_HEX_SEPARATORS = 2;
  * separated: mixed case, `73:6b:2d`, `\x73\x6b`. Deterministic: a separator or a prefix is never a
  * digit, so there is one way to read the input.
  */
-class _HexMatcher extends _UnitMatcher {
-  readonly #value: Buffer;
-  constructor(value: Buffer, marker: Buffer, order: number) {
-    super(marker, order);
-    this.#value = value;
-  }
-  get units(): number {
-    return this.#value.length;
-  }
-  get bytes(): number {
-    return 0; // The raw value, counted as the raw pattern.
-  }
-  wipe(): void {}
-  keys(): number[] {
-    const hex = this.#value.subarray(0, 1).toString('hex');
-    const keys = [(_BACKSLASH << 8) | 0x78, (0x30 << 8) | 0x78];
-    for (const hi of new Set([hex[0], hex[0].toUpperCase()])) {
-      for (const lo of new Set([hex[1], hex[1].toUpperCase()])) {
-        keys.push((hi.charCodeAt(0) << 8) | lo.charCodeAt(0));
-      }
+function _hexStep(value: Buffer, buf: Buffer, pos: number, i: number, ends: _Ends): void {
+  let at = pos;
+  if (i > 0) {
+    for (let k = 0; k < _MAX_HEX_SEPARATORS && at < buf.length && _HEX_SEPARATORS[buf[at]]; k++) {
+      at++;
     }
-    return keys;
   }
-  step(buf: Buffer, pos: number, i: number, ends: number[]): boolean {
-    let at = pos;
-    if (i > 0) {
-      for (let k = 0; k < _MAX_HEX_SEPARATORS && at < buf.length && _HEX_SEPARATORS[buf[at]]; k++) {
-        at++;
-      }
-    }
-    if (at + 1 >= buf.length) return true;
-    if ((buf[at] === _BACKSLASH || buf[at] === 0x30) && buf[at + 1] === 0x78) at += 2;
-    if (at + 1 >= buf.length) return true;
-    const byte = this.#value[i];
-    if (_digit(buf[at], 16) === byte >> 4 && _digit(buf[at + 1], 16) === (byte & 15)) {
-      ends.push(at + 2);
-    }
-    return false;
+  if (
+    at + 1 < buf.length && (buf[at] === _BACKSLASH || buf[at] === 0x30) && buf[at + 1] === 0x78
+  ) {
+    at += 2;
+  }
+  if (at + 1 >= buf.length) {
+    ends.pending = true;
+    return;
+  }
+  const byte = value[i];
+  if (_digit(buf[at], 16) === byte >> 4 && _digit(buf[at + 1], 16) === (byte & 15)) {
+    _end(ends, at + 2);
   }
 }
 
