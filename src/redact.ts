@@ -14,10 +14,18 @@
  * once in 2^60 positions. Shorter values are refused rather than redacted with short patterns that
  * would hit ordinary base64 or hex text.
  *
- * Known limits: base64 characters that mix secret bits with neighbouring bytes (at most one on each
- * side of an embedded value, carrying at most 4 secret bits each) stay; mixed-case hex, line-wrapped
- * base64 and nested encodings (percent-encoded base64, JSON inside JSON) are not recognised, except
- * for the base64 text a template sends with `|base64`, which the broker redacts as a value itself.
+ * Two kinds of forms. Literal ones (`secretForms`: raw, base64, percent-encodings, hex, JSON
+ * escapes, UTF-16 LE and BE) are byte strings. Families matched unit by unit (`_UnitMatcher`)
+ * accept each character or byte of the value in any of its encodings, in any mix: HTML character
+ * references, JSON escapes, hex in either case with separators or `\x`, and JSON of a non-ASCII
+ * value that went through a latin1/UTF-8 mix-up. Their cost is one matcher per family and secret,
+ * not one pattern per mix.
+ *
+ * Known limits (docs/threat-model.md lists them all): base64 characters that mix secret bits with
+ * neighbouring bytes (at most one on each side of an embedded value, carrying at most 4 secret bits
+ * each) stay; line-wrapped base64 and nested encodings (percent-encoded base64, JSON inside JSON,
+ * HTML references inside JSON) are not recognised, except for the base64 text a template sends
+ * with `|base64`, which the broker redacts as a value itself.
  */
 import { Buffer } from 'node:buffer';
 import { TpError } from './errors.ts';
@@ -178,8 +186,9 @@ function _compiled(secrets: readonly Secret[] | Redaction): Redaction {
 
 /**
  * Streaming redactor, one per response body. It holds back only the shortest tail that could
- * still begin a match (never more than the longest form minus one byte), so a server-sent event
- * ending in `\n\n` is released at once. Output may share memory with the chunk passed in.
+ * still begin a match (never more than the longest possible match minus one byte: at most 14
+ * bytes per character for HTML references, whose digits are capped for this), so a server-sent
+ * event ending in `\n\n` is released at once. Output may share memory with the chunk passed in.
  */
 export class Redactor {
   #index: _Index;
