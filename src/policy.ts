@@ -115,7 +115,10 @@ export function checkTarget(
       throw denied(
         'domain_not_allowed',
         `credential "${credential.name}" may not be sent to ${url.protocol}//${url.host}`,
-        `allowed: ${credential.allowed_domains.join(', ')}`,
+        _plainHttpOnly(patterns, url)
+          ? `the scheme is the reason: ${url.host} is allowed over https only; use https://, or ` +
+            `allow plain http with http://${url.host} in --allowed-domains`
+          : `allowed: ${credential.allowed_domains.join(', ')}`,
       );
     }
   }
@@ -128,6 +131,15 @@ export function checkTarget(
       );
     }
   }
+}
+
+/** The target is refused only because it is plain http: over https it would match. */
+function _plainHttpOnly(patterns: Parameters<typeof matchTarget>[0], url: URL): boolean {
+  if (url.protocol !== 'http:') return false;
+  const https = new URL(url.href);
+  https.protocol = 'https:';
+  if (url.port === '') https.port = '';
+  return matchTarget(patterns, https) !== null;
 }
 
 export interface Decision {

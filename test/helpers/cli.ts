@@ -141,6 +141,15 @@ export function addCredential(
 }
 
 /** Registers an agent, grants it credentials (promoting first if needed) and returns id and token. */
+const _agentsMade = new WeakMap<TestHome, number>();
+
+/** Agent names are unique in a home: bot, bot2, bot3... */
+function _defaultName(t: TestHome): string {
+  const n = (_agentsMade.get(t) ?? 0) + 1;
+  _agentsMade.set(t, n);
+  return n === 1 ? 'bot' : `bot${n}`;
+}
+
 export async function newAgent(
   t: TestHome,
   options: { name?: string; tier?: string; grants?: readonly string[] } = {},
@@ -149,7 +158,7 @@ export async function newAgent(
     '--json',
     'agent',
     'register',
-    options.name ?? 'bot',
+    options.name ?? _defaultName(t),
     '--tier',
     options.tier ?? 'COMPANION',
     '--password-file',
