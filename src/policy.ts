@@ -112,13 +112,19 @@ export function checkTarget(
   } else {
     const patterns = credential.allowed_domains.map((p) => parseDomainPattern(p));
     if (matchTarget(patterns, url) === null) {
+      if (_plainHttpOnly(patterns, url)) {
+        // The operator's mistake more often than an agent's probe: its own code (issue 16).
+        throw denied(
+          'scheme_not_allowed',
+          `credential "${credential.name}" may not be sent to ${url.protocol}//${url.host}`,
+          `the scheme is the reason: ${url.host} is allowed over https only; use https://, or ` +
+            `allow plain http with http://${url.host} in --allowed-domains`,
+        );
+      }
       throw denied(
         'domain_not_allowed',
         `credential "${credential.name}" may not be sent to ${url.protocol}//${url.host}`,
-        _plainHttpOnly(patterns, url)
-          ? `the scheme is the reason: ${url.host} is allowed over https only; use https://, or ` +
-            `allow plain http with http://${url.host} in --allowed-domains`
-          : `allowed: ${credential.allowed_domains.join(', ')}`,
+        `allowed: ${credential.allowed_domains.join(', ')}`,
       );
     }
   }

@@ -110,7 +110,7 @@ describe('a plain-http target', () => {
     });
     expect(r.code).toBe(4);
     const error = JSON.parse(r.stderr).error;
-    expect(error.code).toBe('domain_not_allowed');
+    expect(error.code).toBe('scheme_not_allowed');
     expect(error.hint).toContain('the scheme is the reason');
     expect(error.hint).toContain('http://api.allowed.test');
     expect(r.stderr + r.stdout).not.toContain(CANARY);
