@@ -125,7 +125,7 @@ describe('monitor report through the CLI', () => {
     }
     const report = JSON.parse((await t.tp(['--json', 'monitor', 'report'])).stdout);
     const mine = (report.agents as AgentReport[]).find((a) => a.id === agent.id)!;
-    expect(mine.behaviour.denied).toBeGreaterThanOrEqual(4);
+    expect(mine.behaviour?.denied).toBeGreaterThanOrEqual(4);
     expect(mine.recent_anomalies).toEqual([]);
   }, 90_000);
 });
