@@ -439,7 +439,9 @@ function _parse(input: BrokerRequest['template']) {
     throw usage(
       'no_placeholder',
       'the template uses no {{CREDENTIAL}} placeholder, so there is nothing to inject',
-      'add {{CREDENTIAL}} where the secret goes, e.g. a header "Authorization": "Bearer {{CREDENTIAL}}"',
+      'add {{CREDENTIAL}} where the secret goes, e.g. a header "Authorization": "Bearer {{CREDENTIAL}}"; ' +
+        'or give the credential an inject rule (`credential update NAME --inject "Authorization: ' +
+        'Bearer {{CREDENTIAL}}"`), which a URL with --credential then uses',
     );
   }
   const names = [

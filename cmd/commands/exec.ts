@@ -106,10 +106,19 @@ async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Templa
     );
   }
   const data = list(ctx, 'data').map((d) => d.startsWith('@') ? _dataFile(d.slice(1)) : d);
+  const headers = list(ctx, 'header');
+  const credential = str(ctx, 'credential');
+  if (
+    credential !== undefined && !_mentionsPlaceholder([ctx.positionals[0], ...headers, ...data])
+  ) {
+    // curl-style with no placeholder: the credential's inject rule says where it goes (issue 16).
+    const rule = _unverifiedInjectRule(ctx, credential);
+    if (rule !== null) headers.push(rule);
+  }
   return {
     parsed: parseCurlArgs({
       url: ctx.positionals[0] as string,
-      headers: list(ctx, 'header'),
+      headers,
       ...(str(ctx, 'request') === undefined ? {} : { method: str(ctx, 'request') as string }),
       ...(data.length === 0 ? {} : { data: data.join('&') }),
       ...(str(ctx, 'credential') === undefined
@@ -117,6 +126,25 @@ async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Templa
         : { credential: str(ctx, 'credential') as string }),
     }),
   };
+}
+
+function _mentionsPlaceholder(texts: ReadonlyArray<string | undefined>): boolean {
+  return texts.some((t) => t !== undefined && /\{\{\s*credential/i.test(t));
+}
+
+/**
+ * The credential's inject rule as an `-H` line, read from vault.json WITHOUT checking its MAC
+ * (null when there is no readable home, no such credential or no rule). Unverified, and safe so:
+ * it only writes a header the agent could have written itself; whether the credential may go in a
+ * header, to this host, for this agent is decided by the broker on the authenticated vault.
+ */
+function _unverifiedInjectRule(ctx: Ctx, credential: string): string | null {
+  try {
+    const record = loadVault(existingHome(ctx)).body.credentials.find((c) => c.name === credential);
+    return record?.inject ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /** curl's -d @FILE: the file's contents with carriage returns and newlines removed. */

@@ -6,6 +6,7 @@
  * `literal` part and the body is forwarded apart: all opaque, never scanned for placeholders (a
  * prompt may well mention `{{credential}}`, and a client must not name another credential, #14).
  */
+import { injectHeader } from '../credentials.ts';
 import { isForbiddenRequestHeader } from '../grammar.ts';
 import { usage } from '../errors.ts';
 import type { Template } from '../template.ts';
@@ -42,9 +43,8 @@ export interface GatewayRequest {
 
 export function gatewayTemplate(credential: GatewayCredential, request: GatewayRequest): Template {
   _checkPath(request.path);
-  const colon = credential.inject.indexOf(':');
-  const injectName = credential.inject.slice(0, colon);
-  const injectValue = credential.inject.slice(colon + 1).replace(/^ /, '');
+  // Checked when the rule was stored; the vault holding it is authenticated by now.
+  const [injectName, injectValue] = injectHeader(credential.inject) as [string, string];
   return {
     credential: credential.name,
     method: request.method,

@@ -165,6 +165,35 @@ describe('exec', () => {
     expect(new TextDecoder().decode(got.body)).toBe('a=1');
   });
 
+  it("curl-style with --credential and no placeholder uses the credential's inject rule (issue 16)", async () => {
+    const added = await addCredential(t, 'injected', CANARY + 'I', [
+      '--allowed-domains',
+      'api.allowed.test',
+      '--inject',
+      'X-Api-Key: {{CREDENTIAL}}',
+    ]);
+    expect(added.code, added.stderr).toBe(0);
+    const granted = await t.tp([
+      'agent',
+      'grant',
+      agent.id,
+      'injected',
+      '--password-file',
+      t.passwordFile,
+    ]);
+    expect(granted.code, granted.stderr).toBe(0);
+    const before = upstream.requests.length;
+    const r = await exec(['https://api.allowed.test/v1/models', '--credential', 'injected']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(upstream.requests[before]!.headers['x-api-key']).toBe(CANARY + 'I');
+    expect(r.stdout + r.stderr).not.toContain(CANARY);
+    // A credential without a rule still needs a placeholder, and the hint says both ways.
+    const none = await exec(['https://api.allowed.test/v1/models', '--credential', 'k']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('--inject');
+    expect(upstream.requests.length).toBe(before + 1);
+  });
+
   it('a template without any placeholder is a usage error', async () => {
     const r = await exec([
       '--template',
