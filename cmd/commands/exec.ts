@@ -128,6 +128,25 @@ async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Templa
   };
 }
 
+/** The password for a run without serve; without one, the error says that no serve answers. */
+async function _passwordOrNoServe(ctx: Ctx): Promise<Uint8Array> {
+  try {
+    return await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
+  } catch (e) {
+    if (!(e instanceof TpError) || e.code !== 'no_password_source') throw e;
+    throw new TpError(
+      'sealed',
+      'no_serve',
+      'no serve is running and there is no password to unseal the vault here',
+      {
+        hint:
+          'the operator starts one with `trust-protocol serve` (it asks for the password once ' +
+          'and then serves agents on HOME/serve.sock); or pass --password-file PATH',
+      },
+    );
+  }
+}
+
 function _mentionsPlaceholder(texts: ReadonlyArray<string | undefined>): boolean {
   return texts.some((t) => t !== undefined && /\{\{\s*credential/i.test(t));
 }
@@ -211,9 +230,7 @@ TRUST_PROTOCOL_SERVER, HOME/serve.sock, or /run/trust-protocol/serve.sock), exec
         home: existingHome(ctx),
         env: ctx.io.env,
         now: ctx.now,
-        unseal: unsealWithPassword(() =>
-          readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') })
-        ),
+        unseal: unsealWithPassword(() => _passwordOrNoServe(ctx)),
         afterRequest: (keys) => _monitor(ctx, keys),
       });
     const failed = flag(ctx, 'fail') && response.status >= 400;

@@ -194,6 +194,29 @@ describe('exec', () => {
     expect(upstream.requests.length).toBe(before + 1);
   });
 
+  it('with no password and no serve, it says no serve is running and how to start one (issue 16)', async () => {
+    const before = upstream.requests.length;
+    const r = await t.tp([
+      '--json',
+      'exec',
+      'https://api.allowed.test/v1',
+      '-H',
+      'X-Api-Key: {{CREDENTIAL}}',
+      '--credential',
+      'k',
+      '--cacert',
+      ca,
+      '--connect-to',
+      `api.allowed.test:443:127.0.0.1:${upstream.port}`,
+    ], { env: { TRUST_PROTOCOL_TOKEN: agent.token } });
+    expect(r.code).toBe(3);
+    const error = JSON.parse(r.stderr).error;
+    expect(error).toMatchObject({ code: 'no_serve', kind: 'sealed' });
+    expect(error.message).toContain('no serve is running');
+    expect(error.hint).toContain('trust-protocol serve');
+    expect(upstream.requests.length).toBe(before);
+  });
+
   it('a template without any placeholder is a usage error', async () => {
     const r = await exec([
       '--template',
