@@ -32,8 +32,18 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   skill: async () => (await import('./commands/skill.ts')).skillCommands,
   publisher: async () => (await import('./commands/publisher.ts')).publisherCommands,
   monitor: async () => (await import('./commands/monitor.ts')).monitorCommands,
+  config: async () => (await import('./commands/config.ts')).configCommands,
 };
-const GROUPS = ['credential', 'agent', 'audit', 'emergency', 'skill', 'publisher', 'monitor'];
+const GROUPS = [
+  'credential',
+  'agent',
+  'audit',
+  'emergency',
+  'skill',
+  'publisher',
+  'monitor',
+  'config',
+];
 
 async function _allCommands(): Promise<Command[]> {
   const lists = await Promise.all([...new Set(Object.values(MODULES))].map((load) => load()));

@@ -7,7 +7,9 @@ import type { SendOptions } from '../../src/http/client.ts';
 import { parseListen, SOCKET_NAME, type TcpAddress } from '../../src/serve/address.ts';
 import { formatDuration, parseDuration } from '../../src/serve/duration.ts';
 import { startServe, type StopReason } from '../../src/serve/serve.ts';
-import { loadVault, unseal, type VaultKeys } from '../../src/vault.ts';
+import { loadVault, unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
+import { verifyConfig } from '../../src/config.ts';
+import { applyConfig, caTextBytes } from './config.ts';
 import pkg from '../../package.json' with { type: 'json' };
 import { usage } from '../../src/errors.ts';
 import { type Command, type Ctx, existingHome, PASSWORD_FILE_OPTION, str } from '../context.ts';
@@ -86,7 +88,6 @@ Prints where it listens and when it exits on stderr (with --json: one JSON line 
   },
   args: { min: 0, max: 0 },
   async run(ctx) {
-    const flags = _flags(ctx);
     const user = str(ctx, 'user');
     if (user !== undefined) {
       if (ctx.values.home === undefined && !ctx.io.env.TRUST_PROTOCOL_HOME) {
@@ -98,6 +99,9 @@ Prints where it listens and when it exits on stderr (with --json: one JSON line 
       }
       dropPrivileges(lookupUser(user));
     }
+    // HOME/config.json fills the flags not given (read as the service user: it owns the home).
+    const config = applyConfig(ctx);
+    const flags = _flags(ctx);
     // serve's own environment, not an agent's, is checked for the requests it sends.
     checkEnvironment(ctx.io.env);
     noteIgnoredCaVariables(ctx);
@@ -109,6 +113,18 @@ Prints where it listens and when it exits on stderr (with --json: one JSON line 
       keys = unseal(file, password);
     } finally {
       password.fill(0);
+    }
+    if (config !== null) {
+      // Nothing from config.json has been used yet; it is from here on, once its seal checks.
+      try {
+        const ca = config.applied.includes('cacert') && flags.sendOptions.ca !== undefined
+          ? caTextBytes(flags.sendOptions.ca)
+          : null;
+        verifyConfig(config.config, keys, ca);
+      } catch (e) {
+        wipeKeys(keys);
+        throw e;
+      }
     }
     // A long-lived process: V8's memory-saving mode keeps serve's resident set about a third
     // smaller under load, for about a fifth of its throughput (docs/decisions.md).
