@@ -6,7 +6,7 @@ VITEST  := node_modules/vitest/vitest.mjs
 SOURCES := $(shell find src cmd -name '*.ts') package.json
 REPORTS := .tmp/reports
 
-.PHONY: all install build tools test test-node test-deno test-binary lint demo bench clean
+.PHONY: all install build bundle release tools test test-node test-deno test-binary lint demo bench clean
 
 all: build
 
@@ -18,12 +18,19 @@ install: node_modules/.installed
 
 build: dist/trust-protocol
 
-# esbuild bundles the CLI to one CommonJS file; Node's single-executable support embeds it in a
-# copy of the pinned Node 24 binary (TOOLCHAIN.md: `deno compile` would download a runtime).
-dist/trust-protocol: node_modules/.installed $(SOURCES) Makefile
+# esbuild bundles the CLI to one CommonJS file with no dependencies left: the npm package's
+# command (`npm pack` runs this) and what the binary embeds.
+bundle: dist/trust-protocol.cjs
+
+dist/trust-protocol.cjs: node_modules/.installed $(SOURCES) Makefile
 	@mkdir -p dist
 	node_modules/.bin/esbuild cmd/main.ts --bundle --platform=node --format=cjs \
 	  --target=node24 --log-level=warning --outfile=dist/trust-protocol.cjs
+	@chmod 755 dist/trust-protocol.cjs
+
+# Node's single-executable support embeds the bundle in a copy of the pinned Node 24 binary
+# (TOOLCHAIN.md: `deno compile` would download a runtime).
+dist/trust-protocol: dist/trust-protocol.cjs
 	printf '%s' '{"main":"dist/trust-protocol.cjs","output":"dist/sea-prep.blob","disableExperimentalSEAWarning":true,"useCodeCache":true,"useSnapshot":false,"execArgvExtension":"none","execArgv":["--max-semi-space-size=8"]}' > dist/sea-config.json
 	$(NODE) --experimental-sea-config dist/sea-config.json
 	cp "$$($(NODE) -p process.execPath)" dist/trust-protocol.tmp
@@ -32,6 +39,24 @@ dist/trust-protocol: node_modules/.installed $(SOURCES) Makefile
 	  --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 2>&1 | grep -v -e '.note.100' -e '^$$' || true
 	mv dist/trust-protocol.tmp dist/trust-protocol
 	@dist/trust-protocol --version
+
+# A release directory: the binary, SHA256SUMS (GNU `sha256sum --strict -c` checks it) and
+# SHA256SUMS.minisig, signed by `skill sign` with RELEASE_KEY (a `skill keygen` key; its password
+# from RELEASE_PASSWORD_FILE or the prompt). `minisign -Vm SHA256SUMS -p KEY.pub` verifies it, and
+# `install.sh --from dist/release --pubkey KEY.pub` checks both before installing.
+RELEASE_KEY ?= release.key
+RELEASE_DIR ?= dist/release
+release: dist/trust-protocol
+	@test -f "$(RELEASE_KEY)" || { echo "make release: no signing key $(RELEASE_KEY); create one with" \
+	  "dist/trust-protocol skill keygen --out release, or pass RELEASE_KEY=PATH" >&2; exit 2; }
+	rm -rf $(RELEASE_DIR) && mkdir -p $(RELEASE_DIR)
+	cp dist/trust-protocol $(RELEASE_DIR)/trust-protocol
+	dist/trust-protocol skill sign $(RELEASE_DIR) --key "$(RELEASE_KEY)" --name trust-protocol \
+	  --version "$$(dist/trust-protocol --version | tr -d 'a-z -')" \
+	  $(if $(RELEASE_PASSWORD_FILE),--password-file "$(RELEASE_PASSWORD_FILE)")
+	mv $(RELEASE_DIR)/MANIFEST $(RELEASE_DIR)/SHA256SUMS
+	mv $(RELEASE_DIR)/MANIFEST.minisig $(RELEASE_DIR)/SHA256SUMS.minisig
+	cd $(RELEASE_DIR) && sha256sum --strict -c SHA256SUMS
 
 # Debian tools the tests use: minisign (skill signature round trips both ways) and strace (to
 # fail one system call and test what a crash at that moment leaves). Skipped when installed;

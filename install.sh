@@ -8,6 +8,9 @@
 set -eu
 
 usage="usage: ./install.sh [--prefix DIR]   (installs DIR/bin/trust-protocol; default ~/.local)
+       ./install.sh --from RELEASE_DIR --pubkey KEY.pub [--prefix DIR]
+         (installs a release built by \`make release\`, after checking SHA256SUMS.minisig with
+          minisign and the binary against SHA256SUMS; downloads nothing)
        ./install.sh --system [--prefix DIR] [--user NAME] [--agents-group NAME]
                     [--state-dir DIR] [--socket-dir DIR]
          (as root; defaults /usr/local, trust-protocol, trust-protocol-agents,
@@ -15,6 +18,8 @@ usage="usage: ./install.sh [--prefix DIR]   (installs DIR/bin/trust-protocol; de
 
 system=0
 prefix=""
+from=""
+pubkey=""
 user="trust-protocol"
 agents="trust-protocol-agents"
 state="/var/lib/trust-protocol"
@@ -24,6 +29,8 @@ while [ $# -gt 0 ]; do
     --system) system=1; shift ;;
     --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
     --prefix=*) prefix="${1#--prefix=}"; shift ;;
+    --from) from="${2:?--from needs a release directory}"; shift 2 ;;
+    --pubkey) pubkey="${2:?--pubkey needs a minisign public key file}"; shift 2 ;;
     --user) user="${2:?--user needs a name}"; shift 2 ;;
     --agents-group) agents="${2:?--agents-group needs a name}"; shift 2 ;;
     --state-dir) state="${2:?--state-dir needs a directory}"; shift 2 ;;
@@ -40,15 +47,38 @@ if [ "$system" = 1 ] && [ "$(id -u)" != 0 ]; then
   exit 2
 fi
 
-cd "$(dirname "$0")"
-if [ ! -x dist/trust-protocol ] || [ -n "$(find src cmd package.json -newer dist/trust-protocol 2>/dev/null | head -n 1)" ]; then
-  make build
+if [ -n "$from" ]; then
+  # A release: the signature over SHA256SUMS first, then the binary against it. Nothing is
+  # installed unless both check.
+  if [ -z "$pubkey" ]; then
+    echo "install.sh: --from needs --pubkey KEY.pub (the release key's minisign public key)" >&2
+    exit 2
+  fi
+  command -v minisign >/dev/null || {
+    echo "install.sh: checking a release needs minisign (apt-get install minisign)" >&2
+    exit 2
+  }
+  minisign -q -Vm "$from/SHA256SUMS" -p "$pubkey" || {
+    echo "install.sh: SHA256SUMS in $from is not signed by $pubkey; nothing installed" >&2
+    exit 1
+  }
+  (cd "$from" && sha256sum --quiet --strict -c SHA256SUMS) || {
+    echo "install.sh: $from/trust-protocol does not match SHA256SUMS; nothing installed" >&2
+    exit 1
+  }
+  binary="$from/trust-protocol"
+else
+  cd "$(dirname "$0")"
+  if [ ! -x dist/trust-protocol ] || [ -n "$(find src cmd package.json -newer dist/trust-protocol 2>/dev/null | head -n 1)" ]; then
+    make build
+  fi
+  binary="dist/trust-protocol"
 fi
 
 bin="${prefix}/bin"
 mkdir -p "$bin"
 tmp="${bin}/.trust-protocol.$$"
-cp dist/trust-protocol "$tmp"
+cp "$binary" "$tmp"
 chmod 755 "$tmp"
 mv -f "$tmp" "${bin}/trust-protocol"
 echo "installed ${bin}/trust-protocol ($("${bin}/trust-protocol" --version))"
