@@ -6,7 +6,7 @@ VITEST  := node_modules/vitest/vitest.mjs
 SOURCES := $(shell find src cmd -name '*.ts') package.json
 REPORTS := .tmp/reports
 
-.PHONY: all install build bundle release tools test test-node test-deno test-binary lint demo bench clean
+.PHONY: all install build bundle release tools test test-node test-deno test-binary lint demo upstream bench clean
 
 all: build
 
@@ -90,6 +90,10 @@ lint: node_modules/.installed
 
 demo: node_modules/.installed dist/trust-protocol
 	$(NODE) test/demo.ts
+
+# The README without a network: a local HTTPS upstream standing in for the API (PORT=8443).
+upstream: node_modules/.installed
+	$(NODE) test/upstream.ts
 
 bench: node_modules/.installed dist/trust-protocol
 	$(NODE) bench/run.ts

@@ -191,3 +191,93 @@ describe.skipIf(!HAS_MINISIGN)('make release and install.sh --from', () => {
     expect(noKey.stderr).toContain('--from needs --pubkey');
   });
 });
+
+describe('the README without a network', () => {
+  it('make upstream stands in for the API: exec with its printed flags works offline', async () => {
+    const upstream = spawn(process.execPath, [path.join(ROOT, 'test/upstream.ts')], {
+      env: { PATH, PORT: '0' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      let printed = '';
+      await new Promise<void>((resolve) =>
+        upstream.stdout!.on('data', (d) => {
+          printed += d;
+          if (printed.includes('--connect-to')) resolve();
+        })
+      );
+      const offline = /--cacert \S+ --connect-to \S+/.exec(printed)![0].split(' ');
+      const dir = tempDir();
+      const pw = path.join(dir, 'password');
+      fs.writeFileSync(pw, 'correct horse battery staple\n', { mode: 0o600 });
+      const tp = (args: string[], input?: string) =>
+        new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+          const child = spawn(BINARY, ['--home', path.join(dir, 'home'), ...args], {
+            env: { PATH, HOME: dir },
+          });
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (d) => (stdout += d));
+          child.stderr.on('data', (d) => (stderr += d));
+          child.on('close', (code) => resolve({ code, stdout, stderr }));
+          child.stdin.end(input ?? '');
+        });
+      const secret = 'sk-offline-walkthrough-1234';
+      expect((await tp(['init', '--password-file', pw])).code).toBe(0);
+      const add = await tp(
+        [
+          'credential',
+          'add',
+          'github',
+          '--allowed-domains',
+          'api.allowed.test',
+          '--password-file',
+          pw,
+        ],
+        secret,
+      );
+      expect(add.code, add.stderr).toBe(0);
+      const reg = await tp([
+        '--json',
+        'agent',
+        'register',
+        'ci-bot',
+        '--tier',
+        'COMPANION',
+        '--password-file',
+        pw,
+      ]);
+      const { token } = JSON.parse(reg.stdout);
+      expect((await tp(['agent', 'grant', 'ci-bot', 'github', '--password-file', pw])).code).toBe(
+        0,
+      );
+      const r = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+        const child = spawn(BINARY, [
+          '--home',
+          path.join(dir, 'home'),
+          'exec',
+          'https://api.allowed.test/user',
+          '-H',
+          'Authorization: Bearer {{CREDENTIAL}}',
+          '--credential',
+          'github',
+          '--password-file',
+          pw,
+          ...offline,
+        ], { env: { PATH, HOME: dir, TRUST_PROTOCOL_TOKEN: token } });
+        let stdout = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.on('close', (code) => resolve({ code, stdout }));
+      });
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({
+        method: 'GET',
+        path: '/user',
+        headers: { authorization: 'Bearer [REDACTED:github]' },
+      });
+      expect(r.stdout).not.toContain(secret);
+    } finally {
+      upstream.kill();
+    }
+  });
+});
