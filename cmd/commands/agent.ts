@@ -36,8 +36,6 @@ import {
 } from '../context.ts';
 import { promptHidden, promptLine } from '../io.ts';
 import { recommendCommand } from './monitor.ts';
-import { serverFor } from './exec.ts';
-import { renewAgent } from '../../src/monitor/renewal.ts';
 import { readToken } from '../secrets.ts';
 
 function _tokenOutput(t: IssuedToken, verb: string): { json: unknown; text: string } {
@@ -298,6 +296,9 @@ renewal since a human last issued the token. Prints the new token once; the old 
   args: { min: 0, max: 0 },
   async run(ctx) {
     const presented = readToken(ctx.io, str(ctx, 'token-file'));
+    // Loaded here: exec's module brings the broker and the HTTP client, which other agent
+    // commands do not need (every CLI call pays for what it imports).
+    const { serverFor } = await import('./exec.ts');
     const server = await serverFor(ctx);
     let issued: IssuedToken;
     if (server !== null) {
@@ -306,6 +307,7 @@ renewal since a human last issued the token. Prints the new token once; the old 
     } else {
       const { home, keys } = await unsealVault(ctx);
       try {
+        const { renewAgent } = await import('../../src/monitor/renewal.ts');
         issued = await renewAgent(home, keys, presented, ctx.now());
       } finally {
         wipeKeys(keys);

@@ -14,7 +14,7 @@ import type { BrokeredResponse, BrokerRequest } from '../broker.ts';
 import { decodeUtf8Strict } from '../bytes.ts';
 import { denied, TpError, usage } from '../errors.ts';
 import { ERROR_HEADER, errorFromResponse } from './http_error.ts';
-import { MAX_BYTES_HEADER, TIMEOUT_HEADER } from './handler.ts';
+import { MAX_BYTES_HEADER, TIMEOUT_HEADER } from './protocol.ts';
 
 export type ServerTarget =
   | { kind: 'tcp'; connect: string; port: number; host: string; url: string }

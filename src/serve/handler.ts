@@ -8,6 +8,7 @@
  * Requests and responses are plain data rather than fetch's Request/Response: `Headers` trims
  * values and merges repeated names, and `Response` refuses some statuses an upstream may send.
  */
+import { MAX_BYTES_HEADER, TIMEOUT_HEADER } from './protocol.ts';
 import { FIELD_VALUE_RE, NAME_RE, TOKEN_RE } from '../grammar.ts';
 import type { BrakeScope } from '../brakes.ts';
 import { pullBrake } from '../emergency.ts';
@@ -114,8 +115,6 @@ export const MAX_BODY_BYTES = 10 * 1024 * 1024;
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /** Request headers that lower serve's limits for one request (never raise them). */
-export const TIMEOUT_HEADER = 'Trust-Protocol-Timeout';
-export const MAX_BYTES_HEADER = 'Trust-Protocol-Max-Response-Bytes';
 
 export function serveHandler(options: HandlerOptions): ServeHandler {
   const now = options.now ?? (() => new Date());
