@@ -32,15 +32,17 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   skill: async () => (await import('./commands/skill.ts')).skillCommands,
   publisher: async () => (await import('./commands/publisher.ts')).publisherCommands,
   monitor: async () => (await import('./commands/monitor.ts')).monitorCommands,
+  completion: async () => (await import('./commands/completion.ts')).completionCommands,
 };
 const GROUPS = ['credential', 'agent', 'audit', 'emergency', 'skill', 'publisher', 'monitor'];
 
-async function _allCommands(): Promise<Command[]> {
+/** Every command: the one table behind help, flag checking and shell completion. */
+export async function allCommands(): Promise<Command[]> {
   const lists = await Promise.all([...new Set(Object.values(MODULES))].map((load) => load()));
   return [...new Set(lists.flat())];
 }
 
-const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
+export const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
   home: { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
@@ -80,7 +82,7 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
     );
     if (command === null) {
       _checkFlags(rest, GLOBAL_OPTIONS, 'trust-protocol [GLOBAL OPTIONS] COMMAND');
-      const all = await _allCommands();
+      const all = await allCommands();
       await write(io.stdout, group === undefined ? _mainHelp(all) : _groupHelp(all, group));
       return EXIT.ok;
     }
