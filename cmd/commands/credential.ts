@@ -2,6 +2,7 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
 import {
   addCredential,
+  buildMeta,
   checkCredentialValue,
   type CredentialSpec,
   findCredential,
@@ -9,7 +10,7 @@ import {
   rotateCredential,
   updateCredential,
 } from '../../src/credentials.ts';
-import { usage } from '../../src/errors.ts';
+import { TpError, usage } from '../../src/errors.ts';
 import { type CredentialMeta, decryptValue, loadVault } from '../../src/vault.ts';
 import {
   changeVault,
@@ -17,10 +18,12 @@ import {
   type Ctx,
   existingHome,
   flag,
+  list as listFlag,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
 } from '../context.ts';
+import { type DotenvEntry, looksLikeDotenvLine, parseDotenv } from '../dotenv.ts';
 import { promptHidden, readAll, readUserFile } from '../io.ts';
 
 const SPEC_OPTIONS: ParseArgsOptionsConfig = {
@@ -57,7 +60,16 @@ function _spec(ctx: Ctx): CredentialSpec {
 async function _readValue(ctx: Ctx): Promise<Uint8Array> {
   const file = str(ctx, 'value-file');
   if (file !== undefined) {
-    return checkCredentialValue(readUserFile(file, 'value file', 1024 * 1024));
+    const raw = readUserFile(file, 'value file', 1024 * 1024);
+    if (looksLikeDotenvLine(raw)) {
+      raw.fill(0);
+      throw usage(
+        'dotenv_value',
+        `${file} looks like a .env line (NAME=value), not a bare value`,
+        `use \`trust-protocol credential import ${file}\`, or put only the value in the file`,
+      );
+    }
+    return checkCredentialValue(raw);
   }
   if (!ctx.io.isTerminal) {
     return checkCredentialValue(
@@ -239,4 +251,140 @@ const show: Command = {
   },
 };
 
-export const credentialCommands: Command[] = [add, list, show, update, rotate, remove];
+/** A variable's credential name: the variable in lower case (OPENAI_API_KEY -> openai_api_key). */
+function _nameFor(variable: string): string {
+  return variable.toLowerCase();
+}
+
+/** Which variables to import, each with its spec; checked in full before the password is asked. */
+function _importPlan(ctx: Ctx, entries: DotenvEntry[], file: string) {
+  const only = str(ctx, 'only');
+  const chosen = only === undefined ? entries : only.split(',').map((v) => v.trim()).filter(
+    (v) => v !== '',
+  ).map((v) => {
+    const entry = entries.find((e) => e.name === v);
+    if (entry === undefined) {
+      throw usage('no_such_variable', `${file} does not set ${v}`, 'check --only');
+    }
+    return entry;
+  });
+  if (chosen.length === 0) throw usage('no_variables', `${file} sets no variables`);
+  const perVariable = new Map<string, string[]>();
+  for (const d of listFlag(ctx, 'domains')) {
+    const eq = d.indexOf('=');
+    const variable = d.slice(0, eq);
+    if (eq < 1 || !chosen.some((e) => e.name === variable)) {
+      throw usage(
+        'bad_flag',
+        `--domains takes VARIABLE=PATTERN[,PATTERN...] for an imported variable, got "${
+          eq < 1 ? d : variable
+        }"`,
+      );
+    }
+    perVariable.set(variable, d.slice(eq + 1).split(',').filter((p) => p.trim() !== ''));
+  }
+  const base = _spec(ctx);
+  const plan = chosen.map((entry) => {
+    const domains = perVariable.get(entry.name);
+    const spec: CredentialSpec = domains === undefined
+      ? base
+      : { ...base, allowedDomains: domains, anyDomain: false };
+    return { entry, name: _nameFor(entry.name), spec };
+  });
+  const undecided = plan.filter((p) => p.spec.allowedDomains === undefined && !p.spec.anyDomain);
+  if (undecided.length > 0) {
+    throw usage(
+      'no_domains',
+      `no allowed domains for ${undecided.map((p) => p.entry.name).join(', ')}`,
+      `give them per variable (--domains ${undecided[0]?.entry.name}=api.example.com) or for all ` +
+        '(--allowed-domains PATTERN[,PATTERN...])',
+    );
+  }
+  const seen = new Set<string>();
+  for (const p of plan) {
+    if (seen.has(p.name)) {
+      throw usage('duplicate_name', `two variables become the credential name "${p.name}"`);
+    }
+    seen.add(p.name);
+    buildMeta(p.name, p.spec);
+    try {
+      checkCredentialValue(p.entry.value).fill(0);
+    } catch (e) {
+      if (!(e instanceof TpError)) throw e;
+      throw usage(
+        e.code,
+        `${p.entry.name} (line ${p.entry.line}): ${e.message}`,
+        `fix it in ${file}`,
+      );
+    }
+  }
+  return plan;
+}
+
+const importCmd: Command = {
+  words: ['credential', 'import'],
+  summary: 'add credentials from a .env file (NAME=value lines), never printing a value',
+  usage:
+    'credential import FILE [--only VAR[,VAR...]] [--domains VAR=P[,P...]]... [--allowed-domains P[,P...] | --any-domain] [--min-tier T] [--placement ...] [--rate N/PERIOD]',
+  help: `Each chosen variable (all, or those named by --only) becomes a credential named after it in
+lower case: OPENAI_API_KEY becomes openai_api_key. --domains VAR=PATTERNS gives one variable its
+allowed domains (repeatable); --allowed-domains or --any-domain applies to the others. The other
+flags apply to all. Either every variable is added, or none (one vault change).
+
+Example:
+  trust-protocol credential import .env --only OPENAI_API_KEY,ANTHROPIC_API_KEY \\
+    --domains OPENAI_API_KEY=api.openai.com --domains ANTHROPIC_API_KEY=api.anthropic.com`,
+  options: {
+    ...PASSWORD_FILE_OPTION,
+    ...SPEC_OPTIONS,
+    only: { type: 'string' },
+    domains: { type: 'string', multiple: true },
+  },
+  args: { min: 1, max: 1 },
+  async run(ctx) {
+    const file = ctx.positionals[0] as string;
+    const raw = readUserFile(file, '.env file', 1024 * 1024);
+    let entries: DotenvEntry[];
+    try {
+      entries = parseDotenv(new TextDecoder().decode(raw));
+    } finally {
+      raw.fill(0);
+    }
+    try {
+      const plan = _importPlan(ctx, entries, file);
+      const metas = await changeVault(ctx, (body, keys) => {
+        const changes = plan.map((p) =>
+          addCredential(body, keys, {
+            name: p.name,
+            spec: p.spec,
+            value: checkCredentialValue(p.entry.value),
+            now: ctx.now(),
+          })
+        );
+        return { result: changes.map((c) => c.result), events: changes.flatMap((c) => c.events) };
+      });
+      const rows = metas.map((
+        m,
+        i,
+      ) => [m.name, plan[i]?.entry.name ?? '', m.allowed_domains.join(',') || 'ANY']);
+      return {
+        json: metas.map((m, i) => ({ ..._metaJson(m), variable: plan[i]?.entry.name })),
+        text: `Imported ${metas.length} credential(s):\n` +
+          tableText([['NAME', 'FROM', 'ALLOWED DOMAINS'], ...rows]),
+        informational: true,
+      };
+    } finally {
+      for (const e of entries) e.value.fill(0);
+    }
+  },
+};
+
+export const credentialCommands: Command[] = [
+  add,
+  importCmd,
+  list,
+  show,
+  update,
+  rotate,
+  remove,
+];

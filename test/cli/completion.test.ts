@@ -64,10 +64,12 @@ describe('completion', () => {
   });
 
   it('bash: credential and agent names, asked of the CLI without a password', async () => {
-    expect((await addCredential(t, 'openai', 'sk-completion-canary-1', [
-      '--allowed-domains',
-      'api.openai.com',
-    ])).code).toBe(0);
+    expect(
+      (await addCredential(t, 'openai', 'sk-completion-canary-1', [
+        '--allowed-domains',
+        'api.openai.com',
+      ])).code,
+    ).toBe(0);
     await newAgent(t, { name: 'scraper' });
     expect(completeInBash('trust-protocol agent grant scraper o')).toEqual(['openai']);
     expect(completeInBash('trust-protocol agent grant s')).toEqual(['scraper']);
