@@ -11,7 +11,16 @@ import {
   updateCredential,
 } from '../../src/credentials.ts';
 import { TpError, usage } from '../../src/errors.ts';
-import { type CredentialMeta, decryptValue, loadVault } from '../../src/vault.ts';
+import {
+  type Change,
+  type CredentialMeta,
+  decryptValue,
+  loadVault,
+  updateVault,
+  type VaultBody,
+  type VaultKeys,
+  wipeKeys,
+} from '../../src/vault.ts';
 import {
   changeVault,
   type Command,
@@ -22,6 +31,7 @@ import {
   PASSWORD_FILE_OPTION,
   str,
   tableText,
+  unsealVault,
 } from '../context.ts';
 import { type DotenvEntry, looksLikeDotenvLine, parseDotenv } from '../dotenv.ts';
 import { promptHidden, readAll, readUserFile } from '../io.ts';
@@ -56,8 +66,11 @@ function _spec(ctx: Ctx): CredentialSpec {
   return spec;
 }
 
-/** --value-file, else standard input when it is not a terminal, else a no-echo prompt. */
-async function _readValue(ctx: Ctx): Promise<Uint8Array> {
+/**
+ * The value from --value-file, or else standard input when it is not a terminal; null when it is to
+ * be typed, which is asked after the master password (the order a user expects: the vault first).
+ */
+async function _givenValue(ctx: Ctx): Promise<Uint8Array | null> {
   const file = str(ctx, 'value-file');
   if (file !== undefined) {
     const raw = readUserFile(file, 'value file', 1024 * 1024);
@@ -76,7 +89,11 @@ async function _readValue(ctx: Ctx): Promise<Uint8Array> {
       await readAll(ctx.io.stdin, 1024 * 1024, 'the value on standard input'),
     );
   }
-  const typed = await promptHidden(ctx.io, 'Credential value (input hidden): ');
+  return null;
+}
+
+async function _typedValue(ctx: Ctx, name: string): Promise<Uint8Array> {
+  const typed = await promptHidden(ctx.io, `Credential value for ${name} (input hidden): `);
   if (typed === null) {
     throw usage(
       'no_value',
@@ -85,6 +102,27 @@ async function _readValue(ctx: Ctx): Promise<Uint8Array> {
     );
   }
   return checkCredentialValue(typed);
+}
+
+/** Unseals, gets the value (typed after the password), applies the change; wipes both after. */
+async function _changeWithValue<T>(
+  ctx: Ctx,
+  name: string,
+  change: (body: VaultBody, keys: VaultKeys, value: Uint8Array) => Change<T>,
+): Promise<T> {
+  let value = await _givenValue(ctx);
+  try {
+    const { home, keys } = await unsealVault(ctx);
+    try {
+      const v = value ?? await _typedValue(ctx, name);
+      value = v;
+      return await updateVault(home, keys, (body) => change(body, keys, v));
+    } finally {
+      wipeKeys(keys);
+    }
+  } finally {
+    value?.fill(0);
+  }
 }
 
 function _metaText(m: CredentialMeta): string {
@@ -125,23 +163,21 @@ const add: Command = {
   async run(ctx) {
     const name = ctx.positionals[0] as string;
     const spec = _spec(ctx);
-    const value = await _readValue(ctx);
-    try {
-      const meta = await changeVault(
-        ctx,
-        (body, keys) => addCredential(body, keys, { name, spec, value, now: ctx.now() }),
-      );
-      const warn = meta.any_domain
-        ? 'WARNING: this credential is UNRESTRICTED: it may be sent to any https host.\n'
-        : '';
-      return {
-        json: _metaJson(meta),
-        text: `${warn}Added credential ${meta.name}.\n`,
-        informational: true,
-      };
-    } finally {
-      value.fill(0);
-    }
+    // Rules checked before anything is asked: a typo in a domain should not cost a typed secret.
+    buildMeta(name, spec);
+    const meta = await _changeWithValue(
+      ctx,
+      name,
+      (body, keys, value) => addCredential(body, keys, { name, spec, value, now: ctx.now() }),
+    );
+    const warn = meta.any_domain
+      ? 'WARNING: this credential is UNRESTRICTED: it may be sent to any https host.\n'
+      : '';
+    return {
+      json: _metaJson(meta),
+      text: `${warn}Added credential ${meta.name}.\n`,
+      informational: true,
+    };
   },
 };
 
@@ -181,20 +217,16 @@ const rotate: Command = {
   args: { min: 1, max: 1 },
   async run(ctx) {
     const name = ctx.positionals[0] as string;
-    const value = await _readValue(ctx);
-    try {
-      await changeVault(
-        ctx,
-        (body, keys) => rotateCredential(body, keys, { name, value, now: ctx.now() }),
-      );
-      return {
-        json: { name, rotated: true },
-        text: `Rotated credential ${name}.\n`,
-        informational: true,
-      };
-    } finally {
-      value.fill(0);
-    }
+    await _changeWithValue(
+      ctx,
+      name,
+      (body, keys, value) => rotateCredential(body, keys, { name, value, now: ctx.now() }),
+    );
+    return {
+      json: { name, rotated: true },
+      text: `Rotated credential ${name}.\n`,
+      informational: true,
+    };
   },
 };
 
