@@ -1,5 +1,6 @@
 /** `credential add|list|show|update|rotate|remove`. Values are read, never printed. */
 import type { ParseArgsOptionsConfig } from 'node:util';
+import { paint } from '../color.ts';
 import {
   addCredential,
   buildMeta,
@@ -171,7 +172,9 @@ const add: Command = {
       (body, keys, value) => addCredential(body, keys, { name, spec, value, now: ctx.now() }),
     );
     const warn = meta.any_domain
-      ? 'WARNING: this credential is UNRESTRICTED: it may be sent to any https host.\n'
+      ? `${
+        paint(ctx.color, 'yellow', 'WARNING')
+      }: this credential is UNRESTRICTED: it may be sent to any https host.\n`
       : '';
     return {
       json: _metaJson(meta),
@@ -263,9 +266,12 @@ const list: Command = {
     ]);
     return {
       json: file.body.credentials.map(_metaJson),
+      quiet: file.body.credentials.map((c) => `${c.name}\n`).join(''),
       text: rows.length === 0
         ? 'No credentials.\n'
-        : tableText([['NAME', 'ALLOWED DOMAINS', 'PLACEMENTS', 'MIN TIER'], ...rows]),
+        : tableText([['NAME', 'ALLOWED DOMAINS', 'PLACEMENTS', 'MIN TIER'], ...rows], {
+          color: ctx.color,
+        }),
     };
   },
 };
@@ -402,7 +408,7 @@ Example:
       return {
         json: metas.map((m, i) => ({ ..._metaJson(m), variable: plan[i]?.entry.name })),
         text: `Imported ${metas.length} credential(s):\n` +
-          tableText([['NAME', 'FROM', 'ALLOWED DOMAINS'], ...rows]),
+          tableText([['NAME', 'FROM', 'ALLOWED DOMAINS'], ...rows], { color: ctx.color }),
         informational: true,
       };
     } finally {

@@ -86,6 +86,7 @@ socket instead: --server unix:PATH, or /run/trust-protocol/serve.sock found by i
     }
     return {
       json: { ...brake },
+      quiet: `${brake.id}\n`,
       text: `Emergency brake ${brake.id} is active (${
         _describe(brake)
       }). Lift it with \`trust-protocol emergency clear${
@@ -225,7 +226,7 @@ const status: Command = {
       json,
       text: rows.length === 0
         ? 'No emergency brakes are active.\n'
-        : tableText([['SCOPE', 'TARGET', 'SINCE', 'REASON'], ...rows]),
+        : tableText([['SCOPE', 'TARGET', 'SINCE', 'REASON'], ...rows], { color: ctx.color }),
     };
   },
 };

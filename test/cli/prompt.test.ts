@@ -10,7 +10,7 @@ const PTY = path.resolve(new URL('../helpers/terminal.py', import.meta.url).path
 function atTerminal(
   args: string[],
   script: Array<[string, string]>,
-  env: Record<string, string> = {},
+  env: Record<string, string | undefined> = {},
 ) {
   const { file, argv } = command(args);
   return new Promise<{ code: number; transcript: string }>((resolve, reject) => {
@@ -164,5 +164,51 @@ describe('no-echo prompts at a terminal', () => {
     expect(ok.transcript).not.toContain(password);
     const show = JSON.parse((await t.tp(['agent', 'show', id, '--json'])).stdout);
     expect(show.tier).toBe('SACRED');
+  });
+});
+
+describe('colour at a terminal', () => {
+  const ESC = '\x1b[';
+
+  it('headings, errors and verdicts are coloured at a terminal', async () => {
+    const t = await newHome();
+    const env = { NO_COLOR: undefined };
+    await newAgent(t);
+    const table = await atTerminal(['--home', t.home, 'agent', 'list'], [], env);
+    expect(table.code, table.transcript).toBe(0);
+    expect(table.transcript).toContain(`${ESC}1mID`);
+    const error = await atTerminal(['--home', t.home, 'statsu'], [], env);
+    expect(error.code).toBe(2);
+    expect(error.transcript).toContain(`${ESC}31m`);
+    const verify = await atTerminal(
+      [
+        '--home',
+        t.home,
+        'audit',
+        'verify',
+        '--password-file',
+        t.passwordFile,
+      ],
+      [],
+      env,
+    );
+    expect(verify.code, verify.transcript).toBe(0);
+    expect(verify.transcript).toContain(`${ESC}32m`);
+  });
+
+  it('never with NO_COLOR or --no-color', async () => {
+    const t = await newHome();
+    await newAgent(t);
+    for (
+      const [args, env] of [
+        [['agent', 'list'], { NO_COLOR: '1' }],
+        [['agent', 'list', '--no-color'], { NO_COLOR: undefined }],
+        [['statsu'], { NO_COLOR: '1' }],
+        [['--no-color', 'statsu'], { NO_COLOR: undefined }],
+      ] as const
+    ) {
+      const r = await atTerminal(['--home', t.home, ...args], [], env);
+      expect(r.transcript, args.join(' ')).not.toContain(ESC);
+    }
   });
 });
