@@ -294,6 +294,11 @@ function _nameFor(variable: string): string {
   return variable.toLowerCase();
 }
 
+/** A variable name as typed, shown only if it looks like one: a pasted value must not be echoed. */
+function _shown(variable: string): string {
+  return /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(variable) ? variable : '(not a variable name)';
+}
+
 /** Which variables to import, each with its spec; checked in full before the password is asked. */
 function _importPlan(ctx: Ctx, entries: DotenvEntry[], file: string) {
   const only = str(ctx, 'only');
@@ -302,7 +307,7 @@ function _importPlan(ctx: Ctx, entries: DotenvEntry[], file: string) {
   ).map((v) => {
     const entry = entries.find((e) => e.name === v);
     if (entry === undefined) {
-      throw usage('no_such_variable', `${file} does not set ${v}`, 'check --only');
+      throw usage('no_such_variable', `${file} does not set ${_shown(v)}`, 'check --only');
     }
     return entry;
   });
@@ -314,9 +319,9 @@ function _importPlan(ctx: Ctx, entries: DotenvEntry[], file: string) {
     if (eq < 1 || !chosen.some((e) => e.name === variable)) {
       throw usage(
         'bad_flag',
-        `--domains takes VARIABLE=PATTERN[,PATTERN...] for an imported variable, got "${
-          eq < 1 ? d : variable
-        }"`,
+        `--domains takes VARIABLE=PATTERN[,PATTERN...] for an imported variable, got ${
+          eq < 1 ? 'no VARIABLE=' : _shown(variable)
+        }`,
       );
     }
     perVariable.set(variable, d.slice(eq + 1).split(',').filter((p) => p.trim() !== ''));

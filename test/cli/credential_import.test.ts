@@ -159,6 +159,19 @@ describe('credential import', () => {
     ]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('NOT_THERE');
+    // A value pasted where a variable name belongs is not echoed back.
+    const pasted = await t.tp([
+      'credential',
+      'import',
+      env,
+      '--only',
+      SKIPPED,
+      '--domains',
+      `${OPENAI}=x.test`,
+      '--password-file',
+      t.passwordFile,
+    ]);
+    expect(pasted.code).toBe(2);
 
     const bad = t.file(
       'bad.env',
@@ -191,7 +204,7 @@ describe('credential import', () => {
     expect(tooShort.stderr).not.toContain('abc');
 
     expect(await names()).toEqual(before);
-    expectNoValues([noDomains, missing, badLine, tooShort]);
+    expectNoValues([noDomains, missing, pasted, badLine, tooShort]);
   });
 
   it('credential add --value-file refuses a .env line and points at import', async () => {
