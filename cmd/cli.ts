@@ -11,6 +11,7 @@ import { resolveHome } from '../src/home.ts';
 import type { Command, Ctx, Output } from './context.ts';
 import { asTpError, EXIT, EXIT_TABLE, formatError } from './exit.ts';
 import { type Io, write } from './io.ts';
+import { colorOn } from './color.ts';
 import { closest } from './suggest.ts';
 
 export const VERSION: string = pkg.version;
@@ -33,6 +34,7 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   publisher: async () => (await import('./commands/publisher.ts')).publisherCommands,
   monitor: async () => (await import('./commands/monitor.ts')).monitorCommands,
   config: async () => (await import('./commands/config.ts')).configCommands,
+  completion: async () => (await import('./commands/completion.ts')).completionCommands,
 };
 const GROUPS = [
   'credential',
@@ -45,12 +47,13 @@ const GROUPS = [
   'config',
 ];
 
-async function _allCommands(): Promise<Command[]> {
+/** Every command: the one table behind help, flag checking and shell completion. */
+export async function allCommands(): Promise<Command[]> {
   const lists = await Promise.all([...new Set(Object.values(MODULES))].map((load) => load()));
   return [...new Set(lists.flat())];
 }
 
-const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
+export const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
   home: { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
@@ -90,7 +93,7 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
     );
     if (command === null) {
       _checkFlags(rest, GLOBAL_OPTIONS, 'trust-protocol [GLOBAL OPTIONS] COMMAND');
-      const all = await _allCommands();
+      const all = await allCommands();
       await write(io.stdout, group === undefined ? _mainHelp(all) : _groupHelp(all, group));
       return EXIT.ok;
     }
@@ -110,8 +113,7 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
       positionals: parsed.positionals,
       json,
       quiet: parsed.values.quiet === true,
-      color: parsed.values['no-color'] !== true && io.env.NO_COLOR === undefined &&
-        io.stdout.isTTY === true,
+      color: colorOn(io.stdout, io.env, parsed.values['no-color'] === true),
       homeDir: resolveHome(
         typeof parsed.values.home === 'string' ? parsed.values.home : undefined,
         io.env,
@@ -124,7 +126,10 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
     return output.exitCode ?? EXIT.ok;
   } catch (e) {
     const err = asTpError(e);
-    io.stderr.write(formatError(err, jsonErrors));
+    io.stderr.write(formatError(err, {
+      json: jsonErrors,
+      color: colorOn(io.stderr, io.env, argv.includes('--no-color')),
+    }));
     if (err.kind === 'internal' && io.env.TRUST_PROTOCOL_DEBUG === '1' && e instanceof Error) {
       io.stderr.write(`${e.stack}\n`);
     }
@@ -275,7 +280,10 @@ async function _print(ctx: Ctx, output: Output): Promise<void> {
     }
     return;
   }
-  if (ctx.quiet && output.informational) return;
+  if (ctx.quiet) {
+    await write(ctx.io.stdout, output.quiet ?? (output.informational ? '' : output.text));
+    return;
+  }
   await write(ctx.io.stdout, output.text);
 }
 
@@ -292,8 +300,8 @@ ${lines.join('\n')}
 Global options (before or after the command words):
   --home DIR     state directory (else $TRUST_PROTOCOL_HOME, else ~/.trust-protocol)
   --json         machine-readable output on stdout; errors as JSON on stderr
-  --quiet, -q    print only data (ids, tokens, responses)
-  --no-color     no colour (also when NO_COLOR is set)
+  --quiet, -q    print only data (a token, ids or names one a line, responses)
+  --no-color     no colour (also when NO_COLOR is set, or not on a terminal)
   --help, -h     help for a command: trust-protocol COMMAND --help, or trust-protocol help COMMAND
   --password-file PATH  the master password, for the commands that need it (others ignore it)
   --version      print the version

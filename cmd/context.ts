@@ -12,6 +12,7 @@ import {
   type VaultKeys,
   wipeKeys,
 } from '../src/vault.ts';
+import { paint } from './color.ts';
 import type { Io } from './io.ts';
 import { readPassword } from './secrets.ts';
 
@@ -34,6 +35,8 @@ export interface Output {
   text: string;
   /** Informational text that --quiet suppresses (data such as ids and tokens always prints). */
   informational?: boolean;
+  /** What --quiet prints instead of `text`: the data alone (a token, one id or name a line). */
+  quiet?: string;
   exitCode?: number;
   /** Under --json, print these as JSON lines instead of one document (`audit show`). */
   jsonLines?: unknown[];
@@ -102,12 +105,15 @@ export async function changeVault<T>(
   }
 }
 
-export function tableText(rows: string[][]): string {
+/** Aligned columns; with `color`, the first row is a heading and printed bold. */
+export function tableText(rows: string[][], options: { color?: boolean } = {}): string {
   if (rows.length === 0) return '';
   const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) =>
-    r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()
-  ).join('\n') + '\n';
+  return rows.map((r, n) => {
+    const line = r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')
+      .trimEnd();
+    return n === 0 ? paint(options.color === true, 'bold', line) : line;
+  }).join('\n') + '\n';
 }
 
 export function internal(message: string): TpError {

@@ -1,5 +1,6 @@
 /** The one place where error kinds become exit codes and messages (SPEC §1). */
 import { type ErrorKind, TpError } from '../src/errors.ts';
+import { paint } from './color.ts';
 
 export const EXIT: Readonly<Record<ErrorKind | 'ok' | 'http_status', number>> = {
   ok: 0,
@@ -34,12 +35,12 @@ export function asTpError(e: unknown): TpError {
   return new TpError('internal', 'internal', `internal error: ${message}`, { cause: e });
 }
 
-export function formatError(e: TpError, json: boolean): string {
-  if (json) {
+export function formatError(e: TpError, options: { json: boolean; color: boolean }): string {
+  if (options.json) {
     const error: Record<string, string> = { code: e.code, kind: e.kind, message: e.message };
     if (e.hint !== undefined) error.hint = e.hint;
     return JSON.stringify({ error }) + '\n';
   }
-  return `trust-protocol: error: ${e.message}\n` +
+  return `trust-protocol: ${paint(options.color, 'red', 'error:')} ${e.message}\n` +
     (e.hint === undefined ? '' : `hint: ${e.hint}\n`);
 }

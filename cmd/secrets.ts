@@ -6,6 +6,7 @@ import { dropTrailingNewline, type Io, promptHidden, readUserFile } from './io.t
 export const PASSWORD_ENV = 'TRUST_PROTOCOL_PASSWORD';
 export const TOKEN_ENV = 'TRUST_PROTOCOL_TOKEN';
 const MIN_NEW_PASSWORD = 8;
+const NEW_PASSWORD_TRIES = 3;
 
 export interface PasswordOptions {
   passwordFile?: string | undefined;
@@ -26,7 +27,19 @@ export async function readPassword(io: Io, options: PasswordOptions): Promise<Ui
     password = new TextEncoder().encode(io.env[PASSWORD_ENV]);
   } else {
     password = await promptHidden(io, options.prompt ?? 'Master password: ');
-    if (password !== null && options.isNew) {
+    // At a terminal a too-short new password is asked again, as passwd(1) does; a file or the
+    // environment cannot be asked, so there it stays an error (below).
+    for (
+      let tries = 1;
+      password !== null && options.isNew && password.length < MIN_NEW_PASSWORD &&
+      tries < NEW_PASSWORD_TRIES;
+      tries++
+    ) {
+      password.fill(0);
+      io.stderr.write(`The password is shorter than ${MIN_NEW_PASSWORD} bytes; try again.\n`);
+      password = await promptHidden(io, options.prompt ?? 'Master password: ');
+    }
+    if (password !== null && options.isNew && password.length >= MIN_NEW_PASSWORD) {
       const again = await promptHidden(io, 'Repeat the master password: ');
       if (again === null || Buffer.compare(Buffer.from(again), Buffer.from(password)) !== 0) {
         throw usage('password_mismatch', 'the two passwords do not match', 'run the command again');

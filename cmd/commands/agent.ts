@@ -29,6 +29,7 @@ import {
   type Command,
   type Ctx,
   existingHome,
+  type Output,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
@@ -38,8 +39,9 @@ import { promptHidden, promptLine } from '../io.ts';
 import { recommendCommand } from './monitor.ts';
 import { readToken } from '../secrets.ts';
 
-function _tokenOutput(t: IssuedToken, verb: string): { json: unknown; text: string } {
+function _tokenOutput(t: IssuedToken, verb: string): Output {
   return {
+    quiet: `${t.token}\n`,
     json: { id: t.id, name: t.name, token: t.token, tier: t.tier, expires_at: t.expires_at },
     text: `${verb} agent ${t.id} (${t.name}, ${t.tier}).\n` +
       `token (shown once; give it to the agent as TRUST_PROTOCOL_TOKEN or in a --token-file):\n${t.token}\n` +
@@ -123,9 +125,12 @@ const list: Command = {
     ) => [a.id, a.name, a.tier, a.state, String(a.grants.length), a.token_expires_at ?? '-']);
     return {
       json: agents,
+      quiet: agents.map((a) => `${a.id}\n`).join(''),
       text: rows.length === 0
         ? 'No agents.\n'
-        : tableText([['ID', 'NAME', 'TIER', 'STATE', 'GRANTS', 'TOKEN EXPIRES'], ...rows]),
+        : tableText([['ID', 'NAME', 'TIER', 'STATE', 'GRANTS', 'TOKEN EXPIRES'], ...rows], {
+          color: ctx.color,
+        }),
     };
   },
 };

@@ -1,5 +1,6 @@
 /** `audit verify|show|export|checkpoint` (SPEC §10). */
 import { Buffer } from 'node:buffer';
+import { paint } from '../color.ts';
 import { escapeControls } from '../../src/bytes.ts';
 import { readAuditLog } from '../../src/audit.ts';
 import { type Problem, verifyAuditLog, type VerifyResult } from '../../src/audit_verify.ts';
@@ -48,7 +49,7 @@ async function _optionalKeys(ctx: Ctx): Promise<VaultKeys | null> {
   }
 }
 
-function _verifyText(r: VerifyResult): string {
+function _verifyText(r: VerifyResult, color: boolean): string {
   const head = r.head === null ? 'empty' : `head #${r.head.seq} ${r.head.hash.slice(0, 16)}…`;
   const macs = r.hmac_checked
     ? `HMACs checked${
@@ -59,13 +60,15 @@ function _verifyText(r: VerifyResult): string {
         : ''
     }`
     : 'HMACs NOT checked (no password): only the hash chain was verified';
-  if (r.ok) return `audit log intact: ${r.entries} entries, ${head}; ${macs}\n`;
+  if (r.ok) {
+    return `audit log ${paint(color, 'green', 'intact')}: ${r.entries} entries, ${head}; ${macs}\n`;
+  }
   const lines = r.problems.map((p: Problem) =>
     `  entry ${p.seq}: ${p.kind.replace('_', ' ')}: ${p.detail}`
   );
-  return `audit log FAILED verification (${r.problems.length} problem(s)); ${macs}\n${
-    lines.join('\n')
-  }\n` +
+  return `audit log ${
+    paint(color, 'red', 'FAILED')
+  } verification (${r.problems.length} problem(s)); ${macs}\n${lines.join('\n')}\n` +
     `first bad entry: ${r.problems[0]?.seq} (${r.problems[0]?.kind.replace('_', ' ')})\n`;
 }
 
@@ -95,7 +98,7 @@ const verify: Command = {
       });
       return {
         json: result,
-        text: _verifyText(result),
+        text: _verifyText(result, ctx.color),
         exitCode: result.ok ? EXIT.ok : EXIT.verification,
       };
     } finally {
@@ -236,7 +239,9 @@ Examples:
     }
     return {
       json: undefined,
-      text: entries.length === 0 ? 'No entries.\n' : tableText([SHOW_HEADER, ...rows(entries)]),
+      text: entries.length === 0
+        ? 'No entries.\n'
+        : tableText([SHOW_HEADER, ...rows(entries)], { color: ctx.color }),
     };
   },
 };
@@ -278,7 +283,9 @@ async function _follow(
     if (list.length === 0) return;
     const text = ctx.json
       ? list.map((e) => JSON.stringify(e) + '\n').join('')
-      : tableText(header ? [SHOW_HEADER, ...rows(list)] : rows(list));
+      : tableText(header ? [SHOW_HEADER, ...rows(list)] : rows(list), {
+        color: ctx.color && header,
+      });
     await write(ctx.io.stdout, text);
   };
   await print(first, true);

@@ -1,7 +1,9 @@
 /** `credential add|list|show|update|rotate|remove`. Values are read, never printed. */
 import type { ParseArgsOptionsConfig } from 'node:util';
+import { paint } from '../color.ts';
 import {
   addCredential,
+  buildMeta,
   checkCredentialValue,
   type CredentialSpec,
   findCredential,
@@ -9,18 +11,30 @@ import {
   rotateCredential,
   updateCredential,
 } from '../../src/credentials.ts';
-import { usage } from '../../src/errors.ts';
-import { type CredentialMeta, decryptValue, loadVault } from '../../src/vault.ts';
+import { TpError, usage } from '../../src/errors.ts';
+import {
+  type Change,
+  type CredentialMeta,
+  decryptValue,
+  loadVault,
+  updateVault,
+  type VaultBody,
+  type VaultKeys,
+  wipeKeys,
+} from '../../src/vault.ts';
 import {
   changeVault,
   type Command,
   type Ctx,
   existingHome,
   flag,
+  list as listFlag,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
+  unsealVault,
 } from '../context.ts';
+import { type DotenvEntry, looksLikeDotenvLine, parseDotenv } from '../dotenv.ts';
 import { promptHidden, readAll, readUserFile } from '../io.ts';
 
 const SPEC_OPTIONS: ParseArgsOptionsConfig = {
@@ -53,18 +67,34 @@ function _spec(ctx: Ctx): CredentialSpec {
   return spec;
 }
 
-/** --value-file, else standard input when it is not a terminal, else a no-echo prompt. */
-async function _readValue(ctx: Ctx): Promise<Uint8Array> {
+/**
+ * The value from --value-file, or else standard input when it is not a terminal; null when it is to
+ * be typed, which is asked after the master password (the order a user expects: the vault first).
+ */
+async function _givenValue(ctx: Ctx): Promise<Uint8Array | null> {
   const file = str(ctx, 'value-file');
   if (file !== undefined) {
-    return checkCredentialValue(readUserFile(file, 'value file', 1024 * 1024));
+    const raw = readUserFile(file, 'value file', 1024 * 1024);
+    if (looksLikeDotenvLine(raw)) {
+      raw.fill(0);
+      throw usage(
+        'dotenv_value',
+        `${file} looks like a .env line (NAME=value), not a bare value`,
+        `use \`trust-protocol credential import ${file}\`, or put only the value in the file`,
+      );
+    }
+    return checkCredentialValue(raw);
   }
   if (!ctx.io.isTerminal) {
     return checkCredentialValue(
       await readAll(ctx.io.stdin, 1024 * 1024, 'the value on standard input'),
     );
   }
-  const typed = await promptHidden(ctx.io, 'Credential value (input hidden): ');
+  return null;
+}
+
+async function _typedValue(ctx: Ctx, name: string): Promise<Uint8Array> {
+  const typed = await promptHidden(ctx.io, `Credential value for ${name} (input hidden): `);
   if (typed === null) {
     throw usage(
       'no_value',
@@ -73,6 +103,27 @@ async function _readValue(ctx: Ctx): Promise<Uint8Array> {
     );
   }
   return checkCredentialValue(typed);
+}
+
+/** Unseals, gets the value (typed after the password), applies the change; wipes both after. */
+async function _changeWithValue<T>(
+  ctx: Ctx,
+  name: string,
+  change: (body: VaultBody, keys: VaultKeys, value: Uint8Array) => Change<T>,
+): Promise<T> {
+  let value = await _givenValue(ctx);
+  try {
+    const { home, keys } = await unsealVault(ctx);
+    try {
+      const v = value ?? await _typedValue(ctx, name);
+      value = v;
+      return await updateVault(home, keys, (body) => change(body, keys, v));
+    } finally {
+      wipeKeys(keys);
+    }
+  } finally {
+    value?.fill(0);
+  }
 }
 
 function _metaText(m: CredentialMeta): string {
@@ -113,23 +164,23 @@ const add: Command = {
   async run(ctx) {
     const name = ctx.positionals[0] as string;
     const spec = _spec(ctx);
-    const value = await _readValue(ctx);
-    try {
-      const meta = await changeVault(
-        ctx,
-        (body, keys) => addCredential(body, keys, { name, spec, value, now: ctx.now() }),
-      );
-      const warn = meta.any_domain
-        ? 'WARNING: this credential is UNRESTRICTED: it may be sent to any https host.\n'
-        : '';
-      return {
-        json: _metaJson(meta),
-        text: `${warn}Added credential ${meta.name}.\n`,
-        informational: true,
-      };
-    } finally {
-      value.fill(0);
-    }
+    // Rules checked before anything is asked: a typo in a domain should not cost a typed secret.
+    buildMeta(name, spec);
+    const meta = await _changeWithValue(
+      ctx,
+      name,
+      (body, keys, value) => addCredential(body, keys, { name, spec, value, now: ctx.now() }),
+    );
+    const warn = meta.any_domain
+      ? `${
+        paint(ctx.color, 'yellow', 'WARNING')
+      }: this credential is UNRESTRICTED: it may be sent to any https host.\n`
+      : '';
+    return {
+      json: _metaJson(meta),
+      text: `${warn}Added credential ${meta.name}.\n`,
+      informational: true,
+    };
   },
 };
 
@@ -169,20 +220,16 @@ const rotate: Command = {
   args: { min: 1, max: 1 },
   async run(ctx) {
     const name = ctx.positionals[0] as string;
-    const value = await _readValue(ctx);
-    try {
-      await changeVault(
-        ctx,
-        (body, keys) => rotateCredential(body, keys, { name, value, now: ctx.now() }),
-      );
-      return {
-        json: { name, rotated: true },
-        text: `Rotated credential ${name}.\n`,
-        informational: true,
-      };
-    } finally {
-      value.fill(0);
-    }
+    await _changeWithValue(
+      ctx,
+      name,
+      (body, keys, value) => rotateCredential(body, keys, { name, value, now: ctx.now() }),
+    );
+    return {
+      json: { name, rotated: true },
+      text: `Rotated credential ${name}.\n`,
+      informational: true,
+    };
   },
 };
 
@@ -219,9 +266,12 @@ const list: Command = {
     ]);
     return {
       json: file.body.credentials.map(_metaJson),
+      quiet: file.body.credentials.map((c) => `${c.name}\n`).join(''),
       text: rows.length === 0
         ? 'No credentials.\n'
-        : tableText([['NAME', 'ALLOWED DOMAINS', 'PLACEMENTS', 'MIN TIER'], ...rows]),
+        : tableText([['NAME', 'ALLOWED DOMAINS', 'PLACEMENTS', 'MIN TIER'], ...rows], {
+          color: ctx.color,
+        }),
     };
   },
 };
@@ -239,4 +289,145 @@ const show: Command = {
   },
 };
 
-export const credentialCommands: Command[] = [add, list, show, update, rotate, remove];
+/** A variable's credential name: the variable in lower case (OPENAI_API_KEY -> openai_api_key). */
+function _nameFor(variable: string): string {
+  return variable.toLowerCase();
+}
+
+/** A variable name as typed, shown only if it looks like one: a pasted value must not be echoed. */
+function _shown(variable: string): string {
+  return /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(variable) ? variable : '(not a variable name)';
+}
+
+/** Which variables to import, each with its spec; checked in full before the password is asked. */
+function _importPlan(ctx: Ctx, entries: DotenvEntry[], file: string) {
+  const only = str(ctx, 'only');
+  const chosen = only === undefined ? entries : only.split(',').map((v) => v.trim()).filter(
+    (v) => v !== '',
+  ).map((v) => {
+    const entry = entries.find((e) => e.name === v);
+    if (entry === undefined) {
+      throw usage('no_such_variable', `${file} does not set ${_shown(v)}`, 'check --only');
+    }
+    return entry;
+  });
+  if (chosen.length === 0) throw usage('no_variables', `${file} sets no variables`);
+  const perVariable = new Map<string, string[]>();
+  for (const d of listFlag(ctx, 'domains')) {
+    const eq = d.indexOf('=');
+    const variable = d.slice(0, eq);
+    if (eq < 1 || !chosen.some((e) => e.name === variable)) {
+      throw usage(
+        'bad_flag',
+        `--domains takes VARIABLE=PATTERN[,PATTERN...] for an imported variable, got ${
+          eq < 1 ? 'no VARIABLE=' : _shown(variable)
+        }`,
+      );
+    }
+    perVariable.set(variable, d.slice(eq + 1).split(',').filter((p) => p.trim() !== ''));
+  }
+  const base = _spec(ctx);
+  const plan = chosen.map((entry) => {
+    const domains = perVariable.get(entry.name);
+    const spec: CredentialSpec = domains === undefined
+      ? base
+      : { ...base, allowedDomains: domains, anyDomain: false };
+    return { entry, name: _nameFor(entry.name), spec };
+  });
+  const undecided = plan.filter((p) => p.spec.allowedDomains === undefined && !p.spec.anyDomain);
+  if (undecided.length > 0) {
+    throw usage(
+      'no_domains',
+      `no allowed domains for ${undecided.map((p) => p.entry.name).join(', ')}`,
+      `give them per variable (--domains ${undecided[0]?.entry.name}=api.example.com) or for all ` +
+        '(--allowed-domains PATTERN[,PATTERN...])',
+    );
+  }
+  const seen = new Set<string>();
+  for (const p of plan) {
+    if (seen.has(p.name)) {
+      throw usage('duplicate_name', `two variables become the credential name "${p.name}"`);
+    }
+    seen.add(p.name);
+    buildMeta(p.name, p.spec);
+    try {
+      checkCredentialValue(p.entry.value).fill(0);
+    } catch (e) {
+      if (!(e instanceof TpError)) throw e;
+      throw usage(
+        e.code,
+        `${p.entry.name} (line ${p.entry.line}): ${e.message}`,
+        `fix it in ${file}`,
+      );
+    }
+  }
+  return plan;
+}
+
+const importCmd: Command = {
+  words: ['credential', 'import'],
+  summary: 'add credentials from a .env file (NAME=value lines), never printing a value',
+  usage:
+    'credential import FILE [--only VAR[,VAR...]] [--domains VAR=P[,P...]]... [--allowed-domains P[,P...] | --any-domain] [--min-tier T] [--placement ...] [--rate N/PERIOD]',
+  help: `Each chosen variable (all, or those named by --only) becomes a credential named after it in
+lower case: OPENAI_API_KEY becomes openai_api_key. --domains VAR=PATTERNS gives one variable its
+allowed domains (repeatable); --allowed-domains or --any-domain applies to the others. The other
+flags apply to all. Either every variable is added, or none (one vault change).
+
+Example:
+  trust-protocol credential import .env --only OPENAI_API_KEY,ANTHROPIC_API_KEY \\
+    --domains OPENAI_API_KEY=api.openai.com --domains ANTHROPIC_API_KEY=api.anthropic.com`,
+  options: {
+    ...PASSWORD_FILE_OPTION,
+    ...SPEC_OPTIONS,
+    only: { type: 'string' },
+    domains: { type: 'string', multiple: true },
+  },
+  args: { min: 1, max: 1 },
+  async run(ctx) {
+    const file = ctx.positionals[0] as string;
+    const raw = readUserFile(file, '.env file', 1024 * 1024);
+    let entries: DotenvEntry[];
+    try {
+      entries = parseDotenv(new TextDecoder().decode(raw));
+    } finally {
+      raw.fill(0);
+    }
+    try {
+      const plan = _importPlan(ctx, entries, file);
+      const metas = await changeVault(ctx, (body, keys) => {
+        const changes = plan.map((p) =>
+          addCredential(body, keys, {
+            name: p.name,
+            spec: p.spec,
+            value: checkCredentialValue(p.entry.value),
+            now: ctx.now(),
+          })
+        );
+        return { result: changes.map((c) => c.result), events: changes.flatMap((c) => c.events) };
+      });
+      const rows = metas.map((
+        m,
+        i,
+      ) => [m.name, plan[i]?.entry.name ?? '', m.allowed_domains.join(',') || 'ANY']);
+      return {
+        json: metas.map((m, i) => ({ ..._metaJson(m), variable: plan[i]?.entry.name })),
+        text: `Imported ${metas.length} credential(s):\n` +
+          tableText([['NAME', 'FROM', 'ALLOWED DOMAINS'], ...rows], { color: ctx.color }),
+        informational: true,
+      };
+    } finally {
+      for (const e of entries) e.value.fill(0);
+    }
+  },
+};
+
+export const credentialCommands: Command[] = [
+  add,
+  importCmd,
+  list,
+  show,
+  update,
+  rotate,
+  remove,
+];

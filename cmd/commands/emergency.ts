@@ -95,6 +95,7 @@ socket instead: --server unix:PATH, or /run/trust-protocol/serve.sock found by i
     }
     return {
       json: { ...brake },
+      quiet: `${brake.id}\n`,
       text: `Emergency brake ${brake.id} is active (${
         _describe(brake)
       }). Lift it with \`trust-protocol emergency clear${
@@ -265,7 +266,7 @@ const status: Command = {
       json,
       text: rows.length === 0
         ? 'No emergency brakes are active.\n'
-        : tableText([['SCOPE', 'TARGET', 'SINCE', 'REASON'], ...rows]),
+        : tableText([['SCOPE', 'TARGET', 'SINCE', 'REASON'], ...rows], { color: ctx.color }),
     };
   },
 };

@@ -57,7 +57,7 @@ const report: Command = {
       text: `Monitoring report (${HEADER}).\n` + (rows.length === 0 ? 'No agents.\n' : tableText([
         ['ID', 'NAME', 'TIER', 'SCORE', 'REQUESTS', 'DENIED', 'RECENT ANOMALIES', 'ADVICE'],
         ...rows,
-      ])),
+      ], { color: ctx.color })),
     };
   },
 };
@@ -113,7 +113,7 @@ for the built-in choice; needs the password and is audited.`,
       text: tableText([
         ['KIND', 'ACTIONS', ''],
         ...rows.map((r) => [r.kind, r.actions.join(','), r.default ? '(default)' : '']),
-      ]),
+      ], { color: ctx.color }),
     };
   },
 };

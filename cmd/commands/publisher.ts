@@ -112,7 +112,9 @@ const list: Command = {
       json: publishers,
       text: rows.length === 0
         ? 'No publishers. Add one with `trust-protocol publisher add NAME PUBFILE`.\n'
-        : tableText([['NAME', 'KEY ID', 'STATUS', 'SINCE', 'REASON'], ...rows]),
+        : tableText([['NAME', 'KEY ID', 'STATUS', 'SINCE', 'REASON'], ...rows], {
+          color: ctx.color,
+        }),
     };
   },
 };

@@ -2,6 +2,7 @@
 import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { paint } from '../color.ts';
 import { type AuditEvent, openAuditWriter } from '../../src/audit.ts';
 import { escapeControls, wipe } from '../../src/bytes.ts';
 import { TpError, usage } from '../../src/errors.ts';
@@ -204,7 +205,7 @@ const verify: Command = {
       if (home !== null) await _audit(home, keys, _event(dir, verdict, keys !== null));
       return {
         json: verdict,
-        text: _verdictText(verdict),
+        text: _verdictText(verdict, ctx.color),
         exitCode: verdict.ok ? EXIT.ok : EXIT.verification,
       };
     } finally {
@@ -235,10 +236,12 @@ async function _audit(home: Home, keys: VaultKeys | null, event: AuditEvent): Pr
   if (keys !== null) await recordAuditHead(home, keys, head);
 }
 
-function _verdictText(v: Verdict): string {
+function _verdictText(v: Verdict, color: boolean): string {
   const who = v.publisher === null ? `key ${v.key_id}` : `${v.publisher} (key ${v.key_id})`;
   if (v.ok) {
-    return `OK: ${v.name} ${v.version}, ${v.files} file(s), signed by ${who}, ${
+    return `${
+      paint(color, 'green', 'OK')
+    }: ${v.name} ${v.version}, ${v.files} file(s), signed by ${who}, ${
       v.expires === null ? 'no expiry' : `expires ${v.expires}`
     }.\n`;
   }
@@ -247,7 +250,9 @@ function _verdictText(v: Verdict): string {
       escapeControls(p.detail)
     }`
   );
-  return `FAILED: ${v.problems.length} problem(s) in this skill folder:\n${lines.join('\n')}\n`;
+  return `${
+    paint(color, 'red', 'FAILED')
+  }: ${v.problems.length} problem(s) in this skill folder:\n${lines.join('\n')}\n`;
 }
 
 /** The state directory when it exists (checked as usual), or null: `--key` works without one. */

@@ -10,7 +10,7 @@ const PTY = path.resolve(new URL('../helpers/terminal.py', import.meta.url).path
 function atTerminal(
   args: string[],
   script: Array<[string, string]>,
-  env: Record<string, string> = {},
+  env: Record<string, string | undefined> = {},
 ) {
   const { file, argv } = command(args);
   return new Promise<{ code: number; transcript: string }>((resolve, reject) => {
@@ -67,6 +67,65 @@ describe('no-echo prompts at a terminal', () => {
     expect(fs.existsSync(path.join(t.home, 'vault.json'))).toBe(false);
   });
 
+  it('init asks again after a too-short password, and then works', async () => {
+    const t = await newHome({ init: false });
+    const r = await atTerminal([
+      '--home',
+      t.home,
+      'init',
+      '--kdf-memory-mib',
+      '19',
+      '--kdf-iterations',
+      '2',
+    ], [
+      ['New master password:', 'short\r'],
+      ['try again', `${NEW}\r`],
+      ['Repeat the master password:', `${NEW}\r`],
+    ]);
+    expect(r.code, r.transcript).toBe(0);
+    expect(r.transcript).toContain('shorter than 8');
+    expect(r.transcript.split('New master password:').length).toBe(3);
+    expect(r.transcript).not.toContain(NEW);
+    expect(fs.existsSync(path.join(t.home, 'vault.json'))).toBe(true);
+  });
+
+  it('init from a file or the environment still refuses a too-short password', async () => {
+    const t = await newHome({ init: false });
+    const init = ['init', '--kdf-memory-mib', '19', '--kdf-iterations', '2'];
+    const file = await t.tp([...init, '--password-file', t.file('short', 'short\n')]);
+    const env = await t.tp(init, { env: { TRUST_PROTOCOL_PASSWORD: 'short' } });
+    for (const r of [file, env]) {
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('shorter than 8 bytes');
+    }
+    expect(fs.existsSync(path.join(t.home, 'vault.json'))).toBe(false);
+  });
+
+  it('credential add asks for the master password first, then for the named value', async () => {
+    const t = await newHome();
+    const password = fs.readFileSync(t.passwordFile, 'utf8').trim();
+    const value = 'sk-typed-value-canary-78';
+    const r = await atTerminal([
+      '--home',
+      t.home,
+      'credential',
+      'add',
+      'typed',
+      '--allowed-domains',
+      'api.allowed.test',
+    ], [
+      ['Master password', `${password}\r`],
+      ['Credential value for typed', `${value}\r`],
+    ]);
+    expect(r.code, r.transcript).toBe(0);
+    const master = r.transcript.indexOf('Master password');
+    const cred = r.transcript.indexOf('Credential value for typed');
+    expect(master).toBeGreaterThanOrEqual(0);
+    expect(cred).toBeGreaterThan(master);
+    expect(r.transcript).not.toContain(value);
+    expect(r.transcript).not.toContain(password);
+  });
+
   it('a credential value typed at the prompt is not echoed', async () => {
     const t = await newHome();
     const value = 'sk-typed-value-canary-77';
@@ -81,7 +140,7 @@ describe('no-echo prompts at a terminal', () => {
       '--password-file',
       t.passwordFile,
     ], [
-      ['Credential value', `${value}\r`],
+      ['Credential value for typed', `${value}\r`],
     ]);
     expect(r.code, r.transcript).toBe(0);
     expect(r.transcript).not.toContain(value);
@@ -105,5 +164,51 @@ describe('no-echo prompts at a terminal', () => {
     expect(ok.transcript).not.toContain(password);
     const show = JSON.parse((await t.tp(['agent', 'show', id, '--json'])).stdout);
     expect(show.tier).toBe('SACRED');
+  });
+});
+
+describe('colour at a terminal', () => {
+  const ESC = '\x1b[';
+
+  it('headings, errors and verdicts are coloured at a terminal', async () => {
+    const t = await newHome();
+    const env = { NO_COLOR: undefined };
+    await newAgent(t);
+    const table = await atTerminal(['--home', t.home, 'agent', 'list'], [], env);
+    expect(table.code, table.transcript).toBe(0);
+    expect(table.transcript).toContain(`${ESC}1mID`);
+    const error = await atTerminal(['--home', t.home, 'statsu'], [], env);
+    expect(error.code).toBe(2);
+    expect(error.transcript).toContain(`${ESC}31m`);
+    const verify = await atTerminal(
+      [
+        '--home',
+        t.home,
+        'audit',
+        'verify',
+        '--password-file',
+        t.passwordFile,
+      ],
+      [],
+      env,
+    );
+    expect(verify.code, verify.transcript).toBe(0);
+    expect(verify.transcript).toContain(`${ESC}32m`);
+  });
+
+  it('never with NO_COLOR or --no-color', async () => {
+    const t = await newHome();
+    await newAgent(t);
+    for (
+      const [args, env] of [
+        [['agent', 'list'], { NO_COLOR: '1' }],
+        [['agent', 'list', '--no-color'], { NO_COLOR: undefined }],
+        [['statsu'], { NO_COLOR: '1' }],
+        [['--no-color', 'statsu'], { NO_COLOR: undefined }],
+      ] as const
+    ) {
+      const r = await atTerminal(['--home', t.home, ...args], [], env);
+      expect(r.transcript, args.join(' ')).not.toContain(ESC);
+    }
   });
 });

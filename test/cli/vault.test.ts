@@ -200,7 +200,9 @@ describe('init, status, passwd', () => {
       t.passwordFile,
     ]);
     expect(reg.stdout).toMatch(/tpat_/);
-    expect((await t.tp(['credential', 'list', '-q'])).stdout).toMatch(/^NAME/);
+    expect(reg.stdout).toMatch(/^tpat_\S+\n$/);
+    // A list's data is its names, one a line, with no heading (issue 16).
+    expect((await t.tp(['credential', 'list', '-q'])).stdout).toBe('k\n');
   });
 
   it('usage errors exit 2 and, under --json, stderr is JSON', async () => {
