@@ -58,12 +58,14 @@ release: dist/trust-protocol
 	mv $(RELEASE_DIR)/MANIFEST.minisig $(RELEASE_DIR)/SHA256SUMS.minisig
 	cd $(RELEASE_DIR) && sha256sum --strict -c SHA256SUMS
 
-# Debian tools the tests use: minisign (skill signature round trips both ways) and strace (to
-# fail one system call and test what a crash at that moment leaves). Skipped when installed;
+# Debian tools the tests use: minisign (skill signature round trips both ways, release checks),
+# strace (to fail one system call and test what a crash at that moment leaves), zsh and fish (to
+# syntax-check their completion scripts). Skipped when installed;
 # installs as root on a fresh Debian machine (CI).
 tools:
-	@command -v minisign >/dev/null && command -v strace >/dev/null || \
-	  (apt-get update -qq && apt-get install -y -qq minisign strace)
+	@command -v minisign >/dev/null && command -v strace >/dev/null && \
+	  command -v zsh >/dev/null && command -v fish >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq minisign strace zsh fish)
 
 # The whole suite: sources on Node, sources on Deno, then the CLI tests against the binary.
 # The last line is the total, `N passed, N failed`.

@@ -153,6 +153,8 @@ describe('audit show', () => {
         mac: null,
       }) + '\n',
     );
+    // Deno's appendFileSync sets the mode it is given (0666) on an existing file too.
+    fs.chmodSync(log, 0o600);
     const r = await u.tp(['audit', 'show', '--event', 'monitor']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(
