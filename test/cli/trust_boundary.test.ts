@@ -360,7 +360,9 @@ describe('a MAC present but wrong is an integrity failure, never skipped', () =>
       for (let i = 0; i < 2; i++) {
         const r = await request();
         expect(r.status).toBe(503);
-        expect(json(r).error.code).toBe('audit_mac_mismatch');
+        // serve records heads off the request path: whether the restored vault's head is behind
+        // the log (rollback) or the broken MACs are read first depends on when that write landed.
+        expect(['audit_mac_mismatch', 'vault_rollback']).toContain(json(r).error.code);
       }
       expect(served.upstream.requests).toHaveLength(count);
     } finally {
