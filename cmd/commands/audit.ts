@@ -2,10 +2,10 @@
 import { Buffer } from 'node:buffer';
 import { escapeControls } from '../../src/bytes.ts';
 import {
+  readAuditLog,
   readLogChunks,
   readLogLines,
   readLogLinesBackward,
-  readAuditLog,
 } from '../../src/audit.ts';
 import {
   AuditVerifier,

@@ -81,7 +81,9 @@ export function requestEventOf(e: AuditEntry, limit: number): RequestEvent | nul
   const kind = KINDS[e.event];
   const agent = e.actor?.type === 'agent' ? e.actor.id : undefined;
   const at = Date.parse(e.ts);
-  if (kind === undefined || typeof agent !== 'string' || Number.isNaN(at) || at > limit) return null;
+  if (kind === undefined || typeof agent !== 'string' || Number.isNaN(at) || at > limit) {
+    return null;
+  }
   const d = e.data ?? {};
   return {
     agent,
