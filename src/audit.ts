@@ -18,6 +18,7 @@ import {
   fsyncDir,
   type Home,
   ioErrorCode,
+  openStateFile,
   READ_FLAGS,
   readStateFile,
   subdir,
@@ -97,7 +98,7 @@ const CHUNK = 1024 * 1024;
  * buffer, valid until the next is asked for. Nothing when there is no log yet.
  */
 export function* readLogChunks(home: Home): Generator<Uint8Array> {
-  const fd = _openLog(home);
+  const fd = _openForReading(home);
   if (fd === null) return;
   try {
     const size = fs.fstatSync(fd).size;
@@ -145,7 +146,7 @@ export function* readLogLines(home: Home): Generator<string> {
  * from the end in blocks, so that a reader of the newest entries pays for those only.
  */
 export function* readLogLinesBackward(home: Home): Generator<string> {
-  const fd = _openLog(home);
+  const fd = _openForReading(home);
   if (fd === null) return;
   try {
     const size = fs.fstatSync(fd).size;
@@ -159,13 +160,19 @@ export function* readLogLinesBackward(home: Home): Generator<string> {
 
 /** The log's size in bytes and its last complete line (null when it has none), read from the end. */
 export function logTail(home: Home): { bytes: number; last: string | null } {
-  const fd = _openLog(home);
+  const fd = _openForReading(home);
   if (fd === null) return { bytes: 0, last: null };
   try {
     return { bytes: fs.fstatSync(fd).size, last: _readTail(fd).last };
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The log opened with `readAuditLog`'s checks (those of every state file); null when absent. */
+function _openForReading(home: Home): number | null {
+  const dir = subdir(home, AUDIT_DIR, { create: false });
+  return dir === null ? null : openStateFile(dir, AUDIT_FILE);
 }
 
 /** Characters JSON.stringify leaves raw that a terminal or editor may act on (C1, bidi, separators). */
