@@ -130,7 +130,7 @@ export async function benchScale(
     entries,
     logMiB: fs.statSync(log).size / (1024 * 1024),
     generateS,
-    cli: _cli().join(' '),
+    cli: fs.existsSync(BINARY) ? BINARY : 'node cmd/main.ts',
     rows,
     sha256sumMs: sha.ms,
   };
