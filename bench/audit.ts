@@ -10,9 +10,9 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { formatEntry, lineDigest, openAuditWriter } from '../src/audit.ts';
+import { openAuditWriter } from '../src/audit.ts';
 import { openHome } from '../src/home.ts';
-import { loadVault, recordAuditHead, unseal } from '../src/vault.ts';
+import { generateLog } from './gen_log.ts';
 
 export interface AuditBench {
   entries: number;
@@ -48,45 +48,9 @@ async function _bigLog(
     passwordFile,
   ], { stdio: 'ignore' });
   if (init.status !== 0) throw new Error('init failed');
-  const h = openHome(home, { create: false });
-  const keys = unseal(loadVault(h), new TextEncoder().encode('bench audit password'));
   const log = path.join(home, 'audit', 'audit.log');
-  const existing = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
-  const last = JSON.parse(existing.at(-1) as string) as { seq: number };
-  let prev = lineDigest(existing.at(-1) as string) as string;
-  const fd = fs.openSync(log, 'a');
-  let lines: string[] = [];
-  let seq = last.seq;
-  const t0 = Date.parse('2026-01-01T00:00:00Z');
-  for (let i = 0; i < n - existing.length; i++) {
-    seq += 1;
-    const { line, digest } = formatEntry({
-      event: i % 2 === 0 ? 'request.allowed' : 'request.completed',
-      actor: { type: 'agent', id: 'agt_4f7f2af5c2203f70452d' },
-      outcome: i % 2 === 0 ? 'allowed' : 'ok',
-      data: {
-        agent: 'agt_4f7f2af5c2203f70452d',
-        credentials: ['openai'],
-        method: 'POST',
-        host: 'api.openai.com',
-        path: '/v1/chat/completions',
-        status: 200,
-        bytes: 1234 + (i % 5000),
-      },
-      seq,
-      ts: new Date(t0 + i * 50).toISOString(),
-      prev,
-    }, keys.audit);
-    prev = digest;
-    lines.push(line);
-    if (lines.length === 20_000) {
-      fs.writeSync(fd, lines.join('\n') + '\n');
-      lines = [];
-    }
-  }
-  if (lines.length > 0) fs.writeSync(fd, lines.join('\n') + '\n');
-  fs.closeSync(fd);
-  await recordAuditHead(h, keys, { seq, hash: prev });
+  const existing = fs.readFileSync(log, 'utf8').trimEnd().split('\n').length;
+  await generateLog(home, 'bench audit password', n - existing);
   return { home, passwordFile, log };
 }
 

@@ -7,6 +7,7 @@
  * Run: node_modules/.bin/node bench/run.ts
  */
 import { auditMarkdown, benchAudit } from './audit.ts';
+import { benchScale, scaleMarkdown } from './scale.ts';
 import { benchDetection, detectionMarkdown } from './detection.ts';
 import { benchGateway, gatewayMarkdown } from './gateway.ts';
 import { benchMonitor, monitorMarkdown } from './monitor.ts';
@@ -1024,6 +1025,13 @@ async function _main(): Promise<void> {
     const exec = _benchExec(setup);
     const throughput = await _benchThroughput(setup);
     const audit = await benchAudit(work, _env(), _step);
+    // TP_BENCH_SCALE_ENTRIES: a smaller log for a quick run (the documented figures use 10M).
+    const scale = await benchScale(
+      work,
+      _env(),
+      _step,
+      Number(process.env.TP_BENCH_SCALE_ENTRIES ?? 10_000_000),
+    );
     const skills = benchSkills(work, _env(), _step);
     const gateway = await benchGateway(work, _env(), _step);
     const monitor = await benchMonitor(work, _env(), _step);
@@ -1036,7 +1044,8 @@ async function _main(): Promise<void> {
       _placeholders(
         setup,
         _document({ setup, startup, kdf, exec, throughput, machine, date: startedAt, seconds }),
-      ) + '\n' + auditMarkdown(audit) + '\n' + skillsMarkdown(skills) + '\n' +
+      ) + '\n' + auditMarkdown(audit) + '\n' + scaleMarkdown(scale) + '\n' +
+        skillsMarkdown(skills) + '\n' +
         gatewayMarkdown(gateway) + '\n' + monitorMarkdown(monitor, gateway) + '\n' +
         detectionMarkdown(detection),
     );

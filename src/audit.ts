@@ -18,6 +18,7 @@ import {
   fsyncDir,
   type Home,
   ioErrorCode,
+  openStateFile,
   READ_FLAGS,
   readStateFile,
   subdir,
@@ -88,6 +89,92 @@ export function readAuditLog(home: Home): Uint8Array {
   return dir === null ? new Uint8Array(0) : (readStateFile(dir, AUDIT_FILE) ?? new Uint8Array(0));
 }
 
+/** Bytes read per block by the forward readers: memory stays this size whatever the log's length. */
+const CHUNK = 1024 * 1024;
+
+/**
+ * The log as it was when opened, oldest bytes first, in blocks of at most 1 MiB (issue #16: a
+ * reader of the whole trail holds one block, not the file). Each block is a view of one reused
+ * buffer, valid until the next is asked for. Nothing when there is no log yet.
+ */
+export function* readLogChunks(home: Home): Generator<Uint8Array> {
+  const fd = _openForReading(home);
+  if (fd === null) return;
+  try {
+    const size = fs.fstatSync(fd).size;
+    const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(size, 1)));
+    for (let pos = 0; pos < size;) {
+      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, size - pos), pos);
+      if (n === 0) return;
+      pos += n;
+      yield buf.subarray(0, n);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Every line of the log, oldest first, without the newline: what splitting the whole file on
+ * newlines gives (blank lines included, and a torn tail as the last line), read block by block.
+ */
+export function* readLogLines(home: Home): Generator<string> {
+  let carry: Buffer | null = null;
+  for (const chunk of readLogChunks(home)) {
+    const b = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let start = 0;
+    for (let nl = b.indexOf(0x0a); nl >= 0; nl = b.indexOf(0x0a, start)) {
+      if (carry === null) yield b.toString('utf8', start, nl);
+      else {
+        yield Buffer.concat([carry, b.subarray(start, nl)]).toString('utf8');
+        carry = null;
+      }
+      start = nl + 1;
+    }
+    // The reused block is overwritten by the next read: keep a copy of the unfinished line.
+    if (start < b.length) {
+      carry = carry === null
+        ? Buffer.from(b.subarray(start))
+        : Buffer.concat([carry, b.subarray(start)]);
+    }
+  }
+  if (carry !== null) yield carry.toString('utf8');
+}
+
+/**
+ * The log's lines newest first (the same lines `readLogLines` gives, reversed), reading backwards
+ * from the end in blocks, so that a reader of the newest entries pays for those only.
+ */
+export function* readLogLinesBackward(home: Home): Generator<string> {
+  const fd = _openForReading(home);
+  if (fd === null) return;
+  try {
+    const size = fs.fstatSync(fd).size;
+    const lines = _linesBackward(fd, size);
+    // `_linesBackward` yields the empty string after a final newline first; splitting does too.
+    for (const line of lines) yield line;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The log's size in bytes and its last complete line (null when it has none), read from the end. */
+export function logTail(home: Home): { bytes: number; last: string | null } {
+  const fd = _openForReading(home);
+  if (fd === null) return { bytes: 0, last: null };
+  try {
+    return { bytes: fs.fstatSync(fd).size, last: _readTail(fd).last };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The log opened with `readAuditLog`'s checks (those of every state file); null when absent. */
+function _openForReading(home: Home): number | null {
+  const dir = subdir(home, AUDIT_DIR, { create: false });
+  return dir === null ? null : openStateFile(dir, AUDIT_FILE);
+}
+
 /** Characters JSON.stringify leaves raw that a terminal or editor may act on (C1, bidi, separators). */
 const UNSAFE = /[\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
@@ -108,6 +195,17 @@ export function formatEntry(
   macKey: Uint8Array | null,
 ): { line: string; digest: string } {
   return _format(e, macKey === null ? null : (digest) => digestMac(macKey, digest));
+}
+
+/**
+ * `formatEntry` for many entries under one key (a writer of a large log): the keyed hasher is set
+ * up once instead of per entry.
+ */
+export function entryFormatter(
+  macKey: Uint8Array,
+): (e: AuditEvent & { seq: number; ts: string; prev: string }) => { line: string; digest: string } {
+  const mac = digestHmacer(macKey);
+  return (e) => _format(e, mac);
 }
 
 function _format(

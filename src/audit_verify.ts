@@ -4,8 +4,7 @@
  * bounded by hashing. Problems are reported by the sequence number where they are first visible.
  */
 import { Buffer } from 'node:buffer';
-import { hash } from 'node:crypto';
-import { secretEqual } from './bytes.ts';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { digestHmacer, GENESIS, MAC_MARKER, mayLackMac } from './audit.ts';
 
 export type ProblemKind =
@@ -106,233 +105,289 @@ function _entry(line: Buffer): Entry | null {
   };
 }
 
-/** Per-entry facts kept after the single pass: no strings, so a million entries stay cheap. */
-interface Scan {
-  seqs: number[];
-  /**
-   * 0: no MAC, 1: MAC verifies, 2: MAC does not verify (or not checked: 0), 3: no MAC on an event
-   * only a password holder writes (forged, or its MAC stripped).
-   */
-  macs: number[];
-  /** Whether the entry's prev is the digest of the entry before it in the file. */
-  linked: boolean[];
-  firstIsGenesis: boolean;
-  /** Digests of the entries the recorded head and the checkpoint name, and of the last one. */
-  wanted: Map<number, string>;
-  lastDigest: string | null;
+/**
+ * Constant-time equality of a computed MAC and a line's, both 64 characters (`_entry` reads
+ * exactly 64): `secretEqual` hashes both sides to hide lengths, which cost more than the rest of
+ * an entry's check put together (issue #16).
+ */
+function _macEqual(computed: string, found: string): boolean {
+  return computed.length === found.length &&
+    timingSafeEqual(Buffer.from(computed, 'latin1'), Buffer.from(found, 'latin1'));
 }
 
-export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): VerifyResult {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const problems: Problem[] = [];
-  const mac = options.macKey === null ? null : digestHmacer(options.macKey);
-  const want = new Set(
-    [options.recordedHead?.seq, options.checkpoint?.seq].filter((x) => x !== undefined),
-  );
-  const scan: Scan = {
-    seqs: [],
-    macs: [],
-    linked: [],
-    firstIsGenesis: false,
-    wanted: new Map(),
-    lastDigest: null,
-  };
-  const malformed: number[] = [];
-  let start = 0;
-  while (start < buf.length) {
-    const nl = buf.indexOf(0x0a, start);
-    if (nl < 0) {
-      problems.push({
-        seq: (scan.seqs.at(-1) ?? 0) + 1,
-        kind: 'torn_tail',
-        detail: `the log ends in ${
-          buf.length - start
-        } bytes without a newline (a crash mid-write, or appended bytes)`,
-      });
-      break;
+/**
+ * Verifies a log fed to it in blocks of any size (`update`), in one pass with memory bounded by
+ * the problems found, not by the log's length (issue #16): per entry it keeps only what the next
+ * entry needs (the last sequence number, digest and MAC verdict); sequence numbers seen are kept
+ * as ranges (one range for an intact log). The result is the one `verifyAuditLog` gives for the
+ * whole log's bytes.
+ */
+export class AuditVerifier {
+  #mac: ((digestHex: string) => string) | null;
+  #options: VerifyOptions;
+  #want: Set<number>;
+  #wanted = new Map<number, string>();
+  /** An unfinished line from the previous block (copied: blocks may be reused buffers). */
+  #carry: Buffer | null = null;
+  #count = 0;
+  #lastSeq = 0;
+  #lastDigest: string | null = null;
+  #firstIsGenesis = false;
+  /** The previous entry's MAC verdict (see `#macs`): a chain break is blamed with it. */
+  #lastMac = 0;
+  #macGood = 0;
+  #lastSealed = -1;
+  #firstKeyedSeq: number | null = null;
+  /** Entries whose MAC does not verify (index, seq), and keyed events without one (seq). */
+  #macBad: Array<[number, number]> = [];
+  #unmacked: number[] = [];
+  /** Lines that are not entries: the seq before them, and how many entries came before. */
+  #malformed: Array<[number, number]> = [];
+  /** Adjacent entries n, n+1 that do not link: [index, seq, before, MAC bad here, bad before]. */
+  #breaks: Array<[number, number, number, boolean, boolean]> = [];
+  /** Sequence numbers seen, as sorted disjoint ranges [lo[i], hi[i]]. */
+  #lo: number[] = [];
+  #hi: number[] = [];
+  #order: Problem[] = [];
+  #reordered = false;
+
+  constructor(options: VerifyOptions) {
+    this.#options = options;
+    this.#mac = options.macKey === null ? null : digestHmacer(options.macKey);
+    this.#want = new Set(
+      [options.recordedHead?.seq, options.checkpoint?.seq].filter((x) => x !== undefined),
+    );
+  }
+
+  update(bytes: Uint8Array): this {
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let start = 0;
+    for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, start)) {
+      if (this.#carry === null) this.#line(buf.subarray(start, nl));
+      else {
+        this.#line(Buffer.concat([this.#carry, buf.subarray(start, nl)]));
+        this.#carry = null;
+      }
+      start = nl + 1;
     }
-    const e = _entry(buf.subarray(start, nl));
-    start = nl + 1;
+    if (start < buf.length) {
+      this.#carry = this.#carry === null
+        ? Buffer.from(buf.subarray(start))
+        : Buffer.concat([this.#carry, buf.subarray(start)]);
+    }
+    return this;
+  }
+
+  #line(line: Buffer): void {
+    const e = _entry(line);
     if (e === null) {
-      malformed.push(scan.seqs.length);
-      continue;
+      this.#malformed.push([this.#lastSeq, this.#count]);
+      return;
     }
-    if (scan.seqs.length === 0) scan.firstIsGenesis = e.prev === GENESIS;
-    scan.linked.push(e.prev === scan.lastDigest);
-    scan.seqs.push(e.seq);
-    scan.macs.push(
-      mac === null
-        ? 0
-        : e.mac === null
-        ? (e.unkeyed ? 0 : 3)
-        : secretEqual(Buffer.from(mac(e.digest)), Buffer.from(e.mac))
-        ? 1
-        : 2,
-    );
-    if (want.has(e.seq)) scan.wanted.set(e.seq, e.digest);
-    scan.lastDigest = e.digest;
-  }
-  const { seqs, macs } = scan;
-  for (const index of malformed) {
-    const after = seqs[index - 1] ?? 0;
-    problems.push(
-      index === seqs.length
-        ? {
-          seq: after + 1,
-          kind: 'inserted',
-          detail: `a line that is not an audit entry follows entry ${after}`,
-        }
-        : {
-          seq: after + 1,
-          kind: 'modified',
-          detail: `the line after entry ${after} is not a well-formed audit entry`,
-        },
-    );
-  }
-  _sequenceProblems(seqs, problems);
-  let macGood = 0;
-  let lastSealed = -1;
-  macs.forEach((m, i) => {
+    const i = this.#count;
+    const m = this.#mac === null
+      ? 0
+      : e.mac === null
+      ? (e.unkeyed ? 0 : 3)
+      : _macEqual(this.#mac(e.digest), e.mac)
+      ? 1
+      : 2;
+    if (i === 0) this.#firstIsGenesis = e.prev === GENESIS;
+    else if (this.#lastSeq + 1 === e.seq && e.prev !== this.#lastDigest) {
+      this.#breaks.push([i, e.seq, this.#lastSeq, m === 2, this.#lastMac === 2]);
+    }
+    if (i === 0 && e.seq === 1 && !this.#firstIsGenesis) this.#breaks.push([0, 1, 0, false, false]);
+    this.#sequence(e.seq, i);
     if (m === 1) {
-      macGood++;
-      lastSealed = i;
+      this.#macGood++;
+      this.#lastSealed = i;
+    } else if (m === 2) this.#macBad.push([i, e.seq]);
+    else if (m === 3) this.#unmacked.push(e.seq);
+    if (m !== 0) this.#firstKeyedSeq ??= e.seq;
+    if (this.#want.has(e.seq)) this.#wanted.set(e.seq, e.digest);
+    this.#lastMac = m;
+    this.#lastSeq = e.seq;
+    this.#lastDigest = e.digest;
+    this.#count++;
+  }
+
+  /** Duplicates are insertions and the first step backwards a reordering, in file order. */
+  #sequence(seq: number, i: number): void {
+    const lo = this.#lo;
+    const hi = this.#hi;
+    const n = lo.length;
+    if (n > 0 && hi[n - 1]! + 1 === seq) {
+      hi[n - 1] = seq;
+      return;
     }
-  });
-  const macBadIndex = new Set<number>();
-  macs.forEach((m, i) => m === 2 && macBadIndex.add(i));
-  if (macBadIndex.size > 0 && macGood === 0) {
-    problems.push({
-      seq: seqs[macs.findIndex((m) => m !== 0)] ?? 1,
-      kind: 'wrong_key',
-      detail:
-        "no entry verifies under this vault's audit key: the log belongs to another vault, or every MAC was rewritten",
-    });
-    macBadIndex.clear();
+    // The first range whose end is at or after seq.
+    let a = 0;
+    let b = n;
+    while (a < b) {
+      const mid = (a + b) >> 1;
+      if (hi[mid]! < seq) a = mid + 1;
+      else b = mid;
+    }
+    if (a < n && lo[a]! <= seq) {
+      this.#order.push({ seq, kind: 'inserted', detail: `a second entry numbered ${seq}` });
+      return;
+    }
+    if (i > 0 && seq < this.#lastSeq && !this.#reordered) {
+      this.#reordered = true;
+      this.#order.push({
+        seq,
+        kind: 'reordered',
+        detail: `entry ${seq} comes after entry ${this.#lastSeq}`,
+      });
+    }
+    const joinsBefore = a > 0 && hi[a - 1]! + 1 === seq;
+    const joinsAfter = a < n && lo[a]! - 1 === seq;
+    if (joinsBefore && joinsAfter) {
+      hi[a - 1] = hi[a]!;
+      lo.splice(a, 1);
+      hi.splice(a, 1);
+    } else if (joinsBefore) hi[a - 1] = seq;
+    else if (joinsAfter) lo[a] = seq;
+    else {
+      lo.splice(a, 0, seq);
+      hi.splice(a, 0, seq);
+    }
   }
-  _chainProblems(scan, macBadIndex, options.recordedHead, problems);
-  for (const i of macBadIndex) {
-    const seq = seqs[i] as number;
-    if (problems.some((p) => p.seq === seq && p.kind !== 'wrong_key')) continue;
-    problems.push(
-      options.recordedHead !== null && seq > options.recordedHead.seq
-        ? {
-          seq,
-          kind: 'inserted',
-          detail:
-            `entry ${seq} carries a MAC that does not verify: it was not written by a password holder`,
-        }
-        : { seq, kind: 'modified', detail: `entry ${seq} does not match its MAC` },
-    );
-  }
-  macs.forEach((m, i) => {
-    const seq = seqs[i] as number;
-    if (m !== 3 || problems.some((p) => p.seq === seq)) return;
-    problems.push({
-      seq,
-      kind: options.recordedHead !== null && seq > options.recordedHead.seq
-        ? 'inserted'
-        : 'modified',
-      detail: `entry ${seq} has no MAC, but its event is written only by a password holder`,
-    });
-  });
-  const lastSeq = seqs.at(-1) ?? 0;
-  for (
-    const [head, what] of [[options.recordedHead, 'the vault'], [
-      options.checkpoint ?? null,
-      'the checkpoint',
-    ]] as const
-  ) {
-    if (head === null) continue;
-    const digest = scan.wanted.get(head.seq);
-    if (digest === undefined && lastSeq < head.seq) {
-      problems.push({
+
+  finish(): VerifyResult {
+    const options = this.#options;
+    const problems: Problem[] = [];
+    const seqs = new Set<number>();
+    const seqsNotKey = new Set<number>();
+    const push = (p: Problem) => {
+      problems.push(p);
+      seqs.add(p.seq);
+      if (p.kind !== 'wrong_key') seqsNotKey.add(p.seq);
+    };
+    const count = this.#count;
+    const lastSeq = this.#lastSeq;
+    if (this.#carry !== null) {
+      push({
         seq: lastSeq + 1,
-        kind: 'truncated',
-        detail: `${what} recorded entry ${head.seq}, but the log ends at ${lastSeq}`,
-      });
-    } else if (digest !== undefined && digest !== head.hash) {
-      problems.push({
-        seq: head.seq,
-        kind: 'forked',
+        kind: 'torn_tail',
         detail:
-          `entry ${head.seq} is not the one ${what} recorded: the log was rewritten from there or earlier`,
+          `the log ends in ${this.#carry.length} bytes without a newline (a crash mid-write, or appended bytes)`,
       });
     }
-  }
-  problems.sort((a, b) => a.seq - b.seq);
-  return {
-    ok: problems.length === 0,
-    entries: seqs.length,
-    head: scan.lastDigest === null ? null : { seq: lastSeq, hash: scan.lastDigest },
-    hmac_checked: mac !== null,
-    unsealed: mac === null ? null : seqs.length - 1 - lastSealed,
-    problems: _dedupe(problems),
-  };
-}
-
-/** Duplicates are insertions, a permutation out of order is a reordering, gaps are deletions. */
-function _sequenceProblems(seqs: readonly number[], problems: Problem[]): void {
-  if (seqs.every((seq, i) => seq === i + 1)) return;
-  const seen = new Set<number>();
-  let reordered = false;
-  for (let i = 0; i < seqs.length; i++) {
-    const seq = seqs[i] as number;
-    const before = seqs[i - 1];
-    if (seen.has(seq)) {
-      problems.push({ seq, kind: 'inserted', detail: `a second entry numbered ${seq}` });
-    } else if (before !== undefined && seq < before && !reordered) {
-      reordered = true;
-      problems.push({ seq, kind: 'reordered', detail: `entry ${seq} comes after entry ${before}` });
+    for (const [after, index] of this.#malformed) {
+      push(
+        index === count
+          ? {
+            seq: after + 1,
+            kind: 'inserted',
+            detail: `a line that is not an audit entry follows entry ${after}`,
+          }
+          : {
+            seq: after + 1,
+            kind: 'modified',
+            detail: `the line after entry ${after} is not a well-formed audit entry`,
+          },
+      );
     }
-    seen.add(seq);
-  }
-  let max = 0;
-  for (const seq of seen) if (seq > max) max = seq;
-  for (let s = 1; s <= max; s++) {
-    if (!seen.has(s)) {
-      let to = s;
-      while (to + 1 <= max && !seen.has(to + 1)) to++;
-      problems.push({
-        seq: s,
-        kind: 'deleted',
-        detail: s === to ? `entry ${s} is missing` : `entries ${s} to ${to} are missing`,
-      });
-      s = to;
-    }
-  }
-}
-
-/** Between entries numbered n and n+1 in file order, n+1's prev must be n's digest. */
-function _chainProblems(
-  scan: Scan,
-  macBad: ReadonlySet<number>,
-  head: Head | null,
-  problems: Problem[],
-): void {
-  const { seqs, linked } = scan;
-  for (let i = 0; i < seqs.length; i++) {
-    const seq = seqs[i] as number;
-    if (i === 0) {
-      if (seq === 1 && !scan.firstIsGenesis) {
-        problems.push({
-          seq: 1,
-          kind: 'modified',
-          detail: 'the first entry does not start the chain',
+    this.#order.forEach(push);
+    // Gaps: the numbers from 1 to the largest seen that no entry carries.
+    for (let r = 0, next = 1; r <= this.#lo.length; r++) {
+      const lo = r < this.#lo.length ? this.#lo[r]! : null;
+      const to = lo === null ? null : lo - 1;
+      if (to !== null && to >= next) {
+        push({
+          seq: next,
+          kind: 'deleted',
+          detail: next === to ? `entry ${next} is missing` : `entries ${next} to ${to} are missing`,
         });
       }
-      continue;
+      if (r < this.#hi.length) next = Math.max(next, this.#hi[r]! + 1);
     }
-    const before = seqs[i - 1] as number;
-    if (before + 1 !== seq || linked[i]) continue;
+    let macBad = this.#macBad;
+    if (macBad.length > 0 && this.#macGood === 0) {
+      push({
+        seq: this.#firstKeyedSeq ?? 1,
+        kind: 'wrong_key',
+        detail:
+          "no entry verifies under this vault's audit key: the log belongs to another vault, or every MAC was rewritten",
+      });
+      macBad = [];
+    }
+    const head = options.recordedHead;
     // Either `before` changed after this entry recorded its digest, or this entry's prev was
     // changed: a MAC decides.
-    const culprit = macBad.has(i) && !macBad.has(i - 1) ? seq : before;
-    problems.push({
-      seq: culprit,
-      kind: head !== null && culprit > head.seq && culprit === seq ? 'inserted' : 'modified',
-      detail: `entry ${seq} does not chain to entry ${before}`,
-    });
+    const keyed = macBad.length > 0;
+    for (const [i, seq, before, badHere, badBefore] of this.#breaks) {
+      if (i === 0) {
+        push({ seq: 1, kind: 'modified', detail: 'the first entry does not start the chain' });
+        continue;
+      }
+      const culprit = keyed && badHere && !badBefore ? seq : before;
+      push({
+        seq: culprit,
+        kind: head !== null && culprit > head.seq && culprit === seq ? 'inserted' : 'modified',
+        detail: `entry ${seq} does not chain to entry ${before}`,
+      });
+    }
+    for (const [, seq] of macBad) {
+      if (seqsNotKey.has(seq)) continue;
+      push(
+        head !== null && seq > head.seq
+          ? {
+            seq,
+            kind: 'inserted',
+            detail:
+              `entry ${seq} carries a MAC that does not verify: it was not written by a password holder`,
+          }
+          : { seq, kind: 'modified', detail: `entry ${seq} does not match its MAC` },
+      );
+    }
+    for (const seq of this.#unmacked) {
+      if (seqs.has(seq)) continue;
+      push({
+        seq,
+        kind: head !== null && seq > head.seq ? 'inserted' : 'modified',
+        detail: `entry ${seq} has no MAC, but its event is written only by a password holder`,
+      });
+    }
+    for (
+      const [recorded, what] of [[head, 'the vault'], [
+        options.checkpoint ?? null,
+        'the checkpoint',
+      ]] as const
+    ) {
+      if (recorded === null) continue;
+      const digest = this.#wanted.get(recorded.seq);
+      if (digest === undefined && lastSeq < recorded.seq) {
+        push({
+          seq: lastSeq + 1,
+          kind: 'truncated',
+          detail: `${what} recorded entry ${recorded.seq}, but the log ends at ${lastSeq}`,
+        });
+      } else if (digest !== undefined && digest !== recorded.hash) {
+        push({
+          seq: recorded.seq,
+          kind: 'forked',
+          detail:
+            `entry ${recorded.seq} is not the one ${what} recorded: the log was rewritten from there or earlier`,
+        });
+      }
+    }
+    problems.sort((a, b) => a.seq - b.seq);
+    return {
+      ok: problems.length === 0,
+      entries: count,
+      head: this.#lastDigest === null ? null : { seq: lastSeq, hash: this.#lastDigest },
+      hmac_checked: this.#mac !== null,
+      unsealed: this.#mac === null ? null : count - 1 - this.#lastSealed,
+      problems: _dedupe(problems),
+    };
   }
+}
+
+/** `AuditVerifier` over a whole log's bytes. */
+export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): VerifyResult {
+  return new AuditVerifier(options).update(bytes).finish();
 }
 
 function _dedupe(problems: Problem[]): Problem[] {

@@ -110,6 +110,20 @@ export const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW |
 
 /** Reads a state file, or returns null when it does not exist. Refuses symlinks and foreign files. */
 export function readStateFile(home: Home, name: string): Uint8Array | null {
+  const fd = openStateFile(home, name);
+  if (fd === null) return null;
+  try {
+    return new Uint8Array(fs.readFileSync(fd));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * A state file opened for reading with `readStateFile`'s checks (no symlink, a regular file owned
+ * by this user, tightened to 0600), for readers that take it in parts; null when it is absent.
+ */
+export function openStateFile(home: Home, name: string): number | null {
   const p = statePath(home, name);
   let fd: number;
   try {
@@ -125,9 +139,10 @@ export function readStateFile(home: Home, name: string): Uint8Array | null {
     checkOwnedPrivate(p, st, 'state file');
     // Readable by others (say, restored from a backup): tighten it back to 0600.
     if ((st.mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
-    return new Uint8Array(fs.readFileSync(fd));
-  } finally {
+    return fd;
+  } catch (e) {
     fs.closeSync(fd);
+    throw e;
   }
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type AuditEvent, formatEntry, GENESIS } from '../src/audit.ts';
-import { verifyAuditLog } from '../src/audit_verify.ts';
+import { AuditVerifier, verifyAuditLog } from '../src/audit_verify.ts';
 
 const KEY = new Uint8Array(32).fill(7);
 const OTHER_KEY = new Uint8Array(32).fill(8);
@@ -48,11 +48,20 @@ function verify(
     checkpoint?: { seq: number; hash: string };
   } = {},
 ) {
-  return verifyAuditLog(bytes(lines, extra.trailing ?? '\n'), {
+  const log = bytes(lines, extra.trailing ?? '\n');
+  const options = {
     macKey: extra.key === undefined ? KEY : extra.key,
     recordedHead: head,
     checkpoint: extra.checkpoint ?? null,
-  });
+  };
+  const whole = verifyAuditLog(log, options);
+  // Streamed in blocks of any size (issue 16), lines cut anywhere: the same report.
+  for (const size of [1, 7, 100, 4096]) {
+    const streamed = new AuditVerifier(options);
+    for (let at = 0; at < log.length; at += size) streamed.update(log.subarray(at, at + size));
+    expect(streamed.finish()).toEqual(whole);
+  }
+  return whole;
 }
 
 function first(r: ReturnType<typeof verify>) {

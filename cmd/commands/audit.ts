@@ -2,8 +2,18 @@
 import { Buffer } from 'node:buffer';
 import { paint } from '../color.ts';
 import { escapeControls } from '../../src/bytes.ts';
-import { readAuditLog } from '../../src/audit.ts';
-import { type Problem, verifyAuditLog, type VerifyResult } from '../../src/audit_verify.ts';
+import {
+  readAuditLog,
+  readLogChunks,
+  readLogLines,
+  readLogLinesBackward,
+} from '../../src/audit.ts';
+import {
+  AuditVerifier,
+  type Problem,
+  type VerifyOptions,
+  type VerifyResult,
+} from '../../src/audit_verify.ts';
 import { checkpointKey, createCheckpoint, readCheckpoint } from '../../src/checkpoint.ts';
 import { TpError, usage } from '../../src/errors.ts';
 import {
@@ -31,6 +41,13 @@ import { closest } from '../suggest.ts';
 import { EXIT } from '../exit.ts';
 import { readUserFile, write } from '../io.ts';
 import { readPassword } from '../secrets.ts';
+
+/** Verifies the log block by block: memory does not grow with the log (issue #16). */
+function _verify(home: Home, options: VerifyOptions): VerifyResult {
+  const verifier = new AuditVerifier(options);
+  for (const chunk of readLogChunks(home)) verifier.update(chunk);
+  return verifier.finish();
+}
 
 /** The password when a source exists; null (chain-only verification) when there is none. */
 async function _optionalKeys(ctx: Ctx): Promise<VaultKeys | null> {
@@ -91,7 +108,7 @@ const verify: Command = {
         Buffer.from(readUserFile(checkpointPath, 'checkpoint file', 64 * 1024)).toString('utf8'),
         keys === null ? null : checkpointKey(keys.data).publicKey,
       );
-      const result = verifyAuditLog(readAuditLog(home), {
+      const result = _verify(home, {
         macKey: keys?.audit ?? null,
         recordedHead: file.body.audit_head,
         checkpoint: checkpoint === null ? null : { seq: checkpoint.seq, hash: checkpoint.hash },
@@ -128,7 +145,7 @@ const checkpoint: Command = {
       );
     }
     try {
-      const result = verifyAuditLog(readAuditLog(home), {
+      const result = _verify(home, {
         macKey: keys.audit,
         recordedHead: file.body.audit_head,
       });
@@ -162,17 +179,95 @@ interface Shown {
 }
 
 function _parseLines(bytes: Uint8Array): Shown[] {
-  const text = Buffer.from(bytes).toString('utf8');
   const out: Shown[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
-    try {
-      out.push(JSON.parse(line) as Shown);
-    } catch {
-      // Malformed lines are for `audit verify` to report; `show` lists what it can read.
-    }
+  for (const line of Buffer.from(bytes).toString('utf8').split('\n')) {
+    const e = _parse(line);
+    if (e !== null) out.push(e);
   }
   return out;
+}
+
+/** A line as an entry; null for a blank or malformed line (for `audit verify` to report). */
+function _parse(line: string): Shown | null {
+  if (line === '') return null;
+  try {
+    return JSON.parse(line) as Shown;
+  } catch {
+    return null;
+  }
+}
+
+/** The last `n` wanted entries, oldest first, read backwards from the end of the log. */
+function _lastEntries(home: Home, n: number, wanted: (e: Shown) => boolean): Shown[] {
+  const out: Shown[] = [];
+  for (const line of readLogLinesBackward(home)) {
+    const e = _parse(line);
+    if (e === null || !wanted(e)) continue;
+    out.push(e);
+    if (out.length === n) break;
+  }
+  return out.reverse();
+}
+
+/**
+ * Every wanted entry, printed as it is read (issue #16: memory does not grow with the log). A
+ * table needs its column widths first: one pass measures them, a second prints as many lines as
+ * the first read (entries appended in between are left for the next `show`).
+ */
+async function _showAll(
+  ctx: Ctx,
+  home: Home,
+  wanted: (e: Shown) => boolean,
+  rows: (list: Shown[]) => string[][],
+): Promise<string> {
+  const out = new Batched(ctx);
+  if (ctx.json) {
+    for (const line of readLogLines(home)) {
+      const e = _parse(line);
+      if (e !== null && wanted(e)) await out.add(JSON.stringify(e) + '\n');
+    }
+    await out.flush();
+    return '';
+  }
+  const widths = SHOW_HEADER.map((h) => h.length);
+  let lines = 0;
+  let shown = 0;
+  for (const line of readLogLines(home)) {
+    lines++;
+    const e = _parse(line);
+    if (e === null || !wanted(e)) continue;
+    shown++;
+    rows([e])[0]!.forEach((c, i) => widths[i] = Math.max(widths[i]!, c.length));
+  }
+  if (shown === 0) return 'No entries.\n';
+  const text = (r: string[]) =>
+    r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n';
+  await out.add(text(SHOW_HEADER));
+  for (const line of readLogLines(home)) {
+    if (lines-- === 0) break;
+    const e = _parse(line);
+    if (e !== null && wanted(e)) await out.add(text(rows([e])[0]!));
+  }
+  await out.flush();
+  return '';
+}
+
+/** Output gathered into writes of about 64 KiB. */
+class Batched {
+  #ctx: Ctx;
+  #text = '';
+  constructor(ctx: Ctx) {
+    this.#ctx = ctx;
+  }
+  async add(text: string): Promise<void> {
+    this.#text += text;
+    if (this.#text.length >= 64 * 1024) await this.flush();
+  }
+  async flush(): Promise<void> {
+    const text = this.#text;
+    this.#text = '';
+    await write(this.#ctx.io.stdout, text);
+  }
 }
 
 const show: Command = {
@@ -218,9 +313,6 @@ Examples:
         events.some((ev) => e.event === ev || e.event.startsWith(`${ev}.`))) &&
       (since === null || Date.parse(e.ts) >= since);
     const home = existingHome(ctx);
-    const log = readAuditLog(home);
-    let entries = _parseLines(log).filter(wanted);
-    if (tail !== undefined) entries = entries.slice(-Number(tail));
     const rows = (list: Shown[]) =>
       list.map((e) => [
         String(e.seq),
@@ -231,9 +323,17 @@ Examples:
         escapeControls(_summary(e.data)),
       ]);
     if (flag(ctx, 'follow')) {
+      const log = readAuditLog(home);
+      let entries = _parseLines(log).filter(wanted);
+      if (tail !== undefined) entries = entries.slice(-Number(tail));
       await _follow(ctx, home, log.length, wanted, entries, rows);
       return { json: undefined, text: '' };
     }
+    // `--tail 0` has always meant no limit.
+    if (tail === undefined || Number(tail) === 0) {
+      return { json: undefined, text: await _showAll(ctx, home, wanted, rows) };
+    }
+    const entries = _lastEntries(home, Number(tail), wanted);
     if (ctx.json) {
       return { json: undefined, text: '', jsonLines: entries };
     }
@@ -344,7 +444,8 @@ const exportCmd: Command = {
   options: {},
   args: { min: 0, max: 0 },
   async run(ctx) {
-    await write(ctx.io.stdout, readAuditLog(existingHome(ctx)));
+    // Block by block, each written before the next is read (they share one buffer).
+    for (const chunk of readLogChunks(existingHome(ctx))) await write(ctx.io.stdout, chunk);
     return { json: undefined, text: '' };
   },
 };

@@ -1,10 +1,15 @@
 /** `monitor report` and `agent recommend [ID]` (SPEC §4): advice computed from the audit trail. */
-import { readAuditLog } from '../../src/audit.ts';
+import { readAuditLog, readLogLines } from '../../src/audit.ts';
 import { escapeControls } from '../../src/bytes.ts';
 import { findAgent } from '../../src/agents.ts';
 import { loadVault } from '../../src/vault.ts';
 import { usage } from '../../src/errors.ts';
-import { type AgentReport, monitorReport, parseAuditLog } from '../../src/monitor/report.ts';
+import {
+  type AgentReport,
+  monitorReport,
+  monitorReportOfLines,
+  parseAuditLog,
+} from '../../src/monitor/report.ts';
 import {
   changeVault,
   type Command,
@@ -28,7 +33,10 @@ function _reports(ctx: Ctx, id?: string): AgentReport[] {
   const home = existingHome(ctx);
   const body = loadVault(home).body;
   const agents = id === undefined ? body.agents : [findAgent(body, id)];
-  return monitorReport(parseAuditLog(readAuditLog(home)), agents, { now: ctx.now() });
+  const options = { now: ctx.now() };
+  // Streamed (issue #16); the whole log only when its times go backwards somewhere.
+  return monitorReportOfLines(readLogLines(home), agents, options) ??
+    monitorReport(parseAuditLog(readAuditLog(home)), agents, options);
 }
 
 const report: Command = {

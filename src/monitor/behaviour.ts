@@ -69,27 +69,35 @@ export function requestEvents(
   const limit = options.now.getTime();
   const out: RequestEvent[] = [];
   for (const e of entries) {
-    const kind = KINDS[e.event];
-    const agent = e.actor?.type === 'agent' ? e.actor.id : undefined;
-    const at = Date.parse(e.ts);
-    if (kind === undefined || typeof agent !== 'string' || Number.isNaN(at) || at > limit) continue;
-    const d = e.data ?? {};
-    out.push({
-      agent,
-      kind,
-      at,
-      ts: new Date(at).toISOString(),
-      host: typeof d.host === 'string' ? d.host : null,
-      credentials: Array.isArray(d.credentials)
-        ? d.credentials.filter((c): c is string => typeof c === 'string')
-        : [],
-      status: typeof d.status === 'number' ? d.status : null,
-      bytes: typeof d.bytes === 'number' && d.bytes >= 0 ? d.bytes : null,
-      reason: typeof d.reason === 'string' ? d.reason : null,
-    });
+    const r = requestEventOf(e, limit);
+    if (r !== null) out.push(r);
   }
   return out.map((e, i) => [e, i] as const).sort((a, b) => a[0].at - b[0].at || a[1] - b[1])
     .map(([e]) => e);
+}
+
+/** An entry as an agent's request event at or before `limit` (ms); null for anything else. */
+export function requestEventOf(e: AuditEntry, limit: number): RequestEvent | null {
+  const kind = KINDS[e.event];
+  const agent = e.actor?.type === 'agent' ? e.actor.id : undefined;
+  const at = Date.parse(e.ts);
+  if (kind === undefined || typeof agent !== 'string' || Number.isNaN(at) || at > limit) {
+    return null;
+  }
+  const d = e.data ?? {};
+  return {
+    agent,
+    kind,
+    at,
+    ts: new Date(at).toISOString(),
+    host: typeof d.host === 'string' ? d.host : null,
+    credentials: Array.isArray(d.credentials)
+      ? d.credentials.filter((c): c is string => typeof c === 'string')
+      : [],
+    status: typeof d.status === 'number' ? d.status : null,
+    bytes: typeof d.bytes === 'number' && d.bytes >= 0 ? d.bytes : null,
+    reason: typeof d.reason === 'string' ? d.reason : null,
+  };
 }
 
 export function isAttempt(e: RequestEvent): boolean {
@@ -109,13 +117,26 @@ export function behaviourOf(
   entries: readonly AuditEntry[],
   options: { now: Date },
 ): Map<string, Behaviour> {
-  const now = options.now.getTime();
-  const out = new Map<string, Behaviour>();
-  for (const e of requestEvents(entries, options)) {
-    let b = out.get(e.agent);
+  const counter = new BehaviourCounter(options);
+  for (const e of requestEvents(entries, options)) counter.observe(e);
+  return counter.result();
+}
+
+/** `behaviourOf` fed one request event at a time, oldest first (a streamed log, issue #16). */
+export class BehaviourCounter {
+  #now: number;
+  #out = new Map<string, Behaviour>();
+
+  constructor(options: { now: Date }) {
+    this.#now = options.now.getTime();
+  }
+
+  observe(e: RequestEvent): void {
+    const now = this.#now;
+    let b = this.#out.get(e.agent);
     if (b === undefined) {
       b = _empty(e.agent, e.ts);
-      out.set(e.agent, b);
+      this.#out.set(e.agent, b);
     }
     b.last_seen = e.ts;
     b[e.kind] += 1;
@@ -125,7 +146,7 @@ export function behaviourOf(
       const reason = e.reason ?? 'unknown';
       b.denials_by_reason[reason] = (b.denials_by_reason[reason] ?? 0) + 1;
     }
-    if (!isAttempt(e)) continue;
+    if (!isAttempt(e)) return;
     b.requests += 1;
     if (now - e.at < 3600_000) b.requests_last_hour += 1;
     if (now - e.at < 86400_000) b.requests_last_day += 1;
@@ -136,12 +157,15 @@ export function behaviourOf(
     if (e.host !== null) b.hosts[e.host] ??= e.ts;
     for (const c of e.credentials) b.credentials[c] ??= e.ts;
   }
-  for (const b of out.values()) {
-    b.days_active = Object.keys(b.per_day).length;
-    const outcomes = b.completed + b.failed;
-    b.error_rate = outcomes === 0 ? 0 : b.errors / outcomes;
+
+  result(): Map<string, Behaviour> {
+    for (const b of this.#out.values()) {
+      b.days_active = Object.keys(b.per_day).length;
+      const outcomes = b.completed + b.failed;
+      b.error_rate = outcomes === 0 ? 0 : b.errors / outcomes;
+    }
+    return this.#out;
   }
-  return out;
 }
 
 function _empty(agent: string, ts: string): Behaviour {

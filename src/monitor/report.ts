@@ -5,8 +5,14 @@
  */
 import { Buffer } from 'node:buffer';
 import type { Tier } from '../tiers.ts';
-import { type AuditEntry, type Behaviour, behaviourOf } from './behaviour.ts';
-import { type Anomaly, detectAnomalies } from './anomalies.ts';
+import {
+  type AuditEntry,
+  type Behaviour,
+  BehaviourCounter,
+  behaviourOf,
+  requestEventOf,
+} from './behaviour.ts';
+import { type Anomaly, detectAnomalies, Detector } from './anomalies.ts';
 import { recommend, type Recommendation } from './recommend.ts';
 
 /** Anomalies this recent lower the score and are listed as recent. */
@@ -29,15 +35,20 @@ export interface AgentReport {
 export function parseAuditLog(bytes: Uint8Array): AuditEntry[] {
   const out: AuditEntry[] = [];
   for (const line of Buffer.from(bytes).toString('utf8').split('\n')) {
-    if (line === '') continue;
-    try {
-      const e = JSON.parse(line) as AuditEntry;
-      if (typeof e?.ts === 'string' && typeof e.event === 'string') out.push(e);
-    } catch {
-      continue;
-    }
+    const e = _parse(line);
+    if (e !== null) out.push(e);
   }
   return out;
+}
+
+function _parse(line: string): AuditEntry | null {
+  if (line === '') return null;
+  try {
+    const e = JSON.parse(line) as AuditEntry;
+    return typeof e?.ts === 'string' && typeof e.event === 'string' ? e : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -63,9 +74,55 @@ export function monitorReport(
   agents: ReadonlyArray<{ id: string; name: string; tier: Tier; state: string }>,
   options: { now: Date },
 ): AgentReport[] {
-  const behaviours = behaviourOf(entries, options);
-  const anomalies = detectAnomalies(entries, options);
-  const tierSince = _tierChanges(entries);
+  const tierSince = new Map<string, string>();
+  for (const e of entries) _tierChange(tierSince, e);
+  return _reports(
+    behaviourOf(entries, options),
+    detectAnomalies(entries, options),
+    tierSince,
+    agents,
+    options,
+  );
+}
+
+/**
+ * `monitorReport` over the log's lines, read once and kept nowhere (issue #16): memory holds the
+ * per-agent figures, not the log. Request events are taken in the log's order, which is time
+ * order unless the clock went backwards between two entries; then it returns null and the caller
+ * falls back to `monitorReport`, which sorts them all in memory.
+ */
+export function monitorReportOfLines(
+  lines: Iterable<string>,
+  agents: ReadonlyArray<{ id: string; name: string; tier: Tier; state: string }>,
+  options: { now: Date },
+): AgentReport[] | null {
+  const limit = options.now.getTime();
+  const counter = new BehaviourCounter(options);
+  const detector = new Detector();
+  const anomalies: Anomaly[] = [];
+  const tierSince = new Map<string, string>();
+  let last = -Infinity;
+  for (const line of lines) {
+    const e = _parse(line);
+    if (e === null) continue;
+    _tierChange(tierSince, e);
+    const r = requestEventOf(e, limit);
+    if (r === null) continue;
+    if (r.at < last) return null;
+    last = r.at;
+    counter.observe(r);
+    for (const a of detector.observe(r)) anomalies.push(a);
+  }
+  return _reports(counter.result(), anomalies, tierSince, agents, options);
+}
+
+function _reports(
+  behaviours: Map<string, Behaviour>,
+  anomalies: readonly Anomaly[],
+  tierSince: Map<string, string>,
+  agents: ReadonlyArray<{ id: string; name: string; tier: Tier; state: string }>,
+  options: { now: Date },
+): AgentReport[] {
   const now = options.now.getTime();
   return agents.map((agent) => {
     const own = anomalies.filter((a) => a.agent === agent.id);
@@ -89,12 +146,8 @@ export function monitorReport(
 }
 
 /** When each agent last got its tier: registration, promotion or demotion. */
-function _tierChanges(entries: readonly AuditEntry[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const e of entries) {
-    if (!['agent.register', 'agent.promote', 'agent.demote'].includes(e.event)) continue;
-    const id = e.data?.agent;
-    if (typeof id === 'string') out.set(id, e.ts);
-  }
-  return out;
+function _tierChange(out: Map<string, string>, e: AuditEntry): void {
+  if (!['agent.register', 'agent.promote', 'agent.demote'].includes(e.event)) return;
+  const id = e.data?.agent;
+  if (typeof id === 'string') out.set(id, e.ts);
 }

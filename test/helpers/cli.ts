@@ -28,19 +28,32 @@ export interface RunOptions {
   env?: Record<string, string | undefined>;
   input?: string | Uint8Array;
   timeoutMs?: number;
+  /** The runtime's V8 heap limit (old space, MiB): bounds what a command may hold in memory. */
+  heapMiB?: number;
 }
 
-export function command(args: readonly string[]): { file: string; argv: string[] } {
+export function command(
+  args: readonly string[],
+  options: { heapMiB?: number } = {},
+): { file: string; argv: string[] } {
+  const heap = options.heapMiB === undefined ? [] : [`--max-old-space-size=${options.heapMiB}`];
   if (RUNTIME === 'binary') {
     return { file: path.join(ROOT, 'dist/trust-protocol'), argv: [...args] };
   }
   if (RUNTIME === 'deno') {
     return {
       file: process.execPath,
-      argv: ['run', '--quiet', '-A', path.join(ROOT, 'cmd/main.ts'), ...args],
+      argv: [
+        'run',
+        '--quiet',
+        '-A',
+        ...heap.map((f) => `--v8-flags=${f}`),
+        path.join(ROOT, 'cmd/main.ts'),
+        ...args,
+      ],
     };
   }
-  return { file: process.execPath, argv: [path.join(ROOT, 'cmd/main.ts'), ...args] };
+  return { file: process.execPath, argv: [...heap, path.join(ROOT, 'cmd/main.ts'), ...args] };
 }
 
 export function baseEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
@@ -66,7 +79,7 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): Record<
 }
 
 export function run(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-  const { file, argv } = command(args);
+  const { file, argv } = command(args, options);
   return new Promise((resolve, reject) => {
     const child = spawn(file, argv, { env: baseEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
