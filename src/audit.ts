@@ -10,7 +10,8 @@
 import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createHmac, hash } from 'node:crypto';
+import { hash } from 'node:crypto';
+import { type DigestHmac, digestHmacer, hmacSha256Hex } from './crypto/hmac.ts';
 import { promisify } from 'node:util';
 import { secretEqual } from './bytes.ts';
 import { integrity, TpError } from './errors.ts';
@@ -224,29 +225,7 @@ export function prefixDigest(prefix: string | Uint8Array): string {
 }
 
 export function digestMac(macKey: Uint8Array, digestHex: string): string {
-  return createHmac('sha256', macKey).update(Buffer.from(digestHex, 'hex')).digest('hex');
-}
-
-/**
- * HMAC-SHA256 of a 32-byte digest, as RFC 2104 defines it, with the padded keys computed once:
- * node's createHmac costs more per call in key setup than the two tiny hashes it needs.
- */
-export function digestHmacer(key: Uint8Array): (digestHex: string) => string {
-  const block = Buffer.alloc(64);
-  if (key.length > 64) Buffer.from(hash('sha256', key, 'buffer')).copy(block);
-  else Buffer.from(key).copy(block);
-  const inner = Buffer.alloc(96);
-  const outer = Buffer.alloc(96);
-  for (let i = 0; i < 64; i++) {
-    inner[i] = (block[i] as number) ^ 0x36;
-    outer[i] = (block[i] as number) ^ 0x5c;
-  }
-  return (digestHex) => {
-    inner.write(digestHex, 64, 'hex');
-    // Hex output is cheaper than a Buffer here: no allocation per call.
-    outer.write(hash('sha256', inner, 'hex'), 64, 'hex');
-    return hash('sha256', outer, 'hex');
-  };
+  return hmacSha256Hex(macKey, Buffer.from(digestHex, 'hex'));
 }
 
 /** The digest of a complete line (the part before `,"mac":`), or null when it has no marker. */
@@ -292,13 +271,17 @@ function _readRecent(
 ): Array<Authenticated<LogEntry>> {
   const out: Array<Authenticated<LogEntry>> = [];
   const mac = digestHmacer(macKey);
-  for (const line of _linesBackward(fd, end)) {
-    const entry = _readEntry(line, mac);
-    if (entry === null || !entry.authenticated) continue;
-    if (entry.ts < since) return out;
-    out.push(entry);
+  try {
+    for (const line of _linesBackward(fd, end)) {
+      const entry = _readEntry(line, mac);
+      if (entry === null || !entry.authenticated) continue;
+      if (entry.ts < since) return out;
+      out.push(entry);
+    }
+    return out;
+  } finally {
+    mac.wipe();
   }
-  return out;
 }
 
 /**
@@ -351,6 +334,7 @@ export function entriesAfter(
     }
     return out;
   } finally {
+    mac?.wipe();
     fs.closeSync(fd);
   }
 }
@@ -414,7 +398,7 @@ interface FollowedLine {
 
 class LogFollower {
   #home: Home;
-  #mac: (digestHex: string) => string;
+  #mac: DigestHmac;
   #key: Uint8Array;
   #events: readonly RegExp[];
   #cursor: LogCursor | null = null;
@@ -435,6 +419,7 @@ class LogFollower {
 
   close(): void {
     this.#key.fill(0);
+    this.#mac.wipe();
     this.#cursor = null;
     this.#lines = [];
     this.#closeLog();
@@ -459,13 +444,17 @@ class LogFollower {
     if (!current && !this.#start(afterSeq)) return null;
     const mac = macKey === null ? null : digestHmacer(macKey);
     const out: Array<Checked<LogEntry>> = [];
-    for (let i = this.#lines.length - 1; i >= 0; i--) {
-      const { seq, event, line } = this.#lines[i]!;
-      if (seq <= afterSeq || (event !== null && !events.test(event))) continue;
-      const entry = _readEntry(line, mac);
-      if (entry !== null && entry.seq > afterSeq) out.push(entry);
+    try {
+      for (let i = this.#lines.length - 1; i >= 0; i--) {
+        const { seq, event, line } = this.#lines[i]!;
+        if (seq <= afterSeq || (event !== null && !events.test(event))) continue;
+        const entry = _readEntry(line, mac);
+        if (entry !== null && entry.seq > afterSeq) out.push(entry);
+      }
+      return out;
+    } finally {
+      mac?.wipe();
     }
-    return out;
   }
 
   /** Lines read are checked under the key before any is kept, also those of other events. */
@@ -692,11 +681,15 @@ export function checkedEntries(
   }
   const mac = digestHmacer(macKey);
   const out: Array<Checked<LogEntry>> = [];
-  for (const line of lines) {
-    const entry = _readEntry(line, mac);
-    if (entry !== null) out.push(entry);
+  try {
+    for (const line of lines) {
+      const entry = _readEntry(line, mac);
+      if (entry !== null) out.push(entry);
+    }
+    return out;
+  } finally {
+    mac.wipe();
   }
-  return out;
 }
 
 /** The digest of the entry numbered `seq`, scanning back from the end; null if there is none. */
@@ -889,7 +882,7 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
     let out = '';
     const staged: Array<Authenticated<RecentEntry>> = [];
     // One keyed hasher per key for the batch: createHmac would set up the key for every entry.
-    const macs = new Map<Uint8Array, (digestHex: string) => string>();
+    const macs = new Map<Uint8Array, DigestHmac>();
     const fresh: Array<[number, string]> = [];
     const stage = (e: AuditEvent, macKey: Uint8Array | null, ts: string) => {
       seq += 1;
@@ -948,6 +941,7 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
       const head = { seq, hash: prev };
       done.push(() => p.resolve(head));
     }
+    for (const mac of macs.values()) mac.wipe();
     const bytes = Buffer.from(out, 'utf8');
     const at = tail.torn ? tail.validLength : st.size;
     written.delete(dir.dir);

@@ -5,7 +5,8 @@
  */
 import { Buffer } from 'node:buffer';
 import { hash, timingSafeEqual } from 'node:crypto';
-import { digestHmacer, GENESIS, MAC_MARKER, mayLackMac } from './audit.ts';
+import { GENESIS, MAC_MARKER, mayLackMac } from './audit.ts';
+import { type DigestHmac, digestHmacer } from './crypto/hmac.ts';
 
 export type ProblemKind =
   | 'modified'
@@ -123,7 +124,7 @@ function _macEqual(computed: string, found: string): boolean {
  * whole log's bytes.
  */
 export class AuditVerifier {
-  #mac: ((digestHex: string) => string) | null;
+  #mac: DigestHmac | null;
   #options: VerifyOptions;
   #want: Set<number>;
   #wanted = new Map<number, string>();
@@ -255,6 +256,8 @@ export class AuditVerifier {
   }
 
   finish(): VerifyResult {
+    // The last line has been read: the padded key is not needed any more.
+    this.#mac?.wipe();
     const options = this.#options;
     const problems: Problem[] = [];
     const seqs = new Set<number>();

@@ -9,7 +9,7 @@
  * listens. What `readConfig` returns is `Unverified` until `verifyConfig` has checked that MAC; an
  * absent MAC is refused (`config_not_sealed`), a wrong one is an integrity failure.
  */
-import { createHmac } from 'node:crypto';
+import { hmacSha256Hex } from './crypto/hmac.ts';
 import { Buffer } from 'node:buffer';
 import { canonicalJson } from './canonical.ts';
 import { secretEqual, sha256 } from './bytes.ts';
@@ -182,14 +182,15 @@ export function sealConfig(
 }
 
 function _mac(config: ConfigFile, keys: VaultKeys): string {
-  return createHmac('sha256', keys.state)
-    .update(canonicalJson({
+  return hmacSha256Hex(
+    keys.state,
+    canonicalJson({
       format: CONFIG_FORMAT,
       version: CONFIG_VERSION,
       serve: config.serve,
       cacert_sha256: config.cacertSha256,
-    }))
-    .digest('hex');
+    }),
+  );
 }
 
 function _bad(what: string, hint?: string): TpError {

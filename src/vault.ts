@@ -4,9 +4,9 @@
  * records, and an HMAC over all of it. Reading needs no password (early policy denials use the
  * unauthenticated view); nothing is trusted for an allow until `unseal` has checked the HMAC.
  */
+import { hmacSha256Hex } from './crypto/hmac.ts';
 import { type ActionConfig, ACTIONS, ANOMALY_KINDS } from './monitor/actions.ts';
 import { Buffer } from 'node:buffer';
-import { createHmac } from 'node:crypto';
 import {
   type AuditEvent,
   type Authenticated,
@@ -162,9 +162,7 @@ function _wrapAad(kdf: VaultFile['kdf']): Uint8Array {
 
 function _mac(file: Omit<VaultFile, 'mac'>, keys: VaultKeys): string {
   const { format, version, kdf, key, body } = file;
-  return createHmac('sha256', keys.state)
-    .update(canonicalJson({ format, version, kdf, key, body }))
-    .digest('hex');
+  return hmacSha256Hex(keys.state, canonicalJson({ format, version, kdf, key, body }));
 }
 
 function _wrapDataKey(password: Uint8Array, params: KdfParams, dataKey: Uint8Array) {

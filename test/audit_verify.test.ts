@@ -239,7 +239,7 @@ describe('audit line format', () => {
 describe("the verifier's HMAC", () => {
   it('equals node:crypto HMAC-SHA256 over the digest for keys of every length', async () => {
     const { createHmac, randomBytes } = await import('node:crypto');
-    const { digestHmacer } = await import('../src/audit.ts');
+    const { digestHmacer } = await import('../src/crypto/hmac.ts');
     for (const len of [1, 16, 32, 63, 64, 65, 100]) {
       const key = randomBytes(len);
       const digest = randomBytes(32).toString('hex');
@@ -247,5 +247,14 @@ describe("the verifier's HMAC", () => {
         createHmac('sha256', key).update(Buffer.from(digest, 'hex')).digest('hex'),
       );
     }
+  });
+
+  it('wipe() zeroes its padded keys: a wiped hasher refuses to run', async () => {
+    const { digestHmacer } = await import('../src/crypto/hmac.ts');
+    const mac = digestHmacer(new Uint8Array(32).fill(7));
+    const digest = '00'.repeat(32);
+    expect(mac(digest)).toMatch(/^[0-9a-f]{64}$/);
+    mac.wipe();
+    expect(() => mac(digest)).toThrow(/after wipe/);
   });
 });

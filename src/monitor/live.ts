@@ -14,6 +14,7 @@
  * seen), and an anomaly either raises is acted on. Only an authenticated `monitor.anomaly` counts
  * as already recorded.
  */
+import { hmacSha256Hex } from '../crypto/hmac.ts';
 import {
   type AuditEvent,
   authenticatedOnly,
@@ -38,7 +39,6 @@ import { type Action, actionsFor } from './actions.ts';
 import { type Anomaly, Detector, DETECTOR_VERSION, type DetectorState } from './anomalies.ts';
 import { type AuditEntry, requestEvents } from './behaviour.ts';
 import { Buffer } from 'node:buffer';
-import { createHmac } from 'node:crypto';
 
 export const MONITOR_FILE = 'monitor.json';
 export const MONITOR_FORMAT = 'trust-protocol/monitor';
@@ -248,7 +248,7 @@ function _bySystem(e: AuditEvent): AuditEvent {
 }
 
 function _mac(unsigned: Omit<SavedMonitor, 'mac'>, keys: VaultKeys): string {
-  return createHmac('sha256', keys.state).update(canonicalJson(unsigned)).digest('hex');
+  return hmacSha256Hex(keys.state, canonicalJson(unsigned));
 }
 
 function _parse(bytes: Uint8Array, keys: VaultKeys): SavedMonitor | null {
