@@ -26,6 +26,7 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   agent: async () => (await import('./commands/agent.ts')).agentCommands,
   exec: async () => (await import('./commands/exec.ts')).execCommands,
   serve: async () => (await import('./commands/serve.ts')).serveCommands,
+  'serve-keeper': async () => (await import('./keeper.ts')).keeperCommands,
   audit: async () => (await import('./commands/audit.ts')).auditCommands,
   emergency: async () => (await import('./commands/emergency.ts')).emergencyCommands,
   skill: async () => (await import('./commands/skill.ts')).skillCommands,
@@ -36,7 +37,7 @@ const GROUPS = ['credential', 'agent', 'audit', 'emergency', 'skill', 'publisher
 
 async function _allCommands(): Promise<Command[]> {
   const lists = await Promise.all([...new Set(Object.values(MODULES))].map((load) => load()));
-  return [...new Set(lists.flat())];
+  return [...new Set(lists.flat())].filter((c) => c.hidden !== true);
 }
 
 const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
