@@ -11,6 +11,7 @@ import { resolveHome } from '../src/home.ts';
 import type { Command, Ctx, Output } from './context.ts';
 import { asTpError, EXIT, EXIT_TABLE, formatError } from './exit.ts';
 import { type Io, write } from './io.ts';
+import { closest } from './suggest.ts';
 
 export const VERSION: string = pkg.version;
 
@@ -46,6 +47,8 @@ const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
   quiet: { type: 'boolean', short: 'q' },
   'no-color': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  // Accepted by every command, used by those that need it: a script may pass it to each.
+  'password-file': { type: 'string' },
 };
 
 export async function runCli(argv: readonly string[], io: Io): Promise<number> {
@@ -71,10 +74,19 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
       await write(io.stdout, `trust-protocol ${VERSION}\n`);
       return EXIT.ok;
     }
-    const { command, rest, group } = await _findCommand(argv);
+    const helpAt = argv.findIndex((a) => !a.startsWith('-'));
+    const asksHelp = helpAt >= 0 && argv[helpAt] === 'help';
+    const { command, rest, group } = await _findCommand(
+      asksHelp ? [...argv.slice(0, helpAt), ...argv.slice(helpAt + 1)] : argv,
+    );
     if (command === null) {
+      _checkFlags(rest, GLOBAL_OPTIONS, 'trust-protocol [GLOBAL OPTIONS] COMMAND');
       const all = await _allCommands();
       await write(io.stdout, group === undefined ? _mainHelp(all) : _groupHelp(all, group));
+      return EXIT.ok;
+    }
+    if (asksHelp) {
+      await write(io.stdout, _commandHelp(command));
       return EXIT.ok;
     }
     const parsed = _parse(command, rest);
@@ -123,7 +135,7 @@ async function _findCommand(
     if (a === '--') break;
     if (a.startsWith('-') && a !== '-') {
       pre.push(a);
-      if (a === '--home') pre.push(argv[++i] ?? '');
+      if ((a === '--home' || a === '--password-file') && i + 1 < argv.length) pre.push(argv[++i]!);
       i++;
       continue;
     }
@@ -141,20 +153,76 @@ async function _findCommand(
   if (command !== undefined) return { command, rest };
   if (GROUPS.includes(group)) {
     if (words.length === 1 || words[1] === 'help') return { command: null, rest, group };
+    const near = closest(
+      words[1] ?? '',
+      (await (MODULES[group] as () => Promise<Command[]>)()).map((c) => c.words[1] ?? ''),
+    );
     throw usage(
       'unknown_command',
       `unknown command "${group} ${escapeControls(words[1] ?? '')}"`,
-      `see \`trust-protocol ${group} --help\``,
+      near === null
+        ? `see \`trust-protocol ${group} --help\``
+        : `did you mean \`trust-protocol ${group} ${near}\`?`,
     );
   }
+  // The internal word (serve-keeper) is never suggested.
+  const near = closest(group, Object.keys(MODULES).filter((w) => w !== 'serve-keeper'));
   throw usage(
     'unknown_command',
     `unknown command "${escapeControls(group)}"`,
-    'see `trust-protocol --help`',
+    near === null ? 'see `trust-protocol --help`' : `did you mean \`trust-protocol ${near}\`?`,
   );
 }
 
+/**
+ * Checks the flags before node's parseArgs sees them, so that the error names the flag in our
+ * words, with a "did you mean" for a misspelling: an unknown flag, a flag that needs a value and
+ * has none, a switch given a value.
+ */
+function _checkFlags(args: readonly string[], options: ParseArgsOptionsConfig, usageLine: string) {
+  const longs = Object.keys(options);
+  const shorts = new Map(
+    Object.entries(options).flatMap(([name, o]) => (o.short ? [[o.short, name]] : [])),
+  );
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === '--') return;
+    if (!a.startsWith('-') || a === '-') continue;
+    const eq = a.indexOf('=');
+    const name = a.startsWith('--')
+      ? a.slice(2, eq < 0 ? undefined : eq)
+      : shorts.get(a.slice(1, 2)) ?? null;
+    const option = name === null ? undefined : options[name];
+    if (option === undefined) {
+      const shown = escapeControls(
+        a.startsWith('--') ? a.slice(0, eq < 0 ? undefined : eq) : a.slice(0, 2),
+      );
+      const near = a.startsWith('--') ? closest(shown.slice(2), longs) : null;
+      throw usage(
+        'unknown_flag',
+        `unknown option ${shown}`,
+        near === null ? `usage: ${usageLine}` : `did you mean --${near}?`,
+      );
+    }
+    if (option.type === 'boolean' && eq >= 0) {
+      throw usage('bad_flags', `--${name} takes no value`, `usage: ${usageLine}`);
+    }
+    const inline = eq >= 0 || (!a.startsWith('--') && a.length > 2);
+    if (option.type === 'string' && !inline) {
+      const next = args[i + 1];
+      if (
+        next === undefined ||
+        (next.startsWith('-') && next !== '-' && options[next.slice(2)] !== undefined)
+      ) {
+        throw usage('bad_flags', `--${name} needs a value`, `usage: ${usageLine}`);
+      }
+      i++;
+    }
+  }
+}
+
 function _parse(command: Command, args: string[]) {
+  _checkFlags(args, { ...GLOBAL_OPTIONS, ...command.options }, `trust-protocol ${command.usage}`);
   try {
     const { values, positionals } = parseArgs({
       args,
@@ -218,7 +286,8 @@ Global options (before or after the command words):
   --json         machine-readable output on stdout; errors as JSON on stderr
   --quiet, -q    print only data (ids, tokens, responses)
   --no-color     no colour (also when NO_COLOR is set)
-  --help, -h     help for a command: trust-protocol COMMAND --help
+  --help, -h     help for a command: trust-protocol COMMAND --help, or trust-protocol help COMMAND
+  --password-file PATH  the master password, for the commands that need it (others ignore it)
   --version      print the version
 
 Passwords come from --password-file PATH, TRUST_PROTOCOL_PASSWORD, or a no-echo prompt; never argv.
@@ -241,5 +310,5 @@ function _commandHelp(c: Command): string {
   return `Usage: trust-protocol ${c.usage}\n\n${c.summary}\n` +
     (c.help ? `\n${c.help}\n` : '') +
     (flags.length > 0 ? `\nOptions:\n${flags.join('\n')}\n` : '') +
-    `\n${EXIT_TABLE}\n`;
+    '\nGlobal options and exit codes: trust-protocol --help\n';
 }

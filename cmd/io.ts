@@ -14,6 +14,33 @@ export interface Io {
   isTerminal: boolean;
 }
 
+/**
+ * Variables glibc's resolver reads on every lookup, from the C environment: HOSTALIASES maps a
+ * single-label name to any other name, LOCALDOMAIN replaces the search domains, RES_OPTIONS sets
+ * ndots (which names get a search domain appended first), RESOLV_HOST_CONF and the RESOLV_*
+ * switches override /etc/host.conf. Node and Deno resolve through getaddrinfo, and an agent
+ * controls the environment exec starts in (SPEC §6): names resolve as the system's own files say.
+ */
+const RESOLVER_ENV = [
+  'HOSTALIASES',
+  'LOCALDOMAIN',
+  'RES_OPTIONS',
+  'RESOLV_HOST_CONF',
+  'RESOLV_MULTI',
+  'RESOLV_REORDER',
+  'RESOLV_ADD_TRIM_DOMAINS',
+  'RESOLV_OVERRIDE_TRIM_DOMAINS',
+] as const;
+
+/**
+ * Removes the resolver variables from this process's environment; called first thing, before any
+ * lookup. Deleting from `process.env` calls unsetenv(3) on Node and Deno (Deno.env.delete), so
+ * getaddrinfo no longer sees them either.
+ */
+export function dropResolverEnvironment(): void {
+  for (const name of RESOLVER_ENV) delete process.env[name];
+}
+
 export function processIo(): Io {
   return {
     env: process.env,
@@ -51,7 +78,16 @@ export async function readAll(
 }
 
 /** Reads a file named on the command line; a missing or unreadable file is a usage error. */
-export function readUserFile(path: string, what: string, limit = 16 * 1024 * 1024): Uint8Array {
+/**
+ * Reads a file the user named. `secret`: a password or token file, refused (as ssh refuses a key)
+ * when it is a regular file that group or others may read or write.
+ */
+export function readUserFile(
+  path: string,
+  what: string,
+  limit = 16 * 1024 * 1024,
+  options: { secret?: boolean } = {},
+): Uint8Array {
   let fd: number;
   try {
     fd = fs.openSync(path, 'r');
@@ -62,6 +98,13 @@ export function readUserFile(path: string, what: string, limit = 16 * 1024 * 102
   try {
     const st = fs.fstatSync(fd);
     if (st.isDirectory()) throw usage('unreadable_file', `${what} ${path} is a directory`);
+    if (options.secret === true && st.isFile() && (st.mode & 0o077) !== 0) {
+      throw usage(
+        'insecure_file',
+        `${what} ${path} is accessible by group or others (mode ${(st.mode & 0o777).toString(8)})`,
+        `run: chmod 600 ${path}`,
+      );
+    }
     if (st.size > limit) {
       throw usage('input_too_large', `${what} ${path} is larger than ${limit} bytes`);
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /** Entry point of the `trust-protocol` binary (and of `node cmd/main.ts` / `deno run cmd/main.ts`). */
 import { runCli } from './cli.ts';
-import { processIo } from './io.ts';
+import { dropResolverEnvironment, processIo } from './io.ts';
 
+dropResolverEnvironment();
 runCli(process.argv.slice(2), processIo()).then(
   (code) => {
     // Every output was awaited (and stdout/stderr are synchronous for files, pipes and terminals

@@ -18,7 +18,9 @@ export async function readPassword(io: Io, options: PasswordOptions): Promise<Ui
   let password: Uint8Array | null = null;
   if (options.passwordFile !== undefined) {
     password = new Uint8Array(
-      dropTrailingNewline(readUserFile(options.passwordFile, 'password file', 64 * 1024)),
+      dropTrailingNewline(
+        readUserFile(options.passwordFile, 'password file', 64 * 1024, { secret: true }),
+      ),
     );
   } else if (io.env[PASSWORD_ENV] !== undefined) {
     password = new TextEncoder().encode(io.env[PASSWORD_ENV]);
@@ -55,7 +57,7 @@ export async function readPassword(io: Io, options: PasswordOptions): Promise<Ui
 export function readToken(io: Io, tokenFile: string | undefined): string | null {
   if (tokenFile !== undefined) {
     return new TextDecoder().decode(
-      dropTrailingNewline(readUserFile(tokenFile, 'token file', 4096)),
+      dropTrailingNewline(readUserFile(tokenFile, 'token file', 4096, { secret: true })),
     ).trim();
   }
   const env = io.env[TOKEN_ENV];

@@ -1,5 +1,6 @@
 /** The flags that shape an outgoing request (exec and serve share them): --timeout, --max-response-bytes, --cacert, --connect-to. */
 import { Buffer } from 'node:buffer';
+import { ignoredCaVariables } from '../src/broker.ts';
 import { usage } from '../src/errors.ts';
 import type { SendOptions } from '../src/http/client.ts';
 import { parseConnectTo } from '../src/http/connect_to.ts';
@@ -30,4 +31,18 @@ export function sendOptions(ctx: Ctx): SendOptions {
   const connectTo = list(ctx, 'connect-to');
   if (connectTo.length > 0) options.connectTo = connectTo.map(parseConnectTo);
   return options;
+}
+
+/**
+ * One note when CA variables are set: many machines export them for every program, so they must
+ * not stop a run, and nothing they name is trusted (SPEC §6). Informational: not under --quiet or
+ * --json. Names only: a value is a path the reader already knows.
+ */
+export function noteIgnoredCaVariables(ctx: Ctx): void {
+  const names = ignoredCaVariables(ctx.io.env);
+  if (names.length === 0 || ctx.quiet || ctx.json) return;
+  ctx.io.stderr.write(
+    `trust-protocol: note: ignoring ${names.join(', ')}: ` +
+      'TLS trusts only the bundled roots, or --cacert\n',
+  );
 }

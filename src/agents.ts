@@ -19,17 +19,28 @@ export interface IssuedToken {
   expires_at: string;
 }
 
-export function findAgent(body: VaultBody, id: string): AgentRecord {
-  const agent = body.agents.find((a) => a.id === id);
-  if (agent === undefined) {
-    throw new TpError(
-      'usage',
-      'no_such_agent',
-      `no agent with id "${escapeControls(id)}"`,
-      { hint: 'see `trust-protocol agent list`' },
+/** An agent by its id, or by its name when exactly one agent has it. */
+export function findAgent(body: VaultBody, idOrName: string): AgentRecord {
+  const byId = body.agents.find((a) => a.id === idOrName);
+  if (byId !== undefined) return byId;
+  // A revoked agent's name may be taken again; it names the revoked one only when no other has it.
+  const all = body.agents.filter((a) => a.name === idOrName);
+  const live = all.filter((a) => a.state !== 'revoked');
+  const named = live.length > 0 ? live : all;
+  if (named.length === 1) return named[0] as AgentRecord;
+  if (named.length > 1) {
+    throw usage(
+      'ambiguous_agent',
+      `${named.length} agents are named "${escapeControls(idOrName)}"`,
+      `name one by its id: ${named.map((a) => a.id).join(', ')}`,
     );
   }
-  return agent;
+  throw new TpError(
+    'usage',
+    'no_such_agent',
+    `no agent with id or name "${escapeControls(idOrName)}"`,
+    { hint: 'see `trust-protocol agent list`' },
+  );
 }
 
 export function registerAgent(
@@ -41,6 +52,17 @@ export function registerAgent(
       'bad_agent_name',
       'invalid agent name',
       'use 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit',
+    );
+  }
+  // Names stand for agents wherever an id is taken: unique, and never mistaken for an id.
+  if (input.name.startsWith('agt_')) {
+    throw usage('bad_agent_name', 'an agent name may not start with "agt_" (ids do)');
+  }
+  if (body.agents.some((a) => a.name === input.name && a.state !== 'revoked')) {
+    throw usage(
+      'agent_name_taken',
+      `an agent named "${input.name}" exists already`,
+      'choose another name, or revoke the other agent first',
     );
   }
   if (input.tier === 'SACRED') {
@@ -108,6 +130,17 @@ export function grant(
         'no_such_credential',
         `no credential named "${escapeControls(name)}"`,
         'see `trust-protocol credential list`',
+      );
+    }
+  }
+  for (const name of input.credentials) {
+    const c = body.credentials.find((x) => x.name === name) as { min_tier: Tier };
+    if (tierRank(agent.tier) < tierRank(c.min_tier)) {
+      throw denied(
+        'tier_too_low',
+        `credential "${escapeControls(name)}" needs tier ${c.min_tier}; agent ${agent.id} is ` +
+          `${agent.tier}, so it could never use it`,
+        `promote it first: trust-protocol agent promote ${agent.id} ${c.min_tier}`,
       );
     }
   }

@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHmac, hash } from 'node:crypto';
 import { promisify } from 'node:util';
+import { secretEqual } from './bytes.ts';
 import { integrity, TpError } from './errors.ts';
 import {
   fsyncDir,
@@ -45,6 +46,36 @@ export interface AuditEvent {
 export interface Appended {
   seq: number;
   hash: string;
+}
+
+/**
+ * What a reader of the log says about an entry it returns (issue #14). `Authenticated`: its MAC
+ * verified under the audit key, so a password holder wrote it. `Unverified`: read without the key,
+ * or written with `"mac": null`, so anyone who can write the home could have written it. An
+ * unverified entry may only narrow access (count a denial, place a brake); whatever grants, renews,
+ * raises a score, resets a counter, clears an anomaly or proves the vault current takes
+ * `Authenticated` entries, and says so in its parameter types.
+ */
+export type Authenticated<T> = T & { readonly authenticated: true };
+export type Unverified<T> = T & { readonly authenticated: false };
+export type Checked<T> = Authenticated<T> | Unverified<T>;
+
+export function authenticatedOnly<T>(entries: readonly Checked<T>[]): Array<Authenticated<T>> {
+  return entries.filter((e): e is Authenticated<T> => e.authenticated);
+}
+
+/**
+ * The only events written without the password, so the only ones that may carry `"mac": null`.
+ * With the key, a null MAC on any other event was forged or stripped (an integrity failure, like
+ * a wrong MAC); a writer without a key refuses other events, which keeps this list complete.
+ */
+export const UNKEYED_EVENTS =
+  /^(request\.denied|vault\.unseal_failed|brake\.activate|audit\.repair|skill\.verify)$/;
+
+/** Whether a line's event (read from the fixed field order) is one of `UNKEYED_EVENTS`. */
+export function mayLackMac(line: string): boolean {
+  const named = LEADING_FIELDS.exec(line);
+  return named !== null && UNKEYED_EVENTS.test(named[2]!);
 }
 
 export function auditHome(home: Home): Home {
@@ -151,21 +182,21 @@ function _readTail(fd: number): { last: string | null; validLength: number; torn
 }
 
 /**
- * Entries newer than `since`, newest first, reading the log backwards in blocks. With a key, only
- * entries whose MAC verifies count, and only such an entry ends the scan: lines appended by hand
- * (no MAC, or a forged one, or an old timestamp) can neither hide nor fake earlier entries.
+ * Authenticated entries newer than `since`, newest first, reading the log backwards in blocks.
+ * Only an authenticated entry ends the scan, and a line whose MAC is wrong throws: lines appended
+ * or edited by hand (no MAC, a broken one, an old timestamp) can neither hide nor fake entries.
  */
 function _readRecent(
   fd: number,
   end: number,
   since: string,
-  macKey: Uint8Array | null,
-): RecentEntry[] {
-  const out: RecentEntry[] = [];
-  const mac = macKey === null ? null : digestHmacer(macKey);
+  macKey: Uint8Array,
+): Array<Authenticated<LogEntry>> {
+  const out: Array<Authenticated<LogEntry>> = [];
+  const mac = digestHmacer(macKey);
   for (const line of _linesBackward(fd, end)) {
-    const entry = _authenticEntry(line, mac);
-    if (entry === null) continue;
+    const entry = _readEntry(line, mac);
+    if (entry === null || !entry.authenticated) continue;
     if (entry.ts < since) return out;
     out.push(entry);
   }
@@ -173,18 +204,32 @@ function _readRecent(
 }
 
 /**
- * Entries numbered above `afterSeq`, newest first. With a key, only authentic ones (what password
- * holders wrote since a recorded head), and only an authentic entry at or below `afterSeq` ends
- * the scan; without one, every readable entry. `events` keeps only entries whose event name it
- * matches; the others above `afterSeq` are skipped unparsed (their name is read from the fixed
- * field order), which keeps frequent scans cheap.
+ * Entries numbered above `afterSeq`, newest first. With a key, each says whether it is
+ * authenticated (what password holders wrote since a recorded head), a line whose MAC is wrong
+ * throws, and only an authenticated entry at or below `afterSeq` ends the scan; without one,
+ * every readable entry, unverified. `events` keeps only entries whose event name it matches; the
+ * others above `afterSeq` are skipped unparsed (their name is read from the fixed field order),
+ * which keeps frequent scans cheap, but with a key their MAC is still checked: renaming an
+ * entry's event must not hide it.
  */
+export function entriesAfter(
+  home: Home,
+  macKey: null,
+  afterSeq: number,
+  events?: RegExp,
+): Array<Unverified<LogEntry>>;
 export function entriesAfter(
   home: Home,
   macKey: Uint8Array | null,
   afterSeq: number,
   events?: RegExp,
-): Array<RecentEntry & { seq: number }> {
+): Array<Checked<LogEntry>>;
+export function entriesAfter(
+  home: Home,
+  macKey: Uint8Array | null,
+  afterSeq: number,
+  events?: RegExp,
+): Array<Checked<LogEntry>> {
   const follower = followers.get(home.dir);
   if (follower !== undefined && events !== undefined) {
     const found = follower.entriesAfter(macKey, afterSeq, events);
@@ -192,25 +237,33 @@ export function entriesAfter(
   }
   const fd = _openLog(home);
   if (fd === null) return [];
-  const out: Array<RecentEntry & { seq: number }> = [];
+  const out: Array<Checked<LogEntry>> = [];
   const mac = macKey === null ? null : digestHmacer(macKey);
   try {
-    for (const line of _linesBackward(fd, fs.fstatSync(fd).size)) {
+    for (const line of _linesBackward(fd, _completeEnd(fd))) {
       const named = events === undefined ? null : LEADING_FIELDS.exec(line);
       if (named !== null && Number(named[1]) > afterSeq && !events!.test(named[2] as string)) {
+        if (mac !== null) _authenticated(line, mac);
         continue;
       }
-      const entry = _authenticEntry(line, mac) as
-        | (RecentEntry & { seq: number })
-        | null;
-      if (entry === null || typeof entry.seq !== 'number') continue;
-      if (entry.seq <= afterSeq) return out;
-      out.push(entry);
+      const entry = _readEntry(line, mac);
+      if (entry === null) continue;
+      if (entry.seq > afterSeq) out.push(entry);
+      else if (mac === null || entry.authenticated) return out;
     }
     return out;
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The end of the last complete line: a torn tail (a crash mid-write) is nobody's entry yet. */
+function _completeEnd(fd: number): number {
+  const size = fs.fstatSync(fd).size;
+  if (size === 0) return 0;
+  const last = Buffer.alloc(1);
+  fs.readSync(fd, last, 0, 1, size - 1);
+  return last[0] === 0x0a ? size : _readTail(fd).validLength;
 }
 
 /** The log opened for reading (no symlinks), or null when there is none yet. */
@@ -294,24 +347,33 @@ class LogFollower {
     this.#fd = null;
   }
 
-  /** Null when this query is not one it follows, or the log cannot be followed right now. */
+  /**
+   * Null when this query is not one it follows, or the log cannot be followed right now. Throws,
+   * as the full scan does, when a line it reads carries a wrong MAC.
+   */
   entriesAfter(
     macKey: Uint8Array | null,
     afterSeq: number,
     events: RegExp,
-  ): Array<RecentEntry & { seq: number }> | null {
+  ): Array<Checked<LogEntry>> | null {
     if (!this.#events.includes(events)) return null;
     const current = this.#cursor !== null && afterSeq >= this.#from && this.#advance();
     if (!current && !this.#start(afterSeq)) return null;
     const mac = macKey === null ? null : digestHmacer(macKey);
-    const out: Array<RecentEntry & { seq: number }> = [];
+    const out: Array<Checked<LogEntry>> = [];
     for (let i = this.#lines.length - 1; i >= 0; i--) {
       const { seq, event, line } = this.#lines[i]!;
       if (seq <= afterSeq || (event !== null && !events.test(event))) continue;
-      const entry = _authenticEntry(line, mac) as (RecentEntry & { seq: number }) | null;
-      if (entry !== null && typeof entry.seq === 'number' && entry.seq > afterSeq) out.push(entry);
+      const entry = _readEntry(line, mac);
+      if (entry !== null && entry.seq > afterSeq) out.push(entry);
     }
     return out;
+  }
+
+  /** Lines read are checked under the key before any is kept, also those of other events. */
+  #keepAll(lines: readonly string[]): void {
+    for (const line of lines) if (line !== '') _authenticated(line, this.#mac);
+    for (const line of lines) if (line !== '') this.#keep(line);
   }
 
   #keep(line: string): void {
@@ -343,7 +405,7 @@ class LogFollower {
     if (atPath.ino !== held.ino || atPath.dev !== held.dev) return false;
     const read = _linesFrom(this.#fd, this.#cursor, held.size);
     if (read === null || read.cursor === null) return false;
-    for (const line of read.lines) this.#keep(line);
+    this.#keepAll(read.lines);
     this.#cursor = read.cursor;
     return true;
   }
@@ -373,11 +435,11 @@ class LogFollower {
           found.push(line);
           continue;
         }
-        const entry = _authenticEntry(line, this.#mac) as { seq?: unknown } | null;
-        if (entry !== null && typeof entry.seq === 'number' && entry.seq <= afterSeq) break;
+        const entry = _readEntry(line, this.#mac);
+        if (entry !== null && entry.authenticated && entry.seq <= afterSeq) break;
         found.push(line);
       }
-      for (let i = found.length - 1; i >= 0; i--) this.#keep(found[i]!);
+      this.#keepAll(found.reverse());
       this.#cursor = { offset: tail.validLength, digest };
       this.#fd = fd;
       keep = true;
@@ -454,24 +516,89 @@ function _prevOf(line: string): string | null {
   return at < 0 ? null : line.slice(at + 9, at + 9 + 64);
 }
 
-function _authenticEntry(
-  line: string,
-  mac: ((digestHex: string) => string) | null,
-): RecentEntry | null {
+type Hmacer = (digestHex: string) => string;
+
+/**
+ * Whether a line is authenticated. With the key (`mac`): true when its MAC verifies, false when it
+ * is null on one of `UNKEYED_EVENTS`; anything else (a wrong, cut or stripped MAC, no MAC field)
+ * throws, because skipping it would let an edit hide what a password holder recorded. Without the
+ * key every entry is unverified (false); null: not an entry.
+ */
+function _authenticated(line: string, mac: Hmacer | null): boolean | null {
   const at = line.lastIndexOf(MAC_MARKER);
-  if (at < 0) return null;
-  if (
-    mac !== null &&
-    line.slice(at + MAC_MARKER.length) !== `"${mac(prefixDigest(line.slice(0, at)))}"}`
-  ) {
-    return null;
+  if (mac === null) return at < 0 ? null : false;
+  const tail = at < 0 ? '' : line.slice(at + MAC_MARKER.length);
+  if (tail === 'null}') {
+    if (mayLackMac(line)) return false;
+  } else if (at >= 0) {
+    const want = `"${mac(prefixDigest(line.slice(0, at)))}"}`;
+    if (secretEqual(Buffer.from(tail, 'utf8'), Buffer.from(want, 'utf8'))) return true;
   }
+  throw _macMismatch(line);
+}
+
+function _macMismatch(line: string): TpError {
+  const seq = /^\{"v":\d+,"seq":(\d+),/.exec(line)?.[1];
+  return integrity(
+    'audit_mac_mismatch',
+    `audit entry ${seq ?? '(unnumbered)'} does not carry a valid MAC: it was edited or forged`,
+    'run `trust-protocol audit verify` to see what happened to the log, then restore it from a backup',
+  );
+}
+
+/** One entry of a complete line, saying whether it is authenticated; null for a blank line. */
+function _readEntry(line: string, mac: Hmacer | null): Checked<LogEntry> | null {
+  if (line === '') return null;
+  const authenticated = _authenticated(line, mac);
+  if (authenticated === null) return null;
+  let parsed: unknown;
   try {
-    const entry = JSON.parse(line) as RecentEntry;
-    return typeof entry.ts === 'string' ? entry : null;
+    parsed = JSON.parse(line);
   } catch {
     return null;
   }
+  const e = _fields(parsed);
+  if (e === null) return null;
+  // A fresh object: a forged line's own "authenticated" field never reaches a caller.
+  return authenticated ? { ...e, authenticated: true } : { ...e, authenticated: false };
+}
+
+function _fields(p: unknown): LogEntry | null {
+  if (typeof p !== 'object' || p === null) return null;
+  const { seq, ts, event, actor, outcome, data } = p as Record<string, unknown>;
+  if (typeof seq !== 'number' || typeof ts !== 'string' || typeof event !== 'string') return null;
+  return {
+    seq,
+    ts,
+    event,
+    actor: typeof actor === 'object' && actor !== null ? actor as LogEntry['actor'] : {},
+    outcome: typeof outcome === 'string' ? outcome : '',
+    data: typeof data === 'object' && data !== null ? data as Record<string, unknown> : {},
+  };
+}
+
+/**
+ * Every entry of a whole log (bytes, or complete lines), oldest first, each saying whether it is
+ * authenticated under `macKey`; a line whose MAC is wrong throws (integrity). A torn tail is
+ * left out. For readers that judge the whole trail (renewal, the monitor).
+ */
+export function checkedEntries(
+  log: Uint8Array | readonly string[],
+  macKey: Uint8Array,
+): Array<Checked<LogEntry>> {
+  let lines: readonly string[];
+  if (Array.isArray(log)) lines = log;
+  else {
+    const text = Buffer.from(log as Uint8Array).toString('utf8');
+    lines = text.slice(0, text.lastIndexOf('\n') + 1).split('\n');
+  }
+  const mac = digestHmacer(macKey);
+  const out: Array<Checked<LogEntry>> = [];
+  for (const line of lines) {
+    const entry = _readEntry(line, mac);
+    if (entry !== null) out.push(entry);
+  }
+  return out;
 }
 
 /** The digest of the entry numbered `seq`, scanning back from the end; null if there is none. */
@@ -524,12 +651,20 @@ export interface RecentEntry {
   data: Record<string, unknown>;
 }
 
+/** An entry as read back from the log (docs/formats.md#audit, without `v`, `prev` and `mac`). */
+export interface LogEntry extends RecentEntry {
+  seq: number;
+  actor: { type?: string; id?: string };
+  outcome: string;
+}
+
 /**
  * Runs under the audit lock before the events are written; throwing aborts the append. Lets a
- * rate limit count earlier entries and record the new one atomically across processes.
+ * rate limit count earlier entries and record the new one atomically across processes. `recent`
+ * gives authenticated entries only (it needs the writer's key).
  */
 export type AppendGuard = (
-  recent: (since: Date) => RecentEntry[],
+  recent: (since: Date) => Array<Authenticated<RecentEntry>>,
   tail: { seq: number; digestAt: (seq: number) => string | null },
 ) => void;
 
@@ -580,6 +715,14 @@ export function openAuditWriter(home: Home, options: AuditWriterOptions): AuditW
   const clock = options.clock ?? (() => new Date());
   return {
     append(events, appendOptions = {}) {
+      const keyed = options.macKey === null
+        ? events.find((e) => !UNKEYED_EVENTS.test(e.event))
+        : undefined;
+      if (keyed !== undefined) {
+        return Promise.reject(
+          new TpError('internal', 'audit_needs_key', `${keyed.event} is written only with a MAC`),
+        );
+      }
       try {
         subdir(home, AUDIT_DIR, { create: true });
       } catch (e) {
@@ -646,7 +789,7 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
     let seq = tail.last === null ? 0 : _seqOf(tail.last);
     let prev = tail.last === null ? GENESIS : (lineDigest(tail.last) ?? _malformedTail());
     let out = '';
-    const staged: RecentEntry[] = [];
+    const staged: Array<Authenticated<RecentEntry>> = [];
     // One keyed hasher per key for the batch: createHmac would set up the key for every entry.
     const macs = new Map<Uint8Array, (digestHex: string) => string>();
     const fresh: Array<[number, string]> = [];
@@ -658,7 +801,9 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
       fresh.push([seq, digest]);
       prev = digest;
       out += line + '\n';
-      if (macKey !== null) staged.unshift({ ts, event: e.event, data: e.data });
+      if (macKey !== null) {
+        staged.unshift({ ts, event: e.event, data: e.data, authenticated: true });
+      }
     };
     if (tail.torn) {
       fs.ftruncateSync(fd, tail.validLength);
@@ -683,11 +828,17 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
     for (const p of batch) {
       try {
         // Earlier appends of this batch count too, as if they were already in the file.
+        const key = p.macKey;
         p.guard?.(
-          (since) => [
-            ...staged.filter((e) => e.ts >= since.toISOString()),
-            ..._readRecent(fd, tail.validLength, since.toISOString(), p.macKey),
-          ],
+          (since) => {
+            if (key === null) {
+              throw new TpError('internal', 'audit_needs_key', 'a guard read without a key');
+            }
+            return [
+              ...staged.filter((e) => e.ts >= since.toISOString()),
+              ..._readRecent(fd, tail.validLength, since.toISOString(), key),
+            ];
+          },
           { seq: tailSeq, digestAt },
         );
       } catch (e) {

@@ -5,7 +5,8 @@
  */
 import { Buffer } from 'node:buffer';
 import { hash } from 'node:crypto';
-import { digestHmacer, GENESIS, MAC_MARKER } from './audit.ts';
+import { secretEqual } from './bytes.ts';
+import { digestHmacer, GENESIS, MAC_MARKER, mayLackMac } from './audit.ts';
 
 export type ProblemKind =
   | 'modified'
@@ -52,6 +53,8 @@ interface Entry {
   prev: string;
   digest: string;
   mac: string | null;
+  /** For a null MAC: whether the event is one written without the password. */
+  unkeyed: boolean;
 }
 
 const START = Buffer.from('{"v":1,"seq":');
@@ -98,6 +101,7 @@ function _entry(line: Buffer): Entry | null {
     seq,
     prev: line.toString('latin1', at - 65, at - 1),
     digest: hash('sha256', line.subarray(0, at), 'hex'),
+    unkeyed: mac === null && mayLackMac(line.toString('utf8', 0, Math.min(line.length, 512))),
     mac,
   };
 }
@@ -105,7 +109,10 @@ function _entry(line: Buffer): Entry | null {
 /** Per-entry facts kept after the single pass: no strings, so a million entries stay cheap. */
 interface Scan {
   seqs: number[];
-  /** 0: no MAC, 1: MAC verifies, 2: MAC does not verify (or not checked: 0). */
+  /**
+   * 0: no MAC, 1: MAC verifies, 2: MAC does not verify (or not checked: 0), 3: no MAC on an event
+   * only a password holder writes (forged, or its MAC stripped).
+   */
   macs: number[];
   /** Whether the entry's prev is the digest of the entry before it in the file. */
   linked: boolean[];
@@ -153,7 +160,15 @@ export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): Verif
     if (scan.seqs.length === 0) scan.firstIsGenesis = e.prev === GENESIS;
     scan.linked.push(e.prev === scan.lastDigest);
     scan.seqs.push(e.seq);
-    scan.macs.push(mac === null || e.mac === null ? 0 : mac(e.digest) === e.mac ? 1 : 2);
+    scan.macs.push(
+      mac === null
+        ? 0
+        : e.mac === null
+        ? (e.unkeyed ? 0 : 3)
+        : secretEqual(Buffer.from(mac(e.digest)), Buffer.from(e.mac))
+        ? 1
+        : 2,
+    );
     if (want.has(e.seq)) scan.wanted.set(e.seq, e.digest);
     scan.lastDigest = e.digest;
   }
@@ -209,6 +224,17 @@ export function verifyAuditLog(bytes: Uint8Array, options: VerifyOptions): Verif
         : { seq, kind: 'modified', detail: `entry ${seq} does not match its MAC` },
     );
   }
+  macs.forEach((m, i) => {
+    const seq = seqs[i] as number;
+    if (m !== 3 || problems.some((p) => p.seq === seq)) return;
+    problems.push({
+      seq,
+      kind: options.recordedHead !== null && seq > options.recordedHead.seq
+        ? 'inserted'
+        : 'modified',
+      detail: `entry ${seq} has no MAC, but its event is written only by a password holder`,
+    });
+  });
   const lastSeq = seqs.at(-1) ?? 0;
   for (
     const [head, what] of [[options.recordedHead, 'the vault'], [

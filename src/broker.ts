@@ -58,6 +58,13 @@ export interface BrokerDeps {
    * is decrypted, and may refuse the request there (serve, once a deferred head write failed).
    */
   recordHead?: (keys: VaultKeys, head: AuditHead) => Promise<void>;
+  /**
+   * Called with the brakes in force as soon as they are read, before a brake refuses the request:
+   * a process that already holds the keys (serve) copies the brakes the vault does not know into
+   * it there and then, so deleting their records afterwards lifts nothing. If it throws (say the
+   * vault's MAC is wrong), the request is refused with that error.
+   */
+  sawBrakes?: (file: VaultFile, active: readonly Brake[]) => Promise<void>;
   /** Compiled redactions kept across requests (serve); default: compiled for each request. */
   redactions?: RedactionCache;
 }
@@ -96,27 +103,36 @@ function _stopIfBraked(
   if (brake !== null) throw brakeError(brake);
 }
 
-/** Variables that widen TLS trust from the environment, which an agent controls. */
-export const TLS_WEAKENING_ENV = [
-  'NODE_TLS_REJECT_UNAUTHORIZED',
+/**
+ * Variables with which a runtime would trust more CAs. The HTTP client always passes its roots
+ * explicitly (src/http/client.ts), so none of them has any effect; the command line says so.
+ */
+export const CA_ENV = [
   'NODE_EXTRA_CA_CERTS',
+  'NODE_USE_SYSTEM_CA',
   'SSL_CERT_FILE',
   'SSL_CERT_DIR',
   'DENO_CERT',
   'DENO_TLS_CA_STORE',
 ] as const;
 
+/** The CA variables set (non-empty) in `env`: ignored, but worth one note. */
+export function ignoredCaVariables(env: Readonly<Record<string, string | undefined>>): string[] {
+  return CA_ENV.filter((name) => (env[name] ?? '') !== '');
+}
+
+/**
+ * Refuses a run whose environment switches certificate verification off: the client verifies
+ * anyway, but such a setting says the caller expects unverified TLS, and that is never given.
+ */
 export function checkEnvironment(env: Readonly<Record<string, string | undefined>>): void {
-  for (const name of TLS_WEAKENING_ENV) {
-    const value = env[name];
-    if (value === undefined || value === '') continue;
-    if (name === 'NODE_TLS_REJECT_UNAUTHORIZED' && value === '1') continue;
-    throw denied(
-      'tls_env',
-      `${name} is set: it would change which TLS certificates are trusted`,
-      `unset ${name}; an operator can add trust explicitly with --cacert FILE`,
-    );
-  }
+  const value = env.NODE_TLS_REJECT_UNAUTHORIZED;
+  if (value === undefined || value === '' || value === '1') return;
+  throw denied(
+    'tls_env',
+    'NODE_TLS_REJECT_UNAUTHORIZED is set: it would switch TLS certificate verification off',
+    'unset NODE_TLS_REJECT_UNAUTHORIZED; an operator can add trust explicitly with --cacert FILE',
+  );
 }
 
 export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise<BrokeredResponse> {
@@ -136,6 +152,7 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
       ? null
       : findAgentByToken(file.body.agents, request.token)?.id ?? null;
     active = activeBrakes(deps.home, file.body);
+    await deps.sawBrakes?.(file, active);
     _stopIfBraked(active, agentId, []);
     parsed = _parse(request.template);
     _stopIfBraked(active, agentId, parsed.names);
@@ -422,7 +439,9 @@ function _parse(input: BrokerRequest['template']) {
     throw usage(
       'no_placeholder',
       'the template uses no {{CREDENTIAL}} placeholder, so there is nothing to inject',
-      'add {{CREDENTIAL}} where the secret goes, e.g. a header "Authorization": "Bearer {{CREDENTIAL}}"',
+      'add {{CREDENTIAL}} where the secret goes, e.g. a header "Authorization": "Bearer {{CREDENTIAL}}"; ' +
+        'or give the credential an inject rule (`credential update NAME --inject "Authorization: ' +
+        'Bearer {{CREDENTIAL}}"`), which a URL with --credential then uses',
     );
   }
   const names = [

@@ -179,14 +179,19 @@ function _checkBaseUrl(meta: CredentialMeta): void {
   }
 }
 
-function _checkInject(meta: CredentialMeta): void {
-  const rule = meta.inject ?? '';
+/** An inject rule (`Name: value with {{CREDENTIAL}}`) as the header it adds; null if malformed. */
+export function injectHeader(rule: string): [string, string] | null {
   const colon = rule.indexOf(':');
-  if (colon <= 0) {
+  if (colon <= 0) return null;
+  return [rule.slice(0, colon), rule.slice(colon + 1).replace(/^ /, '')];
+}
+
+function _checkInject(meta: CredentialMeta): void {
+  const header = injectHeader(meta.inject ?? '');
+  if (header === null) {
     throw usage('bad_inject', '--inject must look like "Header-Name: value with {{CREDENTIAL}}"');
   }
-  const name = rule.slice(0, colon);
-  const value = rule.slice(colon + 1).replace(/^ /, '');
+  const [name, value] = header;
   const template = parseTemplate({
     credential: meta.name,
     url: meta.base_url ?? 'https://inject.invalid/',

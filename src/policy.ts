@@ -7,7 +7,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { sha256, toHex, utf8 } from './bytes.ts';
 import { matchTarget, parseDomainPattern } from './domain.ts';
-import type { RecentEntry } from './audit.ts';
+import type { Authenticated, RecentEntry } from './audit.ts';
 import { parseRate } from './credentials.ts';
 import { denied, TpError } from './errors.ts';
 import type { PlaceholderUse } from './template.ts';
@@ -112,6 +112,15 @@ export function checkTarget(
   } else {
     const patterns = credential.allowed_domains.map((p) => parseDomainPattern(p));
     if (matchTarget(patterns, url) === null) {
+      if (_plainHttpOnly(patterns, url)) {
+        // The operator's mistake more often than an agent's probe: its own code (issue 16).
+        throw denied(
+          'scheme_not_allowed',
+          `credential "${credential.name}" may not be sent to ${url.protocol}//${url.host}`,
+          `the scheme is the reason: ${url.host} is allowed over https only; use https://, or ` +
+            `allow plain http with http://${url.host} in --allowed-domains`,
+        );
+      }
       throw denied(
         'domain_not_allowed',
         `credential "${credential.name}" may not be sent to ${url.protocol}//${url.host}`,
@@ -128,6 +137,15 @@ export function checkTarget(
       );
     }
   }
+}
+
+/** The target is refused only because it is plain http: over https it would match. */
+function _plainHttpOnly(patterns: Parameters<typeof matchTarget>[0], url: URL): boolean {
+  if (url.protocol !== 'http:') return false;
+  const https = new URL(url.href);
+  https.protocol = 'https:';
+  if (url.port === '') https.port = '';
+  return matchTarget(patterns, https) !== null;
 }
 
 export interface Decision {
@@ -155,10 +173,12 @@ export function decide(
 /**
  * Per-credential rate limits, counted from the audit trail's own `request.allowed` entries, so
  * every process (exec or serve) sees the same count. Runs under the audit lock (see AppendGuard).
+ * Authenticated entries only: a count that lines written without the password could end early
+ * would be a counter anyone can reset (issue #14).
  */
 export function checkRates(
   credentials: readonly CredentialRecord[],
-  recent: (since: Date) => RecentEntry[],
+  recent: (since: Date) => Array<Authenticated<RecentEntry>>,
   now: Date,
 ): void {
   for (const c of credentials) {

@@ -29,6 +29,13 @@ export interface Template {
   url: string;
   headers: Array<[string, string]>;
   body: { kind: 'none' } | { kind: 'text'; text: string } | { kind: 'json'; value: unknown };
+  /**
+   * What serve's gateway forwards from its client: the URL and these headers are data, sent as
+   * they are and never read for placeholders, so a client cannot ask for another credential by
+   * writing one (#14). Only `headers` (the credential's --inject rule) is template text then.
+   * A JSON template never has this field.
+   */
+  literal?: { url: true; headers: Array<[string, string]> };
 }
 
 export type Placement = 'header' | 'query' | 'path' | 'body';
@@ -116,10 +123,10 @@ export function findPlaceholders(t: Template): PlaceholderUse[] {
     _refuseMention(name, 'a header name');
     add(_scan(value, `header ${name}`), `header ${name}`, () => 'header');
   }
-  const urlMatches = _scan(t.url, 'url');
+  const urlMatches = t.literal === undefined ? _scan(t.url, 'url') : [];
   if (urlMatches.length > 0) {
-    const parts = _urlParts(t.url);
-    add(urlMatches, 'url', (m) => _urlPlacement(parts, m));
+    const placements = _urlPlacements(t.url, urlMatches);
+    add(urlMatches, 'url', (m) => placements[urlMatches.indexOf(m)] as Placement);
   }
   if (t.body.kind === 'text') add(_scan(t.body.text, 'body'), 'body', () => 'body');
   if (t.body.kind === 'json') {
@@ -151,19 +158,22 @@ export function renderTemplate(
     return m.base64 ? utf8.encode(Buffer.from(bytes).toString('base64')) : bytes;
   };
 
-  const headers: Array<[string, string]> = t.headers.map(([name, template]) => {
-    const field = `header ${name}`;
-    const value = _substitute(
-      template,
-      field,
-      (m) => Buffer.from(valueOf(m, field)).toString('latin1'),
-    );
-    if (value !== template) _checkHeaderValue(name, value, 'after substitution');
-    return [name, value];
-  });
+  const headers: Array<[string, string]> = [
+    ...(t.literal?.headers ?? []),
+    ...t.headers.map(([name, template]): [string, string] => {
+      const field = `header ${name}`;
+      const value = _substitute(
+        template,
+        field,
+        (m) => Buffer.from(valueOf(m, field)).toString('latin1'),
+      );
+      if (value !== template) _checkHeaderValue(name, value, 'after substitution');
+      return [name, value];
+    }),
+  ];
 
-  const origin = _origin(parseTargetUrl(_stripPlaceholders(t.url)));
-  const url = _parseRenderedUrl(
+  const origin = _origin(parseTargetUrl(t.literal ? t.url : _stripPlaceholders(t.url)));
+  const url = t.literal ? parseTargetUrl(t.url) : _parseRenderedUrl(
     _substitute(t.url, 'url', (m) => _percentEncode(valueOf(m, 'url'))),
   );
   if (_origin(url) !== origin) {
@@ -257,8 +267,8 @@ function _checkTemplate(t: Template): void {
     throw usage('bad_template', 'template field "url" is empty');
   }
   const seen = new Set<string>();
-  for (const [name, value] of t.headers) {
-    _refuseMention(name, 'a header name');
+  for (const [name] of t.headers) _refuseMention(name, 'a header name');
+  for (const [name, value] of [...(t.literal?.headers ?? []), ...t.headers]) {
     if (!TOKEN_RE.test(name)) {
       throw usage(
         'bad_header',
@@ -453,14 +463,63 @@ function _urlPlacement(parts: _UrlParts, m: _Match): Placement {
     : parts.fragmentStart >= 0 && m.start > parts.fragmentStart
     ? 'the URL fragment'
     : null;
-  if (where !== null) {
+  if (where !== null) _refusePlacement(where, m);
+  return parts.queryStart >= 0 && m.start > parts.queryStart ? 'query' : 'path';
+}
+
+/**
+ * Each URL placeholder's component, read twice before any value exists: in the text, and as the
+ * WHATWG parser (fetch's) reads it, which skips extra slashes, reads a backslash as a slash and
+ * drops tabs and newlines (`https:///{{CREDENTIAL}}.host` has the placeholder in its host).
+ * For the parse, each placeholder becomes a marker of lower-case letters and digits, which no
+ * URL component rewrites; both readings must agree on path or query (#14).
+ */
+function _urlPlacements(url: string, matches: _Match[]): Placement[] {
+  const parts = _urlParts(url);
+  const inText = matches.map((m) => _urlPlacement(parts, m));
+  let base = 'tpmark';
+  while (url.toLowerCase().includes(base)) base += 'x';
+  const marker = (i: number) => `${base}${i}z`;
+  let parsed: URL;
+  try {
+    parsed = new URL(_splice(url, matches, (s) => s, (m) => marker(matches.indexOf(m))).join(''));
+  } catch {
     throw usage(
       'placeholder_placement',
-      `url: a placeholder may not appear in ${where} (offset ${m.start})`,
+      'url: with its placeholders the URL does not parse, so where they land is unknown',
       'placeholders go in header values, the URL path or query, or the body',
     );
   }
-  return parts.queryStart >= 0 && m.start > parts.queryStart ? 'query' : 'path';
+  return matches.map((m, i) => {
+    const count = (text: string) => text.split(marker(i)).length - 1;
+    // Only a decoded host could hold a second copy; once anywhere else, it is not path or query.
+    const where = count(parsed.href) !== 1
+      ? 'the URL host'
+      : count(parsed.pathname) === 1
+      ? 'path'
+      : count(parsed.search) === 1
+      ? 'query'
+      : 'the URL scheme, userinfo, host, port or fragment';
+    if (where !== 'path' && where !== 'query') _refusePlacement(where, m);
+    if (where !== inText[i]) {
+      throw usage(
+        'placeholder_placement',
+        `url: the placeholder at offset ${m.start} is in the ${
+          inText[i]
+        } as written but in the ${where} as parsed`,
+        'write the URL so that it reads the same as text and parsed: no extra or back slashes',
+      );
+    }
+    return where;
+  });
+}
+
+function _refusePlacement(where: string, m: _Match): never {
+  throw usage(
+    'placeholder_placement',
+    `url: a placeholder may not appear in ${where} (offset ${m.start})`,
+    'placeholders go in header values, the URL path or query, or the body',
+  );
 }
 
 function _substitute(text: string, field: string, value: (m: _Match) => string): string {

@@ -7,7 +7,14 @@
 import { type ActionConfig, ACTIONS, ANOMALY_KINDS } from './monitor/actions.ts';
 import { Buffer } from 'node:buffer';
 import { createHmac } from 'node:crypto';
-import { type AuditEvent, entriesAfter, openAuditWriter } from './audit.ts';
+import {
+  type AuditEvent,
+  type Authenticated,
+  authenticatedOnly,
+  entriesAfter,
+  type LogEntry,
+  openAuditWriter,
+} from './audit.ts';
 import { activeBrakes } from './brakes.ts';
 import { canonicalJson } from './canonical.ts';
 import { fromB64, fromHex, secretEqual, toB64, utf8, wipe } from './bytes.ts';
@@ -448,6 +455,16 @@ export function rememberBrakes(body: VaultBody, active: readonly KnownBrake[]): 
   return fresh.length > 0;
 }
 
+/** Whether a brake in force is missing from the vault's known list (cheap: no I/O). */
+export function hasUnknownBrakes(
+  body: { known_brakes: readonly { id: string }[] },
+  active: readonly { id: string }[],
+): boolean {
+  return active.some((b) =>
+    b.id.startsWith('brk_') && !body.known_brakes.some((k) => k.id === b.id)
+  );
+}
+
 /** A password holder that saw brakes the vault does not know yet copies them in (brakes.ts). */
 export async function recordKnownBrakes(
   home: Home,
@@ -455,10 +472,7 @@ export async function recordKnownBrakes(
   file: VaultFile,
   active: readonly KnownBrake[] = activeBrakes(home, file.body),
 ): Promise<void> {
-  const unknown = active.some((b) =>
-    b.id.startsWith('brk_') && !file.body.known_brakes.some((k) => k.id === b.id)
-  );
-  if (!unknown) return;
+  if (!hasUnknownBrakes(file.body, active)) return;
   await withLock(home, 'vault', () => {
     const fresh = loadVault(home);
     verifyVault(fresh, keys);
@@ -497,9 +511,12 @@ export function missedChanges(
   file: VaultFile,
   keys: VaultKeys,
 ): Array<{ seq: number; event: string }> {
-  return entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0, VAULT_CHANGE_EVENTS)
-    .map((e) => ({ seq: e.seq, event: e.event }))
-    .reverse();
+  // Only authenticated entries prove a change; the reader throws on a broken MAC, so none can be
+  // hidden by editing it (and a null MAC is refused on these events).
+  const changes: Array<Authenticated<LogEntry>> = authenticatedOnly(
+    entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0, VAULT_CHANGE_EVENTS),
+  );
+  return changes.map((e) => ({ seq: e.seq, event: e.event })).reverse();
 }
 
 function _rollbackError(missed: { seq: number; event: string }): TpError {

@@ -54,10 +54,9 @@ describe('followAuditLog', () => {
     try {
       compare(3);
       expect(seqs(entriesAfter(h, KEY, 3, VAULT_CHANGE_EVENTS))).toEqual([16, 11, 6]);
-      // New entries of every sort, keyed and not, and a forged vault change (wrong key).
+      // New entries of every sort, keyed and not.
       await unkeyed.append([event('brake.activate', 21)]);
       await keyed.append([event('credential.add', 22), event('request.allowed', 23)]);
-      await openAuditWriter(h, { macKey: OTHER_KEY }).append([event('agent.grant', 24)]);
       compare(3);
       compare(10);
       compare(21);
@@ -88,6 +87,29 @@ describe('followAuditLog', () => {
       compare(12);
     } finally {
       stop();
+    }
+  });
+
+  it('a line under another key throws in the scan and in the follower, also when it is not a followed event', async () => {
+    for (const name of ['agent.grant', 'request.completed']) {
+      const { h, keyed } = setup();
+      await keyed.append([event('agent.revoke', 1)]);
+      const stop = followAuditLog(h, KEY, [VAULT_CHANGE_EVENTS, BRAKE_EVENTS]);
+      try {
+        expect(entriesAfter(h, KEY, 0, VAULT_CHANGE_EVENTS)).toHaveLength(1);
+        await openAuditWriter(h, { macKey: OTHER_KEY }).append([event(name, 2)]);
+        for (const re of [VAULT_CHANGE_EVENTS, new RegExp(VAULT_CHANGE_EVENTS.source)]) {
+          expect(() => entriesAfter(h, KEY, 0, re), name).toThrow(
+            expect.objectContaining({ kind: 'integrity', code: 'audit_mac_mismatch' }),
+          );
+        }
+        // serve's brake query, keyless, goes through the follower, which holds the key: refused.
+        expect(() => entriesAfter(h, null, 0, BRAKE_EVENTS)).toThrow(/valid MAC/);
+      } finally {
+        stop();
+      }
+      // Without a key and a follower (password-less checks) nothing is authenticated or refused.
+      expect(entriesAfter(h, null, 0).map((e) => e.authenticated)).toEqual([false, false]);
     }
   });
 

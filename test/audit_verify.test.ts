@@ -23,6 +23,8 @@ function build(n: number, options: { key?: Uint8Array; unkeyed?: number[] } = {}
     const key = options.unkeyed?.includes(seq) ? null : (options.key ?? KEY);
     const { line, digest } = formatEntry({
       ...event(seq),
+      // Written without the password: one of the events that may be (UNKEYED_EVENTS).
+      ...(key === null ? { event: 'request.denied', outcome: 'denied' as const } : {}),
       seq,
       ts: `2026-01-01T00:00:${String(seq % 60).padStart(2, '0')}.000Z`,
       prev,
@@ -78,6 +80,23 @@ describe('audit verify', () => {
   it('entries written without the password are sealed by the next keyed entry', () => {
     const { lines, head } = build(10, { unkeyed: [3, 4, 9, 10] });
     expect(verify(lines, head)).toMatchObject({ ok: true, unsealed: 2 });
+  });
+
+  it('a null MAC on an event only a password holder writes is a problem (forged, or stripped)', () => {
+    const { lines, head } = build(10);
+    const strip = (line: string) => line.slice(0, line.lastIndexOf(',"mac":')) + ',"mac":null}';
+    lines[4] = strip(lines[4] as string);
+    expect(verify(lines, head).problems).toEqual([
+      expect.objectContaining({ seq: 5, kind: 'modified' }),
+    ]);
+    // Without the key nothing tells a stripped MAC from a password-less entry.
+    expect(verify(lines, head, { key: null }).ok).toBe(true);
+    const after = build(10);
+    after.lines[9] = strip(after.lines[9] as string);
+    expect(first(verify(after.lines, { seq: 9, hash: after.digests[8] as string }))).toEqual({
+      seq: 10,
+      kind: 'inserted',
+    });
   });
 
   it.each([0, 4, 9])('one changed byte in entry %i+1 is "modified" at that entry', (i) => {

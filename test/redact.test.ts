@@ -50,7 +50,9 @@ function splitAt(data: Uint8Array, cuts: readonly number[]): Uint8Array[] {
 
 /**
  * A deliberately naive redactor over the same forms: at each position the longest form, spans
- * merged while they overlap. The engine's indexOf scanning and hold-back must agree with it.
+ * merged while they overlap. The engine's indexOf scanning and hold-back must agree with it. The
+ * forms matched character by character (HTML, JSON escapes, hex with separators) are regular
+ * expressions here, written from their description rather than from src/redact.ts.
  */
 function reference(data: Uint8Array, secrets: readonly Secret[]): Uint8Array {
   const seen = new Set<string>();
@@ -63,21 +65,94 @@ function reference(data: Uint8Array, secrets: readonly Secret[]): Uint8Array {
     }
   }
   patterns.sort((a, b) => b.form.length - a.form.length);
+  const regexes = secrets.map((s) => ({ name: s.name, regexes: unitRegexes(s.value) }));
   const buf = Buffer.from(data);
+  const text = latin1(data);
   const out: Buffer[] = [];
   let spanEnd = 0;
   for (let p = 0; p < buf.length; p++) {
-    const hit = patterns.find(({ form }) => buf.subarray(p, p + form.length).equals(form));
+    const literal = patterns.find(({ form }) => buf.subarray(p, p + form.length).equals(form));
+    let hit = literal === undefined
+      ? undefined
+      : { length: literal.form.length, name: literal.name };
+    for (const { name, regexes: list } of regexes) {
+      for (const re of list) {
+        re.lastIndex = p;
+        const length = re.exec(text)?.[0].length ?? 0;
+        const earlier = secrets.findIndex((s) => s.name === name) <
+          secrets.findIndex((s) => s.name === hit?.name);
+        if (
+          length > 0 &&
+          (hit === undefined || length > hit.length || (length === hit.length && earlier))
+        ) {
+          hit = { length, name };
+        }
+      }
+    }
     if (hit !== undefined && p < spanEnd) {
-      spanEnd = Math.max(spanEnd, p + hit.form.length);
+      spanEnd = Math.max(spanEnd, p + hit.length);
     } else if (hit !== undefined) {
       out.push(Buffer.from(`[REDACTED:${hit.name}]`));
-      spanEnd = p + hit.form.length;
+      spanEnd = p + hit.length;
     } else if (p >= spanEnd) {
       out.push(buf.subarray(p, p + 1));
     }
   }
   return new Uint8Array(Buffer.concat(out));
+}
+
+/** Sticky regular expressions (over latin1 text) for the forms matched character by character. */
+function unitRegexes(value: Uint8Array): RegExp[] {
+  const raw = Buffer.from(value);
+  const esc = (s: string) => s.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
+  const anyCase = (hex: string) =>
+    [...hex].map((d) => /[a-f]/i.test(d) ? `[${d.toLowerCase()}${d.toUpperCase()}]` : d).join('');
+  const hex = [...raw].map((b, i) =>
+    (i > 0 ? '[:\\- ,]{0,2}' : '') + '(?:\\\\x|0x)?' + anyCase(b.toString(16).padStart(2, '0'))
+  ).join('');
+  const regexes = [new RegExp(hex, 'y')];
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(raw);
+  } catch {
+    return regexes;
+  }
+  const literal = (c: string) => esc(Buffer.from(c, 'utf8').toString('latin1'));
+  const named: Record<string, string> = {
+    '&': '&amp;|&AMP;',
+    '<': '&lt;|&LT;',
+    '>': '&gt;|&GT;',
+    '"': '&quot;|&QUOT;',
+    "'": '&apos;',
+  };
+  const html = [...text].map((c) => {
+    const code = c.codePointAt(0)!;
+    const decimal = `&#(?=[0-9]{1,10};)0*${code};`;
+    const hexRef = `&#[xX](?=[0-9a-fA-F]{1,10};)0*${anyCase(code.toString(16))};`;
+    return `(?:${[decimal, hexRef, named[c], literal(c)].filter(Boolean).join('|')})`;
+  }).join('');
+  regexes.push(new RegExp(html, 'y'));
+  const short: Record<string, string> = {
+    '"': '\\\\"',
+    '\\': '\\\\\\\\',
+    '/': '\\\\/',
+    '\b': '\\\\b',
+    '\f': '\\\\f',
+    '\n': '\\\\n',
+    '\r': '\\\\r',
+    '\t': '\\\\t',
+  };
+  const json = (t: string) =>
+    [...t].map((c) => {
+      const units = [...Array(c.length).keys()].map((i) =>
+        '\\\\u' + anyCase(c.charCodeAt(i).toString(16).padStart(4, '0'))
+      ).join('');
+      return `(?:${[units, short[c], literal(c)].filter(Boolean).join('|')})`;
+    }).join('');
+  regexes.push(new RegExp(json(text), 'y'));
+  // deno-lint-ignore no-control-regex
+  if (/[^\x00-\x7f]/.test(text)) regexes.push(new RegExp(json(raw.toString('latin1')), 'y'));
+  return regexes;
 }
 
 /** Each form built with the platform's own encoders, independently of src/redact.ts. */
@@ -129,6 +204,162 @@ function independentForms(text: string): Record<string, string> {
     ),
   };
 }
+
+/**
+ * The forms of issue #14, each written here by an encoder of its own (never src/redact.ts): UTF-16,
+ * HTML character references, JSON with `\u` escapes in any mix, hex with separators, and the
+ * latin1-to-UTF-8 mix-up. Mixed forms alternate between literal and escaped characters.
+ */
+function newForms(text: string): Record<string, Buffer> {
+  const raw = Buffer.from(text, 'utf8');
+  const chars = [...text];
+  const utf16le = Buffer.from(text, 'utf16le');
+  const utf16be = Buffer.from(utf16le).swap16();
+  const cp = (c: string) => c.codePointAt(0)!;
+  const named: Record<string, string> = {
+    '&': '&amp;',
+    '<': '&lt;',
+    '>': '&gt;',
+    '"': '&quot;',
+    "'": '&#39;',
+  };
+  const htmlEscape = (c: string) => named[c] ?? c;
+  const html = (ref: (c: string, i: number) => string) => chars.map(ref).join('');
+  const decimal = (c: string) => `&#${cp(c)};`;
+  const hexRef = (c: string) => `&#x${cp(c).toString(16)};`;
+  const u = (unit: number, upper = false) => {
+    const hex = unit.toString(16).padStart(4, '0');
+    return '\\u' + (upper ? hex.toUpperCase() : hex);
+  };
+  // Every UTF-16 code unit as \uXXXX: astral characters become a surrogate pair.
+  const jsonU = (s: string, upper = false) =>
+    [...Array(s.length).keys()].map((i) => u(s.charCodeAt(i), upper)).join('');
+  const jsonLiteral = (c: string) => JSON.stringify(c).slice(1, -1);
+  const hexBytes = [...raw].map((b) => b.toString(16).padStart(2, '0'));
+  const mojibake = raw.toString('latin1');
+  const ascii = (s: string) => Buffer.from(s, 'utf8');
+  return {
+    utf16le,
+    utf16leBom: Buffer.concat([Buffer.from([0xff, 0xfe]), utf16le]),
+    utf16be,
+    utf16beBom: Buffer.concat([Buffer.from([0xfe, 0xff]), utf16be]),
+    htmlDecimal: ascii(html(decimal)),
+    htmlHexLower: ascii(html(hexRef)),
+    htmlHexUpper: ascii(html((c) => `&#X${cp(c).toString(16).toUpperCase()};`)),
+    htmlDecimalZeros: ascii(html((c) => `&#${String(cp(c)).padStart(7, '0')};`)),
+    htmlHexZeros: ascii(html((c) => `&#x${cp(c).toString(16).padStart(6, '0')};`)),
+    htmlEscaper: ascii(html(htmlEscape)),
+    htmlEscaperApos: ascii(html((c) => c === "'" ? '&apos;' : htmlEscape(c))),
+    htmlMixed: ascii(html((c, i) => [c, decimal(c), hexRef(c), htmlEscape(c)][i % 4])),
+    jsonAllLower: ascii(jsonU(text)),
+    jsonAllUpper: ascii(jsonU(text, true)),
+    jsonMixed: ascii(html((c, i) => i % 2 === 0 ? jsonU(c, i % 4 === 0) : jsonLiteral(c))),
+    hexColon: ascii(hexBytes.join(':')),
+    hexSpaceUpper: ascii(hexBytes.join(' ').toUpperCase()),
+    hexDash: ascii(hexBytes.join('-')),
+    hexBackslashX: ascii(hexBytes.map((h) => `\\x${h}`).join('')),
+    hexMixedCase: ascii(hexBytes.map((h, i) => i % 2 === 0 ? h.toUpperCase() : h).join('')),
+    mojibake: Buffer.from(mojibake, 'utf8'),
+    mojibakeJson: ascii(JSON.stringify(mojibake).slice(1, -1)),
+    mojibakeJsonAscii: ascii(
+      JSON.stringify(mojibake).slice(1, -1).replace(/[\u0080-\uffff]/g, (c) => u(cp(c))),
+    ),
+  };
+}
+
+/** The marker a form redacts to: a byte order mark is not part of the value, so it stays. */
+function redactedForm(kind: string, form: Buffer, mark: string): string {
+  return kind.endsWith('Bom') ? latin1(form.subarray(0, 2)) + mark : mark;
+}
+
+describe('redactBytes: the forms of issue #14', () => {
+  for (const [kind, form] of Object.entries(newForms(CANARY))) {
+    it(`redacts the ${kind} form`, () => {
+      const body = Buffer.concat([Buffer.from('before '), form, Buffer.from(' after')]);
+      const out = latin1(redactBytes(body, [canary]));
+      expect(out).toBe(`before ${redactedForm(kind, form, MARK)} after`);
+    });
+  }
+
+  it('redacts every new form of random text, whole and split anywhere (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'binary', minLength: 3, maxLength: 24 }).filter((t) =>
+          t.isWellFormed() && Buffer.byteLength(t) >= 8
+        ),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        (text, cuts) => {
+          const secrets = [{ name: 's', value: bytes(text) }];
+          for (const [kind, form] of Object.entries(newForms(text))) {
+            const want = redactedForm(kind, form, '[REDACTED:s]');
+            expect(latin1(redactBytes(form, secrets)), kind).toBe(want);
+            expect(latin1(streamed(secrets, splitAt(form, cuts))), kind).toBe(want);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('redacts any mix of literal characters and HTML references or JSON escapes (property)', () => {
+    const html = (c: string, how: number) => {
+      const code = c.codePointAt(0)!;
+      const named: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
+      return [
+        c,
+        `&#${'0'.repeat(how % 3)}${code};`,
+        `&#${how % 2 === 0 ? 'x' : 'X'}${code.toString(16)};`,
+        `&#x${code.toString(16).toUpperCase()};`,
+        named[c] ?? c,
+      ][how % 5];
+    };
+    const json = (c: string, how: number) => {
+      const units = [...Array(c.length).keys()].map((i) =>
+        '\\u' + c.charCodeAt(i).toString(16).padStart(4, '0')
+      ).join('');
+      return [JSON.stringify(c).slice(1, -1), units, units.toUpperCase().replaceAll('\\U', '\\u')][
+        how % 3
+      ];
+    };
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'binary', minLength: 3, maxLength: 24 }).filter((t) =>
+          t.isWellFormed() && Buffer.byteLength(t) >= 8
+        ),
+        fc.array(fc.nat(), { minLength: 24, maxLength: 24 }),
+        (text, choices) => {
+          const secrets = [{ name: 's', value: bytes(text) }];
+          for (const encode of [html, json]) {
+            const form = [...text].map((c, i) => encode(c, choices[i])).join('');
+            expect(latin1(redactBytes(bytes(`<${form}>`), secrets)), form).toBe(
+              '<[REDACTED:s]>',
+            );
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('leaves near misses of the new forms alone', () => {
+    const value = 'near-miss-value';
+    const secrets = [{ name: 'n', value: bytes(value) }];
+    const misses = [
+      // One character referenced as another.
+      [...value].map((c, i) => `&#${c.codePointAt(0)! + (i === 3 ? 1 : 0)};`).join(''),
+      // A reference without its semicolon, or with a digit too many.
+      [...value].map((c, i) => `&#${c.codePointAt(0)}${i === 5 ? '' : ';'}`).join(''),
+      // One hex digit wrong.
+      Buffer.from(value).toString('hex').replace(/^6e/, '6f').match(/../g)!.join(':'),
+      // A \u escape of a different character.
+      [...value].map((c, i) => i === 7 ? '\\u0041' : c).join(''),
+    ];
+    for (const miss of misses) {
+      const data = bytes(`x ${miss} y`);
+      expect(latin1(redactBytes(data, secrets)), miss).toBe(latin1(data));
+    }
+  });
+});
 
 describe('secretForms', () => {
   it('lists the raw value and its encodings, unique, longest first, none shorter than 8', () => {
@@ -337,11 +568,17 @@ describe('Redactor', () => {
 
   for (const { name, value } of cases) {
     const secrets = [{ name, value: bytes(value) }];
-    const whole = bytes(
-      sse(JSON.stringify(value).slice(1, -1)) + sse('no secret') +
-        sse(Buffer.from(value).toString('base64')),
-    );
-    const expected = sse(`[REDACTED:${name}]`) + sse('no secret') + sse(`[REDACTED:${name}]`);
+    const extra = newForms(value);
+    const later = [extra.htmlMixed, extra.jsonMixed, extra.hexColon, extra.utf16le, extra.mojibake];
+    const whole = new Uint8Array(Buffer.concat([
+      bytes(
+        sse(JSON.stringify(value).slice(1, -1)) + sse('no secret') +
+          sse(Buffer.from(value).toString('base64')),
+      ),
+      ...later.map((form) => Buffer.from(sse(latin1(form)), 'latin1')),
+    ]));
+    const expected = sse(`[REDACTED:${name}]`) + sse('no secret') + sse(`[REDACTED:${name}]`) +
+      later.map(() => sse(`[REDACTED:${name}]`)).join('');
 
     it(`gives the same SSE output split at every byte (${name})`, () => {
       expect(latin1(redactBytes(whole, secrets))).toBe(expected);
@@ -489,7 +726,13 @@ function _scenario() {
   );
   return fc.array(value, { minLength: 1, maxLength: 3 }).chain((values) => {
     const secrets = values.map((v, i) => ({ name: `s${i}`, value: v }));
-    const forms = secrets.flatMap((s) => secretForms(s.value));
+    const forms = secrets.flatMap((s) => {
+      const text = Buffer.from(s.value).toString('utf8');
+      const extra = Buffer.from(text, 'utf8').equals(s.value)
+        ? Object.values(newForms(text))
+        : [Buffer.from([...s.value].map((b) => b.toString(16).padStart(2, '0')).join(':'))];
+      return [...secretForms(s.value), ...extra.map((f) => new Uint8Array(f))];
+    });
     const piece = fc.oneof(
       fc.uint8Array({ maxLength: 24 }),
       fc.array(fc.constantFrom(0x61, 0x62), { maxLength: 12 }).map((a) => Uint8Array.from(a)),

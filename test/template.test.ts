@@ -169,6 +169,15 @@ describe('placement', () => {
     '//api.example.com/{{CREDENTIAL}}',
     'ftp://api.example.com/{{CREDENTIAL}}',
     ' https://api.example.com/{{CREDENTIAL}}',
+    // The parser skips extra slashes and drops tabs and newlines: these land in the host (#14).
+    'https:///{{CREDENTIAL}}.example.com/',
+    'https:////{{CREDENTIAL}}.example.com/x',
+    'https://\t/{{CREDENTIAL}}.example.com/',
+    'https://\n/{{CREDENTIAL}}.example.com/',
+    'https://\\/{{CREDENTIAL}}.example.com/',
+    'https:\\\\{{CREDENTIAL}}.example.com/',
+    'https:{{CREDENTIAL}}.example.com/',
+    'https://api.example.com/\t#{{CREDENTIAL}}',
   ];
   it.each(refused)('refuses %s', (url) => {
     const e = errorOf(() => findPlaceholders(template({ url })));
@@ -720,6 +729,61 @@ describe('properties', () => {
       ),
       { numRuns: 500 },
     );
+  });
+
+  it('a URL placeholder is accepted only in the path or query the URL parser reads', () => {
+    const prefix = fc.constantFrom(
+      'https:',
+      'https:/',
+      'https://',
+      'https:///',
+      'HTTP://',
+      'https:\\',
+    );
+    const piece = fc.constantFrom(
+      '{{CREDENTIAL}}',
+      '/',
+      '\\',
+      '\t',
+      '\n',
+      ' ',
+      '@',
+      ':',
+      '?',
+      '#',
+      '.',
+      '%2F',
+      '%40',
+      'api.example.com',
+      '443',
+    );
+    let accepted = 0;
+    fc.assert(
+      fc.property(prefix, fc.array(piece, { maxLength: 10 }), (head, rest) => {
+        const url = head + rest.join('');
+        let uses: PlaceholderUse[];
+        try {
+          uses = findPlaceholders(template({ url }));
+        } catch (e) {
+          if (e instanceof TpError) return;
+          throw e;
+        }
+        if (uses.length === 0) return;
+        accepted++;
+        // Each placeholder as a distinct value of letters and digits, as the parser will see it.
+        let i = 0;
+        const parsed = new URL(url.replaceAll('{{CREDENTIAL}}', () => `probe${i++}q`));
+        uses.forEach((u, j) => {
+          const probe = `probe${j}q`;
+          expect(u.placement === 'path' ? parsed.pathname : parsed.search).toContain(probe);
+          expect(parsed.host + parsed.username + parsed.password + parsed.hash).not.toContain(
+            probe,
+          );
+        });
+      }),
+      { numRuns: 2000 },
+    );
+    expect(accepted).toBeGreaterThan(0);
   });
 
   const hostile = fc.array(

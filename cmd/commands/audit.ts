@@ -17,12 +17,16 @@ import {
   type Command,
   type Ctx,
   existingHome,
+  flag,
   list,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
   unsealVault,
 } from '../context.ts';
+import { EVENT_FAMILIES, EVENTS } from '../../src/events.ts';
+import type { Home } from '../../src/home.ts';
+import { closest } from '../suggest.ts';
 import { EXIT } from '../exit.ts';
 import { readUserFile, write } from '../io.ts';
 import { readPassword } from '../secrets.ts';
@@ -154,8 +158,8 @@ interface Shown {
   data: Record<string, unknown>;
 }
 
-function _entries(ctx: Ctx): Shown[] {
-  const text = Buffer.from(readAuditLog(existingHome(ctx))).toString('utf8');
+function _parseLines(bytes: Uint8Array): Shown[] {
+  const text = Buffer.from(bytes).toString('utf8');
   const out: Shown[] = [];
   for (const line of text.split('\n')) {
     if (line === '') continue;
@@ -171,60 +175,135 @@ function _entries(ctx: Ctx): Shown[] {
 const show: Command = {
   words: ['audit', 'show'],
   summary: 'list audit entries (filters: --tail N --agent ID --event TYPE --since TIME)',
-  usage: 'audit show [--tail N] [--agent ID] [--event TYPE] [--since TIME]',
+  usage: 'audit show [--tail N] [--agent ID] [--event TYPE]... [--since TIME] [--follow]',
+  help: `--event takes an event (request.denied) or a family (request); repeat it for several.
+--since takes a date or time (2026-01-31, 2026-01-31T12:00:00Z) or an age: 90s, 30m, 1h, 2d.
+--follow keeps printing entries as they are appended, until Ctrl-C.
+Examples:
+  trust-protocol audit show --tail 20
+  trust-protocol audit show --event request.denied --since 1h --follow`,
   options: {
     tail: { type: 'string' },
     agent: { type: 'string' },
     event: { type: 'string', multiple: true },
     since: { type: 'string' },
+    follow: { type: 'boolean', short: 'f' },
   },
   args: { min: 0, max: 0 },
-  run(ctx) {
+  async run(ctx) {
     const tail = str(ctx, 'tail');
     if (tail !== undefined && !/^\d{1,9}$/.test(tail)) {
       throw usage('bad_flag', `--tail must be a whole number, got "${escapeControls(tail)}"`);
     }
-    const sinceText = str(ctx, 'since');
-    const since = sinceText === undefined ? null : Date.parse(sinceText);
-    if (since !== null && Number.isNaN(since)) {
-      throw usage(
-        'bad_flag',
-        `--since must be a date or time such as 2026-01-31 or 2026-01-31T12:00:00Z`,
-      );
-    }
+    const since = _since(str(ctx, 'since'), ctx.now());
     const agent = str(ctx, 'agent');
     const events = list(ctx, 'event');
-    let entries = _entries(ctx).filter((e) =>
+    for (const ev of events) {
+      if ((EVENTS as readonly string[]).includes(ev) || EVENT_FAMILIES.includes(ev)) continue;
+      const near = closest(ev, [...EVENTS, ...EVENT_FAMILIES]);
+      throw usage(
+        'unknown_event',
+        `unknown audit event "${escapeControls(ev)}"`,
+        near === null
+          ? `events: ${EVENT_FAMILIES.join(', ')} (each family has NAME.ACTION events)`
+          : `did you mean --event ${near}?`,
+      );
+    }
+    const wanted = (e: Shown) =>
       (agent === undefined || e.actor?.id === agent || e.data?.agent === agent) &&
       (events.length === 0 ||
         events.some((ev) => e.event === ev || e.event.startsWith(`${ev}.`))) &&
-      (since === null || Date.parse(e.ts) >= since)
-    );
+      (since === null || Date.parse(e.ts) >= since);
+    const home = existingHome(ctx);
+    const log = readAuditLog(home);
+    let entries = _parseLines(log).filter(wanted);
     if (tail !== undefined) entries = entries.slice(-Number(tail));
+    const rows = (list: Shown[]) =>
+      list.map((e) => [
+        String(e.seq),
+        e.ts,
+        escapeControls(e.event),
+        escapeControls(e.actor?.id ?? e.actor?.type ?? ''),
+        escapeControls(e.outcome),
+        escapeControls(_summary(e.data)),
+      ]);
+    if (flag(ctx, 'follow')) {
+      await _follow(ctx, home, log.length, wanted, entries, rows);
+      return { json: undefined, text: '' };
+    }
     if (ctx.json) {
       return { json: undefined, text: '', jsonLines: entries };
     }
-    const rows = entries.map((e) => [
-      String(e.seq),
-      e.ts,
-      escapeControls(e.event),
-      escapeControls(e.actor?.id ?? e.actor?.type ?? ''),
-      escapeControls(e.outcome),
-      escapeControls(_summary(e.data)),
-    ]);
     return {
       json: undefined,
-      text: rows.length === 0
-        ? 'No entries.\n'
-        : tableText([['SEQ', 'TIME', 'EVENT', 'ACTOR', 'OUTCOME', 'DETAILS'], ...rows]),
+      text: entries.length === 0 ? 'No entries.\n' : tableText([SHOW_HEADER, ...rows(entries)]),
     };
   },
 };
+
+const SHOW_HEADER = ['SEQ', 'TIME', 'EVENT', 'ACTOR', 'OUTCOME', 'DETAILS'];
+const AGE_RE = /^(\d{1,6})(s|m|h|d)$/;
+const AGE_UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** --since: a date or time, or an age before now (90s, 30m, 1h, 2d). */
+function _since(text: string | undefined, now: Date): number | null {
+  if (text === undefined) return null;
+  const age = AGE_RE.exec(text);
+  if (age !== null) return now.getTime() - Number(age[1]) * AGE_UNIT_MS[age[2] as string]!;
+  const at = Date.parse(text);
+  if (Number.isNaN(at)) {
+    throw usage(
+      'bad_flag',
+      `--since must be a date or time such as 2026-01-31 or 2026-01-31T12:00:00Z, or an age ` +
+        `such as 30m, 1h or 2d; got "${escapeControls(text)}"`,
+    );
+  }
+  return at;
+}
+
+/**
+ * `audit show --follow`: prints what is shown already, then every matching entry appended after
+ * it, as it comes (the log is read from where the last read ended, every 200 ms), until the
+ * process is stopped. A table's header is printed once.
+ */
+async function _follow(
+  ctx: Ctx,
+  home: Home,
+  offset: number,
+  wanted: (e: Shown) => boolean,
+  first: Shown[],
+  rows: (list: Shown[]) => string[][],
+): Promise<never> {
+  const print = async (list: Shown[], header: boolean) => {
+    if (list.length === 0) return;
+    const text = ctx.json
+      ? list.map((e) => JSON.stringify(e) + '\n').join('')
+      : tableText(header ? [SHOW_HEADER, ...rows(list)] : rows(list));
+    await write(ctx.io.stdout, text);
+  };
+  await print(first, true);
+  let header = first.length === 0;
+  let pending = Buffer.alloc(0);
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const log = readAuditLog(home);
+    if (log.length < offset) offset = 0; // rotated or cut: `audit verify` says which
+    const fresh = Buffer.concat([pending, Buffer.from(log.subarray(offset))]);
+    offset = log.length;
+    const end = fresh.lastIndexOf(0x0a) + 1;
+    pending = fresh.subarray(end);
+    const list = _parseLines(fresh.subarray(0, end)).filter(wanted);
+    await print(list, header);
+    if (list.length > 0) header = false;
+  }
+}
 
 function _summary(data: Record<string, unknown>): string {
   const parts: string[] = [];
   for (
     const key of [
+      'kind',
+      'severity',
       'credential',
       'credentials',
       'method',
@@ -235,10 +314,18 @@ function _summary(data: Record<string, unknown>): string {
       'reason',
       'from',
       'to',
+      'actions',
     ]
   ) {
     const v = data?.[key];
     if (v !== undefined) parts.push(`${key}=${Array.isArray(v) ? v.join(',') : String(v)}`);
+  }
+  // An anomaly's evidence: the figures that raised it.
+  const evidence = data?.evidence;
+  if (typeof evidence === 'object' && evidence !== null) {
+    for (const [k, v] of Object.entries(evidence)) {
+      if (typeof v !== 'object' || v === null) parts.push(`${k}=${String(v)}`);
+    }
   }
   return parts.join(' ');
 }

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 /** `emergency activate|clear|status` (SPEC §9): the kill switch. */
-import { openAuditWriter } from '../../src/audit.ts';
+import { type AuditEvent, openAuditWriter } from '../../src/audit.ts';
+import { issueToken } from '../../src/agents.ts';
 import { escapeControls } from '../../src/bytes.ts';
 import {
   activeBrakes,
@@ -55,6 +56,14 @@ function _target(ctx: Ctx): { scope: BrakeScope; target: string | null } {
 
 function _shown(b: Brake) {
   return { id: b.id, reason: b.reason, activated_at: b.activated_at };
+}
+
+function _clearFlags(b: Brake): string {
+  return b.scope === 'agent'
+    ? `--scope agent --agent-id ${b.target}`
+    : b.scope === 'credential'
+    ? `--scope credential --credential-name ${b.target}`
+    : `--confirmation ${CONFIRMATION}`;
 }
 
 function _describe(b: Brake): string {
@@ -130,15 +139,30 @@ const clear: Command = {
   summary: 'lift a brake (password needed; global also needs the typed confirmation)',
   usage:
     `emergency clear [--scope global|agent|credential] [--agent-id ID] [--credential-name NAME] [--confirmation ${CONFIRMATION}]`,
-  options: { ...PASSWORD_FILE_OPTION, ...SCOPE_OPTIONS, confirmation: { type: 'string' } },
+  options: {
+    ...PASSWORD_FILE_OPTION,
+    ...SCOPE_OPTIONS,
+    confirmation: { type: 'string' },
+    'new-token': { type: 'boolean' },
+  },
   args: { min: 0, max: 0 },
   async run(ctx) {
     const { scope, target } = _target(ctx);
     if (scope !== 'global') checkBrakeRequest({ scope, target, reason: 'clear' });
+    if (ctx.values['new-token'] === true && scope !== 'agent') {
+      throw usage('bad_flag', '--new-token goes with --scope agent');
+    }
     const home = existingHome(ctx);
-    const matching = activeBrakes(home, loadVault(home).body).filter((b) =>
-      b.scope === scope && b.target === target
-    );
+    const active = activeBrakes(home, loadVault(home).body);
+    const matching = active.filter((b) => b.scope === scope && b.target === target);
+    if (matching.length === 0 && str(ctx, 'scope') === undefined && active.length > 0) {
+      // No scope given and no global brake: say which brakes there are and how to lift each.
+      throw usage(
+        'not_active',
+        `there is no global brake; active: ${active.map(_describe).join(', ')}`,
+        active.map((b) => `trust-protocol emergency clear ${_clearFlags(b)}`).join('\n'),
+      );
+    }
     if (matching.length === 0) {
       throw usage(
         'not_active',
@@ -157,40 +181,56 @@ const clear: Command = {
         );
       }
     }
+    // The agent keeps its token unless the operator believes it leaked (issue 16).
+    const newToken = scope === 'agent' && (ctx.values['new-token'] === true ||
+      /^y(es)?$/i.test(
+        await promptLine(
+          ctx.io,
+          `Issue agent ${target} a new token (if its token may have leaked)? [y/N] `,
+        ) ??
+          '',
+      ));
     const { home: h, keys } = await unsealVault(ctx);
     try {
-      const lifted = await updateVault(h, keys, (body) => {
+      const { lifted, issued } = await updateVault(h, keys, (body) => {
         const now = activeBrakes(h, body).filter((b) => b.scope === scope && b.target === target);
         if (now.length === 0) throw usage('not_active', 'the brake was lifted meanwhile');
         body.cleared_brakes.push(...now.map((b) => b.id).filter((id) => id !== 'unreadable'));
-        if (scope === 'agent') {
-          // An agent brake also ends the agent's token: it needs a fresh one from the operator.
-          const agent = body.agents.find((a) => a.id === target);
-          if (agent !== undefined) {
-            agent.token_sha256 = null;
-            agent.token_expires_at = null;
-          }
-        }
+        const events: AuditEvent[] = now.map((b) => ({
+          event: 'brake.clear',
+          actor: { type: 'operator' as const },
+          outcome: 'ok' as const,
+          data: { brake: b.id, scope, target },
+        }));
+        const token = newToken ? issueToken(body, { id: target as string, now: ctx.now() }) : null;
         return {
-          result: now,
-          events: now.map((b) => ({
-            event: 'brake.clear',
-            actor: { type: 'operator' as const },
-            outcome: 'ok' as const,
-            data: { brake: b.id, scope, target },
-          })),
+          result: { lifted: now, issued: token?.result ?? null },
+          events: [...events, ...(token?.events ?? [])],
         };
       });
       tidyCleared(h, lifted.map((b) => b.id), scope === 'global');
-      const more = scope === 'agent'
-        ? ` Give the agent a new token: \`trust-protocol agent token ${target}\`.`
-        : '';
-      return {
-        json: { cleared: lifted.map(_shown) },
-        text: `Lifted ${lifted.length} brake(s) on ${
-          scope === 'global' ? 'everything' : `${scope} ${target}`
-        }.${more}\n`,
+      const json = {
+        cleared: lifted.map(_shown),
+        ...(issued === null ? {} : { token: issued.token, expires_at: issued.expires_at }),
       };
+      const lines = [
+        `Lifted ${lifted.length} brake(s) on ${
+          scope === 'global' ? 'everything' : `${scope} ${target}`
+        }.`,
+      ];
+      if (issued !== null) {
+        lines.push(
+          `New token for agent ${issued.id}; the old one stops working (shown once):`,
+          issued.token,
+          `expires: ${issued.expires_at}`,
+        );
+      } else if (scope === 'agent') {
+        lines.push(
+          'The agent keeps its token; if it may have leaked: ' +
+            `\`trust-protocol agent token ${target}\`.`,
+        );
+      }
+      return { json, text: lines.join('\n') + '\n' };
     } finally {
       wipeKeys(keys);
     }

@@ -21,7 +21,7 @@ import {
 } from '../context.ts';
 import { EXIT } from '../exit.ts';
 import { readAll, readUserFile, write } from '../io.ts';
-import { sendOptions as sendOptionsOf } from '../send_options.ts';
+import { noteIgnoredCaVariables, sendOptions as sendOptionsOf } from '../send_options.ts';
 import { PASSWORD_ENV, readPassword, readToken } from '../secrets.ts';
 
 const TEMPLATE_LIMIT = 16 * 1024 * 1024;
@@ -106,10 +106,19 @@ async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Templa
     );
   }
   const data = list(ctx, 'data').map((d) => d.startsWith('@') ? _dataFile(d.slice(1)) : d);
+  const headers = list(ctx, 'header');
+  const credential = str(ctx, 'credential');
+  if (
+    credential !== undefined && !_mentionsPlaceholder([ctx.positionals[0], ...headers, ...data])
+  ) {
+    // curl-style with no placeholder: the credential's inject rule says where it goes (issue 16).
+    const rule = _unverifiedInjectRule(ctx, credential);
+    if (rule !== null) headers.push(rule);
+  }
   return {
     parsed: parseCurlArgs({
       url: ctx.positionals[0] as string,
-      headers: list(ctx, 'header'),
+      headers,
       ...(str(ctx, 'request') === undefined ? {} : { method: str(ctx, 'request') as string }),
       ...(data.length === 0 ? {} : { data: data.join('&') }),
       ...(str(ctx, 'credential') === undefined
@@ -117,6 +126,44 @@ async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Templa
         : { credential: str(ctx, 'credential') as string }),
     }),
   };
+}
+
+/** The password for a run without serve; without one, the error says that no serve answers. */
+async function _passwordOrNoServe(ctx: Ctx): Promise<Uint8Array> {
+  try {
+    return await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
+  } catch (e) {
+    if (!(e instanceof TpError) || e.code !== 'no_password_source') throw e;
+    throw new TpError(
+      'sealed',
+      'no_serve',
+      'no serve is running and there is no password to unseal the vault here',
+      {
+        hint:
+          'the operator starts one with `trust-protocol serve` (it asks for the password once ' +
+          'and then serves agents on HOME/serve.sock); or pass --password-file PATH',
+      },
+    );
+  }
+}
+
+function _mentionsPlaceholder(texts: ReadonlyArray<string | undefined>): boolean {
+  return texts.some((t) => t !== undefined && /\{\{\s*credential/i.test(t));
+}
+
+/**
+ * The credential's inject rule as an `-H` line, read from vault.json WITHOUT checking its MAC
+ * (null when there is no readable home, no such credential or no rule). Unverified, and safe so:
+ * it only writes a header the agent could have written itself; whether the credential may go in a
+ * header, to this host, for this agent is decided by the broker on the authenticated vault.
+ */
+function _unverifiedInjectRule(ctx: Ctx, credential: string): string | null {
+  try {
+    const record = loadVault(existingHome(ctx)).body.credentials.find((c) => c.name === credential);
+    return record?.inject ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /** curl's -d @FILE: the file's contents with carriage returns and newlines removed. */
@@ -171,6 +218,8 @@ TRUST_PROTOCOL_SERVER, HOME/serve.sock, or /run/trust-protocol/serve.sock), exec
     const token = readToken(ctx.io, str(ctx, 'token-file'));
     const sendOptions = sendOptionsOf(ctx);
     const server = await serverFor(ctx);
+    // Only a run that sends the request itself: a serve's TLS is its own.
+    if (server === null) noteIgnoredCaVariables(ctx);
     const response = server !== null
       ? await (await import('../../src/serve/client.ts')).proxyViaServer(server, {
         template,
@@ -181,9 +230,7 @@ TRUST_PROTOCOL_SERVER, HOME/serve.sock, or /run/trust-protocol/serve.sock), exec
         home: existingHome(ctx),
         env: ctx.io.env,
         now: ctx.now,
-        unseal: unsealWithPassword(() =>
-          readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') })
-        ),
+        unseal: unsealWithPassword(() => _passwordOrNoServe(ctx)),
         afterRequest: (keys) => _monitor(ctx, keys),
       });
     const failed = flag(ctx, 'fail') && response.status >= 400;

@@ -12,6 +12,7 @@ import { SERVE_OPTIONS, type ServeFlags, serveFlags } from '../serve_flags.ts';
 import { EXIT } from '../exit.ts';
 import { write } from '../io.ts';
 import { spawnKeeper } from '../keeper.ts';
+import { noteIgnoredCaVariables } from '../send_options.ts';
 import { readPassword } from '../secrets.ts';
 import { checkCanDrop, dropPrivileges, lookupUser } from '../privileges.ts';
 
@@ -59,8 +60,9 @@ const serve: Command = {
       }
       checkCanDrop(account);
     }
-    // serve's own environment decides its TLS trust for every agent it serves.
+    // serve's own environment, not an agent's, is checked for the requests it sends.
     checkEnvironment(ctx.io.env);
+    noteIgnoredCaVariables(ctx);
     // The keeper holds the keys; this process (the front) only ever parses HTTP. With --user it
     // is started before the front drops, and drops by itself first thing.
     const child = spawnKeeper(_keeperArgs(ctx), ctx.io.env);

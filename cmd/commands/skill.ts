@@ -26,7 +26,6 @@ import { trustFromKeyFile, trustFromPublisher } from '../../src/skills/trust.ts'
 import { type Trust, type Verdict, verifySkill } from '../../src/skills/verify.ts';
 import {
   ensureCurrent,
-  loadVault,
   recordAuditHead,
   vaultExists,
   type VaultKeys,
@@ -157,10 +156,10 @@ const verify: Command = {
   usage: 'skill verify DIR (--key PREFIX.pub | --publisher NAME) [--password-file PATH]',
   help:
     'Exit 0 when every file matches the signed manifest and the signature holds; 1 otherwise,\n' +
-    'listing each problem. --key needs no password (a revoked publisher with that key still\n' +
-    'fails). --publisher needs the master password: the publisher list is trusted only once the\n' +
-    "vault's integrity is checked. Every verification is recorded in the audit trail (with\n" +
-    '--key and no state directory, nothing is recorded).',
+    'listing each problem. The publisher list (names, revocations) is read only once the\n' +
+    "vault's integrity is checked, so both --publisher and --key need the master password when\n" +
+    'a vault exists; --key without a vault needs none and names no publisher. Every\n' +
+    'verification is recorded in the audit trail (with no state directory, nothing is recorded).',
   options: { ...PASSWORD_FILE_OPTION, key: { type: 'string' }, publisher: { type: 'string' } },
   args: { min: 1, max: 1 },
   async run(ctx) {
@@ -176,17 +175,28 @@ const verify: Command = {
     let home: Home | null;
     let keys: VaultKeys | null = null;
     let trust: Trust;
-    if (keyPath !== undefined) {
-      const bytes = readUserFile(keyPath, 'public key file', 64 * 1024);
-      home = _homeIfAny(ctx);
-      const publishers = home !== null && vaultExists(home) ? loadVault(home).body.publishers : [];
-      trust = trustFromKeyFile(bytes, publishers);
+    const bytes = keyPath === undefined
+      ? null
+      : readUserFile(keyPath, 'public key file', 64 * 1024);
+    home = bytes === null ? null : _homeIfAny(ctx);
+    if (bytes !== null && (home === null || !vaultExists(home))) {
+      // No vault, no publisher list: the key file alone decides, and no publisher is named.
+      trust = trustFromKeyFile(bytes, []);
     } else {
+      // A publisher list exists: it names publishers and lifts nothing only once its MAC is
+      // checked, so it is read with the password, for --key as for --publisher (#14).
       const unsealed = await unsealVault(ctx);
       home = unsealed.home;
       keys = unsealed.keys;
-      const file = await ensureCurrent(home, unsealed.file, keys);
-      trust = trustFromPublisher(publisher as string, file.body.publishers);
+      try {
+        const publishers = (await ensureCurrent(home, unsealed.file, keys)).body.publishers;
+        trust = bytes === null
+          ? trustFromPublisher(publisher as string, publishers)
+          : trustFromKeyFile(bytes, publishers);
+      } catch (e) {
+        wipeKeys(keys);
+        throw e;
+      }
     }
     try {
       const seen = _withProgress(ctx, 'hashing', (onProgress) => scanSkill(dir, { onProgress }));
@@ -280,7 +290,9 @@ async function _keyPassword(ctx: Ctx, isNew: boolean): Promise<Uint8Array> {
   const file = str(ctx, 'password-file');
   let password: Uint8Array | null;
   if (file !== undefined) {
-    password = new Uint8Array(dropTrailingNewline(readUserFile(file, 'password file', 64 * 1024)));
+    password = new Uint8Array(
+      dropTrailingNewline(readUserFile(file, 'password file', 64 * 1024, { secret: true })),
+    );
   } else if (ctx.io.env[PASSWORD_ENV] !== undefined) {
     password = new TextEncoder().encode(ctx.io.env[PASSWORD_ENV]);
   } else {

@@ -1,9 +1,9 @@
 /**
  * A small HTTP/1.1 client written directly over node:net and node:tls sockets, so that the bytes sent
  * are exactly the request that policy checked, to exactly the host it checked, on Node and Deno alike:
- * no redirects are followed, no environment variable is consulted (proxies, CA bundles), headers are
- * neither trimmed nor merged. The certificate is always verified against the URL's host name, also
- * when `connectTo` routes the connection elsewhere.
+ * no redirects are followed, no environment variable is consulted (proxies, CA bundles: the roots are
+ * always passed explicitly), headers are neither trimmed nor merged. The certificate is always
+ * verified against the URL's host name, also when `connectTo` routes the connection elsewhere.
  *
  * One connection per request (`Connection: close`), unless the caller passes a `ConnectionPool`
  * (serve does): then a connection whose response was read exactly to its end goes back to the
@@ -20,6 +20,7 @@ import {
   checkServerIdentity,
   connect as tlsConnect,
   createSecureContext,
+  rootCertificates,
   type SecureContext,
 } from 'node:tls';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
@@ -37,7 +38,7 @@ export interface OutboundRequest {
 
 export interface SendOptions {
   connectTo?: readonly ConnectTo[];
-  /** PEM text; when set it replaces the default roots (the operator's --cacert). */
+  /** PEM text; when set it replaces the bundled roots (the operator's --cacert). */
   ca?: string;
   /** TCP connect plus TLS handshake; default 10 s. */
   connectTimeoutMs?: number;
@@ -250,7 +251,7 @@ function _open(
 }
 
 /**
- * One TLS context per trusted-roots choice (the default roots, or an operator's --cacert), reused
+ * One TLS context per trusted-roots choice (the runtime's bundled roots, or an operator's --cacert), reused
  * by every connection: building one per request cost serve more CPU than the handshake's
  * verification, and native memory the garbage collector does not see.
  */
@@ -260,7 +261,11 @@ function _secureContext(ca: string | undefined): SecureContext {
   const key = ca ?? '';
   let context = secureContexts.get(key);
   if (context === undefined) {
-    context = createSecureContext({ ...(ca === undefined ? {} : { ca }), minVersion: 'TLSv1.2' });
+    // Always an explicit `ca`: the runtime's default store also takes NODE_EXTRA_CA_CERTS, and
+    // with NODE_OPTIONS or NODE_USE_SYSTEM_CA the system store (SSL_CERT_FILE, SSL_CERT_DIR) on
+    // Node, DENO_CERT and DENO_TLS_CA_STORE on Deno: all set by whoever starts the process.
+    // `rootCertificates` is the bundled Mozilla list, whatever the environment says.
+    context = createSecureContext({ ca: ca ?? [...rootCertificates], minVersion: 'TLSv1.2' });
     secureContexts.set(key, context);
   }
   return context;

@@ -47,10 +47,23 @@ export const LEARNING_MS = 24 * 3600_000;
  */
 export const OFF_HOURS_DISTANCE = 2;
 export const OFF_HOURS_USUAL_DAYS = 2;
-/** Denial reasons that are a limit doing its job, not a target being probed. */
-export const RATE_LIMIT_REASONS: ReadonlySet<string> = new Set([
-  'rate_limited',
-  'agent_rate_limited',
+/**
+ * The refusals a denial burst counts: an agent reaching for what it was not given (a foreign
+ * domain or a URL trick to reach one, an ungranted, unknown or higher-tier credential, a
+ * placement, a bad token). Usage errors, the operator's environment, rate limits, brakes and
+ * upstream failures are recorded but are not probing, so they never brake an agent (issue 16).
+ */
+export const PROBING_REASONS: ReadonlySet<string> = new Set([
+  'domain_not_allowed',
+  'userinfo',
+  'trailing_dot',
+  'bad_host',
+  'not_granted',
+  'unknown_credential',
+  'no_such_credential',
+  'tier_too_low',
+  'placement_not_allowed',
+  'bad_token',
 ]);
 const HOUR_MS = 3600_000;
 /** Baselines look back at most this many active hours (rates) or hours of time (sizes). */
@@ -474,12 +487,10 @@ function _firstSeen(s: AgentState, e: RequestEvent, emit: Emit): void {
 }
 
 function _denial(h: Hour, e: RequestEvent, once: Emit): void {
+  if (!PROBING_REASONS.has(e.reason ?? '')) return;
   h.denials += 1;
-  // A rate limit refusing the same call again is not a new target being probed.
-  if (!RATE_LIMIT_REASONS.has(e.reason ?? '')) {
-    if (e.host !== null) h.denied.add(`host:${e.host}`);
-    for (const c of e.credentials) h.denied.add(`credential:${c}`);
-  }
+  if (e.host !== null) h.denied.add(`host:${e.host}`);
+  for (const c of e.credentials) h.denied.add(`credential:${c}`);
   if (h.denials <= h.limits.denials) return;
   // Denials spread over several hosts or credentials are probing, not one misconfigured call.
   const probing = h.denied.size >= 3;

@@ -7,8 +7,23 @@
  * vault's state key: a state that is missing or fails its MAC is rebuilt from the audit trail
  * (which is authoritative), and the rebuild is audited. `serve` keeps one Monitor in memory and
  * saves it when it stops.
+ *
+ * Entries written without the password (`"mac": null`, say denials before unsealing) may only add
+ * anomalies, never hide one (issue #14): two detectors run side by side, one over every entry and
+ * one over authenticated entries only (forged lines cannot shift its baselines or mark a host as
+ * seen), and an anomaly either raises is acted on. Only an authenticated `monitor.anomaly` counts
+ * as already recorded.
  */
-import { type AuditEvent, type LogCursor, openAuditWriter, readLogFrom } from '../audit.ts';
+import {
+  type AuditEvent,
+  authenticatedOnly,
+  type Checked,
+  checkedEntries,
+  type LogCursor,
+  type LogEntry,
+  openAuditWriter,
+  readLogFrom,
+} from '../audit.ts';
 import { activateBrake } from '../brakes.ts';
 import { secretEqual } from '../bytes.ts';
 import { canonicalJson } from '../canonical.ts';
@@ -27,7 +42,7 @@ import { createHmac } from 'node:crypto';
 
 export const MONITOR_FILE = 'monitor.json';
 export const MONITOR_FORMAT = 'trust-protocol/monitor';
-export const MONITOR_VERSION = 1;
+export const MONITOR_VERSION = 2;
 /** Anomalies older than this when first seen (a rebuild, a long-idle monitor) are not acted on. */
 export const ACT_WINDOW_MS = 3600_000;
 const END_OF_TIME = new Date(8.64e15);
@@ -39,7 +54,9 @@ interface SavedMonitor {
   seq: number;
   /** Where to read on from in the log (offset after that entry's line, and its digest). */
   cursor: LogCursor | null;
+  /** Fed every entry, and fed authenticated entries only (absent in version 1). */
   detector: DetectorState;
+  trusted: DetectorState;
   mac: string;
 }
 
@@ -52,19 +69,31 @@ export class Monitor {
   #seq: number;
   #cursor: LogCursor | null;
   #detector: Detector;
+  #trusted: Detector;
 
-  private constructor(seq: number, cursor: LogCursor | null, detector: Detector) {
+  private constructor(
+    seq: number,
+    cursor: LogCursor | null,
+    detectors: { all: Detector; trusted: Detector },
+  ) {
     this.#seq = seq;
     this.#cursor = cursor;
-    this.#detector = detector;
+    this.#detector = detectors.all;
+    this.#trusted = detectors.trusted;
   }
 
   /** The saved state, or a rebuild from the audit trail when it is missing or fails its MAC. */
   static async load(home: Home, keys: VaultKeys): Promise<Monitor> {
     const bytes = readStateFile(home, MONITOR_FILE);
     const saved = bytes === null ? null : _parse(bytes, keys);
-    if (saved !== null && saved.detector.v === DETECTOR_VERSION) {
-      return new Monitor(saved.seq, saved.cursor, new Detector(saved.detector));
+    if (
+      saved !== null && saved.version === MONITOR_VERSION &&
+      saved.detector.v === DETECTOR_VERSION && saved.trusted?.v === DETECTOR_VERSION
+    ) {
+      return new Monitor(saved.seq, saved.cursor, {
+        all: new Detector(saved.detector),
+        trusted: new Detector(saved.trusted),
+      });
     }
     await openAuditWriter(home, { macKey: keys.audit }).append([{
       event: 'monitor.rebuild',
@@ -75,10 +104,12 @@ export class Monitor {
           ? 'no saved state'
           : saved === null
           ? 'saved state failed its check'
+          : saved.version !== MONITOR_VERSION
+          ? `monitor.json version ${saved.version} replaced by ${MONITOR_VERSION}`
           : `detector version ${saved.detector.v} replaced by ${DETECTOR_VERSION}`,
       },
     }]);
-    return new Monitor(0, null, new Detector());
+    return new Monitor(0, null, { all: new Detector(), trusted: new Detector() });
   }
 
   /**
@@ -87,13 +118,16 @@ export class Monitor {
    * anomalies older than `ACT_WINDOW_MS` (a rebuilt state replays the whole trail).
    */
   async catchUp(home: Home, keys: VaultKeys, now: Date): Promise<Acted[]> {
-    const entries = this.#read(home);
+    const entries = this.#read(home, keys);
     const recorded = new Set(
-      entries.filter((e) => e.event === 'monitor.anomaly').map((e) => _key(e.data ?? {})),
+      authenticatedOnly(entries).filter((e) => e.event === 'monitor.anomaly').map((e) =>
+        _key(e.data)
+      ),
     );
     const acted: Acted[] = [];
     for (const anomaly of this.#feed(entries)) {
       if (recorded.has(_key(anomaly))) continue;
+      recorded.add(_key(anomaly));
       if (now.getTime() - Date.parse(anomaly.at) > ACT_WINDOW_MS) continue;
       acted.push(await _act(home, keys, anomaly, now));
     }
@@ -107,6 +141,7 @@ export class Monitor {
       seq: this.#seq,
       cursor: this.#cursor,
       detector: this.#detector.save(),
+      trusted: this.#trusted.save(),
     } as const;
     // Not fsynced: a state lost in a crash is rebuilt from the audit trail.
     writeStateFile(
@@ -120,26 +155,25 @@ export class Monitor {
   /**
    * The entries after the last one seen: read forward from the cursor, or, when the log does not
    * continue from it (cut, rewritten, repaired), the whole log again, keeping only newer entries.
+   * A line whose MAC is wrong throws (integrity) before the cursor moves past it.
    */
-  #read(home: Home): Array<AuditEntry & { seq: number }> {
+  #read(home: Home, keys: VaultKeys): Array<Checked<LogEntry>> {
     const read = readLogFrom(home, this.#cursor) ?? readLogFrom(home, null);
+    const entries = checkedEntries(read?.lines ?? [], keys.audit);
     this.#cursor = read?.cursor ?? null;
-    const out: Array<AuditEntry & { seq: number }> = [];
-    for (const line of read?.lines ?? []) {
-      try {
-        const e = JSON.parse(line) as AuditEntry & { seq: number };
-        if (typeof e.seq === 'number' && e.seq > this.#seq) out.push(e);
-      } catch {
-        continue; // a malformed line is for `audit verify` to report
-      }
-    }
-    return out;
+    return entries.filter((e) => e.seq > this.#seq);
   }
 
-  #feed(entries: ReadonlyArray<AuditEntry & { seq: number }>): Anomaly[] {
+  /** The anomalies of either detector (the authenticated one first), one per key. */
+  #feed(entries: ReadonlyArray<Checked<LogEntry>>): Anomaly[] {
     for (const e of entries) this.#seq = Math.max(this.#seq, e.seq);
     // Every entry read counts, whatever its time: the log, not the clock, says what happened.
-    return requestEvents(entries, { now: END_OF_TIME }).flatMap((e) => this.#detector.observe(e));
+    const observe = (detector: Detector, from: readonly AuditEntry[]) =>
+      requestEvents(from, { now: END_OF_TIME }).flatMap((e) => detector.observe(e));
+    return [
+      ...observe(this.#trusted, authenticatedOnly(entries)),
+      ...observe(this.#detector, entries),
+    ];
   }
 }
 
@@ -220,7 +254,8 @@ function _mac(unsigned: Omit<SavedMonitor, 'mac'>, keys: VaultKeys): string {
 function _parse(bytes: Uint8Array, keys: VaultKeys): SavedMonitor | null {
   try {
     const saved = JSON.parse(new TextDecoder().decode(bytes)) as SavedMonitor;
-    if (saved.format !== MONITOR_FORMAT || saved.version !== MONITOR_VERSION) return null;
+    // Version 1 (no authenticated-only detector) still parses, so its rebuild says why.
+    if (saved.format !== MONITOR_FORMAT || (saved.version as number) > MONITOR_VERSION) return null;
     const { mac, ...unsigned } = saved;
     const want = Buffer.from(_mac(unsigned, keys), 'hex');
     if (typeof mac !== 'string' || !secretEqual(Buffer.from(mac, 'hex'), want)) return null;

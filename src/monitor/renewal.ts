@@ -5,8 +5,16 @@
  * action is `refuse_renewal` since a human last issued the agent a token. Everything is computed
  * from the audit trail, which must verify completely first; nothing the agent sends is a number
  * that counts. A renewal is a fresh token (the old one stops working) with the tier's lifetime.
+ * Renewal widens access, so entries written without the password (`"mac": null`) only count
+ * against the agent: they can lower its score and can never clear an anomaly (issue #14).
  */
-import { readAuditLog } from '../audit.ts';
+import {
+  type Authenticated,
+  authenticatedOnly,
+  type Checked,
+  checkedEntries,
+  readAuditLog,
+} from '../audit.ts';
 import { verifyAuditLog } from '../audit_verify.ts';
 import { denied, integrity, type TpError } from '../errors.ts';
 import type { Home } from '../home.ts';
@@ -16,7 +24,7 @@ import { type AgentRecord, loadVault, updateVault, type VaultKeys, verifyVault }
 import type { IssuedToken } from '../agents.ts';
 import { detectAnomalies } from './anomalies.ts';
 import { type AuditEntry, behaviourOf } from './behaviour.ts';
-import { parseAuditLog, scoreOf } from './report.ts';
+import { scoreOf } from './report.ts';
 
 export interface RenewalCheck {
   score: number;
@@ -47,7 +55,7 @@ export async function renewAgent(
       'run `trust-protocol audit verify`; a human can issue a token with `trust-protocol agent token ID`',
     );
   }
-  const entries = parseAuditLog(bytes);
+  const entries = checkedEntries(bytes, keys.audit);
   const check = renewalCheck(agent, entries, now);
   type Outcome = { refusal: TpError } | { issued: IssuedToken & RenewalCheck };
   const outcome = await updateVault<Outcome>(home, keys, (body) => {
@@ -87,16 +95,12 @@ export async function renewAgent(
 /** The pure decision: the facts, and the refusal if there is one. */
 export function renewalCheck(
   agent: AgentRecord,
-  entries: readonly AuditEntry[],
+  entries: ReadonlyArray<Checked<AuditEntry>>,
   now: Date,
 ): { facts: RenewalCheck; refusal: TpError | null } {
   const rules = TIER_RULES[agent.tier];
   const own = entries.filter((e) => e.data?.agent === agent.id || e.actor?.id === agent.id);
-  const score = scoreOf(
-    behaviourOf(own, { now }).get(agent.id),
-    detectAnomalies(own, { now }).filter((a) => a.agent === agent.id),
-    { now },
-  );
+  const score = _score(agent.id, authenticatedOnly(own), own, now);
   const facts: RenewalCheck = {
     score,
     min_score: rules.minScore,
@@ -138,11 +142,37 @@ export function renewalCheck(
   return { facts, refusal: null };
 }
 
-/** The kind of the last `refuse_renewal` anomaly after the last token a human issued, or null. */
-function _blockingAnomaly(id: string, entries: readonly AuditEntry[]): string | null {
+/**
+ * The score of the authenticated entries, lowered but never raised by the others: unverified
+ * lines count against the agent (its denials before unsealing) but can neither add good
+ * behaviour nor, by shifting a baseline or marking a host as seen, hide an anomaly.
+ */
+function _score(
+  id: string,
+  trusted: ReadonlyArray<Authenticated<AuditEntry>>,
+  all: ReadonlyArray<Checked<AuditEntry>>,
+  now: Date,
+): number {
+  const of = (entries: readonly AuditEntry[]) =>
+    scoreOf(
+      behaviourOf(entries, { now }).get(id),
+      detectAnomalies(entries, { now }).filter((a) => a.agent === id),
+      { now },
+    );
+  return Math.min(of(trusted), of(all));
+}
+
+/**
+ * The kind of the last `refuse_renewal` anomaly after the last token a human issued, or null.
+ * Only an authenticated token or registration clears one; any anomaly entry blocks.
+ */
+function _blockingAnomaly(id: string, entries: ReadonlyArray<Checked<AuditEntry>>): string | null {
   let blocking: string | null = null;
   for (const e of entries) {
-    if ((e.event === 'agent.token' || e.event === 'agent.register') && e.data?.agent === id) {
+    if (
+      e.authenticated && (e.event === 'agent.token' || e.event === 'agent.register') &&
+      e.data?.agent === id
+    ) {
       blocking = null;
     }
     const actions = e.data?.actions;

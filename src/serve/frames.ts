@@ -31,6 +31,8 @@ export const FRAME = {
   responseError: 26,
   stopping: 27,
   stopped: 28,
+  /** The request's token named an active agent: the front's adapter keeps its connection. */
+  agentProven: 29,
 } as const;
 
 export type FrameType = (typeof FRAME)[keyof typeof FRAME];

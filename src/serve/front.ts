@@ -60,6 +60,8 @@ export interface Front {
 }
 
 interface _Stream {
+  /** The adapter's hook for a connection whose token named an active agent. */
+  agent: (() => void) | undefined;
   resolve(r: ServeResponse): void;
   reject(e: TpError): void;
   head: ResponseHead | null;
@@ -155,6 +157,9 @@ export function startFront(
       }
       case FRAME.responseError:
         return _fail(frame.stream);
+      case FRAME.agentProven:
+        streams.get(frame.stream)?.agent?.();
+        return;
       default:
         throw new TpError('internal', 'keeper_protocol', `unknown frame type ${frame.type}`);
     }
@@ -229,9 +234,11 @@ export function startFront(
       headers: request.headers.map(([k, v]) => [k, v]),
       hosts: [...request.hosts],
       via: request.via,
+      agent: request.agent !== undefined,
     };
     const response = new Promise<ServeResponse>((resolve, reject) => {
       streams.set(id, {
+        agent: request.agent,
         resolve,
         reject,
         head: null,

@@ -2,9 +2,11 @@
  * `ANY /v1/gateway/CRED/PATH`: the request a client sent to serve, turned into the template
  * `exec` would run: the credential's base URL + PATH + query, the client's method and headers
  * (minus the agent token, hop-by-hop and routing headers), and the credential's inject header.
- * The body is not part of the template: it is forwarded as opaque bytes, never scanned for
- * placeholders (a prompt may well mention `{{credential}}`).
+ * Only the inject header is template text. The client's URL and headers go in the template's
+ * `literal` part and the body is forwarded apart: all opaque, never scanned for placeholders (a
+ * prompt may well mention `{{credential}}`, and a client must not name another credential, #14).
  */
+import { injectHeader } from '../credentials.ts';
 import { isForbiddenRequestHeader } from '../grammar.ts';
 import { usage } from '../errors.ts';
 import type { Template } from '../template.ts';
@@ -41,17 +43,15 @@ export interface GatewayRequest {
 
 export function gatewayTemplate(credential: GatewayCredential, request: GatewayRequest): Template {
   _checkPath(request.path);
-  const colon = credential.inject.indexOf(':');
-  const injectName = credential.inject.slice(0, colon);
-  const injectValue = credential.inject.slice(colon + 1).replace(/^ /, '');
-  const headers = forwardedHeaders(request.headers, injectName);
-  headers.push([injectName, injectValue]);
+  // Checked when the rule was stored; the vault holding it is authenticated by now.
+  const [injectName, injectValue] = injectHeader(credential.inject) as [string, string];
   return {
     credential: credential.name,
     method: request.method,
     url: credential.base_url.replace(/\/$/, '') + request.path + request.query,
-    headers,
+    headers: [[injectName, injectValue]],
     body: { kind: 'none' },
+    literal: { url: true, headers: forwardedHeaders(request.headers, injectName) },
   };
 }
 

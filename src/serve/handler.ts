@@ -23,7 +23,16 @@ import {
   type SendOptions,
 } from '../http/client.ts';
 import { checkAgent, checkGrant, findAgentByToken } from '../policy.ts';
-import { type VaultFile, type VaultKeys, VaultReader, verifyVault, wipeKeys } from '../vault.ts';
+import {
+  hasUnknownBrakes,
+  recordKnownBrakes,
+  type VaultFile,
+  type VaultKeys,
+  VaultReader,
+  verifyVault,
+  wipeKeys,
+} from '../vault.ts';
+import { activeBrakes, blockingBrake, type Brake, brakeError } from '../brakes.ts';
 import type { AgentRateLimiter } from './agent_rate.ts';
 import { type AppendAudit, type HeadRecorder, keyedAudit } from './audit.ts';
 import type { LiveMonitor } from '../monitor/live.ts';
@@ -56,6 +65,11 @@ export interface ServeRequest {
   hosts: ReadonlySet<string>;
   /** Which listener took it: only the unix socket's users may pull a brake (/v1/emergency). */
   via: 'unix' | 'tcp';
+  /**
+   * Tells the adapter that this connection carries a valid agent token, so it is not cut to make
+   * room for new connections before token-less ones are (absent once it knows).
+   */
+  agent?: () => void;
 }
 
 export interface ServeResponse {
@@ -257,6 +271,7 @@ function _allow(request: ServeRequest, methods: readonly string[]): void {
 async function _proxy(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> {
   _allow(request, ['POST']);
   const token = _bearer(request.headers);
+  _claimConnection(ctx, request, token);
   const bytes = await request.body(MAX_BODY_BYTES);
   await _admit(ctx, token, { route: 'proxy' });
   const text = decodeUtf8Strict(bytes);
@@ -284,6 +299,7 @@ async function _gateway(
   route: { name: string; path: string; query: string },
 ): Promise<ServeResponse> {
   const token = gatewayToken(request.headers);
+  _claimConnection(ctx, request, token);
   const body = await request.body(MAX_BODY_BYTES);
   await _admit(ctx, token, { route: 'gateway', credentials: [route.name] });
   const file = ctx.vault.load();
@@ -329,7 +345,10 @@ async function _refuseGateway(
   const { file, token, name } = input;
   const known = token === null ? null : findAgentByToken(file.body.agents, token);
   try {
-    checkBrakes(ctx.options.home, file, known?.id ?? null, [name]);
+    const active = activeBrakes(ctx.options.home, file.body);
+    await _rememberBrakes(ctx, file, active);
+    const brake = blockingBrake(active, { agentId: known?.id ?? null, credentials: [name] });
+    if (brake !== null) throw brakeError(brake);
     const agent = checkAgent(file.body.agents, token, ctx.now());
     const record = checkGrant(agent, file.body.credentials, name);
     const missing = record.base_url === null ? 'base URL' : 'inject rule';
@@ -357,6 +376,21 @@ async function _refuseGateway(
     await ctx.options.monitor.after();
     throw error;
   }
+}
+
+/**
+ * Before a body is read: a token that names an active agent marks the connection as an agent's
+ * (src/serve/node_http.ts keeps those when it makes room). Nothing is refused here: execute()
+ * decides, and audits, as before.
+ */
+function _claimConnection(ctx: _Ctx, request: ServeRequest, token: string | null): void {
+  if (request.agent === undefined || token === null) return;
+  try {
+    checkAgent(ctx.vault.load().body.agents, token, ctx.now());
+  } catch {
+    return;
+  }
+  request.agent();
 }
 
 /**
@@ -426,6 +460,7 @@ function _deps(ctx: _Ctx): BrokerDeps {
     // at stop can never leave a request in flight with zeroed keys.
     load: () => ctx.vault.load(),
     keysHeld: true,
+    sawBrakes: (file, active) => _rememberBrakes(ctx, file, active),
     unseal: (file) => {
       if (options.stopping.aborted) return Promise.reject(_stoppingError());
       // The reader returns the same frozen object while the file is unchanged: check it once.
@@ -437,6 +472,25 @@ function _deps(ctx: _Ctx): BrokerDeps {
       return Promise.resolve({ keys, release: () => wipeKeys(keys) });
     },
   };
+}
+
+/**
+ * serve holds the keys, so a brake it sees goes into the vault's MACed known list at once, before
+ * it refuses anything: deleting the brake's own records afterwards lifts nothing (issue #14). A
+ * stopping serve leaves it to its last head write, which copies the brakes in force as well.
+ */
+async function _rememberBrakes(
+  ctx: _Ctx,
+  file: VaultFile,
+  active: readonly Brake[],
+): Promise<void> {
+  if (!hasUnknownBrakes(file.body, active) || ctx.options.stopping.aborted) return;
+  const keys = _copyKeys(ctx.options.keys);
+  try {
+    await recordKnownBrakes(ctx.options.home, keys, file, active);
+  } finally {
+    wipeKeys(keys);
+  }
 }
 
 function _stoppingError(): TpError {

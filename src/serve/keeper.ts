@@ -31,6 +31,8 @@ export interface RequestHead {
   headers: Array<[string, string]>;
   hosts: string[];
   via: 'unix' | 'tcp';
+  /** The front's adapter asks to hear when a token proves the connection an agent's. */
+  agent: boolean;
 }
 
 /** Sent back in `requestEnd` when the front could not read the whole body. */
@@ -180,6 +182,7 @@ export function keeperLink(pipe: Pipe): KeeperLink {
       signal: stream.controller.signal,
       hosts: new Set(head.hosts),
       via: head.via,
+      ...(head.agent ? { agent: () => void channel.send(FRAME.agentProven, id) } : {}),
     };
     try {
       let response: ServeResponse;

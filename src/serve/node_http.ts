@@ -1,12 +1,14 @@
 /**
  * The node:http adapter for the serve handler (node:http behaves the same on Node 24 and Deno 2,
  * limits included). Hardening lives here: header size, time to send the headers and the body
- * (slowloris), a cap on connections; and a unix socket that is 0600 from its first moment (it is
- * bound inside a fresh 0700 directory, then renamed into place).
+ * (slowloris), a cap on connections that makes room for a newcomer by cutting the oldest
+ * connection no agent has proven its token on (see `_Connections`); and a unix socket that is
+ * 0600 from its first moment (it is bound inside a fresh 0700 directory, then renamed into place).
  */
 import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import * as path from 'node:path';
 import { TpError, usage } from '../errors.ts';
 import { ioErrorCode } from '../home.ts';
@@ -45,7 +47,11 @@ export const LIMITS = {
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 5_000,
-  maxConnections: 64,
+  maxConnections: 256,
+  /** Of those, connections on which no request has yet shown a valid agent token (strangers)... */
+  maxStrangers: 64,
+  /** ...beyond which the oldest idle one is cut for a newcomer, once it has had this long. */
+  strangerGraceMs: 1_000,
   closeGraceMs: 5_000,
   lingerMs: 5_000,
 } as const;
@@ -56,6 +62,7 @@ export async function listenHttp(
   options: AdapterOptions = {},
 ): Promise<HttpListener> {
   const inFlight = new Set<Promise<void>>();
+  const connections = new _Connections();
   let hosts: ReadonlySet<string> = UNIX_HOSTS;
   const server = createServer({
     maxHeaderSize: LIMITS.maxHeaderSize,
@@ -65,15 +72,22 @@ export async function listenHttp(
     // How often the two timeouts above are enforced (Node's default is every 30 s).
     connectionsCheckingInterval: 1_000,
   }, (req, res) => {
+    connections.busy(req.socket, true);
     const done = _serve(handler, req, res, {
       hosts,
       via: endpoint.kind,
       onRequest: options.onRequest,
+      agent: connections.agent(req.socket),
     });
     inFlight.add(done);
-    done.finally(() => inFlight.delete(done));
+    done.finally(() => {
+      inFlight.delete(done);
+      connections.busy(req.socket, false);
+    });
   });
-  server.maxConnections = LIMITS.maxConnections;
+  // Not server.maxConnections: it turns the newcomer away, so whoever holds the slots (a slow
+  // client needs no token) would lock everyone out.
+  server.on('connection', (socket: Socket) => connections.admit(socket));
   let bound: Endpoint;
   let cleanup = () => {};
   if (endpoint.kind === 'tcp') {
@@ -173,6 +187,7 @@ async function _serve(
     hosts: ReadonlySet<string>;
     via: 'unix' | 'tcp';
     onRequest: AdapterOptions['onRequest'];
+    agent: (() => void) | undefined;
   },
 ): Promise<void> {
   const ended = options.onRequest?.(req.url ?? '') ?? (() => {});
@@ -188,6 +203,7 @@ async function _serve(
     signal: controller.signal,
     hosts: options.hosts,
     via: options.via,
+    ...(options.agent === undefined ? {} : { agent: options.agent }),
   };
   try {
     let response: ServeResponse;
@@ -202,6 +218,75 @@ async function _serve(
   } finally {
     ended();
   }
+}
+
+interface _Connection {
+  socket: Socket;
+  /** A request on it showed a valid agent token. */
+  agent: boolean;
+  /** A request on it is being answered. */
+  busy: boolean;
+  /** When it was opened, or last became idle (ms, monotonic). */
+  since: number;
+}
+
+/**
+ * The connections of one listener, and who is cut to make room (docs/decisions.md, issue #14).
+ * A stranger (no request on it has shown a valid agent token yet) costs nothing to open and can
+ * hold its connection by trickling bytes, so strangers never lock others out:
+ * - past `maxStrangers`, a newcomer displaces the oldest idle stranger (still sending its headers,
+ *   or kept alive between requests), but only one that has had `strangerGraceMs`: a newcomer
+ *   always has that long to send its headers, however fast others reconnect;
+ * - past `maxConnections`, the oldest idle stranger, else the oldest idle connection, else the
+ *   oldest stranger is cut; only when all are agents' requests in progress is the newcomer cut.
+ */
+class _Connections {
+  #all = new Map<Socket, _Connection>();
+
+  admit(socket: Socket): void {
+    const now = performance.now();
+    const c: _Connection = { socket, agent: false, busy: false, since: now };
+    const others = [...this.#all.values()];
+    this.#all.set(socket, c);
+    socket.once('close', () => this.#all.delete(socket));
+    const idleStrangers = others.filter((x) => !x.agent && !x.busy);
+    if (others.filter((x) => !x.agent).length >= LIMITS.maxStrangers) {
+      const oldest = _oldest(idleStrangers);
+      if (oldest !== undefined && now - oldest.since >= LIMITS.strangerGraceMs) this.#cut(oldest);
+    }
+    if (this.#all.size > LIMITS.maxConnections) {
+      const rest = [...this.#all.values()].filter((x) => x !== c);
+      this.#cut(
+        _oldest(rest.filter((x) => !x.agent && !x.busy)) ?? _oldest(rest.filter((x) => !x.busy)) ??
+          _oldest(rest.filter((x) => !x.agent)) ?? c,
+      );
+    }
+  }
+
+  busy(socket: Socket, busy: boolean): void {
+    const c = this.#all.get(socket);
+    if (c === undefined) return;
+    c.busy = busy;
+    if (!busy) c.since = performance.now();
+  }
+
+  /** What the handler calls once a request's token names an active agent; undefined once done. */
+  agent(socket: Socket): (() => void) | undefined {
+    const c = this.#all.get(socket);
+    if (c === undefined || c.agent) return undefined;
+    return () => (c.agent = true);
+  }
+
+  #cut(c: _Connection): void {
+    this.#all.delete(c.socket);
+    c.socket.destroy();
+  }
+}
+
+function _oldest(cs: readonly _Connection[]): _Connection | undefined {
+  let oldest: _Connection | undefined;
+  for (const c of cs) if (oldest === undefined || c.since < oldest.since) oldest = c;
+  return oldest;
 }
 
 /**

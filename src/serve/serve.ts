@@ -10,9 +10,17 @@ import type { TpError } from '../errors.ts';
 import type { Home } from '../home.ts';
 import type { SendOptions } from '../http/client.ts';
 import { followAuditLog } from '../audit.ts';
-import { BRAKE_EVENTS } from '../brakes.ts';
+import { activeBrakes, BRAKE_EVENTS } from '../brakes.ts';
 import { RedactionCache } from '../redact.ts';
-import { VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS, type VaultKeys, wipeKeys } from '../vault.ts';
+import {
+  hasUnknownBrakes,
+  loadVault,
+  recordKnownBrakes,
+  VAULT_CHANGE_EVENTS,
+  VAULT_SAVED_EVENTS,
+  type VaultKeys,
+  wipeKeys,
+} from '../vault.ts';
 import { agentRateLimiter } from './agent_rate.ts';
 import { deferredHeads, keyedAudit } from './audit.ts';
 import { type ServeHandler, serveHandler } from './handler.ts';
@@ -71,6 +79,7 @@ export async function openServe(
 ): Promise<ServeCore> {
   const now = options.now ?? (() => new Date());
   let unfollow = () => {};
+  let brakeWatch: { stop(): Promise<void> } | null = null;
   try {
     const startedAt = now();
     const expiresAt = new Date(startedAt.getTime() + options.ttlMs);
@@ -85,6 +94,9 @@ export async function openServe(
     ]);
     // Kept-alive upstream connections, shared by every request of this serve.
     const pool = new ConnectionPool();
+    // The keeper holds the keys, so it is the one that records brakes, between requests too.
+    const watch = _watchBrakes(options.home, options.keys);
+    brakeWatch = watch;
     const monitor = await liveMonitor(options.home, options.keys, now);
     const redactions = new RedactionCache();
     const handler = serveHandler({
@@ -124,6 +136,7 @@ export async function openServe(
         try {
           await hooks.beforeAudit(reason);
           pool.close();
+          await watch.stop();
           await monitor.stop();
           if (frontPid !== null) {
             await audit([{
@@ -175,10 +188,36 @@ export async function openServe(
       stopped,
     };
   } catch (e) {
+    await brakeWatch?.stop();
     unfollow();
     wipeKeys(options.keys);
     throw e;
   }
+}
+
+/** How often serve looks for brakes by itself, between requests. */
+const BRAKE_WATCH_MS = 1_000;
+
+/**
+ * A brake placed while no request comes is recorded in the vault within a second all the same,
+ * so erasing its records before the next request does not lift it either (issue #14). A failure
+ * is left to the next request, whose own checks fail closed on the same state.
+ */
+function _watchBrakes(home: Home, keys: VaultKeys): { stop(): Promise<void> } {
+  let running: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    running = running.then(async () => {
+      const file = loadVault(home);
+      const active = activeBrakes(home, file.body);
+      if (hasUnknownBrakes(file.body, active)) await recordKnownBrakes(home, keys, file, active);
+    }).catch(() => {});
+  }, BRAKE_WATCH_MS);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }
 
 /**

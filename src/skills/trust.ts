@@ -2,9 +2,9 @@
  * Which key a skill must be signed with, from a public key file (`--key`) or a registered
  * publisher (`--publisher`), with what the publisher list says about it. Pure.
  *
- * A publisher list read without the password is unauthenticated: it may only narrow (a revoked
- * entry refuses a `--key` that matches it), never widen. `--publisher` therefore takes the list
- * from a vault whose integrity was checked with the password.
+ * The publisher list must come from a vault whose MAC was checked with the password: a list
+ * read without it is the agent's to edit, so it could plant a name or delete a revocation
+ * (#14). The caller passes an empty list when there is no vault.
  */
 import { Buffer } from 'node:buffer';
 import type { PublisherRecord } from '../vault.ts';

@@ -23,9 +23,12 @@ beforeAll(async () => {
     credentials: [{
       name: 'kt',
       value: newCanary(),
-      flags: ['--allowed-domains', 'api.allowed.test', '--min-tier', 'PARTNER'],
+      flags: ['--allowed-domains', 'api.allowed.test'],
     }],
   });
+  // Granted while it asked for COMPANION, then raised: `agent grant` refuses a credential the
+  // tier can never use, but a credential's bar can rise after the grant.
+  await _admin(['credential', 'update', 'kt', '--min-tier', 'PARTNER']);
   const suspended = await newAgent(f.t, { name: 'suspended', grants: ['k'] });
   await _admin(['agent', 'suspend', suspended.id]);
   tokens.suspended = suspended.token;

@@ -22,6 +22,7 @@ const PATH_VALUE = newCanary({ special: true });
 const QUERY_VALUE = newCanary({ special: true });
 const BODY_VALUE = newCanary({ special: true });
 const ALL_VALUE = newCanary({ special: true });
+const ANY_VALUE = newCanary({ special: true });
 const SECOND_VALUE = newCanary();
 const UNGRANTED_VALUE = newCanary();
 const OTHER_VALUE = 'other-value-allowed-on-evil-test';
@@ -58,6 +59,8 @@ beforeAll(async () => {
       },
       { name: 'second', value: SECOND_VALUE, flags: ALLOWED },
       { name: 'ungranted', value: UNGRANTED_VALUE, flags: ALLOWED, grant: false },
+      // Any https host passes the early domain check, so only placement stops a host trick.
+      { name: 'kany', value: ANY_VALUE, flags: ['--any-domain', '--placement', 'path'] },
       {
         name: 'other',
         value: OTHER_VALUE,
@@ -122,6 +125,44 @@ describe.concurrent('placeholders in the scheme, host, port, userinfo or fragmen
       t.headers = { ...t.headers, 'X-Case': m };
       _expectNothingSent(await f.exec(t), m, 2);
     }
+  });
+});
+
+// The text reads as a path, the URL parser (as fetch will) reads a host: placement is decided on
+// the parsed URL, so these are refused before the password is asked or anything decrypted (#14).
+describe.concurrent('placeholders the URL parser puts in the host: exit 2, no password asked', () => {
+  const urls = [
+    'https:///{{CREDENTIAL}}.allowed.test/',
+    'https:////{{CREDENTIAL}}.allowed.test/x',
+    'https://\\/{{CREDENTIAL}}.allowed.test/',
+    'https:\\\\{{CREDENTIAL}}.allowed.test/',
+    'https:{{CREDENTIAL}}.allowed.test/',
+    'https://\t/{{CREDENTIAL}}.allowed.test/',
+    'https://\n/{{CREDENTIAL}}.allowed.test/',
+    'https:/\t/{{CREDENTIAL}}.allowed.test/',
+    'https:///{{CREDENTIAL:kany}}/',
+  ];
+  for (const url of urls) {
+    it(JSON.stringify(url), async () => {
+      const m = f.marker();
+      const r = await f.exec({ credential: 'kany', url, headers: { 'X-Case': m } }, {
+        password: false,
+      });
+      _expectNothingSent(r, m, 2);
+      expectNoCanary(r.stdout + r.stderr, ANY_VALUE, "the agent's output");
+    });
+  }
+
+  it('with the password too: refused before any request.allowed entry', async () => {
+    const m = f.marker();
+    const url = 'https:///{{CREDENTIAL}}.allowed.test/';
+    const r = await f.exec({ credential: 'kany', url, headers: { 'X-Case': m } });
+    _expectNothingSent(r, m, 2);
+    const audit = await f.t.tp(['audit', 'show', '--json', '--event', 'request']);
+    expect(audit.code, audit.stderr).toBe(0);
+    const allowed = audit.stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l))
+      .filter((e) => e.event === 'request.allowed' && e.data.credentials.includes('kany'));
+    expect(allowed).toEqual([]);
   });
 });
 

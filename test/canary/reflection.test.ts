@@ -41,6 +41,8 @@ interface Echo {
 
 interface Case {
   echo: (secret: Buffer) => Echo;
+  /** The credential sent (default `k`); `u` holds a non-ASCII value. */
+  credential?: 'u';
   /** What the agent must see instead: in the body, a header line, or the status line. */
   expect: { where: 'body' | 'header' | 'status'; match: RegExp };
 }
@@ -162,6 +164,122 @@ CASES['in the status text'] = {
 CASES['in the status text, base64'] = {
   echo: (s) => ({ reason: `Echo ${s.toString('base64')}`, body: _text('ok') }),
   expect: { where: 'status', match: new RegExp(`^HTTP/1\\.1 200 Echo ${R}${B64}{0,4}\\r?$`, 'm') },
+};
+
+// Issue #14: forms echoing servers really produce, each written here by an encoder of its own.
+const BOMS = {
+  none: Buffer.alloc(0),
+  le: Buffer.from([0xff, 0xfe]),
+  be: Buffer.from([0xfe, 0xff]),
+};
+for (const order of ['LE', 'BE'] as const) {
+  for (const bom of [false, true]) {
+    CASES[`UTF-16${order}${bom ? ' with BOM' : ''}`] = {
+      echo: (s) => {
+        const le = Buffer.from(s.toString('latin1'), 'utf16le');
+        const text = order === 'LE' ? le : Buffer.from(le).swap16();
+        const mark = bom ? BOMS[order === 'LE' ? 'le' : 'be'] : BOMS.none;
+        return { body: Buffer.concat([_text('before '), mark, text, _text(' after')]) };
+      },
+      expect: {
+        where: 'body',
+        match: new RegExp(
+          `^before ${bom ? (order === 'LE' ? '\\xff\\xfe' : '\\xfe\\xff') : ''}${R} after$`,
+        ),
+      },
+    };
+  }
+}
+const HTML_NAMED: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+};
+const htmlCases: Record<string, (c: string, i: number) => string> = {
+  'decimal references': (c) => `&#${c.charCodeAt(0)};`,
+  'hex references, x and X, leading zeros': (c, i) =>
+    i % 2 === 0
+      ? `&#x${c.charCodeAt(0).toString(16)};`
+      : `&#X00${c.charCodeAt(0).toString(16).toUpperCase()};`,
+  "an escaper's named references (&amp; &lt; &gt; &quot; &#39;)": (c) => HTML_NAMED[c] ?? c,
+  'a mix of literal characters and every kind of reference': (c, i) =>
+    [c, `&#${c.charCodeAt(0)};`, HTML_NAMED[c] ?? c, `&#x${c.charCodeAt(0).toString(16)};`][
+      (i * 7) % 4
+    ],
+};
+for (const [name, encode] of Object.entries(htmlCases)) {
+  CASES[`HTML, ${name}`] = {
+    echo: (s) => ({
+      body: _text(`<p title="x">${[...s.toString('latin1')].map(encode).join('')}</p>`),
+      contentType: 'text/html',
+    }),
+    expect: { where: 'body', match: new RegExp(`^<p title="x">${R}</p>$`) },
+  };
+}
+const u = (c: string, upper = false) => {
+  const hex = c.charCodeAt(0).toString(16).padStart(4, '0');
+  return '\\u' + (upper ? hex.toUpperCase() : hex);
+};
+CASES['JSON, every character \\u-escaped'] = {
+  echo: (s) => ({
+    body: _text(`{"echo":"${[...s.toString('latin1')].map((c) => u(c)).join('')}"}`),
+    contentType: 'application/json',
+  }),
+  expect: { where: 'body', match: new RegExp(`^\\{"echo":"${R}"\\}$`) },
+};
+CASES['JSON, \\u escapes in upper case mixed with literal characters'] = {
+  echo: (s) => ({
+    body: _text(
+      `{"echo":"${
+        [...s.toString('latin1')].map((c, i) =>
+          i % 3 === 0 ? JSON.stringify(c).slice(1, -1) : u(c, true)
+        ).join('')
+      }"}`,
+    ),
+    contentType: 'application/json',
+  }),
+  expect: { where: 'body', match: new RegExp(`^\\{"echo":"${R}"\\}$`) },
+};
+const hexCases: Record<string, (pairs: string[]) => string> = {
+  'separated by colons': (p) => p.join(':'),
+  'separated by spaces, upper case': (p) => p.join(' ').toUpperCase(),
+  'separated by dashes': (p) => p.join('-'),
+  'as \\x escapes': (p) => p.map((h) => `\\x${h}`).join(''),
+  'in mixed case': (p) => p.map((h, i) => i % 2 === 0 ? h.toUpperCase() : h).join(''),
+};
+for (const [name, encode] of Object.entries(hexCases)) {
+  CASES[`hex ${name}`] = {
+    echo: (s) => ({
+      body: _text(`hex=${encode([...s].map((b) => b.toString(16).padStart(2, '0')))};`),
+    }),
+    expect: { where: 'body', match: new RegExp(`^hex=${R};$`) },
+  };
+}
+// Node's req.headers holds each UTF-8 byte of a header value as a latin1 character; an echo
+// server's JSON.stringify(req.headers) then writes each as UTF-8 (or \u00XX, Python-style).
+const RU = '\\[REDACTED:u\\]';
+CASES['a non-ASCII value through a latin1/UTF-8 mix-up (JSON.stringify of req.headers)'] = {
+  credential: 'u',
+  echo: (s) => ({
+    body: Buffer.from(JSON.stringify({ headers: { authorization: s.toString('latin1') } }), 'utf8'),
+    contentType: 'application/json',
+  }),
+  expect: { where: 'body', match: new RegExp(`^\\{"headers":\\{"authorization":"${RU}"\\}\\}$`) },
+};
+CASES['a non-ASCII value through a latin1/UTF-8 mix-up, \\u-escaped'] = {
+  credential: 'u',
+  echo: (s) => ({
+    body: _text(
+      JSON.stringify({ authorization: s.toString('latin1') }).replace(
+        /[\u0080-\uffff]/g,
+        (c) => u(c),
+      ),
+    ),
+    contentType: 'application/json',
+  }),
+  expect: { where: 'body', match: new RegExp(`^\\{"authorization":"${RU}"\\}$`) },
 };
 
 const SSE = 'text/event-stream';
@@ -299,8 +417,14 @@ function _upstream(socket: Socket): void {
 }
 
 let f: Canary;
+/** A non-ASCII value (credential `u`), for the latin1/UTF-8 mix-up. */
+const UNICODE = `sk-ünïcödé-${randomBytes(8).toString('hex')}`;
 beforeAll(async () => {
-  f = await setupCanary({ canary: newCanary({ special: true }), allowedRaw: _upstream });
+  f = await setupCanary({
+    canary: newCanary({ special: true }),
+    allowedRaw: _upstream,
+    credentials: [{ name: 'u', value: UNICODE, flags: ['--allowed-domains', 'api.allowed.test'] }],
+  });
 });
 afterAll(() => f.close());
 
@@ -318,18 +442,21 @@ function _head(r: RunResult): string {
 
 function _run(name: string, args: string[]): Promise<RunResult> {
   const m = f.marker();
-  return f.exec(bearer(`https://api.allowed.test/case/${encodeURIComponent(name)}`, m), { args });
+  const url = `https://api.allowed.test/case/${encodeURIComponent(name)}`;
+  const credential = CASES[name].credential ?? 'k';
+  return f.exec(bearer(url, m, { credential }), { args });
 }
 
 describe('the echoes are real', () => {
   it('every echo the upstream makes contains a form the checks detect', () => {
-    const secret = _text(f.canary);
     for (const [name, c] of Object.entries(CASES)) {
-      const e = c.echo(secret);
-      const all = [e.reason ?? '', ...(e.headers ?? []).flat(), e.body.toString('latin1')].join(
-        '\n',
-      );
-      expect(findCanary(all, f.canary), name).not.toBeNull();
+      const value = c.credential === 'u' ? UNICODE : f.canary;
+      const e = c.echo(Buffer.from(value, 'utf8'));
+      const all = Buffer.concat([
+        _text([e.reason ?? '', ...(e.headers ?? []).flat(), ''].join('\n')),
+        e.body,
+      ]);
+      expect(findCanary(all, value), name).not.toBeNull();
     }
   });
 });
@@ -349,9 +476,14 @@ describe.concurrent('reflected secrets are redacted', () => {
         status: number;
         headers: Record<string, string | string[]>;
         body: string;
+        body_encoding: 'utf8' | 'base64';
       };
       expect(out.status).toBe(200);
-      if (inBody) expect(out.body).toMatch(c.expect.match);
+      // A body that is not UTF-8 (a UTF-16 byte order mark) comes as base64.
+      const body = out.body_encoding === 'base64'
+        ? Buffer.from(out.body, 'base64').toString('latin1')
+        : out.body;
+      if (inBody) expect(body).toMatch(c.expect.match);
       if (c.expect.where === 'header') {
         expect(out.headers['x-echo']).toBe('[REDACTED:k]');
         expect(JSON.stringify(out.headers)).not.toMatch(/x-echo-(base64|hex)":"[^[]/);

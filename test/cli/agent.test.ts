@@ -35,6 +35,8 @@ describe('agent', () => {
         (await addCredential(t, `c${i}`, `${CANARY}${i}`, [
           '--allowed-domains',
           'api.allowed.test',
+          '--min-tier',
+          'NOVICE',
         ])).code,
       ).toBe(0);
     }

@@ -131,7 +131,7 @@ describe('audit verify through the CLI', () => {
       import { openAuditWriter } from ${JSON.stringify(path.join(ROOT, 'src/audit.ts'))};
       const w = openAuditWriter({ dir: ${JSON.stringify(t.home)} }, { macKey: null });
       for (let i = 0; i < 200; i++) {
-        await w.append([{ event: 'test.append', actor: { type: 'system' }, outcome: 'ok', data: { writer: Number(process.argv[2]), i } }]);
+        await w.append([{ event: 'request.denied', actor: { type: 'anyone' }, outcome: 'denied', data: { writer: Number(process.argv[2]), i } }]);
       }`,
     );
     const codes = await Promise.all(
@@ -146,7 +146,7 @@ describe('audit verify through the CLI', () => {
     const { code, result } = await verifyJson(t);
     expect(code, JSON.stringify(result?.problems)).toBe(0);
     const lines = fs.readFileSync(logPath(t), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    const appended = lines.filter((l) => l.event === 'test.append');
+    const appended = lines.filter((l) => l.event === 'request.denied');
     expect(appended).toHaveLength(1600);
     expect(new Set(appended.map((l) => `${l.data.writer}:${l.data.i}`)).size).toBe(1600);
   });

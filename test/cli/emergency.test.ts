@@ -123,28 +123,59 @@ describe('emergency brakes', () => {
     expect(upstream.rawBytes().length).toBe(before);
   });
 
-  it("agent scope blocks that agent only; clearing it ends the agent's token", async () => {
+  it('agent scope blocks that agent only; clearing it keeps its token unless --new-token', async () => {
     const w = await world();
     expect((await activate(w, '--scope', 'agent', '--agent-id', w.a.id)).code).toBe(0);
     expect((await request(w, w.a, 'k1', false)).code).toBe(5);
     const other = await request(w, w.b, 'k1');
     expect(other.code, other.stderr).toBe(0);
     expect(other.sent).toBe(true);
-    const cleared = await w.t.tp([
-      'emergency',
-      'clear',
-      '--scope',
-      'agent',
-      '--agent-id',
-      w.a.id,
-      '--password-file',
-      w.t.passwordFile,
-    ]);
+    const clear = (...extra: string[]) =>
+      w.t.tp([
+        'emergency',
+        'clear',
+        '--scope',
+        'agent',
+        '--agent-id',
+        w.a.id,
+        ...extra,
+        '--password-file',
+        w.t.passwordFile,
+      ]);
+    const cleared = await clear();
     expect(cleared.code, cleared.stderr).toBe(0);
-    expect(cleared.stdout).toMatch(/new token/);
+    expect(cleared.stdout).toContain('The agent keeps its token');
     const after = await request(w, w.a, 'k1');
-    expect(after.code).toBe(4);
-    expect(after.sent).toBe(false);
+    expect(after.code, after.stderr).toBe(0);
+    expect(after.sent).toBe(true);
+
+    // When the operator believes the token leaked: a fresh one, the old one dead.
+    expect((await activate(w, '--scope', 'agent', '--agent-id', w.a.id)).code).toBe(0);
+    const fresh = await clear('--json', '--new-token');
+    expect(fresh.code, fresh.stderr).toBe(0);
+    const { token, cleared: lifted } = JSON.parse(fresh.stdout);
+    expect(lifted).toHaveLength(1);
+    expect(token).toMatch(/^tpat_/);
+    const old = await request(w, w.a, 'k1');
+    expect(old.code).toBe(4);
+    expect(old.sent).toBe(false);
+    const renewed = await request(w, { token }, 'k1');
+    expect(renewed.code, renewed.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(w.t.home, 'audit', 'audit.log'), 'utf8')).not.toContain(token);
+  });
+
+  it('clear with no scope and only narrower brakes active says which there are and how to lift them', async () => {
+    const w = await world();
+    expect((await activate(w, '--scope', 'agent', '--agent-id', w.a.id)).code).toBe(0);
+    expect((await activate(w, '--scope', 'credential', '--credential-name', 'k2')).code).toBe(0);
+    const r = await w.t.tp(['emergency', 'clear', '--password-file', w.t.passwordFile]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`there is no global brake; active: agent ${w.a.id}, credential k2`);
+    expect(r.stderr).toContain(`trust-protocol emergency clear --scope agent --agent-id ${w.a.id}`);
+    expect(r.stderr).toContain(
+      'trust-protocol emergency clear --scope credential --credential-name k2',
+    );
+    expect((await request(w, w.a, 'k1', false)).code).toBe(5);
   });
 
   it('credential scope blocks that credential only', async () => {

@@ -165,6 +165,58 @@ describe('exec', () => {
     expect(new TextDecoder().decode(got.body)).toBe('a=1');
   });
 
+  it("curl-style with --credential and no placeholder uses the credential's inject rule (issue 16)", async () => {
+    const added = await addCredential(t, 'injected', CANARY + 'I', [
+      '--allowed-domains',
+      'api.allowed.test',
+      '--inject',
+      'X-Api-Key: {{CREDENTIAL}}',
+    ]);
+    expect(added.code, added.stderr).toBe(0);
+    const granted = await t.tp([
+      'agent',
+      'grant',
+      agent.id,
+      'injected',
+      '--password-file',
+      t.passwordFile,
+    ]);
+    expect(granted.code, granted.stderr).toBe(0);
+    const before = upstream.requests.length;
+    const r = await exec(['https://api.allowed.test/v1/models', '--credential', 'injected']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(upstream.requests[before]!.headers['x-api-key']).toBe(CANARY + 'I');
+    expect(r.stdout + r.stderr).not.toContain(CANARY);
+    // A credential without a rule still needs a placeholder, and the hint says both ways.
+    const none = await exec(['https://api.allowed.test/v1/models', '--credential', 'k']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('--inject');
+    expect(upstream.requests.length).toBe(before + 1);
+  });
+
+  it('with no password and no serve, it says no serve is running and how to start one (issue 16)', async () => {
+    const before = upstream.requests.length;
+    const r = await t.tp([
+      '--json',
+      'exec',
+      'https://api.allowed.test/v1',
+      '-H',
+      'X-Api-Key: {{CREDENTIAL}}',
+      '--credential',
+      'k',
+      '--cacert',
+      ca,
+      '--connect-to',
+      `api.allowed.test:443:127.0.0.1:${upstream.port}`,
+    ], { env: { TRUST_PROTOCOL_TOKEN: agent.token } });
+    expect(r.code).toBe(3);
+    const error = JSON.parse(r.stderr).error;
+    expect(error).toMatchObject({ code: 'no_serve', kind: 'sealed' });
+    expect(error.message).toContain('no serve is running');
+    expect(error.hint).toContain('trust-protocol serve');
+    expect(upstream.requests.length).toBe(before);
+  });
+
   it('a template without any placeholder is a usage error', async () => {
     const r = await exec([
       '--template',
@@ -272,7 +324,7 @@ describe('exec', () => {
     const last = JSON.parse(lines.at(-1)!);
     const forged = `{"v":1,"seq":${
       last.seq + 1
-    },"ts":"2000-01-01T00:00:00.000Z","event":"x","actor":{"type":"system"},"outcome":"ok","data":{},"prev":"${
+    },"ts":"2000-01-01T00:00:00.000Z","event":"request.denied","actor":{"type":"anyone"},"outcome":"denied","data":{},"prev":"${
       '0'.repeat(64)
     }","mac":null}`;
     fs.appendFileSync(log, forged + '\n', { mode: 0o600 });

@@ -65,6 +65,8 @@ export function newCanary(options: { special?: boolean } = {}): string {
 export interface CanaryForm {
   name: string;
   text: string;
+  /** The form's bytes when they are not `text` as UTF-8 (UTF-16). */
+  bytes?: Buffer;
 }
 
 /**
@@ -109,9 +111,75 @@ export function canaryForms(canary: string): CanaryForm[] {
   const b64 = bytes.toString('base64');
   forms.push({ name: 'base64 text, percent-encoded', text: percentEncode(Buffer.from(b64)) });
   forms.push({ name: 'base64 text, JSON-escaped with \\/', text: b64.replaceAll('/', '\\/') });
+  // Issue #14. Mixes of literal and escaped characters are found by findCanary's decoded view.
+  const utf16le = Buffer.from(canary, 'utf16le');
+  forms.push({ name: 'UTF-16LE', text: '', bytes: utf16le });
+  forms.push({ name: 'UTF-16BE', text: '', bytes: Buffer.from(utf16le).swap16() });
+  const chars = [...canary];
+  forms.push({
+    name: 'HTML decimal references',
+    text: chars.map((c) => `&#${c.codePointAt(0)};`).join(''),
+  });
+  forms.push({
+    name: 'HTML hex references',
+    text: chars.map((c) => `&#x${c.codePointAt(0)!.toString(16)};`).join(''),
+  });
+  forms.push({ name: 'JSON, every character \\u-escaped', text: _unicodeEscaped(canary) });
+  const pairs = [...bytes].map((b) => b.toString(16).padStart(2, '0'));
+  for (const [name, hex] of [['hex', pairs], ['HEX', pairs.map((p) => p.toUpperCase())]] as const) {
+    for (const separator of [':', ' ', '-']) {
+      forms.push({ name: `${name} separated by "${separator}"`, text: hex.join(separator) });
+    }
+    forms.push({ name: `${name} as \\x`, text: hex.map((h) => `\\x${h}`).join('') });
+  }
+  // A value's UTF-8 bytes each read as a latin1 character, then written as UTF-8 (Node's
+  // req.headers through JSON.stringify), and that text \u-escaped.
+  const mojibake = bytes.toString('latin1');
+  if (mojibake !== canary) {
+    forms.push({ name: 'latin1/UTF-8 mix-up', text: mojibake });
+    forms.push({ name: 'latin1/UTF-8 mix-up, \\u-escaped', text: _unicodeEscaped(mojibake) });
+  }
   const unique = new Map<string, CanaryForm>();
-  for (const form of forms) if (!unique.has(form.text)) unique.set(form.text, form);
+  for (const form of forms) {
+    const key = form.bytes?.toString('latin1') ?? form.text;
+    if (!unique.has(key)) unique.set(key, form);
+  }
   return [...unique.values()];
+}
+
+/** Every UTF-16 code unit as `\uXXXX`, lower-case hex (Python's json.dumps writes non-ASCII so). */
+function _unicodeEscaped(text: string): string {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    out += '\\u' + text.charCodeAt(i).toString(16).padStart(4, '0');
+  }
+  return out;
+}
+
+/**
+ * `data` (bytes) with HTML character references and JSON escapes decoded, each decoded
+ * character written back as UTF-8: a canary echoed in any mix of literal and escaped characters
+ * appears in it literally.
+ */
+function _decoded(data: Buffer): Buffer {
+  const utf8 = (text: string) => Buffer.from(text, 'utf8').toString('latin1');
+  const named: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+  const text = data.toString('latin1')
+    .replace(
+      /&#[xX]([0-9a-fA-F]{1,10});|&#([0-9]{1,10});|&(amp|lt|gt|quot|apos);/gi,
+      (_, hex, dec, name) =>
+        name !== undefined ? named[name.toLowerCase()] : utf8(
+          String.fromCodePoint(
+            Math.min(parseInt(hex ?? dec, hex === undefined ? 10 : 16), 0x10ffff),
+          ),
+        ),
+    )
+    .replace(
+      /(?:\\u[0-9a-fA-F]{4})+/g,
+      (run) => utf8(String.fromCharCode(...run.split('\\u').slice(1).map((h) => parseInt(h, 16)))),
+    )
+    .replace(/\\(["\\/])/g, '$1');
+  return Buffer.from(text, 'latin1');
 }
 
 /** `text` as the WHATWG URL serializer writes it in a path (`new URL()`, non-special scheme). */
@@ -173,7 +241,18 @@ export function percentEncode(
 export function findCanary(data: Uint8Array | string, canary: string): string | null {
   const haystack = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
   for (const form of canaryForms(canary)) {
-    if (haystack.indexOf(Buffer.from(form.text, 'utf8')) >= 0) return form.name;
+    if (haystack.indexOf(form.bytes ?? Buffer.from(form.text, 'utf8')) >= 0) return form.name;
+  }
+  // Mixes of literal and escaped characters (an HTML escaper, an attacker's choice).
+  const decoded = _decoded(haystack);
+  if (decoded.indexOf(Buffer.from(canary, 'utf8')) >= 0) return 'raw, once escapes are decoded';
+  const mojibake = Buffer.from(Buffer.from(canary, 'utf8').toString('latin1'), 'utf8');
+  if (decoded.indexOf(mojibake) >= 0) return 'latin1/UTF-8 mix-up, once escapes are decoded';
+  // Hex in any mix of cases, with or without separators.
+  const lower = haystack.toString('latin1').toLowerCase();
+  const pairs = [...Buffer.from(canary, 'utf8')].map((b) => b.toString(16).padStart(2, '0'));
+  for (const separator of ['', ':', ' ', '-', '\\x']) {
+    if (lower.includes(pairs.join(separator))) return `hex in mixed case ("${separator}")`;
   }
   return null;
 }

@@ -48,6 +48,9 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): Record<
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: tmpdir(),
     NO_COLOR: '1',
+    // The Deno runtime itself checks for a newer Deno now and then, through any proxy variable
+    // (CONNECT dl.deno.land): not our request, but it would reach the tests' attacker proxies.
+    ...(RUNTIME === 'deno' ? { DENO_NO_UPDATE_CHECK: '1' } : {}),
   };
   for (const [k, v] of Object.entries(extra)) {
     if (v === undefined) delete env[k];
@@ -138,6 +141,15 @@ export function addCredential(
 }
 
 /** Registers an agent, grants it credentials (promoting first if needed) and returns id and token. */
+const _agentsMade = new WeakMap<TestHome, number>();
+
+/** Agent names are unique in a home: bot, bot2, bot3... */
+function _defaultName(t: TestHome): string {
+  const n = (_agentsMade.get(t) ?? 0) + 1;
+  _agentsMade.set(t, n);
+  return n === 1 ? 'bot' : `bot${n}`;
+}
+
 export async function newAgent(
   t: TestHome,
   options: { name?: string; tier?: string; grants?: readonly string[] } = {},
@@ -146,7 +158,7 @@ export async function newAgent(
     '--json',
     'agent',
     'register',
-    options.name ?? 'bot',
+    options.name ?? _defaultName(t),
     '--tier',
     options.tier ?? 'COMPANION',
     '--password-file',

@@ -149,20 +149,21 @@ describe('detectAnomalies', () => {
     expect(kinds([...normalDays(14), ...probes.slice(0, 4)]).includes('denial_burst')).toBe(false);
   });
 
-  it('rate-limit denials over several hosts are a burst but not probing', () => {
+  it('only probing counts: rate limits, usage errors, the environment and brakes never make a burst (issue 16)', () => {
     const hosts = ['api.example.test', 'files.example.test'];
-    const limited = Array.from({ length: 6 }, (_, i): Req => ({
+    const reasons = ['rate_limited', 'bad_template', 'tls_env', 'brake', 'scheme_not_allowed'];
+    const refused = Array.from({ length: 12 }, (_, i): Req => ({
       at: at(12, i),
       host: hosts[i % 2],
       credential: i % 2 === 0 ? 'k' : 'k2',
-      denied: 'rate_limited',
+      denied: reasons[i % reasons.length]!,
     }));
     const history = [...normalDays(14), { at: at(9), host: hosts[1], credential: 'k2' }];
-    const found = detectAnomalies(entries('agt_a', [...history, ...limited]), { now: NOW })
+    const found = detectAnomalies(entries('agt_a', [...history, ...refused]), { now: NOW })
       .filter((a) => a.kind === 'denial_burst');
-    expect(found.map((a) => [a.severity, a.evidence.distinct_targets])).toEqual([['medium', 0]]);
-    // The same denials for off-list hosts are probing: high.
-    const probing = limited.map((r) => ({ ...r, denied: 'domain_not_allowed' }));
+    expect(found).toEqual([]);
+    // The same refusals for off-list hosts are probing.
+    const probing = refused.map((r) => ({ ...r, denied: 'domain_not_allowed' }));
     const probed = detectAnomalies(entries('agt_a', [...history, ...probing]), { now: NOW })
       .filter((a) => a.kind === 'denial_burst');
     expect(probed.map((a) => a.severity)).toEqual(['high']);

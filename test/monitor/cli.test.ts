@@ -82,4 +82,50 @@ describe('monitor report through the CLI', () => {
     ]);
     expect((await t.tp(['agent', 'recommend', 'agt_nobody'])).code).not.toBe(0);
   }, 60_000);
+
+  it("an operator's mistakes never brake the agent: only probing counts (issue 16)", async () => {
+    const t = await newHome();
+    const added = await addCredential(t, 'k', 'sk-mon-ops-3', [
+      '--allowed-domains',
+      'api.allowed.test',
+    ]);
+    expect(added.code, added.stderr).toBe(0);
+    const agent = await newAgent(t, { grants: ['k'] });
+    const upstream = await startHttpsListener();
+    try {
+      const route = [
+        '--cacert',
+        t.file('ca.pem', TEST_CA),
+        '--connect-to',
+        `api.allowed.test:443:127.0.0.1:${upstream.port}`,
+      ];
+      const ok = { credential: 'k', url: 'https://api.allowed.test/v1', headers: AUTH };
+      const mistakes: Array<[object, Record<string, string>]> = [
+        [{ credential: 'k', url: 'https://api.allowed.test/v1', headers: {} }, {}],
+        [{ credential: 'k', url: '/v1', headers: AUTH }, {}],
+        [ok, { NODE_TLS_REJECT_UNAUTHORIZED: '0' }],
+        [ok, { NODE_TLS_REJECT_UNAUTHORIZED: '0' }],
+        [{ ...ok, url: 'http://api.allowed.test/v1' }, {}],
+        [{ ...ok, url: 'http://api.allowed.test/v2' }, {}],
+      ];
+      for (const [body, env] of mistakes) {
+        const tpl = t.file(`m-${Math.random().toString(16).slice(2)}.json`, JSON.stringify(body));
+        const r = await t.tp(
+          ['exec', '--template', tpl, '--password-file', t.passwordFile, ...route],
+          { env: { TRUST_PROTOCOL_TOKEN: agent.token, ...env } },
+        );
+        expect(r.code, JSON.stringify(body)).not.toBe(0);
+      }
+      const brakes = await t.tp(['--json', 'emergency', 'status']);
+      expect(JSON.parse(brakes.stdout)).toEqual({ global: null, agents: [], credentials: [] });
+      const after = await execAs(t, agent.token, ok, route);
+      expect(after.code, after.stderr).toBe(0);
+    } finally {
+      await upstream.close();
+    }
+    const report = JSON.parse((await t.tp(['--json', 'monitor', 'report'])).stdout);
+    const mine = (report.agents as AgentReport[]).find((a) => a.id === agent.id)!;
+    expect(mine.behaviour?.denied).toBeGreaterThanOrEqual(4);
+    expect(mine.recent_anomalies).toEqual([]);
+  }, 90_000);
 });

@@ -247,7 +247,7 @@ describe.concurrent('finding the serve', () => {
     }
   });
 
-  it("a TLS-weakening variable in the agent's environment does not matter: serve's TLS is its own", async () => {
+  it("NODE_TLS_REJECT_UNAUTHORIZED=0 in the agent's environment does not matter: serve's TLS is its own", async () => {
     const env = { NODE_EXTRA_CA_CERTS: '/etc/hostname', NODE_TLS_REJECT_UNAUTHORIZED: '0' };
     const one = await _oneShot(['--template', tpl()], { env });
     expect(one.code).toBe(4);

@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { forwardedHeaders, gatewayTemplate, gatewayToken } from '../../src/serve/gateway.ts';
 import { parseTargetUrl } from '../../src/domain.ts';
-import { findPlaceholders } from '../../src/template.ts';
+import { findPlaceholders, renderTemplate } from '../../src/template.ts';
+
+const enc = new TextEncoder();
 import { TpError } from '../../src/errors.ts';
 
 const CRED = {
@@ -26,10 +28,31 @@ describe('gatewayTemplate', () => {
       credential: 'g',
       method: 'POST',
       url: 'https://api.allowed.test/v1/chat/completions?a=1',
-      headers: [['Content-Type', 'application/json'], ['Authorization', 'Bearer {{CREDENTIAL}}']],
+      headers: [['Authorization', 'Bearer {{CREDENTIAL}}']],
       body: { kind: 'none' },
+      literal: { url: true, headers: [['Content-Type', 'application/json']] },
     });
     expect(findPlaceholders(t)).toEqual([{ name: 'g', base64: false, placement: 'header' }]);
+  });
+
+  it("only the inject rule is a template: the client's URL and headers are sent as written", () => {
+    const t = gatewayTemplate(CRED, {
+      method: 'GET',
+      path: '/{{CREDENTIAL:other}}',
+      query: '?q={{CREDENTIAL:other}}&m={{credential',
+      headers: [['X-Other', '{{CREDENTIAL:other}}'], ['X-Note', 'see {{ credential']],
+    });
+    expect(findPlaceholders(t)).toEqual([{ name: 'g', base64: false, placement: 'header' }]);
+    const secrets = new Map([['g', enc.encode('g-value')], ['other', enc.encode('other-value')]]);
+    const r = renderTemplate(t, secrets);
+    expect(r.headers).toEqual([
+      ['X-Other', '{{CREDENTIAL:other}}'],
+      ['X-Note', 'see {{ credential'],
+      ['Authorization', 'Bearer g-value'],
+    ]);
+    expect(r.url.href).toBe(
+      'https://api.allowed.test/%7B%7BCREDENTIAL:other%7D%7D?q={{CREDENTIAL:other}}&m={{credential',
+    );
   });
 
   it('refuses dot segments (also percent-encoded) and backslashes', () => {

@@ -208,6 +208,56 @@ describe.concurrent('forwarding', () => {
   });
 });
 
+// Only the credential's own --inject rule is a template: whatever the client sends is data (#14).
+describe.concurrent("the client's headers, path and query are data, never templates", () => {
+  it("a placeholder in a client header is sent as text, never another credential's value", async () => {
+    const m = f.marker();
+    const r = await _gw('/v1/gateway/g/x', m, {
+      headers: [
+        ['X-Other', '{{CREDENTIAL:gk}}'],
+        ['X-Other-B64', 'Basic {{CREDENTIAL:gk|base64}}'],
+        ['X-Self', '{{CREDENTIAL}}'],
+      ],
+    });
+    expect(r.status, r.body.toString()).toBe(200);
+    const [got] = _received(m);
+    const seen = JSON.stringify(got);
+    for (const value of [_value('gk'), Buffer.from(_value('gk')).toString('base64')]) {
+      expect(seen).not.toContain(value);
+    }
+    expect(got?.headers['x-other']).toBe('{{CREDENTIAL:gk}}');
+    expect(got?.headers['x-other-b64']).toBe('Basic {{CREDENTIAL:gk|base64}}');
+    expect(got?.headers['x-self']).toBe('{{CREDENTIAL}}');
+    expect(got?.headers.authorization).toBe(`Bearer ${_value('g')}`);
+    const withG = Object.entries(got?.headers ?? {}).filter(([, v]) => v.includes(_value('g')));
+    expect(withG.map(([name]) => name)).toEqual(['authorization']);
+    f.expectClean(asRun(r));
+  });
+
+  it('a placeholder in the path or query is sent as text too', async () => {
+    const m = f.marker();
+    const r = await _gw('/v1/gateway/g/{{CREDENTIAL:gk}}/x?q={{CREDENTIAL:gk}}', m);
+    expect(r.status, r.body.toString()).toBe(200);
+    const [got] = _received(m);
+    expect(got?.path).toBe('/%7B%7BCREDENTIAL:gk%7D%7D/x?q={{CREDENTIAL:gk}}');
+    expect(JSON.stringify(got)).not.toContain(_value('gk'));
+    f.expectClean(asRun(r));
+  });
+
+  it('a header that merely mentions {{credential is forwarded as is (no 400)', async () => {
+    const m = f.marker();
+    const r = await _gw('/v1/gateway/g/x?doc={{%20credential', m, {
+      headers: [['X-Note', 'see {{credential in the docs'], ['X-Prompt', '{{ CREDENTIAL }}']],
+    });
+    expect(r.status, r.body.toString()).toBe(200);
+    const [got] = _received(m);
+    expect(got?.headers['x-note']).toBe('see {{credential in the docs');
+    expect(got?.headers['x-prompt']).toBe('{{ CREDENTIAL }}');
+    expect(got?.path).toBe('/x?doc={{%20credential');
+    f.expectClean(asRun(r));
+  });
+});
+
 describe.concurrent('what cannot get out', () => {
   const TRICKS = [
     '/v1/gateway/g/@evil.test/x',

@@ -84,9 +84,20 @@ describe('publisher add, list, revoke and skill verify --publisher', () => {
       name: 'weather',
       version: '0.0.0',
     });
-    // --key with a registered key names the publisher too.
-    const byKey = await t.tp(['skill', 'verify', skill, '--key', pub, '--json']);
+    // --key with a registered key names the publisher too, from the list checked with the
+    // password; without the password that list is not read at all (#14).
+    const byKey = await t.tp([
+      'skill',
+      'verify',
+      skill,
+      '--key',
+      pub,
+      '--password-file',
+      t.passwordFile,
+      '--json',
+    ]);
     expect(JSON.parse(byKey.stdout)).toMatchObject({ ok: true, publisher: 'acme' });
+    expect((await t.tp(['skill', 'verify', skill, '--key', pub])).code).toBe(3);
   });
 
   it('refuses duplicates, re-adding a key under another name, and small-order keys', async () => {
@@ -190,7 +201,16 @@ describe('publisher add, list, revoke and skill verify --publisher', () => {
       8,
       true,
     ]);
-    const byKey = await t.tp(['skill', 'verify', skill, '--key', pub, '--json']);
+    const byKey = await t.tp([
+      'skill',
+      'verify',
+      skill,
+      '--key',
+      pub,
+      '--password-file',
+      t.passwordFile,
+      '--json',
+    ]);
     expect([byKey.code, kinds(byKey.stdout)]).toEqual([1, ['revoked_publisher']]);
     expect(JSON.parse(byKey.stdout).problems[0].detail).toMatch(/key leaked in CI logs/);
 
