@@ -23,7 +23,17 @@ export const KEEPER_WORD = 'serve-keeper';
 /** Set in the keeper's environment by the front; the keeper refuses to run without it. */
 const KEEPER_ENV = 'TRUST_PROTOCOL_KEEPER';
 /** What the keeper inherits of the front's environment (nothing else: no NODE_OPTIONS). */
-const KEPT_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'DENO_DIR', 'NO_COLOR'];
+const KEPT_ENV = [
+  'PATH',
+  'HOME',
+  'LANG',
+  'LC_ALL',
+  'TZ',
+  'TMPDIR',
+  'DENO_DIR',
+  'DENO_NO_UPDATE_CHECK',
+  'NO_COLOR',
+];
 
 /**
  * Starts the keeper: the same program with the internal word. `args` are the serve flags it

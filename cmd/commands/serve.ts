@@ -105,11 +105,12 @@ const serve: Command = {
       const stopped = await front.stopped;
       if (stopped === null) {
         const code = await exited;
+        // Fail closed: without its keeper serve holds no keys, so it stops (exit 3, sealed).
         throw new TpError(
-          'internal',
-          'keeper_died',
-          `serve's keeper exited unexpectedly (exit ${code}); serve stopped listening`,
-          { hint: 'see its message above; start serve again' },
+          'sealed',
+          'keeper_gone',
+          `serve's keeper exited unexpectedly (${_exitOf(code)}); serve stopped listening`,
+          { hint: 'see its message above, if any; start serve again' },
         );
       }
       if (stopped.error !== null) throw stopped.error;
@@ -127,6 +128,10 @@ const serve: Command = {
     return { json: undefined, text: '' };
   },
 };
+
+function _exitOf(code: number): string {
+  return code === 137 ? 'killed' : `exit ${code}`;
+}
 
 /** serve's flags as the keeper parses them again (the values, never a secret). */
 function _keeperArgs(ctx: Ctx): string[] {

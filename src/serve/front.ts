@@ -215,15 +215,16 @@ export function startFront(
     streams.delete(id);
     s.failed = true;
     s.finished = true;
-    s.reject(new TpError('internal', 'keeper_gone', "serve's keeper did not answer this request"));
+    s.reject(_keeperGone());
     s.wake?.();
   };
 
   const handler: ServeHandler = (request) => {
-    if (channel.closed || closing !== null) {
+    if (channel.closed) return Promise.reject(_keeperGone());
+    if (closing !== null) {
       return Promise.reject(
-        new TpError('upstream', 'serve_stopping', 'serve is stopping', {
-          hint: 'start serve again',
+        new TpError('sealed', 'serve_stopping', 'serve is stopping and drops its keys', {
+          hint: 'start serve again, or run exec with the password',
         }),
       );
     }
@@ -311,6 +312,16 @@ function _response(head: ResponseHead, body: Uint8Array | null): ServeResponse {
     headers: head.headers,
     body,
   };
+}
+
+/**
+ * The keeper exited (killed, crashed): the keys are gone with it, so serve is sealed (503, and
+ * serve exits 3); the front never answers a request by itself.
+ */
+function _keeperGone(): TpError {
+  return new TpError('sealed', 'keeper_gone', "serve's keeper exited: serve holds no keys now", {
+    hint: 'start serve again, or run exec with the password',
+  });
 }
 
 function _protocol(version: number): void {

@@ -1,0 +1,197 @@
+/**
+ * serve's key-holding child (issue #14): the process that parses agent HTTP (the front) never
+ * holds a credential value, the keeper does; each dies with the other. The memory checks read
+ * /proc/PID/mem of both processes (a same-user or root reader may; Linux only), and the keeper's
+ * positive result shows that the scan finds a value where there is one.
+ */
+import { Buffer } from 'node:buffer';
+import * as fs from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { base64Core, expectNoCanary, newCanary } from '../helpers/canary.ts';
+import { addCredential, newAgent, newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
+import { type Listener, startHttpsListener } from '../helpers/listeners.ts';
+import { http, type Served, startServe, upstreamArgs } from '../helpers/serve.ts';
+
+const CANARY = newCanary();
+const PROC = fs.existsSync('/proc/self/maps');
+
+/** The byte strings that would betray CANARY in a process's memory. */
+function _needles(value: string): Array<{ name: string; bytes: Buffer }> {
+  const bytes = Buffer.from(value, 'utf8');
+  return [
+    { name: 'raw', bytes },
+    // V8 keeps some strings as two bytes a character.
+    { name: 'UTF-16', bytes: Buffer.from(value, 'utf16le') },
+    ...[0, 1, 2].map((a) => ({
+      name: `base64 at alignment ${a}`,
+      bytes: Buffer.from(base64Core(bytes, a), 'latin1'),
+    })),
+  ];
+}
+
+/**
+ * The names of the needles found in `pid`'s memory. Every readable mapping is read except
+ * read-only file mappings (the program and its libraries as on disk, which hold no value).
+ */
+function _scan(pid: number, needles: Array<{ name: string; bytes: Buffer }>): string[] {
+  const found = new Set<string>();
+  const overlap = Math.max(...needles.map((n) => n.bytes.length));
+  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
+  let scanned = 0;
+  try {
+    for (const line of fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$/.exec(line);
+      if (m === null) continue;
+      const [, from, to, perms, file] = m as unknown as [string, string, string, string, string];
+      if (perms[0] !== 'r' || ['[vvar]', '[vsyscall]', '[vvar_vclock]'].includes(file)) continue;
+      if (file.startsWith('/') && perms[1] !== 'w') continue;
+      const start = parseInt(from, 16);
+      const end = parseInt(to, 16);
+      const chunk = Buffer.alloc(Math.min(4 << 20, end - start) + overlap);
+      for (let at = start; at < end; at += chunk.length - overlap) {
+        let n: number;
+        try {
+          n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, end - at), at);
+        } catch {
+          break;
+        }
+        scanned += n;
+        const view = chunk.subarray(0, n);
+        for (const needle of needles) if (view.includes(needle.bytes)) found.add(needle.name);
+        if (n < chunk.length) break;
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  // A scan that read nothing proves nothing.
+  expect(scanned).toBeGreaterThan(1 << 20);
+  return [...found];
+}
+
+/** Alive and not a zombie (a killed front's orphan is reaped by whoever adopts it). */
+function _alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+async function _until(what: string, ok: () => boolean, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function _keeperPid(s: Served): number {
+  const pid = (s.info as { keeper_pid?: number }).keeper_pid;
+  expect(pid, 'serve --json names its keeper_pid').toBeTypeOf('number');
+  return pid as number;
+}
+
+function _audit(t: TestHome): Array<{ event: string; data: Record<string, unknown> }> {
+  return fs.readFileSync(path.join(t.home, 'audit', 'audit.log'), 'utf8').trim().split('\n')
+    .map((l) => JSON.parse(l));
+}
+
+let t: TestHome;
+let upstream: Listener;
+let agent: { id: string; token: string };
+/** Requests to /hang get no answer until the test ends. */
+const hanging: ServerResponse[] = [];
+
+function _upstream(req: IncomingMessage, res: ServerResponse): void {
+  if (req.url === '/hang') {
+    hanging.push(res);
+    return;
+  }
+  // Echoes the request's headers: the value comes back, for the keeper to redact.
+  res.setHeader('Content-Type', 'application/json');
+  res.end(JSON.stringify({ headers: req.headers }));
+}
+
+function _proxy(s: Served, urlPath = '/echo') {
+  return http(s, '/v1/proxy', {
+    headers: { Authorization: `Bearer ${agent.token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      credential: 'k',
+      url: `https://api.allowed.test${urlPath}`,
+      headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+    }),
+  });
+}
+
+beforeAll(async () => {
+  t = await newHome();
+  upstream = await startHttpsListener(_upstream);
+  const added = await addCredential(t, 'k', CANARY, ['--allowed-domains', 'api.allowed.test']);
+  if (added.code !== 0) throw new Error(`credential add failed: ${added.stderr}`);
+  agent = await newAgent(t, { name: 'worker', grants: ['k'] });
+});
+afterAll(async () => {
+  for (const res of hanging) res.destroy();
+  await upstream?.close();
+});
+
+describe('the front never holds a credential value; the keeper does', () => {
+  it.skipIf(!PROC)('after a request used the value: absent from the front, present in the keeper', async () => {
+    const s = await startServe(t, upstreamArgs(t, upstream.port));
+    try {
+      const keeper = _keeperPid(s);
+      expect(keeper).not.toBe(s.proc.pid);
+      const r = await _proxy(s);
+      expect(r.status, r.body.toString()).toBe(200);
+      // The value was sent, and came back redacted.
+      const sent = upstream.requests.at(-1)?.headers.authorization;
+      expect(sent).toBe(`Bearer ${CANARY}`);
+      expectNoCanary(r.body, CANARY, 'the response');
+      const needles = _needles(CANARY);
+      expect(_scan(s.proc.pid as number, needles), "in the front's memory").toEqual([]);
+      // Nor the master password (the keeper read the password file itself).
+      expect(_scan(s.proc.pid as number, _needles(PASSWORD)), "password in the front").toEqual([]);
+      expect(_scan(keeper, needles), "in the keeper's memory").toContain('raw');
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
+describe('each dies with the other', () => {
+  it.skipIf(!PROC)('SIGKILL to the front: the keeper exits by itself and records serve.stop', async () => {
+    const s = await startServe(t, upstreamArgs(t, upstream.port));
+    const keeper = _keeperPid(s);
+    expect((await _proxy(s)).status).toBe(200);
+    expect(_alive(keeper)).toBe(true);
+    process.kill(s.proc.pid as number, 'SIGKILL');
+    await _until('the keeper exited', () => !_alive(keeper));
+    const stop = _audit(t).find((l) => l.event === 'serve.stop' && l.data.keeper_pid === keeper);
+    expect(stop?.data).toMatchObject({ reason: 'front', pid: s.proc.pid });
+    await s.exited;
+  });
+
+  it.skipIf(!PROC)(
+    'SIGKILL to the keeper: a request in flight gets 503, serve stops listening and exits 3',
+    async () => {
+      const s = await startServe(t, upstreamArgs(t, upstream.port));
+      const keeper = _keeperPid(s);
+      const before = upstream.requests.length;
+      const inFlight = _proxy(s, '/hang');
+      await _until('the upstream holds the request', () => upstream.requests.length > before);
+      process.kill(keeper, 'SIGKILL');
+      const r = await inFlight;
+      expect(r.status, r.body.toString()).toBe(503);
+      expect(JSON.parse(r.body.toString()).error.code).toBe('keeper_gone');
+      const e = await s.exited;
+      expect(e.code, e.stderr).toBe(3);
+      expect(e.stderr).toMatch(/keeper/);
+      expectNoCanary(e.stderr + e.stdout, CANARY, "serve's output");
+      await expect(http(s, '/v1/health')).rejects.toThrow();
+    },
+  );
+});
