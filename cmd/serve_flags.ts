@@ -53,4 +53,3 @@ export function serveFlags(ctx: Ctx): ServeFlags {
     sendOptions: sendOptions(ctx),
   };
 }
-

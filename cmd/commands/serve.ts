@@ -23,7 +23,8 @@ const STOPPED: Record<StopReason, string> = {
   front: 'it was asked to stop',
 };
 
-const HELP = `Unseals the vault once, then answers on a 0600 unix socket (default HOME/serve.sock, where
+const HELP =
+  `Unseals the vault once, then answers on a 0600 unix socket (default HOME/serve.sock, where
 exec finds it) and, with --listen, on a loopback TCP address (127.0.0.0/8, [::1] or localhost;
 port 0 picks a free one). Exits and wipes its keys after --ttl (default 8h, at most 24h), after
 --idle without requests (default 30m), or on SIGINT/SIGTERM.

@@ -13,8 +13,8 @@ import { ioErrorCode } from '../home.ts';
 import type { TcpAddress } from './address.ts';
 import {
   BODY_PIECE,
-  type Frame,
   FRAME,
+  type Frame,
   frameChannel,
   fromWire,
   KEEPER_PROTOCOL,
@@ -378,4 +378,3 @@ function _answers(socket: string): Promise<boolean> {
     s.once('error', () => done(false));
   });
 }
-

@@ -9,8 +9,8 @@ import { Buffer } from 'node:buffer';
 import { TpError } from '../errors.ts';
 import {
   BODY_PIECE,
-  type Frame,
   FRAME,
+  type Frame,
   type FrameChannel,
   frameChannel,
   KEEPER_PROTOCOL,
@@ -121,7 +121,9 @@ export function keeperLink(pipe: Pipe): KeeperLink {
       case FRAME.requestBody: {
         const s = streams.get(frame.stream);
         if (s === undefined) return;
-        s.chunks.push(Buffer.from(frame.payload.buffer, frame.payload.byteOffset, frame.payload.length));
+        s.chunks.push(
+          Buffer.from(frame.payload.buffer, frame.payload.byteOffset, frame.payload.length),
+        );
         s.size += frame.payload.length;
         return;
       }
