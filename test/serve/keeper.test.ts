@@ -5,12 +5,21 @@
  * positive result shows that the scan finds a value where there is one.
  */
 import { Buffer } from 'node:buffer';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base64Core, expectNoCanary, newCanary } from '../helpers/canary.ts';
-import { addCredential, newAgent, newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
+import {
+  addCredential,
+  baseEnv,
+  command,
+  newAgent,
+  newHome,
+  PASSWORD,
+  type TestHome,
+} from '../helpers/cli.ts';
 import { type Listener, startHttpsListener } from '../helpers/listeners.ts';
 import { http, type Served, startServe, upstreamArgs } from '../helpers/serve.ts';
 
@@ -220,4 +229,26 @@ describe('each dies with the other', () => {
       await expect(http(s, '/v1/health')).rejects.toThrow();
     },
   );
+});
+
+describe('the password typed at the front reaches the keeper', () => {
+  const pty = path.resolve(new URL('../helpers/terminal.py', import.meta.url).pathname);
+
+  it('at a terminal: the front prompts, the keeper unseals with it, nothing is echoed', async () => {
+    const { file, argv } = command(['--home', t.home, 'serve', '--ttl', '3s']);
+    const script = [['Master password:', `${PASSWORD}\r`]];
+    const r = await new Promise<{ code: number; transcript: string }>((resolve, reject) => {
+      const child = spawn('python3', [pty, JSON.stringify(script), file, ...argv], {
+        env: baseEnv(),
+      });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.on('error', reject);
+      child.on('close', () => resolve(JSON.parse(out)));
+    });
+    expect(r.code, r.transcript).toBe(0);
+    expect(r.transcript).toMatch(/serve listening on unix:/);
+    expect(r.transcript).toMatch(/serve stopped \(its time to live ran out\)/);
+    expect(r.transcript).not.toContain(PASSWORD);
+  });
 });
