@@ -5,7 +5,7 @@
  * requests/s, p50 and p99 latency), then one 50 MiB download through /v1/proxy (streaming
  * throughput through the frame pipe's credit window); after the rounds, each serve's peak resident
  * set (VmHWM), summed over front and keeper for the split.
- * Run: node bench/keeper.ts BEFORE_TREE AFTER_TREE [ROUNDS]
+ * Run: node bench/keeper.ts BEFORE_TREE AFTER_TREE [ROUNDS [big]]   (big: the download only)
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -111,7 +111,12 @@ async function _setup(name: string, dir: string, upstream: number, work: string)
   };
 }
 
-function _round(tree: Tree): void {
+function _round(tree: Tree, bigOnly: boolean): void {
+  if (!bigOnly) _wrk(tree);
+  _big(tree);
+}
+
+function _wrk(tree: Tree): void {
   const r = spawnSync('wrk', [
     ...WRK,
     '-H',
@@ -121,6 +126,9 @@ function _round(tree: Tree): void {
   const result = parseWrk(r.stdout);
   if (result.non2xx > 0) throw new Error(`${tree.name}: ${r.stdout}`);
   tree.wrk.push(result);
+}
+
+function _big(tree: Tree): void {
   const started = performance.now();
   const big = spawnSync('curl', [
     '-sS',
@@ -151,12 +159,16 @@ function _hwmMb(pid: number): number {
   return Number(m?.[1] ?? 0) / 1024;
 }
 
+function _med(values: number[], digits: number): string {
+  return values.length === 0 ? '-' : _median(values).toFixed(digits);
+}
+
 function _median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] as number;
 }
 
-const [before, after, rounds = '3'] = process.argv.slice(2);
+const [before, after, rounds = '3', only] = process.argv.slice(2);
 if (before === undefined || after === undefined) {
   throw new Error('usage: node bench/keeper.ts BEFORE_TREE AFTER_TREE [ROUNDS]');
 }
@@ -169,7 +181,7 @@ try {
   const upstream = Number(await _firstLine(upstreamChild));
   trees.push(await _setup('before', path.resolve(before), upstream, work));
   trees.push(await _setup('after', path.resolve(after), upstream, work));
-  for (let i = 0; i < Number(rounds); i++) for (const tree of trees) _round(tree);
+  for (let i = 0; i < Number(rounds); i++) for (const tree of trees) _round(tree, only === 'big');
   const lines = [
     '| serve | gateway requests/s | p50 ms | p99 ms | 50 MiB via /v1/proxy, MiB/s | peak RSS MB |',
     '|---|---|---|---|---|---|',
@@ -178,9 +190,9 @@ try {
     const rss = tree.pids.map(_hwmMb);
     lines.push(
       `| ${tree.name} (${tree.pids.length} process${tree.pids.length > 1 ? 'es' : ''}) | ` +
-        `${_median(tree.wrk.map((w) => w.rps)).toFixed(0)} | ` +
-        `${_median(tree.wrk.map((w) => w.p50Ms)).toFixed(2)} | ` +
-        `${_median(tree.wrk.map((w) => w.p99Ms)).toFixed(2)} | ` +
+        `${_med(tree.wrk.map((w) => w.rps), 0)} | ` +
+        `${_med(tree.wrk.map((w) => w.p50Ms), 2)} | ` +
+        `${_med(tree.wrk.map((w) => w.p99Ms), 2)} | ` +
         `${_median(tree.bigMiBps).toFixed(0)} | ` +
         `${rss.map((r) => r.toFixed(0)).join(' + ')} |`,
     );
@@ -189,8 +201,11 @@ try {
   console.log(`\nload average after the run: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   console.log(`socket errors: ${trees.map((t) => `${t.name} ${t.wrk.map((w) => w.errors)}`)}`);
   console.log(
-    `\nper round (rps): ${
-      trees.map((t) => `${t.name} ${t.wrk.map((w) => w.rps.toFixed(0)).join(', ')}`).join('; ')
+    `\nper round (rps; MiB/s): ${
+      trees.map((t) =>
+        `${t.name} ${t.wrk.map((w) => w.rps.toFixed(0)).join(', ')}; ` +
+        t.bigMiBps.map((m) => m.toFixed(1)).join(', ')
+      ).join(' | ')
     }`,
   );
 } finally {

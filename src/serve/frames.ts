@@ -117,12 +117,17 @@ export function frameChannel(
 
   const send = async (type: FrameType, stream: number, payload = new Uint8Array(0)) => {
     if (closed) return false;
-    const header = Buffer.alloc(HEADER);
-    header[0] = type;
-    header.writeUInt32BE(stream, 1);
-    header.writeUInt32BE(payload.length, 5);
-    let ok = pipe.output.write(header);
-    if (payload.length > 0) ok = pipe.output.write(payload) && ok;
+    // One write per frame, of a copy: the caller may wipe its payload as soon as this resolves,
+    // while the pipe may still be writing; a password's copy is wiped once it was written.
+    const frame = Buffer.alloc(HEADER + payload.length);
+    frame[0] = type;
+    frame.writeUInt32BE(stream, 1);
+    frame.writeUInt32BE(payload.length, 5);
+    frame.set(payload, HEADER);
+    const ok = pipe.output.write(
+      frame,
+      type === FRAME.password ? () => frame.fill(0) : undefined,
+    );
     if (!ok) await _drained(pipe.output, () => closed);
     return !closed;
   };

@@ -232,7 +232,10 @@ export function keeperLink(pipe: Pipe): KeeperLink {
         await new Promise<void>((resolve) => s.wake.push(resolve));
       }
       s.unacked += piece.length;
-      await channel.send(FRAME.responseBody, id, piece);
+      // Not awaited: the front reads its pipe at all times, so waiting for the pipe to drain
+      // would only put the upstream read and the front's write in lockstep. The window above is
+      // what bounds the bytes in flight.
+      void channel.send(FRAME.responseBody, id, piece);
     }
   };
 
