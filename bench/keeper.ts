@@ -154,6 +154,14 @@ function _big(tree: Tree): void {
   tree.bigMiBps.push(BIG_MIB / seconds);
 }
 
+/** CPU seconds (user + system) the process used so far. */
+function _cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime, fields 14 and 15 of stat(5), in clock ticks (100 a second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function _hwmMb(pid: number): number {
   const m = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0) / 1024;
@@ -183,8 +191,8 @@ try {
   trees.push(await _setup('after', path.resolve(after), upstream, work));
   for (let i = 0; i < Number(rounds); i++) for (const tree of trees) _round(tree, only === 'big');
   const lines = [
-    '| serve | gateway requests/s | p50 ms | p99 ms | 50 MiB via /v1/proxy, MiB/s | peak RSS MB |',
-    '|---|---|---|---|---|---|',
+    '| serve | gateway requests/s | p50 ms | p99 ms | 50 MiB via /v1/proxy, MiB/s | peak RSS MB | CPU s |',
+    '|---|---|---|---|---|---|---|',
   ];
   for (const tree of trees) {
     const rss = tree.pids.map(_hwmMb);
@@ -194,7 +202,8 @@ try {
         `${_med(tree.wrk.map((w) => w.p50Ms), 2)} | ` +
         `${_med(tree.wrk.map((w) => w.p99Ms), 2)} | ` +
         `${_median(tree.bigMiBps).toFixed(0)} | ` +
-        `${rss.map((r) => r.toFixed(0)).join(' + ')} |`,
+        `${rss.map((r) => r.toFixed(0)).join(' + ')} | ` +
+        `${tree.pids.map((p) => _cpuSeconds(p).toFixed(1)).join(' + ')} |`,
     );
   }
   console.log(lines.join('\n'));

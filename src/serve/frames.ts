@@ -115,20 +115,34 @@ export function frameChannel(
   pipe.input.once('error', () => finish(null));
   pipe.output.on('error', () => finish(null));
 
+  let draining: Promise<void> | null = null;
   const send = async (type: FrameType, stream: number, payload = new Uint8Array(0)) => {
     if (closed) return false;
-    // One write per frame, of a copy: the caller may wipe its payload as soon as this resolves,
-    // while the pipe may still be writing; a password's copy is wiped once it was written.
-    const frame = Buffer.alloc(HEADER + payload.length);
-    frame[0] = type;
-    frame.writeUInt32BE(stream, 1);
-    frame.writeUInt32BE(payload.length, 5);
-    frame.set(payload, HEADER);
-    const ok = pipe.output.write(
-      frame,
-      type === FRAME.password ? () => frame.fill(0) : undefined,
-    );
-    if (!ok) await _drained(pipe.output, () => closed);
+    const header = Buffer.allocUnsafe(HEADER);
+    header[0] = type;
+    header.writeUInt32BE(stream, 1);
+    header.writeUInt32BE(payload.length, 5);
+    let ok: boolean;
+    if (type === FRAME.password) {
+      // A copy, wiped once written: the caller wipes its own as soon as this resolves, while the
+      // pipe may still be writing.
+      const frame = Buffer.concat([header, payload]);
+      ok = pipe.output.write(frame, () => frame.fill(0));
+    } else {
+      // Header and payload in one writev, the payload not copied (callers never reuse it).
+      const output = pipe.output as NodeJS.WritableStream & { cork(): void; uncork(): void };
+      output.cork();
+      output.write(header);
+      ok = output.write(payload);
+      output.uncork();
+    }
+    if (!ok) {
+      // One wait for the pipe's drain, shared by every sender that finds it full.
+      draining ??= _drained(pipe.output, () => closed).then(() => {
+        draining = null;
+      });
+      await draining;
+    }
     return !closed;
   };
   return {
