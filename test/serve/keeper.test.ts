@@ -7,7 +7,8 @@
 import { Buffer } from 'node:buffer';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Agent, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base64Core, expectNoCanary, newCanary } from '../helpers/canary.ts';
@@ -250,5 +251,53 @@ describe('the password typed at the front reaches the keeper', () => {
     expect(r.transcript).toMatch(/serve listening on unix:/);
     expect(r.transcript).toMatch(/serve stopped \(its time to live ran out\)/);
     expect(r.transcript).not.toContain(PASSWORD);
+  });
+});
+
+describe('what the keeper learns reaches the front', () => {
+  it('a connection whose token the keeper accepted is not cut to make room for strangers', async () => {
+    const s = await startServe(t, upstreamArgs(t, upstream.port));
+    const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
+    const strangers: Socket[] = [];
+    const proxy = () =>
+      new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+        const body = JSON.stringify({
+          credential: 'k',
+          url: 'https://api.allowed.test/echo',
+          headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+        });
+        const req = request({
+          host: '127.0.0.1',
+          port: s.port as number,
+          method: 'POST',
+          path: '/v1/proxy',
+          agent: keepAlive,
+          headers: {
+            Authorization: `Bearer ${agent.token}`,
+            'Content-Type': 'application/json',
+            'Content-Length': String(Buffer.byteLength(body)),
+          },
+        }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    try {
+      expect(await proxy()).toEqual({ status: 200, reused: false });
+      // 64 strangers (LIMITS.maxStrangers) that send nothing, older than the grace period, then
+      // one more: room is made by cutting the oldest idle connection without a proven token.
+      for (let i = 0; i < 64; i++) strangers.push(connect(s.port as number, '127.0.0.1'));
+      await new Promise((r) => setTimeout(r, 1_500));
+      strangers.push(connect(s.port as number, '127.0.0.1'));
+      await new Promise((r) => setTimeout(r, 300));
+      // The agent's kept-alive connection is still there: the second request goes over it.
+      expect(await proxy()).toEqual({ status: 200, reused: true });
+    } finally {
+      for (const c of strangers) c.destroy();
+      keepAlive.destroy();
+      await s.stop();
+    }
   });
 });
