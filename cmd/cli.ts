@@ -28,6 +28,7 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   agent: async () => (await import('./commands/agent.ts')).agentCommands,
   exec: async () => (await import('./commands/exec.ts')).execCommands,
   serve: async () => (await import('./commands/serve.ts')).serveCommands,
+  'serve-keeper': async () => (await import('./keeper.ts')).keeperCommands,
   audit: async () => (await import('./commands/audit.ts')).auditCommands,
   emergency: async () => (await import('./commands/emergency.ts')).emergencyCommands,
   skill: async () => (await import('./commands/skill.ts')).skillCommands,
@@ -50,7 +51,7 @@ const GROUPS = [
 /** Every command: the one table behind help, flag checking and shell completion. */
 export async function allCommands(): Promise<Command[]> {
   const lists = await Promise.all([...new Set(Object.values(MODULES))].map((load) => load()));
-  return [...new Set(lists.flat())];
+  return [...new Set(lists.flat())].filter((c) => c.hidden !== true);
 }
 
 export const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
@@ -179,7 +180,8 @@ async function _findCommand(
         : `did you mean \`trust-protocol ${group} ${near}\`?`,
     );
   }
-  const near = closest(group, Object.keys(MODULES));
+  // The internal word (serve-keeper) is never suggested.
+  const near = closest(group, Object.keys(MODULES).filter((w) => w !== 'serve-keeper'));
   throw usage(
     'unknown_command',
     `unknown command "${escapeControls(group)}"`,

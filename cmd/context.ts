@@ -49,6 +49,8 @@ export interface Command {
   options: ParseArgsOptionsConfig;
   args: { min: number; max: number };
   help?: string;
+  /** Internal: left out of the help (serve-keeper). */
+  hidden?: boolean;
   run: (ctx: Ctx) => Output | Promise<Output>;
 }
 

@@ -32,12 +32,27 @@ export function lookupGroup(name: string): number {
   return Number(fields[2]);
 }
 
+/** Whether dropPrivileges(account) would be refused, without dropping (serve checks first). */
+export function checkCanDrop(account: Account): void {
+  _proc(account);
+}
+
 /**
  * Becomes `account` for good: supplementary groups from /etc/group, then the gid, then the uid
  * (in that order: after setuid nothing else may be changed). Needs root, and Node's process API
  * (Deno has no setuid).
  */
 export function dropPrivileges(account: Account): void {
+  const proc = _proc(account);
+  proc.initgroups(account.name, account.gid);
+  proc.setgid(account.gid);
+  proc.setuid(account.uid);
+  if (process.getuid!() !== account.uid || process.geteuid!() !== account.uid) {
+    throw usage('setuid_failed', `serve could not become user ${account.name}`, _HINT);
+  }
+}
+
+function _proc(account: Account) {
   // Optional: absent on Deno and on platforms without POSIX users.
   const proc = process as {
     setuid?: (id: number) => void;
@@ -69,12 +84,7 @@ export function dropPrivileges(account: Account): void {
       _HINT,
     );
   }
-  proc.initgroups(account.name, account.gid);
-  proc.setgid(account.gid);
-  proc.setuid(account.uid);
-  if (process.getuid!() !== account.uid || process.geteuid!() !== account.uid) {
-    throw usage('setuid_failed', `serve could not become user ${account.name}`, _HINT);
-  }
+  return proc as Required<typeof proc>;
 }
 
 const _HINT = 'see "A dedicated user" in the README (install.sh --system creates the accounts)';

@@ -2,64 +2,29 @@
 import * as path from 'node:path';
 import v8 from 'node:v8';
 import { checkEnvironment } from '../../src/broker.ts';
-import { formatRate, parseRate } from '../../src/credentials.ts';
-import type { SendOptions } from '../../src/http/client.ts';
-import { parseListen, SOCKET_NAME, type TcpAddress } from '../../src/serve/address.ts';
-import { formatDuration, parseDuration } from '../../src/serve/duration.ts';
-import { startServe, type StopReason } from '../../src/serve/serve.ts';
-import { loadVault, unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
-import { verifyConfig } from '../../src/config.ts';
-import { applyConfig, caTextBytes } from './config.ts';
-import pkg from '../../package.json' with { type: 'json' };
-import { usage } from '../../src/errors.ts';
-import { type Command, type Ctx, existingHome, PASSWORD_FILE_OPTION, str } from '../context.ts';
+import { SOCKET_NAME } from '../../src/serve/address.ts';
+import { formatDuration } from '../../src/serve/duration.ts';
+import { type Ready, startFront } from '../../src/serve/front.ts';
+import type { StopReason } from '../../src/serve/serve.ts';
+import { TpError, usage } from '../../src/errors.ts';
+import { type Command, type Ctx, str } from '../context.ts';
+import { SERVE_OPTIONS, type ServeFlags, serveFlags } from '../serve_flags.ts';
+import { EXIT } from '../exit.ts';
 import { write } from '../io.ts';
-import { noteIgnoredCaVariables, sendOptions } from '../send_options.ts';
+import { spawnKeeper } from '../keeper.ts';
+import { noteIgnoredCaVariables } from '../send_options.ts';
 import { readPassword } from '../secrets.ts';
-import { dropPrivileges, lookupGroup, lookupUser } from '../privileges.ts';
-
-const HOUR = 3_600_000;
-const MAX_TTL_MS = 24 * HOUR;
-
-interface _Flags {
-  listen: TcpAddress | null;
-  socket: string | null;
-  socketGroup: number | null;
-  ttlMs: number;
-  idleMs: number;
-  agentRate: string | null;
-  sendOptions: SendOptions;
-}
-
-/** Every flag is checked before the password is asked for. */
-function _flags(ctx: Ctx): _Flags {
-  const listen = str(ctx, 'listen');
-  const socket = str(ctx, 'socket');
-  const rate = str(ctx, 'agent-rate');
-  const group = str(ctx, 'socket-group');
-  return {
-    listen: listen === undefined ? null : parseListen(listen),
-    socket: socket === undefined ? null : path.resolve(socket),
-    socketGroup: group === undefined ? null : lookupGroup(group),
-    ttlMs: parseDuration(str(ctx, 'ttl') ?? '8h', '--ttl', MAX_TTL_MS),
-    idleMs: parseDuration(str(ctx, 'idle') ?? '30m', '--idle', MAX_TTL_MS),
-    agentRate: rate === undefined ? null : formatRate(parseRate(rate)),
-    sendOptions: sendOptions(ctx),
-  };
-}
+import { checkCanDrop, dropPrivileges, lookupUser } from '../privileges.ts';
 
 const STOPPED: Record<StopReason, string> = {
   ttl: 'its time to live ran out',
   idle: 'it was idle',
   signal: 'it was asked to stop',
+  front: 'it was asked to stop',
 };
 
-const serve: Command = {
-  words: ['serve'],
-  summary: 'run a short-lived local proxy that holds the unsealed vault (loopback only)',
-  usage:
-    'serve [--listen 127.0.0.1:PORT] [--socket PATH] [--socket-group GROUP] [--user NAME] [--ttl 8h] [--idle 30m] [--agent-rate N/PERIOD] [--cacert FILE] [--connect-to H:P:A:P]...',
-  help: `Unseals the vault once, then answers on a 0600 unix socket (default HOME/serve.sock, where
+const HELP =
+  `Unseals the vault once, then answers on a 0600 unix socket (default HOME/serve.sock, where
 exec finds it) and, with --listen, on a loopback TCP address (127.0.0.0/8, [::1] or localhost;
 port 0 picks a free one). Exits and wipes its keys after --ttl (default 8h, at most 24h), after
 --idle without requests (default 30m), or on SIGINT/SIGTERM.
@@ -71,25 +36,22 @@ A dedicated user (README): started by root with --user NAME, serve becomes that 
 reads anything (and cannot be traced or read by other users afterwards); --socket-group GROUP
 makes the socket 0660 for that group, the agents' (e.g. --socket /run/trust-protocol/serve.sock,
 where exec looks by itself).
-Prints where it listens and when it exits on stderr (with --json: one JSON line on stdout).`,
-  options: {
-    ...PASSWORD_FILE_OPTION,
-    listen: { type: 'string' },
-    socket: { type: 'string' },
-    'socket-group': { type: 'string' },
-    user: { type: 'string' },
-    ttl: { type: 'string' },
-    idle: { type: 'string' },
-    'agent-rate': { type: 'string' },
-    cacert: { type: 'string' },
-    'connect-to': { type: 'string', multiple: true },
-    timeout: { type: 'string' },
-    'max-response-bytes': { type: 'string' },
-  },
+The keys live in a child process (the keeper); the process that parses HTTP never holds them.
+Prints where it listens and when it exits on stderr (with --json: one JSON line on stdout).`;
+
+const serve: Command = {
+  words: ['serve'],
+  summary: 'run a short-lived local proxy that holds the unsealed vault (loopback only)',
+  usage:
+    'serve [--listen 127.0.0.1:PORT] [--socket PATH] [--socket-group GROUP] [--user NAME] [--ttl 8h] [--idle 30m] [--agent-rate N/PERIOD] [--cacert FILE] [--connect-to H:P:A:P]...',
+  help: HELP,
+  options: SERVE_OPTIONS,
   args: { min: 0, max: 0 },
   async run(ctx) {
+    let flags = serveFlags(ctx);
     const user = str(ctx, 'user');
-    if (user !== undefined) {
+    const account = user === undefined ? null : lookupUser(user);
+    if (account !== null) {
       if (ctx.values.home === undefined && !ctx.io.env.TRUST_PROTOCOL_HOME) {
         throw usage(
           'user_needs_home',
@@ -97,59 +59,68 @@ Prints where it listens and when it exits on stderr (with --json: one JSON line 
           `pass --home DIR, e.g. --home /var/lib/trust-protocol`,
         );
       }
-      dropPrivileges(lookupUser(user));
+      checkCanDrop(account);
     }
-    // HOME/config.json fills the flags not given (read as the service user: it owns the home).
-    const config = applyConfig(ctx);
-    const flags = _flags(ctx);
     // serve's own environment, not an agent's, is checked for the requests it sends.
     checkEnvironment(ctx.io.env);
     noteIgnoredCaVariables(ctx);
-    const home = existingHome(ctx);
-    const file = loadVault(home);
-    const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
-    let keys: VaultKeys;
-    try {
-      keys = unseal(file, password);
-    } finally {
-      password.fill(0);
-    }
-    if (config !== null) {
-      // Nothing from config.json has been used yet; it is from here on, once its seal checks.
-      try {
-        const ca = config.applied.includes('cacert') && flags.sendOptions.ca !== undefined
-          ? caTextBytes(flags.sendOptions.ca)
-          : null;
-        verifyConfig(config.config, keys, ca);
-      } catch (e) {
-        wipeKeys(keys);
-        throw e;
-      }
-    }
-    // A long-lived process: V8's memory-saving mode keeps serve's resident set about a third
-    // smaller under load, for about a fifth of its throughput (docs/decisions.md).
-    v8.setFlagsFromString('--optimize-for-size');
-    const handle = await startServe({
-      home,
-      keys,
-      env: ctx.io.env,
-      listen: flags.listen,
-      socket: flags.socket ?? path.join(home.dir, SOCKET_NAME),
-      socketGroup: flags.socketGroup,
-      ttlMs: flags.ttlMs,
-      idleMs: flags.idleMs,
-      sendOptions: flags.sendOptions,
-      agentRate: flags.agentRate,
-      version: pkg.version,
-      now: ctx.now,
+    // The keeper holds the keys; this process (the front) only ever parses HTTP. With --user it
+    // is started before the front drops, and drops by itself first thing.
+    const child = spawnKeeper(_keeperArgs(ctx), ctx.io.env);
+    const exited = new Promise<number>((resolve) => {
+      child.once('exit', (code, signal) => resolve(code ?? (signal === 'SIGKILL' ? 137 : 70)));
+      child.once('error', () => resolve(EXIT.internal));
     });
-    const onSignal = () => void handle.stop('signal');
+    let promptError: unknown = null;
+    const front = startFront({ input: child.stdout!, output: child.stdin! }, {
+      password: () => readPassword(ctx.io, {}),
+      passwordFailed: (e) => (promptError = e),
+    });
+    if (account !== null) dropPrivileges(account);
+    if (!(await front.unsealed)) {
+      const code = await exited;
+      if (promptError !== null) throw promptError;
+      // The keeper's own error is on stderr already: exit as it did.
+      return { json: undefined, text: '', exitCode: code === 0 ? EXIT.internal : code };
+    }
+    // HOME/config.json's settings for the flags not given, as the keeper verified them.
+    const settings = Object.entries(front.settings());
+    if (settings.length > 0) {
+      for (const [key, value] of settings) ctx.values[key] ??= value;
+      flags = serveFlags(ctx);
+    }
+    // A long-lived process: V8's memory-saving mode keeps the resident set smaller
+    // (docs/decisions.md).
+    v8.setFlagsFromString('--optimize-for-size');
+    const socket = flags.socket ?? path.join(ctx.homeDir, SOCKET_NAME);
+    let ready: Ready;
+    try {
+      ready = await front.listen({ listen: flags.listen, socket, socketGroup: flags.socketGroup });
+    } catch (e) {
+      front.stop('signal');
+      const code = await exited;
+      if (e instanceof TpError && e.code === 'keeper_gone') {
+        return { json: undefined, text: '', exitCode: code === 0 ? EXIT.internal : code };
+      }
+      throw e;
+    }
+    const onSignal = () => front.stop('signal');
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
-      await _announce(ctx, handle, flags);
-      const stopped = await handle.stopped;
-      if (stopped.auditError !== null) throw stopped.auditError;
+      await _announce(ctx, { ...ready, socket }, flags);
+      const stopped = await front.stopped;
+      if (stopped === null) {
+        const code = await exited;
+        // Fail closed: without its keeper serve holds no keys, so it stops (exit 3, sealed).
+        throw new TpError(
+          'sealed',
+          'keeper_gone',
+          `serve's keeper exited unexpectedly (${_exitOf(code)}); serve stopped listening`,
+          { hint: 'see its message above, if any; start serve again' },
+        );
+      }
+      if (stopped.error !== null) throw stopped.error;
       if (!ctx.json && !ctx.quiet) {
         ctx.io.stderr.write(
           `trust-protocol: serve stopped (${STOPPED[stopped.reason]}); its keys are wiped\n`,
@@ -158,22 +129,41 @@ Prints where it listens and when it exits on stderr (with --json: one JSON line 
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      await handle.stop('signal');
+      front.stop('signal');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000).unref())]);
     }
     return { json: undefined, text: '' };
   },
 };
 
+function _exitOf(code: number): string {
+  return code === 137 ? 'killed' : `exit ${code}`;
+}
+
+/** serve's flags as the keeper parses them again (the values, never a secret). */
+function _keeperArgs(ctx: Ctx): string[] {
+  const args = ['--home', path.resolve(ctx.homeDir)];
+  if (ctx.json) args.push('--json');
+  for (const name of Object.keys(SERVE_OPTIONS)) {
+    const value = ctx.values[name];
+    for (const v of Array.isArray(value) ? value : value === undefined ? [] : [value]) {
+      if (typeof v === 'string') args.push(`--${name}`, v);
+    }
+  }
+  return args;
+}
+
 async function _announce(
   ctx: Ctx,
-  handle: Awaited<ReturnType<typeof startServe>>,
-  flags: _Flags,
+  handle: Ready & { socket: string },
+  flags: ServeFlags,
 ): Promise<void> {
   if (ctx.json) {
     await write(
       ctx.io.stdout,
       JSON.stringify({
         pid: process.pid,
+        keeper_pid: handle.keeperPid,
         listen: handle.urls,
         socket: handle.socket,
         started_at: handle.startedAt.toISOString(),

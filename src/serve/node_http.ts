@@ -103,13 +103,16 @@ export async function listenHttp(
     url: bound.kind === 'tcp' ? tcpUrl(bound.address) : `unix:${bound.path}`,
     endpoint: bound,
     async close() {
+      // New connections and idle ones first; requests being answered get the grace to finish
+      // writing (a 503 from a front whose keeper died, a response the keeper is ending), then
+      // whatever is left (a slow client still sending its headers) is cut.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
+      server.closeIdleConnections();
       cleanup();
-      await Promise.race([
-        Promise.allSettled([closed, ...inFlight]),
-        new Promise((resolve) => setTimeout(resolve, LIMITS.closeGraceMs).unref()),
-      ]);
+      const grace = new Promise((resolve) => setTimeout(resolve, LIMITS.closeGraceMs).unref());
+      await Promise.race([Promise.allSettled([...inFlight]), grace]);
+      server.closeAllConnections();
+      await Promise.race([closed, grace]);
     },
   };
 }

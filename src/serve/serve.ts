@@ -1,15 +1,13 @@
 /**
- * A running serve: its listeners (always a unix socket, plus loopback TCP when asked), the keys it
- * unsealed at start, and the clocks that end it (TTL from start, idle time since the last request
- * ended). Stopping cuts in-flight upstream requests, closes every connection, records
- * `serve.stop`, and wipes the keys (best effort: JavaScript cannot guarantee no copy survives).
+ * A running serve's core, as its keeper holds it (src/serve/keeper.ts): the keys it unsealed at
+ * start, the handler, and the clocks that end it (TTL from start, idle time since the last request
+ * ended). The listeners live in the front process (src/serve/front.ts), which never sees the keys.
+ * Stopping cuts in-flight upstream requests, lets their responses end, records `serve.stop`, and
+ * wipes the keys (best effort: JavaScript cannot guarantee no copy survives).
  */
-import * as fs from 'node:fs';
-import { connect } from 'node:net';
 import { parseRate } from '../credentials.ts';
-import { integrity, TpError, usage } from '../errors.ts';
+import type { TpError } from '../errors.ts';
 import type { Home } from '../home.ts';
-import { ioErrorCode } from '../home.ts';
 import type { SendOptions } from '../http/client.ts';
 import { followAuditLog } from '../audit.ts';
 import { activeBrakes, BRAKE_EVENTS } from '../brakes.ts';
@@ -23,24 +21,18 @@ import {
   type VaultKeys,
   wipeKeys,
 } from '../vault.ts';
-import type { TcpAddress } from './address.ts';
 import { agentRateLimiter } from './agent_rate.ts';
-import { type AppendAudit, deferredHeads, type HeadRecorder, keyedAudit } from './audit.ts';
-import { serveHandler } from './handler.ts';
+import { deferredHeads, keyedAudit } from './audit.ts';
+import { type ServeHandler, serveHandler } from './handler.ts';
 import { ConnectionPool } from '../http/pool.ts';
-import { type LiveMonitor, liveMonitor } from '../monitor/live.ts';
+import { liveMonitor } from '../monitor/live.ts';
 import { asServeError } from './http_error.ts';
-import { type HttpListener, listenHttp } from './node_http.ts';
 
 export interface ServeOptions {
   home: Home;
   /** Taken over: wiped when serve stops, or when it fails to start. */
   keys: VaultKeys;
   env: Readonly<Record<string, string | undefined>>;
-  listen: TcpAddress | null;
-  socket: string;
-  /** The gid that may connect to the socket too (0660), or null for the owner only (0600). */
-  socketGroup?: number | null;
   ttlMs: number;
   idleMs: number;
   sendOptions: SendOptions;
@@ -50,7 +42,8 @@ export interface ServeOptions {
   now?: () => Date;
 }
 
-export type StopReason = 'ttl' | 'idle' | 'signal';
+/** `front`: the front's pipe closed without a word (it was killed). */
+export type StopReason = 'ttl' | 'idle' | 'signal' | 'front';
 
 export interface Stopped {
   reason: StopReason;
@@ -58,24 +51,36 @@ export interface Stopped {
   auditError: TpError | null;
 }
 
-export interface ServeHandle {
-  /** `http://127.0.0.1:PORT` and `unix:PATH`, in that order. */
-  urls: string[];
-  socket: string;
+export interface ServeCore {
+  handler: ServeHandler;
+  /** Called as each request arrives; the function it returns is called once its response is done. */
+  onRequest(target: string): () => void;
   startedAt: Date;
   expiresAt: Date;
+  /** Audits `serve.start` once the front listens on `urls`, and starts the clocks. */
+  begin(started: { urls: string[]; pid: number }): Promise<void>;
+  /**
+   * Stops once (later calls return the first outcome): `beforeAudit` runs after in-flight upstream
+   * requests were cut and before `serve.stop` is recorded (the keeper waits there for the
+   * responses still streaming). Before `begin`, nothing is audited: the keys are just wiped.
+   */
   stop(reason: StopReason): Promise<Stopped>;
   /** Settles once serve has stopped for whatever reason. */
   stopped: Promise<Stopped>;
 }
 
-export async function startServe(options: ServeOptions): Promise<ServeHandle> {
+export async function openServe(
+  options: ServeOptions,
+  hooks: {
+    /** The TTL or idle clock ran out (stop follows at once). */
+    onClock(reason: StopReason): void;
+    beforeAudit(reason: StopReason): Promise<void>;
+  },
+): Promise<ServeCore> {
   const now = options.now ?? (() => new Date());
-  const listeners: HttpListener[] = [];
   let unfollow = () => {};
   let brakeWatch: { stop(): Promise<void> } | null = null;
   try {
-    await _claimSocket(options.socket);
     const startedAt = now();
     const expiresAt = new Date(startedAt.getTime() + options.ttlMs);
     const stopping = new AbortController();
@@ -89,6 +94,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     ]);
     // Kept-alive upstream connections, shared by every request of this serve.
     const pool = new ConnectionPool();
+    // The keeper holds the keys, so it is the one that records brakes, between requests too.
     const watch = _watchBrakes(options.home, options.keys);
     brakeWatch = watch;
     const monitor = await liveMonitor(options.home, options.keys, now);
@@ -109,111 +115,84 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
       info: { version: options.version, expiresAt },
       ...(options.now ? { now: options.now } : {}),
     });
-    const activity = _activity(options.idleMs, () => void stop('idle'));
-    if (options.listen !== null) {
-      listeners.push(
-        await listenHttp(handler, { kind: 'tcp', address: options.listen }, activity),
-      );
-    }
-    listeners.push(
-      await listenHttp(handler, {
-        kind: 'unix',
-        path: options.socket,
-        ...(options.socketGroup == null ? {} : { group: options.socketGroup }),
-      }, activity),
-    );
-    const urls = listeners.map((l) => l.url);
+    const clock = (reason: StopReason) => {
+      hooks.onClock(reason);
+      void stop(reason);
+    };
+    const activity = _activity(options.idleMs, () => clock('idle'));
     const audit = keyedAudit(options.home, options.keys, heads, options.now);
-    await audit([{
-      event: 'serve.start',
-      actor: { type: 'operator' },
-      outcome: 'ok',
-      data: {
-        listen: urls,
-        pid: process.pid,
-        ttl_seconds: Math.round(options.ttlMs / 1000),
-        idle_seconds: Math.round(options.idleMs / 1000),
-        expires_at: expiresAt.toISOString(),
-        agent_rate: options.agentRate,
-      },
-    }]);
+    let ttl: ReturnType<typeof setTimeout> | undefined;
+    let frontPid: number | null = null;
     let resolveStopped: (s: Stopped) => void = () => {};
     const stopped = new Promise<Stopped>((resolve) => (resolveStopped = resolve));
     let stopping_: Promise<Stopped> | null = null;
-    const ttl = setTimeout(() => void stop('ttl'), options.ttlMs);
     const stop = (reason: StopReason): Promise<Stopped> => {
-      stopping_ ??= _stop(reason, {
-        ttl,
-        activity,
-        stopping,
-        listeners,
-        audit,
-        heads,
-        monitor,
-        pool,
-        unfollow,
-        brakeWatch: watch,
-        redactions,
-        keys: options.keys,
-      })
-        .then((result) => {
-          resolveStopped(result);
-          return result;
-        });
+      stopping_ ??= (async (): Promise<Stopped> => {
+        clearTimeout(ttl);
+        activity.stop();
+        // In-flight upstream requests are cut first, so their responses end soon.
+        stopping.abort();
+        let auditError: TpError | null = null;
+        try {
+          await hooks.beforeAudit(reason);
+          pool.close();
+          await watch.stop();
+          await monitor.stop();
+          if (frontPid !== null) {
+            await audit([{
+              event: 'serve.stop',
+              actor: reason === 'signal' ? { type: 'operator' } : { type: 'system' },
+              outcome: 'ok',
+              data: { reason, pid: frontPid, keeper_pid: process.pid, requests: activity.count() },
+            }]);
+          }
+          await heads.flush();
+        } catch (e) {
+          auditError = asServeError(e);
+        }
+        unfollow();
+        redactions.clear();
+        wipeKeys(options.keys);
+        return { reason, auditError };
+      })().then((result) => {
+        resolveStopped(result);
+        return result;
+      });
       return stopping_;
     };
-    activity.start();
-    return { urls, socket: options.socket, startedAt, expiresAt, stop, stopped };
+    return {
+      handler,
+      onRequest: (target) => activity.onRequest(target),
+      startedAt,
+      expiresAt,
+      async begin(started) {
+        await audit([{
+          event: 'serve.start',
+          actor: { type: 'operator' },
+          outcome: 'ok',
+          data: {
+            listen: started.urls,
+            pid: started.pid,
+            keeper_pid: process.pid,
+            ttl_seconds: Math.round(options.ttlMs / 1000),
+            idle_seconds: Math.round(options.idleMs / 1000),
+            expires_at: expiresAt.toISOString(),
+            agent_rate: options.agentRate,
+          },
+        }]);
+        frontPid = started.pid;
+        ttl = setTimeout(() => clock('ttl'), Math.max(0, expiresAt.getTime() - now().getTime()));
+        activity.start();
+      },
+      stop,
+      stopped,
+    };
   } catch (e) {
-    await Promise.all(listeners.map((l) => l.close()));
     await brakeWatch?.stop();
     unfollow();
     wipeKeys(options.keys);
     throw e;
   }
-}
-
-async function _stop(
-  reason: StopReason,
-  parts: {
-    ttl: ReturnType<typeof setTimeout>;
-    activity: ReturnType<typeof _activity>;
-    stopping: AbortController;
-    listeners: HttpListener[];
-    audit: AppendAudit;
-    heads: HeadRecorder;
-    monitor: LiveMonitor;
-    pool: ConnectionPool;
-    unfollow: () => void;
-    brakeWatch: { stop(): Promise<void> };
-    redactions: RedactionCache;
-    keys: VaultKeys;
-  },
-): Promise<Stopped> {
-  clearTimeout(parts.ttl);
-  parts.activity.stop();
-  // In-flight upstream requests are cut first, so closing the listeners does not wait on them.
-  parts.stopping.abort();
-  await Promise.all(parts.listeners.map((l) => l.close()));
-  parts.pool.close();
-  await parts.brakeWatch.stop();
-  let auditError: TpError | null = null;
-  try {
-    await parts.monitor.stop();
-    await parts.audit([{
-      event: 'serve.stop',
-      actor: reason === 'signal' ? { type: 'operator' } : { type: 'system' },
-      outcome: 'ok',
-      data: { reason, pid: process.pid, requests: parts.activity.count() },
-    }]);
-    await parts.heads.flush();
-  } catch (e) {
-    auditError = asServeError(e);
-  }
-  parts.unfollow();
-  parts.redactions.clear();
-  wipeKeys(parts.keys);
-  return { reason, auditError };
 }
 
 /** How often serve looks for brakes by itself, between requests. */
@@ -239,52 +218,6 @@ function _watchBrakes(home: Home, keys: VaultKeys): { stop(): Promise<void> } {
       await running;
     },
   };
-}
-
-/**
- * The socket path must be free: a live serve there is refused, a stale socket (nobody listening)
- * left by a killed serve is removed, anything else at that path is left alone and refused.
- */
-async function _claimSocket(socket: string): Promise<void> {
-  let st: fs.Stats;
-  try {
-    st = fs.lstatSync(socket);
-  } catch (e) {
-    if (ioErrorCode(e) === 'ENOENT') return;
-    throw usage('cannot_listen', `cannot use ${socket} (${ioErrorCode(e) ?? 'error'})`);
-  }
-  if (st.isSymbolicLink()) {
-    throw integrity('symlink', `${socket} is a symbolic link`, 'remove it, or pass --socket PATH');
-  }
-  if (!st.isSocket()) {
-    throw usage(
-      'socket_path_taken',
-      `${socket} exists and is not a socket`,
-      'remove it, or pass --socket PATH',
-    );
-  }
-  if (await _answers(socket)) {
-    throw usage(
-      'serve_running',
-      `a serve is already running on ${socket}`,
-      'use it (exec finds it by itself), or stop it first; --socket PATH starts another',
-    );
-  }
-  fs.unlinkSync(socket);
-}
-
-function _answers(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(socket);
-    const done = (alive: boolean) => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(alive);
-    };
-    const timer = setTimeout(() => done(true), 2_000);
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
 }
 
 /**

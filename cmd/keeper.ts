@@ -1,0 +1,173 @@
+/**
+ * serve's keeper as a command: `serve-keeper`, an internal word (not in the help) that serve
+ * starts as its child with the frame pipe on stdin and stdout (src/serve/keeper.ts). It unseals,
+ * and serves the front's requests until the front says stop or goes away. Also how the front
+ * finds the program to start: the binary itself, or the runtime with cmd/main.ts.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
+import { checkEnvironment } from '../src/broker.ts';
+import { usage } from '../src/errors.ts';
+import { type KeeperLink, keeperLink } from '../src/serve/keeper.ts';
+import { loadVault, unseal, type VaultKeys, wipeKeys } from '../src/vault.ts';
+import { verifyConfig } from '../src/config.ts';
+import { applyConfig, caTextBytes } from './commands/config.ts';
+import pkg from '../package.json' with { type: 'json' };
+import { type Command, type Ctx, existingHome, str } from './context.ts';
+import { EXIT } from './exit.ts';
+import { dropPrivileges, lookupUser } from './privileges.ts';
+import { PASSWORD_ENV, readPassword } from './secrets.ts';
+import { SERVE_OPTIONS, serveFlags } from './serve_flags.ts';
+
+export const KEEPER_WORD = 'serve-keeper';
+/** Set in the keeper's environment by the front; the keeper refuses to run without it. */
+const KEEPER_ENV = 'TRUST_PROTOCOL_KEEPER';
+/** What the keeper inherits of the front's environment (nothing else: no NODE_OPTIONS). */
+const KEPT_ENV = [
+  'PATH',
+  'HOME',
+  'LANG',
+  'LC_ALL',
+  'TZ',
+  'TMPDIR',
+  'DENO_DIR',
+  'DENO_NO_UPDATE_CHECK',
+  'NO_COLOR',
+];
+
+/**
+ * Starts the keeper: the same program with the internal word. `args` are the serve flags it
+ * needs (never a secret: the password travels in a file path, the environment or a frame).
+ */
+export function spawnKeeper(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): ChildProcess {
+  const childEnv: Record<string, string> = { [KEEPER_ENV]: '1' };
+  for (const name of [...KEPT_ENV, PASSWORD_ENV, 'TRUST_PROTOCOL_DEBUG']) {
+    const value = env[name];
+    if (value !== undefined) childEnv[name] = value;
+  }
+  const [file, ...prefix] = _self();
+  return spawn(file as string, [...prefix, KEEPER_WORD, ...args], {
+    env: childEnv,
+    // stdin and stdout carry the frames; the keeper's messages go to the shared stderr.
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+}
+
+/** [program, ...arguments before the command words] that run this same CLI again. */
+function _self(): string[] {
+  const deno = (globalThis as { Deno?: { execPath(): string; mainModule: string } }).Deno;
+  if (typeof deno === 'object') {
+    return [deno.execPath(), 'run', '-A', '--quiet', fileURLToPath(deno.mainModule)];
+  }
+  // The single-executable binary runs its embedded bundle: no script path to pass.
+  const sea = process.getBuiltinModule?.('node:sea') as { isSea?: () => boolean } | undefined;
+  if (sea?.isSea?.() === true) return [process.execPath];
+  return [process.execPath, process.argv[1] as string];
+}
+
+/** The frame pipe: stdin and stdout are pipes (or socket pairs), and the front marked us. */
+function _hasPipe(env: Readonly<Record<string, string | undefined>>): boolean {
+  if (env[KEEPER_ENV] !== '1') return false;
+  try {
+    return [0, 1].every((fd) => {
+      const st = fs.fstatSync(fd);
+      return st.isFIFO() || st.isSocket();
+    });
+  } catch {
+    return false;
+  }
+}
+
+const keeper: Command = {
+  words: [KEEPER_WORD],
+  hidden: true,
+  summary: "serve's key-holding child (internal: serve starts it)",
+  usage: `${KEEPER_WORD} (internal)`,
+  options: SERVE_OPTIONS,
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    if (!_hasPipe(ctx.io.env)) {
+      throw usage(
+        'internal_command',
+        `${KEEPER_WORD} is started by serve itself, with its frame pipe`,
+        'run `trust-protocol serve`',
+      );
+    }
+    // A Ctrl-C reaches the whole process group: the front decides, and tells us.
+    process.on('SIGINT', () => {});
+    const link = keeperLink({ input: process.stdin, output: process.stdout });
+    process.on('SIGTERM', () => link.stop('signal'));
+    const user = str(ctx, 'user');
+    // First thing, before reading anything: the uid change also clears our dumpable flag (the
+    // front dropping would not: an execve after it would make this process dumpable again).
+    if (user !== undefined) dropPrivileges(lookupUser(user));
+    // HOME/config.json fills the flags not given; its seal is checked once unsealed (below).
+    const config = applyConfig(ctx);
+    const flags = serveFlags(ctx);
+    checkEnvironment(ctx.io.env);
+    const home = existingHome(ctx);
+    const file = loadVault(home);
+    const password = await _password(ctx, link);
+    // The front could not prompt (it says why) or is gone: nothing to add.
+    if (password === null) return { json: undefined, text: '', exitCode: EXIT.sealed };
+    let keys: VaultKeys;
+    try {
+      keys = unseal(file, password);
+    } finally {
+      password.fill(0);
+    }
+    const settings: Record<string, string | string[]> = {};
+    if (config !== null) {
+      // Nothing from config.json has been used yet; it is from here on, once its seal checks.
+      try {
+        const ca = config.applied.includes('cacert') && flags.sendOptions.ca !== undefined
+          ? caTextBytes(flags.sendOptions.ca)
+          : null;
+        const verified = verifyConfig(config.config, keys, ca);
+        for (const key of config.applied) {
+          const value = verified.serve[key as keyof typeof verified.serve];
+          if (value !== undefined) settings[key] = value;
+        }
+      } catch (e) {
+        wipeKeys(keys);
+        throw e;
+      }
+    }
+    // A long-lived process: V8's memory-saving mode keeps the resident set about a third
+    // smaller under load, for about a fifth of its throughput (docs/decisions.md).
+    v8.setFlagsFromString('--optimize-for-size');
+    const stopped = await link.serve({
+      home,
+      keys,
+      env: ctx.io.env,
+      ttlMs: flags.ttlMs,
+      idleMs: flags.idleMs,
+      sendOptions: flags.sendOptions,
+      agentRate: flags.agentRate,
+      version: pkg.version,
+      now: ctx.now,
+    }, settings);
+    // The front reports a stop that could not be audited; the exit code says it too.
+    return {
+      json: undefined,
+      text: '',
+      exitCode: stopped.auditError === null ? EXIT.ok : EXIT[stopped.auditError.kind],
+    };
+  },
+};
+
+async function _password(ctx: Ctx, link: KeeperLink): Promise<Uint8Array | null> {
+  const passwordFile = str(ctx, 'password-file');
+  if (passwordFile !== undefined || ctx.io.env[PASSWORD_ENV] !== undefined) {
+    return await readPassword(ctx.io, { passwordFile });
+  }
+  const password = await link.password();
+  return password.length === 0 ? null : password;
+}
+
+export const keeperCommands: Command[] = [keeper];
