@@ -14,6 +14,215 @@ export type ErrorKind =
   | 'integrity' // exit 8
   | 'internal'; // exit 70
 
+/**
+ * Every error code, one name per reason (issue #14): `--json` output, the audit trail and serve's
+ * HTTP answers carry these, and a script may match on them. A new reason gets a new name here.
+ */
+export const ERROR_CODES = [
+  'aborted',
+  'agent_name_taken',
+  'agent_rate_limited',
+  'agent_revoked',
+  'agent_suspended',
+  'already_initialized',
+  'already_revoked',
+  'ambiguous_agent',
+  'audit_forked',
+  'audit_mac_mismatch',
+  'audit_needs_key',
+  'audit_not_intact',
+  'audit_tail_malformed',
+  'audit_truncated',
+  'audit_write_failed',
+  'bad_action',
+  'bad_agent_name',
+  'bad_anomaly_kind',
+  'bad_arguments',
+  'bad_base_url',
+  'bad_checkpoint',
+  'bad_comment',
+  'bad_config',
+  'bad_connect_to',
+  'bad_credential_name',
+  'bad_domain_pattern',
+  'bad_dotenv',
+  'bad_duration',
+  'bad_expiry',
+  'bad_flag',
+  'bad_flags',
+  'bad_gateway_path',
+  'bad_header',
+  'bad_host',
+  'bad_inject',
+  'bad_json',
+  'bad_listen',
+  'bad_method',
+  'bad_name',
+  'bad_placeholder',
+  'bad_placement',
+  'bad_rate',
+  'bad_reason',
+  'bad_scope',
+  'bad_server',
+  'bad_target',
+  'bad_template',
+  'bad_tier',
+  'bad_token',
+  'bad_trust',
+  'bad_url',
+  'bad_value',
+  'bad_version',
+  'body_incomplete',
+  'body_too_large',
+  'brake_agent',
+  'brake_credential',
+  'brake_global',
+  'brake_needs_socket',
+  'cannot_create',
+  'cannot_listen',
+  'checkpoint_key',
+  'checkpoint_signature',
+  'config_cacert_changed',
+  'config_mac',
+  'config_not_sealed',
+  'confirmation_mismatch',
+  'confirmation_required',
+  'conflicting_flags',
+  'connect',
+  'credential_binding',
+  'credential_exists',
+  'dns',
+  'domain_not_allowed',
+  'dotenv_value',
+  'duplicate_name',
+  'empty_password',
+  'empty_skill',
+  'file_exists',
+  'forbidden_header',
+  'foreign_owner',
+  'grant_limit',
+  'home_not_dir',
+  'input_too_large',
+  'insecure_file',
+  'insecure_permissions',
+  'internal',
+  'internal_command',
+  'io',
+  'kdf_params',
+  'keeper_gone',
+  'keeper_protocol',
+  'key_exists',
+  'key_revoked',
+  'lock_timeout',
+  'malformed_comment',
+  'malformed_key',
+  'malformed_manifest',
+  'malformed_signature',
+  'malformed_state',
+  'method_not_allowed',
+  'missing_actions',
+  'missing_credential',
+  'missing_key',
+  'missing_out',
+  'no_base_url',
+  'no_change',
+  'no_config',
+  'no_domains',
+  'no_home',
+  'no_inject',
+  'no_new_password',
+  'no_password_source',
+  'no_placeholder',
+  'no_serve',
+  'no_setuid',
+  'no_such_agent',
+  'no_such_credential',
+  'no_such_folder',
+  'no_such_publisher',
+  'no_such_variable',
+  'no_template',
+  'no_token',
+  'no_value',
+  'no_variables',
+  'no_vault',
+  'not_a_demotion',
+  'not_a_directory',
+  'not_a_file',
+  'not_a_folder',
+  'not_a_promotion',
+  'not_active',
+  'not_found',
+  'not_granted',
+  'not_loopback',
+  'not_root',
+  'origin_refused',
+  'orphan_audit_log',
+  'password_mismatch',
+  'password_needed',
+  'password_on_command_line',
+  'placeholder_placement',
+  'placement_not_allowed',
+  'protocol',
+  'publisher_exists',
+  'rate_limited',
+  'redact_after_end',
+  'redact_bad_secret',
+  'redact_bad_secrets',
+  'remote_error',
+  'renewal_budget_spent',
+  'renewal_refused_anomaly',
+  'renewal_score_too_low',
+  'response_too_large',
+  'root_service_user',
+  'sacred_needs_terminal',
+  'sacred_register',
+  'scheme_not_allowed',
+  'serve_cut',
+  'serve_running',
+  'serve_stopping',
+  'serve_unreachable',
+  'setuid_failed',
+  'socket_path_taken',
+  'stream_cut',
+  'symlink',
+  'tier_too_low',
+  'timeout',
+  'tls',
+  'tls_env',
+  'token_expired',
+  'token_on_command_line',
+  'trailing_dot',
+  'unknown_command',
+  'unknown_credential',
+  'unknown_event',
+  'unknown_flag',
+  'unknown_group',
+  'unknown_shell',
+  'unknown_user',
+  'unreadable_file',
+  'unsignable',
+  'unsupported_encoding',
+  'unsupported_scheme',
+  'unsupported_version',
+  'unwritable',
+  'url_changed',
+  'user_needs_home',
+  'userinfo',
+  'vault_mac',
+  'vault_rollback',
+  'weak_key',
+  'weak_password',
+  'wrong_key_password',
+  'wrong_password',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const _CODES: ReadonlySet<string> = new Set(ERROR_CODES);
+
+/** A code read from the wire (serve's answer, the keeper's frame): known, or `remote_error`. */
+export function errorCodeOf(text: string): ErrorCode {
+  return _CODES.has(text) ? text as ErrorCode : 'remote_error';
+}
 /** Facts a caller acts on, as numbers rather than words in the message or hint. */
 export interface ErrorDetails {
   /** A rate limit: seconds until a request may succeed (HTTP Retry-After). */
@@ -22,13 +231,13 @@ export interface ErrorDetails {
 
 export class TpError extends Error {
   readonly kind: ErrorKind;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint?: string;
   readonly details: ErrorDetails;
 
   constructor(
     kind: ErrorKind,
-    code: string,
+    code: ErrorCode,
     message: string,
     options: { hint?: string; cause?: unknown; details?: ErrorDetails } = {},
   ) {
@@ -41,14 +250,14 @@ export class TpError extends Error {
   }
 }
 
-export function usage(code: string, message: string, hint?: string): TpError {
+export function usage(code: ErrorCode, message: string, hint?: string): TpError {
   return new TpError('usage', code, message, hint === undefined ? {} : { hint });
 }
 
-export function denied(code: string, message: string, hint?: string): TpError {
+export function denied(code: ErrorCode, message: string, hint?: string): TpError {
   return new TpError('denied', code, message, hint === undefined ? {} : { hint });
 }
 
-export function integrity(code: string, message: string, hint?: string): TpError {
+export function integrity(code: ErrorCode, message: string, hint?: string): TpError {
   return new TpError('integrity', code, message, hint === undefined ? {} : { hint });
 }

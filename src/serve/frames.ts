@@ -6,7 +6,7 @@
  * send resolves once the pipe took the frame, or after 'drain' when it was full.
  */
 import { Buffer } from 'node:buffer';
-import { TpError } from '../errors.ts';
+import { errorCodeOf, TpError } from '../errors.ts';
 
 /** Sent in the keeper's `unsealed` and `ready` frames; the front refuses any other. */
 export const KEEPER_PROTOCOL = 1;
@@ -191,7 +191,12 @@ export function toWire(e: TpError): WireError {
 }
 
 export function fromWire(w: WireError): TpError {
-  return new TpError(w.kind, w.code, w.message, w.hint === undefined ? {} : { hint: w.hint });
+  return new TpError(
+    w.kind,
+    errorCodeOf(w.code),
+    w.message,
+    w.hint === undefined ? {} : { hint: w.hint },
+  );
 }
 
 function _protocolError(what: string): TpError {

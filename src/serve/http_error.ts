@@ -4,7 +4,7 @@
  * only serve itself can set it), and `exec` turns such an answer back into the same TpError, hence
  * the same exit code as a one-shot `exec`.
  */
-import { type ErrorKind, TpError } from '../errors.ts';
+import { errorCodeOf, type ErrorKind, TpError } from '../errors.ts';
 
 export const ERROR_HEADER = 'Trust-Protocol-Error';
 
@@ -93,7 +93,7 @@ export function errorFromResponse(status: number, body: unknown): TpError {
     : `trust-protocol serve answered HTTP ${status}`;
   const kind = KINDS.includes(e.kind as ErrorKind) ? e.kind as ErrorKind : _kindOf(status);
   const retry = e.retry_after;
-  return new TpError(kind, code, message, {
+  return new TpError(kind, errorCodeOf(code), message, {
     ...(typeof e.hint === 'string' ? { hint: e.hint } : {}),
     ...(Number.isSafeInteger(retry) ? { details: { retryAfterSeconds: retry as number } } : {}),
   });

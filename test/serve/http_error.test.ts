@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type ErrorKind, TpError } from '../../src/errors.ts';
+import { ERROR_CODES, type ErrorCode, type ErrorKind, TpError } from '../../src/errors.ts';
 import {
   errorFromResponse,
   errorHeaders,
@@ -22,7 +22,7 @@ const KINDS: ErrorKind[] = [
 
 describe('TpError over HTTP', () => {
   it('maps kinds and codes to the statuses of SPEC §8', () => {
-    const status = (kind: ErrorKind, code: string) => errorStatus(new TpError(kind, code, 'm'));
+    const status = (kind: ErrorKind, code: ErrorCode) => errorStatus(new TpError(kind, code, 'm'));
     expect(status('denied', 'no_token')).toBe(401);
     expect(status('denied', 'bad_token')).toBe(401);
     expect(status('denied', 'token_expired')).toBe(401);
@@ -35,14 +35,21 @@ describe('TpError over HTTP', () => {
     expect(status('usage', 'body_too_large')).toBe(413);
     expect(status('upstream', 'connect')).toBe(502);
     expect(status('upstream', 'timeout')).toBe(504);
-    for (const k of ['sealed', 'integrity', 'audit'] as const) expect(status(k, 'x')).toBe(503);
+    for (const k of ['sealed', 'integrity', 'audit'] as const) expect(status(k, 'io')).toBe(503);
+  });
+
+  it('a code this version does not know (a newer serve) comes back as remote_error', () => {
+    const back = errorFromResponse(403, {
+      error: { code: 'brand_new_reason', kind: 'denied', message: 'no' },
+    });
+    expect(back).toMatchObject({ kind: 'denied', code: 'remote_error', message: 'no' });
   });
 
   it('exec gets back the same kind, code, message and hint (property)', () => {
     fc.assert(
       fc.property(
         fc.constantFrom(...KINDS),
-        fc.stringMatching(/^[a-z_]{1,20}$/),
+        fc.constantFrom(...ERROR_CODES),
         fc.string(),
         fc.option(fc.string(), { nil: undefined }),
         (kind, code, message, hint) => {
