@@ -134,6 +134,19 @@ async function _passwordOrNoServe(ctx: Ctx): Promise<Uint8Array> {
     return await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
   } catch (e) {
     if (!(e instanceof TpError) || e.code !== 'no_password_source') throw e;
+    const oneShot = ['cacert', 'connect-to'].filter((f) => ctx.values[f] !== undefined);
+    if (oneShot.length > 0) {
+      throw new TpError(
+        'sealed',
+        'no_serve',
+        `with --${oneShot[0]}, exec sends the request itself and needs the password`,
+        {
+          hint:
+            'a running serve uses its own --cacert and --connect-to: leave them out to use it, ' +
+            'or pass --password-file PATH',
+        },
+      );
+    }
     throw new TpError(
       'sealed',
       'no_serve',

@@ -204,16 +204,25 @@ describe('exec', () => {
       'X-Api-Key: {{CREDENTIAL}}',
       '--credential',
       'k',
-      '--cacert',
-      ca,
-      '--connect-to',
-      `api.allowed.test:443:127.0.0.1:${upstream.port}`,
     ], { env: { TRUST_PROTOCOL_TOKEN: agent.token } });
     expect(r.code).toBe(3);
     const error = JSON.parse(r.stderr).error;
     expect(error).toMatchObject({ code: 'no_serve', kind: 'sealed' });
     expect(error.message).toContain('no serve is running');
     expect(error.hint).toContain('trust-protocol serve');
+    // With --cacert or --connect-to exec never hands over to a serve: it says so instead.
+    const oneShot = await t.tp([
+      'exec',
+      'https://api.allowed.test/v1',
+      '-H',
+      'X-Api-Key: {{CREDENTIAL}}',
+      '--credential',
+      'k',
+      '--cacert',
+      ca,
+    ], { env: { TRUST_PROTOCOL_TOKEN: agent.token } });
+    expect(oneShot.code).toBe(3);
+    expect(oneShot.stderr).toContain('with --cacert, exec sends the request itself');
     expect(upstream.requests.length).toBe(before);
   });
 
