@@ -3,8 +3,11 @@ import { Buffer } from 'node:buffer';
 import { paint } from '../color.ts';
 import { escapeControls } from '../../src/bytes.ts';
 import {
-  readAuditLog,
+  lineDigest,
+  type LogCursor,
+  logTail,
   readLogChunks,
+  readLogFrom,
   readLogLines,
   readLogLinesBackward,
 } from '../../src/audit.ts';
@@ -178,15 +181,6 @@ interface Shown {
   data: Record<string, unknown>;
 }
 
-function _parseLines(bytes: Uint8Array): Shown[] {
-  const out: Shown[] = [];
-  for (const line of Buffer.from(bytes).toString('utf8').split('\n')) {
-    const e = _parse(line);
-    if (e !== null) out.push(e);
-  }
-  return out;
-}
-
 /** A line as an entry; null for a blank or malformed line (for `audit verify` to report). */
 function _parse(line: string): Shown | null {
   if (line === '') return null;
@@ -276,7 +270,7 @@ const show: Command = {
   usage: 'audit show [--tail N] [--agent ID] [--event TYPE]... [--since TIME] [--follow]',
   help: `--event takes an event (request.denied) or a family (request); repeat it for several.
 --since takes a date or time (2026-01-31, 2026-01-31T12:00:00Z) or an age: 90s, 30m, 1h, 2d.
---follow keeps printing entries as they are appended, until Ctrl-C.
+--follow prints the last 10 matching entries (or --tail N), then each one appended, until Ctrl-C.
 Examples:
   trust-protocol audit show --tail 20
   trust-protocol audit show --event request.denied --since 1h --follow`,
@@ -323,10 +317,12 @@ Examples:
         escapeControls(_summary(e.data)),
       ]);
     if (flag(ctx, 'follow')) {
-      const log = readAuditLog(home);
-      let entries = _parseLines(log).filter(wanted);
-      if (tail !== undefined) entries = entries.slice(-Number(tail));
-      await _follow(ctx, home, log.length, wanted, entries, rows);
+      // As `tail -f`: the last 10 matching entries (or --tail N), then what is appended.
+      const end = logTail(home);
+      const digest = end.last === null ? null : lineDigest(end.last);
+      const cursor = digest === null ? null : { offset: end.bytes, digest };
+      const n = tail === undefined || Number(tail) === 0 ? 10 : Number(tail);
+      await _follow(ctx, home, cursor, wanted, _lastEntries(home, n, wanted), rows);
       return { json: undefined, text: '' };
     }
     // `--tail 0` has always meant no limit.
@@ -374,7 +370,7 @@ function _since(text: string | undefined, now: Date): number | null {
 async function _follow(
   ctx: Ctx,
   home: Home,
-  offset: number,
+  from: LogCursor | null,
   wanted: (e: Shown) => boolean,
   first: Shown[],
   rows: (list: Shown[]) => string[][],
@@ -390,16 +386,15 @@ async function _follow(
   };
   await print(first, true);
   let header = first.length === 0;
-  let pending = Buffer.alloc(0);
+  let cursor = from;
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const log = readAuditLog(home);
-    if (log.length < offset) offset = 0; // rotated or cut: `audit verify` says which
-    const fresh = Buffer.concat([pending, Buffer.from(log.subarray(offset))]);
-    offset = log.length;
-    const end = fresh.lastIndexOf(0x0a) + 1;
-    pending = fresh.subarray(end);
-    const list = _parseLines(fresh.subarray(0, end)).filter(wanted);
+    // Only what was appended since the last read (issue #16: flat on a huge log); a log that no
+    // longer continues from there (cut or rewritten: `audit verify` says which) is read again.
+    const read = readLogFrom(home, cursor) ?? readLogFrom(home, null);
+    if (read === null) continue;
+    cursor = read.cursor;
+    const list = read.lines.map(_parse).filter((e): e is Shown => e !== null && wanted(e));
     await print(list, header);
     if (list.length > 0) header = false;
   }

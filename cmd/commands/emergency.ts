@@ -157,11 +157,19 @@ const clear: Command = {
     const active = activeBrakes(home, loadVault(home).body);
     const matching = active.filter((b) => b.scope === scope && b.target === target);
     if (matching.length === 0 && str(ctx, 'scope') === undefined && active.length > 0) {
-      // No scope given and no global brake: say which brakes there are and how to lift each.
+      // No scope given and no global brake: say which brakes there are and how to lift each
+      // (agents, then credentials, by name: the directory's order differs between runtimes).
+      const listed = [...active].sort((a, b) =>
+        a.scope === b.scope
+          ? (a.target ?? '').localeCompare(b.target ?? '')
+          : a.scope < b.scope
+          ? -1
+          : 1
+      );
       throw usage(
         'not_active',
-        `there is no global brake; active: ${active.map(_describe).join(', ')}`,
-        active.map((b) => `trust-protocol emergency clear ${_clearFlags(b)}`).join('\n'),
+        `there is no global brake; active: ${listed.map(_describe).join(', ')}`,
+        listed.map((b) => `trust-protocol emergency clear ${_clearFlags(b)}`).join('\n'),
       );
     }
     if (matching.length === 0) {

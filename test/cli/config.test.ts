@@ -112,7 +112,7 @@ describe('config.json', () => {
     }
     writeConfig(routed());
     await seal();
-    fs.appendFileSync(path.join(t.dir, 'ca.pem'), TEST_CA);
+    fs.appendFileSync(path.join(t.dir, 'ca.pem'), TEST_CA, { mode: 0o600 });
     const swapped = await serveOnce(t, []);
     expect(swapped.code).toBe(8);
     expect(swapped.stderr).toContain('is not the one config.json was sealed with');

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateLog } from '../../bench/gen_log.ts';
-import { newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
+import { spawn } from 'node:child_process';
+import { baseEnv, command, newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
 
 const ENTRIES = 200_000;
 /** Well below the log's size: reading it whole into a string or an array cannot fit. */
@@ -81,13 +82,45 @@ describe('a 200,000-entry audit log', () => {
     expect(exported.stdoutBytes.length).toBe(fs.statSync(log).size);
   }, 300_000);
 
+  it('audit show --follow starts at the end and reads only what is appended', async () => {
+    const { file, argv } = command(
+      ['--home', t.home, '--json', 'audit', 'show', '--follow', '--event', 'brake'],
+      { heapMiB: HEAP_MIB },
+    );
+    const child = spawn(file, argv, { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const lines = () => out.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l));
+    const until = async (ok: () => boolean) => {
+      while (!ok()) {
+        if (child.exitCode !== null) throw new Error(`follow exited: ${err}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    try {
+      // The brakes so far (the earlier test pulled one), at most 10: nothing else of 200,000.
+      await until(() => out.includes('\n'));
+      const before = lines();
+      expect(before.length).toBeGreaterThan(0);
+      expect(before.every((e) => e.event.startsWith('brake.'))).toBe(true);
+      const pulled = await t.tp(['emergency', 'activate', '--reason', 'followed']);
+      expect(pulled.code, pulled.stderr).toBe(0);
+      await until(() => lines().some((e) => e.data?.reason === 'followed'));
+      expect(lines().at(-1)).toMatchObject({ event: 'brake.activate', seq: expect.any(Number) });
+    } finally {
+      child.kill();
+    }
+  }, 120_000);
+
   it('a forged entry at the tail is still caught', async () => {
     const text = fs.readFileSync(log, 'utf8');
     const lines = text.trimEnd().split('\n');
     const n = lines.length;
     // The last MACed response (a brake placed after it has no MAC).
     const i = lines.findLastIndex((l) => l.includes('"bytes":') && l.includes('"mac":"'));
-    expect(i).toBeGreaterThan(n - 3);
+    expect(i).toBeGreaterThan(n - 4); // after it: the brakes the tests above pulled
     try {
       // Its details changed, its MAC kept: `audit verify` names it.
       const edited = [...lines];

@@ -55,7 +55,7 @@ function forge(t: TestHome, events: ReadonlyArray<AuditEvent & { ts?: string }>)
     out += line + '\n';
     prev = digest;
   }
-  fs.appendFileSync(logFile(t), out);
+  fs.appendFileSync(logFile(t), out, { mode: 0o600 }); // Deno applies the default 0666 otherwise
 }
 
 /**
