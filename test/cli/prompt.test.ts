@@ -167,6 +167,31 @@ describe('no-echo prompts at a terminal', () => {
   });
 });
 
+describe('emergency clear of an agent brake at a terminal (issue 16)', () => {
+  it('asks whether to issue a new token: yes gives one once, the default keeps the old', async () => {
+    const t = await newHome();
+    const { id, token } = await newAgent(t);
+    const brake = () =>
+      t.tp(['emergency', 'activate', '--reason', 'drill', '--scope', 'agent', '--agent-id', id]);
+    const clear = ['--home', t.home, 'emergency', 'clear', '--scope', 'agent', '--agent-id', id];
+    const pw = ['--password-file', t.passwordFile];
+    expect((await brake()).code).toBe(0);
+    const kept = await atTerminal([...clear, ...pw], [['a new token', '\r']]);
+    expect(kept.code, kept.transcript).toBe(0);
+    expect(kept.transcript).toContain('The agent keeps its token');
+    const tokens = () =>
+      fs.readFileSync(path.join(t.home, 'audit', 'audit.log'), 'utf8').split('\n')
+        .filter((l) => l.includes('"event":"agent.token"')).length;
+    const before = tokens();
+    expect((await brake()).code).toBe(0);
+    const fresh = await atTerminal([...clear, ...pw], [['a new token', 'y\r']]);
+    expect(fresh.code, fresh.transcript).toBe(0);
+    expect(fresh.transcript).toMatch(/New token for agent .*\r?\ntpat_/);
+    expect(fresh.transcript).not.toContain(token);
+    expect(tokens()).toBe(before + 1);
+  });
+});
+
 describe('colour at a terminal', () => {
   const ESC = '\x1b[';
 
