@@ -60,12 +60,13 @@ release: dist/trust-protocol
 
 # Debian tools the tests use: minisign (skill signature round trips both ways, release checks),
 # strace (to fail one system call and test what a crash at that moment leaves), zsh and fish (to
-# syntax-check their completion scripts). Skipped when installed;
+# syntax-check their completion scripts), curl (the README's serve steps, run by
+# test/binary/readme.test.ts). Skipped when installed;
 # installs as root on a fresh Debian machine (CI).
 tools:
 	@command -v minisign >/dev/null && command -v strace >/dev/null && \
-	  command -v zsh >/dev/null && command -v fish >/dev/null || \
-	  (apt-get update -qq && apt-get install -y -qq minisign strace zsh fish)
+	  command -v zsh >/dev/null && command -v fish >/dev/null && command -v curl >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq minisign strace zsh fish curl)
 
 # The whole suite: sources on Node, sources on Deno, then the CLI tests against the binary.
 # The last line is the total, `N passed, N failed`.
