@@ -80,7 +80,7 @@ interface _Index {
   matchers: Map<number, _UnitMatcher[]>;
   /**
    * The matchers whose first character can be written `&#...;` (keyed `&#` key * 0x110000 + the
-   * code point) or `\uXXXX` (the `\u` key * 0x110000 + the UTF-16 code unit).
+   * code point) or `\uHHHH` (the `\u` key * 0x110000 + the UTF-16 code unit).
    */
   byUnit: Map<number, _UnitMatcher[]>;
 }
@@ -457,7 +457,7 @@ const _REFERENCE_KEY = (0x26 << 8) | 0x23; // &#
 const _UNICODE_ESCAPE_KEY = (0x5c << 8) | 0x75; // \u
 
 /**
- * The character a `&#...;` reference (`reference`) or the UTF-16 code unit a `\uXXXX` escape at
+ * The character a `&#...;` reference (`reference`) or the UTF-16 code unit a `\uHHHH` escape at
  * `at` writes; -1 when the end of `buf` cuts it short, -2 when it is not one.
  */
 function _escapedUnit(buf: Buffer, at: number, reference: boolean): number {
@@ -965,7 +965,7 @@ const _JSON_SHORT_ESCAPES: Record<number, number> = {
 };
 
 /**
- * Each character literal, as its short escape (`\"`, `\/`, `\n`...) or as `\uXXXX` in either case
+ * Each character literal, as its short escape (`\"`, `\/`, `\n`...) or as `\uHHHH` in either case
  * (a surrogate pair beyond U+FFFF): any mix of what JSON encoders write.
  */
 function _jsonStep(text: _Text, buf: Buffer, pos: number, i: number, ends: _Ends): void {
@@ -990,7 +990,7 @@ function _jsonStep(text: _Text, buf: Buffer, pos: number, i: number, ends: _Ends
   else if (end > 0) _end(ends, end);
 }
 
-/** `\uXXXX` of `unit` at `pos` (either case): its end, 0 for none, -1 cut short by the end. */
+/** `\uHHHH` of `unit` at `pos` (either case): its end, 0 for none, -1 cut short by the end. */
 function _unicodeEscape(buf: Buffer, pos: number, unit: number): number {
   for (let k = 0; k < 6; k++) {
     if (pos + k >= buf.length) return -1;

@@ -147,7 +147,7 @@ export function canaryForms(canary: string): CanaryForm[] {
   return [...unique.values()];
 }
 
-/** Every UTF-16 code unit as `\uXXXX`, lower-case hex (Python's json.dumps writes non-ASCII so). */
+/** Every UTF-16 code unit as `\uHHHH`, lower-case hex (Python's json.dumps writes non-ASCII so). */
 function _unicodeEscaped(text: string): string {
   let out = '';
   for (let i = 0; i < text.length; i++) {
