@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openAuditWriter } from '../src/audit.ts';
 import { openHome } from '../src/home.ts';
-import { generateLog } from './gen_log.ts';
+import { generateLog, initHome } from './gen_log.ts';
 
 export interface AuditBench {
   entries: number;
@@ -36,18 +36,7 @@ async function _bigLog(
   const home = path.join(dir, 'audit-home');
   const passwordFile = path.join(dir, 'audit-password');
   fs.writeFileSync(passwordFile, 'bench audit password\n', { mode: 0o600 });
-  const init = spawnSync(BINARY, [
-    '--home',
-    home,
-    'init',
-    '--kdf-memory-mib',
-    '19',
-    '--kdf-iterations',
-    '2',
-    '--password-file',
-    passwordFile,
-  ], { stdio: 'ignore' });
-  if (init.status !== 0) throw new Error('init failed');
+  initHome([BINARY], home, passwordFile);
   const log = path.join(home, 'audit', 'audit.log');
   const existing = fs.readFileSync(log, 'utf8').trimEnd().split('\n').length;
   await generateLog(home, 'bench audit password', n - existing);

@@ -7,6 +7,7 @@
  *
  * As a command: node bench/gen_log.ts HOME PASSWORD_FILE ENTRIES
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { entryFormatter, lineDigest, logTail } from '../src/audit.ts';
@@ -99,4 +100,27 @@ if (process.argv[1]?.endsWith('gen_log.ts')) {
       ((performance.now() - started) / 1000).toFixed(1)
     } s`,
   );
+}
+
+/** `trust-protocol init` of `home` at the KDF floor, run with `cli` (the binary, or node + main.ts). */
+export function initHome(
+  cli: readonly string[],
+  home: string,
+  passwordFile: string,
+  env?: Record<string, string>,
+): void {
+  const [file, ...pre] = cli;
+  const r = spawnSync(file!, [
+    ...pre,
+    '--home',
+    home,
+    'init',
+    '--kdf-memory-mib',
+    '19',
+    '--kdf-iterations',
+    '2',
+    '--password-file',
+    passwordFile,
+  ], { ...(env === undefined ? {} : { env }), stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`init of ${home} failed`);
 }

@@ -15,7 +15,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { generateLog } from './gen_log.ts';
+import { generateLog, initHome } from './gen_log.ts';
 
 const BINARY = 'dist/trust-protocol';
 /** Runs per command: the tail readers are quick and noisy, so they get more. */
@@ -44,23 +44,6 @@ export interface ScaleBench {
 
 function _cli(): string[] {
   return fs.existsSync(BINARY) ? [BINARY] : [process.execPath, 'cmd/main.ts'];
-}
-
-function _init(home: string, passwordFile: string, env: Record<string, string>): void {
-  const [file, ...pre] = _cli();
-  const r = spawnSync(file!, [
-    ...pre,
-    '--home',
-    home,
-    'init',
-    '--kdf-memory-mib',
-    '19',
-    '--kdf-iterations',
-    '2',
-    '--password-file',
-    passwordFile,
-  ], { env, stdio: 'ignore' });
-  if (r.status !== 0) throw new Error(`init of ${home} failed`);
 }
 
 /** Median wall time (ms) and largest peak RSS (MiB) of `argv` over `runs` runs; stdout discarded. */
@@ -99,8 +82,8 @@ export async function benchScale(
   fs.writeFileSync(passwordFile, PASSWORD + '\n', { mode: 0o600 });
   const fresh = path.join(dir, 'scale-fresh');
   const big = path.join(dir, 'scale-big');
-  _init(fresh, passwordFile, env);
-  _init(big, passwordFile, env);
+  initHome(_cli(), fresh, passwordFile, env);
+  initHome(_cli(), big, passwordFile, env);
   step(`scale: writing a ${entries.toLocaleString('en')}-entry log`);
   const started = performance.now();
   await generateLog(big, PASSWORD, entries);
