@@ -7,7 +7,7 @@ import { decodeUtf8Strict } from '../../src/bytes.ts';
 import { TpError, usage } from '../../src/errors.ts';
 import { monitorOnce } from '../../src/monitor/live.ts';
 import { loadVault, unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
-import { parseCurlArgs, type Template } from '../../src/template.ts';
+import { findPlaceholders, parseCurlArgs, type Template } from '../../src/template.ts';
 import { SOCKET_NAME, SYSTEM_SOCKET } from '../../src/serve/address.ts';
 import type { ServerTarget } from '../../src/serve/client.ts';
 import {
@@ -106,26 +106,20 @@ async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Templa
     );
   }
   const data = list(ctx, 'data').map((d) => d.startsWith('@') ? _dataFile(d.slice(1)) : d);
-  const headers = list(ctx, 'header');
   const credential = str(ctx, 'credential');
-  if (
-    credential !== undefined && !_mentionsPlaceholder([ctx.positionals[0], ...headers, ...data])
-  ) {
-    // curl-style with no placeholder: the credential's inject rule says where it goes (issue 16).
-    const rule = _unverifiedInjectRule(ctx, credential);
-    if (rule !== null) headers.push(rule);
-  }
-  return {
-    parsed: parseCurlArgs({
+  const curl = (headers: string[]) =>
+    parseCurlArgs({
       url: ctx.positionals[0] as string,
       headers,
       ...(str(ctx, 'request') === undefined ? {} : { method: str(ctx, 'request') as string }),
       ...(data.length === 0 ? {} : { data: data.join('&') }),
-      ...(str(ctx, 'credential') === undefined
-        ? {}
-        : { credential: str(ctx, 'credential') as string }),
-    }),
-  };
+      ...(credential === undefined ? {} : { credential }),
+    });
+  const parsed = curl(list(ctx, 'header'));
+  if (credential === undefined || findPlaceholders(parsed).length > 0) return { parsed };
+  // curl-style with no placeholder: the credential's inject rule says where it goes (issue 16).
+  const rule = _unverifiedInjectRule(ctx, credential);
+  return { parsed: rule === null ? parsed : curl([...list(ctx, 'header'), rule]) };
 }
 
 /** The password for a run without serve; without one, the error says that no serve answers. */
@@ -158,10 +152,6 @@ async function _passwordOrNoServe(ctx: Ctx): Promise<Uint8Array> {
       },
     );
   }
-}
-
-function _mentionsPlaceholder(texts: ReadonlyArray<string | undefined>): boolean {
-  return texts.some((t) => t !== undefined && /\{\{\s*credential/i.test(t));
 }
 
 /**
