@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { escapeControls } from './bytes.ts';
 import { denied, TpError, usage } from './errors.ts';
+import type { EventName } from './events.ts';
 import { newAgentToken } from './policy.ts';
 import { type Tier, TIER_RULES, tierRank } from './tiers.ts';
 import type { AgentRecord, Change, VaultBody } from './vault.ts';
@@ -286,7 +287,7 @@ export function agentView(a: AgentRecord) {
   };
 }
 
-function _event(event: string, id: string, data: Record<string, unknown>) {
+function _event(event: EventName, id: string, data: Record<string, unknown>) {
   return {
     event,
     actor: { type: 'operator' as const },

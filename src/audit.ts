@@ -15,6 +15,7 @@ import { type DigestHmac, digestHmacer, hmacSha256Hex } from './crypto/hmac.ts';
 import { promisify } from 'node:util';
 import { secretEqual } from './bytes.ts';
 import { integrity, TpError } from './errors.ts';
+import { type EventName, UNKEYED_EVENTS } from './events.ts';
 import {
   fsyncDir,
   type Home,
@@ -39,7 +40,7 @@ export interface Actor {
 }
 
 export interface AuditEvent {
-  event: string;
+  event: EventName;
   actor: Actor;
   outcome: Outcome;
   data: Record<string, unknown>;
@@ -65,14 +66,6 @@ export type Checked<T> = Authenticated<T> | Unverified<T>;
 export function authenticatedOnly<T>(entries: readonly Checked<T>[]): Array<Authenticated<T>> {
   return entries.filter((e): e is Authenticated<T> => e.authenticated);
 }
-
-/**
- * The only events written without the password, so the only ones that may carry `"mac": null`.
- * With the key, a null MAC on any other event was forged or stripped (an integrity failure, like
- * a wrong MAC); a writer without a key refuses other events, which keeps this list complete.
- */
-export const UNKEYED_EVENTS =
-  /^(request\.denied|vault\.unseal_failed|brake\.activate|audit\.repair|skill\.verify)$/;
 
 /** Whether a line's event (read from the fixed field order) is one of `UNKEYED_EVENTS`. */
 export function mayLackMac(line: string): boolean {

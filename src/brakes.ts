@@ -16,6 +16,7 @@ import { Buffer } from 'node:buffer';
 import { entriesAfter } from './audit.ts';
 import { escapeControls } from './bytes.ts';
 import { integrity, TpError, usage } from './errors.ts';
+import { BRAKE_EVENTS } from './events.ts';
 import { fsyncDir, type Home, ioErrorCode, READ_FLAGS, subdir, writeStateFile } from './home.ts';
 
 export const BRAKES_DIR = 'brakes';
@@ -90,9 +91,6 @@ export function activeBrakes(
   for (const b of _auditedBrakes(home, vault.audit_head?.seq ?? 0)) add(b);
   return [...found.values()].filter((b) => b.id === 'unreadable' || !cleared.includes(b.id));
 }
-
-/** The audit events that place a brake (one object: serve follows it, see followAuditLog). */
-export const BRAKE_EVENTS = /^brake\.activate$/;
 
 /** The third record: `brake.activate` entries written since the head the vault last recorded. */
 function _auditedBrakes(home: Home, afterSeq: number): Brake[] {

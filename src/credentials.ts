@@ -7,6 +7,7 @@ import { NAME_RE } from './grammar.ts';
 import { decodeUtf8Strict, escapeControls } from './bytes.ts';
 import { formatDomainPattern, matchTarget, parseDomainPattern, parseTargetUrl } from './domain.ts';
 import { TpError, usage } from './errors.ts';
+import type { EventName } from './events.ts';
 import { findPlaceholders, parseTemplate } from './template.ts';
 import { parseTier } from './tiers.ts';
 import {
@@ -320,7 +321,7 @@ function _find(body: VaultBody, name: string): CredentialRecord {
   return record;
 }
 
-function _event(event: string, meta: CredentialMeta) {
+function _event(event: EventName, meta: CredentialMeta) {
   return {
     event,
     actor: { type: 'operator' as const },

@@ -21,6 +21,7 @@ import { fromB64, fromHex, secretEqual, toB64, utf8, wipe } from './bytes.ts';
 import { open, randomBytes, randomKey, seal, subkey } from './crypto/aead.ts';
 import { checkKdfParams, deriveKey, type KdfParams } from './crypto/kdf.ts';
 import { integrity, TpError } from './errors.ts';
+import { VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS } from './events.ts';
 import { type Home, readStateFile, withLock, writeStateFile } from './home.ts';
 import { type Tier, TIERS } from './tiers.ts';
 import { arr, bool, int, obj, oneOf, str, strArr, strOrNull } from './validate.ts';
@@ -362,7 +363,6 @@ export async function updateVault<T>(
  * of the vault was recorded (`vault.saved` of this generation or newer). A copy taken while a
  * change was in flight and restored after it completed fails the second condition.
  */
-export const VAULT_SAVED_EVENTS = /^vault\.saved$/;
 
 function _interrupted(home: Home, file: VaultFile, keys: VaultKeys): boolean {
   if (!file.body.change_in_flight) return false;
@@ -479,10 +479,6 @@ export async function recordKnownBrakes(
     saveVault(home, fresh, keys);
   });
 }
-
-/** Events that record a change of the vault; each is followed by a vault write under the lock. */
-export const VAULT_CHANGE_EVENTS =
-  /^(vault\.(?!saved$)|credential\.|agent\.|publisher\.)|^brake\.clear$|^monitor\.actions$/;
 
 /**
  * Refuses a vault older than the audit trail: a change a password holder recorded after the

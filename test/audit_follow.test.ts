@@ -14,14 +14,13 @@ import {
   formatEntry,
   openAuditWriter,
 } from '../src/audit.ts';
-import { BRAKE_EVENTS } from '../src/brakes.ts';
+import { BRAKE_EVENTS, type EventName, VAULT_CHANGE_EVENTS } from '../src/events.ts';
 import { openHome } from '../src/home.ts';
-import { VAULT_CHANGE_EVENTS } from '../src/vault.ts';
 
 const KEY = new Uint8Array(32).fill(7);
 const OTHER_KEY = new Uint8Array(32).fill(8);
 
-function event(name: string, i: number): AuditEvent {
+function event(name: EventName, i: number): AuditEvent {
   return { event: name, actor: { type: 'system' }, outcome: 'ok', data: { i, brake: `b${i}` } };
 }
 
@@ -91,7 +90,7 @@ describe('followAuditLog', () => {
   });
 
   it('a line under another key throws in the scan and in the follower, also when it is not a followed event', async () => {
-    for (const name of ['agent.grant', 'request.completed']) {
+    for (const name of ['agent.grant', 'request.completed'] as const) {
       const { h, keyed } = setup();
       await keyed.append([event('agent.revoke', 1)]);
       const stop = followAuditLog(h, KEY, [VAULT_CHANGE_EVENTS, BRAKE_EVENTS]);

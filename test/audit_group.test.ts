@@ -24,7 +24,7 @@ describe('group commit of concurrent appends', () => {
         { length: 2000 },
         (_, i) =>
           w.append([{
-            event: 'test.group',
+            event: 'serve.start',
             actor: { type: 'system' },
             outcome: 'ok',
             data: { i },
@@ -66,14 +66,15 @@ describe('group commit of concurrent appends', () => {
   it('a failed write rejects every append of the batch and records nothing', async () => {
     const h = home();
     const w = openAuditWriter(h, { macKey: KEY });
-    await w.append([{ event: 'first', actor: { type: 'system' }, outcome: 'ok', data: {} }]);
+    await w.append([{ event: 'serve.start', actor: { type: 'system' }, outcome: 'ok', data: {} }]);
     const log = path.join(h.dir, 'audit', 'audit.log');
     fs.rmSync(log);
     fs.mkdirSync(log);
     const outcomes = await Promise.allSettled(
       Array.from(
         { length: 10 },
-        () => w.append([{ event: 'x', actor: { type: 'system' }, outcome: 'ok', data: {} }]),
+        () =>
+          w.append([{ event: 'serve.stop', actor: { type: 'system' }, outcome: 'ok', data: {} }]),
       ),
     );
     expect(
@@ -86,7 +87,7 @@ describe('group commit of concurrent appends', () => {
 
 describe('readLogFrom: a forward reader that keeps up', () => {
   const event = (i: number) => ({
-    event: 'test.cursor',
+    event: 'monitor.rebuild' as const,
     actor: { type: 'system' as const },
     outcome: 'ok' as const,
     data: { i },

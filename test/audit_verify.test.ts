@@ -219,7 +219,7 @@ describe('audit line format', () => {
   it('escapes line breaks, terminal controls and bidi overrides; the value round-trips', () => {
     const nasty = 'a\nb\r\u001b[2J\u009b31m\u202eevil\u2028\u2066x\u007f';
     const { line } = formatEntry({
-      event: 'e',
+      event: 'serve.start',
       actor: { type: 'anyone' },
       outcome: 'ok',
       data: { reason: nasty },

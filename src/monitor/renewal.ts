@@ -188,7 +188,7 @@ function _blockingAnomaly(id: string, entries: ReadonlyArray<Checked<AuditEntry>
 
 function _event(id: string, outcome: 'ok' | 'denied', data: Record<string, unknown>) {
   return {
-    event: 'agent.renew',
+    event: 'agent.renew' as const,
     actor: { type: 'agent' as const, id },
     outcome,
     data: { agent: id, ...data },

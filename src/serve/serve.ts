@@ -10,14 +10,13 @@ import type { TpError } from '../errors.ts';
 import type { Home } from '../home.ts';
 import type { SendOptions } from '../http/client.ts';
 import { followAuditLog } from '../audit.ts';
-import { activeBrakes, BRAKE_EVENTS } from '../brakes.ts';
+import { activeBrakes } from '../brakes.ts';
+import { BRAKE_EVENTS, VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS } from '../events.ts';
 import { RedactionCache } from '../redact.ts';
 import {
   hasUnknownBrakes,
   loadVault,
   recordKnownBrakes,
-  VAULT_CHANGE_EVENTS,
-  VAULT_SAVED_EVENTS,
   type VaultKeys,
   wipeKeys,
 } from '../vault.ts';
