@@ -10,7 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openAuditWriter } from '../src/audit.ts';
+import { openState } from '../src/state.ts';
 import { openHome } from '../src/home.ts';
 import { generateLog, initHome } from './gen_log.ts';
 
@@ -62,7 +62,7 @@ function _hyperfine(
 
 async function _appends(dir: string, total: number, concurrency: number): Promise<number> {
   const h = openHome(path.join(dir, 'append-home'), { create: true });
-  const w = openAuditWriter(h, { macKey: new Uint8Array(32).fill(1) });
+  const w = openState(h).audit.writer({ macKey: new Uint8Array(32).fill(1) });
   const started = performance.now();
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -169,6 +169,6 @@ export function auditMarkdown(a: AuditBench): string {
 
 The verify time is the whole command: process start, the floor KDF, reading the file, and
 checking every entry's chain link and HMAC. Command: \`${a.verifyCommand}\`. The appends run
-in-process through \`openAuditWriter\` (the code path \`serve\` uses), each awaited until fsynced.
+in-process through \`state.audit.writer\` (the code path \`serve\` uses), each awaited until fsynced.
 `;
 }

@@ -12,7 +12,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { entryFormatter, lineDigest, logTail } from '../src/audit.ts';
 import { openHome } from '../src/home.ts';
-import { loadVault, recordAuditHead, unseal, wipeKeys } from '../src/vault.ts';
+import { openState } from '../src/state.ts';
+import { loadVault, unseal, wipeKeys } from '../src/vault.ts';
 
 const AGENTS = ['agt_4f7f2af5c2203f70452d', 'agt_9c1e0b7d33a2f4e81c07', 'agt_0d5a6b2c8e9f1a3b4c5d'];
 const HOSTS = ['api.openai.com', 'api.anthropic.com', 'api.github.com'];
@@ -79,7 +80,7 @@ export async function generateLog(
       fs.closeSync(fd);
     }
     const head = { seq, hash: prev };
-    await recordAuditHead(home, keys, head);
+    await openState(home).vault.recordHead(keys, head);
     return head;
   } finally {
     wipeKeys(keys);

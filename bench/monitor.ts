@@ -12,11 +12,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import process from 'node:process';
-import { openAuditWriter } from '../src/audit.ts';
+import { openState } from '../src/state.ts';
 import { openHome } from '../src/home.ts';
 import { liveMonitor } from '../src/monitor/live.ts';
 import { type GatewayBench, serveRps } from './gateway.ts';
-import { loadVault, unseal, wipeKeys } from '../src/vault.ts';
+import { unseal, wipeKeys } from '../src/vault.ts';
 
 const BINARY = 'dist/trust-protocol';
 const REQUESTS = 3000;
@@ -55,10 +55,11 @@ export async function benchMonitor(
   ], { env, encoding: 'utf8' });
   if (init.status !== 0) throw new Error(`init failed: ${init.stderr}`);
   const h = openHome(home, { create: false });
-  const keys = unseal(loadVault(h), new TextEncoder().encode(password));
+  const state = openState(h);
+  const keys = unseal(state.vault.read(), new TextEncoder().encode(password));
   try {
-    const writer = openAuditWriter(h, { macKey: keys.audit });
-    const monitor = await liveMonitor(h, keys, () => new Date());
+    const writer = state.audit.writer({ macKey: keys.audit });
+    const monitor = await liveMonitor(state, keys, () => new Date());
     const times: number[] = [];
     for (let i = 0; i < REQUESTS; i++) {
       const actor = { type: 'agent' as const, id: `agt_bench${i % AGENTS}` };

@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { Agent, request } from 'node:https';
 import process from 'node:process';
-import { openAuditWriter } from '../src/audit.ts';
+import { openState } from '../src/state.ts';
 
 const [mode, upstreamPort, host, caFile, auditHome] = process.argv.slice(2);
 if ((mode !== 'bare' && mode !== 'audited') || !upstreamPort || !host || !caFile) {
@@ -24,7 +24,7 @@ if (mode === 'audited' && !auditHome) throw new Error('audited needs an audit ho
 
 const agent = new Agent({ keepAlive: true, maxSockets: 64, ca: readFileSync(caFile) });
 const audit = mode === 'audited'
-  ? openAuditWriter({ dir: auditHome as string }, { macKey: randomBytes(32) })
+  ? openState({ dir: auditHome as string }).audit.writer({ macKey: randomBytes(32) })
   : null;
 const actor = { type: 'agent', id: 'agt_bench' } as const;
 

@@ -2,14 +2,14 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { TpError, usage } from '../src/errors.ts';
 import { type Home, openHome } from '../src/home.ts';
+import { openState, type State } from '../src/state.ts';
 import {
   type Change,
-  loadVault,
   unseal,
-  updateVault,
   type VaultBody,
   type VaultFile,
   type VaultKeys,
+  type VerifiedVault,
   wipeKeys,
 } from '../src/vault.ts';
 import { paint } from './color.ts';
@@ -77,18 +77,26 @@ export function existingHome(ctx: Ctx): Home {
   return openHome(ctx.homeDir, { create: false });
 }
 
+/** The existing home's vault, audit log and brakes (src/state.ts). */
+export function existingState(ctx: Ctx): State {
+  return openState(existingHome(ctx));
+}
+
 export interface Unsealed {
-  home: Home;
-  file: VaultFile;
+  state: State;
+  /** As read when the password was asked for, its MAC checked under the keys. */
+  file: VerifiedVault;
   keys: VaultKeys;
 }
 
 export async function unsealVault(ctx: Ctx): Promise<Unsealed> {
-  const home = existingHome(ctx);
-  const file = loadVault(home);
+  const state = existingState(ctx);
+  const file: VaultFile = state.vault.read();
   const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
   try {
-    return { home, file, keys: unseal(file, password) };
+    const keys = unseal(file, password);
+    // unseal checked the file's MAC under the keys it derived.
+    return { state, file: file as VerifiedVault, keys };
   } finally {
     password.fill(0);
   }
@@ -99,9 +107,9 @@ export async function changeVault<T>(
   ctx: Ctx,
   change: (body: VaultBody, keys: VaultKeys) => Change<T>,
 ): Promise<T> {
-  const { home, keys } = await unsealVault(ctx);
+  const { state, keys } = await unsealVault(ctx);
   try {
-    return await updateVault(home, keys, (body) => change(body, keys));
+    return await state.vault.update(keys, (body) => change(body, keys));
   } finally {
     wipeKeys(keys);
   }

@@ -11,7 +11,8 @@ import v8 from 'node:v8';
 import { checkEnvironment } from '../src/broker.ts';
 import { usage } from '../src/errors.ts';
 import { type KeeperLink, keeperLink } from '../src/serve/keeper.ts';
-import { loadVault, unseal, type VaultKeys, wipeKeys } from '../src/vault.ts';
+import { openState } from '../src/state.ts';
+import { unseal, type VaultKeys, wipeKeys } from '../src/vault.ts';
 import { verifyConfig } from '../src/config.ts';
 import { applyConfig, caTextBytes } from './commands/config.ts';
 import pkg from '../package.json' with { type: 'json' };
@@ -111,7 +112,7 @@ const keeper: Command = {
     const flags = serveFlags(ctx);
     checkEnvironment(ctx.io.env);
     const home = existingHome(ctx);
-    const file = loadVault(home);
+    const file = openState(home).vault.read();
     const password = await _password(ctx, link);
     // The front could not prompt (it says why) or is gone: nothing to add.
     if (password === null) return { json: undefined, text: '', exitCode: EXIT.sealed };

@@ -277,38 +277,13 @@ function _readRecent(
   }
 }
 
-/**
- * Entries numbered above `afterSeq`, newest first. With a key, each says whether it is
- * authenticated (what password holders wrote since a recorded head), a line whose MAC is wrong
- * throws, and only an authenticated entry at or below `afterSeq` ends the scan; without one,
- * every readable entry, unverified. `events` keeps only entries whose event name it matches; the
- * others above `afterSeq` are skipped unparsed (their name is read from the fixed field order),
- * which keeps frequent scans cheap, but with a key their MAC is still checked: renaming an
- * entry's event must not hide it.
- */
-export function entriesAfter(
-  home: Home,
-  macKey: null,
-  afterSeq: number,
-  events?: RegExp,
-): Array<Unverified<LogEntry>>;
-export function entriesAfter(
+/** `FileAuditLog.entriesAfter` without a follower: reads the log back from its end. */
+function _scanEntriesAfter(
   home: Home,
   macKey: Uint8Array | null,
   afterSeq: number,
-  events?: RegExp,
-): Array<Checked<LogEntry>>;
-export function entriesAfter(
-  home: Home,
-  macKey: Uint8Array | null,
-  afterSeq: number,
-  events?: RegExp,
+  events: RegExp | undefined,
 ): Array<Checked<LogEntry>> {
-  const follower = followers.get(home.dir);
-  if (follower !== undefined && events !== undefined) {
-    const found = follower.entriesAfter(macKey, afterSeq, events);
-    if (found !== null) return found;
-  }
   const fd = _openLog(home);
   if (fd === null) return [];
   const out: Array<Checked<LogEntry>> = [];
@@ -355,31 +330,141 @@ function _openLog(home: Home): number | null {
   return _regularFile(fd, path.join(dir.dir, AUDIT_FILE));
 }
 
-const followers = new Map<string, LogFollower>();
-
 /**
- * For a long-lived process (serve), which asks `entriesAfter` the same questions before every
- * request (brakes activated, vault changes since the vault's head): from now on, in this process,
- * such a query for one of `events` (the same RegExp objects) reads only what was appended since
- * the last one. Returns the function that stops following.
- *
- * The follower remembers the lines of those events (and any line whose event cannot be read
- * without parsing) above the first head it was asked about, and reads the log forward from where
- * it stopped; a log that no longer continues from there (cut, rewritten) is scanned again, and so
- * is a query about an older head. Its answers hold every entry `entriesAfter` would give; on a
- * log whose numbering goes backwards (only a tampered one) possibly more, never fewer.
+ * One home's audit log, as this process sees it: its writers share one group-commit queue, and
+ * the digests of what it wrote last; a long-lived process may follow it. Open it once per process
+ * and home, through `openState` (src/state.ts), so that every writer shares that queue.
  */
-export function followAuditLog(
-  home: Home,
-  macKey: Uint8Array,
-  events: readonly RegExp[],
-): () => void {
-  const follower = new LogFollower(home, macKey, events);
-  followers.set(home.dir, follower);
-  return () => {
-    if (followers.get(home.dir) === follower) followers.delete(home.dir);
-    follower.close();
-  };
+export class FileAuditLog {
+  readonly home: Home;
+  /** Appends waiting for the batch being written (null: none is being written). */
+  #queue: Pending[] | null = null;
+  /**
+   * The digests of the entries this process wrote last, and where its last batch ended. While
+   * the log still ends there with that entry (nobody else appended or rewrote it), a guard's
+   * `digestAt` reads them from here instead of scanning the log backwards.
+   */
+  #written: Written | null = null;
+  #follower: LogFollower | null = null;
+
+  constructor(home: Home) {
+    this.home = home;
+  }
+
+  /**
+   * Appends under the audit lock: read the tail, chain, write, fsync. Appends made while another
+   * is being written wait and then go out together (group commit: one lock, one fsync for the
+   * batch), each still resolved only once durable. A torn tail left by a crash is cut off and the
+   * repair itself is recorded, so the chain stays verifiable.
+   */
+  writer(options: AuditWriterOptions): AuditWriter {
+    const clock = options.clock ?? (() => new Date());
+    return {
+      append: (events, appendOptions = {}) => {
+        const keyed = options.macKey === null
+          ? events.find((e) => !UNKEYED_EVENTS.test(e.event))
+          : undefined;
+        if (keyed !== undefined) {
+          return Promise.reject(
+            new TpError('internal', 'audit_needs_key', `${keyed.event} is written only with a MAC`),
+          );
+        }
+        try {
+          subdir(this.home, AUDIT_DIR, { create: true });
+        } catch (e) {
+          return Promise.reject(
+            e instanceof TpError && e.kind === 'integrity' ? e : _auditError(e),
+          );
+        }
+        return new Promise<Appended>((resolve, reject) => {
+          const pending: Pending = {
+            events,
+            macKey: options.macKey,
+            guard: appendOptions.guard,
+            clock,
+            resolve,
+            reject,
+          };
+          if (this.#queue !== null) {
+            this.#queue.push(pending);
+            return;
+          }
+          this.#queue = [pending];
+          void this.#drain();
+        });
+      },
+    };
+  }
+
+  async #drain(): Promise<void> {
+    const dir = auditHome(this.home);
+    const queue = this.#queue as Pending[];
+    while (queue.length > 0) {
+      const batch = queue.splice(0);
+      try {
+        await withLock(dir, 'audit', () => this.#appendBatch(dir, batch), { timeoutMs: 30_000 });
+      } catch (e) {
+        for (const p of batch) p.reject(_auditError(e));
+      }
+    }
+    this.#queue = null;
+  }
+
+  #appendBatch(dir: Home, batch: readonly Pending[]): Promise<void> {
+    return _appendBatch(dir, batch, {
+      get: () => this.#written,
+      set: (w) => this.#written = w,
+    });
+  }
+
+  /**
+   * The entries numbered above `afterSeq`, newest first. With a key, every line read is checked:
+   * a wrong MAC (or a null one on an event that is always keyed) throws, and only an
+   * authenticated entry at or below `afterSeq` ends the scan; without one, every readable entry,
+   * unverified. `events` keeps only entries whose event name it matches; the others above
+   * `afterSeq` are skipped unparsed (their name is read from the fixed field order), which keeps
+   * frequent scans cheap, but with a key their MAC is still checked: renaming an entry's event
+   * must not hide it.
+   */
+  entriesAfter(macKey: null, afterSeq: number, events?: RegExp): Array<Unverified<LogEntry>>;
+  entriesAfter(
+    macKey: Uint8Array | null,
+    afterSeq: number,
+    events?: RegExp,
+  ): Array<Checked<LogEntry>>;
+  entriesAfter(
+    macKey: Uint8Array | null,
+    afterSeq: number,
+    events?: RegExp,
+  ): Array<Checked<LogEntry>> {
+    if (this.#follower !== null && events !== undefined) {
+      const found = this.#follower.entriesAfter(macKey, afterSeq, events);
+      if (found !== null) return found;
+    }
+    return _scanEntriesAfter(this.home, macKey, afterSeq, events);
+  }
+
+  /**
+   * For a long-lived process (serve), which asks `entriesAfter` the same questions before every
+   * request (brakes activated, vault changes since the vault's head): from now on such a query
+   * for one of `events` (the same RegExp objects) reads only what was appended since the last
+   * one. Returns the function that stops following.
+   *
+   * The follower remembers the lines of those events (and any line whose event cannot be read
+   * without parsing) above the first head it was asked about, and reads the log forward from
+   * where it stopped; a log that no longer continues from there (cut, rewritten) is scanned
+   * again, and so is a query about an older head. Its answers hold every entry a scan would give;
+   * on a log whose numbering goes backwards (only a tampered one) possibly more, never fewer.
+   */
+  follow(macKey: Uint8Array, events: readonly RegExp[]): () => void {
+    const follower = new LogFollower(this.home, macKey, events);
+    this.#follower?.close();
+    this.#follower = follower;
+    return () => {
+      if (this.#follower === follower) this.#follower = null;
+      follower.close();
+    };
+  }
 }
 
 interface FollowedLine {
@@ -772,85 +857,22 @@ interface Pending {
 
 const fsyncAsync = promisify(fs.fsync);
 
-/** One queue per audit directory in this process: concurrent appends share a lock and an fsync. */
-const queues = new Map<string, Pending[]>();
-
-/**
- * Per audit directory: the digests of the entries this process wrote last, and where its last
- * batch ended. While the log still ends there with that entry (nobody else appended or rewrote
- * it), a guard's `digestAt` reads them from here instead of scanning the log backwards.
- */
 interface Written {
   end: number;
   digests: Map<number, string>;
 }
 
-const written = new Map<string, Written>();
 const WRITTEN_MAX = 4096;
-
-/**
- * Appends under the audit lock: read the tail, chain, write, fsync. Appends made while another is
- * being written wait and then go out together (group commit: one lock, one fsync for the batch),
- * each still resolved only once durable. A torn tail left by a crash is cut off and the repair
- * itself is recorded, so the chain stays verifiable.
- */
-export function openAuditWriter(home: Home, options: AuditWriterOptions): AuditWriter {
-  const dir = auditHome(home);
-  const clock = options.clock ?? (() => new Date());
-  return {
-    append(events, appendOptions = {}) {
-      const keyed = options.macKey === null
-        ? events.find((e) => !UNKEYED_EVENTS.test(e.event))
-        : undefined;
-      if (keyed !== undefined) {
-        return Promise.reject(
-          new TpError('internal', 'audit_needs_key', `${keyed.event} is written only with a MAC`),
-        );
-      }
-      try {
-        subdir(home, AUDIT_DIR, { create: true });
-      } catch (e) {
-        return Promise.reject(e instanceof TpError && e.kind === 'integrity' ? e : _auditError(e));
-      }
-      return new Promise<Appended>((resolve, reject) => {
-        const pending: Pending = {
-          events,
-          macKey: options.macKey,
-          guard: appendOptions.guard,
-          clock,
-          resolve,
-          reject,
-        };
-        const queue = queues.get(dir.dir);
-        if (queue !== undefined) {
-          queue.push(pending);
-          return;
-        }
-        queues.set(dir.dir, [pending]);
-        void _drain(dir);
-      });
-    },
-  };
-}
-
-async function _drain(dir: Home): Promise<void> {
-  const queue = queues.get(dir.dir) as Pending[];
-  while (queue.length > 0) {
-    const batch = queue.splice(0);
-    try {
-      await withLock(dir, 'audit', () => _appendBatch(dir, batch), { timeoutMs: 30_000 });
-    } catch (e) {
-      for (const p of batch) p.reject(_auditError(e));
-    }
-  }
-  queues.delete(dir.dir);
-}
 
 /**
  * The fsync is awaited (it runs off the event loop), so appends arriving meanwhile queue up for
  * the next batch instead of waiting behind a blocked loop.
  */
-async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void> {
+async function _appendBatch(
+  dir: Home,
+  batch: readonly Pending[],
+  written: { get(): Written | null; set(w: Written | null): void },
+): Promise<void> {
   const file = path.join(dir.dir, AUDIT_FILE);
   const fd = fs.openSync(
     file,
@@ -903,8 +925,8 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
       );
     }
     const tailSeq = tail.last === null ? 0 : _seqOf(tail.last);
-    const ours = written.get(dir.dir);
-    const known = ours !== undefined && ours.end === tail.validLength && !tail.torn &&
+    const ours = written.get();
+    const known = ours !== null && ours.end === tail.validLength && !tail.torn &&
         ours.digests.get(tailSeq) === prev
       ? ours.digests
       : new Map<number, string>();
@@ -937,7 +959,7 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
     for (const mac of macs.values()) mac.wipe();
     const bytes = Buffer.from(out, 'utf8');
     const at = tail.torn ? tail.validLength : st.size;
-    written.delete(dir.dir);
+    written.set(null);
     let n = 0;
     while (n < bytes.length) {
       n += fs.writeSync(fd, bytes, n, bytes.length - n, at + n);
@@ -949,7 +971,7 @@ async function _appendBatch(dir: Home, batch: readonly Pending[]): Promise<void>
       if (known.size <= WRITTEN_MAX) break;
       known.delete(s);
     }
-    written.set(dir.dir, { end: at + bytes.length, digests: known });
+    written.set({ end: at + bytes.length, digests: known });
   } finally {
     fs.closeSync(fd);
   }

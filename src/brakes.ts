@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Buffer } from 'node:buffer';
-import { entriesAfter } from './audit.ts';
+import type { FileAuditLog } from './audit.ts';
 import { escapeControls } from './bytes.ts';
 import { integrity, TpError, usage } from './errors.ts';
 import { BRAKE_EVENTS } from './events.ts';
@@ -72,30 +72,57 @@ function _parseBrake(raw: unknown): Brake | null {
 }
 
 /**
- * Every brake in force: the union of brake files and journal activations, less the ids the vault
- * says were cleared. Unreadable records become global brakes with a reason saying so.
+ * One home's brakes (src/state.ts opens it). Its records are written by anyone without the
+ * password, so nothing read here is authenticated: a brake only ever narrows access, and only
+ * the vault's MACed cleared list lifts one.
  */
-export function activeBrakes(
-  home: Home,
-  vault: {
+export class FileBrakes {
+  readonly home: Home;
+  #audit: FileAuditLog;
+
+  constructor(home: Home, audit: FileAuditLog) {
+    this.home = home;
+    this.#audit = audit;
+  }
+
+  /**
+   * Every brake in force: the union of the vault's known list, brake files, journal activations
+   * and `brake.activate` entries after the vault's head, less the ids the vault says were
+   * cleared. Unreadable records become global brakes with a reason saying so.
+   */
+  active(vault: {
     cleared_brakes: readonly string[];
     known_brakes: readonly Brake[];
     audit_head: { seq: number } | null;
-  },
-): Brake[] {
-  const cleared = vault.cleared_brakes;
-  const found = new Map<string, Brake>();
-  const add = (b: Brake) => found.set(`${b.id}:${b.scope}:${b.target}`, b);
-  for (const b of vault.known_brakes) add(b);
-  for (const b of _recordedBrakes(home)) add(b);
-  for (const b of _auditedBrakes(home, vault.audit_head?.seq ?? 0)) add(b);
-  return [...found.values()].filter((b) => b.id === 'unreadable' || !cleared.includes(b.id));
+  }): Brake[] {
+    const cleared = vault.cleared_brakes;
+    const found = new Map<string, Brake>();
+    const add = (b: Brake) => found.set(`${b.id}:${b.scope}:${b.target}`, b);
+    for (const b of vault.known_brakes) add(b);
+    for (const b of _recordedBrakes(this.home)) add(b);
+    for (const b of _auditedBrakes(this.#audit, vault.audit_head?.seq ?? 0)) add(b);
+    return [...found.values()].filter((b) => b.id === 'unreadable' || !cleared.includes(b.id));
+  }
+
+  createDir(): void {
+    createBrakesDir(this.home);
+  }
+
+  /** Places a brake: the record file first, then the journal line, each made durable. */
+  activate(req: BrakeRequest, now: Date): Brake {
+    return _activate(this.home, req, now);
+  }
+
+  /** After a clear: tidy the lifted records away (the vault's cleared list is what counts). */
+  tidyCleared(ids: readonly string[], quarantine: boolean): void {
+    _tidyCleared(this.home, ids, quarantine);
+  }
 }
 
 /** The third record: `brake.activate` entries written since the head the vault last recorded. */
-function _auditedBrakes(home: Home, afterSeq: number): Brake[] {
+function _auditedBrakes(audit: FileAuditLog, afterSeq: number): Brake[] {
   const out: Brake[] = [];
-  for (const e of entriesAfter(home, null, afterSeq, BRAKE_EVENTS)) {
+  for (const e of audit.entriesAfter(null, afterSeq, BRAKE_EVENTS)) {
     const b = _parseBrake({
       id: e.data.brake,
       scope: e.data.scope,
@@ -221,8 +248,7 @@ export function checkBrakeRequest(req: BrakeRequest): BrakeRequest {
   return req;
 }
 
-/** Places a brake: the record file first, then the journal line, each made durable. */
-export function activateBrake(home: Home, req: BrakeRequest, now: Date): Brake {
+function _activate(home: Home, req: BrakeRequest, now: Date): Brake {
   checkBrakeRequest(req);
   const dir = subdir(home, BRAKES_DIR, { create: true }) as Home;
   const brake: Brake = {
@@ -288,8 +314,7 @@ export function brakeError(b: Brake): TpError {
   );
 }
 
-/** After a clear: tidy the lifted records away (the vault's cleared list is what counts). */
-export function tidyCleared(home: Home, ids: readonly string[], quarantine: boolean): void {
+function _tidyCleared(home: Home, ids: readonly string[], quarantine: boolean): void {
   const dir = subdir(home, BRAKES_DIR, { create: true }) as Home;
   for (const id of ids) fs.rmSync(path.join(dir.dir, `${id}.json`), { force: true });
   if (!quarantine) return;

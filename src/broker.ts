@@ -5,11 +5,10 @@
  * redact. Shared by `exec` and `serve`; it never touches the terminal.
  */
 import { Buffer } from 'node:buffer';
-import { type AuditEvent, type AuditWriter, openAuditWriter } from './audit.ts';
-import { activeBrakes, blockingBrake, type Brake, brakeError } from './brakes.ts';
+import type { AuditEvent, AuditWriter } from './audit.ts';
+import { blockingBrake, type Brake, brakeError } from './brakes.ts';
 import { parseTargetUrl } from './domain.ts';
 import { denied, integrity, TpError, usage } from './errors.ts';
-import type { Home } from './home.ts';
 import { send, type SendOptions, type UpstreamResponse } from './http/client.ts';
 import { checkRates, decide, type Decision, findAgentByToken } from './policy.ts';
 import { Redaction, type RedactionCache, Redactor, redactString, type Secret } from './redact.ts';
@@ -18,27 +17,28 @@ import {
   type AuditHead,
   type CredentialRecord,
   decryptValue,
-  ensureCurrent,
-  loadVault,
-  recordAuditHead,
-  recordKnownBrakes,
   unseal,
   type VaultFile,
   type VaultKeys,
+  type VerifiedVault,
   wipeKeys,
 } from './vault.ts';
+import type { State } from './state.ts';
 import { wipe } from './bytes.ts';
 
 export interface BrokerDeps {
-  home: Home;
+  /** The home's vault, audit log and brakes (src/state.ts). */
+  state: State;
   env: Readonly<Record<string, string | undefined>>;
   /**
    * Called only once every policy check has passed on the unauthenticated state: returns the keys
-   * for this file after checking its MAC (`exec`: derive from the password; `serve`: keys held
-   * since start-up), and what to do with them after the request (wipe, or keep).
+   * for this file and the file, its MAC checked (`exec`: derive from the password; `serve`: keys
+   * held since start-up), and what to do with the keys after the request (wipe, or keep).
    */
-  unseal: (file: VaultFile) => Promise<{ keys: VaultKeys; release: () => void }>;
-  /** Reads the vault as it is on disk now; default `loadVault` (serve: a `VaultReader`). */
+  unseal: (
+    file: VaultFile,
+  ) => Promise<{ keys: VaultKeys; file: VerifiedVault; release: () => void }>;
+  /** Reads the vault as it is on disk now; default `state.vault.read()`. */
   load?: () => VaultFile;
   /**
    * True when `unseal` returns keys already held (serve): it takes no time, so the brakes read
@@ -86,12 +86,12 @@ export interface BrokeredResponse {
 
 /** Throws the brake error when a brake in force (per this file's cleared list) stops the request. */
 export function checkBrakes(
-  home: Home,
+  state: State,
   file: VaultFile,
   agentId: string | null,
   credentials: readonly string[],
 ): void {
-  _stopIfBraked(activeBrakes(home, file.body), agentId, credentials);
+  _stopIfBraked(state.brakes.active(file.body), agentId, credentials);
 }
 
 function _stopIfBraked(
@@ -137,8 +137,9 @@ export function checkEnvironment(env: Readonly<Record<string, string | undefined
 
 export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise<BrokeredResponse> {
   const now = deps.now ?? (() => new Date());
-  const earlyAudit = openAuditWriter(deps.home, { macKey: null });
-  const file = deps.load?.() ?? loadVault(deps.home);
+  const { state } = deps;
+  const earlyAudit = state.audit.writer({ macKey: null });
+  const file = deps.load?.() ?? state.vault.read();
   let parsed: {
     template: Template;
     names: string[];
@@ -151,7 +152,7 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
     const agentId = request.token === null
       ? null
       : findAgentByToken(file.body.agents, request.token)?.id ?? null;
-    active = activeBrakes(deps.home, file.body);
+    active = state.brakes.active(file.body);
     await deps.sawBrakes?.(file, active);
     _stopIfBraked(active, agentId, []);
     parsed = _parse(request.template);
@@ -163,7 +164,7 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
     await deps.afterRequest?.(null);
     throw e;
   }
-  let unsealed: { keys: VaultKeys; release: () => void };
+  let unsealed: Awaited<ReturnType<BrokerDeps['unseal']>>;
   try {
     unsealed = await deps.unseal(file);
   } catch (e) {
@@ -180,15 +181,15 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
   }
   const { keys, release } = unsealed;
   try {
-    let current: VaultFile;
+    let current: VerifiedVault;
     try {
-      current = await ensureCurrent(deps.home, file, keys);
+      current = await state.vault.ensureCurrent(unsealed.file, keys);
     } catch (e) {
       await _auditDenial(earlyAudit, e, request.token, file, parsed);
       throw e;
     }
     // A brake placed while the password was typed or derived counts; so does a newer vault body.
-    if (current !== file || deps.keysHeld !== true) active = activeBrakes(deps.home, current.body);
+    if (current !== file || deps.keysHeld !== true) active = state.brakes.active(current.body);
     return await _executeAuthenticated(
       { file: current, active },
       keys,
@@ -210,7 +211,8 @@ export function unsealWithPassword(password: () => Promise<Uint8Array>): BrokerD
     const pw = await password();
     try {
       const keys = unseal(file, pw);
-      return { keys, release: () => wipeKeys(keys) };
+      // unseal checked the file's MAC under the keys it derived.
+      return { keys, file: file as VerifiedVault, release: () => wipeKeys(keys) };
     } finally {
       pw.fill(0);
     }
@@ -218,7 +220,7 @@ export function unsealWithPassword(password: () => Promise<Uint8Array>): BrokerD
 }
 
 async function _executeAuthenticated(
-  { file, active }: { file: VaultFile; active: readonly Brake[] },
+  { file, active }: { file: VerifiedVault; active: readonly Brake[] },
   keys: VaultKeys,
   release: () => void,
   request: BrokerRequest,
@@ -231,7 +233,8 @@ async function _executeAuthenticated(
   deps: BrokerDeps,
   now: () => Date,
 ): Promise<BrokeredResponse> {
-  const keyed = openAuditWriter(deps.home, {
+  const { state } = deps;
+  const keyed = state.audit.writer({
     macKey: keys.audit,
     ...(deps.now ? { clock: deps.now } : {}),
   });
@@ -239,7 +242,7 @@ async function _executeAuthenticated(
   const audit: AuditWriter = {
     async append(events, options) {
       const head = await keyed.append(events, options);
-      await (deps.recordHead ?? ((k, h) => recordAuditHead(deps.home, k, h)))(keys, head);
+      await (deps.recordHead ?? ((k, h) => state.vault.recordHead(k, h)))(keys, head);
       return head;
     },
   };
@@ -249,7 +252,7 @@ async function _executeAuthenticated(
     const agentId = request.token === null
       ? null
       : findAgentByToken(file.body.agents, request.token)?.id ?? null;
-    await recordKnownBrakes(deps.home, keys, file, active);
+    await state.vault.recordKnownBrakes(keys, file, active);
     _stopIfBraked(active, agentId, parsed.names);
     decision = decide(file.body, { token: request.token, ...parsed }, now());
   } catch (e) {

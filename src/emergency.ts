@@ -3,11 +3,12 @@
  * `POST /v1/emergency` for the users allowed on its socket (the dedicated-user deployment, where
  * agents cannot write the home). A brake only narrows access, so it needs no password.
  */
+import { type IssuedToken, issueToken } from './agents.ts';
 import type { AuditEvent } from './audit.ts';
-import { activateBrake, type Brake, type BrakeRequest, checkBrakeRequest } from './brakes.ts';
+import { type Brake, type BrakeRequest, type BrakeScope, checkBrakeRequest } from './brakes.ts';
 import { usage } from './errors.ts';
-import type { Home } from './home.ts';
-import { loadVault } from './vault.ts';
+import type { State } from './state.ts';
+import type { VaultKeys } from './vault.ts';
 
 /**
  * Writes the brake's records (in force from then on) and returns the audit entry the caller must
@@ -16,12 +17,12 @@ import { loadVault } from './vault.ts';
  * whether the named agent or credential exists, that is, whether to refuse.
  */
 export function pullBrake(
-  home: Home,
+  state: State,
   request: BrakeRequest,
   now: Date,
 ): { brake: Brake; event: AuditEvent } {
   const req = checkBrakeRequest(request);
-  const body = loadVault(home).body;
+  const body = state.vault.read().body;
   if (req.scope === 'agent' && !body.agents.some((a) => a.id === req.target)) {
     throw usage(
       'no_such_agent',
@@ -36,7 +37,7 @@ export function pullBrake(
       'see `trust-protocol credential list`',
     );
   }
-  const brake = activateBrake(home, req, now);
+  const brake = state.brakes.activate(req, now);
   return {
     brake,
     event: {
@@ -46,4 +47,40 @@ export function pullBrake(
       data: { brake: brake.id, scope: req.scope, target: req.target, reason: brake.reason },
     },
   };
+}
+
+/**
+ * Lifts the brakes in force on one scope and target (password needed): their ids go into the
+ * vault's MACed cleared list, one `brake.clear` entry each, then their records are tidied away.
+ * With `newToken`, the braked agent gets a fresh token in the same change (its old one may have
+ * leaked); otherwise it keeps its token.
+ */
+export async function clearBrakes(
+  state: State,
+  keys: VaultKeys,
+  input: { scope: BrakeScope; target: string | null; newToken: boolean; now: Date },
+): Promise<{ lifted: Brake[]; issued: IssuedToken | null }> {
+  const { scope, target } = input;
+  const cleared = await state.vault.update(keys, (body) => {
+    const lifted = state.brakes.active(body).filter((b) =>
+      b.scope === scope && b.target === target
+    );
+    if (lifted.length === 0) throw usage('not_active', 'the brake was lifted meanwhile');
+    body.cleared_brakes.push(...lifted.map((b) => b.id).filter((id) => id !== 'unreadable'));
+    const events: AuditEvent[] = lifted.map((b) => ({
+      event: 'brake.clear',
+      actor: { type: 'operator' },
+      outcome: 'ok',
+      data: { brake: b.id, scope, target },
+    }));
+    const token = input.newToken && scope === 'agent'
+      ? issueToken(body, { id: target as string, now: input.now })
+      : null;
+    return {
+      result: { lifted, issued: token?.result ?? null },
+      events: [...events, ...(token?.events ?? [])],
+    };
+  });
+  state.brakes.tidyCleared(cleared.lifted.map((b) => b.id), scope === 'global');
+  return cleared;
 }

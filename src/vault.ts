@@ -11,11 +11,10 @@ import {
   type AuditEvent,
   type Authenticated,
   authenticatedOnly,
-  entriesAfter,
+  type FileAuditLog,
   type LogEntry,
-  openAuditWriter,
 } from './audit.ts';
-import { activeBrakes } from './brakes.ts';
+import type { FileBrakes } from './brakes.ts';
 import { canonicalJson } from './canonical.ts';
 import { fromB64, fromHex, secretEqual, toB64, utf8, wipe } from './bytes.ts';
 import { open, randomBytes, randomKey, seal, subkey } from './crypto/aead.ts';
@@ -230,7 +229,14 @@ export function unseal(file: VaultFile, password: Uint8Array): VaultKeys {
   return keys;
 }
 
-export function verifyVault(file: VaultFile, keys: VaultKeys): void {
+declare const verified: unique symbol;
+/**
+ * A vault file whose MAC was checked under the vault's keys: only such a file may grant, renew,
+ * raise or lift anything. Every other `VaultFile` (read from disk, unchecked) may only narrow.
+ */
+export type VerifiedVault = VaultFile & { readonly [verified]: true };
+
+export function verifyVault(file: VaultFile, keys: VaultKeys): asserts file is VerifiedVault {
   const expected = fromHex(_mac(file, keys), 'mac');
   let actual: Uint8Array;
   try {
@@ -255,31 +261,6 @@ export function loadVault(home: Home): VaultFile {
     });
   }
   return parseVault(bytes);
-}
-
-/**
- * `loadVault` for a process that reads the vault before every request (serve): while the bytes
- * on disk stay the same it returns the same object, deeply frozen, so the caller can remember
- * what it already checked about it (its MAC) and nobody can change it by accident.
- */
-export class VaultReader {
-  #home: Home;
-  #bytes: Uint8Array | null = null;
-  #file: VaultFile | null = null;
-
-  constructor(home: Home) {
-    this.#home = home;
-  }
-
-  load(): VaultFile {
-    const bytes = readStateFile(this.#home, VAULT_FILE);
-    if (bytes === null || this.#bytes === null || !_sameBytes(bytes, this.#bytes)) {
-      const file = bytes === null ? loadVault(this.#home) : _deepFreeze(parseVault(bytes));
-      this.#bytes = bytes;
-      this.#file = file;
-    }
-    return this.#file as VaultFile;
-  }
 }
 
 function _sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -310,132 +291,6 @@ export interface Change<T> {
   events: AuditEvent[];
 }
 
-/**
- * Read-modify-write under the vault lock, on a freshly read and re-verified file, so concurrent
- * processes never lose each other's changes. The change's audit entries are appended first: if
- * they cannot be made durable, the change does not happen. The vault then records the audit head.
- */
-export async function updateVault<T>(
-  home: Home,
-  keys: VaultKeys,
-  change: (body: VaultBody, file: VaultFile) => Change<T>,
-  options: { acceptOlder?: boolean } = {},
-): Promise<T> {
-  return await withLock(home, 'vault', async () => {
-    const file = loadVault(home);
-    verifyVault(file, keys);
-    // A change made on a restored older copy would make the rollback permanent: refuse it.
-    const missed = options.acceptOlder || _interrupted(home, file, keys)
-      ? []
-      : missedChanges(home, file, keys);
-    if (missed[0] !== undefined) throw _rollbackError(missed[0]);
-    const before = structuredClone(file);
-    const { result, events } = change(file.body, file);
-    rememberBrakes(file.body, activeBrakes(home, file.body));
-    if (events.length > 0) {
-      // Audit first (fail closed), but say so in the vault: a crash before the final save then
-      // reads as "this change did not happen", not as a vault restored from an older copy.
-      before.body.change_in_flight = true;
-      before.body.generation += 1;
-      saveVault(home, before, keys);
-      file.body.audit_head = await openAuditWriter(home, { macKey: keys.audit }).append(events);
-    }
-    file.body.change_in_flight = false;
-    file.body.generation = before.body.generation + 1;
-    saveVault(home, file, keys);
-    if (events.length > 0) {
-      // Evidence that this save happened: a vault copy taken while the change was in flight,
-      // restored later, no longer passes for an interrupted change.
-      await openAuditWriter(home, { macKey: keys.audit }).append([{
-        event: 'vault.saved',
-        actor: { type: 'operator' },
-        outcome: 'ok',
-        data: { generation: file.body.generation },
-      }]);
-    }
-    return result;
-  });
-}
-
-/**
- * True when the vault lacks changes only because the process making them died between their
- * audit entries and the vault write: the vault says a change was in flight, and no later save
- * of the vault was recorded (`vault.saved` of this generation or newer). A copy taken while a
- * change was in flight and restored after it completed fails the second condition.
- */
-
-function _interrupted(home: Home, file: VaultFile, keys: VaultKeys): boolean {
-  if (!file.body.change_in_flight) return false;
-  return !entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0, VAULT_SAVED_EVENTS).some(
-    (e) => e.event === 'vault.saved' && Number(e.data.generation) >= file.body.generation,
-  );
-}
-
-/**
- * Records a later audit head in the vault (only ever forwards), so a cut-off tail of the log is
- * detected by `audit verify`. Called by every password-holding process after it appends.
- */
-export function recordAuditHead(home: Home, keys: VaultKeys, head: AuditHead): Promise<void> {
-  // Concurrent requests in one process (serve) share writes: each waits for a write whose head
-  // is at least its own, so a burst costs one or two vault writes, not one each.
-  let pending = headWrites.get(home.dir);
-  if (pending === undefined) {
-    pending = { want: head, waiters: [], running: false };
-    headWrites.set(home.dir, pending);
-  } else if (head.seq > pending.want.seq) {
-    pending.want = head;
-  }
-  const p = pending;
-  return new Promise<void>((resolve, reject) => {
-    p.waiters.push({ seq: head.seq, keys, resolve, reject });
-    if (!p.running) void _writeHeads(home, p);
-  });
-}
-
-interface HeadWrites {
-  want: AuditHead;
-  /** Each waiter brings its own keys: a caller's copy may be wiped once it has been answered. */
-  waiters: Array<
-    { seq: number; keys: VaultKeys; resolve: () => void; reject: (e: unknown) => void }
-  >;
-  running: boolean;
-}
-
-const headWrites = new Map<string, HeadWrites>();
-
-async function _writeHeads(home: Home, p: HeadWrites): Promise<void> {
-  p.running = true;
-  while (p.waiters.length > 0) {
-    const head = p.want;
-    const served = p.waiters.filter((w) => w.seq <= head.seq);
-    p.waiters = p.waiters.filter((w) => w.seq > head.seq);
-    const keys = (served[served.length - 1] as { keys: VaultKeys }).keys;
-    try {
-      await withLock(home, 'vault', () => {
-        const file = loadVault(home);
-        verifyVault(file, keys);
-        if (file.body.audit_head !== null && file.body.audit_head.seq >= head.seq) return;
-        // Moving the head of a restored older copy past the changes it lacks would hide them.
-        const missed = _interrupted(home, file, keys)
-          ? undefined
-          : missedChanges(home, file, keys)[0];
-        if (missed !== undefined) throw _rollbackError(missed);
-        // A brake recorded only in the log counts while it is after the head: keep every brake
-        // in force in the vault's list before moving the head past it, as every vault write does.
-        rememberBrakes(file.body, activeBrakes(home, file.body));
-        file.body.audit_head = head;
-        file.body.generation += 1;
-        saveVault(home, file, keys);
-      });
-      for (const w of served) w.resolve();
-    } catch (e) {
-      for (const w of served) w.reject(e);
-    }
-  }
-  p.running = false;
-  headWrites.delete(home.dir);
-}
-
 /** Adds brakes in force to the vault's known list (returns whether it changed). */
 export function rememberBrakes(body: VaultBody, active: readonly KnownBrake[]): boolean {
   const fresh = active.filter((b) =>
@@ -463,87 +318,12 @@ export function hasUnknownBrakes(
   );
 }
 
-/** A password holder that saw brakes the vault does not know yet copies them in (brakes.ts). */
-export async function recordKnownBrakes(
-  home: Home,
-  keys: VaultKeys,
-  file: VaultFile,
-  active: readonly KnownBrake[] = activeBrakes(home, file.body),
-): Promise<void> {
-  if (!hasUnknownBrakes(file.body, active)) return;
-  await withLock(home, 'vault', () => {
-    const fresh = loadVault(home);
-    verifyVault(fresh, keys);
-    if (!rememberBrakes(fresh.body, activeBrakes(home, fresh.body))) return;
-    fresh.body.generation += 1;
-    saveVault(home, fresh, keys);
-  });
-}
-
-/**
- * Refuses a vault older than the audit trail: a change a password holder recorded after the
- * vault's audit head (say `agent.revoke`) means vault.json was replaced by an older copy. A
- * change being written right now looks the same for a moment, so the check is repeated under
- * the vault lock on a fresh read before it fails. Returns the file to decide on.
- */
-export async function ensureCurrent(
-  home: Home,
-  file: VaultFile,
-  keys: VaultKeys,
-): Promise<VaultFile> {
-  if (_interrupted(home, file, keys) || missedChanges(home, file, keys).length === 0) return file;
-  const fresh = await withLock(home, 'vault', () => loadVault(home));
-  verifyVault(fresh, keys);
-  const missed = _interrupted(home, fresh, keys) ? undefined : missedChanges(home, fresh, keys)[0];
-  if (missed !== undefined) throw _rollbackError(missed);
-  return fresh;
-}
-
-/** Vault changes that password holders recorded in the audit trail after this file's head. */
-export function missedChanges(
-  home: Home,
-  file: VaultFile,
-  keys: VaultKeys,
-): Array<{ seq: number; event: string }> {
-  // Only authenticated entries prove a change; the reader throws on a broken MAC, so none can be
-  // hidden by editing it (and a null MAC is refused on these events).
-  const changes: Array<Authenticated<LogEntry>> = authenticatedOnly(
-    entriesAfter(home, keys.audit, file.body.audit_head?.seq ?? 0, VAULT_CHANGE_EVENTS),
-  );
-  return changes.map((e) => ({ seq: e.seq, event: e.event })).reverse();
-}
-
 function _rollbackError(missed: { seq: number; event: string }): TpError {
   return integrity(
     'vault_rollback',
     `vault.json is older than the audit trail: it lacks the change recorded at entry ${missed.seq} (${missed.event})`,
     'if vault.json was restored from an older copy, put the current one back; if a trust-protocol command was killed while making that change, run `trust-protocol audit resync` and redo it',
   );
-}
-
-/** Re-wraps the data key under a new password; credentials are not re-encrypted. */
-export async function changePassword(
-  home: Home,
-  keys: VaultKeys,
-  newPassword: Uint8Array,
-  params: KdfParams,
-): Promise<void> {
-  const problem = checkKdfParams(params);
-  if (problem !== null) throw new TpError('usage', 'kdf_params', problem);
-  const { kdf, key } = _wrapDataKey(newPassword, params, keys.data);
-  await updateVault(home, keys, (_body, file) => {
-    file.kdf = kdf;
-    file.key = key;
-    return {
-      result: undefined,
-      events: [{
-        event: 'vault.password_changed',
-        actor: { type: 'operator' },
-        outcome: 'ok',
-        data: {},
-      }],
-    };
-  });
 }
 
 export function credentialMeta(c: CredentialMeta): CredentialMeta {
@@ -723,4 +503,291 @@ function _parseAgent(v: unknown, i: number): AgentRecord {
     created_at: str(a.created_at, `${f}.created_at`),
     updated_at: str(a.updated_at, `${f}.updated_at`),
   };
+}
+
+/**
+ * One home's vault, as this process sees it (src/state.ts opens it). `read` gives the file as it
+ * is on disk, unchecked: what it says may only narrow access. Everything that changes the vault
+ * checks the file's MAC under the keys first, under the vault lock, and records the change in the
+ * audit trail before the file is written.
+ */
+export class FileVault {
+  readonly home: Home;
+  #audit: FileAuditLog;
+  #brakes: FileBrakes;
+  /** serve reads before every request: the same frozen object while the bytes stay the same. */
+  #cache: { bytes: Uint8Array; file: VaultFile } | null = null;
+  #cached: boolean;
+  #heads: HeadWrites | null = null;
+
+  constructor(home: Home, audit: FileAuditLog, brakes: FileBrakes, options: { cached: boolean }) {
+    this.home = home;
+    this.#audit = audit;
+    this.#brakes = brakes;
+    this.#cached = options.cached;
+  }
+
+  exists(): boolean {
+    return readStateFile(this.home, VAULT_FILE) !== null;
+  }
+
+  /**
+   * The vault as it is on disk now, MAC not checked (see `VerifiedVault`). Cached (serve): while
+   * the bytes on disk stay the same it returns the same object, deeply frozen, so the caller can
+   * remember what it already checked about it (its MAC) and nobody can change it by accident.
+   */
+  read(): VaultFile {
+    if (!this.#cached) return loadVault(this.home);
+    const bytes = readStateFile(this.home, VAULT_FILE);
+    if (bytes === null) return loadVault(this.home);
+    if (this.#cache === null || !_sameBytes(bytes, this.#cache.bytes)) {
+      this.#cache = { bytes, file: _deepFreeze(parseVault(bytes)) };
+    }
+    return this.#cache.file;
+  }
+
+  /**
+   * `init`: writes a new vault (from `createVault`) under the vault lock, its `vault.init` entry
+   * first, and the brakes directory; refuses when a vault exists. Every later write is `update`.
+   */
+  async init(file: VaultFile, keys: VaultKeys, params: KdfParams): Promise<void> {
+    const home = this.home;
+    await withLock(home, 'vault', async () => {
+      if (this.exists()) {
+        throw new TpError('usage', 'already_initialized', `a vault already exists in ${home.dir}`);
+      }
+      file.body.audit_head = await this.#audit.writer({ macKey: keys.audit }).append([{
+        event: 'vault.init',
+        actor: { type: 'operator' },
+        outcome: 'ok',
+        data: {
+          kdf: {
+            memory_kib: params.memoryKib,
+            iterations: params.iterations,
+            parallelism: params.parallelism,
+          },
+        },
+      }]);
+      this.#brakes.createDir();
+      saveVault(home, file, keys);
+    });
+  }
+
+  /**
+   * Read-modify-write under the vault lock, on a freshly read and re-verified file, so concurrent
+   * processes never lose each other's changes. The change's audit entries are appended first: if
+   * they cannot be made durable, the change does not happen. The vault then records the audit
+   * head.
+   */
+  async update<T>(
+    keys: VaultKeys,
+    change: (body: VaultBody, file: VerifiedVault) => Change<T>,
+    options: { acceptOlder?: boolean } = {},
+  ): Promise<T> {
+    const home = this.home;
+    return await withLock(home, 'vault', async () => {
+      const file = loadVault(home);
+      verifyVault(file, keys);
+      // A change made on a restored older copy would make the rollback permanent: refuse it.
+      const missed = options.acceptOlder || this.#interrupted(file, keys)
+        ? []
+        : this.missedChanges(file, keys);
+      if (missed[0] !== undefined) throw _rollbackError(missed[0]);
+      const before = structuredClone(file);
+      const { result, events } = change(file.body, file);
+      rememberBrakes(file.body, this.#brakes.active(file.body));
+      const audit = this.#audit.writer({ macKey: keys.audit });
+      if (events.length > 0) {
+        // Audit first (fail closed), but say so in the vault: a crash before the final save then
+        // reads as "this change did not happen", not as a vault restored from an older copy.
+        before.body.change_in_flight = true;
+        before.body.generation += 1;
+        saveVault(home, before, keys);
+        file.body.audit_head = await audit.append(events);
+      }
+      file.body.change_in_flight = false;
+      file.body.generation = before.body.generation + 1;
+      saveVault(home, file, keys);
+      if (events.length > 0) {
+        // Evidence that this save happened: a vault copy taken while the change was in flight,
+        // restored later, no longer passes for an interrupted change.
+        await audit.append([{
+          event: 'vault.saved',
+          actor: { type: 'operator' },
+          outcome: 'ok',
+          data: { generation: file.body.generation },
+        }]);
+      }
+      return result;
+    });
+  }
+
+  /**
+   * True when the vault lacks changes only because the process making them died between their
+   * audit entries and the vault write: the vault says a change was in flight, and no later save
+   * of the vault was recorded (`vault.saved` of this generation or newer). A copy taken while a
+   * change was in flight and restored after it completed fails the second condition.
+   */
+  #interrupted(file: VaultFile, keys: VaultKeys): boolean {
+    if (!file.body.change_in_flight) return false;
+    return !this.#audit.entriesAfter(
+      keys.audit,
+      file.body.audit_head?.seq ?? 0,
+      VAULT_SAVED_EVENTS,
+    ).some((e) =>
+      e.event === 'vault.saved' && e.authenticated &&
+      Number(e.data.generation) >= file.body.generation
+    );
+  }
+
+  /**
+   * Records a later audit head in the vault (only ever forwards), so a cut-off tail of the log is
+   * detected by `audit verify`. Called by every password-holding process after it appends.
+   * Concurrent requests in one process (serve) share writes: each waits for a write whose head is
+   * at least its own, so a burst costs one or two vault writes, not one each.
+   */
+  recordHead(keys: VaultKeys, head: AuditHead): Promise<void> {
+    let pending = this.#heads;
+    if (pending === null) {
+      pending = this.#heads = { want: head, waiters: [], running: false };
+    } else if (head.seq > pending.want.seq) {
+      pending.want = head;
+    }
+    const p = pending;
+    return new Promise<void>((resolve, reject) => {
+      p.waiters.push({ seq: head.seq, keys, resolve, reject });
+      if (!p.running) void this.#writeHeads(p);
+    });
+  }
+
+  async #writeHeads(p: HeadWrites): Promise<void> {
+    const home = this.home;
+    p.running = true;
+    while (p.waiters.length > 0) {
+      const head = p.want;
+      const served = p.waiters.filter((w) => w.seq <= head.seq);
+      p.waiters = p.waiters.filter((w) => w.seq > head.seq);
+      const keys = (served[served.length - 1] as { keys: VaultKeys }).keys;
+      try {
+        await withLock(home, 'vault', () => {
+          const file = loadVault(home);
+          verifyVault(file, keys);
+          if (file.body.audit_head !== null && file.body.audit_head.seq >= head.seq) return;
+          // Moving the head of a restored older copy past the changes it lacks would hide them.
+          const missed = this.#interrupted(file, keys)
+            ? undefined
+            : this.missedChanges(file, keys)[0];
+          if (missed !== undefined) throw _rollbackError(missed);
+          // A brake recorded only in the log counts while it is after the head: keep every brake
+          // in force in the vault's list before moving the head past it, as every write does.
+          rememberBrakes(file.body, this.#brakes.active(file.body));
+          file.body.audit_head = head;
+          file.body.generation += 1;
+          saveVault(home, file, keys);
+        });
+        for (const w of served) w.resolve();
+      } catch (e) {
+        for (const w of served) w.reject(e);
+      }
+    }
+    p.running = false;
+    this.#heads = null;
+  }
+
+  /** A password holder that saw brakes the vault does not know yet copies them in (brakes.ts). */
+  async recordKnownBrakes(
+    keys: VaultKeys,
+    file: VaultFile,
+    active: readonly KnownBrake[] = this.#brakes.active(file.body),
+  ): Promise<void> {
+    if (!hasUnknownBrakes(file.body, active)) return;
+    const home = this.home;
+    await withLock(home, 'vault', () => {
+      const fresh = loadVault(home);
+      verifyVault(fresh, keys);
+      if (!rememberBrakes(fresh.body, this.#brakes.active(fresh.body))) return;
+      fresh.body.generation += 1;
+      saveVault(home, fresh, keys);
+    });
+  }
+
+  /**
+   * Refuses a vault older than the audit trail: a change a password holder recorded after the
+   * vault's audit head (say `agent.revoke`) means vault.json was replaced by an older copy. A
+   * change being written right now looks the same for a moment, so the check is repeated under
+   * the vault lock on a fresh read before it fails. Returns the file to decide on.
+   */
+  async ensureCurrent(file: VerifiedVault, keys: VaultKeys): Promise<VerifiedVault> {
+    if (this.#interrupted(file, keys) || this.missedChanges(file, keys).length === 0) return file;
+    const fresh = await withLock(this.home, 'vault', () => loadVault(this.home));
+    verifyVault(fresh, keys);
+    const missed = this.#interrupted(fresh, keys) ? undefined : this.missedChanges(fresh, keys)[0];
+    if (missed !== undefined) throw _rollbackError(missed);
+    return fresh;
+  }
+
+  /** Vault changes that password holders recorded in the audit trail after this file's head. */
+  missedChanges(file: VaultFile, keys: VaultKeys): Array<{ seq: number; event: string }> {
+    // Only authenticated entries prove a change; the reader throws on a broken MAC, so none can
+    // be hidden by editing it (and a null MAC is refused on these events).
+    const changes: Array<Authenticated<LogEntry>> = authenticatedOnly(
+      this.#audit.entriesAfter(keys.audit, file.body.audit_head?.seq ?? 0, VAULT_CHANGE_EVENTS),
+    );
+    return changes.map((e) => ({ seq: e.seq, event: e.event })).reverse();
+  }
+
+  /**
+   * `audit resync`: after a crash left the vault behind the audit trail, accept the trail as it
+   * is (the vault's head moves past the changes it lacks) and return those changes, to redo.
+   */
+  async resync(
+    file: VerifiedVault,
+    keys: VaultKeys,
+  ): Promise<Array<{ seq: number; event: string }>> {
+    const missed = this.missedChanges(file, keys);
+    if (missed.length === 0) return missed;
+    await this.update(keys, () => ({
+      result: undefined,
+      events: [{
+        event: 'vault.resync',
+        actor: { type: 'operator' },
+        outcome: 'ok',
+        data: { missed },
+      }],
+    }), { acceptOlder: true });
+    return missed;
+  }
+
+  /** Re-wraps the data key under a new password; credentials are not re-encrypted. */
+  async changePassword(
+    keys: VaultKeys,
+    newPassword: Uint8Array,
+    params: KdfParams,
+  ): Promise<void> {
+    const problem = checkKdfParams(params);
+    if (problem !== null) throw new TpError('usage', 'kdf_params', problem);
+    const { kdf, key } = _wrapDataKey(newPassword, params, keys.data);
+    await this.update(keys, (_body, file) => {
+      file.kdf = kdf;
+      file.key = key;
+      return {
+        result: undefined,
+        events: [{
+          event: 'vault.password_changed',
+          actor: { type: 'operator' },
+          outcome: 'ok',
+          data: {},
+        }],
+      };
+    });
+  }
+}
+
+interface HeadWrites {
+  want: AuditHead;
+  /** Each waiter brings its own keys: a caller's copy may be wiped once it has been answered. */
+  waiters: Array<
+    { seq: number; keys: VaultKeys; resolve: () => void; reject: (e: unknown) => void }
+  >;
+  running: boolean;
 }

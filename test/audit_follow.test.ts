@@ -1,5 +1,5 @@
 /**
- * followAuditLog (serve's incremental `entriesAfter`): after every kind of change to the log, a
+ * FileAuditLog.follow (serve's incremental `entriesAfter`): after every kind of change to the log, a
  * followed query must find every entry the full backward scan finds. The scan is run with a
  * RegExp of the same source but another object, which the follower does not answer.
  */
@@ -7,13 +7,8 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import {
-  type AuditEvent,
-  entriesAfter,
-  followAuditLog,
-  formatEntry,
-  openAuditWriter,
-} from '../src/audit.ts';
+import { type AuditEvent, formatEntry } from '../src/audit.ts';
+import { openState } from '../src/state.ts';
 import { BRAKE_EVENTS, type EventName, VAULT_CHANGE_EVENTS } from '../src/events.ts';
 import { openHome } from '../src/home.ts';
 
@@ -28,39 +23,40 @@ function setup() {
   const h = openHome(path.join(fs.mkdtempSync(path.join(tmpdir(), 'tp-follow-')), 'h'), {
     create: true,
   });
-  const keyed = openAuditWriter(h, { macKey: KEY });
-  const unkeyed = openAuditWriter(h, { macKey: null });
+  const st = openState(h);
+  const keyed = st.audit.writer({ macKey: KEY });
+  const unkeyed = st.audit.writer({ macKey: null });
   const log = path.join(h.dir, 'audit', 'audit.log');
   const seqs = (found: Array<{ seq: number }>) => found.map((e) => e.seq);
   /** Both answers for each question serve asks, at the given head. */
   const compare = (after: number) => {
     for (const [key, re] of [[KEY, VAULT_CHANGE_EVENTS], [null, BRAKE_EVENTS]] as const) {
-      const followed = seqs(entriesAfter(h, key, after, re));
-      const scanned = seqs(entriesAfter(h, key, after, new RegExp(re.source)));
+      const followed = seqs(st.audit.entriesAfter(key, after, re));
+      const scanned = seqs(st.audit.entriesAfter(key, after, new RegExp(re.source)));
       expect(followed, `${re.source} after ${after}`).toEqual(scanned);
     }
   };
-  return { h, keyed, unkeyed, log, compare, seqs };
+  return { h, st, keyed, unkeyed, log, compare, seqs };
 }
 
-describe('followAuditLog', () => {
+describe('FileAuditLog.follow', () => {
   it('answers as the full scan does while other writers append, heads move and the log is cut, rewritten or torn', async () => {
-    const { h, keyed, unkeyed, log, compare, seqs } = setup();
+    const { st, keyed, unkeyed, log, compare, seqs } = setup();
     for (let i = 0; i < 20; i++) {
       await keyed.append([event(i % 5 === 0 ? 'agent.revoke' : 'request.completed', i)]);
     }
-    const stop = followAuditLog(h, KEY, [BRAKE_EVENTS, VAULT_CHANGE_EVENTS]);
+    const stop = st.audit.follow(KEY, [BRAKE_EVENTS, VAULT_CHANGE_EVENTS]);
     try {
       compare(3);
-      expect(seqs(entriesAfter(h, KEY, 3, VAULT_CHANGE_EVENTS))).toEqual([16, 11, 6]);
+      expect(seqs(st.audit.entriesAfter(KEY, 3, VAULT_CHANGE_EVENTS))).toEqual([16, 11, 6]);
       // New entries of every sort, keyed and not.
       await unkeyed.append([event('brake.activate', 21)]);
       await keyed.append([event('credential.add', 22), event('request.allowed', 23)]);
       compare(3);
       compare(10);
       compare(21);
-      expect(seqs(entriesAfter(h, null, 3, BRAKE_EVENTS))).toEqual([21]);
-      expect(seqs(entriesAfter(h, KEY, 10, VAULT_CHANGE_EVENTS))).toEqual([22, 16, 11]);
+      expect(seqs(st.audit.entriesAfter(null, 3, BRAKE_EVENTS))).toEqual([21]);
+      expect(seqs(st.audit.entriesAfter(KEY, 10, VAULT_CHANGE_EVENTS))).toEqual([22, 16, 11]);
       // A head older than the first one asked about: scanned again.
       compare(0);
       // Cut: the last lines go, then others are written in their place.
@@ -69,7 +65,7 @@ describe('followAuditLog', () => {
       compare(5);
       await keyed.append([event('agent.suspend', 19), event('brake.activate', 20)]);
       compare(5);
-      expect(seqs(entriesAfter(h, KEY, 5, VAULT_CHANGE_EVENTS))).toEqual([19, 16, 11, 6]);
+      expect(seqs(st.audit.entriesAfter(KEY, 5, VAULT_CHANGE_EVENTS))).toEqual([19, 16, 11, 6]);
       // Rewritten: a different log of the same length, a vault change where there was none.
       const now = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
       const at = now.findIndex((l) => l.includes('"seq":13,'));
@@ -77,7 +73,7 @@ describe('followAuditLog', () => {
       now[at] = formatEntry({ ...event('agent.revoke', 13), seq: 13, ts: 'x', prev }, KEY).line;
       _rewrite(log, now.join('\n') + '\n');
       compare(5);
-      expect(seqs(entriesAfter(h, KEY, 5, VAULT_CHANGE_EVENTS))).toContain(13);
+      expect(seqs(st.audit.entriesAfter(KEY, 5, VAULT_CHANGE_EVENTS))).toContain(13);
       // A torn tail: the follower steps aside (the scan answers) until an append repairs it.
       _rewrite(log, fs.readFileSync(log, 'utf8') + '{"v":1,"seq":99,"ts":"x","event":"brake.acti');
       compare(5);
@@ -91,35 +87,35 @@ describe('followAuditLog', () => {
 
   it('a line under another key throws in the scan and in the follower, also when it is not a followed event', async () => {
     for (const name of ['agent.grant', 'request.completed'] as const) {
-      const { h, keyed } = setup();
+      const { h, st, keyed } = setup();
       await keyed.append([event('agent.revoke', 1)]);
-      const stop = followAuditLog(h, KEY, [VAULT_CHANGE_EVENTS, BRAKE_EVENTS]);
+      const stop = st.audit.follow(KEY, [VAULT_CHANGE_EVENTS, BRAKE_EVENTS]);
       try {
-        expect(entriesAfter(h, KEY, 0, VAULT_CHANGE_EVENTS)).toHaveLength(1);
-        await openAuditWriter(h, { macKey: OTHER_KEY }).append([event(name, 2)]);
+        expect(st.audit.entriesAfter(KEY, 0, VAULT_CHANGE_EVENTS)).toHaveLength(1);
+        await openState(h).audit.writer({ macKey: OTHER_KEY }).append([event(name, 2)]);
         for (const re of [VAULT_CHANGE_EVENTS, new RegExp(VAULT_CHANGE_EVENTS.source)]) {
-          expect(() => entriesAfter(h, KEY, 0, re), name).toThrow(
+          expect(() => st.audit.entriesAfter(KEY, 0, re), name).toThrow(
             expect.objectContaining({ kind: 'integrity', code: 'audit_mac_mismatch' }),
           );
         }
         // serve's brake query, keyless, goes through the follower, which holds the key: refused.
-        expect(() => entriesAfter(h, null, 0, BRAKE_EVENTS)).toThrow(/valid MAC/);
+        expect(() => st.audit.entriesAfter(null, 0, BRAKE_EVENTS)).toThrow(/valid MAC/);
       } finally {
         stop();
       }
       // Without a key and a follower (password-less checks) nothing is authenticated or refused.
-      expect(entriesAfter(h, null, 0).map((e) => e.authenticated)).toEqual([false, false]);
+      expect(st.audit.entriesAfter(null, 0).map((e) => e.authenticated)).toEqual([false, false]);
     }
   });
 
   it('answers only the RegExp objects it follows, and nothing after it stops', async () => {
-    const { h, keyed, seqs } = setup();
+    const { st, keyed, seqs } = setup();
     await keyed.append([event('agent.revoke', 1)]);
-    const stop = followAuditLog(h, KEY, [VAULT_CHANGE_EVENTS]);
-    expect(seqs(entriesAfter(h, KEY, 0, VAULT_CHANGE_EVENTS))).toEqual([1]);
+    const stop = st.audit.follow(KEY, [VAULT_CHANGE_EVENTS]);
+    expect(seqs(st.audit.entriesAfter(KEY, 0, VAULT_CHANGE_EVENTS))).toEqual([1]);
     stop();
     await keyed.append([event('agent.revoke', 2)]);
-    expect(seqs(entriesAfter(h, KEY, 0, VAULT_CHANGE_EVENTS))).toEqual([2, 1]);
+    expect(seqs(st.audit.entriesAfter(KEY, 0, VAULT_CHANGE_EVENTS))).toEqual([2, 1]);
   });
 });
 

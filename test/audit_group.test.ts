@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { openAuditWriter, readAuditLog, readLogFrom } from '../src/audit.ts';
+import { readAuditLog, readLogFrom } from '../src/audit.ts';
+import { openState } from '../src/state.ts';
 import { verifyAuditLog } from '../src/audit_verify.ts';
 import { openHome } from '../src/home.ts';
 
@@ -18,7 +19,7 @@ function home() {
 describe('group commit of concurrent appends', () => {
   it('2000 concurrent appends all become durable, each with its own sequence number, in one verifiable chain', async () => {
     const h = home();
-    const w = openAuditWriter(h, { macKey: KEY });
+    const w = openState(h).audit.writer({ macKey: KEY });
     const heads = await Promise.all(
       Array.from(
         { length: 2000 },
@@ -41,7 +42,7 @@ describe('group commit of concurrent appends', () => {
 
   it('a guard sees the earlier appends of its own batch (a limit of 100 holds under concurrency)', async () => {
     const h = home();
-    const w = openAuditWriter(h, { macKey: KEY });
+    const w = openState(h).audit.writer({ macKey: KEY });
     const outcomes = await Promise.allSettled(
       Array.from({ length: 500 }, () =>
         w.append([{
@@ -65,7 +66,7 @@ describe('group commit of concurrent appends', () => {
 
   it('a failed write rejects every append of the batch and records nothing', async () => {
     const h = home();
-    const w = openAuditWriter(h, { macKey: KEY });
+    const w = openState(h).audit.writer({ macKey: KEY });
     await w.append([{ event: 'serve.start', actor: { type: 'system' }, outcome: 'ok', data: {} }]);
     const log = path.join(h.dir, 'audit', 'audit.log');
     fs.rmSync(log);
@@ -97,7 +98,7 @@ describe('readLogFrom: a forward reader that keeps up', () => {
   it('reads only what was appended since the cursor; a torn tail is left for later', async () => {
     const h = home();
     expect(readLogFrom(h, null)).toEqual({ lines: [], cursor: null });
-    const w = openAuditWriter(h, { macKey: KEY });
+    const w = openState(h).audit.writer({ macKey: KEY });
     for (let i = 0; i < 3; i++) await w.append([event(i)]);
     const first = readLogFrom(h, null)!;
     expect(seqs(first.lines)).toEqual([1, 2, 3]);
@@ -114,7 +115,7 @@ describe('readLogFrom: a forward reader that keeps up', () => {
 
   it('a log that no longer continues from the cursor (cut or rewritten) gives null', async () => {
     const h = home();
-    const w = openAuditWriter(h, { macKey: KEY });
+    const w = openState(h).audit.writer({ macKey: KEY });
     for (let i = 0; i < 4; i++) await w.append([event(i)]);
     const file = path.join(h.dir, 'audit', 'audit.log');
     const lines = fs.readFileSync(file, 'utf8').split('\n');

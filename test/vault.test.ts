@@ -5,16 +5,15 @@ import * as path from 'node:path';
 import { KDF_FLOOR } from '../src/crypto/kdf.ts';
 import { TpError } from '../src/errors.ts';
 import { openHome } from '../src/home.ts';
+import { openState } from '../src/state.ts';
 import {
   createVault,
   type CredentialRecord,
   decryptValue,
   encryptValue,
   loadVault,
-  recordAuditHead,
   saveVault,
   unseal,
-  updateVault,
 } from '../src/vault.ts';
 
 const pw = new TextEncoder().encode('vault unit test password');
@@ -26,7 +25,7 @@ function fresh() {
   });
   const { file, keys } = createVault(pw, KDF_FLOOR, new Date());
   saveVault(home, file, keys);
-  return { home, keys };
+  return { home, keys, st: openState(home) };
 }
 
 function record(keys: ReturnType<typeof fresh>['keys']): CredentialRecord {
@@ -86,11 +85,11 @@ describe('vault', () => {
   });
 
   it('a wrong password is "sealed", a changed body is "integrity"', async () => {
-    const { home, keys } = fresh();
+    const { home, keys, st } = fresh();
     expect(kindOf(() => unseal(loadVault(home), new TextEncoder().encode('nope')))).toBe(
       'sealed:wrong_password',
     );
-    await updateVault(home, keys, (body) => {
+    await st.vault.update(keys, (body) => {
       body.credentials.push(record(keys));
       return { result: null, events: [] };
     });
@@ -110,13 +109,13 @@ describe('vault', () => {
 
 describe('recording the audit head', () => {
   it('concurrent records share vault writes, each resolves once a head at least its own is durable', async () => {
-    const { home, keys } = fresh();
+    const { home, keys, st } = fresh();
     const before = loadVault(home).body.generation;
     const heads = Array.from(
       { length: 200 },
       (_, i) => ({ seq: i + 1, hash: String(i + 1).padStart(64, '0') }),
     );
-    await Promise.all(heads.map((h) => recordAuditHead(home, keys, h)));
+    await Promise.all(heads.map((h) => st.vault.recordHead(keys, h)));
     const after = loadVault(home);
     expect(after.body.audit_head).toEqual(heads[199]);
     expect(after.body.generation - before).toBeLessThan(20);
@@ -124,24 +123,24 @@ describe('recording the audit head', () => {
   });
 
   it('a head is never recorded in a restored older copy: it would hide the changes the copy lacks', async () => {
-    const { home, keys } = fresh();
+    const { home, keys, st } = fresh();
     const file = path.join(home.dir, 'vault.json');
     const old = readFileSync(file);
-    await updateVault(home, keys, () => ({
+    await st.vault.update(keys, () => ({
       result: null,
       events: [{ event: 'agent.revoke', actor: { type: 'operator' }, outcome: 'ok', data: {} }],
     }));
     const current = readFileSync(file);
     writeFileSync(file, old);
     const later = { seq: 1000, hash: 'f'.repeat(64) };
-    await expect(recordAuditHead(home, keys, later)).rejects.toMatchObject({
+    await expect(st.vault.recordHead(keys, later)).rejects.toMatchObject({
       kind: 'integrity',
       code: 'vault_rollback',
     });
     expect(readFileSync(file).equals(old)).toBe(true);
     // The current copy, put back, takes the head.
     writeFileSync(file, current);
-    await recordAuditHead(home, keys, later);
+    await st.vault.recordHead(keys, later);
     expect(loadVault(home).body.audit_head).toEqual(later);
   });
 });

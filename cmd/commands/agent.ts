@@ -16,19 +16,17 @@ import { parseTier } from '../../src/tiers.ts';
 import {
   type AgentRecord,
   type Change,
-  loadVault,
   unseal,
-  updateVault,
   type VaultBody,
   type VaultKeys,
   wipeKeys,
 } from '../../src/vault.ts';
-import type { Home } from '../../src/home.ts';
+import type { State } from '../../src/state.ts';
 import {
   changeVault,
   type Command,
   type Ctx,
-  existingHome,
+  existingState,
   type Output,
   PASSWORD_FILE_OPTION,
   str,
@@ -119,7 +117,7 @@ const list: Command = {
   options: {},
   args: { min: 0, max: 0 },
   run(ctx) {
-    const agents = loadVault(existingHome(ctx)).body.agents.map(agentView);
+    const agents = existingState(ctx).vault.read().body.agents.map(agentView);
     const rows = agents.map((
       a,
     ) => [a.id, a.name, a.tier, a.state, String(a.grants.length), a.token_expires_at ?? '-']);
@@ -143,7 +141,7 @@ const show: Command = {
   args: { min: 1, max: 1 },
   run(ctx) {
     const agent = agentView(
-      findAgent(loadVault(existingHome(ctx)).body, ctx.positionals[0] as string),
+      findAgent(existingState(ctx).vault.read().body, ctx.positionals[0] as string),
     );
     return { json: agent, text: _agentText(agent) };
   },
@@ -187,18 +185,17 @@ const promoteCmd: Command = {
     const id = ctx.positionals[0] as string;
     const tier = parseTier(ctx.positionals[1] as string);
     let keys: VaultKeys;
-    let home: Home;
+    let state: State;
     let confirmedAtTerminal = false;
     if (tier === 'SACRED') {
       // Only a human at a terminal: the password is typed, never taken from a file or variable.
-      ({ home, keys } = await _sacredConfirmation(ctx, id));
+      ({ state, keys } = await _sacredConfirmation(ctx, id));
       confirmedAtTerminal = true;
     } else {
-      ({ home, keys } = await unsealVault(ctx));
+      ({ state, keys } = await unsealVault(ctx));
     }
     try {
-      const agent = await updateVault(
-        home,
+      const agent = await state.vault.update(
         keys,
         (body) => promote(body, { id, tier, now: ctx.now(), confirmedAtTerminal }),
       );
@@ -213,7 +210,10 @@ const promoteCmd: Command = {
   },
 };
 
-async function _sacredConfirmation(ctx: Ctx, id: string): Promise<{ home: Home; keys: VaultKeys }> {
+async function _sacredConfirmation(
+  ctx: Ctx,
+  id: string,
+): Promise<{ state: State; keys: VaultKeys }> {
   if (!ctx.io.isTerminal) {
     throw denied(
       'sacred_needs_terminal',
@@ -221,8 +221,8 @@ async function _sacredConfirmation(ctx: Ctx, id: string): Promise<{ home: Home; 
       'run it in an interactive terminal; --password-file and TRUST_PROTOCOL_PASSWORD are not accepted for it',
     );
   }
-  const home = existingHome(ctx);
-  const file = loadVault(home);
+  const state = existingState(ctx);
+  const file = state.vault.read();
   findAgent(file.body, id);
   const password = await promptHidden(ctx.io, 'Master password (typed, for SACRED promotion): ');
   if (password === null) {
@@ -240,7 +240,7 @@ async function _sacredConfirmation(ctx: Ctx, id: string): Promise<{ home: Home; 
       'the confirmation did not match; nothing was changed',
     );
   }
-  return { home, keys };
+  return { state, keys };
 }
 
 const demoteCmd: Command = {
@@ -310,10 +310,10 @@ renewal since a human last issued the token. Prints the new token once; the old 
       const { renewViaServer } = await import('../../src/serve/client.ts');
       issued = (await renewViaServer(server, presented)) as unknown as IssuedToken;
     } else {
-      const { home, keys } = await unsealVault(ctx);
+      const { state, keys } = await unsealVault(ctx);
       try {
         const { renewAgent } = await import('../../src/monitor/renewal.ts');
-        issued = await renewAgent(home, keys, presented, ctx.now());
+        issued = await renewAgent(state, keys, presented, ctx.now());
       } finally {
         wipeKeys(keys);
       }

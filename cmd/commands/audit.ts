@@ -19,18 +19,12 @@ import {
 } from '../../src/audit_verify.ts';
 import { checkpointKey, createCheckpoint, readCheckpoint } from '../../src/checkpoint.ts';
 import { TpError, usage } from '../../src/errors.ts';
-import {
-  loadVault,
-  missedChanges,
-  unseal,
-  updateVault,
-  type VaultKeys,
-  wipeKeys,
-} from '../../src/vault.ts';
+import { unseal, type VaultFile, type VaultKeys, wipeKeys } from '../../src/vault.ts';
 import {
   type Command,
   type Ctx,
   existingHome,
+  existingState,
   flag,
   list,
   PASSWORD_FILE_OPTION,
@@ -53,8 +47,7 @@ function _verify(home: Home, options: VerifyOptions): VerifyResult {
 }
 
 /** The password when a source exists; null (chain-only verification) when there is none. */
-async function _optionalKeys(ctx: Ctx): Promise<VaultKeys | null> {
-  const home = existingHome(ctx);
+async function _optionalKeys(ctx: Ctx, file: VaultFile): Promise<VaultKeys | null> {
   let password: Uint8Array;
   try {
     password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
@@ -63,7 +56,7 @@ async function _optionalKeys(ctx: Ctx): Promise<VaultKeys | null> {
     throw e;
   }
   try {
-    return unseal(loadVault(home), password);
+    return unseal(file, password);
   } finally {
     password.fill(0);
   }
@@ -102,9 +95,10 @@ const verify: Command = {
   options: { ...PASSWORD_FILE_OPTION, checkpoint: { type: 'string' } },
   args: { min: 0, max: 0 },
   async run(ctx) {
-    const home = existingHome(ctx);
-    const file = loadVault(home);
-    const keys = await _optionalKeys(ctx);
+    const state = existingState(ctx);
+    const home = state.home;
+    const file = state.vault.read();
+    const keys = await _optionalKeys(ctx, file);
     try {
       const checkpointPath = str(ctx, 'checkpoint');
       const checkpoint = checkpointPath === undefined ? null : readCheckpoint(
@@ -134,9 +128,10 @@ const checkpoint: Command = {
   options: { ...PASSWORD_FILE_OPTION },
   args: { min: 0, max: 0 },
   async run(ctx) {
-    const home = existingHome(ctx);
-    const file = loadVault(home);
-    const keys = await _optionalKeys(ctx);
+    const state = existingState(ctx);
+    const home = state.home;
+    const file = state.vault.read();
+    const keys = await _optionalKeys(ctx, file);
     if (keys === null) {
       throw new TpError(
         'sealed',
@@ -456,9 +451,9 @@ const resync: Command = {
   options: { ...PASSWORD_FILE_OPTION },
   args: { min: 0, max: 0 },
   async run(ctx) {
-    const { home, file, keys } = await unsealVault(ctx);
+    const { state, file, keys } = await unsealVault(ctx);
     try {
-      const missed = missedChanges(home, file, keys);
+      const missed = await state.vault.resync(file, keys);
       if (missed.length === 0) {
         return {
           json: { missed: [] },
@@ -466,15 +461,6 @@ const resync: Command = {
           informational: true,
         };
       }
-      await updateVault(home, keys, () => ({
-        result: undefined,
-        events: [{
-          event: 'vault.resync',
-          actor: { type: 'operator' },
-          outcome: 'ok',
-          data: { missed },
-        }],
-      }), { acceptOlder: true });
       return {
         json: { missed },
         text:

@@ -97,9 +97,9 @@ the vault's key over the settings and the CA file's contents. Edit, review, seal
       );
     }
     const ca = configCaBytes(config);
-    const { home, keys } = await unsealVault(ctx);
+    const { state, keys } = await unsealVault(ctx);
     try {
-      sealConfig(home, config, keys, ca);
+      sealConfig(state.home, config, keys, ca);
     } finally {
       wipeKeys(keys);
     }

@@ -16,8 +16,6 @@ import {
   type Change,
   type CredentialMeta,
   decryptValue,
-  loadVault,
-  updateVault,
   type VaultBody,
   type VaultKeys,
   wipeKeys,
@@ -26,7 +24,7 @@ import {
   changeVault,
   type Command,
   type Ctx,
-  existingHome,
+  existingState,
   flag,
   list as listFlag,
   PASSWORD_FILE_OPTION,
@@ -113,11 +111,11 @@ async function _changeWithValue<T>(
 ): Promise<T> {
   let value = await _givenValue(ctx);
   try {
-    const { home, keys } = await unsealVault(ctx);
+    const { state, keys } = await unsealVault(ctx);
     try {
       const v = value ?? await _typedValue(ctx, name);
       value = v;
-      return await updateVault(home, keys, (body) => change(body, keys, v));
+      return await state.vault.update(keys, (body) => change(body, keys, v));
     } finally {
       wipeKeys(keys);
     }
@@ -257,7 +255,7 @@ const list: Command = {
   options: {},
   args: { min: 0, max: 0 },
   run(ctx) {
-    const file = loadVault(existingHome(ctx));
+    const file = existingState(ctx).vault.read();
     const rows = file.body.credentials.map((c) => [
       c.name,
       c.any_domain ? 'ANY (unrestricted)' : c.allowed_domains.join(','),
@@ -283,7 +281,7 @@ const show: Command = {
   options: {},
   args: { min: 1, max: 1 },
   run(ctx) {
-    const file = loadVault(existingHome(ctx));
+    const file = existingState(ctx).vault.read();
     const record = findCredential(file.body, ctx.positionals[0] as string);
     return { json: _metaJson(record), text: _metaText(record) };
   },

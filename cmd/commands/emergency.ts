@@ -1,25 +1,23 @@
 import * as fs from 'node:fs';
 /** `emergency activate|clear|status` (SPEC §9): the kill switch. */
-import { type AuditEvent, openAuditWriter } from '../../src/audit.ts';
-import { issueToken } from '../../src/agents.ts';
 import { escapeControls } from '../../src/bytes.ts';
 import {
-  activeBrakes,
   type Brake,
   type BrakeRequest,
   type BrakeScope,
   checkBrakeRequest,
-  tidyCleared,
 } from '../../src/brakes.ts';
 import { TpError, usage } from '../../src/errors.ts';
-import { pullBrake } from '../../src/emergency.ts';
+import { clearBrakes, pullBrake } from '../../src/emergency.ts';
 import type { Home } from '../../src/home.ts';
 import { SYSTEM_SOCKET } from '../../src/serve/address.ts';
-import { loadVault, updateVault, wipeKeys } from '../../src/vault.ts';
+import { openState } from '../../src/state.ts';
+import { wipeKeys } from '../../src/vault.ts';
 import {
   type Command,
   type Ctx,
   existingHome,
+  existingState,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
@@ -88,10 +86,11 @@ socket instead: --server unix:PATH, or /run/trust-protocol/serve.sock found by i
     if (home === null) {
       brake = await _brakeViaServe(ctx, req);
     } else {
-      const pulled = pullBrake(home, req, ctx.now());
+      const state = openState(home);
+      const pulled = pullBrake(state, req, ctx.now());
       brake = pulled.brake;
       // The brake is in force now; the audit entry follows. If it cannot be written the brake stays.
-      await openAuditWriter(home, { macKey: null }).append([pulled.event]);
+      await state.audit.writer({ macKey: null }).append([pulled.event]);
     }
     return {
       json: { ...brake },
@@ -153,8 +152,8 @@ const clear: Command = {
     if (ctx.values['new-token'] === true && scope !== 'agent') {
       throw usage('bad_flag', '--new-token goes with --scope agent');
     }
-    const home = existingHome(ctx);
-    const active = activeBrakes(home, loadVault(home).body);
+    const state = existingState(ctx);
+    const active = state.brakes.active(state.vault.read().body);
     const matching = active.filter((b) => b.scope === scope && b.target === target);
     if (matching.length === 0 && str(ctx, 'scope') === undefined && active.length > 0) {
       // No scope given and no global brake: say which brakes there are and how to lift each
@@ -199,25 +198,15 @@ const clear: Command = {
         ) ??
           '',
       ));
-    const { home: h, keys } = await unsealVault(ctx);
+    const unsealed = await unsealVault(ctx);
+    const { keys } = unsealed;
     try {
-      const { lifted, issued } = await updateVault(h, keys, (body) => {
-        const now = activeBrakes(h, body).filter((b) => b.scope === scope && b.target === target);
-        if (now.length === 0) throw usage('not_active', 'the brake was lifted meanwhile');
-        body.cleared_brakes.push(...now.map((b) => b.id).filter((id) => id !== 'unreadable'));
-        const events: AuditEvent[] = now.map((b) => ({
-          event: 'brake.clear',
-          actor: { type: 'operator' as const },
-          outcome: 'ok' as const,
-          data: { brake: b.id, scope, target },
-        }));
-        const token = newToken ? issueToken(body, { id: target as string, now: ctx.now() }) : null;
-        return {
-          result: { lifted: now, issued: token?.result ?? null },
-          events: [...events, ...(token?.events ?? [])],
-        };
+      const { lifted, issued } = await clearBrakes(unsealed.state, keys, {
+        scope,
+        target,
+        newToken,
+        now: ctx.now(),
       });
-      tidyCleared(h, lifted.map((b) => b.id), scope === 'global');
       const json = {
         cleared: lifted.map(_shown),
         ...(issued === null ? {} : { token: issued.token, expires_at: issued.expires_at }),
@@ -253,8 +242,8 @@ const status: Command = {
   options: {},
   args: { min: 0, max: 0 },
   run(ctx) {
-    const home = existingHome(ctx);
-    const active = activeBrakes(home, loadVault(home).body);
+    const state = existingState(ctx);
+    const active = state.brakes.active(state.vault.read().body);
     const global = active.find((b) => b.scope === 'global');
     const json = {
       global: global === undefined ? null : _shown(global),

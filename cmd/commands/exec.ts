@@ -2,18 +2,24 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Buffer } from 'node:buffer';
-import { execute, unsealWithPassword } from '../../src/broker.ts';
+import {
+  type BrokeredResponse,
+  type BrokerRequest,
+  execute,
+  unsealWithPassword,
+} from '../../src/broker.ts';
 import { decodeUtf8Strict } from '../../src/bytes.ts';
 import { TpError, usage } from '../../src/errors.ts';
 import { monitorOnce } from '../../src/monitor/live.ts';
-import { loadVault, unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
+import type { State } from '../../src/state.ts';
+import { unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
 import { findPlaceholders, parseCurlArgs, type Template } from '../../src/template.ts';
 import { SOCKET_NAME, SYSTEM_SOCKET } from '../../src/serve/address.ts';
 import type { ServerTarget } from '../../src/serve/client.ts';
 import {
   type Command,
   type Ctx,
-  existingHome,
+  existingState,
   flag,
   list,
   PASSWORD_FILE_OPTION,
@@ -162,7 +168,9 @@ async function _passwordOrNoServe(ctx: Ctx): Promise<Uint8Array> {
  */
 function _unverifiedInjectRule(ctx: Ctx, credential: string): string | null {
   try {
-    const record = loadVault(existingHome(ctx)).body.credentials.find((c) => c.name === credential);
+    const record = existingState(ctx).vault.read().body.credentials.find((c) =>
+      c.name === credential
+    );
     return record?.inject ?? null;
   } catch {
     return null;
@@ -229,13 +237,7 @@ TRUST_PROTOCOL_SERVER, HOME/serve.sock, or /run/trust-protocol/serve.sock), exec
         token,
         ...sendOptions,
       })
-      : await execute({ template, token, sendOptions }, {
-        home: existingHome(ctx),
-        env: ctx.io.env,
-        now: ctx.now,
-        unseal: unsealWithPassword(() => _passwordOrNoServe(ctx)),
-        afterRequest: (keys) => _monitor(ctx, keys),
-      });
+      : await _executeHere(ctx, { template, token, sendOptions });
     const failed = flag(ctx, 'fail') && response.status >= 400;
     if (ctx.json || failed) {
       const chunks: Uint8Array[] = [];
@@ -282,22 +284,33 @@ TRUST_PROTOCOL_SERVER, HOME/serve.sock, or /run/trust-protocol/serve.sock), exec
 
 export const execCommands: Command[] = [exec];
 
+/** No serve: this process unseals the vault itself, for this one request. */
+function _executeHere(ctx: Ctx, request: BrokerRequest): Promise<BrokeredResponse> {
+  const state = existingState(ctx);
+  return execute(request, {
+    state,
+    env: ctx.io.env,
+    now: ctx.now,
+    unseal: unsealWithPassword(() => _passwordOrNoServe(ctx)),
+    afterRequest: (keys) => _monitor(ctx, state, keys),
+  });
+}
+
 /**
  * The monitor's turn after the request (src/monitor/live.ts). A request refused before the
  * password was needed is monitored too when the password can be read without asking (a file or
  * the variable); at a terminal it is not asked for, and the next run that holds it catches up.
  */
-async function _monitor(ctx: Ctx, keys: VaultKeys | null): Promise<void> {
-  const home = existingHome(ctx);
+async function _monitor(ctx: Ctx, state: State, keys: VaultKeys | null): Promise<void> {
   if (keys !== null) {
-    await monitorOnce(home, keys, ctx.now());
+    await monitorOnce(state, keys, ctx.now());
     return;
   }
   if (str(ctx, 'password-file') === undefined && !ctx.io.env[PASSWORD_ENV]) return;
   const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
   let held: VaultKeys;
   try {
-    held = unseal(loadVault(home), password);
+    held = unseal(state.vault.read(), password);
   } catch (e) {
     if (e instanceof TpError && e.kind === 'sealed') return;
     throw e;
@@ -305,7 +318,7 @@ async function _monitor(ctx: Ctx, keys: VaultKeys | null): Promise<void> {
     password.fill(0);
   }
   try {
-    await monitorOnce(home, held, ctx.now());
+    await monitorOnce(state, held, ctx.now());
   } finally {
     wipeKeys(held);
   }

@@ -2,7 +2,7 @@
 import { readAuditLog, readLogLines } from '../../src/audit.ts';
 import { escapeControls } from '../../src/bytes.ts';
 import { findAgent } from '../../src/agents.ts';
-import { loadVault } from '../../src/vault.ts';
+
 import { usage } from '../../src/errors.ts';
 import {
   type AgentReport,
@@ -14,7 +14,7 @@ import {
   changeVault,
   type Command,
   type Ctx,
-  existingHome,
+  existingState,
   PASSWORD_FILE_OPTION,
   tableText,
 } from '../context.ts';
@@ -24,14 +24,16 @@ import {
   ANOMALY_KINDS,
   parseActions,
   parseAnomalyKind,
+  setActions,
 } from '../../src/monitor/actions.ts';
 
 const HEADER = 'computed from the audit trail; run `audit verify` to trust it';
 
 /** No password: tiers come from the unauthenticated vault body, behaviour from the log. */
 function _reports(ctx: Ctx, id?: string): AgentReport[] {
-  const home = existingHome(ctx);
-  const body = loadVault(home).body;
+  const state = existingState(ctx);
+  const home = state.home;
+  const body = state.vault.read().body;
   const agents = id === undefined ? body.agents : [findAgent(body, id)];
   const options = { now: ctx.now() };
   // Streamed (issue #16); the whole log only when its times go backwards somewhere.
@@ -110,7 +112,7 @@ for the built-in choice; needs the password and is audited.`,
       throw usage('missing_actions', 'give both KIND and ACTIONS, or neither to show them');
     }
     if (ctx.positionals.length === 2) return await _setActions(ctx);
-    const config = loadVault(existingHome(ctx)).body.monitor_actions ?? {};
+    const config = existingState(ctx).vault.read().body.monitor_actions ?? {};
     const rows = ANOMALY_KINDS.map((kind) => ({
       kind,
       actions: [...actionsFor(kind, config)],
@@ -130,24 +132,7 @@ async function _setActions(ctx: Ctx): Promise<{ json: unknown; text: string }> {
   const kind = parseAnomalyKind(ctx.positionals[0] as string);
   const text = ctx.positionals[1] as string;
   const chosen = text === 'default' ? null : parseActions(text);
-  const now = await changeVault(ctx, (body) => {
-    const config = { ...(body.monitor_actions ?? {}) };
-    const from = [...actionsFor(kind, config)];
-    if (chosen === null) delete config[kind];
-    else config[kind] = chosen;
-    if (Object.keys(config).length === 0) delete body.monitor_actions;
-    else body.monitor_actions = config;
-    const to = [...actionsFor(kind, config)];
-    return {
-      result: to,
-      events: [{
-        event: 'monitor.actions',
-        actor: { type: 'operator' },
-        outcome: 'ok',
-        data: { kind, from, to },
-      }],
-    };
-  });
+  const now = await changeVault(ctx, (body) => setActions(body, kind, chosen));
   return { json: { kind, actions: now }, text: `Anomaly kind ${kind} now: ${now.join(', ')}.\n` };
 }
 

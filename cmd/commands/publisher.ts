@@ -5,10 +5,11 @@ import { publicKeyProblem } from '../../src/crypto/ed25519.ts';
 import { usage } from '../../src/errors.ts';
 import { checkName } from '../../src/skills/comment.ts';
 import { keyIdHex, parsePublicKey } from '../../src/skills/keys.ts';
-import { loadVault, type PublisherRecord, updateVault, wipeKeys } from '../../src/vault.ts';
+import { addPublisher, revokePublisher } from '../../src/skills/publishers.ts';
+import { type PublisherRecord, wipeKeys } from '../../src/vault.ts';
 import {
   type Command,
-  existingHome,
+  existingState,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
@@ -49,38 +50,9 @@ const add: Command = {
       revoked_at: null,
       revoke_reason: null,
     };
-    const { home, keys } = await unsealVault(ctx);
+    const { state, keys } = await unsealVault(ctx);
     try {
-      await updateVault(home, keys, (body) => {
-        if (body.publishers.some((p) => p.name === name)) {
-          throw usage(
-            'publisher_exists',
-            `a publisher named ${name} already exists (revoked names are not reused)`,
-            'see `trust-protocol publisher list`',
-          );
-        }
-        const same = body.publishers.find((p) =>
-          p.key_id === record.key_id || p.public_key === record.public_key
-        );
-        if (same !== undefined) {
-          throw usage(
-            same.revoked_at === null ? 'key_exists' : 'key_revoked',
-            same.revoked_at === null
-              ? `key ${record.key_id} is already trusted as publisher ${same.name}`
-              : `key ${record.key_id} was revoked (publisher ${same.name}, ${same.revoked_at}); a revoked key is never trusted again`,
-          );
-        }
-        body.publishers.push(record);
-        return {
-          result: undefined,
-          events: [{
-            event: 'publisher.add',
-            actor: { type: 'operator' },
-            outcome: 'ok',
-            data: { name, key_id: record.key_id },
-          }],
-        };
-      });
+      await state.vault.update(keys, (body) => addPublisher(body, record));
     } finally {
       wipeKeys(keys);
     }
@@ -100,7 +72,7 @@ const list: Command = {
   options: {},
   args: { min: 0, max: 0 },
   run(ctx) {
-    const publishers = loadVault(existingHome(ctx)).body.publishers;
+    const publishers = existingState(ctx).vault.read().body.publishers;
     const rows = publishers.map((p) => [
       escapeControls(p.name),
       p.key_id,
@@ -134,36 +106,13 @@ const revoke: Command = {
     if (reason.length > REASON_MAX) {
       throw usage('bad_reason', `--reason is longer than ${REASON_MAX} characters`);
     }
-    const { home, keys } = await unsealVault(ctx);
+    const { state, keys } = await unsealVault(ctx);
     let revoked: PublisherRecord;
     try {
-      revoked = await updateVault(home, keys, (body) => {
-        const p = body.publishers.find((x) => x.name === name);
-        if (p === undefined) {
-          throw usage(
-            'no_such_publisher',
-            `no publisher named ${JSON.stringify(escapeControls(name))}`,
-            'see `trust-protocol publisher list`',
-          );
-        }
-        if (p.revoked_at !== null) {
-          throw usage(
-            'already_revoked',
-            `publisher ${p.name} was already revoked at ${p.revoked_at}`,
-          );
-        }
-        p.revoked_at = ctx.now().toISOString();
-        p.revoke_reason = reason;
-        return {
-          result: { ...p },
-          events: [{
-            event: 'publisher.revoke',
-            actor: { type: 'operator' },
-            outcome: 'ok',
-            data: { name: p.name, key_id: p.key_id, reason },
-          }],
-        };
-      });
+      revoked = await state.vault.update(
+        keys,
+        (body) => revokePublisher(body, { name, reason, now: ctx.now() }),
+      );
     } finally {
       wipeKeys(keys);
     }

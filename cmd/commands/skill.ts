@@ -3,10 +3,11 @@ import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { paint } from '../color.ts';
-import { type AuditEvent, openAuditWriter } from '../../src/audit.ts';
+import type { AuditEvent } from '../../src/audit.ts';
 import { escapeControls, wipe } from '../../src/bytes.ts';
 import { TpError, usage } from '../../src/errors.ts';
 import { type Home, openHome } from '../../src/home.ts';
+import { openState, type State } from '../../src/state.ts';
 import { checkName, checkVersion, parseExpiry } from '../../src/skills/comment.ts';
 import {
   formatPublicKey,
@@ -25,13 +26,7 @@ import { loadSigned, type ScanProgress, scanSkill } from '../../src/skills/scan.
 import { signSkill, writeSigned } from '../../src/skills/sign.ts';
 import { trustFromKeyFile, trustFromPublisher } from '../../src/skills/trust.ts';
 import { type Trust, type Verdict, verifySkill } from '../../src/skills/verify.ts';
-import {
-  ensureCurrent,
-  recordAuditHead,
-  vaultExists,
-  type VaultKeys,
-  wipeKeys,
-} from '../../src/vault.ts';
+import { type VaultKeys, wipeKeys } from '../../src/vault.ts';
 import { type Command, type Ctx, PASSWORD_FILE_OPTION, str, unsealVault } from '../context.ts';
 import { EXIT } from '../exit.ts';
 import { dropTrailingNewline, promptHidden, readUserFile } from '../io.ts';
@@ -173,24 +168,25 @@ const verify: Command = {
         'skill verify needs exactly one of --key PREFIX.pub or --publisher NAME',
       );
     }
-    let home: Home | null;
+    let state: State | null;
     let keys: VaultKeys | null = null;
     let trust: Trust;
     const bytes = keyPath === undefined
       ? null
       : readUserFile(keyPath, 'public key file', 64 * 1024);
-    home = bytes === null ? null : _homeIfAny(ctx);
-    if (bytes !== null && (home === null || !vaultExists(home))) {
+    const home = bytes === null ? null : _homeIfAny(ctx);
+    state = home === null ? null : openState(home);
+    if (bytes !== null && (state === null || !state.vault.exists())) {
       // No vault, no publisher list: the key file alone decides, and no publisher is named.
       trust = trustFromKeyFile(bytes, []);
     } else {
       // A publisher list exists: it names publishers and lifts nothing only once its MAC is
       // checked, so it is read with the password, for --key as for --publisher (#14).
       const unsealed = await unsealVault(ctx);
-      home = unsealed.home;
+      state = unsealed.state;
       keys = unsealed.keys;
       try {
-        const publishers = (await ensureCurrent(home, unsealed.file, keys)).body.publishers;
+        const publishers = (await state.vault.ensureCurrent(unsealed.file, keys)).body.publishers;
         trust = bytes === null
           ? trustFromPublisher(publisher as string, publishers)
           : trustFromKeyFile(bytes, publishers);
@@ -202,7 +198,7 @@ const verify: Command = {
     try {
       const seen = _withProgress(ctx, 'hashing', (onProgress) => scanSkill(dir, { onProgress }));
       const verdict = verifySkill({ seen, ...loadSigned(dir), trust, now: ctx.now() });
-      if (home !== null) await _audit(home, keys, _event(dir, verdict, keys !== null));
+      if (state !== null) await _audit(state, keys, _event(dir, verdict, keys !== null));
       return {
         json: verdict,
         text: _verdictText(verdict, ctx.color),
@@ -231,9 +227,9 @@ function _event(dir: string, v: Verdict, operator: boolean): AuditEvent {
   };
 }
 
-async function _audit(home: Home, keys: VaultKeys | null, event: AuditEvent): Promise<void> {
-  const head = await openAuditWriter(home, { macKey: keys?.audit ?? null }).append([event]);
-  if (keys !== null) await recordAuditHead(home, keys, head);
+async function _audit(state: State, keys: VaultKeys | null, event: AuditEvent): Promise<void> {
+  const head = await state.audit.writer({ macKey: keys?.audit ?? null }).append([event]);
+  if (keys !== null) await state.vault.recordHead(keys, head);
 }
 
 function _verdictText(v: Verdict, color: boolean): string {

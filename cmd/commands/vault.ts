@@ -1,10 +1,9 @@
 /** `init`, `status`, `passwd`. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { logTail, openAuditWriter } from '../../src/audit.ts';
+import { logTail } from '../../src/audit.ts';
 import { SOCKET_NAME } from '../../src/serve/address.ts';
 import { findServer } from '../../src/serve/client.ts';
-import { activeBrakes, createBrakesDir } from '../../src/brakes.ts';
 import {
   checkKdfParams,
   KDF_DEFAULT,
@@ -12,15 +11,9 @@ import {
   type KdfParams,
 } from '../../src/crypto/kdf.ts';
 import { usage } from '../../src/errors.ts';
-import { type Home, openHome, readStateFile, withLock } from '../../src/home.ts';
-import {
-  changePassword,
-  createVault,
-  loadVault,
-  saveVault,
-  VAULT_FILE,
-  wipeKeys,
-} from '../../src/vault.ts';
+import { type Home, openHome, readStateFile } from '../../src/home.ts';
+import { openState } from '../../src/state.ts';
+import { createVault, VAULT_FILE, wipeKeys } from '../../src/vault.ts';
 import {
   type Command,
   type Ctx,
@@ -89,27 +82,11 @@ const init: Command = {
     });
     const { file, keys } = createVault(password, params, ctx.now());
     password.fill(0);
-    await withLock(home, 'vault', async () => {
-      if (readStateFile(home, VAULT_FILE) !== null) {
-        throw usage('already_initialized', `a vault already exists in ${home.dir}`);
-      }
-      const head = await openAuditWriter(home, { macKey: keys.audit }).append([{
-        event: 'vault.init',
-        actor: { type: 'operator' },
-        outcome: 'ok',
-        data: {
-          kdf: {
-            memory_kib: params.memoryKib,
-            iterations: params.iterations,
-            parallelism: params.parallelism,
-          },
-        },
-      }]);
-      file.body.audit_head = head;
-      createBrakesDir(home);
-      saveVault(home, file, keys);
-    });
-    wipeKeys(keys);
+    try {
+      await openState(home).vault.init(file, keys, params);
+    } finally {
+      wipeKeys(keys);
+    }
     return {
       json: {
         home: home.dir,
@@ -141,7 +118,8 @@ const status: Command = {
       const home = existingHome(ctx);
       initialized = readStateFile(home, VAULT_FILE) !== null;
       if (initialized) {
-        const file = loadVault(home);
+        const state = openState(home);
+        const file = state.vault.read();
         const anyDomain = file.body.credentials.filter((c) => c.any_domain).map((c) => c.name);
         data = {
           home: home.dir,
@@ -157,7 +135,7 @@ const status: Command = {
             iterations: file.kdf.iterations,
             implementation: kdfImplementation(),
           },
-          brakes: activeBrakes(home, file.body).map((b) => ({
+          brakes: state.brakes.active(file.body).map((b) => ({
             scope: b.scope,
             target: b.target,
             reason: b.reason,
@@ -230,7 +208,7 @@ const passwd: Command = {
   },
   args: { min: 0, max: 0 },
   async run(ctx) {
-    const { home, file, keys } = await unsealVault(ctx);
+    const { state, file, keys } = await unsealVault(ctx);
     const params = (str(ctx, 'kdf-memory-mib') ?? str(ctx, 'kdf-iterations')) === undefined
       ? {
         memoryKib: file.kdf.memory_kib,
@@ -250,9 +228,12 @@ const passwd: Command = {
       isNew: true,
       prompt: 'New master password: ',
     });
-    await changePassword(home, keys, next, params);
-    next.fill(0);
-    wipeKeys(keys);
+    try {
+      await state.vault.changePassword(keys, next, params);
+    } finally {
+      next.fill(0);
+      wipeKeys(keys);
+    }
     return { json: { changed: true }, text: 'Master password changed.\n', informational: true };
   },
 };

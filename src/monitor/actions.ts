@@ -6,6 +6,7 @@
  */
 import { usage } from '../errors.ts';
 import type { AnomalyKind } from './anomalies.ts';
+import type { Change, VaultBody } from '../vault.ts';
 
 export const ACTIONS = ['record', 'refuse_renewal', 'demote', 'brake'] as const;
 export type Action = (typeof ACTIONS)[number];
@@ -67,4 +68,31 @@ export function parseActions(text: string): Action[] {
     }
   }
   return ['record', ...ACTIONS.filter((a) => a !== 'record' && words.includes(a))];
+}
+
+/**
+ * `monitor actions KIND ACTIONS|default`: what the monitor does on an anomaly of this kind, from
+ * now on (null: back to the default). Returns the actions now in force.
+ */
+export function setActions(
+  body: VaultBody,
+  kind: AnomalyKind,
+  chosen: Action[] | null,
+): Change<readonly Action[]> {
+  const config = { ...(body.monitor_actions ?? {}) };
+  const from = [...actionsFor(kind, config)];
+  if (chosen === null) delete config[kind];
+  else config[kind] = chosen;
+  if (Object.keys(config).length === 0) delete body.monitor_actions;
+  else body.monitor_actions = config;
+  const to = [...actionsFor(kind, config)];
+  return {
+    result: to,
+    events: [{
+      event: 'monitor.actions',
+      actor: { type: 'operator' },
+      outcome: 'ok',
+      data: { kind, from, to },
+    }],
+  };
 }

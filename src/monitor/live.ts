@@ -22,19 +22,17 @@ import {
   checkedEntries,
   type LogCursor,
   type LogEntry,
-  openAuditWriter,
   readLogFrom,
 } from '../audit.ts';
-import { activateBrake } from '../brakes.ts';
 import { secretEqual } from '../bytes.ts';
 import { canonicalJson } from '../canonical.ts';
 import { demote } from '../agents.ts';
 import { TpError } from '../errors.ts';
 import { setInterval } from 'node:timers';
-import type { Home } from '../home.ts';
+import type { State } from '../state.ts';
 import { readStateFile, withLock, writeStateFile } from '../home.ts';
 import { TIERS } from '../tiers.ts';
-import { loadVault, updateVault, type VaultKeys } from '../vault.ts';
+import type { VaultKeys } from '../vault.ts';
 import { type Action, actionsFor } from './actions.ts';
 import { type Anomaly, Detector, DETECTOR_VERSION, type DetectorState } from './anomalies.ts';
 import { type AuditEntry, requestEvents } from './behaviour.ts';
@@ -83,8 +81,8 @@ export class Monitor {
   }
 
   /** The saved state, or a rebuild from the audit trail when it is missing or fails its MAC. */
-  static async load(home: Home, keys: VaultKeys): Promise<Monitor> {
-    const bytes = readStateFile(home, MONITOR_FILE);
+  static async load(state: State, keys: VaultKeys): Promise<Monitor> {
+    const bytes = readStateFile(state.home, MONITOR_FILE);
     const saved = bytes === null ? null : _parse(bytes, keys);
     if (
       saved !== null && saved.version === MONITOR_VERSION &&
@@ -95,7 +93,7 @@ export class Monitor {
         trusted: new Detector(saved.trusted),
       });
     }
-    await openAuditWriter(home, { macKey: keys.audit }).append([{
+    await state.audit.writer({ macKey: keys.audit }).append([{
       event: 'monitor.rebuild',
       actor: { type: 'system' },
       outcome: 'ok',
@@ -117,8 +115,8 @@ export class Monitor {
    * Skipped: anomalies another monitor already recorded (exec and serve may both look), and
    * anomalies older than `ACT_WINDOW_MS` (a rebuilt state replays the whole trail).
    */
-  async catchUp(home: Home, keys: VaultKeys, now: Date): Promise<Acted[]> {
-    const entries = this.#read(home, keys);
+  async catchUp(state: State, keys: VaultKeys, now: Date): Promise<Acted[]> {
+    const entries = this.#read(state, keys);
     const recorded = new Set(
       authenticatedOnly(entries).filter((e) => e.event === 'monitor.anomaly').map((e) =>
         _key(e.data)
@@ -129,12 +127,12 @@ export class Monitor {
       if (recorded.has(_key(anomaly))) continue;
       recorded.add(_key(anomaly));
       if (now.getTime() - Date.parse(anomaly.at) > ACT_WINDOW_MS) continue;
-      acted.push(await _act(home, keys, anomaly, now));
+      acted.push(await _act(state, keys, anomaly, now));
     }
     return acted;
   }
 
-  save(home: Home, keys: VaultKeys): void {
+  save(state: State, keys: VaultKeys): void {
     const unsigned = {
       format: MONITOR_FORMAT,
       version: MONITOR_VERSION,
@@ -145,7 +143,7 @@ export class Monitor {
     } as const;
     // Not fsynced: a state lost in a crash is rebuilt from the audit trail.
     writeStateFile(
-      home,
+      state.home,
       MONITOR_FILE,
       JSON.stringify({ ...unsigned, mac: _mac(unsigned, keys) }),
       { durable: false },
@@ -157,8 +155,8 @@ export class Monitor {
    * continue from it (cut, rewritten, repaired), the whole log again, keeping only newer entries.
    * A line whose MAC is wrong throws (integrity) before the cursor moves past it.
    */
-  #read(home: Home, keys: VaultKeys): Array<Checked<LogEntry>> {
-    const read = readLogFrom(home, this.#cursor) ?? readLogFrom(home, null);
+  #read(state: State, keys: VaultKeys): Array<Checked<LogEntry>> {
+    const read = readLogFrom(state.home, this.#cursor) ?? readLogFrom(state.home, null);
     const entries = checkedEntries(read?.lines ?? [], keys.audit);
     this.#cursor = read?.cursor ?? null;
     return entries.filter((e) => e.seq > this.#seq);
@@ -182,12 +180,12 @@ export class Monitor {
  * lock is taken (a running serve holds it, or another exec), this turn is skipped at once:
  * whoever holds it, or the next turn, reads the same entries from the log.
  */
-export async function monitorOnce(home: Home, keys: VaultKeys, now: Date): Promise<Acted[]> {
+export async function monitorOnce(state: State, keys: VaultKeys, now: Date): Promise<Acted[]> {
   try {
-    return await withLock(home, 'monitor', async () => {
-      const monitor = await Monitor.load(home, keys);
-      const acted = await monitor.catchUp(home, keys, now);
-      monitor.save(home, keys);
+    return await withLock(state.home, 'monitor', async () => {
+      const monitor = await Monitor.load(state, keys);
+      const acted = await monitor.catchUp(state, keys, now);
+      monitor.save(state, keys);
       return acted;
     }, { timeoutMs: 0 });
   } catch (e) {
@@ -201,14 +199,14 @@ function _key(a: { agent?: unknown; kind?: unknown; evidence?: unknown; at?: unk
   return `${String(a.agent)}|${String(a.kind)}|${String(hour ?? a.at)}`;
 }
 
-async function _act(home: Home, keys: VaultKeys, anomaly: Anomaly, now: Date): Promise<Acted> {
-  const body = loadVault(home).body;
+async function _act(state: State, keys: VaultKeys, anomaly: Anomaly, now: Date): Promise<Acted> {
+  const body = state.vault.read().body;
   const agent = body.agents.find((a) => a.id === anomaly.agent);
   const actions = [...actionsFor(anomaly.kind, body.monitor_actions ?? {})];
-  const audit = openAuditWriter(home, { macKey: keys.audit });
+  const audit = state.audit.writer({ macKey: keys.audit });
   const done: Record<string, unknown> = {};
   if (actions.includes('brake')) {
-    const brake = activateBrake(home, {
+    const brake = state.brakes.activate({
       scope: 'agent',
       target: anomaly.agent,
       reason: `monitor: ${anomaly.kind} (${anomaly.severity}) at ${anomaly.at}`,
@@ -226,7 +224,7 @@ async function _act(home: Home, keys: VaultKeys, anomaly: Anomaly, now: Date): P
     if (lower === undefined) {
       done.demote = 'already at the lowest tier';
     } else {
-      await updateVault(home, keys, (b) => {
+      await state.vault.update(keys, (b) => {
         const change = demote(b, { id: anomaly.agent, tier: lower, now });
         return { ...change, events: change.events.map(_bySystem) };
       });
@@ -280,7 +278,7 @@ export interface LiveMonitor {
  * and leaves monitoring to the first, which reads its entries from the log.
  */
 export async function liveMonitor(
-  home: Home,
+  state: State,
   keys: VaultKeys,
   now: () => Date,
 ): Promise<LiveMonitor> {
@@ -288,11 +286,11 @@ export async function liveMonitor(
   const held = new Promise<void>((resolve) => (release = resolve));
   let loaded: (m: Monitor) => void = () => {};
   const ready = new Promise<Monitor>((resolve) => (loaded = resolve));
-  const lifetime = withLock(home, 'monitor', async () => {
-    const m = await Monitor.load(home, keys);
+  const lifetime = withLock(state.home, 'monitor', async () => {
+    const m = await Monitor.load(state, keys);
     loaded(m);
     await held;
-    m.save(home, keys);
+    m.save(state, keys);
   }, { timeoutMs: 0 });
   let monitor: Monitor | null;
   try {
@@ -310,7 +308,7 @@ export async function liveMonitor(
   const after = (): Promise<void> => {
     queued ??= running.catch(() => {}).then(() => {
       queued = null;
-      return m.catchUp(home, keys, now()).then(() => {});
+      return m.catchUp(state, keys, now()).then(() => {});
     });
     running = queued;
     return queued;

@@ -17,10 +17,10 @@ import {
 } from '../audit.ts';
 import { verifyAuditLog } from '../audit_verify.ts';
 import { denied, integrity, type TpError } from '../errors.ts';
-import type { Home } from '../home.ts';
+import type { State } from '../state.ts';
 import { checkAgent, newAgentToken } from '../policy.ts';
 import { TIER_RULES } from '../tiers.ts';
-import { type AgentRecord, loadVault, updateVault, type VaultKeys, verifyVault } from '../vault.ts';
+import { type AgentRecord, type VaultKeys, verifyVault } from '../vault.ts';
 import type { IssuedToken } from '../agents.ts';
 import { detectAnomalies } from './anomalies.ts';
 import { type AuditEntry, behaviourOf } from './behaviour.ts';
@@ -35,15 +35,15 @@ export interface RenewalCheck {
 
 /** Renews or throws `denied` (exit 3) naming why; the outcome is audited either way. */
 export async function renewAgent(
-  home: Home,
+  state: State,
   keys: VaultKeys,
   token: string | null,
   now: Date,
 ): Promise<IssuedToken & RenewalCheck> {
-  const file = loadVault(home);
+  const file = state.vault.read();
   verifyVault(file, keys);
   const agent = checkAgent(file.body.agents, token, now);
-  const bytes = readAuditLog(home);
+  const bytes = readAuditLog(state.home);
   const verified = verifyAuditLog(bytes, {
     macKey: keys.audit,
     recordedHead: file.body.audit_head,
@@ -58,7 +58,7 @@ export async function renewAgent(
   const entries = checkedEntries(bytes, keys.audit);
   const check = renewalCheck(agent, entries, now);
   type Outcome = { refusal: TpError } | { issued: IssuedToken & RenewalCheck };
-  const outcome = await updateVault<Outcome>(home, keys, (body) => {
+  const outcome = await state.vault.update<Outcome>(keys, (body) => {
     const a = body.agents.find((x) => x.id === agent.id) as AgentRecord;
     const refusal = check.refusal;
     if (refusal !== null) {

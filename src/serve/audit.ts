@@ -1,7 +1,7 @@
 /** Audit entries serve writes itself (start, stop, its own refusals), under the key it holds. */
-import { type AuditEvent, openAuditWriter } from '../audit.ts';
-import type { Home } from '../home.ts';
-import { type AuditHead, recordAuditHead, type VaultKeys } from '../vault.ts';
+import type { AuditEvent } from '../audit.ts';
+import type { State } from '../state.ts';
+import type { AuditHead, VaultKeys } from '../vault.ts';
 
 export type AppendAudit = (events: readonly AuditEvent[]) => Promise<void>;
 
@@ -19,7 +19,7 @@ export interface HeadRecorder {
  * is not detected against the vault's head (docs/threat-model.md). A failed write (say, the
  * vault was restored from an older copy) fails every later request (fail closed).
  */
-export function deferredHeads(home: Home, keys: VaultKeys, intervalMs = 10): HeadRecorder {
+export function deferredHeads(state: State, keys: VaultKeys, intervalMs = 10): HeadRecorder {
   let latest: AuditHead | null = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
   let failure: unknown = null;
@@ -30,7 +30,7 @@ export function deferredHeads(home: Home, keys: VaultKeys, intervalMs = 10): Hea
     const head = latest;
     latest = null;
     if (head !== null) {
-      writing = writing.then(() => recordAuditHead(home, keys, head)).catch((e) => {
+      writing = writing.then(() => state.vault.recordHead(keys, head)).catch((e) => {
         failure ??= e;
       });
     }
@@ -52,12 +52,12 @@ export function deferredHeads(home: Home, keys: VaultKeys, intervalMs = 10): Hea
 
 /** Appends with the audit key and records the new head in the vault, as every password holder does. */
 export function keyedAudit(
-  home: Home,
+  state: State,
   keys: VaultKeys,
   heads: HeadRecorder,
   clock?: () => Date,
 ): AppendAudit {
-  const writer = openAuditWriter(home, { macKey: keys.audit, ...(clock ? { clock } : {}) });
+  const writer = state.audit.writer({ macKey: keys.audit, ...(clock ? { clock } : {}) });
   return async (events) => {
     await heads.record(await writer.append(events));
   };

@@ -16,7 +16,7 @@ import { type AuditEvent } from '../audit.ts';
 import { type BrokerDeps, type BrokeredResponse, checkBrakes, execute } from '../broker.ts';
 import { decodeUtf8Strict } from '../bytes.ts';
 import { denied, TpError, usage } from '../errors.ts';
-import type { Home } from '../home.ts';
+import type { State } from '../state.ts';
 import {
   DEFAULT_MAX_RESPONSE_BYTES,
   DEFAULT_TIMEOUT_MS,
@@ -26,14 +26,13 @@ import {
 import { checkAgent, checkGrant, findAgentByToken } from '../policy.ts';
 import {
   hasUnknownBrakes,
-  recordKnownBrakes,
   type VaultFile,
   type VaultKeys,
-  VaultReader,
+  type VerifiedVault,
   verifyVault,
   wipeKeys,
 } from '../vault.ts';
-import { activeBrakes, blockingBrake, type Brake, brakeError } from '../brakes.ts';
+import { blockingBrake, type Brake, brakeError } from '../brakes.ts';
 import type { AgentRateLimiter } from './agent_rate.ts';
 import { type AppendAudit, type HeadRecorder, keyedAudit } from './audit.ts';
 import type { LiveMonitor } from '../monitor/live.ts';
@@ -89,7 +88,8 @@ export interface ServeResponse {
 export type ServeHandler = (request: ServeRequest) => Promise<ServeResponse>;
 
 export interface HandlerOptions {
-  home: Home;
+  /** The home's vault, audit log and brakes, opened once for serve's life (src/state.ts). */
+  state: State;
   /** serve's own environment, checked at start: agents do not control it. */
   env: Readonly<Record<string, string | undefined>>;
   /** Unsealed once at start; serve wipes them when it stops. */
@@ -118,7 +118,7 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
 export function serveHandler(options: HandlerOptions): ServeHandler {
   const now = options.now ?? (() => new Date());
-  const append = keyedAudit(options.home, options.keys, options.heads, options.now);
+  const append = keyedAudit(options.state, options.keys, options.heads, options.now);
   // Once serve stops, the held keys are about to be wiped: no entry may be MACed with them.
   const audit: AppendAudit = (events) =>
     options.stopping.aborted ? Promise.reject(_stoppingError()) : append(events);
@@ -126,7 +126,6 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
     options,
     now,
     audit,
-    vault: new VaultReader(options.home),
     verified: new WeakSet(),
   };
   return async (request) => {
@@ -184,7 +183,6 @@ interface _Ctx {
   options: HandlerOptions;
   now: () => Date;
   audit: AppendAudit;
-  vault: VaultReader;
   /** Vault files whose MAC was checked with the held keys. */
   verified: WeakSet<VaultFile>;
 }
@@ -217,7 +215,7 @@ async function _brake(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> 
   const o = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
   const text = (v: unknown) => (typeof v === 'string' ? v : null);
   const scope = (text(o.scope) ?? 'global') as BrakeScope;
-  const { brake, event } = pullBrake(ctx.options.home, {
+  const { brake, event } = pullBrake(ctx.options.state, {
     scope,
     target: scope === 'agent'
       ? text(o.agent_id)
@@ -301,7 +299,7 @@ async function _gateway(
   _claimConnection(ctx, request, token);
   const body = await request.body(MAX_BODY_BYTES);
   await _admit(ctx, token, { route: 'gateway', credentials: [route.name] });
-  const file = ctx.vault.load();
+  const file = ctx.options.state.vault.read();
   const record = file.body.credentials.find((c) => c.name === route.name);
   if (record === undefined || record.base_url === null || record.inject === null) {
     return await _refuseGateway(ctx, { file, token, name: route.name, method: request.method });
@@ -344,7 +342,7 @@ async function _refuseGateway(
   const { file, token, name } = input;
   const known = token === null ? null : findAgentByToken(file.body.agents, token);
   try {
-    const active = activeBrakes(ctx.options.home, file.body);
+    const active = ctx.options.state.brakes.active(file.body);
     await _rememberBrakes(ctx, file, active);
     const brake = blockingBrake(active, { agentId: known?.id ?? null, credentials: [name] });
     if (brake !== null) throw brakeError(brake);
@@ -385,7 +383,7 @@ async function _refuseGateway(
 function _claimConnection(ctx: _Ctx, request: ServeRequest, token: string | null): void {
   if (request.agent === undefined || token === null) return;
   try {
-    checkAgent(ctx.vault.load().body.agents, token, ctx.now());
+    checkAgent(ctx.options.state.vault.read().body.agents, token, ctx.now());
   } catch {
     return;
   }
@@ -403,11 +401,11 @@ async function _admit(
 ): Promise<void> {
   const rate = ctx.options.agentRate;
   if (rate === null || token === null) return;
-  const file = ctx.vault.load();
+  const file = ctx.options.state.vault.read();
   const agent = findAgentByToken(file.body.agents, token);
   if (agent === null) return;
   try {
-    checkBrakes(ctx.options.home, file, agent.id, []);
+    checkBrakes(ctx.options.state, file, agent.id, []);
   } catch {
     return; // A brake comes first: execute() refuses the request and audits it.
   }
@@ -438,7 +436,7 @@ async function _renew(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> 
   if (ctx.options.stopping.aborted) throw _stoppingError();
   const keys = _copyKeys(ctx.options.keys);
   try {
-    const issued = await renewAgent(ctx.options.home, keys, _bearer(request.headers), ctx.now());
+    const issued = await renewAgent(ctx.options.state, keys, _bearer(request.headers), ctx.now());
     return _json(200, issued);
   } finally {
     wipeKeys(keys);
@@ -448,7 +446,7 @@ async function _renew(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> 
 function _deps(ctx: _Ctx): BrokerDeps {
   const { options } = ctx;
   return {
-    home: options.home,
+    state: options.state,
     env: options.env,
     recordHead: (_keys, head) => options.heads.record(head),
     afterRequest: () => options.monitor.after(),
@@ -457,7 +455,6 @@ function _deps(ctx: _Ctx): BrokerDeps {
     ...(options.send ? { send: options.send } : {}),
     // Each request gets its own copy of the keys, wiped when it is done, so wiping the held keys
     // at stop can never leave a request in flight with zeroed keys.
-    load: () => ctx.vault.load(),
     keysHeld: true,
     sawBrakes: (file, active) => _rememberBrakes(ctx, file, active),
     unseal: (file) => {
@@ -468,7 +465,9 @@ function _deps(ctx: _Ctx): BrokerDeps {
         ctx.verified.add(file);
       }
       const keys = _copyKeys(options.keys);
-      return Promise.resolve({ keys, release: () => wipeKeys(keys) });
+      // Checked above or for an earlier request: the frozen object has not changed since.
+      const verified = file as VerifiedVault;
+      return Promise.resolve({ keys, file: verified, release: () => wipeKeys(keys) });
     },
   };
 }
@@ -486,7 +485,7 @@ async function _rememberBrakes(
   if (!hasUnknownBrakes(file.body, active) || ctx.options.stopping.aborted) return;
   const keys = _copyKeys(ctx.options.keys);
   try {
-    await recordKnownBrakes(ctx.options.home, keys, file, active);
+    await ctx.options.state.vault.recordKnownBrakes(keys, file, active);
   } finally {
     wipeKeys(keys);
   }

@@ -9,17 +9,10 @@ import { parseRate } from '../credentials.ts';
 import type { TpError } from '../errors.ts';
 import type { Home } from '../home.ts';
 import type { SendOptions } from '../http/client.ts';
-import { followAuditLog } from '../audit.ts';
-import { activeBrakes } from '../brakes.ts';
 import { BRAKE_EVENTS, VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS } from '../events.ts';
 import { RedactionCache } from '../redact.ts';
-import {
-  hasUnknownBrakes,
-  loadVault,
-  recordKnownBrakes,
-  type VaultKeys,
-  wipeKeys,
-} from '../vault.ts';
+import { openState, type State } from '../state.ts';
+import { hasUnknownBrakes, type VaultKeys, wipeKeys } from '../vault.ts';
 import { agentRateLimiter } from './agent_rate.ts';
 import { deferredHeads, keyedAudit } from './audit.ts';
 import { type ServeHandler, serveHandler } from './handler.ts';
@@ -83,10 +76,11 @@ export async function openServe(
     const startedAt = now();
     const expiresAt = new Date(startedAt.getTime() + options.ttlMs);
     const stopping = new AbortController();
-    const heads = deferredHeads(options.home, options.keys);
+    const state = openState(options.home, { cached: true });
+    const heads = deferredHeads(state, options.keys);
     // Brakes and vault changes recorded in the audit trail are checked before every request:
     // read what is new in the log, not the tail since the vault's head again each time.
-    unfollow = followAuditLog(options.home, options.keys.audit, [
+    unfollow = state.audit.follow(options.keys.audit, [
       BRAKE_EVENTS,
       VAULT_CHANGE_EVENTS,
       VAULT_SAVED_EVENTS,
@@ -94,12 +88,12 @@ export async function openServe(
     // Kept-alive upstream connections, shared by every request of this serve.
     const pool = new ConnectionPool();
     // The keeper holds the keys, so it is the one that records brakes, between requests too.
-    const watch = _watchBrakes(options.home, options.keys);
+    const watch = _watchBrakes(state, options.keys);
     brakeWatch = watch;
-    const monitor = await liveMonitor(options.home, options.keys, now);
+    const monitor = await liveMonitor(state, options.keys, now);
     const redactions = new RedactionCache();
     const handler = serveHandler({
-      home: options.home,
+      state,
       env: options.env,
       keys: options.keys,
       heads,
@@ -119,7 +113,7 @@ export async function openServe(
       void stop(reason);
     };
     const activity = _activity(options.idleMs, () => clock('idle'));
-    const audit = keyedAudit(options.home, options.keys, heads, options.now);
+    const audit = keyedAudit(state, options.keys, heads, options.now);
     let ttl: ReturnType<typeof setTimeout> | undefined;
     let frontPid: number | null = null;
     let resolveStopped: (s: Stopped) => void = () => {};
@@ -202,13 +196,15 @@ const BRAKE_WATCH_MS = 1_000;
  * so erasing its records before the next request does not lift it either (issue #14). A failure
  * is left to the next request, whose own checks fail closed on the same state.
  */
-function _watchBrakes(home: Home, keys: VaultKeys): { stop(): Promise<void> } {
+function _watchBrakes(state: State, keys: VaultKeys): { stop(): Promise<void> } {
   let running: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
     running = running.then(async () => {
-      const file = loadVault(home);
-      const active = activeBrakes(home, file.body);
-      if (hasUnknownBrakes(file.body, active)) await recordKnownBrakes(home, keys, file, active);
+      const file = state.vault.read();
+      const active = state.brakes.active(file.body);
+      if (hasUnknownBrakes(file.body, active)) {
+        await state.vault.recordKnownBrakes(keys, file, active);
+      }
     }).catch(() => {});
   }, BRAKE_WATCH_MS);
   return {

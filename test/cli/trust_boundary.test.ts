@@ -7,9 +7,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AuditEvent, formatEntry, lineDigest, openAuditWriter } from '../../src/audit.ts';
+import { type AuditEvent, formatEntry, lineDigest } from '../../src/audit.ts';
 import { openHome } from '../../src/home.ts';
-import { loadVault, recordAuditHead, unseal, wipeKeys } from '../../src/vault.ts';
+import { openState } from '../../src/state.ts';
+import { unseal, wipeKeys } from '../../src/vault.ts';
 import { addCredential, newAgent, newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
 import { seedHistory, workingHours } from '../helpers/history.ts';
 import { type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
@@ -82,12 +83,13 @@ function breakMacs(
 /** A password holder's entry with an earlier time, written as the monitor would have. */
 async function recordAsSystem(t: TestHome, event: AuditEvent, at: Date): Promise<void> {
   const home = openHome(t.home, { create: false });
-  const keys = unseal(loadVault(home), new TextEncoder().encode(PASSWORD));
+  const st = openState(home);
+  const keys = unseal(st.vault.read(), new TextEncoder().encode(PASSWORD));
   try {
-    const head = await openAuditWriter(home, { macKey: keys.audit, clock: () => at }).append([
+    const head = await st.audit.writer({ macKey: keys.audit, clock: () => at }).append([
       event,
     ]);
-    await recordAuditHead(home, keys, head);
+    await st.vault.recordHead(keys, head);
   } finally {
     wipeKeys(keys);
   }

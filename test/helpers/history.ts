@@ -4,9 +4,9 @@
  * before a scripted agent acts through the CLI. Nothing is faked downstream: the entries are
  * chained and MACed exactly as exec would have written them, only with earlier timestamps.
  */
-import { openAuditWriter } from '../../src/audit.ts';
 import { openHome } from '../../src/home.ts';
-import { loadVault, recordAuditHead, unseal, wipeKeys } from '../../src/vault.ts';
+import { openState } from '../../src/state.ts';
+import { unseal, wipeKeys } from '../../src/vault.ts';
 import { PASSWORD, type TestHome } from './cli.ts';
 
 export interface PastRequest {
@@ -25,10 +25,11 @@ export async function seedHistory(
   requests: readonly PastRequest[],
 ): Promise<void> {
   const home = openHome(t.home, { create: false });
-  const keys = unseal(loadVault(home), new TextEncoder().encode(PASSWORD));
+  const st = openState(home);
+  const keys = unseal(st.vault.read(), new TextEncoder().encode(PASSWORD));
   try {
     let clock = new Date(0);
-    const writer = openAuditWriter(home, { macKey: keys.audit, clock: () => clock });
+    const writer = st.audit.writer({ macKey: keys.audit, clock: () => clock });
     let head = null;
     for (const r of requests) {
       clock = r.at;
@@ -49,7 +50,7 @@ export async function seedHistory(
         },
       ]);
     }
-    if (head !== null) await recordAuditHead(home, keys, head);
+    if (head !== null) await st.vault.recordHead(keys, head);
   } finally {
     wipeKeys(keys);
   }
