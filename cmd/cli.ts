@@ -8,7 +8,7 @@ import { escapeControls } from '../src/bytes.ts';
 import { TpError, usage } from '../src/errors.ts';
 import * as os from 'node:os';
 import { resolveHome } from '../src/home.ts';
-import type { Command, Ctx, Output } from './context.ts';
+import { type Command, type Ctx, type Flags, type Output, PASSWORD_FILE_HELP } from './context.ts';
 import { asTpError, EXIT, EXIT_TABLE, formatError } from './exit.ts';
 import { type Io, write } from './io.ts';
 import { colorOn } from './color.ts';
@@ -54,14 +54,33 @@ export async function allCommands(): Promise<Command[]> {
   return [...new Set(lists.flat())].filter((c) => c.hidden !== true);
 }
 
-export const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
-  home: { type: 'string' },
-  json: { type: 'boolean' },
-  quiet: { type: 'boolean', short: 'q' },
-  'no-color': { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
+export const GLOBAL_OPTIONS: Flags = {
+  home: {
+    type: 'string',
+    value: 'DIR',
+    help: 'state directory (else $TRUST_PROTOCOL_HOME, else ~/.trust-protocol)',
+  },
+  json: { type: 'boolean', help: 'machine-readable output on stdout; errors as JSON on stderr' },
+  quiet: {
+    type: 'boolean',
+    short: 'q',
+    help: 'print only data (a token, ids or names one a line, responses)',
+  },
+  'no-color': {
+    type: 'boolean',
+    help: 'no colour (also when NO_COLOR is set, or not on a terminal)',
+  },
+  help: {
+    type: 'boolean',
+    short: 'h',
+    help: 'help for a command (also: trust-protocol help COMMAND)',
+  },
   // Accepted by every command, used by those that need it: a script may pass it to each.
-  'password-file': { type: 'string' },
+  'password-file': {
+    type: 'string',
+    value: 'PATH',
+    help: `${PASSWORD_FILE_HELP}; commands that need none ignore it`,
+  },
 };
 
 export async function runCli(argv: readonly string[], io: Io): Promise<number> {
@@ -292,6 +311,10 @@ async function _print(ctx: Ctx, output: Output): Promise<void> {
 function _mainHelp(all: Command[]): string {
   const width = Math.max(...all.map((c) => c.words.join(' ').length));
   const lines = all.map((c) => `  ${c.words.join(' ').padEnd(width)}  ${c.summary}`);
+  const globals = _flagLines({
+    ...GLOBAL_OPTIONS,
+    version: { type: 'boolean', short: 'V', help: 'print the version' },
+  });
   return `trust-protocol ${VERSION}: a credential broker for AI agents
 
 Usage: trust-protocol [--home DIR] [--json] [--quiet] [--no-color] COMMAND [ARGS]
@@ -300,14 +323,7 @@ Commands:
 ${lines.join('\n')}
 
 Global options (before or after the command words):
-  --home DIR     state directory (else $TRUST_PROTOCOL_HOME, else ~/.trust-protocol)
-  --json         machine-readable output on stdout; errors as JSON on stderr
-  --quiet, -q    print only data (a token, ids or names one a line, responses)
-  --no-color     no colour (also when NO_COLOR is set, or not on a terminal)
-  --help, -h     help for a command: trust-protocol COMMAND --help, or trust-protocol help COMMAND
-  --password-file PATH  the master password, for the commands that need it (others ignore it)
-  --version      print the version
-
+${globals}
 Passwords come from --password-file PATH, TRUST_PROTOCOL_PASSWORD, or a no-echo prompt; never argv.
 Agent tokens come from --token-file PATH or TRUST_PROTOCOL_TOKEN.
 
@@ -321,12 +337,46 @@ function _groupHelp(all: Command[], group: string): string {
     commands.map((c) => `  ${c.words.join(' ')}: ${c.summary}`).join('\n') + '\n';
 }
 
-function _commandHelp(c: Command): string {
-  const flags = Object.entries(c.options).map(([name, o]) =>
-    `  ${o.short ? `-${o.short}, ` : ''}--${name}${o.type === 'string' ? ' VALUE' : ''}`
+const HELP_WIDTH = 100;
+
+/**
+ * One aligned entry per flag, as git and curl print them (`  -X, --request METHOD   meaning`); a
+ * long meaning wraps at HELP_WIDTH columns onto lines indented to its column.
+ */
+function _flagLines(flags: Flags): string {
+  const rows = Object.entries(flags).map(([name, f]) =>
+    [
+      `${f.short ? `-${f.short}, ` : '    '}--${name}${
+        f.type === 'string' ? ` ${f.value ?? 'VALUE'}` : ''
+      }`,
+      f.multiple ? `${f.help} (repeatable)` : f.help,
+    ] as const
   );
+  const width = Math.max(...rows.map(([left]) => left.length));
+  const indent = ' '.repeat(width + 4);
+  return rows.map(([left, help]) =>
+    `  ${left.padEnd(width)}  ${_wrap(help, HELP_WIDTH - indent.length).join(`\n${indent}`)}\n`
+  ).join('');
+}
+
+function _wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === '' ? word : `${line} ${word}`;
+    }
+  }
+  return [...lines, line];
+}
+
+function _commandHelp(c: Command): string {
   return `Usage: trust-protocol ${c.usage}\n\n${c.summary}\n` +
     (c.help ? `\n${c.help}\n` : '') +
-    (flags.length > 0 ? `\nOptions:\n${flags.join('\n')}\n` : '') +
+    (Object.keys(c.options).length > 0 ? `\nOptions:\n${_flagLines(c.options)}` : '') +
+    `\nExamples:\n${c.examples.map((e) => `  ${e}\n`).join('')}` +
     '\nGlobal options and exit codes: trust-protocol --help\n';
 }

@@ -1,5 +1,5 @@
 /** What every command handler receives, and the few helpers they share. */
-import type { ParseArgsOptionsConfig } from 'node:util';
+import type { ParseArgsOptionDescriptor } from 'node:util';
 import { TpError, usage } from '../src/errors.ts';
 import { type Home, openHome } from '../src/home.ts';
 import { openState, type State } from '../src/state.ts';
@@ -42,19 +42,39 @@ export interface Output {
   jsonLines?: unknown[];
 }
 
+/**
+ * One flag: node's parseArgs descriptor plus its line in the help. `help` is required, so a flag
+ * cannot be added without saying what it means (test/cli/help.test.ts checks the text too).
+ */
+export interface Flag extends ParseArgsOptionDescriptor {
+  /** The value's name in the help (`--ttl DURATION`); only for flags that take one. */
+  value?: string;
+  /** One line: what the flag does and, for a value, where it comes from when the flag is absent. */
+  help: string;
+}
+
+export type Flags = Record<string, Flag>;
+
 export interface Command {
   words: readonly string[];
   summary: string;
   usage: string;
-  options: ParseArgsOptionsConfig;
+  options: Flags;
   args: { min: number; max: number };
   help?: string;
+  /** One or two working invocations, each starting `trust-protocol` and the command's words. */
+  examples: readonly string[];
   /** Internal: left out of the help (serve-keeper). */
   hidden?: boolean;
   run: (ctx: Ctx) => Output | Promise<Output>;
 }
 
-export const PASSWORD_FILE_OPTION: ParseArgsOptionsConfig = { 'password-file': { type: 'string' } };
+export const PASSWORD_FILE_HELP =
+  'file holding the master password (else TRUST_PROTOCOL_PASSWORD, else a no-echo prompt on a terminal)';
+
+export const PASSWORD_FILE_OPTION: Flags = {
+  'password-file': { type: 'string', value: 'PATH', help: PASSWORD_FILE_HELP },
+};
 
 export function str(ctx: Ctx, name: string): string | undefined {
   const v = ctx.values[name];

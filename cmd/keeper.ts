@@ -90,6 +90,7 @@ const keeper: Command = {
   summary: "serve's key-holding child (internal: serve starts it)",
   usage: `${KEEPER_WORD} (internal)`,
   options: SERVE_OPTIONS,
+  examples: [],
   args: { min: 0, max: 0 },
   async run(ctx) {
     if (!_hasPipe(ctx.io.env)) {

@@ -1,27 +1,74 @@
 /** serve's flags: parsed and checked by the front, and again by its keeper (cmd/keeper.ts). */
 import * as path from 'node:path';
-import type { ParseArgsOptionsConfig } from 'node:util';
 import { formatRate, parseRate } from '../src/credentials.ts';
 import type { SendOptions } from '../src/http/client.ts';
 import { parseListen, type TcpAddress } from '../src/serve/address.ts';
 import { parseDuration } from '../src/serve/duration.ts';
-import { type Ctx, PASSWORD_FILE_OPTION, str } from './context.ts';
+import { type Ctx, type Flags, PASSWORD_FILE_OPTION, str } from './context.ts';
 import { lookupGroup } from './privileges.ts';
 import { sendOptions } from './send_options.ts';
 
-export const SERVE_OPTIONS: ParseArgsOptionsConfig = {
+/** The settings HOME/config.json may hold are the ones marked "else config.json" (src/config.ts). */
+export const SERVE_OPTIONS: Flags = {
   ...PASSWORD_FILE_OPTION,
-  listen: { type: 'string' },
-  socket: { type: 'string' },
-  'socket-group': { type: 'string' },
-  user: { type: 'string' },
-  ttl: { type: 'string' },
-  idle: { type: 'string' },
-  'agent-rate': { type: 'string' },
-  cacert: { type: 'string' },
-  'connect-to': { type: 'string', multiple: true },
-  timeout: { type: 'string' },
-  'max-response-bytes': { type: 'string' },
+  listen: {
+    type: 'string',
+    value: 'HOST:PORT',
+    help:
+      'also listen on loopback TCP: 127.0.0.0/8, [::1] or localhost; port 0 picks one (else config.json)',
+  },
+  socket: {
+    type: 'string',
+    value: 'PATH',
+    help: 'the unix socket (else config.json, else HOME/serve.sock, where exec looks)',
+  },
+  'socket-group': {
+    type: 'string',
+    value: 'GROUP',
+    help: "make the socket 0660 for this group, the agents' users (else config.json, else 0600)",
+  },
+  user: {
+    type: 'string',
+    value: 'NAME',
+    help:
+      'started by root: become this user before reading anything (needs --home or TRUST_PROTOCOL_HOME)',
+  },
+  ttl: {
+    type: 'string',
+    value: 'DURATION',
+    help: 'exit after this long, at most 24h (else config.json, else 8h)',
+  },
+  idle: {
+    type: 'string',
+    value: 'DURATION',
+    help: 'exit after this long without requests (else config.json, else 30m)',
+  },
+  'agent-rate': {
+    type: 'string',
+    value: 'N/PERIOD',
+    help: 'at most N requests per agent per PERIOD, e.g. 60/m (else config.json, else no limit)',
+  },
+  cacert: {
+    type: 'string',
+    value: 'FILE',
+    help: 'PEM CA certificates that replace the bundled roots (else config.json)',
+  },
+  'connect-to': {
+    type: 'string',
+    value: 'HOST:PORT:ADDR:PORT',
+    help: 'connect to ADDR:PORT instead of HOST:PORT (else config.json)',
+    multiple: true,
+  },
+  timeout: {
+    type: 'string',
+    value: 'SECONDS',
+    help: 'limit on each upstream request (else config.json, else 60)',
+  },
+  'max-response-bytes': {
+    type: 'string',
+    value: 'N',
+    help: 'cap on each decoded response body (else config.json, else 100 MiB)',
+  },
 };
 
 const HOUR = 3_600_000;

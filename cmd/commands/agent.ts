@@ -65,12 +65,14 @@ function _simple(
   args: { min: number; max: number },
   apply: (ctx: Ctx, body: VaultBody) => Change<AgentRecord>,
   done: string,
+  examples: string[],
 ): Command {
   return {
     words,
     summary,
     usage: usageText,
     options: { ...PASSWORD_FILE_OPTION },
+    examples,
     args,
     async run(ctx) {
       const agent = await changeVault(ctx, (body) => apply(ctx, body));
@@ -83,7 +85,18 @@ const register: Command = {
   words: ['agent', 'register'],
   summary: 'register an agent; prints its id and token (the token once)',
   usage: 'agent register NAME [--tier TIER]',
-  options: { ...PASSWORD_FILE_OPTION, tier: { type: 'string' } },
+  options: {
+    ...PASSWORD_FILE_OPTION,
+    tier: {
+      type: 'string',
+      value: 'TIER',
+      help: 'starting tier: NOVICE (default), COMPANION, PARTNER or GUARDIAN; never SACRED',
+    },
+  },
+  examples: [
+    'trust-protocol agent register ci-bot',
+    'trust-protocol agent register ci-bot --tier COMPANION --quiet > ci-bot.token',
+  ],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const tier = parseTier(str(ctx, 'tier') ?? 'NOVICE');
@@ -100,6 +113,10 @@ const token: Command = {
   summary: 'issue a fresh token; the previous one stops working',
   usage: 'agent token ID',
   options: { ...PASSWORD_FILE_OPTION },
+  examples: [
+    'trust-protocol agent token ci-bot',
+    'trust-protocol agent token ci-bot --quiet > ci-bot.token',
+  ],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const issued = await changeVault(
@@ -115,6 +132,7 @@ const list: Command = {
   summary: 'list agents',
   usage: 'agent list',
   options: {},
+  examples: ['trust-protocol agent list', 'trust-protocol agent list --json'],
   args: { min: 0, max: 0 },
   run(ctx) {
     const agents = existingState(ctx).vault.read().body.agents.map(agentView);
@@ -138,6 +156,7 @@ const show: Command = {
   summary: 'show one agent',
   usage: 'agent show ID',
   options: {},
+  examples: ['trust-protocol agent show ci-bot'],
   args: { min: 1, max: 1 },
   run(ctx) {
     const agent = agentView(
@@ -159,6 +178,7 @@ const grantCmd = _simple(
       now: ctx.now(),
     }),
   'Updated grants of',
+  ['trust-protocol agent grant ci-bot github', 'trust-protocol agent grant ci-bot github openai'],
 );
 
 const ungrantCmd = _simple(
@@ -173,13 +193,25 @@ const ungrantCmd = _simple(
       now: ctx.now(),
     }),
   'Updated grants of',
+  ['trust-protocol agent ungrant ci-bot openai'],
 );
 
 const promoteCmd: Command = {
   words: ['agent', 'promote'],
   summary: "raise an agent's tier (SACRED: only at a terminal, with a typed confirmation)",
   usage: 'agent promote ID TIER',
-  options: { ...PASSWORD_FILE_OPTION },
+  options: {
+    'password-file': {
+      type: 'string',
+      value: 'PATH',
+      help:
+        'file holding the master password (else TRUST_PROTOCOL_PASSWORD, else a no-echo prompt); not for SACRED, which is typed',
+    },
+  },
+  examples: [
+    'trust-protocol agent promote ci-bot COMPANION',
+    'trust-protocol agent promote ci-bot PARTNER --password-file ~/.tp-password',
+  ],
   args: { min: 2, max: 2 },
   async run(ctx) {
     const id = ctx.positionals[0] as string;
@@ -248,6 +280,7 @@ const demoteCmd: Command = {
   summary: "lower an agent's tier (grants over the new limit are removed)",
   usage: 'agent demote ID TIER',
   options: { ...PASSWORD_FILE_OPTION },
+  examples: ['trust-protocol agent demote ci-bot NOVICE'],
   args: { min: 2, max: 2 },
   async run(ctx) {
     const id = ctx.positionals[0] as string;
@@ -280,6 +313,7 @@ function _stateCommand(
     (ctx, body) =>
       setAgentState(body, { id: ctx.positionals[0] as string, action, now: ctx.now() }),
     done,
+    [`trust-protocol agent ${action} ci-bot`],
   );
 }
 
@@ -295,9 +329,22 @@ threshold (computed from the audit trail, never submitted), and with no anomaly 
 renewal since a human last issued the token. Prints the new token once; the old one stops.`,
   options: {
     ...PASSWORD_FILE_OPTION,
-    'token-file': { type: 'string' },
-    server: { type: 'string' },
+    'token-file': {
+      type: 'string',
+      value: 'PATH',
+      help: "file holding the agent's current token (else TRUST_PROTOCOL_TOKEN)",
+    },
+    server: {
+      type: 'string',
+      value: 'URL|unix:PATH',
+      help:
+        'the serve to ask (else TRUST_PROTOCOL_SERVER, else HOME/serve.sock, else /run/trust-protocol/serve.sock)',
+    },
   },
+  examples: [
+    'trust-protocol agent renew --token-file agent.token --quiet > agent.token.new',
+    'trust-protocol agent renew --server unix:/run/trust-protocol/serve.sock',
+  ],
   args: { min: 0, max: 0 },
   async run(ctx) {
     const presented = readToken(ctx.io, str(ctx, 'token-file'));

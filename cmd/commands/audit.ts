@@ -92,7 +92,23 @@ const verify: Command = {
   help:
     'Exit 0 only when the whole log is intact, 1 otherwise (naming the first bad entry and the kind).\n' +
     'Without a password source only the chain is checked, and the output says so.',
-  options: { ...PASSWORD_FILE_OPTION, checkpoint: { type: 'string' } },
+  options: {
+    'password-file': {
+      type: 'string',
+      value: 'PATH',
+      help:
+        'file holding the master password (else TRUST_PROTOCOL_PASSWORD, else a no-echo prompt on a terminal; with none, only the hash chain is checked)',
+    },
+    checkpoint: {
+      type: 'string',
+      value: 'FILE',
+      help: 'also check that the log still holds the head this `audit checkpoint` signed',
+    },
+  },
+  examples: [
+    'trust-protocol audit verify',
+    'trust-protocol audit verify --checkpoint checkpoint.json --password-file ~/.tp-password',
+  ],
   args: { min: 0, max: 0 },
   async run(ctx) {
     const state = existingState(ctx);
@@ -126,6 +142,7 @@ const checkpoint: Command = {
   summary: 'print a signed head of the audit trail to keep somewhere else',
   usage: 'audit checkpoint [--password-file PATH] > checkpoint.json',
   options: { ...PASSWORD_FILE_OPTION },
+  examples: ['trust-protocol audit checkpoint > checkpoint.json'],
   args: { min: 0, max: 0 },
   async run(ctx) {
     const state = existingState(ctx);
@@ -265,17 +282,39 @@ const show: Command = {
   usage: 'audit show [--tail N] [--agent ID] [--event TYPE]... [--since TIME] [--follow]',
   help: `--event takes an event (request.denied) or a family (request); repeat it for several.
 --since takes a date or time (2026-01-31, 2026-01-31T12:00:00Z) or an age: 90s, 30m, 1h, 2d.
---follow prints the last 10 matching entries (or --tail N), then each one appended, until Ctrl-C.
-Examples:
-  trust-protocol audit show --tail 20
-  trust-protocol audit show --event request.denied --since 1h --follow`,
+--follow prints the last 10 matching entries (or --tail N), then each one appended, until Ctrl-C.`,
   options: {
-    tail: { type: 'string' },
-    agent: { type: 'string' },
-    event: { type: 'string', multiple: true },
-    since: { type: 'string' },
-    follow: { type: 'boolean', short: 'f' },
+    tail: {
+      type: 'string',
+      value: 'N',
+      help: 'only the last N matching entries (else all, or 10 with --follow; 0 means all)',
+    },
+    agent: {
+      type: 'string',
+      value: 'ID',
+      help: 'only entries by or about this agent id (agt_...)',
+    },
+    event: {
+      type: 'string',
+      value: 'TYPE',
+      help: 'only this event (request.denied) or family (request)',
+      multiple: true,
+    },
+    since: {
+      type: 'string',
+      value: 'TIME',
+      help: 'only entries from this date or time (2026-01-31T12:00:00Z) or age (30m, 2d) on',
+    },
+    follow: {
+      type: 'boolean',
+      short: 'f',
+      help: 'keep printing matching entries as they are appended, until Ctrl-C',
+    },
   },
+  examples: [
+    'trust-protocol audit show --tail 20',
+    'trust-protocol audit show --event request.denied --since 1h --follow',
+  ],
   args: { min: 0, max: 0 },
   async run(ctx) {
     const tail = str(ctx, 'tail');
@@ -432,6 +471,7 @@ const exportCmd: Command = {
   summary: 'write the raw audit lines to standard output (for a SIEM)',
   usage: 'audit export',
   options: {},
+  examples: ['trust-protocol audit export > audit.log'],
   args: { min: 0, max: 0 },
   async run(ctx) {
     // Block by block, each written before the next is read (they share one buffer).
@@ -445,6 +485,7 @@ const resync: Command = {
   summary:
     'after a crash left vault.json behind the audit trail: accept the trail, list what to redo',
   usage: 'audit resync [--password-file PATH]',
+  examples: ['trust-protocol audit resync'],
   help:
     'Only for a vault.json that is behind because a command was killed between its audit entry\n' +
     'and its vault write. If vault.json was restored from an older copy, put the current one back instead.',

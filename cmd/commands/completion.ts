@@ -362,6 +362,10 @@ const completion: Command = {
 Install for zsh:  trust-protocol completion zsh > ~/.zfunc/_trust_protocol  (fpath=(~/.zfunc $fpath) before compinit)
 Install for fish: trust-protocol completion fish > ~/.config/fish/completions/trust-protocol.fish`,
   options: {},
+  examples: [
+    'trust-protocol completion bash > ~/.local/share/bash-completion/completions/trust-protocol',
+    'trust-protocol completion zsh > ~/.zfunc/_trust_protocol',
+  ],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const shell = ctx.positionals[0] as Shell;

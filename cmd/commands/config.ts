@@ -53,6 +53,7 @@ const show: Command = {
   summary: "print serve's defaults from HOME/config.json (no password needed)",
   usage: 'config show',
   options: {},
+  examples: ['trust-protocol config show', 'trust-protocol config show --json'],
   args: { min: 0, max: 0 },
   run(ctx) {
     const config = readConfig(existingHome(ctx));
@@ -86,6 +87,10 @@ Some settings decide where a credential goes (connect-to, cacert), and an agent 
 can write the home, so serve uses the file only with the seal this command writes: an HMAC under
 the vault's key over the settings and the CA file's contents. Edit, review, seal again.`,
   options: { ...PASSWORD_FILE_OPTION },
+  examples: [
+    'trust-protocol config seal',
+    'trust-protocol config seal --password-file ~/.tp-password',
+  ],
   args: { min: 0, max: 0 },
   async run(ctx) {
     const config = readConfig(existingHome(ctx));

@@ -1,5 +1,4 @@
 /** `credential add|list|show|update|rotate|remove`. Values are read, never printed. */
-import type { ParseArgsOptionsConfig } from 'node:util';
 import { paint } from '../color.ts';
 import {
   addCredential,
@@ -26,6 +25,7 @@ import {
   type Ctx,
   existingState,
   flag,
+  type Flags,
   list as listFlag,
   PASSWORD_FILE_OPTION,
   str,
@@ -35,14 +35,58 @@ import {
 import { type DotenvEntry, looksLikeDotenvLine, parseDotenv } from '../dotenv.ts';
 import { promptHidden, readAll, readUserFile } from '../io.ts';
 
-const SPEC_OPTIONS: ParseArgsOptionsConfig = {
-  'allowed-domains': { type: 'string' },
-  'any-domain': { type: 'boolean' },
-  'min-tier': { type: 'string' },
-  placement: { type: 'string' },
-  'base-url': { type: 'string' },
-  inject: { type: 'string' },
-  rate: { type: 'string' },
+/** The rule flags; `absent` says what a rule is when its flag is not given (add's default, or kept). */
+function _specOptions(absent: (fallback: string) => string): Flags {
+  return {
+    'allowed-domains': {
+      type: 'string',
+      value: 'P[,P...]',
+      help: 'comma list of domain patterns it may be sent to (api.example.com, *.example.com)',
+    },
+    'any-domain': {
+      type: 'boolean',
+      help: 'may be sent to any https host: UNRESTRICTED, and flagged as such everywhere',
+    },
+    'min-tier': {
+      type: 'string',
+      value: 'TIER',
+      help: `lowest agent tier that may use it (${absent('COMPANION')})`,
+    },
+    placement: {
+      type: 'string',
+      value: 'LIST',
+      help: `where it may go: a comma list of header, query, path, body (${absent('header')})`,
+    },
+    'base-url': {
+      type: 'string',
+      value: 'URL',
+      help: "where serve's gateway forwards /v1/gateway/NAME/PATH; within the allowed domains",
+    },
+    inject: {
+      type: 'string',
+      value: 'RULE',
+      help:
+        'the header the gateway and curl-style exec add, e.g. "Authorization: Bearer {{CREDENTIAL}}"',
+    },
+    rate: {
+      type: 'string',
+      value: 'N/PERIOD',
+      help: `at most N requests per PERIOD with it, e.g. 60/m, 1000/h, 5/10s (${
+        absent('no limit')
+      })`,
+    },
+  };
+}
+
+const SPEC_OPTIONS = _specOptions((fallback) => `default ${fallback}`);
+
+const VALUE_FILE_OPTION: Flags = {
+  'value-file': {
+    type: 'string',
+    value: 'PATH',
+    help:
+      'file holding the value (else standard input when piped, else a no-echo prompt after the password)',
+  },
 };
 
 function _spec(ctx: Ctx): CredentialSpec {
@@ -157,7 +201,11 @@ const add: Command = {
   summary: 'store a credential and where it may be sent',
   usage:
     'credential add NAME (--allowed-domains P[,P...] | --any-domain) [--min-tier TIER] [--placement header[,query,path,body]] [--base-url URL] [--inject "Header: tmpl"] [--rate N/PERIOD] [--value-file PATH]',
-  options: { ...PASSWORD_FILE_OPTION, ...SPEC_OPTIONS, 'value-file': { type: 'string' } },
+  options: { ...PASSWORD_FILE_OPTION, ...SPEC_OPTIONS, ...VALUE_FILE_OPTION },
+  examples: [
+    'trust-protocol credential add openai --allowed-domains api.openai.com --inject "Authorization: Bearer {{CREDENTIAL}}"',
+    'trust-protocol credential add github --allowed-domains api.github.com,uploads.github.com --value-file gh.txt',
+  ],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const name = ctx.positionals[0] as string;
@@ -187,7 +235,25 @@ const update: Command = {
   summary: 'change where a credential may be sent (the value stays)',
   usage:
     'credential update NAME [--allowed-domains P,... | --any-domain] [--min-tier T] [--placement ...] [--base-url URL] [--inject ...] [--rate N/PERIOD]',
-  options: { ...PASSWORD_FILE_OPTION, ...SPEC_OPTIONS },
+  options: {
+    ...PASSWORD_FILE_OPTION,
+    ..._specOptions(() => 'unchanged when absent'),
+    'base-url': {
+      ...SPEC_OPTIONS['base-url']!,
+      help: `${SPEC_OPTIONS['base-url']!.help}; "" clears it`,
+    },
+    inject: { ...SPEC_OPTIONS.inject!, help: `${SPEC_OPTIONS.inject!.help}; "" clears it` },
+    rate: {
+      type: 'string',
+      value: 'N/PERIOD',
+      help:
+        'at most N requests per PERIOD with it, e.g. 60/m (unchanged when absent; "" clears it)',
+    },
+  },
+  examples: [
+    'trust-protocol credential update openai --allowed-domains api.openai.com,*.openai.com',
+    'trust-protocol credential update openai --rate 60/m --min-tier PARTNER',
+  ],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const name = ctx.positionals[0] as string;
@@ -214,7 +280,11 @@ const rotate: Command = {
   words: ['credential', 'rotate'],
   summary: "replace a credential's value",
   usage: 'credential rotate NAME [--value-file PATH]',
-  options: { ...PASSWORD_FILE_OPTION, 'value-file': { type: 'string' } },
+  options: { ...PASSWORD_FILE_OPTION, ...VALUE_FILE_OPTION },
+  examples: [
+    'trust-protocol credential rotate openai',
+    'trust-protocol credential rotate openai --value-file new-key.txt',
+  ],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const name = ctx.positionals[0] as string;
@@ -236,6 +306,7 @@ const remove: Command = {
   summary: 'delete a credential (and every grant of it)',
   usage: 'credential remove NAME',
   options: { ...PASSWORD_FILE_OPTION },
+  examples: ['trust-protocol credential remove openai'],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const name = ctx.positionals[0] as string;
@@ -253,6 +324,7 @@ const list: Command = {
   summary: 'list credentials (names and rules, never values)',
   usage: 'credential list',
   options: {},
+  examples: ['trust-protocol credential list', 'trust-protocol credential list --quiet'],
   args: { min: 0, max: 0 },
   run(ctx) {
     const file = existingState(ctx).vault.read();
@@ -279,6 +351,10 @@ const show: Command = {
   summary: "show one credential's rules (never its value)",
   usage: 'credential show NAME',
   options: {},
+  examples: [
+    'trust-protocol credential show openai',
+    'trust-protocol credential show openai --json',
+  ],
   args: { min: 1, max: 1 },
   run(ctx) {
     const file = existingState(ctx).vault.read();
@@ -370,17 +446,34 @@ const importCmd: Command = {
   help: `Each chosen variable (all, or those named by --only) becomes a credential named after it in
 lower case: OPENAI_API_KEY becomes openai_api_key. --domains VAR=PATTERNS gives one variable its
 allowed domains (repeatable); --allowed-domains or --any-domain applies to the others. The other
-flags apply to all. Either every variable is added, or none (one vault change).
-
-Example:
-  trust-protocol credential import .env --only OPENAI_API_KEY,ANTHROPIC_API_KEY \\
-    --domains OPENAI_API_KEY=api.openai.com --domains ANTHROPIC_API_KEY=api.anthropic.com`,
+flags apply to all. Either every variable is added, or none (one vault change).`,
   options: {
     ...PASSWORD_FILE_OPTION,
     ...SPEC_OPTIONS,
-    only: { type: 'string' },
-    domains: { type: 'string', multiple: true },
+    'allowed-domains': {
+      ...SPEC_OPTIONS['allowed-domains']!,
+      help: 'domain patterns for the variables that --domains does not name',
+    },
+    'any-domain': {
+      type: 'boolean',
+      help: 'any https host (UNRESTRICTED) for the variables that --domains does not name',
+    },
+    only: {
+      type: 'string',
+      value: 'VAR[,VAR...]',
+      help: 'import only these variables (else every variable in FILE)',
+    },
+    domains: {
+      type: 'string',
+      value: 'VAR=P[,P...]',
+      help: "one variable's allowed domain patterns",
+      multiple: true,
+    },
   },
+  examples: [
+    'trust-protocol credential import .env --only OPENAI_API_KEY,ANTHROPIC_API_KEY --domains OPENAI_API_KEY=api.openai.com --domains ANTHROPIC_API_KEY=api.anthropic.com',
+    'trust-protocol credential import .env --only STRIPE_KEY --allowed-domains api.stripe.com',
+  ],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const file = ctx.positionals[0] as string;

@@ -18,6 +18,7 @@ import {
   type Ctx,
   existingHome,
   existingState,
+  type Flags,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
@@ -27,11 +28,19 @@ import { promptLine } from '../io.ts';
 
 export const CONFIRMATION = 'CONFIRM_RESTORE_ACCESS';
 
-const SCOPE_OPTIONS = {
-  scope: { type: 'string' },
-  'agent-id': { type: 'string' },
-  'credential-name': { type: 'string' },
-} as const;
+const SCOPE_OPTIONS: Flags = {
+  scope: {
+    type: 'string',
+    value: 'global|agent|credential',
+    help: 'what the brake covers: everything (global, the default), one agent, or one credential',
+  },
+  'agent-id': { type: 'string', value: 'ID', help: 'the agent, with --scope agent' },
+  'credential-name': {
+    type: 'string',
+    value: 'NAME',
+    help: 'the credential, with --scope credential',
+  },
+};
 
 function _target(ctx: Ctx): { scope: BrakeScope; target: string | null } {
   const scope = (str(ctx, 'scope') ?? 'global') as BrakeScope;
@@ -76,7 +85,20 @@ const activate: Command = {
   help: `Needs no password: anyone at the keyboard can stop everything. A user who cannot write the
 state directory (an agent's user in the dedicated-user deployment) pulls the brake through serve's
 socket instead: --server unix:PATH, or /run/trust-protocol/serve.sock found by itself.`,
-  options: { ...SCOPE_OPTIONS, reason: { type: 'string' }, server: { type: 'string' } },
+  options: {
+    ...SCOPE_OPTIONS,
+    reason: { type: 'string', value: 'TEXT', help: 'why, for the record (required)' },
+    server: {
+      type: 'string',
+      value: 'URL|unix:PATH',
+      help:
+        "serve's socket, when this user cannot write the state directory (else /run/trust-protocol/serve.sock)",
+    },
+  },
+  examples: [
+    'trust-protocol emergency activate --reason "leaked key"',
+    'trust-protocol emergency activate --scope agent --agent-id agt_55a37bee6bc6088ab4ef --reason "odd requests"',
+  ],
   args: { min: 0, max: 0 },
   async run(ctx) {
     const { scope, target } = _target(ctx);
@@ -142,9 +164,20 @@ const clear: Command = {
   options: {
     ...PASSWORD_FILE_OPTION,
     ...SCOPE_OPTIONS,
-    confirmation: { type: 'string' },
-    'new-token': { type: 'boolean' },
+    confirmation: {
+      type: 'string',
+      value: 'TEXT',
+      help: `to lift the global brake: ${CONFIRMATION} (else asked for at a terminal)`,
+    },
+    'new-token': {
+      type: 'boolean',
+      help: 'with --scope agent: issue the agent a new token (else asked [y/N] at a terminal)',
+    },
   },
+  examples: [
+    `trust-protocol emergency clear --confirmation ${CONFIRMATION}`,
+    'trust-protocol emergency clear --scope agent --agent-id agt_55a37bee6bc6088ab4ef --new-token',
+  ],
   args: { min: 0, max: 0 },
   async run(ctx) {
     const { scope, target } = _target(ctx);
@@ -240,6 +273,7 @@ const status: Command = {
   summary: 'show the brakes in force (no password needed)',
   usage: 'emergency status',
   options: {},
+  examples: ['trust-protocol emergency status', 'trust-protocol emergency status --json'],
   args: { min: 0, max: 0 },
   run(ctx) {
     const state = existingState(ctx);

@@ -16,15 +16,7 @@ import { unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
 import { findPlaceholders, parseCurlArgs, type Template } from '../../src/template.ts';
 import { SOCKET_NAME, SYSTEM_SOCKET } from '../../src/serve/address.ts';
 import type { ServerTarget } from '../../src/serve/client.ts';
-import {
-  type Command,
-  type Ctx,
-  existingState,
-  flag,
-  list,
-  PASSWORD_FILE_OPTION,
-  str,
-} from '../context.ts';
+import { type Command, type Ctx, existingState, flag, list, str } from '../context.ts';
 import { EXIT } from '../exit.ts';
 import { readAll, readUserFile, write } from '../io.ts';
 import { noteIgnoredCaVariables, sendOptions as sendOptionsOf } from '../send_options.ts';
@@ -201,28 +193,98 @@ const exec: Command = {
   help: `Template JSON: {"credential": "NAME", "method": "POST", "url": "https://...",
   "headers": {"Authorization": "Bearer {{CREDENTIAL}}"}, "body": "text" | {...json...}}
 Placeholders: {{CREDENTIAL}} (the template's credential), {{CREDENTIAL:name}}, each optionally |base64.
-Options: -i/--include  -o/--output FILE  --fail  --timeout SEC  --max-response-bytes N  --json
-         --token-file PATH  --password-file PATH  --cacert FILE  --connect-to HOST:PORT:ADDR:PORT
-         --server URL|unix:PATH
-The agent token comes from --token-file or TRUST_PROTOCOL_TOKEN. If a serve answers (--server,
-TRUST_PROTOCOL_SERVER, HOME/serve.sock, or /run/trust-protocol/serve.sock), exec hands it the template and needs no password.`,
+curl-style with --credential and no placeholder: the credential's --inject rule adds its header.
+If a serve answers, exec hands it the request and needs no password; else it unseals the vault here.`,
   options: {
-    ...PASSWORD_FILE_OPTION,
-    template: { type: 'string' },
-    request: { type: 'string', short: 'X' },
-    header: { type: 'string', short: 'H', multiple: true },
-    data: { type: 'string', short: 'd', multiple: true },
-    credential: { type: 'string' },
-    include: { type: 'boolean', short: 'i' },
-    output: { type: 'string', short: 'o' },
-    fail: { type: 'boolean' },
-    timeout: { type: 'string' },
-    'max-response-bytes': { type: 'string' },
-    'token-file': { type: 'string' },
-    cacert: { type: 'string' },
-    'connect-to': { type: 'string', multiple: true },
-    server: { type: 'string' },
+    'password-file': {
+      type: 'string',
+      value: 'PATH',
+      help:
+        'file holding the master password, when no serve answers (else TRUST_PROTOCOL_PASSWORD, else a no-echo prompt on a terminal)',
+    },
+    template: {
+      type: 'string',
+      value: 'FILE|-',
+      help: 'the request as a JSON template, from FILE or standard input (-); not with a URL',
+    },
+    request: {
+      type: 'string',
+      short: 'X',
+      value: 'METHOD',
+      help: 'HTTP method (else GET, or POST with --data)',
+    },
+    header: {
+      type: 'string',
+      short: 'H',
+      value: '"NAME: VALUE"',
+      help: 'a request header; {{CREDENTIAL}} in it is replaced by the credential',
+      multiple: true,
+    },
+    data: {
+      type: 'string',
+      short: 'd',
+      value: 'DATA|@FILE',
+      help:
+        'request body, or @FILE (@- for standard input) without its newlines; several join with &',
+      multiple: true,
+    },
+    credential: {
+      type: 'string',
+      value: 'NAME',
+      help: 'the credential {{CREDENTIAL}} stands for (else only {{CREDENTIAL:name}} placeholders)',
+    },
+    include: { type: 'boolean', short: 'i', help: 'print the status line and headers first' },
+    output: {
+      type: 'string',
+      short: 'o',
+      value: 'FILE',
+      help: 'write the body to FILE instead of standard output (a new file is created 0600)',
+    },
+    fail: {
+      type: 'boolean',
+      help: 'on an HTTP status of 400 or more: no body, one line on stderr, exit 22',
+    },
+    timeout: {
+      type: 'string',
+      value: 'SECONDS',
+      help:
+        'limit on the whole request in seconds, default 60 (a serve started with --timeout keeps the smaller)',
+    },
+    'max-response-bytes': {
+      type: 'string',
+      value: 'N',
+      help:
+        'cap on the decoded body, default 104857600 (a serve started with a cap keeps the smaller)',
+    },
+    'token-file': {
+      type: 'string',
+      value: 'PATH',
+      help: "file holding the agent's token (else TRUST_PROTOCOL_TOKEN)",
+    },
+    cacert: {
+      type: 'string',
+      value: 'FILE',
+      help:
+        'PEM CA certificates that replace the bundled roots; exec then sends the request itself',
+    },
+    'connect-to': {
+      type: 'string',
+      value: 'HOST:PORT:ADDR:PORT',
+      help:
+        'connect to ADDR:PORT instead of HOST:PORT (the URL host is still checked); exec sends itself',
+      multiple: true,
+    },
+    server: {
+      type: 'string',
+      value: 'URL|unix:PATH',
+      help:
+        'the serve to hand the request to (else TRUST_PROTOCOL_SERVER, else HOME/serve.sock, else /run/trust-protocol/serve.sock)',
+    },
   },
+  examples: [
+    'trust-protocol exec -H "Authorization: Bearer {{CREDENTIAL}}" --credential github https://api.github.com/user',
+    'trust-protocol exec --template request.json --token-file agent.token --fail',
+  ],
   args: { min: 0, max: 1 },
   async run(ctx) {
     const template = await _template(ctx);

@@ -10,14 +10,7 @@ import {
   monitorReportOfLines,
   parseAuditLog,
 } from '../../src/monitor/report.ts';
-import {
-  changeVault,
-  type Command,
-  type Ctx,
-  existingState,
-  PASSWORD_FILE_OPTION,
-  tableText,
-} from '../context.ts';
+import { changeVault, type Command, type Ctx, existingState, tableText } from '../context.ts';
 import {
   ACTIONS,
   actionsFor,
@@ -47,6 +40,7 @@ const report: Command = {
   usage: 'monitor report [--json]',
   help: `Needs no password; ${HEADER}.`,
   options: {},
+  examples: ['trust-protocol monitor report', 'trust-protocol monitor report --json'],
   args: { min: 0, max: 0 },
   run(ctx) {
     const reports = _reports(ctx);
@@ -78,6 +72,7 @@ export const recommendCommand: Command = {
   usage: 'agent recommend [ID]',
   help: `Needs no password; ${HEADER}.`,
   options: {},
+  examples: ['trust-protocol agent recommend', 'trust-protocol agent recommend ci-bot'],
   args: { min: 0, max: 1 },
   run(ctx) {
     const recs = _reports(ctx, ctx.positionals[0]).map((r) => r.recommendation);
@@ -105,7 +100,18 @@ const actions: Command = {
   help: `Without arguments, shows the actions per anomaly kind (no password). With KIND and
 ACTIONS, sets them: a comma list of ${ACTIONS.join(', ')} (record is always kept), or "default"
 for the built-in choice; needs the password and is audited.`,
-  options: { ...PASSWORD_FILE_OPTION },
+  options: {
+    'password-file': {
+      type: 'string',
+      value: 'PATH',
+      help:
+        'file holding the master password, to set actions (else TRUST_PROTOCOL_PASSWORD, else a no-echo prompt on a terminal)',
+    },
+  },
+  examples: [
+    'trust-protocol monitor actions',
+    'trust-protocol monitor actions denial_burst record,brake',
+  ],
   args: { min: 0, max: 2 },
   async run(ctx) {
     if (ctx.positionals.length === 1) {

@@ -24,6 +24,7 @@ const add: Command = {
   summary: 'trust a skill signer: NAME and its minisign public key file (password needed)',
   usage: 'publisher add NAME PUBFILE [--password-file PATH]',
   options: { ...PASSWORD_FILE_OPTION },
+  examples: ['trust-protocol publisher add acme acme.pub'],
   args: { min: 2, max: 2 },
   async run(ctx) {
     const [rawName, pubFile] = ctx.positionals as [string, string];
@@ -70,6 +71,7 @@ const list: Command = {
   summary: 'list trusted and revoked skill publishers (no password needed)',
   usage: 'publisher list',
   options: {},
+  examples: ['trust-protocol publisher list', 'trust-protocol publisher list --json'],
   args: { min: 0, max: 0 },
   run(ctx) {
     const publishers = existingState(ctx).vault.read().body.publishers;
@@ -95,7 +97,11 @@ const revoke: Command = {
   words: ['publisher', 'revoke'],
   summary: 'stop trusting a publisher: its skills fail verification from now on (password needed)',
   usage: 'publisher revoke NAME --reason TEXT [--password-file PATH]',
-  options: { ...PASSWORD_FILE_OPTION, reason: { type: 'string' } },
+  options: {
+    ...PASSWORD_FILE_OPTION,
+    reason: { type: 'string', value: 'TEXT', help: 'why, for the record (required)' },
+  },
+  examples: ['trust-protocol publisher revoke acme --reason "signing key stolen"'],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const name = ctx.positionals[0] as string;

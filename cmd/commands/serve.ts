@@ -46,6 +46,10 @@ const serve: Command = {
     'serve [--listen 127.0.0.1:PORT] [--socket PATH] [--socket-group GROUP] [--user NAME] [--ttl 8h] [--idle 30m] [--agent-rate N/PERIOD] [--cacert FILE] [--connect-to H:P:A:P]...',
   help: HELP,
   options: SERVE_OPTIONS,
+  examples: [
+    'trust-protocol serve',
+    'trust-protocol serve --listen 127.0.0.1:8750 --ttl 2h --agent-rate 60/m',
+  ],
   args: { min: 0, max: 0 },
   async run(ctx) {
     let flags = serveFlags(ctx);

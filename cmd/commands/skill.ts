@@ -27,7 +27,7 @@ import { signSkill, writeSigned } from '../../src/skills/sign.ts';
 import { trustFromKeyFile, trustFromPublisher } from '../../src/skills/trust.ts';
 import { type Trust, type Verdict, verifySkill } from '../../src/skills/verify.ts';
 import { type VaultKeys, wipeKeys } from '../../src/vault.ts';
-import { type Command, type Ctx, PASSWORD_FILE_OPTION, str, unsealVault } from '../context.ts';
+import { type Command, type Ctx, str, unsealVault } from '../context.ts';
 import { EXIT } from '../exit.ts';
 import { dropTrailingNewline, promptHidden, readUserFile } from '../io.ts';
 import { PASSWORD_ENV } from '../secrets.ts';
@@ -43,10 +43,27 @@ const keygen: Command = {
     `${PASSWORD_ENV}). scrypt uses minisign's cost (1024 MiB) unless --kdf-memory-mib says less\n` +
     '(at least 16). Existing files are never overwritten.',
   options: {
-    ...PASSWORD_FILE_OPTION,
-    out: { type: 'string' },
-    'kdf-memory-mib': { type: 'string' },
+    'password-file': {
+      type: 'string',
+      value: 'PATH',
+      help:
+        "file holding the signing key's password (else TRUST_PROTOCOL_PASSWORD, else a no-echo prompt, asked twice)",
+    },
+    out: {
+      type: 'string',
+      value: 'PREFIX',
+      help: 'write PREFIX.key and PREFIX.pub (required; existing files are never overwritten)',
+    },
+    'kdf-memory-mib': {
+      type: 'string',
+      value: 'N',
+      help: "scrypt memory for the key's encryption, 16 to 1024 MiB (default 1024, minisign's)",
+    },
   },
+  examples: [
+    'trust-protocol skill keygen --out acme',
+    'trust-protocol skill keygen --out ci-signer --password-file key-password.txt --kdf-memory-mib 64',
+  ],
   args: { min: 0, max: 0 },
   async run(ctx) {
     const prefix = str(ctx, 'out');
@@ -97,12 +114,29 @@ const sign: Command = {
   help: "The name defaults to the folder's name, the version to 0.0.0; without --expires the\n" +
     'signature never expires. Links, special files and names that collide are refused.',
   options: {
-    ...PASSWORD_FILE_OPTION,
-    key: { type: 'string' },
-    name: { type: 'string' },
-    version: { type: 'string' },
-    expires: { type: 'string' },
+    'password-file': {
+      type: 'string',
+      value: 'PATH',
+      help:
+        "file holding the signing key's password (else TRUST_PROTOCOL_PASSWORD, else a no-echo prompt; not asked for an unencrypted key)",
+    },
+    key: {
+      type: 'string',
+      value: 'PREFIX.key',
+      help: 'the secret key file to sign with (required)',
+    },
+    name: { type: 'string', value: 'N', help: "the skill's name (else the folder's name)" },
+    version: { type: 'string', value: 'V', help: "the skill's version (else 0.0.0)" },
+    expires: {
+      type: 'string',
+      value: 'YYYY-MM-DD|Nd',
+      help: 'when the signature stops verifying: a date or a number of days (else never)',
+    },
   },
+  examples: [
+    'trust-protocol skill sign ./my-skill --key acme.key',
+    'trust-protocol skill sign ./my-skill --key acme.key --name my-skill --version 1.2.0 --expires 90d',
+  ],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const dir = ctx.positionals[0] as string;
@@ -156,7 +190,28 @@ const verify: Command = {
     "vault's integrity is checked, so both --publisher and --key need the master password when\n" +
     'a vault exists; --key without a vault needs none and names no publisher. Every\n' +
     'verification is recorded in the audit trail (with no state directory, nothing is recorded).',
-  options: { ...PASSWORD_FILE_OPTION, key: { type: 'string' }, publisher: { type: 'string' } },
+  options: {
+    'password-file': {
+      type: 'string',
+      value: 'PATH',
+      help:
+        'file holding the master password, needed when a vault exists (else TRUST_PROTOCOL_PASSWORD, else a no-echo prompt on a terminal)',
+    },
+    key: {
+      type: 'string',
+      value: 'PREFIX.pub',
+      help: 'trust this public key file (names its publisher if the vault lists it)',
+    },
+    publisher: {
+      type: 'string',
+      value: 'NAME',
+      help: 'trust the key of this publisher from `publisher add` (not revoked)',
+    },
+  },
+  examples: [
+    'trust-protocol skill verify ./my-skill --publisher acme',
+    'trust-protocol skill verify ./my-skill --key acme.pub',
+  ],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const dir = ctx.positionals[0] as string;

@@ -14,14 +14,7 @@ import { usage } from '../../src/errors.ts';
 import { type Home, openHome, readStateFile } from '../../src/home.ts';
 import { openState } from '../../src/state.ts';
 import { createVault, VAULT_FILE, wipeKeys } from '../../src/vault.ts';
-import {
-  type Command,
-  type Ctx,
-  existingHome,
-  PASSWORD_FILE_OPTION,
-  str,
-  unsealVault,
-} from '../context.ts';
+import { type Command, type Ctx, existingHome, str, unsealVault } from '../context.ts';
 import { readPassword } from '../secrets.ts';
 
 function _kdfParams(ctx: Ctx): KdfParams {
@@ -45,10 +38,27 @@ const init: Command = {
   summary: 'create the encrypted vault',
   usage: 'init [--kdf-memory-mib N] [--kdf-iterations N] [--password-file PATH]',
   options: {
-    ...PASSWORD_FILE_OPTION,
-    'kdf-memory-mib': { type: 'string' },
-    'kdf-iterations': { type: 'string' },
+    'password-file': {
+      type: 'string',
+      value: 'PATH',
+      help:
+        'file holding the new master password (else TRUST_PROTOCOL_PASSWORD, else typed twice at a no-echo prompt); at least 8 bytes',
+    },
+    'kdf-memory-mib': {
+      type: 'string',
+      value: 'N',
+      help: 'Argon2id memory in MiB (default 64, at least 19)',
+    },
+    'kdf-iterations': {
+      type: 'string',
+      value: 'N',
+      help: 'Argon2id passes (default 3, at least 2)',
+    },
   },
+  examples: [
+    'trust-protocol init',
+    'trust-protocol init --password-file ~/.tp-password --kdf-memory-mib 256',
+  ],
   args: { min: 0, max: 0 },
   async run(ctx) {
     const params = _kdfParams(ctx);
@@ -110,6 +120,7 @@ const status: Command = {
   summary: 'show the state of the vault (no password needed)',
   usage: 'status',
   options: {},
+  examples: ['trust-protocol status', 'trust-protocol status --json'],
   args: { min: 0, max: 0 },
   async run(ctx) {
     let initialized = false;
@@ -201,11 +212,35 @@ const passwd: Command = {
   usage:
     'passwd [--password-file PATH] [--new-password-file PATH] [--kdf-memory-mib N] [--kdf-iterations N]',
   options: {
-    ...PASSWORD_FILE_OPTION,
-    'new-password-file': { type: 'string' },
-    'kdf-memory-mib': { type: 'string' },
-    'kdf-iterations': { type: 'string' },
+    'password-file': {
+      type: 'string',
+      value: 'PATH',
+      help:
+        'file holding the current master password (else TRUST_PROTOCOL_PASSWORD, else a no-echo prompt on a terminal)',
+    },
+    'new-password-file': {
+      type: 'string',
+      value: 'PATH',
+      help:
+        'file holding the new password (else typed twice at a no-echo prompt; never TRUST_PROTOCOL_PASSWORD)',
+    },
+    'kdf-memory-mib': {
+      type: 'string',
+      value: 'N',
+      help:
+        'new Argon2id memory in MiB (default 64, at least 19); with no --kdf flag the current settings stay',
+    },
+    'kdf-iterations': {
+      type: 'string',
+      value: 'N',
+      help:
+        'new Argon2id passes (default 3, at least 2); with no --kdf flag the current settings stay',
+    },
   },
+  examples: [
+    'trust-protocol passwd',
+    'trust-protocol passwd --password-file old.txt --new-password-file new.txt',
+  ],
   args: { min: 0, max: 0 },
   async run(ctx) {
     const { state, file, keys } = await unsealVault(ctx);
