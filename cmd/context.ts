@@ -27,6 +27,8 @@ export interface Ctx {
   color: boolean;
   homeDir: string;
   now: () => Date;
+  /** For a command that runs another (`run`): the words after `--`, untouched; null without `--`. */
+  dashArgs?: string[] | null;
 }
 
 /** What a handler returns: data for --json, text for humans. */
@@ -49,6 +51,8 @@ export interface Command {
   options: ParseArgsOptionsConfig;
   args: { min: number; max: number };
   help?: string;
+  /** Takes a command line after `--` (ctx.dashArgs): no flag after it is ours. */
+  dashArgs?: boolean;
   /** Internal: left out of the help (serve-keeper). */
   hidden?: boolean;
   run: (ctx: Ctx) => Output | Promise<Output>;
