@@ -36,6 +36,7 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   monitor: async () => (await import('./commands/monitor.ts')).monitorCommands,
   config: async () => (await import('./commands/config.ts')).configCommands,
   completion: async () => (await import('./commands/completion.ts')).completionCommands,
+  run: async () => (await import('./commands/run.ts')).runCommands,
 };
 const GROUPS = [
   'credential',
@@ -83,10 +84,25 @@ export const GLOBAL_OPTIONS: Flags = {
   },
 };
 
+/**
+ * The arguments that are ours: for `run`, those before `--` (the rest is the child's command line,
+ * where `--json` or `--token=...` belong to the child).
+ */
+function _ownArgs(argv: readonly string[]): readonly string[] {
+  const dash = argv.indexOf('--');
+  const first = argv.findIndex((a, i) =>
+    !a.startsWith('-') && argv[i - 1] !== '--home' && argv[i - 1] !== '--password-file'
+  );
+  return dash >= 0 && first >= 0 && first < dash && argv[first] === 'run'
+    ? argv.slice(0, dash)
+    : argv;
+}
+
 export async function runCli(argv: readonly string[], io: Io): Promise<number> {
-  const jsonErrors = argv.includes('--json');
+  const own = _ownArgs(argv);
+  const jsonErrors = own.includes('--json');
   try {
-    const refused = argv.find((a) =>
+    const refused = own.find((a) =>
       a === '--password' || a.startsWith('--password=') || a === '--token' ||
       a.startsWith('--token=')
     );
@@ -121,7 +137,8 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
       await write(io.stdout, _commandHelp(command));
       return EXIT.ok;
     }
-    const parsed = _parse(command, rest);
+    const dash = command.dashArgs === true ? rest.indexOf('--') : -1;
+    const parsed = _parse(command, dash < 0 ? rest : rest.slice(0, dash));
     if (parsed.values.help === true) {
       await write(io.stdout, _commandHelp(command));
       return EXIT.ok;
@@ -140,6 +157,7 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
         os.homedir(),
       ),
       now: () => new Date(),
+      ...(command.dashArgs === true ? { dashArgs: dash < 0 ? null : rest.slice(dash + 1) } : {}),
     };
     const output = await command.run(ctx);
     await _print(ctx, output);
@@ -148,7 +166,7 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
     const err = asTpError(e);
     io.stderr.write(formatError(err, {
       json: jsonErrors,
-      color: colorOn(io.stderr, io.env, argv.includes('--no-color')),
+      color: colorOn(io.stderr, io.env, own.includes('--no-color')),
     }));
     if (err.kind === 'internal' && io.env.TRUST_PROTOCOL_DEBUG === '1' && e instanceof Error) {
       io.stderr.write(`${e.stack}\n`);

@@ -27,6 +27,8 @@ export interface Ctx {
   color: boolean;
   homeDir: string;
   now: () => Date;
+  /** For a command that runs another (`run`): the words after `--`, untouched; null without `--`. */
+  dashArgs?: string[] | null;
 }
 
 /** What a handler returns: data for --json, text for humans. */
@@ -64,6 +66,8 @@ export interface Command {
   help?: string;
   /** One or two working invocations, each starting `trust-protocol` and the command's words. */
   examples: readonly string[];
+  /** Takes a command line after `--` (ctx.dashArgs): no flag after it is ours. */
+  dashArgs?: boolean;
   /** Internal: left out of the help (serve-keeper). */
   hidden?: boolean;
   run: (ctx: Ctx) => Output | Promise<Output>;

@@ -80,6 +80,8 @@ export interface CredentialSpec {
   baseUrl?: string | null;
   inject?: string | null;
   rate?: string | null;
+  /** The preset whose values filled the fields not given (recorded for `run`). */
+  preset?: string;
 }
 
 /** Builds validated metadata; `base` supplies the current values on update. */
@@ -130,6 +132,8 @@ export function buildMeta(
       ? (base?.rate ?? null)
       : (spec.rate === null ? null : formatRate(parseRate(spec.rate))),
   };
+  const preset = spec.preset ?? base?.preset;
+  if (preset !== undefined) meta.preset = preset;
   if (meta.base_url !== null) _checkBaseUrl(meta);
   if (meta.inject !== null) _checkInject(meta);
   return meta;

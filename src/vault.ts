@@ -42,6 +42,12 @@ export interface CredentialMeta {
   base_url: string | null;
   inject: string | null;
   rate: string | null;
+  /**
+   * The provider preset it was added with (src/presets.ts): only which environment variables `run`
+   * sets. Covered by the vault's MAC, not by the value's associated data (it decides nothing about
+   * where the value may go), so records written before it existed keep their binding.
+   */
+  preset?: string;
 }
 
 export interface CredentialRecord extends CredentialMeta {
@@ -467,6 +473,7 @@ function _parseCredential(v: unknown, i: number): CredentialRecord {
     base_url: strOrNull(c.base_url, `${f}.base_url`),
     inject: strOrNull(c.inject, `${f}.inject`),
     rate: strOrNull(c.rate, `${f}.rate`),
+    ...(c.preset === undefined ? {} : { preset: str(c.preset, `${f}.preset`) }),
     created_at: str(c.created_at, `${f}.created_at`),
     updated_at: str(c.updated_at, `${f}.updated_at`),
     value: {

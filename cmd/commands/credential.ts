@@ -34,6 +34,8 @@ import {
 } from '../context.ts';
 import { type DotenvEntry, looksLikeDotenvLine, parseDotenv } from '../dotenv.ts';
 import { promptHidden, readAll, readUserFile } from '../io.ts';
+import { findPreset, type Preset, PRESETS } from '../../src/presets.ts';
+import { closest } from '../suggest.ts';
 
 /** The rule flags; `absent` says what a rule is when its flag is not given (add's default, or kept). */
 function _specOptions(absent: (fallback: string) => string): Flags {
@@ -109,6 +111,36 @@ function _spec(ctx: Ctx): CredentialSpec {
   return spec;
 }
 
+const PRESET_OPTION: Flags = {
+  preset: {
+    type: 'string',
+    value: 'NAME',
+    help:
+      "a provider's domains, base URL and inject rule (see `credential presets`); flags override",
+  },
+};
+
+/** --preset NAME, checked (with a suggestion) before anything is asked. */
+function _preset(ctx: Ctx): Preset | null {
+  const name = str(ctx, 'preset');
+  if (name === undefined) return null;
+  return findPreset(name, (word) => closest(word, PRESETS.map((p) => p.name)));
+}
+
+/** The preset's domains, base URL and inject rule, wherever no flag gave them. */
+function _withPreset(spec: CredentialSpec, preset: Preset | null): CredentialSpec {
+  if (preset === null) return spec;
+  return {
+    ...spec,
+    ...(spec.allowedDomains === undefined && !spec.anyDomain
+      ? { allowedDomains: [...preset.allowedDomains] }
+      : {}),
+    ...(spec.baseUrl === undefined ? { baseUrl: preset.baseUrl } : {}),
+    ...(spec.inject === undefined ? { inject: preset.inject } : {}),
+    preset: preset.name,
+  };
+}
+
 /**
  * The value from --value-file, or else standard input when it is not a terminal; null when it is to
  * be typed, which is asked after the master password (the order a user expects: the vault first).
@@ -179,6 +211,7 @@ function _metaText(m: CredentialMeta): string {
     `base url:        ${m.base_url ?? '-'}`,
     `inject:          ${m.inject ?? '-'}`,
     `rate:            ${m.rate ?? '-'}`,
+    `preset:          ${m.preset ?? '-'}`,
   ].join('\n') + '\n';
 }
 
@@ -192,6 +225,7 @@ function _metaJson(m: CredentialMeta & { created_at?: string; updated_at?: strin
     base_url: m.base_url,
     inject: m.inject,
     rate: m.rate,
+    preset: m.preset ?? null,
     ...(m.created_at === undefined ? {} : { created_at: m.created_at, updated_at: m.updated_at }),
   };
 }
@@ -200,16 +234,19 @@ const add: Command = {
   words: ['credential', 'add'],
   summary: 'store a credential and where it may be sent',
   usage:
-    'credential add NAME (--allowed-domains P[,P...] | --any-domain) [--min-tier TIER] [--placement header[,query,path,body]] [--base-url URL] [--inject "Header: tmpl"] [--rate N/PERIOD] [--value-file PATH]',
-  options: { ...PASSWORD_FILE_OPTION, ...SPEC_OPTIONS, ...VALUE_FILE_OPTION },
+    'credential add NAME (--preset P | --allowed-domains P[,P...] | --any-domain) [--min-tier TIER] [--placement header[,query,path,body]] [--base-url URL] [--inject "Header: tmpl"] [--rate N/PERIOD] [--value-file PATH]',
+  help: `--preset NAME fills in the allowed domains, base URL and inject rule of a well-known API
+(see \`trust-protocol credential presets\`) and records the preset, so that \`run\` gives its SDK
+the gateway in the variables it reads. A flag given as well overrides the preset's value.`,
+  options: { ...PASSWORD_FILE_OPTION, ...SPEC_OPTIONS, ...PRESET_OPTION, ...VALUE_FILE_OPTION },
   examples: [
-    'trust-protocol credential add openai --allowed-domains api.openai.com --inject "Authorization: Bearer {{CREDENTIAL}}"',
+    'trust-protocol credential add openai --preset openai --value-file openai.txt',
     'trust-protocol credential add github --allowed-domains api.github.com,uploads.github.com --value-file gh.txt',
   ],
   args: { min: 1, max: 1 },
   async run(ctx) {
     const name = ctx.positionals[0] as string;
-    const spec = _spec(ctx);
+    const spec = _withPreset(_spec(ctx), _preset(ctx));
     // Rules checked before anything is asked: a typo in a domain should not cost a typed secret.
     buildMeta(name, spec);
     const meta = await _changeWithValue(
@@ -400,7 +437,7 @@ function _importPlan(ctx: Ctx, entries: DotenvEntry[], file: string) {
     }
     perVariable.set(variable, d.slice(eq + 1).split(',').filter((p) => p.trim() !== ''));
   }
-  const base = _spec(ctx);
+  const base = _withPreset(_spec(ctx), _preset(ctx));
   const plan = chosen.map((entry) => {
     const domains = perVariable.get(entry.name);
     const spec: CredentialSpec = domains === undefined
@@ -442,14 +479,18 @@ const importCmd: Command = {
   words: ['credential', 'import'],
   summary: 'add credentials from a .env file (NAME=value lines), never printing a value',
   usage:
-    'credential import FILE [--only VAR[,VAR...]] [--domains VAR=P[,P...]]... [--allowed-domains P[,P...] | --any-domain] [--min-tier T] [--placement ...] [--rate N/PERIOD]',
+    'credential import FILE [--only VAR[,VAR...]] [--preset P] [--domains VAR=P[,P...]]... [--allowed-domains P[,P...] | --any-domain] [--min-tier T] [--placement ...] [--base-url URL] [--inject ...] [--rate N/PERIOD]',
   help: `Each chosen variable (all, or those named by --only) becomes a credential named after it in
 lower case: OPENAI_API_KEY becomes openai_api_key. --domains VAR=PATTERNS gives one variable its
 allowed domains (repeatable); --allowed-domains or --any-domain applies to the others. The other
-flags apply to all. Either every variable is added, or none (one vault change).`,
+flags apply to all. --preset P applies a provider preset (see \`credential presets\`) to every
+imported variable: its domains (unless --domains or --allowed-domains says otherwise), base URL
+and inject rule; use it with --only for one provider's key. Either every variable is added, or none
+(one vault change).`,
   options: {
     ...PASSWORD_FILE_OPTION,
     ...SPEC_OPTIONS,
+    ...PRESET_OPTION,
     'allowed-domains': {
       ...SPEC_OPTIONS['allowed-domains']!,
       help: 'domain patterns for the variables that --domains does not name',
@@ -472,7 +513,7 @@ flags apply to all. Either every variable is added, or none (one vault change).`
   },
   examples: [
     'trust-protocol credential import .env --only OPENAI_API_KEY,ANTHROPIC_API_KEY --domains OPENAI_API_KEY=api.openai.com --domains ANTHROPIC_API_KEY=api.anthropic.com',
-    'trust-protocol credential import .env --only STRIPE_KEY --allowed-domains api.stripe.com',
+    'trust-protocol credential import .env --only OPENAI_API_KEY --preset openai',
   ],
   args: { min: 1, max: 1 },
   async run(ctx) {
@@ -513,8 +554,43 @@ flags apply to all. Either every variable is added, or none (one vault change).`
   },
 };
 
+const presets: Command = {
+  words: ['credential', 'presets'],
+  summary: 'list the provider presets for `credential add --preset`',
+  usage: 'credential presets',
+  options: {},
+  examples: ['trust-protocol credential presets', 'trust-protocol credential presets --json'],
+  args: { min: 0, max: 0 },
+  run(ctx) {
+    const rows = PRESETS.map((p) => [
+      p.name,
+      p.allowedDomains.join(','),
+      p.baseUrl,
+      p.inject,
+      p.env === null ? '(generic TP_NAME_*)' : `${p.env.baseUrl} ${p.env.token}`,
+    ]);
+    return {
+      json: PRESETS.map((p) => ({
+        name: p.name,
+        title: p.title,
+        allowed_domains: p.allowedDomains,
+        base_url: p.baseUrl,
+        inject: p.inject,
+        env: p.env === null ? null : { base_url: p.env.baseUrl, token: p.env.token },
+        unset: p.unset ?? [],
+      })),
+      quiet: PRESETS.map((p) => `${p.name}\n`).join(''),
+      text: tableText(
+        [['PRESET', 'ALLOWED DOMAINS', 'BASE URL', 'INJECT', 'RUN SETS'], ...rows],
+        { color: ctx.color },
+      ),
+    };
+  },
+};
+
 export const credentialCommands: Command[] = [
   add,
+  presets,
   importCmd,
   list,
   show,

@@ -65,6 +65,19 @@ export async function findServer(socket: string): Promise<ServerTarget | null> {
 }
 
 export async function probeServer(target: ServerTarget): Promise<boolean> {
+  return (await serverHealth(target)) !== null;
+}
+
+export interface Health {
+  status: 'ok';
+  version: string;
+  expires_at: string;
+  /** serve's loopback TCP listener (`http://HOST:PORT`), null if it has the unix socket only. */
+  tcp_url: string | null;
+}
+
+/** What `GET /v1/health` answers, or null if nothing answers there like a serve. */
+export async function serverHealth(target: ServerTarget): Promise<Health | null> {
   try {
     const res = await _request(target, {
       method: 'GET',
@@ -74,10 +87,11 @@ export async function probeServer(target: ServerTarget): Promise<boolean> {
       timeoutMs: PROBE_TIMEOUT_MS,
     });
     const body = await _readSmall(res);
-    const json = JSON.parse(decodeUtf8Strict(body) ?? '') as { status?: unknown };
-    return res.statusCode === 200 && json.status === 'ok';
+    const json = JSON.parse(decodeUtf8Strict(body) ?? '') as Partial<Health>;
+    if (res.statusCode !== 200 || json.status !== 'ok') return null;
+    return { ...json, tcp_url: typeof json.tcp_url === 'string' ? json.tcp_url : null } as Health;
   } catch {
-    return false;
+    return null;
   }
 }
 

@@ -105,7 +105,8 @@ export interface HandlerOptions {
   /** Aborted when serve stops: in-flight upstream requests are cut, new ones refused. */
   stopping: AbortSignal;
   agentRate: { limiter: AgentRateLimiter; rate: string } | null;
-  info: { version: string; expiresAt: Date };
+  /** `tcpUrl` is set once the front listens (serve.ts begin()); port 0 is known only then. */
+  info: { version: string; expiresAt: Date; tcpUrl?: string | null };
   now?: () => Date;
   send?: typeof httpSend;
 }
@@ -140,6 +141,7 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
           status: 'ok',
           version: options.info.version,
           expires_at: options.info.expiresAt.toISOString(),
+          tcp_url: options.info.tcpUrl ?? null,
         });
       }
       if (path === '/v1/openapi.json') {

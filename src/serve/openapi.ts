@@ -303,6 +303,11 @@ export const OPENAPI = {
           status: { const: 'ok' },
           version: { type: 'string' },
           expires_at: { type: 'string', format: 'date-time' },
+          tcp_url: {
+            type: ['string', 'null'],
+            description:
+              'The loopback TCP address serve listens on (http://HOST:PORT), null with the unix socket only: where SDKs reach /v1/gateway (`trust-protocol run` reads it)',
+          },
         },
       },
       Renewed: {

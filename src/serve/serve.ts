@@ -15,7 +15,7 @@ import { openState, type State } from '../state.ts';
 import { hasUnknownBrakes, type VaultKeys, wipeKeys } from '../vault.ts';
 import { agentRateLimiter } from './agent_rate.ts';
 import { deferredHeads, keyedAudit } from './audit.ts';
-import { type ServeHandler, serveHandler } from './handler.ts';
+import { type HandlerOptions, type ServeHandler, serveHandler } from './handler.ts';
 import { ConnectionPool } from '../http/pool.ts';
 import { liveMonitor } from '../monitor/live.ts';
 import { asServeError } from './http_error.ts';
@@ -92,6 +92,7 @@ export async function openServe(
     brakeWatch = watch;
     const monitor = await liveMonitor(state, options.keys, now);
     const redactions = new RedactionCache();
+    const info: HandlerOptions['info'] = { version: options.version, expiresAt, tcpUrl: null };
     const handler = serveHandler({
       state,
       env: options.env,
@@ -105,7 +106,7 @@ export async function openServe(
         limiter: agentRateLimiter(parseRate(options.agentRate)),
         rate: options.agentRate,
       },
-      info: { version: options.version, expiresAt },
+      info,
       ...(options.now ? { now: options.now } : {}),
     });
     const clock = (reason: StopReason) => {
@@ -174,6 +175,7 @@ export async function openServe(
           },
         }]);
         frontPid = started.pid;
+        info.tcpUrl = started.urls.find((u) => u.startsWith('http://')) ?? null;
         ttl = setTimeout(() => clock('ttl'), Math.max(0, expiresAt.getTime() - now().getTime()));
         activity.start();
       },
