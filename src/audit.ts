@@ -259,6 +259,35 @@ function _readTail(fd: number): { last: string | null; validLength: number; torn
 }
 
 /**
+ * Authenticated entries newer than `since`, newest first, read without the audit lock: a look at
+ * the log for a read-only answer (serve's /v1/check and /v1/agent/status), never for a decision
+ * that lets a request through (the rate limit itself is counted under the lock, AppendGuard).
+ */
+export function recentEntries(
+  home: Home,
+  macKey: Uint8Array,
+  since: Date,
+): Array<Authenticated<LogEntry>> {
+  const dir = subdir(home, AUDIT_DIR, { create: false });
+  if (dir === null) return [];
+  let fd: number;
+  try {
+    fd = fs.openSync(
+      path.join(dir.dir, AUDIT_FILE),
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    );
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return [];
+    throw e;
+  }
+  try {
+    return _readRecent(fd, _readTail(fd).validLength, since.toISOString(), macKey);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
  * Authenticated entries newer than `since`, newest first, reading the log backwards in blocks.
  * Only an authenticated entry ends the scan, and a line whose MAC is wrong throws: lines appended
  * or edited by hand (no MAC, a broken one, an old timestamp) can neither hide nor fake entries.

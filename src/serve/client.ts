@@ -199,6 +199,51 @@ export async function brakeViaServer(
   return json as Record<string, unknown>;
 }
 
+/**
+ * One request to serve's agent API as the agent (the MCP server's tools): the whole answer, error
+ * answers included, read up to `limit` bytes. A cut response throws.
+ */
+export async function callServe(
+  target: ServerTarget,
+  request: { method: string; path: string; token: string | null; json?: unknown; limit: number },
+): Promise<{ status: number; headers: Array<[string, string]>; body: Uint8Array }> {
+  const headers: Record<string, string> = {};
+  if (request.token !== null && /^[\x21-\x7e]+$/.test(request.token)) {
+    headers.Authorization = `Bearer ${request.token}`;
+  }
+  if (request.json !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await _request(target, {
+    method: request.method,
+    path: request.path,
+    headers,
+    body: request.json === undefined ? null : Buffer.from(JSON.stringify(request.json), 'utf8'),
+    timeoutMs: null,
+  });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of _body(res, target)) {
+    size += chunk.length;
+    if (size > request.limit) {
+      res.destroy();
+      throw new TpError(
+        'upstream',
+        'response_too_large',
+        `the response is larger than ${request.limit} bytes`,
+      );
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  const pairs: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+    pairs.push([res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string]);
+  }
+  return {
+    status: res.statusCode ?? 0,
+    headers: pairs,
+    body: new Uint8Array(Buffer.concat(chunks)),
+  };
+}
+
 /** The template as JSON: the curl-like form of exec is parsed already. */
 function _templateJson(template: BrokerRequest['template']): unknown {
   if ('json' in template) return template.json;
