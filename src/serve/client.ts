@@ -14,7 +14,7 @@ import type { BrokeredResponse, BrokerRequest } from '../broker.ts';
 import { decodeUtf8Strict } from '../bytes.ts';
 import { denied, TpError, usage } from '../errors.ts';
 import { ERROR_HEADER, errorFromResponse } from './http_error.ts';
-import { MAX_BYTES_HEADER, TIMEOUT_HEADER } from './protocol.ts';
+import { AUDIT_SEQ_HEADER, MAX_BYTES_HEADER, TIMEOUT_HEADER } from './protocol.ts';
 
 export type ServerTarget =
   | { kind: 'tcp'; connect: string; port: number; host: string; url: string }
@@ -123,10 +123,15 @@ export async function proxyViaServer(
     throw errorFromResponse(res.statusCode ?? 500, json);
   }
   const pairs: Array<[string, string]> = [];
+  let auditSeq: number | undefined;
   for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
     const name = res.rawHeaders[i] as string;
-    if (!HOP_BY_HOP_HEADERS.has(name.toLowerCase())) {
-      pairs.push([name, res.rawHeaders[i + 1] as string]);
+    const value = res.rawHeaders[i + 1] as string;
+    // serve's own header is not the upstream's: exec prints what execute() would have returned.
+    if (name.toLowerCase() === AUDIT_SEQ_HEADER.toLowerCase()) {
+      if (/^\d{1,15}$/.test(value)) auditSeq = Number(value);
+    } else if (!HOP_BY_HOP_HEADERS.has(name.toLowerCase())) {
+      pairs.push([name, value]);
     }
   }
   return {
@@ -134,6 +139,7 @@ export async function proxyViaServer(
     statusText: res.statusMessage ?? '',
     headers: pairs,
     body: _body(res, target),
+    ...(auditSeq === undefined ? {} : { auditSeq }),
   };
 }
 
