@@ -28,6 +28,8 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   agent: async () => (await import('./commands/agent.ts')).agentCommands,
   exec: async () => (await import('./commands/exec.ts')).execCommands,
   serve: async () => (await import('./commands/serve.ts')).serveCommands,
+  // The MCP SDK loads only here: no other command pays for it.
+  mcp: async () => (await import('./commands/mcp.ts')).mcpCommands,
   'serve-keeper': async () => (await import('./keeper.ts')).keeperCommands,
   audit: async () => (await import('./commands/audit.ts')).auditCommands,
   emergency: async () => (await import('./commands/emergency.ts')).emergencyCommands,

@@ -277,6 +277,30 @@ function _readRecent(
   }
 }
 
+function _recentEntries(
+  home: Home,
+  macKey: Uint8Array,
+  since: Date,
+): Array<Authenticated<LogEntry>> {
+  const dir = subdir(home, AUDIT_DIR, { create: false });
+  if (dir === null) return [];
+  let fd: number;
+  try {
+    fd = fs.openSync(
+      path.join(dir.dir, AUDIT_FILE),
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    );
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return [];
+    throw e;
+  }
+  try {
+    return _readRecent(fd, _readTail(fd).validLength, since.toISOString(), macKey);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** `FileAuditLog.entriesAfter` without a follower: reads the log back from its end. */
 function _scanEntriesAfter(
   home: Home,
@@ -442,6 +466,16 @@ export class FileAuditLog {
       if (found !== null) return found;
     }
     return _scanEntriesAfter(this.home, macKey, afterSeq, events);
+  }
+
+  /**
+   * Authenticated entries newer than `since`, newest first, read without the audit lock: a look
+   * at the log for a read-only answer (serve's /v1/check and /v1/agent/status), never for a
+   * decision that lets a request through (the rate limit itself is counted under the lock,
+   * AppendGuard).
+   */
+  recent(macKey: Uint8Array, since: Date): Array<Authenticated<LogEntry>> {
+    return _recentEntries(this.home, macKey, since);
   }
 
   /**

@@ -82,6 +82,8 @@ export interface BrokeredResponse {
   headers: Array<[string, string]>;
   /** Redacted body; iterating it to the end records the completion in the audit trail. */
   body: AsyncIterable<Uint8Array>;
+  /** The sequence number of the request's `request.allowed` audit entry (absent: not known). */
+  auditSeq?: number;
 }
 
 /** Throws the brake error when a brake in force (per this file's cleared list) stops the request. */
@@ -155,7 +157,7 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
     active = state.brakes.active(file.body);
     await deps.sawBrakes?.(file, active);
     _stopIfBraked(active, agentId, []);
-    parsed = _parse(request.template);
+    parsed = prepareTemplate(request.template);
     _stopIfBraked(active, agentId, parsed.names);
     checkEnvironment(deps.env);
     decide(file.body, { token: request.token, ...parsed }, now());
@@ -267,8 +269,9 @@ async function _executeAuthenticated(
     outcome: 'allowed',
     data: summary,
   };
+  let allowedHead: Awaited<ReturnType<typeof keyed.append>>;
   try {
-    const allowedHead = await keyed.append([allowed], {
+    allowedHead = await keyed.append([allowed], {
       guard: (recent, tail) => {
         // The log only grows and the vault's head only moves forward: a shorter log was cut.
         const head = file.body.audit_head;
@@ -341,6 +344,7 @@ async function _executeAuthenticated(
     status: upstream.status,
     statusText,
     headers,
+    auditSeq: allowedHead.seq,
     body: _redactedBody(upstream, redaction, async (bytes, error) => {
       try {
         if (error === null) {
@@ -435,7 +439,11 @@ async function* _redactedBody(
   }
 }
 
-function _parse(input: BrokerRequest['template']) {
+/**
+ * The template parsed, with the credential names it uses and its URL parsed once; usage errors
+ * (exit 2) and refused URLs (exit 4) are thrown here, before any credential is looked at.
+ */
+export function prepareTemplate(input: BrokerRequest['template']) {
   const template = 'parsed' in input ? input.parsed : parseTemplate(input.json);
   const uses = findPlaceholders(template);
   if (uses.length === 0) {

@@ -14,7 +14,7 @@ import type { BrokeredResponse, BrokerRequest } from '../broker.ts';
 import { decodeUtf8Strict } from '../bytes.ts';
 import { denied, TpError, usage } from '../errors.ts';
 import { ERROR_HEADER, errorFromResponse } from './http_error.ts';
-import { MAX_BYTES_HEADER, TIMEOUT_HEADER } from './protocol.ts';
+import { AUDIT_SEQ_HEADER, MAX_BYTES_HEADER, TIMEOUT_HEADER } from './protocol.ts';
 
 export type ServerTarget =
   | { kind: 'tcp'; connect: string; port: number; host: string; url: string }
@@ -137,10 +137,15 @@ export async function proxyViaServer(
     throw errorFromResponse(res.statusCode ?? 500, json);
   }
   const pairs: Array<[string, string]> = [];
+  let auditSeq: number | undefined;
   for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
     const name = res.rawHeaders[i] as string;
-    if (!HOP_BY_HOP_HEADERS.has(name.toLowerCase())) {
-      pairs.push([name, res.rawHeaders[i + 1] as string]);
+    const value = res.rawHeaders[i + 1] as string;
+    // serve's own header is not the upstream's: exec prints what execute() would have returned.
+    if (name.toLowerCase() === AUDIT_SEQ_HEADER.toLowerCase()) {
+      if (/^\d{1,15}$/.test(value)) auditSeq = Number(value);
+    } else if (!HOP_BY_HOP_HEADERS.has(name.toLowerCase())) {
+      pairs.push([name, value]);
     }
   }
   return {
@@ -148,6 +153,7 @@ export async function proxyViaServer(
     statusText: res.statusMessage ?? '',
     headers: pairs,
     body: _body(res, target),
+    ...(auditSeq === undefined ? {} : { auditSeq }),
   };
 }
 
@@ -211,6 +217,51 @@ export async function brakeViaServer(
     throw errorFromResponse(res.statusCode ?? 500, json);
   }
   return json as Record<string, unknown>;
+}
+
+/**
+ * One request to serve's agent API as the agent (the MCP server's tools): the whole answer, error
+ * answers included, read up to `limit` bytes. A cut response throws.
+ */
+export async function callServe(
+  target: ServerTarget,
+  request: { method: string; path: string; token: string | null; json?: unknown; limit: number },
+): Promise<{ status: number; headers: Array<[string, string]>; body: Uint8Array }> {
+  const headers: Record<string, string> = {};
+  if (request.token !== null && /^[\x21-\x7e]+$/.test(request.token)) {
+    headers.Authorization = `Bearer ${request.token}`;
+  }
+  if (request.json !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await _request(target, {
+    method: request.method,
+    path: request.path,
+    headers,
+    body: request.json === undefined ? null : Buffer.from(JSON.stringify(request.json), 'utf8'),
+    timeoutMs: null,
+  });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of _body(res, target)) {
+    size += chunk.length;
+    if (size > request.limit) {
+      res.destroy();
+      throw new TpError(
+        'upstream',
+        'response_too_large',
+        `the response is larger than ${request.limit} bytes`,
+      );
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  const pairs: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+    pairs.push([res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string]);
+  }
+  return {
+    status: res.statusCode ?? 0,
+    headers: pairs,
+    body: new Uint8Array(Buffer.concat(chunks)),
+  };
 }
 
 /** The template as JSON: the curl-like form of exec is parsed already. */

@@ -8,11 +8,11 @@
  * Requests and responses are plain data rather than fetch's Request/Response: `Headers` trims
  * values and merges repeated names, and `Response` refuses some statuses an upstream may send.
  */
-import { MAX_BYTES_HEADER, TIMEOUT_HEADER } from './protocol.ts';
+import { AUDIT_SEQ_HEADER, MAX_BYTES_HEADER, TIMEOUT_HEADER } from './protocol.ts';
 import { FIELD_VALUE_RE, NAME_RE, TOKEN_RE } from '../grammar.ts';
 import type { BrakeScope } from '../brakes.ts';
 import { pullBrake } from '../emergency.ts';
-import { type AuditEvent } from '../audit.ts';
+import type { AuditEvent } from '../audit.ts';
 import { type BrokerDeps, type BrokeredResponse, checkBrakes, execute } from '../broker.ts';
 import { decodeUtf8Strict } from '../bytes.ts';
 import { denied, TpError, usage } from '../errors.ts';
@@ -47,6 +47,13 @@ import {
   headerJson,
 } from './http_error.ts';
 import { OPENAPI } from './openapi.ts';
+import {
+  type AgentApiDeps,
+  agentCredentials,
+  agentStatus,
+  checkTemplate,
+  isDecision,
+} from './agent_api.ts';
 import type { RedactionCache } from '../redact.ts';
 
 export type HeaderList = ReadonlyArray<readonly [string, string]>;
@@ -129,7 +136,7 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
     audit,
     verified: new WeakSet(),
   };
-  return async (request) => {
+  const handler: ServeHandler = async (request) => {
     try {
       _checkCaller(request);
       const q = request.target.indexOf('?');
@@ -149,6 +156,26 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
         return _json(200, OPENAPI);
       }
       if (path === '/v1/proxy') return await _proxy(ctx, request);
+      if (path === '/v1/check') {
+        _allow(request, ['POST']);
+        return await _check(ctx, request);
+      }
+      if (path === '/v1/credentials') {
+        _allow(request, ['GET', 'HEAD']);
+        return _json(200, agentCredentials(_apiDeps(ctx), _bearer(request.headers)));
+      }
+      if (path === '/v1/agent/status') {
+        _allow(request, ['GET', 'HEAD']);
+        return _json(
+          200,
+          agentStatus(
+            _apiDeps(ctx),
+            _bearer(request.headers),
+            options.agentRate?.rate ?? null,
+          ),
+        );
+      }
+      if (path === '/v1/mcp') return await _mcp(ctx, request, handler);
       if (path === '/v1/agent/renew') {
         _allow(request, ['POST']);
         return await _renew(ctx, request);
@@ -168,13 +195,15 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
       throw usage(
         'not_found',
         'no such endpoint',
-        'the endpoints are /v1/health, /v1/proxy, /v1/gateway/CRED/PATH, /v1/agent/renew, ' +
-          '/v1/emergency and /v1/openapi.json',
+        'the endpoints are /v1/health, /v1/proxy, /v1/gateway/CRED/PATH, /v1/check, ' +
+          '/v1/credentials, /v1/agent/status, /v1/agent/renew, /v1/mcp, /v1/emergency and ' +
+          '/v1/openapi.json',
       );
     } catch (e) {
       return errorResponse(asServeError(e));
     }
   };
+  return handler;
 }
 
 export function errorResponse(e: TpError): ServeResponse {
@@ -290,6 +319,125 @@ async function _proxy(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> 
     _deps(ctx),
   );
   return _forward(response, _acceptsTrailers(request.headers));
+}
+
+/**
+ * `POST /v1/check`: the decision for a template, answered without sending it, decrypting or
+ * auditing anything and without a turn of the monitor, so a check is never counted as probing
+ * (docs/decisions.md). A token that names no agent is refused as on /v1/proxy (401); every other
+ * refusal is the answer: `{"allowed": false, "code", "kind", "reason", "hint"}`.
+ */
+async function _check(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> {
+  const token = _bearer(request.headers);
+  const bytes = await request.body(MAX_BODY_BYTES);
+  const deps = _apiDeps(ctx);
+  const agents = deps.load().body.agents;
+  if (token === null || findAgentByToken(agents, token) === null) {
+    checkAgent(agents, token, deps.now);
+  }
+  try {
+    const text = decodeUtf8Strict(bytes);
+    let json: unknown;
+    try {
+      if (text === null) throw new Error('not UTF-8');
+      json = JSON.parse(text);
+    } catch {
+      throw usage(
+        'bad_template',
+        'the request body is not a JSON template',
+        'send {"credential", "method", "url", "headers", "body"} as for POST /v1/proxy',
+      );
+    }
+    return _json(200, await checkTemplate(deps, token, json));
+  } catch (e) {
+    if (!isDecision(e)) throw e;
+    return _json(200, {
+      allowed: false,
+      code: e.code,
+      kind: e.kind,
+      reason: e.message,
+      ...(e.hint === undefined ? {} : { hint: e.hint }),
+      ...(e.details.retryAfterSeconds === undefined
+        ? {}
+        : { retry_after: e.details.retryAfterSeconds }),
+    });
+  }
+}
+
+/**
+ * What the read-only endpoints read: the vault once its MAC checked with the held keys, brakes
+ * as a request reads them, and authenticated audit entries (for rate budgets).
+ */
+function _apiDeps(ctx: _Ctx): AgentApiDeps {
+  const { options } = ctx;
+  return {
+    state: options.state,
+    env: options.env,
+    load: () => {
+      if (options.stopping.aborted) throw _stoppingError();
+      const file = options.state.vault.read();
+      if (!ctx.verified.has(file)) {
+        verifyVault(file, options.keys);
+        ctx.verified.add(file);
+      }
+      // Checked above or for an earlier request: the frozen object has not changed since.
+      return file as VerifiedVault;
+    },
+    sawBrakes: (file, active) => _rememberBrakes(ctx, file, active),
+    recent: (since) => {
+      if (options.stopping.aborted) throw _stoppingError();
+      const keys = _copyKeys(options.keys);
+      try {
+        return options.state.audit.recent(keys.audit, since);
+      } finally {
+        wipeKeys(keys);
+      }
+    },
+    now: ctx.now(),
+  };
+}
+
+/**
+ * `/v1/mcp`: MCP over Streamable HTTP (stateless, JSON answers). The caller checks (Host, Origin)
+ * have run; the token must name an active agent before the SDK sees anything. Each tool calls this
+ * same handler for /v1/proxy, /v1/check, ... with the caller's token, so it gets exactly the checks
+ * and audit entries of those endpoints. The SDK loads on the first MCP request only.
+ */
+async function _mcp(
+  ctx: _Ctx,
+  request: ServeRequest,
+  handler: ServeHandler,
+): Promise<ServeResponse> {
+  _allow(request, ['GET', 'POST', 'DELETE']);
+  const token = _bearer(request.headers);
+  checkAgent(ctx.options.state.vault.read().body.agents, token, ctx.now());
+  const body = request.method === 'POST' ? await request.body(MAX_BODY_BYTES) : null;
+  const { serveMcpHttp } = await import('../mcp/http.ts');
+  return await serveMcpHttp(request, body, {
+    version: ctx.options.info.version,
+    call: (method, path, json) => {
+      const host = [...request.hosts][0] ?? 'localhost';
+      const bytes = json === undefined
+        ? new Uint8Array(0)
+        : new TextEncoder().encode(JSON.stringify(json));
+      return handler({
+        method,
+        target: path,
+        headers: [
+          ['Host', host],
+          ['Authorization', `Bearer ${token}`],
+          ['Content-Type', 'application/json'],
+        ],
+        body: (limit) =>
+          bytes.length > limit
+            ? Promise.reject(usage('body_too_large', 'the template is too large'))
+            : Promise.resolve(bytes),
+        signal: request.signal,
+        hosts: request.hosts,
+        via: request.via,
+      });
+    },
+  });
 }
 
 async function _gateway(
@@ -547,6 +695,7 @@ function _forward(response: BrokeredResponse, trailers: boolean): ServeResponse 
     TOKEN_RE.test(name) && FIELD_VALUE_RE.test(value) &&
     !/^(access-control-|trust-protocol-)/i.test(name)
   );
+  if (response.auditSeq !== undefined) headers.push([AUDIT_SEQ_HEADER, String(response.auditSeq)]);
   const out: ServeResponse = {
     status: response.status,
     statusText: FIELD_VALUE_RE.test(response.statusText) ? response.statusText : '',

@@ -57,7 +57,89 @@ const UPSTREAM_RESPONSE = {
     'Content-Length, hop-by-hop, Access-Control-* and Trust-Protocol-* headers are not passed on. ' +
     'If the stream fails part-way the connection is cut, or, when the request carried ' +
     '`TE: trailers`, it ends with a Trust-Protocol-Error trailer holding the error JSON.',
+  headers: {
+    'Trust-Protocol-Audit-Seq': {
+      description: "The sequence number of the request's `request.allowed` audit entry",
+      schema: { type: 'string', pattern: '^\\d+$' },
+    },
+  },
   content: { '*/*': { schema: {} } },
+};
+
+/** What /v1/check, /v1/credentials and /v1/agent/status answer (src/serve/agent_api.ts). */
+const AGENT_SCHEMAS = {
+  CheckAnswer: {
+    type: 'object',
+    required: ['allowed'],
+    properties: {
+      allowed: { type: 'boolean' },
+      agent: { type: 'string', description: 'allowed: the agent id' },
+      credentials: { type: 'array', items: { type: 'string' } },
+      code: { type: 'string', description: 'refused: the error code a request would get' },
+      kind: { type: 'string', enum: ['usage', 'denied', 'brake'] },
+      reason: { type: 'string' },
+      hint: { type: 'string' },
+      retry_after: { type: 'integer' },
+    },
+  },
+  AgentCredentials: {
+    type: 'object',
+    required: ['agent', 'credentials'],
+    properties: {
+      agent: { type: 'string' },
+      credentials: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['name', 'allowed_domains', 'any_domain', 'placements', 'min_tier'],
+          properties: {
+            name: { type: 'string' },
+            allowed_domains: { type: 'array', items: { type: 'string' } },
+            any_domain: { type: 'boolean' },
+            placements: { type: 'array', items: { type: 'string' } },
+            base_url: { type: ['string', 'null'] },
+            gateway: { type: ['string', 'null'], description: 'the gateway path, if set up' },
+            min_tier: { type: 'string' },
+            rate: { type: ['string', 'null'] },
+            usable: { type: 'boolean', description: "false: the agent's tier is too low" },
+          },
+        },
+      },
+    },
+  },
+  AgentStatus: {
+    type: 'object',
+    required: ['agent', 'brakes', 'braked', 'rate_limits'],
+    properties: {
+      agent: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' },
+          name: { type: 'string' },
+          tier: { type: 'string' },
+          state: { type: 'string' },
+          token_expires_at: { type: ['string', 'null'] },
+          grants: { type: 'array', items: { type: 'string' } },
+        },
+      },
+      brakes: { type: 'array', items: { type: 'object' } },
+      braked: { type: 'boolean' },
+      rate_limits: {
+        type: 'array',
+        items: {
+          type: 'object',
+          properties: {
+            credential: { type: 'string' },
+            rate: { type: 'string' },
+            used: { type: 'integer' },
+            remaining: { type: 'integer' },
+            resets_at: { type: ['string', 'null'] },
+          },
+        },
+      },
+      agent_rate: { type: ['string', 'null'], description: "serve's --agent-rate, if set" },
+    },
+  },
 };
 
 const LIMIT_HEADERS = [
@@ -202,6 +284,84 @@ export const OPENAPI = {
         },
       },
     },
+    '/v1/check': {
+      post: {
+        operationId: 'check',
+        summary: 'Would this template be allowed? The decision, without sending anything',
+        description: 'The checks of /v1/proxy before a value is needed (brakes, token, agent ' +
+          'state, grant, tier, template, domain, scheme, port, placement, rate limit) on the ' +
+          'MAC-checked vault. Decrypts nothing, writes no audit entry and is not counted by ' +
+          'the monitor. A token that names no agent is refused (401); any other refusal is ' +
+          'the answer, with status 200 and `allowed: false`.',
+        security: [{ bearer: [] }],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': { schema: { $ref: '#/components/schemas/Template' } },
+          },
+        },
+        responses: {
+          '200': {
+            description: 'The decision',
+            content: {
+              'application/json': { schema: { $ref: '#/components/schemas/CheckAnswer' } },
+            },
+          },
+          ..._errors(['401', '403', '405', '413', '503']),
+        },
+      },
+    },
+    '/v1/credentials': {
+      get: {
+        operationId: 'credentials',
+        summary: 'The credentials this agent may use: never a value, its length or a part of it',
+        security: [{ bearer: [] }],
+        responses: {
+          '200': {
+            description: 'Granted credentials and where each may be sent',
+            content: {
+              'application/json': { schema: { $ref: '#/components/schemas/AgentCredentials' } },
+            },
+          },
+          ..._errors(['401', '403', '405', '503']),
+        },
+      },
+    },
+    '/v1/agent/status': {
+      get: {
+        operationId: 'agentStatus',
+        summary: "The agent's own tier, token expiry, brakes in force for it, rate budget left",
+        security: [{ bearer: [] }],
+        responses: {
+          '200': {
+            description: "The agent's status",
+            content: {
+              'application/json': { schema: { $ref: '#/components/schemas/AgentStatus' } },
+            },
+          },
+          ..._errors(['401', '403', '405', '503']),
+        },
+      },
+    },
+    '/v1/mcp': {
+      post: {
+        operationId: 'mcp',
+        summary: 'MCP over Streamable HTTP (stateless, JSON answers)',
+        description: 'The tools of `trust-protocol mcp`: http_request, list_credentials, ' +
+          'check_request, agent_status, each calling the endpoint above with the same token. ' +
+          'The body is a JSON-RPC message of the Model Context Protocol; policy refusals are ' +
+          'tool results with isError: true.',
+        security: [{ bearer: [] }],
+        requestBody: { required: true, content: { 'application/json': { schema: {} } } },
+        responses: {
+          '200': {
+            description: 'The JSON-RPC answer',
+            content: { 'application/json': { schema: {} } },
+          },
+          ..._errors(['401', '403', '405', '413', '503']),
+        },
+      },
+    },
     '/v1/agent/renew': {
       post: {
         operationId: 'renew',
@@ -259,6 +419,7 @@ export const OPENAPI = {
       googApiKey: { type: 'apiKey', in: 'header', name: 'x-goog-api-key' },
     },
     schemas: {
+      ...AGENT_SCHEMAS,
       Template: {
         type: 'object',
         additionalProperties: false,

@@ -212,9 +212,13 @@ describe.concurrent('endpoints and the OpenAPI document', () => {
     expect(served.openapi).toMatch(/^3\.1\./);
     expect(Object.keys(served.paths).sort()).toEqual([
       '/v1/agent/renew',
+      '/v1/agent/status',
+      '/v1/check',
+      '/v1/credentials',
       '/v1/emergency',
       '/v1/gateway/{credential}/{path}',
       '/v1/health',
+      '/v1/mcp',
       '/v1/openapi.json',
       '/v1/proxy',
     ]);
