@@ -16,17 +16,26 @@ node_modules/.installed: package.json package-lock.json
 
 install: node_modules/.installed
 
-build: dist/trust-protocol
+build: dist/trust-protocol dist/sdk/index.js
 
 # esbuild bundles the CLI to one CommonJS file with no dependencies left: the npm package's
-# command (`npm pack` runs this) and what the binary embeds.
-bundle: dist/trust-protocol.cjs
+# command (`npm pack` runs this) and what the binary embeds. The SDK (`trust-protocol/sdk`) is an
+# ES module of its own, importing only node: modules (Node and Deno have them), with tsc's types.
+bundle: dist/trust-protocol.cjs dist/sdk/index.js
 
 dist/trust-protocol.cjs: node_modules/.installed $(SOURCES) Makefile
 	@mkdir -p dist
 	node_modules/.bin/esbuild cmd/main.ts --bundle --platform=node --format=cjs \
 	  --target=node24 --log-level=warning --outfile=dist/trust-protocol.cjs
 	@chmod 755 dist/trust-protocol.cjs
+
+dist/sdk/index.js: node_modules/.installed sdk/ts/index.ts Makefile
+	@mkdir -p dist/sdk
+	node_modules/.bin/esbuild sdk/ts/index.ts --bundle --platform=node --format=esm \
+	  --target=node24 --log-level=warning --outfile=dist/sdk/index.js
+	$(NODE) node_modules/typescript/bin/tsc --ignoreConfig sdk/ts/index.ts --declaration \
+	  --emitDeclarationOnly --outDir dist/sdk --target es2024 --module nodenext \
+	  --moduleResolution nodenext --types node --strict --skipLibCheck
 
 # Node's single-executable support embeds the bundle in a copy of the pinned Node 24 binary
 # (TOOLCHAIN.md: `deno compile` would download a runtime).
