@@ -6,6 +6,7 @@
  * - `/stream`: server-sent events, the key split across two writes; the second write waits
  *   until the test calls `release()`, so a client that got the first event before it had to be
  *   streaming (no timing assumed).
+ * - `/cut`: a few bytes, then the connection is cut.
  * - anything else: JSON `{"path", "echo"}`, `echo` being the Authorization header's key.
  */
 import { Buffer } from 'node:buffer';
@@ -36,6 +37,12 @@ export async function startSdkFixture(): Promise<SdkFixture> {
   let release = () => {};
   const handler = (req: IncomingMessage, res: ServerResponse, rec: Recorded) => {
     const key = String(req.headers.authorization ?? '').replace(/^Bearer /, '');
+    if (rec.path === '/cut') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('partial ');
+      setTimeout(() => res.socket?.destroy(), 50);
+      return;
+    }
     if (rec.path === '/stream') {
       const event = `data: {"echo":"${key}"}\n\n`;
       const cut = 'data: {"echo":"'.length + Math.floor(key.length / 2);

@@ -110,6 +110,15 @@ export function nativeSdkSuite(sdk: NativeSdk): void {
       expect(r.stdout).toBe('status 200\ndata: {"echo":"[REDACTED:k]"}\n\n');
     });
 
+    it('an upstream cut part-way surfaces serve error trailer after the partial body', async () => {
+      const cut = JSON.stringify({ ...JSON.parse(echo), url: 'https://api.allowed.test/cut' });
+      const r = await finish(start(server(), ['request', cut]));
+      expect(r.code).toBe(1);
+      const m = /^status 200\npartial error 502 (\w+): /.exec(r.stdout);
+      expect(m, r.stdout).not.toBeNull();
+      expect(m?.[1]).not.toBe('serve_cut');
+    });
+
     it('a refusal surfaces serve error code', async () => {
       const foreign = JSON.stringify({ ...JSON.parse(echo), url: 'https://evil.test/steal' });
       const r = await finish(start(server(), ['request', foreign]));

@@ -78,6 +78,15 @@ describe.each([
     expect(all).toBe('data: {"echo":"[REDACTED:k]"}\n\n');
   });
 
+  it('an upstream cut part-way errors the body stream with serve error code', async () => {
+    const tp = new TrustProtocol({ token: f.agent.token, server: server() });
+    const res = await tp.request({ ..._echo(), url: 'https://api.allowed.test/cut' });
+    expect(res.status).toBe(200);
+    const e = await _refusal(res.text());
+    expect(e.kind).toBe('upstream');
+    expect(e.code).not.toBe('serve_cut');
+  });
+
   it('a refusal throws TrustProtocolError with serve code, message and hint', async () => {
     const tp = new TrustProtocol({ token: f.agent.token, server: server() });
     const e = await _refusal(tp.request({ ..._echo(), url: 'https://evil.test/steal' }));
