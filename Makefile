@@ -16,17 +16,26 @@ node_modules/.installed: package.json package-lock.json
 
 install: node_modules/.installed
 
-build: dist/trust-protocol
+build: dist/trust-protocol dist/sdk/index.js
 
 # esbuild bundles the CLI to one CommonJS file with no dependencies left: the npm package's
-# command (`npm pack` runs this) and what the binary embeds.
-bundle: dist/trust-protocol.cjs
+# command (`npm pack` runs this) and what the binary embeds. The SDK (`trust-protocol/sdk`) is an
+# ES module of its own, importing only node: modules (Node and Deno have them), with tsc's types.
+bundle: dist/trust-protocol.cjs dist/sdk/index.js
 
 dist/trust-protocol.cjs: node_modules/.installed $(SOURCES) Makefile
 	@mkdir -p dist
 	node_modules/.bin/esbuild cmd/main.ts --bundle --platform=node --format=cjs \
 	  --target=node24 --log-level=warning --outfile=dist/trust-protocol.cjs
 	@chmod 755 dist/trust-protocol.cjs
+
+dist/sdk/index.js: node_modules/.installed sdk/ts/index.ts Makefile
+	@mkdir -p dist/sdk
+	node_modules/.bin/esbuild sdk/ts/index.ts --bundle --platform=node --format=esm \
+	  --target=node24 --log-level=warning --outfile=dist/sdk/index.js
+	$(NODE) node_modules/typescript/bin/tsc --ignoreConfig sdk/ts/index.ts --declaration \
+	  --emitDeclarationOnly --outDir dist/sdk --target es2024 --module nodenext \
+	  --moduleResolution nodenext --types node --strict --skipLibCheck
 
 # Node's single-executable support embeds the bundle in a copy of the pinned Node 24 binary
 # (TOOLCHAIN.md: `deno compile` would download a runtime).
@@ -61,12 +70,14 @@ release: dist/trust-protocol
 # Debian tools the tests use: minisign (skill signature round trips both ways, release checks),
 # strace (to fail one system call and test what a crash at that moment leaves), zsh and fish (to
 # syntax-check their completion scripts), curl (the README's serve steps, run by
-# test/binary/readme.test.ts). Skipped when installed;
+# test/binary/readme.test.ts), Go and Rust (the SDKs in sdk/go and sdk/rust, built by
+# test/sdk/go.test.ts and rust.test.ts). Skipped when installed;
 # installs as root on a fresh Debian machine (CI).
 tools:
 	@command -v minisign >/dev/null && command -v strace >/dev/null && \
-	  command -v zsh >/dev/null && command -v fish >/dev/null && command -v curl >/dev/null || \
-	  (apt-get update -qq && apt-get install -y -qq minisign strace zsh fish curl)
+	  command -v zsh >/dev/null && command -v fish >/dev/null && command -v curl >/dev/null && \
+	  command -v go >/dev/null && command -v rustc >/dev/null && command -v cargo >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq minisign strace zsh fish curl golang-go rustc cargo)
 
 # The whole suite: sources on Node, sources on Deno, then the CLI tests against the binary.
 # The last line is the total, `N passed, N failed`.

@@ -1,0 +1,3 @@
+module trust-protocol/sdk/go
+
+go 1.19
