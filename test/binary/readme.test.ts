@@ -76,6 +76,9 @@ it('the walkthrough and serve sections run as written, offline', async () => {
     expect(r.stdout).toContain('"authorization":"Bearer [REDACTED:github]"');
     expect(r.stdout).toContain('"authorization":"Bearer [REDACTED:openai]"');
     expect(out).toContain('audit log intact');
+    // `mcp install --dry-run` for each client names the token's variable, never the token.
+    expect(out).toContain('TRUST_PROTOCOL_TOKEN');
+    expect(out.match(/mcp_servers|mcpServers/g)?.length ?? 0).toBeGreaterThanOrEqual(3);
     expect(out).not.toContain(GITHUB);
     expect(out).not.toContain(OPENAI);
     expect(r.code, out).toBe(0);
