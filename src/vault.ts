@@ -231,7 +231,9 @@ export function createVault(
 }
 
 function _signingAad(origin: string, publicKey: string): Uint8Array {
-  return utf8.encode(canonicalJson({ v: 1, purpose: 'audit-signing', origin, public_key: publicKey }));
+  return utf8.encode(
+    canonicalJson({ v: 1, purpose: 'audit-signing', origin, public_key: publicKey }),
+  );
 }
 
 /** A fresh checkpoint signing key and origin for a vault (docs/formats.md#vaultjson-version-1). */

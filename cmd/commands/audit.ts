@@ -171,7 +171,10 @@ const verify: Command = {
         const checked = await _checkNote(home, note, tree, text!, witnesses, quorum);
         ok &&= checked.ok;
         extra = checked.text;
-        json = { ...json, ok, checkpoint: checked.json };
+        const problems = checked.problem === null
+          ? plain.problems
+          : [...plain.problems, checked.problem];
+        json = { ...json, ok, problems, checkpoint: checked.json };
       }
       return {
         json,
@@ -210,7 +213,7 @@ function _logKey(ctx: Ctx, file: VaultFile, unsealed: boolean): VerifierKey {
   }
   throw usage(
     'bad_flag',
-    'checking a checkpoint needs the log\'s verifier key',
+    "checking a checkpoint needs the log's verifier key",
     'pass --key VERIFIER (as `trust-protocol audit key` printed it), or a password source',
   );
 }
@@ -222,16 +225,14 @@ async function _checkNote(
   text: string,
   witnesses: readonly VerifierKey[],
   quorum: number,
-): Promise<{ ok: boolean; text: string; json: unknown }> {
+): Promise<{ ok: boolean; text: string; json: unknown; problem: Problem | null }> {
   const consistent = c.size <= tree.size &&
     await extendsTree(home, c, { size: tree.size, root: tree.root() });
   const cosigners = validCosigners(text, witnesses);
   const ok = consistent && cosigners.length >= quorum;
   const lines = [
     consistent
-      ? `checkpoint ${c.origin} at ${c.size} entries: ${
-        'extended'
-      } by today's log (consistency proof to ${tree.size} entries)`
+      ? `checkpoint ${c.origin} at ${c.size} entries: ${'extended'} by today's log (consistency proof to ${tree.size} entries)`
       : c.size > tree.size
       ? `checkpoint ${c.origin} at ${c.size} entries: FAILED: the log holds only ${tree.size}: it was cut or rolled back`
       : `checkpoint ${c.origin} at ${c.size} entries: FAILED: today's log does not extend it: history was rewritten`,
@@ -246,6 +247,17 @@ async function _checkNote(
     ok,
     text: lines.join('\n') + '\n',
     json: { origin: c.origin, size: c.size, consistent, cosigners, quorum },
+    problem: consistent ? null : c.size > tree.size
+      ? {
+        seq: tree.size + 1,
+        kind: 'truncated',
+        detail: `the checkpoint covers ${c.size} entries, the log holds ${tree.size}`,
+      }
+      : {
+        seq: c.size,
+        kind: 'forked',
+        detail: `the log's first ${c.size} entries are not the ones the checkpoint signed`,
+      },
   };
 }
 

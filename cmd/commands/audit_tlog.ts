@@ -98,7 +98,8 @@ const key: Command = {
   words: ['audit', 'key'],
   summary: "print the log's verifier key, to publish for checking checkpoints and proofs",
   usage: 'audit key [--password-file PATH]',
-  help: 'NAME+KEYID+BASE64, as Go\'s golang.org/x/mod/sumdb/note reads it. Needs the password: the\n' +
+  help:
+    "NAME+KEYID+BASE64, as Go's golang.org/x/mod/sumdb/note reads it. Needs the password: the\n" +
     'key is read from the vault with its MAC checked (and created in a vault from before 0.4).',
   options: { ...PASSWORD_FILE_OPTION },
   examples: ['trust-protocol audit key > log.vkey'],
@@ -130,7 +131,10 @@ const prove: Command = {
   async run(ctx) {
     const seqText = ctx.positionals[0] as string;
     if (!/^[1-9]\d{0,15}$/.test(seqText)) {
-      throw usage('bad_arguments', 'SEQ must be an entry number (1 or more), as `audit show` lists');
+      throw usage(
+        'bad_arguments',
+        'SEQ must be an entry number (1 or more), as `audit show` lists',
+      );
     }
     const file = str(ctx, 'checkpoint');
     let note: string;
@@ -166,7 +170,7 @@ const prove: Command = {
 
 const verifyProofCmd: Command = {
   words: ['audit', 'verify-proof'],
-  summary: 'check an inclusion proof with the log\'s verifier key only (no password, no vault)',
+  summary: "check an inclusion proof with the log's verifier key only (no password, no vault)",
   usage: 'audit verify-proof PROOF --key VERIFIER',
   options: {
     key: {
@@ -190,7 +194,8 @@ const verifyProofCmd: Command = {
     }
     return {
       json: { ok: true, origin: c.origin, tree_size: c.size, seq: p.seq, entry },
-      text: `entry ${p.seq} is in the log ${c.origin} (checkpoint of ${c.size} entries):\n${p.entry}\n`,
+      text:
+        `entry ${p.seq} is in the log ${c.origin} (checkpoint of ${c.size} entries):\n${p.entry}\n`,
     };
   },
 };
@@ -221,7 +226,10 @@ const witnessKey: Command = {
     const out = str(ctx, 'out');
     if (out === undefined) throw usage('bad_flag', 'audit witness-key needs --out FILE');
     if (!validName(name)) {
-      throw usage('bad_arguments', 'a witness name has no spaces or "+" (say example.org/witness1)');
+      throw usage(
+        'bad_arguments',
+        'a witness name has no spaces or "+" (say example.org/witness1)',
+      );
     }
     const seed = randomKey();
     const pub = publicKeyOf(seed);
@@ -268,7 +276,7 @@ const cosignCmd: Command = {
   usage: 'audit cosign CHECKPOINT --key WITNESS.key [--log-key VERIFIER] [--state FILE]',
   help: 'The witness remembers the largest checkpoint it cosigned per log (--state, default\n' +
     'WITNESS.key.state.json) and refuses one that is smaller (a rollback) or that the log in\n' +
-    '--home cannot prove consistent with it (a rewritten history). --log-key pins the log\'s key\n' +
+    "--home cannot prove consistent with it (a rewritten history). --log-key pins the log's key\n" +
     'the first time. Prints the checkpoint with the cosignature added.',
   options: {
     key: { type: 'string', value: 'FILE', help: 'the witness key file (`audit witness-key`)' },

@@ -40,6 +40,15 @@ export interface NoteSignature {
   line: string;
 }
 
+/** Whether `text` holds a control character (other than newlines when `newlines` is true). */
+function _hasControl(text: string, newlines: boolean): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c < 0x20 && !(newlines && c === 0x0a)) || c === 0x7f) return true;
+  }
+  return false;
+}
+
 function _bad(what: string): TpError {
   return usage('bad_note', `not a valid signed note: ${what}`);
 }
@@ -52,7 +61,7 @@ export function keyId(name: string, type: number, publicKey: Uint8Array): number
 
 /** A key name per the signed-note spec: non-empty, no spaces or plus signs, no control bytes. */
 export function validName(name: string): boolean {
-  return name.length > 0 && name.length <= 255 && !/[\s+\u0000-\u001f\u007f]/.test(name);
+  return name.length > 0 && name.length <= 255 && !/[\s+]/.test(name) && !_hasControl(name, false);
 }
 
 export function formatVerifierKey(name: string, type: number, publicKey: Uint8Array): string {
@@ -79,7 +88,7 @@ export function parseVerifierKey(text: string): VerifierKey {
 
 /** The body and signatures of a note; throws on anything the spec does not allow. */
 export function parseNote(note: string): { text: string; signatures: NoteSignature[] } {
-  if (note.length > 1024 * 1024 || /[\u0000-\u0009\u000b-\u001f\u007f]/.test(note)) {
+  if (note.length > 1024 * 1024 || _hasControl(note, true)) {
     throw _bad('it holds control characters or is too large');
   }
   const split = note.lastIndexOf('\n\n');
@@ -177,7 +186,8 @@ export function parseCheckpointText(text: string): Omit<Checkpoint, 'text'> {
   const lines = text.split('\n');
   const [origin, size, root] = lines;
   if (
-    origin === undefined || origin === '' || size === undefined || !/^(0|[1-9]\d{0,15})$/.test(size) ||
+    origin === undefined || origin === '' || size === undefined ||
+    !/^(0|[1-9]\d{0,15})$/.test(size) ||
     root === undefined
   ) {
     throw _bad('not a checkpoint (origin, size, root hash)');

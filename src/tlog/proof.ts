@@ -17,7 +17,13 @@ import {
   verifyConsistency,
   verifyInclusion,
 } from './merkle.ts';
-import { type Checkpoint, openCheckpoint, parseCheckpointText, parseNote, type VerifierKey } from './note.ts';
+import {
+  type Checkpoint,
+  openCheckpoint,
+  parseCheckpointText,
+  parseNote,
+  type VerifierKey,
+} from './note.ts';
 import { TreeStore, type TreeView } from './tree_store.ts';
 
 export const PROOF_FORMAT = 'trust-protocol/audit-inclusion-proof';
@@ -71,10 +77,17 @@ function _notInLog(size: number, logSize: number): TpError {
 }
 
 /** An inclusion proof of entry `seq` against the checkpoint `note` (its body read unchecked). */
-export async function proveInclusion(home: Home, seq: number, note: string): Promise<InclusionProof> {
+export async function proveInclusion(
+  home: Home,
+  seq: number,
+  note: string,
+): Promise<InclusionProof> {
   const c = checkpointBody(note);
   if (!(seq >= 1 && seq <= c.size)) {
-    throw usage('bad_arguments', `entry ${seq} is not in this checkpoint, which covers 1 to ${c.size}`);
+    throw usage(
+      'bad_arguments',
+      `entry ${seq} is not in this checkpoint, which covers 1 to ${c.size}`,
+    );
   }
   let logSize = 0;
   const found = await _withTree(home, (view) => {
@@ -141,7 +154,10 @@ export function parseProof(text: string): InclusionProof {
       checkpoint: str(o.checkpoint, 'checkpoint'),
     };
   } catch (e) {
-    throw usage('bad_proof', `the proof file is malformed: ${e instanceof Error ? e.message : String(e)}`);
+    throw usage(
+      'bad_proof',
+      `the proof file is malformed: ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
 }
 
@@ -153,7 +169,7 @@ export function verifyProof(p: InclusionProof, logKey: VerifierKey): Checkpoint 
   const c = openCheckpoint(p.checkpoint, logKey);
   const bad = (why: string) =>
     new TpError('verification', 'proof_invalid', `the proof does not hold: ${why}`);
-  if (p.tree_size !== c.size) throw bad('its tree size is not the checkpoint\'s');
+  if (p.tree_size !== c.size) throw bad("its tree size is not the checkpoint's");
   const seq = /^\{"v":\d+,"seq":(\d+),/.exec(p.entry)?.[1];
   if (seq === undefined || Number(seq) !== p.seq || p.leaf_index !== p.seq - 1) {
     throw bad('the entry is not the one numbered');
@@ -164,7 +180,9 @@ export function verifyProof(p: InclusionProof, logKey: VerifierKey): Checkpoint 
     return new Uint8Array(b);
   });
   if (!verifyInclusion(leafHash(p.entry), p.leaf_index, c.size, path, c.root)) {
-    throw bad('the entry is not in the tree the checkpoint signs (altered entry, or another checkpoint)');
+    throw bad(
+      'the entry is not in the tree the checkpoint signs (altered entry, or another checkpoint)',
+    );
   }
   return c;
 }

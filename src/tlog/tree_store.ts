@@ -132,7 +132,12 @@ export class TreeStore {
     if (options.rebuild) _reset(auditDir);
     const tail = _load(auditDir, logFd, end, Infinity);
     if (tail === null) throw new Error('unreachable: an unlimited catch-up always loads');
-    return new TreeView(new Files(auditDir, logFd), logFd, tail.blocks * BLOCK + tail.leaves.length, end);
+    return new TreeView(
+      new Files(auditDir, logFd),
+      logFd,
+      tail.blocks * BLOCK + tail.leaves.length,
+      end,
+    );
   }
 }
 

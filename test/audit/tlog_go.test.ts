@@ -15,7 +15,9 @@ const SOURCE = path.resolve(new URL('./go/verify_note.go', import.meta.url).path
 function goAvailable(): string | null {
   const go = spawnSync('go', ['version'], { encoding: 'utf8' });
   if (go.status !== 0) return 'the go command is missing';
-  if (!fs.existsSync(NOTE_PKG)) return `${NOTE_PKG} is missing (apt-get install golang-golang-x-mod-dev)`;
+  if (!fs.existsSync(NOTE_PKG)) {
+    return `${NOTE_PKG} is missing (apt-get install golang-golang-x-mod-dev)`;
+  }
   return null;
 }
 
@@ -77,10 +79,24 @@ describe.skipIf(missing !== null)("Go's sumdb/note verifier", () => {
     expect(wrong.status).toBe(1);
     expect(wrong.stdout).toMatch(/rejected/);
     // A cosigned checkpoint still opens: Go ignores signatures by keys it was not given.
-    const w = await t.tp(['audit', 'witness-key', 'witness.test/w1', '--out', path.join(t.dir, 'w.key')]);
+    const w = await t.tp([
+      'audit',
+      'witness-key',
+      'witness.test/w1',
+      '--out',
+      path.join(t.dir, 'w.key'),
+    ]);
     expect(w.code, w.stderr).toBe(0);
     const ckpt = t.file('c.txt', note);
-    const co = await t.tp(['audit', 'cosign', ckpt, '--key', path.join(t.dir, 'w.key'), '--log-key', vkey]);
+    const co = await t.tp([
+      'audit',
+      'cosign',
+      ckpt,
+      '--key',
+      path.join(t.dir, 'w.key'),
+      '--log-key',
+      vkey,
+    ]);
     expect(co.code, co.stderr).toBe(0);
     expect(open(vkey, co.stdout).status).toBe(0);
   }, 120_000);
