@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openState } from '../src/state.ts';
+import { FileAuditLog } from '../src/audit.ts';
 import { openHome } from '../src/home.ts';
 import { generateLog, initHome } from './gen_log.ts';
 
@@ -23,6 +24,7 @@ export interface AuditBench {
   appends: number;
   concurrency: number;
   appendsPerSecond: number;
+  appendsWithoutTree: number;
   fsyncsPerSecond: number;
 }
 
@@ -60,9 +62,15 @@ function _hyperfine(
   );
 }
 
-async function _appends(dir: string, total: number, concurrency: number): Promise<number> {
-  const h = openHome(path.join(dir, 'append-home'), { create: true });
-  const w = openState(h).audit.writer({ macKey: new Uint8Array(32).fill(1) });
+export async function appendRate(
+  dir: string,
+  total: number,
+  concurrency: number,
+  options: { tree?: boolean } = {},
+): Promise<number> {
+  const h = openHome(dir, { create: true });
+  const log = options.tree === false ? new FileAuditLog(h, { tree: false }) : openState(h).audit;
+  const w = log.writer({ macKey: new Uint8Array(32).fill(1) });
   const started = performance.now();
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -128,7 +136,19 @@ export async function benchAudit(
   step('audit: concurrent durable appends');
   const concurrency = 64;
   const appends = 20_000;
-  const appendsPerSecond = await _appends(dir, appends, concurrency);
+  // With and without the Merkle tree (issue #18), alternating, in the same run.
+  const rates = { tree: [] as number[], none: [] as number[] };
+  for (let round = 0; round < 3; round++) {
+    rates.none.push(
+      await appendRate(path.join(dir, `append-none-${round}`), appends, concurrency, {
+        tree: false,
+      }),
+    );
+    rates.tree.push(await appendRate(path.join(dir, `append-tree-${round}`), appends, concurrency));
+  }
+  const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[1]!;
+  const appendsPerSecond = median(rates.tree);
+  const appendsWithoutTree = median(rates.none);
   const fsyncsPerSecond = _fsyncRate(dir, 500);
   return {
     entries,
@@ -141,6 +161,7 @@ export async function benchAudit(
     appends,
     concurrency,
     appendsPerSecond,
+    appendsWithoutTree,
     fsyncsPerSecond,
   };
 }
@@ -166,6 +187,12 @@ export function auditMarkdown(a: AuditBench): string {
   }/s | ${(a.appendsPerSecond / a.fsyncsPerSecond).toFixed(1)}x | ≥ 5,000 entries/s | ${
     met(a.appendsPerSecond >= 5000)
   } |
+
+| durable appends with the Merkle tree (issue #18), median of 3 alternating rounds | ${
+    Math.round(a.appendsPerSecond).toLocaleString('en')
+  } entries/s | without the tree: ${Math.round(a.appendsWithoutTree).toLocaleString('en')}/s | ${
+    (a.appendsPerSecond / a.appendsWithoutTree).toFixed(2)
+  } | ≥ 0.90 | ${met(a.appendsPerSecond >= 0.9 * a.appendsWithoutTree)} |
 
 The verify time is the whole command: process start, the floor KDF, reading the file, and
 checking every entry's chain link and HMAC. Command: \`${a.verifyCommand}\`. The appends run

@@ -49,6 +49,7 @@ const RULES = {
   'monitor.actions': { vaultChange: true },
   'monitor.rebuild': {},
   'audit.repair': { unkeyed: true },
+  'audit.key_created': { vaultChange: true },
 } as const satisfies Record<string, EventRule>;
 
 export type EventName = keyof typeof RULES;

@@ -16,7 +16,8 @@ import {
 } from './audit.ts';
 import type { FileBrakes } from './brakes.ts';
 import { canonicalJson } from './canonical.ts';
-import { fromB64, fromHex, secretEqual, toB64, utf8, wipe } from './bytes.ts';
+import { fromB64, fromHex, secretEqual, toB64, toHex, utf8, wipe } from './bytes.ts';
+import { publicKeyOf } from './crypto/ed25519.ts';
 import { open, randomBytes, randomKey, seal, subkey } from './crypto/aead.ts';
 import { checkKdfParams, deriveKey, type KdfParams } from './crypto/kdf.ts';
 import { integrity, TpError } from './errors.ts';
@@ -97,6 +98,21 @@ export interface VaultBody {
   change_in_flight: boolean;
   /** What each anomaly kind makes the monitor do, where it differs from the defaults. */
   monitor_actions?: ActionConfig;
+  /**
+   * The Ed25519 key that signs audit checkpoints (issue #18): created at init, or on first use
+   * with the password in an older vault. Its private half is encrypted like credential values.
+   */
+  audit_signing?: AuditSigning;
+}
+
+export interface AuditSigning {
+  /** The checkpoint origin line and note key name, `trust-protocol/<random id>`, fixed here. */
+  origin: string;
+  /** The 32-byte Ed25519 public key, standard base64. */
+  public_key: string;
+  /** The 32-byte seed, AES-256-GCM under the credential key, bound to origin and public key. */
+  private_key: { nonce: string; ciphertext: string };
+  created_at: string;
 }
 
 export interface PublisherRecord {
@@ -209,8 +225,50 @@ export function createVault(
     publishers: [],
     change_in_flight: false,
   };
+  body.audit_signing = newAuditSigning(keys, now);
   const unsigned = { format: VAULT_FORMAT, version: VAULT_VERSION, kdf, key, body } as const;
   return { file: { ...unsigned, mac: _mac(unsigned, keys) }, keys };
+}
+
+function _signingAad(origin: string, publicKey: string): Uint8Array {
+  return utf8.encode(
+    canonicalJson({ v: 1, purpose: 'audit-signing', origin, public_key: publicKey }),
+  );
+}
+
+/** A fresh checkpoint signing key and origin for a vault (docs/formats.md#vaultjson-version-1). */
+export function newAuditSigning(keys: VaultKeys, now: Date): AuditSigning {
+  const seed = randomKey();
+  const origin = `trust-protocol/${toHex(randomBytes(8))}`;
+  const publicKey = toB64(publicKeyOf(seed));
+  const s = seal(keys.credentials, seed, _signingAad(origin, publicKey));
+  wipe(seed);
+  return {
+    origin,
+    public_key: publicKey,
+    private_key: { nonce: toB64(s.nonce), ciphertext: toB64(s.ciphertext) },
+    created_at: now.toISOString(),
+  };
+}
+
+/** The checkpoint signing seed (the caller wipes it); integrity error if it was swapped. */
+export function auditSigningSeed(keys: VaultKeys, signing: AuditSigning): Uint8Array {
+  const seed = open(
+    keys.credentials,
+    {
+      nonce: fromB64(signing.private_key.nonce, 'audit_signing.private_key.nonce'),
+      ciphertext: fromB64(signing.private_key.ciphertext, 'audit_signing.private_key.ciphertext'),
+    },
+    _signingAad(signing.origin, signing.public_key),
+  );
+  if (seed === null || seed.length !== 32 || toB64(publicKeyOf(seed)) !== signing.public_key) {
+    throw integrity(
+      'audit_signing_key',
+      'the audit signing key in vault.json does not match its encrypted half: it was edited',
+      'restore vault.json from a backup',
+    );
+  }
+  return seed;
 }
 
 /** Derives the key from the password and checks the whole file. Wrong password: exit 3. */
@@ -373,6 +431,20 @@ export function decryptValue(keys: VaultKeys, record: CredentialRecord): Uint8Ar
   return value;
 }
 
+function _parseAuditSigning(v: unknown): AuditSigning {
+  const o = obj(v, 'body.audit_signing');
+  const k = obj(o.private_key, 'audit_signing.private_key');
+  return {
+    origin: str(o.origin, 'audit_signing.origin'),
+    public_key: str(o.public_key, 'audit_signing.public_key'),
+    private_key: {
+      nonce: str(k.nonce, 'audit_signing.private_key.nonce'),
+      ciphertext: str(k.ciphertext, 'audit_signing.private_key.ciphertext'),
+    },
+    created_at: str(o.created_at, 'audit_signing.created_at'),
+  };
+}
+
 export function parseVault(bytes: Uint8Array): VaultFile {
   let raw: unknown;
   try {
@@ -433,6 +505,9 @@ export function parseVault(bytes: Uint8Array): VaultFile {
       ...(body.monitor_actions === undefined
         ? {}
         : { monitor_actions: _parseMonitorActions(body.monitor_actions) }),
+      ...(body.audit_signing === undefined
+        ? {}
+        : { audit_signing: _parseAuditSigning(body.audit_signing) }),
       publishers: arr(body.publishers, 'body.publishers').map((v, i) => {
         const p = obj(v, `publishers[${i}]`);
         return {

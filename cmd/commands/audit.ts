@@ -11,13 +11,20 @@ import {
   readLogLines,
   readLogLinesBackward,
 } from '../../src/audit.ts';
+import { type Problem, type VerifyResult } from '../../src/audit_verify.ts';
+import { checkpointKey, readCheckpoint } from '../../src/checkpoint.ts';
+import { LeafStream } from '../../src/tlog/tree_store.ts';
 import {
-  AuditVerifier,
-  type Problem,
-  type VerifyOptions,
-  type VerifyResult,
-} from '../../src/audit_verify.ts';
-import { checkpointKey, createCheckpoint, readCheckpoint } from '../../src/checkpoint.ts';
+  type Checkpoint as NoteCheckpoint,
+  openCheckpoint,
+  parseVerifierKey,
+  signCheckpoint,
+  validCosigners,
+  type VerifierKey,
+} from '../../src/tlog/note.ts';
+import { extendsTree } from '../../src/tlog/proof.ts';
+import { logVerifierKey, signingKey, tlogCommands, verifyLog } from './audit_tlog.ts';
+import { auditSigningSeed } from '../../src/vault.ts';
 import { TpError, usage } from '../../src/errors.ts';
 import { unseal, type VaultFile, type VaultKeys, wipeKeys } from '../../src/vault.ts';
 import {
@@ -39,12 +46,7 @@ import { EXIT } from '../exit.ts';
 import { readUserFile, write } from '../io.ts';
 import { readPassword } from '../secrets.ts';
 
-/** Verifies the log block by block: memory does not grow with the log (issue #16). */
-function _verify(home: Home, options: VerifyOptions): VerifyResult {
-  const verifier = new AuditVerifier(options);
-  for (const chunk of readLogChunks(home)) verifier.update(chunk);
-  return verifier.finish();
-}
+const _verify = verifyLog;
 
 /** The password when a source exists; null (chain-only verification) when there is none. */
 async function _optionalKeys(ctx: Ctx, file: VaultFile): Promise<VaultKeys | null> {
@@ -88,10 +90,15 @@ function _verifyText(r: VerifyResult, color: boolean): string {
 const verify: Command = {
   words: ['audit', 'verify'],
   summary: 'check the audit trail: hash chain, HMACs, recorded head, optional checkpoint',
-  usage: 'audit verify [--checkpoint FILE] [--password-file PATH]',
+  usage:
+    'audit verify [--checkpoint FILE [--key VERIFIER] [--witness VERIFIER]... [--quorum N]] [--password-file PATH]',
   help:
     'Exit 0 only when the whole log is intact, 1 otherwise (naming the first bad entry and the kind).\n' +
-    'Without a password source only the chain is checked, and the output says so.',
+    'Without a password source only the chain is checked, and the output says so.\n' +
+    'With --checkpoint (a note from `audit checkpoint`), also proves by a consistency proof that\n' +
+    "today's log extends the checkpoint's tree; --key is the log's verifier key (`audit key`),\n" +
+    'needed without the password. --witness and --quorum N require N valid cosignatures.\n' +
+    'A version 1 JSON checkpoint (before 0.4) is still read.',
   options: {
     'password-file': {
       type: 'string',
@@ -102,12 +109,28 @@ const verify: Command = {
     checkpoint: {
       type: 'string',
       value: 'FILE',
-      help: 'also check that the log still holds the head this `audit checkpoint` signed',
+      help: 'also prove that the log still extends the tree this `audit checkpoint` signed',
+    },
+    key: {
+      type: 'string',
+      value: 'VERIFIER',
+      help: "the log's verifier key (NAME+KEYID+BASE64, from `audit key`) to check --checkpoint",
+    },
+    witness: {
+      type: 'string',
+      value: 'VERIFIER',
+      multiple: true,
+      help: "a witness's verifier key (from `audit witness-key`) whose cosignature counts",
+    },
+    quorum: {
+      type: 'string',
+      value: 'N',
+      help: 'how many --witness cosignatures the checkpoint needs (default: 1 with --witness)',
     },
   },
   examples: [
     'trust-protocol audit verify',
-    'trust-protocol audit verify --checkpoint checkpoint.json --password-file ~/.tp-password',
+    'trust-protocol audit verify --checkpoint checkpoint.txt --key "$(cat log.vkey)"',
   ],
   args: { min: 0, max: 0 },
   async run(ctx) {
@@ -117,19 +140,46 @@ const verify: Command = {
     const keys = await _optionalKeys(ctx, file);
     try {
       const checkpointPath = str(ctx, 'checkpoint');
-      const checkpoint = checkpointPath === undefined ? null : readCheckpoint(
-        Buffer.from(readUserFile(checkpointPath, 'checkpoint file', 64 * 1024)).toString('utf8'),
-        keys === null ? null : checkpointKey(keys.data).publicKey,
-      );
+      const text = checkpointPath === undefined ? null : Buffer.from(
+        readUserFile(checkpointPath, 'checkpoint file', 1024 * 1024),
+      ).toString('utf8');
+      const witnesses = list(ctx, 'witness').map(parseVerifierKey);
+      const quorum = _quorum(str(ctx, 'quorum'), witnesses.length);
+      if (text === null && (witnesses.length > 0 || str(ctx, 'key') !== undefined)) {
+        throw usage('bad_flag', '--key, --witness and --quorum check a --checkpoint FILE');
+      }
+      const legacy = text !== null && text.trimStart().startsWith('{');
+      if (legacy && witnesses.length > 0) {
+        throw usage('bad_flag', 'a version 1 JSON checkpoint has no cosignatures');
+      }
+      const old = legacy
+        ? readCheckpoint(text!, keys === null ? null : checkpointKey(keys.data).publicKey)
+        : null;
+      const note = text === null || legacy
+        ? null
+        : openCheckpoint(text, _logKey(ctx, file, keys !== null));
       const result = _verify(home, {
         macKey: keys?.audit ?? null,
         recordedHead: file.body.audit_head,
-        checkpoint: checkpoint === null ? null : { seq: checkpoint.seq, hash: checkpoint.hash },
+        checkpoint: old === null ? null : { seq: old.seq, hash: old.hash },
       });
+      const { tree, ...plain } = result;
+      let extra = '';
+      let ok = result.ok;
+      let json: Record<string, unknown> = { ...plain, tree: _treeJson(tree) };
+      if (note !== null) {
+        const checked = await _checkNote(home, note, tree, text!, witnesses, quorum);
+        ok &&= checked.ok;
+        extra = checked.text;
+        const problems = checked.problem === null
+          ? plain.problems
+          : [...plain.problems, checked.problem];
+        json = { ...json, ok, problems, checkpoint: checked.json };
+      }
       return {
-        json: result,
-        text: _verifyText(result, ctx.color),
-        exitCode: result.ok ? EXIT.ok : EXIT.verification,
+        json,
+        text: _verifyText(result, ctx.color) + extra,
+        exitCode: ok ? EXIT.ok : EXIT.verification,
       };
     } finally {
       if (keys !== null) wipeKeys(keys);
@@ -137,12 +187,89 @@ const verify: Command = {
   },
 };
 
+function _treeJson(tree: LeafStream): { size: number; root: string } {
+  return { size: tree.size, root: Buffer.from(tree.root()).toString('base64') };
+}
+
+function _quorum(text: string | undefined, witnesses: number): number {
+  if (text === undefined) return witnesses > 0 ? 1 : 0;
+  if (!/^\d{1,3}$/.test(text) || Number(text) < 1 || Number(text) > witnesses) {
+    throw usage(
+      'bad_flag',
+      `--quorum must be a number from 1 to the number of --witness keys (${witnesses}), got "${
+        escapeControls(text)
+      }"`,
+    );
+  }
+  return Number(text);
+}
+
+/** The log key a checkpoint is checked with: --key, else the vault's (MAC-checked with the password). */
+function _logKey(ctx: Ctx, file: VaultFile, unsealed: boolean): VerifierKey {
+  const given = str(ctx, 'key');
+  if (given !== undefined) return parseVerifierKey(given);
+  if (unsealed && file.body.audit_signing !== undefined) {
+    return parseVerifierKey(logVerifierKey(file.body.audit_signing));
+  }
+  throw usage(
+    'bad_flag',
+    "checking a checkpoint needs the log's verifier key",
+    'pass --key VERIFIER (as `trust-protocol audit key` printed it), or a password source',
+  );
+}
+
+async function _checkNote(
+  home: Home,
+  c: NoteCheckpoint,
+  tree: LeafStream,
+  text: string,
+  witnesses: readonly VerifierKey[],
+  quorum: number,
+): Promise<{ ok: boolean; text: string; json: unknown; problem: Problem | null }> {
+  const consistent = c.size <= tree.size &&
+    await extendsTree(home, c, { size: tree.size, root: tree.root() });
+  const cosigners = validCosigners(text, witnesses);
+  const ok = consistent && cosigners.length >= quorum;
+  const lines = [
+    consistent
+      ? `checkpoint ${c.origin} at ${c.size} entries: ${'extended'} by today's log (consistency proof to ${tree.size} entries)`
+      : c.size > tree.size
+      ? `checkpoint ${c.origin} at ${c.size} entries: FAILED: the log holds only ${tree.size}: it was cut or rolled back`
+      : `checkpoint ${c.origin} at ${c.size} entries: FAILED: today's log does not extend it: history was rewritten`,
+  ];
+  if (witnesses.length > 0) {
+    lines.push(
+      `cosignatures: ${cosigners.length} valid of ${witnesses.length} witness(es), ${quorum} required` +
+        (cosigners.length >= quorum ? '' : ': FAILED'),
+    );
+  }
+  return {
+    ok,
+    text: lines.join('\n') + '\n',
+    json: { origin: c.origin, size: c.size, consistent, cosigners, quorum },
+    problem: consistent ? null : c.size > tree.size
+      ? {
+        seq: tree.size + 1,
+        kind: 'truncated',
+        detail: `the checkpoint covers ${c.size} entries, the log holds ${tree.size}`,
+      }
+      : {
+        seq: c.size,
+        kind: 'forked',
+        detail: `the log's first ${c.size} entries are not the ones the checkpoint signed`,
+      },
+  };
+}
+
 const checkpoint: Command = {
   words: ['audit', 'checkpoint'],
-  summary: 'print a signed head of the audit trail to keep somewhere else',
-  usage: 'audit checkpoint [--password-file PATH] > checkpoint.json',
+  summary: 'print a signed checkpoint (C2SP tlog-checkpoint note) of the audit trail',
+  usage: 'audit checkpoint [--password-file PATH] > checkpoint.txt',
+  help: 'Verifies the whole log, computes its Merkle tree from it and signs size and root with\n' +
+    "the vault's audit key (created on first use in an older vault). Keep the note elsewhere;\n" +
+    'check it later with `audit verify --checkpoint FILE --key VERIFIER`.',
   options: { ...PASSWORD_FILE_OPTION },
-  examples: ['trust-protocol audit checkpoint > checkpoint.json'],
+  examples: ['trust-protocol audit checkpoint > checkpoint.txt'],
   args: { min: 0, max: 0 },
   async run(ctx) {
     const state = existingState(ctx);
@@ -160,9 +287,10 @@ const checkpoint: Command = {
       );
     }
     try {
+      const signing = await signingKey(state, file, keys, ctx.now());
       const result = _verify(home, {
         macKey: keys.audit,
-        recordedHead: file.body.audit_head,
+        recordedHead: state.vault.read().body.audit_head,
       });
       if (!result.ok || result.head === null) {
         throw new TpError(
@@ -176,8 +304,16 @@ const checkpoint: Command = {
           },
         );
       }
-      const c = createCheckpoint(result.head, keys.data, ctx.now());
-      return { json: c, text: JSON.stringify(c, null, 2) + '\n' };
+      const seed = auditSigningSeed(keys, signing);
+      try {
+        const note = signCheckpoint(signing.origin, result.tree.size, result.tree.root(), seed);
+        return {
+          json: { checkpoint: note, origin: signing.origin, size: result.tree.size },
+          text: note,
+        };
+      } finally {
+        seed.fill(0);
+      }
     } finally {
       wipeKeys(keys);
     }
@@ -514,4 +650,11 @@ const resync: Command = {
   },
 };
 
-export const auditCommands: Command[] = [verify, show, exportCmd, checkpoint, resync];
+export const auditCommands: Command[] = [
+  verify,
+  show,
+  exportCmd,
+  checkpoint,
+  resync,
+  ...tlogCommands,
+];

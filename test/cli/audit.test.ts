@@ -90,7 +90,7 @@ describe('audit verify through the CLI', () => {
     await newAgent(t, { name: 'later' });
     const cp = await t.tp(['audit', 'checkpoint', '--password-file', t.passwordFile]);
     expect(cp.code, cp.stderr).toBe(0);
-    const cpFile = t.file('checkpoint.json', cp.stdout);
+    const cpFile = t.file('checkpoint.txt', cp.stdout);
     expect((await verifyJson(t, ['--checkpoint', cpFile])).code).toBe(0);
     fs.writeFileSync(logPath(t), oldLog);
     fs.writeFileSync(path.join(t.home, 'vault.json'), oldVault);
@@ -99,13 +99,13 @@ describe('audit verify through the CLI', () => {
     expect(code).toBe(1);
     expect(result.problems[0].kind).toBe('truncated');
     // A tampered checkpoint is itself refused.
-    const forged = JSON.parse(cp.stdout);
-    forged.seq = 1;
+    const forged = cp.stdout.split('\n');
+    forged[1] = '1';
     const bad = await t.tp([
       'audit',
       'verify',
       '--checkpoint',
-      t.file('forged.json', JSON.stringify(forged)),
+      t.file('forged.txt', forged.join('\n')),
       '--password-file',
       t.passwordFile,
     ]);
