@@ -29,6 +29,8 @@ export interface Health {
   status: 'ok';
   version: string;
   expires_at: string;
+  /** serve's loopback TCP address (`http://HOST:PORT`), null when it listens on its socket only. */
+  tcp_url: string | null;
 }
 
 /** The fields of serve's refusal, `{"error": {...}}` (`Error` in the OpenAPI document). */

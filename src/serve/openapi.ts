@@ -459,7 +459,7 @@ export const OPENAPI = {
       },
       Health: {
         type: 'object',
-        required: ['status', 'version', 'expires_at'],
+        required: ['status', 'version', 'expires_at', 'tcp_url'],
         properties: {
           status: { const: 'ok' },
           version: { type: 'string' },

@@ -216,7 +216,7 @@ describe('the types match serve OpenAPI document (docs/openapi.json)', () => {
     hint: 'h',
     retry_after: 1,
   };
-  const health: Required<Health> = { status: 'ok', version: '1', expires_at: '' };
+  const health: Required<Health> = { status: 'ok', version: '1', expires_at: '', tcp_url: null };
 
   it('Template', () => {
     expect(Object.keys(template).sort()).toEqual(Object.keys(schemas.Template.properties).sort());
