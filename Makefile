@@ -71,15 +71,16 @@ release: dist/trust-protocol
 # strace (to fail one system call and test what a crash at that moment leaves), zsh and fish (to
 # syntax-check their completion scripts), curl (the README's serve steps, run by
 # test/binary/readme.test.ts), Go and Rust (the SDKs in sdk/go and sdk/rust, built by
-# test/sdk/go.test.ts and rust.test.ts). Skipped when installed;
+# test/sdk/go.test.ts and rust.test.ts), rsyslog (the syslog receiver of test/cli/ship_syslog.test.ts).
+# Skipped when installed;
 # installs as root on a fresh Debian machine (CI).
 tools:
 	@command -v minisign >/dev/null && command -v strace >/dev/null && \
 	  command -v zsh >/dev/null && command -v fish >/dev/null && command -v curl >/dev/null && \
 	  command -v go >/dev/null && command -v rustc >/dev/null && command -v cargo >/dev/null && \
-	  test -d /usr/share/gocode/src/golang.org/x/mod/sumdb/note || \
+	  test -d /usr/share/gocode/src/golang.org/x/mod/sumdb/note && command -v rsyslogd >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq minisign strace zsh fish curl golang-go rustc cargo \
-	    golang-golang-x-mod-dev)
+	    golang-golang-x-mod-dev rsyslog)
 
 # The whole suite: sources on Node, sources on Deno, then the CLI tests against the binary.
 # The last line is the total, `N passed, N failed`.

@@ -69,6 +69,21 @@ export const SERVE_OPTIONS: Flags = {
     value: 'N',
     help: 'cap on each decoded response body (else config.json, else 100 MiB)',
   },
+  ship: {
+    type: 'string',
+    value: 'URL',
+    help: 'keep shipping audit entries to this SIEM, as `audit ship --to URL --follow` (else none)',
+  },
+  'ship-cacert': {
+    type: 'string',
+    value: 'FILE',
+    help: "PEM CA certificates that replace the bundled roots for --ship's receiver",
+  },
+  'ship-token-file': {
+    type: 'string',
+    value: 'PATH',
+    help: 'file holding the Splunk HEC or bearer token for --ship (else none)',
+  },
 };
 
 const HOUR = 3_600_000;

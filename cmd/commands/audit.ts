@@ -45,6 +45,7 @@ import { closest } from '../suggest.ts';
 import { EXIT } from '../exit.ts';
 import { readUserFile, write } from '../io.ts';
 import { readPassword } from '../secrets.ts';
+import { followReport, shipper } from '../ship.ts';
 
 const _verify = verifyLog;
 
@@ -650,11 +651,96 @@ const resync: Command = {
   },
 };
 
+const ship: Command = {
+  words: ['audit', 'ship'],
+  summary: 'send audit entries to a SIEM (syslog, OTLP, Splunk HEC, HTTPS JSON lines)',
+  usage:
+    'audit ship --to URL [--once|--follow] [--cacert FILE] [--token-file PATH] [--timeout SECONDS]',
+  help: `Sends the entries not yet shipped to URL, then advances a cursor kept in the home
+(HOME/ship/), only once the receiver accepted them: a restart resumes with no loss and no duplicate.
+URL: syslog+tls://HOST:PORT (RFC 5424, octet counting), otlp+https://HOST:PORT/v1/logs,
+splunk+https://HOST:PORT/services/collector/event (needs --token-file), https://HOST/PATH (JSON lines).
+Plain syslog+tcp://, otlp+http://, http:// only to 127.0.0.1, ::1 or localhost.
+Each message carries the entry as written, its seq, its RFC 9162 leaf hash and its id (the entry hash).
+--once (the default) ships what is there and exits (7 if the receiver did not accept);
+--follow keeps shipping as entries are appended, backing off while the receiver fails, until Ctrl-C.`,
+  options: {
+    to: {
+      type: 'string',
+      value: 'URL',
+      help: 'where to send (required; the scheme names the protocol)',
+    },
+    once: { type: 'boolean', help: 'ship what is there now, then exit (the default)' },
+    follow: {
+      type: 'boolean',
+      help: 'keep shipping new entries until Ctrl-C, retrying while the receiver fails',
+    },
+    cacert: {
+      type: 'string',
+      value: 'FILE',
+      help: "PEM CA certificates that replace the bundled roots for the receiver's TLS",
+    },
+    'token-file': {
+      type: 'string',
+      value: 'PATH',
+      help: 'file holding the Splunk HEC token, or a bearer token for OTLP and HTTPS (else none)',
+    },
+    timeout: {
+      type: 'string',
+      value: 'SECONDS',
+      help: 'limit on each delivery (else 30)',
+    },
+  },
+  examples: [
+    'trust-protocol audit ship --to syslog+tls://siem.example.com:6514 --follow',
+    'trust-protocol audit ship --to splunk+https://splunk.example.com:8088/services/collector/event --token-file ~/.hec-token',
+  ],
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    const to = str(ctx, 'to');
+    if (to === undefined) throw usage('bad_flags', 'audit ship needs --to URL');
+    if (flag(ctx, 'once') && flag(ctx, 'follow')) {
+      throw usage('bad_flags', '--once and --follow cannot be used together');
+    }
+    const home = existingHome(ctx);
+    const s = shipper(ctx, home, {
+      to,
+      cacert: str(ctx, 'cacert'),
+      tokenFile: str(ctx, 'token-file'),
+      timeout: str(ctx, 'timeout'),
+    });
+    if (flag(ctx, 'follow')) {
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        await s.follow(stop.signal, followReport(ctx));
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+      return { json: undefined, text: '' };
+    }
+    const shipped = await s.once();
+    return {
+      json: shipped,
+      text: shipped.count === 0
+        ? 'Nothing new to ship.\n'
+        : `shipped ${shipped.count} entr${
+          shipped.count === 1 ? 'y' : 'ies'
+        }, up to #${shipped.last}\n`,
+      informational: true,
+    };
+  },
+};
+
 export const auditCommands: Command[] = [
   verify,
   show,
   exportCmd,
   checkpoint,
   resync,
+  ship,
   ...tlogCommands,
 ];

@@ -15,6 +15,8 @@ import { spawnKeeper } from '../keeper.ts';
 import { noteIgnoredCaVariables } from '../send_options.ts';
 import { readPassword } from '../secrets.ts';
 import { checkCanDrop, dropPrivileges, lookupUser } from '../privileges.ts';
+import { followReport, shipper } from '../ship.ts';
+import type { Shipper } from '../../src/ship/shipper.ts';
 
 const STOPPED: Record<StopReason, string> = {
   ttl: 'its time to live ran out',
@@ -43,7 +45,7 @@ const serve: Command = {
   words: ['serve'],
   summary: 'run a short-lived local proxy that holds the unsealed vault (loopback only)',
   usage:
-    'serve [--listen 127.0.0.1:PORT] [--socket PATH] [--socket-group GROUP] [--user NAME] [--ttl 8h] [--idle 30m] [--agent-rate N/PERIOD] [--cacert FILE] [--connect-to H:P:A:P]...',
+    'serve [--listen 127.0.0.1:PORT] [--socket PATH] [--socket-group GROUP] [--user NAME] [--ttl 8h] [--idle 30m] [--agent-rate N/PERIOD] [--cacert FILE] [--connect-to H:P:A:P]... [--ship URL]',
   help: HELP,
   options: SERVE_OPTIONS,
   examples: [
@@ -67,6 +69,8 @@ const serve: Command = {
     }
     // serve's own environment, not an agent's, is checked for the requests it sends.
     checkEnvironment(ctx.io.env);
+    // Checked before the password is asked for: a wrong URL or token file stops serve here.
+    const toShip = _shipper(ctx);
     noteIgnoredCaVariables(ctx);
     // The keeper holds the keys; this process (the front) only ever parses HTTP. With --user it
     // is started before the front drops, and drops by itself first thing.
@@ -111,6 +115,10 @@ const serve: Command = {
     const onSignal = () => front.stop('signal');
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // Shipping runs here, in the front, which holds no key (none is needed: entries go out as
+    // written, MACs included), on its own loop reading the log file: never in a request's path.
+    const shipping = new AbortController();
+    void toShip?.follow(shipping.signal, followReport(ctx));
     try {
       await _announce(ctx, { ...ready, socket }, flags);
       const stopped = await front.stopped;
@@ -131,6 +139,8 @@ const serve: Command = {
         );
       }
     } finally {
+      // A delivery in flight is not waited for: unaccepted, it is sent again by the next shipper.
+      shipping.abort();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       front.stop('signal');
@@ -139,6 +149,18 @@ const serve: Command = {
     return { json: undefined, text: '' };
   },
 };
+
+/** `--ship URL` as a shipper of the home's log, or null without it. */
+function _shipper(ctx: Ctx): Shipper | null {
+  const to = str(ctx, 'ship');
+  if (to === undefined) return null;
+  return shipper(ctx, { dir: path.resolve(ctx.homeDir) }, {
+    to,
+    cacert: str(ctx, 'ship-cacert'),
+    tokenFile: str(ctx, 'ship-token-file'),
+    timeout: undefined,
+  });
+}
 
 function _exitOf(code: number): string {
   return code === 137 ? 'killed' : `exit ${code}`;
