@@ -10,6 +10,7 @@ import { auditMarkdown, benchAudit } from './audit.ts';
 import { benchScale, scaleMarkdown } from './scale.ts';
 import { benchDetection, detectionMarkdown } from './detection.ts';
 import { benchGateway, gatewayMarkdown } from './gateway.ts';
+import { benchPortkey, portkeyMarkdown } from './portkey.ts';
 import { benchMonitor, monitorMarkdown } from './monitor.ts';
 import { benchSkills, skillsMarkdown } from './skills.ts';
 import { Buffer } from 'node:buffer';
@@ -1035,6 +1036,7 @@ async function _main(): Promise<void> {
     );
     const skills = benchSkills(work, _env(), _step);
     const gateway = await benchGateway(work, _env(), _step);
+    const portkey = await benchPortkey(work, _env(), _step);
     const monitor = await benchMonitor(work, _env(), _step);
     _step('detection quality: labelled traffic (bench/detection.ts)');
     const detection = benchDetection();
@@ -1051,7 +1053,8 @@ async function _main(): Promise<void> {
         _document({ setup, startup, kdf, exec, throughput, machine, date: startedAt, seconds }),
       ) + '\n' + auditMarkdown(audit) + '\n' + scaleMarkdown(scale) + '\n' +
         skillsMarkdown(skills) + '\n' +
-        gatewayMarkdown(gateway) + '\n' + monitorMarkdown(monitor, gateway) + '\n' +
+        gatewayMarkdown(gateway) + '\n' + portkeyMarkdown(portkey) + '\n' +
+        monitorMarkdown(monitor, gateway) + '\n' +
         detectionMarkdown(detection) + (keeperAt < 0 ? '' : '\n' + previous.slice(keeperAt)),
     );
     _step(`wrote ${DOC} (${seconds.toFixed(0)} s)`);

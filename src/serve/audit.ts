@@ -13,13 +13,25 @@ export interface HeadRecorder {
 }
 
 /**
+ * How often serve records the audit head at most: the window of a cut tail not caught against
+ * the vault if serve is killed (docs/decisions.md, "every 250 ms"). A head write is a vault
+ * write (lock, two fsyncs, a rename) on serve's event loop; at 10 ms it took a third of the
+ * keeper's busy time under load (issue #17).
+ */
+export const HEAD_INTERVAL_MS = 250;
+
+/**
  * serve records the audit head in the vault off the request path: at most once per interval and
  * when it stops, instead of a vault write per request. The interval is short on purpose, as it
  * is a window: if serve is killed, a cut of the log's last entries (at most `intervalMs` of them)
  * is not detected against the vault's head (docs/threat-model.md). A failed write (say, the
  * vault was restored from an older copy) fails every later request (fail closed).
  */
-export function deferredHeads(state: State, keys: VaultKeys, intervalMs = 10): HeadRecorder {
+export function deferredHeads(
+  state: State,
+  keys: VaultKeys,
+  intervalMs = HEAD_INTERVAL_MS,
+): HeadRecorder {
   let latest: AuditHead | null = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
   let failure: unknown = null;

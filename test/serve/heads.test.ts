@@ -57,3 +57,56 @@ describe('a failed head write', () => {
     60_000,
   );
 });
+
+describe('the head window (250 ms, docs/decisions.md)', () => {
+  it(
+    'a running serve records the head at the log end by itself; killed, a cut below it is caught',
+    async () => {
+      const own = await servedCredential('sk-heads-window-canary-0123456789');
+      try {
+        const request = () =>
+          http(own.s, '/v1/proxy', {
+            body: JSON.stringify({
+              credential: 'k',
+              url: 'https://api.allowed.test/x',
+              headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+            }),
+            headers: {
+              'Content-Type': 'application/json',
+              Authorization: `Bearer ${own.agent.token}`,
+            },
+          });
+        for (let i = 0; i < 3; i++) expect((await request()).status).toBe(200);
+        const log = path.join(own.t.home, 'audit', 'audit.log');
+        const vault = path.join(own.t.home, 'vault.json');
+        const lines = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
+        const last = JSON.parse(lines.at(-1)!).seq as number;
+        // No stop, no further request: the deferred write alone brings the head to the last entry
+        // (the bound only turns a hang into a failure; no timing is asserted).
+        const deadline = Date.now() + 10_000;
+        while (JSON.parse(fs.readFileSync(vault, 'utf8')).body.audit_head?.seq !== last) {
+          expect(Date.now()).toBeLessThan(deadline);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        // Killed, it writes nothing more; the log cut below the recorded head is reported.
+        const keeper = (own.s.info as unknown as { keeper_pid: number }).keeper_pid;
+        process.kill(keeper, 'SIGKILL');
+        process.kill(own.s.info.pid, 'SIGKILL');
+        await own.s.exited;
+        fs.writeFileSync(log, lines.slice(0, -2).join('\n') + '\n', { mode: 0o600 });
+        const verify = await own.t.tp([
+          '--json',
+          'audit',
+          'verify',
+          '--password-file',
+          own.t.passwordFile,
+        ]);
+        expect(verify.code).not.toBe(0);
+        expect(verify.stdout + verify.stderr).toContain('truncated');
+      } finally {
+        await own.stop();
+      }
+    },
+    60_000,
+  );
+});

@@ -118,7 +118,7 @@ describe('serve and state changed behind its back', () => {
   });
 });
 
-/** Waits until serve has recorded the log's last entry as the vault's head (within 10 ms). */
+/** Waits until serve has recorded the log's last entry as the vault's head (within 250 ms). */
 async function _headAtEnd(): Promise<string[]> {
   const lines = fs.readFileSync(logFile(), 'utf8').trimEnd().split('\n');
   const last = JSON.parse(lines.at(-1)!).seq as number;
