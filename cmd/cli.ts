@@ -24,6 +24,7 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   init: async () => (await import('./commands/vault.ts')).vaultCommands,
   status: async () => (await import('./commands/vault.ts')).vaultCommands,
   passwd: async () => (await import('./commands/vault.ts')).vaultCommands,
+  admin: async () => (await import('./commands/admin.ts')).adminCommands,
   credential: async () => (await import('./commands/credential.ts')).credentialCommands,
   agent: async () => (await import('./commands/agent.ts')).agentCommands,
   exec: async () => (await import('./commands/exec.ts')).execCommands,
@@ -41,6 +42,7 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   run: async () => (await import('./commands/run.ts')).runCommands,
 };
 const GROUPS = [
+  'admin',
   'credential',
   'agent',
   'audit',
@@ -84,7 +86,16 @@ export const GLOBAL_OPTIONS: Flags = {
     value: 'PATH',
     help: `${PASSWORD_FILE_HELP}; commands that need none ignore it`,
   },
+  admin: {
+    type: 'string',
+    value: 'NAME',
+    help:
+      'the admin whose key slot the password opens (else TRUST_PROTOCOL_ADMIN, else every slot is tried, one Argon2id each); for init, the first admin (default owner)',
+  },
 };
+
+/** Global flags that take a value: the word after them is not a command word. */
+const VALUED_GLOBALS = ['--home', '--password-file', '--admin'];
 
 /**
  * The arguments that are ours: for `run`, those before `--` (the rest is the child's command line,
@@ -93,7 +104,7 @@ export const GLOBAL_OPTIONS: Flags = {
 function _ownArgs(argv: readonly string[]): readonly string[] {
   const dash = argv.indexOf('--');
   const first = argv.findIndex((a, i) =>
-    !a.startsWith('-') && argv[i - 1] !== '--home' && argv[i - 1] !== '--password-file'
+    !a.startsWith('-') && !VALUED_GLOBALS.includes(argv[i - 1] ?? '')
   );
   return dash >= 0 && first >= 0 && first < dash && argv[first] === 'run'
     ? argv.slice(0, dash)
@@ -189,7 +200,7 @@ async function _findCommand(
     if (a === '--') break;
     if (a.startsWith('-') && a !== '-') {
       pre.push(a);
-      if ((a === '--home' || a === '--password-file') && i + 1 < argv.length) pre.push(argv[++i]!);
+      if (VALUED_GLOBALS.includes(a) && i + 1 < argv.length) pre.push(argv[++i]!);
       i++;
       continue;
     }

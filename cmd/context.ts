@@ -1,5 +1,6 @@
 /** What every command handler receives, and the few helpers they share. */
 import type { ParseArgsOptionDescriptor } from 'node:util';
+import { ADMIN_ENV } from '../src/admins.ts';
 import { TpError, usage } from '../src/errors.ts';
 import { type Home, openHome } from '../src/home.ts';
 import { openState, type State } from '../src/state.ts';
@@ -113,12 +114,18 @@ export interface Unsealed {
   keys: VaultKeys;
 }
 
+/** The key slot to try (`--admin`, else TRUST_PROTOCOL_ADMIN); undefined: try every slot. */
+export function adminName(ctx: Ctx): string | undefined {
+  const v = str(ctx, 'admin') ?? ctx.io.env[ADMIN_ENV];
+  return v === '' ? undefined : v;
+}
+
 export async function unsealVault(ctx: Ctx): Promise<Unsealed> {
   const state = existingState(ctx);
   const file: VaultFile = state.vault.read();
   const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
   try {
-    const keys = unseal(file, password);
+    const keys = unseal(file, password, { admin: adminName(ctx) });
     // unseal checked the file's MAC under the keys it derived.
     return { state, file: file as VerifiedVault, keys };
   } finally {

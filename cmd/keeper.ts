@@ -16,7 +16,7 @@ import { unseal, type VaultKeys, wipeKeys } from '../src/vault.ts';
 import { verifyConfig } from '../src/config.ts';
 import { applyConfig, caTextBytes } from './commands/config.ts';
 import pkg from '../package.json' with { type: 'json' };
-import { type Command, type Ctx, existingHome, str } from './context.ts';
+import { adminName, type Command, type Ctx, existingHome, str } from './context.ts';
 import { EXIT } from './exit.ts';
 import { dropPrivileges, lookupUser } from './privileges.ts';
 import { PASSWORD_ENV, readPassword } from './secrets.ts';
@@ -119,7 +119,7 @@ const keeper: Command = {
     if (password === null) return { json: undefined, text: '', exitCode: EXIT.sealed };
     let keys: VaultKeys;
     try {
-      keys = unseal(file, password);
+      keys = unseal(file, password, { admin: adminName(ctx) });
     } finally {
       password.fill(0);
     }

@@ -236,6 +236,12 @@ export const ERROR_CODES = [
   'weak_password',
   'wrong_key_password',
   'wrong_password',
+  'role_denied',
+  'unknown_admin',
+  'admin_exists',
+  'last_owner',
+  'bad_admin_name',
+  'slot_binding',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -25,10 +25,13 @@ import { VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS } from './events.ts';
 import { type Home, readStateFile, withLock, writeStateFile } from './home.ts';
 import { type Tier, TIERS } from './tiers.ts';
 import { arr, bool, int, obj, oneOf, str, strArr, strOrNull } from './validate.ts';
+import { type Admin, byAdmin, checkRole, ROLES } from './admins.ts';
+import { newSlot, openSlot, type Slot, type SlotKdf, slotParams, slotWithKek } from './slots.ts';
 
 export const VAULT_FILE = 'vault.json';
 export const VAULT_FORMAT = 'trust-protocol/vault';
-export const VAULT_VERSION = 1;
+/** Format 2 has key slots (#19); format 1 (one password) is read, and upgraded on its first change. */
+export const VAULT_VERSION = 2;
 
 export const PLACEMENTS = ['header', 'query', 'path', 'body'] as const;
 export type Placement = (typeof PLACEMENTS)[number];
@@ -136,29 +139,33 @@ export interface KnownBrake {
 
 export interface VaultFile {
   format: typeof VAULT_FORMAT;
-  version: typeof VAULT_VERSION;
-  kdf: {
-    algorithm: 'argon2id';
-    memory_kib: number;
-    iterations: number;
-    parallelism: number;
-    salt: string;
-  };
-  key: { nonce: string; ciphertext: string };
+  version: 1 | 2;
+  /** Format 1 only: the one password's KDF parameters and the data key wrapped under it. */
+  legacy?: { kdf: SlotKdf; key: { nonce: string; ciphertext: string } };
+  /** Format 2: one key slot per admin (src/slots.ts); empty in format 1. */
+  slots: Slot[];
   body: VaultBody;
   mac: string;
 }
 
-/** Keys derived from the data key once the vault is unsealed. */
+/** Keys derived from the data key once the vault is unsealed, and who unsealed it. */
 export interface VaultKeys {
   credentials: Uint8Array;
   state: Uint8Array;
   audit: Uint8Array;
   data: Uint8Array;
+  /** The admin whose slot opened: every change is checked against its role (src/admins.ts). */
+  admin: Admin;
+  /** A format-1 vault's owner slot, made at unseal from its password: written by the first change. */
+  upgrade?: Slot;
 }
 
-export function deriveVaultKeys(dataKey: Uint8Array): VaultKeys {
+/** The owner of a format-1 vault, which had one password. */
+export const LEGACY_OWNER: Admin = { name: 'owner', role: 'owner' };
+
+export function deriveVaultKeys(dataKey: Uint8Array, admin: Admin): VaultKeys {
   return {
+    admin,
     data: dataKey,
     credentials: subkey(dataKey, 'credential-values'),
     state: subkey(dataKey, 'state-mac'),
@@ -170,41 +177,47 @@ export function wipeKeys(keys: VaultKeys): void {
   wipe(keys.data, keys.credentials, keys.state, keys.audit);
 }
 
-function _kdfParams(file: VaultFile): KdfParams {
-  return {
-    memoryKib: file.kdf.memory_kib,
-    iterations: file.kdf.iterations,
-    parallelism: file.kdf.parallelism,
-  };
+/** Format 1's wrapping AAD names format 1: kept as it was, so format-1 files still open. */
+function _v1WrapAad(kdf: SlotKdf): Uint8Array {
+  return utf8.encode(canonicalJson({ format: VAULT_FORMAT, version: 1, kdf }));
 }
 
-function _wrapAad(kdf: VaultFile['kdf']): Uint8Array {
-  return utf8.encode(canonicalJson({ format: VAULT_FORMAT, version: VAULT_VERSION, kdf }));
+/** The file as it is stored: format 1 keeps its layout (and MAC input) until it is upgraded. */
+function _stored(file: Omit<VaultFile, 'mac'>): Record<string, unknown> {
+  const { format, version, body } = file;
+  if (version === 1) {
+    const legacy = file.legacy as NonNullable<VaultFile['legacy']>;
+    return { format, version, kdf: legacy.kdf, key: legacy.key, body };
+  }
+  return { format, version, slots: file.slots, body };
 }
 
 function _mac(file: Omit<VaultFile, 'mac'>, keys: VaultKeys): string {
-  const { format, version, kdf, key, body } = file;
-  return hmacSha256Hex(keys.state, canonicalJson({ format, version, kdf, key, body }));
+  return hmacSha256Hex(keys.state, canonicalJson(_stored(file)));
 }
 
-function _wrapDataKey(password: Uint8Array, params: KdfParams, dataKey: Uint8Array) {
-  const kdf = {
-    algorithm: 'argon2id' as const,
-    memory_kib: params.memoryKib,
-    iterations: params.iterations,
-    parallelism: params.parallelism,
-    salt: toB64(randomBytes(16)),
-  };
-  const kek = deriveKey(password, fromB64(kdf.salt, 'kdf.salt'), params);
-  const wrapped = seal(kek, dataKey, _wrapAad(kdf));
-  wipe(kek);
-  return { kdf, key: { nonce: toB64(wrapped.nonce), ciphertext: toB64(wrapped.ciphertext) } };
+/** Who may unseal: the slots, or a format-1 vault's one password as its owner. */
+export function adminsOf(file: VaultFile): Array<Admin & { created_at: string }> {
+  if (file.version === 1) return [{ ...LEGACY_OWNER, created_at: file.body.created_at }];
+  return file.slots.map((s) => ({ name: s.name, role: s.role, created_at: s.created_at }));
+}
+
+/** The KDF parameters of an admin's slot (format 1: of the one password). */
+export function adminKdf(file: VaultFile, name: string): KdfParams | null {
+  if (file.version === 1) {
+    return name === LEGACY_OWNER.name && file.legacy !== undefined
+      ? slotParams(file.legacy.kdf)
+      : null;
+  }
+  const slot = file.slots.find((s) => s.name === name);
+  return slot === undefined ? null : slotParams(slot.kdf);
 }
 
 export function createVault(
   password: Uint8Array,
   params: KdfParams,
   now: Date,
+  options: { admin?: string } = {},
 ): { file: VaultFile; keys: VaultKeys } {
   const problem = checkKdfParams(params);
   if (problem !== null) {
@@ -212,8 +225,9 @@ export function createVault(
       hint: 'the floor is 19 MiB and 2 iterations',
     });
   }
-  const keys = deriveVaultKeys(randomKey());
-  const { kdf, key } = _wrapDataKey(password, params, keys.data);
+  const admin: Admin = { name: options.admin ?? LEGACY_OWNER.name, role: 'owner' };
+  const keys = deriveVaultKeys(randomKey(), admin);
+  const slot = newSlot(admin, password, params, keys.data, now.toISOString());
   const body: VaultBody = {
     generation: 1,
     created_at: now.toISOString(),
@@ -226,7 +240,12 @@ export function createVault(
     change_in_flight: false,
   };
   body.audit_signing = newAuditSigning(keys, now);
-  const unsigned = { format: VAULT_FORMAT, version: VAULT_VERSION, kdf, key, body } as const;
+  const unsigned: Omit<VaultFile, 'mac'> = {
+    format: VAULT_FORMAT,
+    version: VAULT_VERSION,
+    slots: [slot],
+    body,
+  };
   return { file: { ...unsigned, mac: _mac(unsigned, keys) }, keys };
 }
 
@@ -271,24 +290,64 @@ export function auditSigningSeed(keys: VaultKeys, signing: AuditSigning): Uint8A
   return seed;
 }
 
-/** Derives the key from the password and checks the whole file. Wrong password: exit 3. */
-export function unseal(file: VaultFile, password: Uint8Array): VaultKeys {
-  const kek = deriveKey(password, fromB64(file.kdf.salt, 'kdf.salt'), _kdfParams(file));
-  const dataKey = open(
-    kek,
-    {
-      nonce: fromB64(file.key.nonce, 'key.nonce'),
-      ciphertext: fromB64(file.key.ciphertext, 'key.ciphertext'),
-    },
-    _wrapAad(file.kdf),
-  );
-  wipe(kek);
-  if (dataKey === null || dataKey.length !== 32) {
-    throw new TpError('sealed', 'wrong_password', 'wrong master password', {
-      hint: 'check the password source (--password-file, TRUST_PROTOCOL_PASSWORD or the prompt)',
+function _unsealV1(file: VaultFile, password: Uint8Array): VaultKeys | null {
+  const legacy = file.legacy as NonNullable<VaultFile['legacy']>;
+  const kek = deriveKey(password, fromB64(legacy.kdf.salt, 'kdf.salt'), slotParams(legacy.kdf));
+  try {
+    const dataKey = open(
+      kek,
+      {
+        nonce: fromB64(legacy.key.nonce, 'key.nonce'),
+        ciphertext: fromB64(legacy.key.ciphertext, 'key.ciphertext'),
+      },
+      _v1WrapAad(legacy.kdf),
+    );
+    if (dataKey === null || dataKey.length !== 32) return null;
+    const keys = deriveVaultKeys(dataKey, LEGACY_OWNER);
+    // The owner slot that replaces the one password: same KDF salt, so the same wrapping key.
+    keys.upgrade = slotWithKek(LEGACY_OWNER, legacy.kdf, kek, dataKey, file.body.created_at);
+    return keys;
+  } finally {
+    wipe(kek);
+  }
+}
+
+/**
+ * Derives the key from the password and checks the whole file. `admin` names the slot to try;
+ * without it every slot is tried in turn, one Argon2id each (a wrong password costs as many as
+ * there are slots). Wrong password or unknown admin: exit 3; an edited slot: exit 8.
+ */
+export function unseal(
+  file: VaultFile,
+  password: Uint8Array,
+  options: { admin?: string | undefined } = {},
+): VaultKeys {
+  const named = options.admin;
+  if (named !== undefined && !adminsOf(file).some((a) => a.name === named)) {
+    throw new TpError('sealed', 'unknown_admin', `no admin named "${named}" in this vault`, {
+      hint: 'see `trust-protocol admin list`; --admin and TRUST_PROTOCOL_ADMIN name a key slot',
     });
   }
-  const keys = deriveVaultKeys(dataKey);
+  let keys: VaultKeys | null = null;
+  if (file.version === 1) {
+    keys = _unsealV1(file, password);
+  } else {
+    for (const slot of file.slots) {
+      if (named !== undefined && slot.name !== named) continue;
+      const dataKey = openSlot(slot, password);
+      if (dataKey !== null) {
+        keys = deriveVaultKeys(dataKey, { name: slot.name, role: slot.role });
+        break;
+      }
+    }
+  }
+  if (keys === null) {
+    throw new TpError('sealed', 'wrong_password', 'wrong master password', {
+      hint: named === undefined
+        ? 'check the password source (--password-file, TRUST_PROTOCOL_PASSWORD or the prompt)'
+        : `check the password source, and that it is the password of admin "${named}"`,
+    });
+  }
   verifyVault(file, keys);
   return keys;
 }
@@ -345,7 +404,7 @@ export function vaultExists(home: Home): boolean {
 
 export function saveVault(home: Home, file: VaultFile, keys: VaultKeys): void {
   const { mac: _, ...unsigned } = file;
-  const signed: VaultFile = { ...unsigned, mac: _mac(unsigned, keys) };
+  const signed = { ..._stored(unsigned), mac: _mac(unsigned, keys) };
   writeStateFile(home, VAULT_FILE, JSON.stringify(signed, null, 2) + '\n');
 }
 
@@ -456,28 +515,21 @@ export function parseVault(bytes: Uint8Array): VaultFile {
   if (o.format !== VAULT_FORMAT) {
     throw integrity('malformed_state', 'vault.json: not a trust-protocol vault');
   }
-  if (o.version !== VAULT_VERSION) {
+  if (o.version !== 1 && o.version !== 2) {
     throw integrity(
       'unsupported_version',
       `vault.json: format version ${String(o.version)} is not supported`,
       'upgrade trust-protocol',
     );
   }
-  const kdf = obj(o.kdf, 'kdf');
-  const key = obj(o.key, 'key');
   const body = obj(o.body, 'body');
   const head = body.audit_head === null ? null : obj(body.audit_head, 'body.audit_head');
   const file: VaultFile = {
     format: VAULT_FORMAT,
-    version: VAULT_VERSION,
-    kdf: {
-      algorithm: oneOf(kdf.algorithm, 'kdf.algorithm', ['argon2id'] as const),
-      memory_kib: int(kdf.memory_kib, 'kdf.memory_kib'),
-      iterations: int(kdf.iterations, 'kdf.iterations'),
-      parallelism: int(kdf.parallelism, 'kdf.parallelism'),
-      salt: str(kdf.salt, 'kdf.salt'),
-    },
-    key: { nonce: str(key.nonce, 'key.nonce'), ciphertext: str(key.ciphertext, 'key.ciphertext') },
+    version: o.version,
+    ...(o.version === 1
+      ? { legacy: { kdf: _parseKdf(o.kdf, 'kdf'), key: _parseSealed(o.key, 'key') }, slots: [] }
+      : { slots: arr(o.slots, 'slots').map((v, i) => _parseSlot(v, i)) }),
     body: {
       generation: int(body.generation, 'body.generation'),
       created_at: str(body.created_at, 'body.created_at'),
@@ -522,15 +574,55 @@ export function parseVault(bytes: Uint8Array): VaultFile {
     },
     mac: str(o.mac, 'mac'),
   };
-  const problem = checkKdfParams(_kdfParams(file));
-  if (problem !== null) {
-    throw integrity(
-      'kdf_params',
-      `vault.json asks for unsafe KDF parameters: ${problem}`,
-      'restore vault.json from a backup',
-    );
+  const kdfs = file.version === 1 ? [file.legacy!.kdf] : file.slots.map((s) => s.kdf);
+  for (const kdf of kdfs) {
+    const problem = checkKdfParams(slotParams(kdf));
+    if (problem !== null) {
+      throw integrity(
+        'kdf_params',
+        `vault.json asks for unsafe KDF parameters: ${problem}`,
+        'restore vault.json from a backup',
+      );
+    }
+  }
+  if (file.version === 2 && file.slots.length === 0) {
+    throw integrity('malformed_state', 'vault.json has no key slot', 'restore it from a backup');
+  }
+  if (new Set(file.slots.map((s) => s.name)).size !== file.slots.length) {
+    throw integrity('malformed_state', 'vault.json has two key slots with one name');
   }
   return file;
+}
+
+function _parseKdf(v: unknown, f: string): SlotKdf {
+  const kdf = obj(v, f);
+  return {
+    algorithm: oneOf(kdf.algorithm, `${f}.algorithm`, ['argon2id'] as const),
+    memory_kib: int(kdf.memory_kib, `${f}.memory_kib`),
+    iterations: int(kdf.iterations, `${f}.iterations`),
+    parallelism: int(kdf.parallelism, `${f}.parallelism`),
+    salt: str(kdf.salt, `${f}.salt`),
+  };
+}
+
+function _parseSealed(v: unknown, f: string): { nonce: string; ciphertext: string } {
+  const o = obj(v, f);
+  return { nonce: str(o.nonce, `${f}.nonce`), ciphertext: str(o.ciphertext, `${f}.ciphertext`) };
+}
+
+function _parseSlot(v: unknown, i: number): Slot {
+  const f = `slots[${i}]`;
+  const o = obj(v, f);
+  const key = obj(o.key, `${f}.key`);
+  return {
+    name: str(o.name, `${f}.name`),
+    role: oneOf(o.role, `${f}.role`, ROLES),
+    created_at: str(o.created_at, `${f}.created_at`),
+    kdf: _parseKdf(o.kdf, `${f}.kdf`),
+    public_key: str(o.public_key, `${f}.public_key`),
+    private_key: _parseSealed(o.private_key, `${f}.private_key`),
+    key: { ..._parseSealed(key, `${f}.key`), ephemeral: str(key.ephemeral, `${f}.key.ephemeral`) },
+  };
 }
 
 function _parseCredential(v: unknown, i: number): CredentialRecord {
@@ -640,7 +732,7 @@ export class FileVault {
       }
       file.body.audit_head = await this.#audit.writer({ macKey: keys.audit }).append([{
         event: 'vault.init',
-        actor: { type: 'operator' },
+        actor: { type: 'operator', id: keys.admin.name },
         outcome: 'ok',
         data: {
           kdf: {
@@ -675,8 +767,30 @@ export class FileVault {
         ? []
         : this.missedChanges(file, keys);
       if (missed[0] !== undefined) throw _rollbackError(missed[0]);
+      // A format-1 vault becomes format 2 with its first change by a password holder.
+      const upgrade = file.version === 1 && keys.upgrade !== undefined;
+      if (upgrade) {
+        delete file.legacy;
+        file.version = 2;
+        file.slots = [keys.upgrade as Slot];
+      }
       const before = structuredClone(file);
-      const { result, events } = change(file.body, file);
+      const made = change(file.body, file);
+      const result = made.result;
+      // Checked here, where every change passes, on what the change would record: a command that
+      // forgot its own check is still refused, and nothing has been written yet.
+      checkRole(keys.admin, made.events);
+      const events = byAdmin(keys.admin, [
+        ...(upgrade
+          ? [{
+            event: 'vault.upgraded' as const,
+            actor: { type: 'operator' as const },
+            outcome: 'ok' as const,
+            data: { from: 1, to: 2, admins: [keys.admin.name] },
+          }]
+          : []),
+        ...made.events,
+      ]);
       rememberBrakes(file.body, this.#brakes.active(file.body));
       const audit = this.#audit.writer({ macKey: keys.audit });
       if (events.length > 0) {
@@ -695,7 +809,7 @@ export class FileVault {
         // restored later, no longer passes for an interrupted change.
         await audit.append([{
           event: 'vault.saved',
-          actor: { type: 'operator' },
+          actor: { type: 'operator', id: keys.admin.name },
           outcome: 'ok',
           data: { generation: file.body.generation },
         }]);
@@ -840,7 +954,10 @@ export class FileVault {
     return missed;
   }
 
-  /** Re-wraps the data key under a new password; credentials are not re-encrypted. */
+  /**
+   * Replaces the acting admin's own slot with one for the new password (a fresh key pair sealing
+   * the same data key); credentials are not re-encrypted, other slots are untouched.
+   */
   async changePassword(
     keys: VaultKeys,
     newPassword: Uint8Array,
@@ -848,21 +965,100 @@ export class FileVault {
   ): Promise<void> {
     const problem = checkKdfParams(params);
     if (problem !== null) throw new TpError('usage', 'kdf_params', problem);
-    const { kdf, key } = _wrapDataKey(newPassword, params, keys.data);
+    const me = keys.admin;
+    const created = this.read().slots.find((s) => s.name === me.name)?.created_at;
+    const slot = newSlot(me, newPassword, params, keys.data, created ?? new Date().toISOString());
     await this.update(keys, (_body, file) => {
-      file.kdf = kdf;
-      file.key = key;
+      const i = file.slots.findIndex((s) => s.name === me.name);
+      if (i < 0) throw _unknownAdmin(me.name);
+      file.slots[i] = { ...slot, created_at: (file.slots[i] as Slot).created_at };
       return {
         result: undefined,
         events: [{
           event: 'vault.password_changed',
           actor: { type: 'operator' },
           outcome: 'ok',
-          data: {},
+          data: { admin: me.name },
         }],
       };
     });
   }
+
+  /** `admin add`: a new key slot for `admin`, with their own password (one Argon2id). */
+  async addAdmin(
+    keys: VaultKeys,
+    admin: Admin,
+    password: Uint8Array,
+    params: KdfParams,
+    now: Date,
+  ): Promise<void> {
+    const problem = checkKdfParams(params);
+    if (problem !== null) throw new TpError('usage', 'kdf_params', problem);
+    // Refused before the Argon2id, and again under the lock by update.
+    checkRole(keys.admin, [{
+      event: 'admin.add',
+      actor: { type: 'operator' },
+      outcome: 'ok',
+      data: {},
+    }]);
+    const slot = newSlot(admin, password, params, keys.data, now.toISOString());
+    await this.update(keys, (_body, file) => {
+      if (adminsOf(file).some((a) => a.name === admin.name)) {
+        throw new TpError(
+          'usage',
+          'admin_exists',
+          `there is already an admin named "${admin.name}"`,
+        );
+      }
+      file.slots.push(slot);
+      return {
+        result: undefined,
+        events: [{
+          event: 'admin.add',
+          actor: { type: 'operator' },
+          outcome: 'ok',
+          data: { name: admin.name, role: admin.role },
+        }],
+      };
+    });
+  }
+
+  /**
+   * `admin remove`: deletes the slot. The data key stays the same until `vault rekey`: a copy of
+   * the vault file taken before still opens with the removed admin's password (threat model).
+   */
+  async removeAdmin(keys: VaultKeys, name: string): Promise<void> {
+    await this.update(keys, (_body, file) => {
+      const slot = file.slots.find((s) => s.name === name);
+      if (slot === undefined) throw _unknownAdmin(name);
+      if (slot.role === 'owner' && file.slots.filter((s) => s.role === 'owner').length === 1) {
+        throw new TpError(
+          'usage',
+          'last_owner',
+          `"${name}" is the last owner and cannot be removed`,
+          {
+            hint: 'add another owner first (`trust-protocol admin add NAME --role owner`)',
+          },
+        );
+      }
+      file.slots = file.slots.filter((s) => s.name !== name);
+      return {
+        result: undefined,
+        events: [{
+          event: 'admin.remove',
+          actor: { type: 'operator' },
+          outcome: 'ok',
+          data: { name, role: slot.role },
+        }],
+      };
+    });
+  }
+}
+
+function _unknownAdmin(name: string): TpError {
+  return new TpError('usage', 'unknown_admin', `no admin named "${name}" in this vault`, {
+    hint: 'see `trust-protocol admin list`',
+  });
 }
 
 interface HeadWrites {

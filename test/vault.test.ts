@@ -102,7 +102,7 @@ describe('vault', () => {
   it('refuses weakened KDF parameters before deriving anything', () => {
     const { home } = fresh();
     const file = loadVault(home);
-    file.kdf.iterations = 1;
+    file.slots[0]!.kdf.iterations = 1;
     expect(kindOf(() => unseal(file, pw))).toBe('integrity:kdf_params');
   });
 });

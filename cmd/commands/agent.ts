@@ -23,6 +23,7 @@ import {
 } from '../../src/vault.ts';
 import type { State } from '../../src/state.ts';
 import {
+  adminName,
   changeVault,
   type Command,
   type Ctx,
@@ -260,7 +261,7 @@ async function _sacredConfirmation(
   if (password === null) {
     throw denied('sacred_needs_terminal', 'promotion to SACRED needs a human at a terminal');
   }
-  const keys = unseal(file, password);
+  const keys = unseal(file, password, { admin: adminName(ctx) });
   password.fill(0);
   const expected = `promote ${id} to SACRED`;
   const typed = await promptLine(ctx.io, `Type "${expected}" to confirm: `);

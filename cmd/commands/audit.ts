@@ -28,6 +28,7 @@ import { auditSigningSeed } from '../../src/vault.ts';
 import { TpError, usage } from '../../src/errors.ts';
 import { unseal, type VaultFile, type VaultKeys, wipeKeys } from '../../src/vault.ts';
 import {
+  adminName,
   type Command,
   type Ctx,
   existingHome,
@@ -59,7 +60,7 @@ async function _optionalKeys(ctx: Ctx, file: VaultFile): Promise<VaultKeys | nul
     throw e;
   }
   try {
-    return unseal(file, password);
+    return unseal(file, password, { admin: adminName(ctx) });
   } finally {
     password.fill(0);
   }

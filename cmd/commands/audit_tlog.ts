@@ -34,7 +34,7 @@ import {
   type VaultKeys,
   wipeKeys,
 } from '../../src/vault.ts';
-import { type Command, existingState, PASSWORD_FILE_OPTION, str } from '../context.ts';
+import { adminName, type Command, existingState, PASSWORD_FILE_OPTION, str } from '../context.ts';
 import { readUserFile } from '../io.ts';
 import { readPassword } from '../secrets.ts';
 
@@ -83,7 +83,7 @@ async function _unsealed(ctx: Parameters<Command['run']>[0]) {
   const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
   let keys: VaultKeys;
   try {
-    keys = unseal(file, password);
+    keys = unseal(file, password, { admin: adminName(ctx) });
   } finally {
     password.fill(0);
   }

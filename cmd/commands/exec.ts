@@ -16,7 +16,7 @@ import { unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
 import { findPlaceholders, parseCurlArgs, type Template } from '../../src/template.ts';
 import { SOCKET_NAME, SYSTEM_SOCKET } from '../../src/serve/address.ts';
 import type { ServerTarget } from '../../src/serve/client.ts';
-import { type Command, type Ctx, existingState, flag, list, str } from '../context.ts';
+import { adminName, type Command, type Ctx, existingState, flag, list, str } from '../context.ts';
 import { EXIT } from '../exit.ts';
 import { readAll, readUserFile, write } from '../io.ts';
 import { noteIgnoredCaVariables, sendOptions as sendOptionsOf } from '../send_options.ts';
@@ -372,7 +372,7 @@ async function _monitor(ctx: Ctx, state: State, keys: VaultKeys | null): Promise
   const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
   let held: VaultKeys;
   try {
-    held = unseal(state.vault.read(), password);
+    held = unseal(state.vault.read(), password, { admin: adminName(ctx) });
   } catch (e) {
     if (e instanceof TpError && e.kind === 'sealed') return;
     throw e;

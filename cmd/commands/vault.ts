@@ -13,11 +13,12 @@ import {
 import { usage } from '../../src/errors.ts';
 import { type Home, openHome, readStateFile } from '../../src/home.ts';
 import { openState } from '../../src/state.ts';
-import { createVault, VAULT_FILE, wipeKeys } from '../../src/vault.ts';
+import { checkAdminName } from '../../src/admins.ts';
+import { adminKdf, adminsOf, createVault, VAULT_FILE, wipeKeys } from '../../src/vault.ts';
 import { type Command, type Ctx, existingHome, str, unsealVault } from '../context.ts';
 import { readPassword } from '../secrets.ts';
 
-function _kdfParams(ctx: Ctx): KdfParams {
+export function kdfParamsOf(ctx: Ctx): KdfParams {
   const parse = (name: string, fallback: number) => {
     const v = str(ctx, name);
     if (v === undefined) return fallback;
@@ -36,7 +37,7 @@ function _kdfParams(ctx: Ctx): KdfParams {
 const init: Command = {
   words: ['init'],
   summary: 'create the encrypted vault',
-  usage: 'init [--kdf-memory-mib N] [--kdf-iterations N] [--password-file PATH]',
+  usage: 'init [--admin NAME] [--kdf-memory-mib N] [--kdf-iterations N] [--password-file PATH]',
   options: {
     'password-file': {
       type: 'string',
@@ -61,7 +62,7 @@ const init: Command = {
   ],
   args: { min: 0, max: 0 },
   async run(ctx) {
-    const params = _kdfParams(ctx);
+    const params = kdfParamsOf(ctx);
     const problem = checkKdfParams(params);
     if (problem !== null) {
       throw usage(
@@ -90,7 +91,8 @@ const init: Command = {
       isNew: true,
       prompt: 'New master password: ',
     });
-    const { file, keys } = createVault(password, params, ctx.now());
+    const admin = checkAdminName(str(ctx, 'admin') ?? 'owner');
+    const { file, keys } = createVault(password, params, ctx.now(), { admin });
     password.fill(0);
     try {
       await openState(home).vault.init(file, keys, params);
@@ -132,18 +134,22 @@ const status: Command = {
         const state = openState(home);
         const file = state.vault.read();
         const anyDomain = file.body.credentials.filter((c) => c.any_domain).map((c) => c.name);
+        const admins = adminsOf(file);
+        const kdf = adminKdf(file, (admins[0] as { name: string }).name) as KdfParams;
         data = {
           home: home.dir,
           initialized,
           credentials: file.body.credentials.length,
           unrestricted_credentials: anyDomain,
           agents: file.body.agents.length,
+          admins: admins.length,
+          vault_format: file.version,
           active_agents: file.body.agents.filter((a) => a.state === 'active').length,
           audit: _auditStatus(home, file.body.audit_head),
           kdf: {
             algorithm: 'argon2id',
-            memory_mib: file.kdf.memory_kib / 1024,
-            iterations: file.kdf.iterations,
+            memory_mib: kdf.memoryKib / 1024,
+            iterations: kdf.iterations,
             implementation: kdfImplementation(),
           },
           brakes: state.brakes.active(file.body).map((b) => ({
@@ -191,6 +197,7 @@ function _statusText(d: Record<string, unknown>): string {
     `credentials: ${d.credentials}` +
     (unrestricted.length > 0 ? `  (UNRESTRICTED, any https host: ${unrestricted.join(', ')})` : ''),
     `agents:      ${d.agents} (${d.active_agents} active)`,
+    `admins:      ${d.admins} (vault format ${d.vault_format})`,
     `audit:       ${audit.entries} entries; head recorded in the vault: ${
       head === null ? 'none' : `#${head.seq} ${head.hash.slice(0, 16)}…`
     }`,
@@ -206,9 +213,14 @@ function _statusText(d: Record<string, unknown>): string {
   ].join('\n') + '\n';
 }
 
+/** `passwd` and `admin passwd`: the acting admin's own password (its key slot). */
+export function passwdCommand(words: readonly string[]): Command {
+  return { ...passwd, words, usage: passwd.usage.replace(/^passwd/, words.join(' ')) };
+}
+
 const passwd: Command = {
   words: ['passwd'],
-  summary: 'change the master password (credentials are not re-encrypted)',
+  summary: "change the acting admin's own password (credentials are not re-encrypted)",
   usage:
     'passwd [--password-file PATH] [--new-password-file PATH] [--kdf-memory-mib N] [--kdf-iterations N]',
   options: {
@@ -245,12 +257,8 @@ const passwd: Command = {
   async run(ctx) {
     const { state, file, keys } = await unsealVault(ctx);
     const params = (str(ctx, 'kdf-memory-mib') ?? str(ctx, 'kdf-iterations')) === undefined
-      ? {
-        memoryKib: file.kdf.memory_kib,
-        iterations: file.kdf.iterations,
-        parallelism: file.kdf.parallelism,
-      }
-      : _kdfParams(ctx);
+      ? adminKdf(file, keys.admin.name) ?? KDF_DEFAULT
+      : kdfParamsOf(ctx);
     const newFile = str(ctx, 'new-password-file');
     if (newFile === undefined && !ctx.io.isTerminal) {
       throw usage(
@@ -269,7 +277,11 @@ const passwd: Command = {
       next.fill(0);
       wipeKeys(keys);
     }
-    return { json: { changed: true }, text: 'Master password changed.\n', informational: true };
+    return {
+      json: { changed: true, admin: keys.admin.name },
+      text: `Password of admin ${keys.admin.name} changed.\n`,
+      informational: true,
+    };
   },
 };
 

@@ -649,6 +649,7 @@ function _stoppingError(): TpError {
 
 function _copyKeys(keys: VaultKeys): VaultKeys {
   return {
+    admin: keys.admin,
     data: keys.data.slice(),
     credentials: keys.credentials.slice(),
     state: keys.state.slice(),
