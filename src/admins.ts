@@ -105,10 +105,11 @@ export function byAdmin(admin: Admin, events: readonly AuditEvent[]): AuditEvent
 }
 
 export function checkAdminName(name: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(name)) {
+  // Not `agt_...`: audit readers match an actor id against agent ids.
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(name) || name.startsWith('agt_')) {
     throw usage(
       'bad_admin_name',
-      'an admin name is 1 to 64 letters, digits, "_", ".", "@" or "-", starting with a letter or digit',
+      'an admin name is 1 to 64 letters, digits, "_", ".", "@" or "-", starting with a letter or digit, and not agt_...',
     );
   }
   return name;
