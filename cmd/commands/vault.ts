@@ -215,7 +215,15 @@ function _statusText(d: Record<string, unknown>): string {
 
 /** `passwd` and `admin passwd`: the acting admin's own password (its key slot). */
 export function passwdCommand(words: readonly string[]): Command {
-  return { ...passwd, words, usage: passwd.usage.replace(/^passwd/, words.join(' ')) };
+  const name = words.join(' ');
+  return {
+    ...passwd,
+    words,
+    usage: passwd.usage.replace(/^passwd/, name),
+    examples: passwd.examples.map((e) =>
+      e.replace(/^trust-protocol passwd/, `trust-protocol ${name}`)
+    ),
+  };
 }
 
 const passwd: Command = {

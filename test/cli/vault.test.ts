@@ -47,8 +47,17 @@ describe('init, status, passwd', () => {
     const vault = fs.readFileSync(path.join(t.home, 'vault.json'), 'utf8');
     expect(vault).not.toContain(PASSWORD);
     const parsed = JSON.parse(vault);
-    expect(Object.keys(parsed).sort()).toEqual(['body', 'format', 'kdf', 'key', 'mac', 'version']);
-    expect(parsed.kdf).toMatchObject({
+    expect(Object.keys(parsed).sort()).toEqual(['body', 'format', 'mac', 'slots', 'version']);
+    expect(Object.keys(parsed.slots[0]).sort()).toEqual([
+      'created_at',
+      'kdf',
+      'key',
+      'name',
+      'private_key',
+      'public_key',
+      'role',
+    ]);
+    expect(parsed.slots[0].kdf).toMatchObject({
       algorithm: 'argon2id',
       memory_kib: 19 * 1024,
       iterations: 2,
@@ -119,7 +128,7 @@ describe('init, status, passwd', () => {
     const after = JSON.parse(fs.readFileSync(path.join(t.home, 'vault.json'), 'utf8'));
     // Not re-encrypted: the credential ciphertext is unchanged, only the key wrap changed.
     expect(after.body.credentials[0].value).toEqual(before.body.credentials[0].value);
-    expect(after.key).not.toEqual(before.key);
+    expect(after.slots[0].key).not.toEqual(before.slots[0].key);
     expect((await t.tp(['agent', 'register', 'x', '--password-file', t.passwordFile])).code).toBe(
       3,
     );
@@ -152,7 +161,7 @@ describe('init, status, passwd', () => {
       ]] as const
     ) {
       const v = JSON.parse(original);
-      v.kdf[field] = value;
+      v.slots[0].kdf[field] = value;
       fs.writeFileSync(p, JSON.stringify(v));
       const r = await t.tp(['agent', 'register', 'x', '--password-file', t.passwordFile]);
       expect(r.code, `${field}=${value}`).toBe(8);
