@@ -263,11 +263,11 @@ describe('rollback of vault.json alone', () => {
   it('malformed encodings in vault.json are integrity failures (exit 8), not crashes', async () => {
     const { t } = await setup();
     editVault(t, (v) => {
-      v.key.nonce = '!!not base64!!';
+      v.slots[0].private_key.nonce = '!!not base64!!';
     });
     const r = await t.tp(['agent', 'register', 'x', '--password-file', t.passwordFile]);
     expect(r.code).toBe(8);
-    expect(r.stderr).toMatch(/key\.nonce: expected standard base64/);
+    expect(r.stderr).toMatch(/private_key\.nonce: expected standard base64/);
   });
 
   it('a symlinked audit directory is refused (exit 8)', async () => {
