@@ -756,10 +756,45 @@ export function readLogFrom(
   }
   _regularFile(fd, file);
   try {
-    return _linesFrom(fd, cursor, fs.fstatSync(fd).size);
+    return _linesFrom(fd, cursor, fs.fstatSync(fd).size) ??
+      _acrossRotation(dir!, fd, cursor!);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * `readLogFrom` when the live log no longer continues from the cursor because it was closed into
+ * a segment since: the rest of that segment (the old live log, byte for byte), then the new live
+ * log. Null when that is not what happened (a cut or a rewrite), or after more than one rotation.
+ */
+function _acrossRotation(
+  auditDir: Home,
+  liveFd: number,
+  cursor: LogCursor,
+): { lines: string[]; cursor: LogCursor | null } | null {
+  const segments = readSegments(auditDir);
+  const last = segments[segments.length - 1];
+  if (last === undefined || last.bytes < cursor.offset) return null;
+  let content: Buffer;
+  try {
+    content = segmentContent(auditDir, last);
+  } catch {
+    return null;
+  }
+  const before = content.subarray(0, cursor.offset).toString('utf8');
+  const lastBefore = before.slice(before.lastIndexOf('\n', before.length - 2) + 1, -1);
+  if (!before.endsWith('\n') || lineDigest(lastBefore) !== cursor.digest) return null;
+  const rest = content.subarray(cursor.offset).toString('utf8');
+  const lines = rest === '' ? [] : rest.slice(0, -1).split('\n');
+  const live = _linesFrom(
+    liveFd,
+    { offset: 0, digest: last.last_digest },
+    fs.fstatSync(liveFd).size,
+  );
+  if (live === null) return null;
+  // An empty live log: the next read goes on from its start, after the segment's last entry.
+  return { lines: [...lines, ...live.lines], cursor: live.cursor };
 }
 
 /** `readLogFrom` on an open log of `size` bytes. */

@@ -247,7 +247,9 @@ export function compressSegments(auditDir: Home): string[] {
 
 /**
  * The whole trail as one byte range (segments, then the live log), read at any offset: the tree
- * files (tlog/tree_store.ts) keep offsets in it. Compressed segments are inflated once, whole.
+ * files (tlog/tree_store.ts) and the ship cursor keep offsets in it. A segment read is checked
+ * against the index (and a compressed one inflated) whole, once; with `check: false` a plain
+ * segment is read in place instead, for a reader that checks what it reads by other means.
  */
 export class TrailReader {
   readonly base: number;
@@ -255,18 +257,27 @@ export class TrailReader {
   #segments: readonly Segment[];
   #search: readonly string[];
   #live: number | null;
+  #check: boolean;
   #cached: { i: number; bytes: Buffer } | null = null;
+  #plain = new Map<number, number>();
 
   constructor(
     auditDir: Home,
     live: number | null,
-    options: { segments?: readonly Segment[]; search?: readonly string[] } = {},
+    options: { segments?: readonly Segment[]; search?: readonly string[]; check?: boolean } = {},
   ) {
     this.#auditDir = auditDir;
     this.#segments = options.segments ?? readSegments(auditDir);
     this.#search = options.search ?? [];
     this.#live = live;
+    this.#check = options.check ?? true;
     this.base = segmentsBytes(this.#segments);
+  }
+
+  /** Closes the segment files it opened (not the live log, which is the caller's). */
+  close(): void {
+    for (const fd of this.#plain.values()) fs.closeSync(fd);
+    this.#plain.clear();
   }
 
   pread(at: number, n: number): Buffer {
@@ -275,26 +286,35 @@ export class TrailReader {
     for (let i = 0; i < this.#segments.length && n > 0; i++) {
       const s = this.#segments[i]!;
       if (at < start + s.bytes) {
-        const bytes = this.#segment(i);
         const from = at - start;
-        const part = bytes.subarray(from, Math.min(s.bytes, from + n));
+        const plain = this.#check ? null : this.#plainFd(i);
+        const part = plain === null
+          ? this.#segment(i).subarray(from, Math.min(s.bytes, from + n))
+          : _preadFd(plain, from, Math.min(s.bytes - from, n));
+        if (part.length === 0) break;
         parts.push(part);
         at += part.length;
         n -= part.length;
       }
       start += s.bytes;
     }
-    if (n > 0 && this.#live !== null) {
-      const b = Buffer.alloc(n);
-      let read = 0;
-      while (read < n) {
-        const got = fs.readSync(this.#live, b, read, n - read, at - this.base + read);
-        if (got === 0) break;
-        read += got;
-      }
-      parts.push(b.subarray(0, read));
+    if (n > 0 && this.#live !== null && at >= this.base) {
+      parts.push(_preadFd(this.#live, at - this.base, n));
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** A plain (uncompressed) segment's file, opened once; null when it is compressed. */
+  #plainFd(i: number): number | null {
+    let fd = this.#plain.get(i);
+    if (fd !== undefined) return fd;
+    const s = this.#segments[i]!;
+    const found = findSegment(this.#auditDir, s, this.#search);
+    if (found === null) throw _missing(s, this.#search);
+    if (found.gz) return null;
+    fd = fs.openSync(found.path, READ_FLAGS);
+    this.#plain.set(i, fd);
+    return fd;
   }
 
   #segment(i: number): Buffer {
@@ -306,6 +326,17 @@ export class TrailReader {
     }
     return this.#cached.bytes;
   }
+}
+
+function _preadFd(fd: number, at: number, n: number): Buffer {
+  const b = Buffer.alloc(n);
+  let read = 0;
+  while (read < n) {
+    const got = fs.readSync(fd, b, read, n - read, at + read);
+    if (got === 0) break;
+    read += got;
+  }
+  return b.subarray(0, read);
 }
 
 function _seq(line: string): number {

@@ -10,9 +10,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { FileAuditLog } from '../../src/audit.ts';
+import { FileAuditLog, rotateAuditLog } from '../../src/audit.ts';
 import { SEGMENT_BYTES_ENV } from '../../src/audit_segments.ts';
-import { newHome, type TestHome } from '../helpers/cli.ts';
+import { spawn } from 'node:child_process';
+import { baseEnv, command, newHome, type TestHome } from '../helpers/cli.ts';
 
 const pw = (t: TestHome) => ['--password-file', t.passwordFile];
 const segDir = (t: TestHome) => path.join(t.home, 'audit', 'segments');
@@ -200,4 +201,31 @@ describe('audit segments', () => {
     },
     180_000,
   );
+
+  it('audit show --follow goes on across a rotation, missing nothing', async () => {
+    const t = await newHome();
+    await fill(t, 3, 'before');
+    const { file, argv } = command(['--home', t.home, '--json', 'audit', 'show', '--follow']);
+    const proc = spawn(file, argv, { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    const exited = new Promise((r) => proc.on('close', r));
+    const seen = (tag: string, n: number) => out.split(tag).length - 1 >= n;
+    const waitFor = async (cond: () => boolean) => {
+      for (let i = 0; i < 600 && !cond(); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(cond(), out).toBe(true);
+    };
+    try {
+      await waitFor(() => seen('"before"', 3));
+      // Appended and closed into a segment between two reads of the follower (every 200 ms).
+      await fill(t, 2, 'gone');
+      await rotateAuditLog({ dir: t.home });
+      await fill(t, 2, 'after');
+      await waitFor(() => seen('"after"', 2));
+      expect(out.split('"gone"').length - 1).toBe(2);
+    } finally {
+      proc.kill('SIGKILL');
+      await exited;
+    }
+  }, 60_000);
 });
