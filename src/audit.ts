@@ -706,6 +706,7 @@ class LogFollower {
       const digest = tail.last === null || tail.torn ? null : lineDigest(tail.last);
       if (digest === null) return false;
       const found: string[] = [];
+      let reached = false;
       for (const line of _linesBackward(fd, tail.validLength)) {
         if (line === '') continue;
         const named = LEADING_FIELDS.exec(line);
@@ -714,9 +715,14 @@ class LogFollower {
           continue;
         }
         const entry = _readEntry(line, this.#mac);
-        if (entry !== null && entry.authenticated && entry.seq <= afterSeq) break;
+        if (entry !== null && entry.authenticated && entry.seq <= afterSeq) {
+          reached = true;
+          break;
+        }
         found.push(line);
       }
+      // The entries after `afterSeq` begin in a closed segment: the full scan reads them there.
+      if (!reached && readSegments(auditHome(this.#home)).length > 0) return false;
       this.#keepAll(found.reverse());
       this.#cursor = { offset: tail.validLength, digest };
       this.#fd = fd;
