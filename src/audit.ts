@@ -1137,8 +1137,12 @@ async function _appendBatch(
     if (st.size === 0) fsyncDir(dir.dir);
     // After the fsync: the tree never runs ahead of what is durable in the log. Its offsets run
     // over the whole trail (segments, then the live log).
-    const trail = new TrailReader(dir, fd, { segments });
-    tree?.appended(dir, trail, trail.base + at, lines);
+    const trail = new TrailReader(dir, fd, { segments, check: false });
+    try {
+      tree?.appended(dir, trail, trail.base + at, lines);
+    } finally {
+      trail.close();
+    }
     for (const [s, d] of fresh) known.set(s, d);
     for (const s of known.keys()) {
       if (known.size <= WRITTEN_MAX) break;
