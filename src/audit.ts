@@ -22,10 +22,20 @@ import {
   ioErrorCode,
   openStateFile,
   READ_FLAGS,
-  readStateFile,
   subdir,
   withLock,
 } from './home.ts';
+import {
+  compressSegments,
+  findSegment,
+  liveIsLastSegment,
+  readSegments,
+  rotateLive,
+  type Segment,
+  segmentContent,
+  segmentLimit,
+  TrailReader,
+} from './audit_segments.ts';
 import { TreeStore } from './tlog/tree_store.ts';
 
 export const AUDIT_DIR = 'audit';
@@ -78,24 +88,43 @@ export function auditHome(home: Home): Home {
   return { dir: path.join(home.dir, AUDIT_DIR) };
 }
 
-/** The whole log (empty when there is none yet), read with the state-file rules (no symlinks). */
-export function readAuditLog(home: Home): Uint8Array {
-  const dir = subdir(home, AUDIT_DIR, { create: false });
-  return dir === null ? new Uint8Array(0) : (readStateFile(dir, AUDIT_FILE) ?? new Uint8Array(0));
+/**
+ * The whole log, closed segments then the live log (empty when there is none yet), read with the
+ * state-file rules (no symlinks).
+ */
+export function readAuditLog(home: Home, options: TrailOptions = {}): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  for (const chunk of readLogChunks(home, options)) chunks.push(Buffer.from(chunk));
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/** Where readers of the whole trail also look for closed segments moved out of the home. */
+export interface TrailOptions {
+  /** Directories searched after `audit/segments` (`--segments DIR`). */
+  segments?: readonly string[];
 }
 
 /** Bytes read per block by the forward readers: memory stays this size whatever the log's length. */
 const CHUNK = 1024 * 1024;
 
 /**
- * The log as it was when opened, oldest bytes first, in blocks of at most 1 MiB (issue #16: a
- * reader of the whole trail holds one block, not the file). Each block is a view of one reused
- * buffer, valid until the next is asked for. Nothing when there is no log yet.
+ * The log as it was when opened, oldest bytes first: every closed segment (checked against the
+ * segment index: a missing or altered one throws, naming its file), then the live log, in blocks
+ * of at most 1 MiB (issue #16: a reader of the whole trail holds one block, not the file; a
+ * compressed segment is inflated whole). Each block is a view of one reused buffer, valid until
+ * the next is asked for. Nothing when there is no log yet.
  */
-export function* readLogChunks(home: Home): Generator<Uint8Array> {
+export function* readLogChunks(home: Home, options: TrailOptions = {}): Generator<Uint8Array> {
+  const dir = subdir(home, AUDIT_DIR, { create: false });
+  if (dir === null) return;
+  for (const segment of readSegments(dir)) {
+    const bytes = segmentContent(dir, segment, options.segments);
+    for (let pos = 0; pos < bytes.length; pos += CHUNK) yield bytes.subarray(pos, pos + CHUNK);
+  }
   const fd = _openForReading(home);
   if (fd === null) return;
   try {
+    if (liveIsLastSegment(dir, fd)) return;
     const size = fs.fstatSync(fd).size;
     const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(size, 1)));
     for (let pos = 0; pos < size;) {
@@ -113,9 +142,9 @@ export function* readLogChunks(home: Home): Generator<Uint8Array> {
  * Every line of the log, oldest first, without the newline: what splitting the whole file on
  * newlines gives (blank lines included, and a torn tail as the last line), read block by block.
  */
-export function* readLogLines(home: Home): Generator<string> {
+export function* readLogLines(home: Home, options: TrailOptions = {}): Generator<string> {
   let carry: Buffer | null = null;
-  for (const chunk of readLogChunks(home)) {
+  for (const chunk of readLogChunks(home, options)) {
     const b = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     let start = 0;
     for (let nl = b.indexOf(0x0a); nl >= 0; nl = b.indexOf(0x0a, start)) {
@@ -138,30 +167,73 @@ export function* readLogLines(home: Home): Generator<string> {
 
 /**
  * The log's lines newest first (the same lines `readLogLines` gives, reversed), reading backwards
- * from the end in blocks, so that a reader of the newest entries pays for those only.
+ * from the end in blocks, so that a reader of the newest entries pays for those only: the live
+ * log, then the closed segments, newest first.
  */
 export function* readLogLinesBackward(home: Home): Generator<string> {
   const fd = _openForReading(home);
-  if (fd === null) return;
   try {
-    const size = fs.fstatSync(fd).size;
-    const lines = _linesBackward(fd, size);
+    const end = fd === null ? 0 : fs.fstatSync(fd).size;
     // `_linesBackward` yields the empty string after a final newline first; splitting does too.
-    for (const line of lines) yield line;
+    yield* _trailBackward(auditHome(home), fd, end);
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
+  }
+}
+
+/**
+ * The live log's size in bytes and the trail's last complete line (null when it has none), read
+ * from the end: right after a rotation the live log is empty and the last line is the last
+ * segment's.
+ */
+export function logTail(home: Home): { bytes: number; last: string | null } {
+  const fd = _openForReading(home);
+  if (fd === null) return { bytes: 0, last: _segmentsTail(auditHome(home)) };
+  try {
+    const dir = auditHome(home);
+    if (liveIsLastSegment(dir, fd)) return { bytes: 0, last: _segmentsTail(dir) };
+    const last = _readTail(fd).last;
+    return { bytes: fs.fstatSync(fd).size, last: last ?? _segmentsTail(dir) };
   } finally {
     fs.closeSync(fd);
   }
 }
 
-/** The log's size in bytes and its last complete line (null when it has none), read from the end. */
-export function logTail(home: Home): { bytes: number; last: string | null } {
-  const fd = _openForReading(home);
-  if (fd === null) return { bytes: 0, last: null };
-  try {
-    return { bytes: fs.fstatSync(fd).size, last: _readTail(fd).last };
-  } finally {
-    fs.closeSync(fd);
+/** The last line of the last closed segment, or null when there is none. */
+function _segmentsTail(auditDir: Home): string | null {
+  if (!fs.existsSync(auditDir.dir)) return null;
+  for (const line of _segmentsBackward(auditDir)) if (line !== '') return line;
+  return null;
+}
+
+/**
+ * The lines of the closed segments, newest first: a plain segment is read backwards in blocks (a
+ * reader that stops early pays for what it read), a compressed one inflated whole. Segments read
+ * this way are not hashed against the index (`audit verify` does that); a missing one throws.
+ */
+function* _segmentsBackward(auditDir: Home): Generator<string> {
+  const segments = readSegments(auditDir);
+  for (let i = segments.length - 1; i >= 0; i--) {
+    const s = segments[i] as Segment;
+    const found = findSegment(auditDir, s);
+    if (found === null || found.gz) {
+      const lines = segmentContent(auditDir, s).toString('utf8').split('\n');
+      for (let j = lines.length - 1; j >= 0; j--) if (lines[j] !== '') yield lines[j] as string;
+      continue;
+    }
+    const fd = fs.openSync(found.path, READ_FLAGS);
+    try {
+      for (const line of _linesBackward(fd, fs.fstatSync(fd).size)) if (line !== '') yield line;
+    } finally {
+      fs.closeSync(fd);
+    }
   }
+}
+
+/** The lines of the live log before byte `end` (newest first), then those of the segments. */
+function* _trailBackward(auditDir: Home, liveFd: number | null, end: number): Generator<string> {
+  if (liveFd !== null && !liveIsLastSegment(auditDir, liveFd)) yield* _linesBackward(liveFd, end);
+  yield* _segmentsBackward(auditDir);
 }
 
 /** The log opened with `readAuditLog`'s checks (those of every state file); null when absent. */
@@ -258,6 +330,7 @@ function _readTail(fd: number): { last: string | null; validLength: number; torn
  * or edited by hand (no MAC, a broken one, an old timestamp) can neither hide nor fake entries.
  */
 function _readRecent(
+  auditDir: Home,
   fd: number,
   end: number,
   since: string,
@@ -266,7 +339,8 @@ function _readRecent(
   const out: Array<Authenticated<LogEntry>> = [];
   const mac = digestHmacer(macKey);
   try {
-    for (const line of _linesBackward(fd, end)) {
+    // Into the segments too: a rotation must not reset a rate limit.
+    for (const line of _trailBackward(auditDir, fd, end)) {
       const entry = _readEntry(line, mac);
       if (entry === null || !entry.authenticated) continue;
       if (entry.ts < since) return out;
@@ -296,7 +370,7 @@ function _recentEntries(
     throw e;
   }
   try {
-    return _readRecent(fd, _readTail(fd).validLength, since.toISOString(), macKey);
+    return _readRecent(dir, fd, _readTail(fd).validLength, since.toISOString(), macKey);
   } finally {
     fs.closeSync(fd);
   }
@@ -310,11 +384,11 @@ function _scanEntriesAfter(
   events: RegExp | undefined,
 ): Array<Checked<LogEntry>> {
   const fd = _openLog(home);
-  if (fd === null) return [];
   const out: Array<Checked<LogEntry>> = [];
   const mac = macKey === null ? null : digestHmacer(macKey);
   try {
-    for (const line of _linesBackward(fd, _completeEnd(fd))) {
+    const end = fd === null ? 0 : _completeEnd(fd);
+    for (const line of _trailBackward(auditHome(home), fd, end)) {
       const named = events === undefined ? null : LEADING_FIELDS.exec(line);
       if (named !== null && Number(named[1]) > afterSeq && !events!.test(named[2] as string)) {
         if (mac !== null) _authenticated(line, mac);
@@ -328,7 +402,7 @@ function _scanEntriesAfter(
     return out;
   } finally {
     mac?.wipe();
-    fs.closeSync(fd);
+    if (fd !== null) fs.closeSync(fd);
   }
 }
 
@@ -632,6 +706,7 @@ class LogFollower {
       const digest = tail.last === null || tail.torn ? null : lineDigest(tail.last);
       if (digest === null) return false;
       const found: string[] = [];
+      let reached = false;
       for (const line of _linesBackward(fd, tail.validLength)) {
         if (line === '') continue;
         const named = LEADING_FIELDS.exec(line);
@@ -640,9 +715,14 @@ class LogFollower {
           continue;
         }
         const entry = _readEntry(line, this.#mac);
-        if (entry !== null && entry.authenticated && entry.seq <= afterSeq) break;
+        if (entry !== null && entry.authenticated && entry.seq <= afterSeq) {
+          reached = true;
+          break;
+        }
         found.push(line);
       }
+      // The entries after `afterSeq` begin in a closed segment: the full scan reads them there.
+      if (!reached && readSegments(auditHome(this.#home)).length > 0) return false;
       this.#keepAll(found.reverse());
       this.#cursor = { offset: tail.validLength, digest };
       this.#fd = fd;
@@ -682,10 +762,45 @@ export function readLogFrom(
   }
   _regularFile(fd, file);
   try {
-    return _linesFrom(fd, cursor, fs.fstatSync(fd).size);
+    return _linesFrom(fd, cursor, fs.fstatSync(fd).size) ??
+      _acrossRotation(dir!, fd, cursor!);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * `readLogFrom` when the live log no longer continues from the cursor because it was closed into
+ * a segment since: the rest of that segment (the old live log, byte for byte), then the new live
+ * log. Null when that is not what happened (a cut or a rewrite), or after more than one rotation.
+ */
+function _acrossRotation(
+  auditDir: Home,
+  liveFd: number,
+  cursor: LogCursor,
+): { lines: string[]; cursor: LogCursor | null } | null {
+  const segments = readSegments(auditDir);
+  const last = segments[segments.length - 1];
+  if (last === undefined || last.bytes < cursor.offset) return null;
+  let content: Buffer;
+  try {
+    content = segmentContent(auditDir, last);
+  } catch {
+    return null;
+  }
+  const before = content.subarray(0, cursor.offset).toString('utf8');
+  const lastBefore = before.slice(before.lastIndexOf('\n', before.length - 2) + 1, -1);
+  if (!before.endsWith('\n') || lineDigest(lastBefore) !== cursor.digest) return null;
+  const rest = content.subarray(cursor.offset).toString('utf8');
+  const lines = rest === '' ? [] : rest.slice(0, -1).split('\n');
+  const live = _linesFrom(
+    liveFd,
+    { offset: 0, digest: last.last_digest },
+    fs.fstatSync(liveFd).size,
+  );
+  if (live === null) return null;
+  // An empty live log: the next read goes on from its start, after the segment's last entry.
+  return { lines: [...lines, ...live.lines], cursor: live.cursor };
 }
 
 /** `readLogFrom` on an open log of `size` bytes. */
@@ -809,9 +924,12 @@ export function checkedEntries(
   }
 }
 
-/** The digest of the entry numbered `seq`, scanning back from the end; null if there is none. */
-function _digestAt(fd: number, end: number, seq: number): string | null {
-  for (const line of _linesBackward(fd, end)) {
+/**
+ * The digest of the entry numbered `seq`, scanning back from the end (into the segments);
+ * null if there is none.
+ */
+function _digestAt(auditDir: Home, fd: number, end: number, seq: number): string | null {
+  for (const line of _trailBackward(auditDir, fd, end)) {
     const m = /^\{"v":\d+,"seq":(\d+),/.exec(line);
     if (m === null) continue;
     const at = Number(m[1]);
@@ -914,12 +1032,16 @@ async function _appendBatch(
   tree: TreeStore | null,
 ): Promise<void> {
   const file = path.join(dir.dir, AUDIT_FILE);
-  const fd = fs.openSync(
-    file,
-    fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
-    0o600,
-  );
+  let fd = _openLive(file);
+  if (fs.fstatSync(fd).nlink > 1 && liveIsLastSegment(dir, fd)) {
+    // A rotation stopped before the new live log was put in place: finish it first.
+    fs.closeSync(fd);
+    rotateLive(dir);
+    written.set(null);
+    fd = _openLive(file);
+  }
   const done: Array<() => void> = [];
+  let rotate = false;
   try {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw _notAFile(file);
@@ -932,8 +1054,13 @@ async function _appendBatch(
     }
     if ((st.mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
     const tail = _readTail(fd);
-    let seq = tail.last === null ? 0 : _seqOf(tail.last);
-    let prev = tail.last === null ? GENESIS : (lineDigest(tail.last) ?? _malformedTail());
+    const segments = readSegments(dir);
+    // An empty live log after a rotation continues the last segment's chain and numbering.
+    const closed = segments[segments.length - 1];
+    let seq = tail.last === null ? (closed?.last_seq ?? 0) : _seqOf(tail.last);
+    let prev = tail.last === null
+      ? (closed?.last_digest ?? GENESIS)
+      : (lineDigest(tail.last) ?? _malformedTail());
     let out = '';
     const staged: Array<Authenticated<RecentEntry>> = [];
     // One keyed hasher per key for the batch: createHmac would set up the key for every entry.
@@ -966,13 +1093,13 @@ async function _appendBatch(
         new Date().toISOString(),
       );
     }
-    const tailSeq = tail.last === null ? 0 : _seqOf(tail.last);
+    const tailSeq = seq;
     const ours = written.get();
     const known = ours !== null && ours.end === tail.validLength && !tail.torn &&
         ours.digests.get(tailSeq) === prev
       ? ours.digests
       : new Map<number, string>();
-    const digestAt = (at: number) => known.get(at) ?? _digestAt(fd, tail.validLength, at);
+    const digestAt = (at: number) => known.get(at) ?? _digestAt(dir, fd, tail.validLength, at);
     for (const p of batch) {
       try {
         // Earlier appends of this batch count too, as if they were already in the file.
@@ -984,7 +1111,7 @@ async function _appendBatch(
             }
             return [
               ...staged.filter((e) => e.ts >= since.toISOString()),
-              ..._readRecent(fd, tail.validLength, since.toISOString(), key),
+              ..._readRecent(dir, fd, tail.validLength, since.toISOString(), key),
             ];
           },
           { seq: tailSeq, digestAt },
@@ -1008,18 +1135,59 @@ async function _appendBatch(
     }
     await fsyncAsync(fd);
     if (st.size === 0) fsyncDir(dir.dir);
-    // After the fsync: the tree never runs ahead of what is durable in the log.
-    tree?.appended(dir, fd, at, lines);
+    // After the fsync: the tree never runs ahead of what is durable in the log. Its offsets run
+    // over the whole trail (segments, then the live log).
+    const trail = new TrailReader(dir, fd, { segments, check: false });
+    try {
+      tree?.appended(dir, trail, trail.base + at, lines);
+    } finally {
+      trail.close();
+    }
     for (const [s, d] of fresh) known.set(s, d);
     for (const s of known.keys()) {
       if (known.size <= WRITTEN_MAX) break;
       known.delete(s);
     }
     written.set({ end: at + bytes.length, digests: known });
+    rotate = at + bytes.length >= segmentLimit();
   } finally {
     fs.closeSync(fd);
   }
+  if (rotate) {
+    // Still under the lock, with everything durable: the batch is in the log either way, so a
+    // failed rotation is left for the next batch (the limit is checked again).
+    try {
+      rotateLive(dir);
+    } catch {
+      // The live log stays as it is; nothing is lost.
+    }
+    written.set(null);
+  }
   for (const settle of done) settle();
+}
+
+function _openLive(file: string): number {
+  return fs.openSync(
+    file,
+    fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    0o600,
+  );
+}
+
+/**
+ * `audit rotate`: closes the live log into the next segment now, under the audit lock (appends
+ * wait for it and then go to the new live log), and with `compress` gzips every closed segment.
+ */
+export async function rotateAuditLog(
+  home: Home,
+  options: { compress?: boolean } = {},
+): Promise<{ segment: Segment | null; compressed: string[] }> {
+  if (subdir(home, AUDIT_DIR, { create: false }) === null) return { segment: null, compressed: [] };
+  const dir = auditHome(home);
+  return await withLock(dir, 'audit', () => {
+    const segment = rotateLive(dir);
+    return { segment, compressed: options.compress ? compressSegments(dir) : [] };
+  }, { timeoutMs: 30_000 });
 }
 
 /** `fd` when it is a regular file; otherwise (a FIFO, a device) it is closed and refused. */

@@ -8,7 +8,7 @@ import { Buffer } from 'node:buffer';
 import type { AuditEvent, AuditWriter } from './audit.ts';
 import { blockingBrake, type Brake, brakeError } from './brakes.ts';
 import { parseTargetUrl } from './domain.ts';
-import { denied, integrity, TpError, usage } from './errors.ts';
+import { denied, integrity, TpError, usage, withAuditSeq } from './errors.ts';
 import { send, type SendOptions, type UpstreamResponse } from './http/client.ts';
 import { checkRates, decide, type Decision, findAgentByToken } from './policy.ts';
 import { Redaction, type RedactionCache, Redactor, redactString, type Secret } from './redact.ts';
@@ -298,12 +298,13 @@ async function _executeAuthenticated(
   } catch (e) {
     if (e instanceof TpError && (e.kind === 'denied' || e.kind === 'integrity')) {
       // After tampering, record the refusal but never move the vault's head onto that log.
-      await (e.kind === 'integrity' ? keyed : audit).append([{
+      const head = await (e.kind === 'integrity' ? keyed : audit).append([{
         ...allowed,
         event: 'request.denied',
         outcome: 'denied',
         data: { ...summary, reason: e.code, kind: e.kind },
       }]);
+      withAuditSeq(e, head.seq);
       if (e.kind === 'denied') await deps.afterRequest?.(keys);
     }
     throw e;
@@ -503,7 +504,7 @@ async function _auditDenial(
       }),
     },
   };
-  await audit.append([event]);
+  withAuditSeq(error, (await audit.append([event])).seq);
 }
 
 async function _auditFailure(

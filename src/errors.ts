@@ -32,6 +32,9 @@ export const ERROR_CODES = [
   'bad_key',
   'bad_note',
   'bad_proof',
+  'segment_altered',
+  'segment_index',
+  'segment_missing',
   'proof_invalid',
   'witness_rollback',
   'witness_quorum',
@@ -255,6 +258,11 @@ export function errorCodeOf(text: string): ErrorCode {
 export interface ErrorDetails {
   /** A rate limit: seconds until a request may succeed (HTTP Retry-After). */
   retryAfterSeconds?: number;
+  /**
+   * The seq of the audit entry that recorded this refusal (`request.denied`), so serve can name
+   * it in `Trust-Protocol-Audit-Seq` as it does for an allowed request.
+   */
+  auditSeq?: number;
 }
 
 export class TpError extends Error {
@@ -276,6 +284,12 @@ export class TpError extends Error {
     if (options.hint !== undefined) this.hint = options.hint;
     this.details = options.details ?? {};
   }
+}
+
+/** Notes on the error the seq of the audit entry that recorded it; returns the error to rethrow. */
+export function withAuditSeq(e: TpError, seq: number): TpError {
+  e.details.auditSeq = seq;
+  return e;
 }
 
 export function usage(code: ErrorCode, message: string, hint?: string): TpError {

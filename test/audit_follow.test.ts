@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { type AuditEvent, formatEntry } from '../src/audit.ts';
+import { type AuditEvent, formatEntry, rotateAuditLog } from '../src/audit.ts';
 import { openState } from '../src/state.ts';
 import { BRAKE_EVENTS, type EventName, VAULT_CHANGE_EVENTS } from '../src/events.ts';
 import { openHome } from '../src/home.ts';
@@ -79,6 +79,26 @@ describe('FileAuditLog.follow', () => {
       compare(5);
       await keyed.append([event('agent.revoke', 30)]);
       compare(5);
+      compare(12);
+    } finally {
+      stop();
+    }
+  });
+
+  it('answers as the full scan does across a rotation: entries after the head in a closed segment count', async () => {
+    const { h, st, keyed, unkeyed, compare, seqs } = setup();
+    for (let i = 0; i < 10; i++) await keyed.append([event('request.completed', i)]);
+    const stop = st.audit.follow(KEY, [BRAKE_EVENTS, VAULT_CHANGE_EVENTS]);
+    try {
+      compare(5);
+      await unkeyed.append([event('brake.activate', 11)]);
+      await keyed.append([event('agent.revoke', 12)]);
+      await rotateAuditLog(h);
+      compare(5);
+      await keyed.append([event('request.completed', 13)]);
+      compare(5);
+      expect(seqs(st.audit.entriesAfter(null, 5, BRAKE_EVENTS))).toEqual([11]);
+      expect(seqs(st.audit.entriesAfter(KEY, 5, VAULT_CHANGE_EVENTS))).toEqual([12]);
       compare(12);
     } finally {
       stop();

@@ -10,6 +10,8 @@ import {
   readLogFrom,
   readLogLines,
   readLogLinesBackward,
+  rotateAuditLog,
+  type TrailOptions,
 } from '../../src/audit.ts';
 import { type Problem, type VerifyResult } from '../../src/audit_verify.ts';
 import { checkpointKey, readCheckpoint } from '../../src/checkpoint.ts';
@@ -23,7 +25,13 @@ import {
   type VerifierKey,
 } from '../../src/tlog/note.ts';
 import { extendsTree } from '../../src/tlog/proof.ts';
-import { logVerifierKey, signingKey, tlogCommands, verifyLog } from './audit_tlog.ts';
+import {
+  logVerifierKey,
+  SEGMENTS_OPTION,
+  signingKey,
+  tlogCommands,
+  verifyLog,
+} from './audit_tlog.ts';
 import { auditSigningSeed } from '../../src/vault.ts';
 import { TpError, usage } from '../../src/errors.ts';
 import { unseal, type VaultFile, type VaultKeys, wipeKeys } from '../../src/vault.ts';
@@ -41,6 +49,7 @@ import {
   unsealVault,
 } from '../context.ts';
 import { EVENT_FAMILIES, EVENTS } from '../../src/events.ts';
+import { DEFAULT_SEGMENT_BYTES, SEGMENT_BYTES_ENV } from '../../src/audit_segments.ts';
 import type { Home } from '../../src/home.ts';
 import { closest } from '../suggest.ts';
 import { EXIT } from '../exit.ts';
@@ -93,13 +102,15 @@ const verify: Command = {
   words: ['audit', 'verify'],
   summary: 'check the audit trail: hash chain, HMACs, recorded head, optional checkpoint',
   usage:
-    'audit verify [--checkpoint FILE [--key VERIFIER] [--witness VERIFIER]... [--quorum N]] [--password-file PATH]',
+    'audit verify [--checkpoint FILE [--key VERIFIER] [--witness VERIFIER]... [--quorum N]] [--segments DIR]... [--password-file PATH]',
   help:
     'Exit 0 only when the whole log is intact, 1 otherwise (naming the first bad entry and the kind).\n' +
     'Without a password source only the chain is checked, and the output says so.\n' +
     'With --checkpoint (a note from `audit checkpoint`), also proves by a consistency proof that\n' +
     "today's log extends the checkpoint's tree; --key is the log's verifier key (`audit key`),\n" +
     'needed without the password. --witness and --quorum N require N valid cosignatures.\n' +
+    'Closed segments (`audit rotate`) are read first, checked against audit/segments/index.json;\n' +
+    'a missing or altered one is named (exit 1). --segments DIR says where moved ones are.\n' +
     'A version 1 JSON checkpoint (before 0.4) is still read.',
   options: {
     'password-file': {
@@ -129,6 +140,7 @@ const verify: Command = {
       value: 'N',
       help: 'how many --witness cosignatures the checkpoint needs (default: 1 with --witness)',
     },
+    ...SEGMENTS_OPTION,
   },
   examples: [
     'trust-protocol audit verify',
@@ -160,17 +172,18 @@ const verify: Command = {
       const note = text === null || legacy
         ? null
         : openCheckpoint(text, _logKey(ctx, file, keys !== null));
+      const trail = { segments: list(ctx, 'segments') };
       const result = _verify(home, {
         macKey: keys?.audit ?? null,
         recordedHead: file.body.audit_head,
         checkpoint: old === null ? null : { seq: old.seq, hash: old.hash },
-      });
+      }, trail);
       const { tree, ...plain } = result;
       let extra = '';
       let ok = result.ok;
       let json: Record<string, unknown> = { ...plain, tree: _treeJson(tree) };
       if (note !== null) {
-        const checked = await _checkNote(home, note, tree, text!, witnesses, quorum);
+        const checked = await _checkNote(home, note, tree, text!, witnesses, quorum, trail);
         ok &&= checked.ok;
         extra = checked.text;
         const problems = checked.problem === null
@@ -227,9 +240,10 @@ async function _checkNote(
   text: string,
   witnesses: readonly VerifierKey[],
   quorum: number,
+  trail: TrailOptions,
 ): Promise<{ ok: boolean; text: string; json: unknown; problem: Problem | null }> {
   const consistent = c.size <= tree.size &&
-    await extendsTree(home, c, { size: tree.size, root: tree.root() });
+    await extendsTree(home, c, { size: tree.size, root: tree.root() }, trail);
   const cosigners = validCosigners(text, witnesses);
   const ok = consistent && cosigners.length >= quorum;
   const lines = [
@@ -365,8 +379,9 @@ async function _showAll(
   rows: (list: Shown[]) => string[][],
 ): Promise<string> {
   const out = new Batched(ctx);
+  const trail = { segments: list(ctx, 'segments') };
   if (ctx.json) {
-    for (const line of readLogLines(home)) {
+    for (const line of readLogLines(home, trail)) {
       const e = _parse(line);
       if (e !== null && wanted(e)) await out.add(JSON.stringify(e) + '\n');
     }
@@ -376,7 +391,7 @@ async function _showAll(
   const widths = SHOW_HEADER.map((h) => h.length);
   let lines = 0;
   let shown = 0;
-  for (const line of readLogLines(home)) {
+  for (const line of readLogLines(home, trail)) {
     lines++;
     const e = _parse(line);
     if (e === null || !wanted(e)) continue;
@@ -387,7 +402,7 @@ async function _showAll(
   const text = (r: string[]) =>
     r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n';
   await out.add(text(SHOW_HEADER));
-  for (const line of readLogLines(home)) {
+  for (const line of readLogLines(home, trail)) {
     if (lines-- === 0) break;
     const e = _parse(line);
     if (e !== null && wanted(e)) await out.add(text(rows([e])[0]!));
@@ -417,7 +432,8 @@ class Batched {
 const show: Command = {
   words: ['audit', 'show'],
   summary: 'list audit entries (filters: --tail N --agent ID --event TYPE --since TIME)',
-  usage: 'audit show [--tail N] [--agent ID] [--event TYPE]... [--since TIME] [--follow]',
+  usage:
+    'audit show [--tail N] [--agent ID] [--event TYPE]... [--since TIME] [--follow] [--segments DIR]...',
   help: `--event takes an event (request.denied) or a family (request); repeat it for several.
 --since takes a date or time (2026-01-31, 2026-01-31T12:00:00Z) or an age: 90s, 30m, 1h, 2d.
 --follow prints the last 10 matching entries (or --tail N), then each one appended, until Ctrl-C.`,
@@ -448,6 +464,7 @@ const show: Command = {
       short: 'f',
       help: 'keep printing matching entries as they are appended, until Ctrl-C',
     },
+    ...SEGMENTS_OPTION,
   },
   examples: [
     'trust-protocol audit show --tail 20',
@@ -607,14 +624,46 @@ function _summary(data: Record<string, unknown>): string {
 const exportCmd: Command = {
   words: ['audit', 'export'],
   summary: 'write the raw audit lines to standard output (for a SIEM)',
-  usage: 'audit export',
-  options: {},
+  usage: 'audit export [--segments DIR]...',
+  help: 'The closed segments (checked against their index) first, then the live log: one log.',
+  options: { ...SEGMENTS_OPTION },
   examples: ['trust-protocol audit export > audit.log'],
   args: { min: 0, max: 0 },
   async run(ctx) {
     // Block by block, each written before the next is read (they share one buffer).
-    for (const chunk of readLogChunks(existingHome(ctx))) await write(ctx.io.stdout, chunk);
+    const trail = { segments: list(ctx, 'segments') };
+    for (const chunk of readLogChunks(existingHome(ctx), trail)) await write(ctx.io.stdout, chunk);
     return { json: undefined, text: '' };
+  },
+};
+
+const rotate: Command = {
+  words: ['audit', 'rotate'],
+  summary: 'close the live audit log into a segment now (optionally gzip the closed segments)',
+  usage: 'audit rotate [--compress]',
+  help:
+    'The live log audit/audit.log becomes audit/segments/NNNNNN-FIRST-LAST.log, listed with its\n' +
+    'size and SHA-256 in audit/segments/index.json, and a new live log continues the chain.\n' +
+    `This also happens by itself when the live log reaches ${
+      DEFAULT_SEGMENT_BYTES / 1024 / 1024
+    } MiB (${SEGMENT_BYTES_ENV}\n` +
+    'sets another limit in bytes). Closed segments may be gzipped (--compress, or gzip by hand)\n' +
+    'and moved elsewhere: `audit verify --segments DIR` finds them there. No password needed.',
+  options: {
+    compress: { type: 'boolean', help: 'also gzip every closed segment (NAME.log.gz)' },
+  },
+  examples: ['trust-protocol audit rotate --compress'],
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    const { segment, compressed } = await rotateAuditLog(existingHome(ctx), {
+      compress: flag(ctx, 'compress'),
+    });
+    const text =
+      (segment === null
+        ? 'The live audit log is empty: nothing to close.\n'
+        : `closed entries ${segment.first_seq} to ${segment.last_seq} into audit/segments/${segment.file}\n`) +
+      compressed.map((f) => `compressed audit/segments/${f}\n`).join('');
+    return { json: { segment, compressed }, text, informational: true };
   },
 };
 
@@ -740,6 +789,7 @@ export const auditCommands: Command[] = [
   verify,
   show,
   exportCmd,
+  rotate,
   checkpoint,
   resync,
   ship,

@@ -5,7 +5,7 @@
 import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readLogChunks } from '../../src/audit.ts';
+import { readLogChunks, type TrailOptions } from '../../src/audit.ts';
 import { AuditVerifier, type VerifyOptions, type VerifyResult } from '../../src/audit_verify.ts';
 import { randomKey } from '../../src/crypto/aead.ts';
 import { publicKeyOf } from '../../src/crypto/ed25519.ts';
@@ -34,15 +34,36 @@ import {
   type VaultKeys,
   wipeKeys,
 } from '../../src/vault.ts';
-import { adminName, type Command, existingState, PASSWORD_FILE_OPTION, str } from '../context.ts';
+import {
+  adminName,
+  type Command,
+  existingState,
+  list,
+  PASSWORD_FILE_OPTION,
+  str,
+} from '../context.ts';
+
+/** Where readers of the whole log also look for closed segments moved out of the home. */
+export const SEGMENTS_OPTION = {
+  segments: {
+    type: 'string',
+    value: 'DIR',
+    multiple: true,
+    help: 'also look for closed audit segments (NNNNNN-FIRST-LAST.log[.gz]) in DIR',
+  },
+} as const;
 import { readUserFile } from '../io.ts';
 import { readPassword } from '../secrets.ts';
 
 /** Verifies the log block by block, computing its Merkle tree from it in the same pass. */
-export function verifyLog(home: Home, options: VerifyOptions): VerifyResult & { tree: LeafStream } {
+export function verifyLog(
+  home: Home,
+  options: VerifyOptions,
+  trail: TrailOptions = {},
+): VerifyResult & { tree: LeafStream } {
   const verifier = new AuditVerifier(options);
   const tree = new LeafStream();
-  for (const chunk of readLogChunks(home)) {
+  for (const chunk of readLogChunks(home, trail)) {
     verifier.update(chunk);
     tree.update(chunk);
   }
@@ -119,11 +140,13 @@ const key: Command = {
 const prove: Command = {
   words: ['audit', 'prove'],
   summary: 'write an inclusion proof of entry SEQ against a checkpoint',
-  usage: 'audit prove SEQ [--checkpoint FILE] [--password-file PATH] > proof.json',
+  usage:
+    'audit prove SEQ [--checkpoint FILE] [--segments DIR]... [--password-file PATH] > proof.json',
   help: 'With --checkpoint (a note from `audit checkpoint`) no password is needed; without it a\n' +
     'fresh checkpoint is signed (password). Check the proof with `audit verify-proof`.',
   options: {
     checkpoint: { type: 'string', value: 'FILE', help: 'the checkpoint note to prove against' },
+    ...SEGMENTS_OPTION,
     ...PASSWORD_FILE_OPTION,
   },
   examples: ['trust-protocol audit prove 42 --checkpoint checkpoint.txt > proof.json'],
@@ -137,6 +160,7 @@ const prove: Command = {
       );
     }
     const file = str(ctx, 'checkpoint');
+    const trail = { segments: list(ctx, 'segments') };
     let note: string;
     let home: Home;
     if (file !== undefined) {
@@ -150,7 +174,7 @@ const prove: Command = {
         const result = verifyLog(home, {
           macKey: keys.audit,
           recordedHead: state.vault.read().body.audit_head,
-        });
+        }, trail);
         if (!result.ok) {
           throw new TpError('verification', 'audit_not_intact', 'the audit log does not verify', {
             hint: 'run `trust-protocol audit verify` to see the problems',
@@ -163,7 +187,7 @@ const prove: Command = {
         wipeKeys(keys);
       }
     }
-    const proof = await proveInclusion(home, Number(seqText), note);
+    const proof = await proveInclusion(home, Number(seqText), note, trail);
     return { json: proof, text: JSON.stringify(proof, null, 2) + '\n' };
   },
 };

@@ -1,9 +1,10 @@
 /** Audit entries serve writes itself (start, stop, its own refusals), under the key it holds. */
-import type { AuditEvent } from '../audit.ts';
+import type { Appended, AuditEvent } from '../audit.ts';
 import type { State } from '../state.ts';
 import type { AuditHead, VaultKeys } from '../vault.ts';
 
-export type AppendAudit = (events: readonly AuditEvent[]) => Promise<void>;
+/** Appends, and says where the last event landed (its seq names a refusal's entry). */
+export type AppendAudit = (events: readonly AuditEvent[]) => Promise<Appended>;
 
 export interface HeadRecorder {
   /** Takes note of a newer head; it reaches the vault within `intervalMs`. */
@@ -71,6 +72,8 @@ export function keyedAudit(
 ): AppendAudit {
   const writer = state.audit.writer({ macKey: keys.audit, ...(clock ? { clock } : {}) });
   return async (events) => {
-    await heads.record(await writer.append(events));
+    const head = await writer.append(events);
+    await heads.record(head);
+    return head;
   };
 }

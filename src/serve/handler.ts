@@ -15,7 +15,7 @@ import { pullBrake } from '../emergency.ts';
 import type { AuditEvent } from '../audit.ts';
 import { type BrokerDeps, type BrokeredResponse, checkBrakes, execute } from '../broker.ts';
 import { decodeUtf8Strict } from '../bytes.ts';
-import { denied, TpError, usage } from '../errors.ts';
+import { denied, TpError, usage, withAuditSeq } from '../errors.ts';
 import type { State } from '../state.ts';
 import {
   DEFAULT_MAX_RESPONSE_BYTES,
@@ -508,7 +508,7 @@ async function _refuseGateway(
     );
   } catch (e) {
     const error = asServeError(e);
-    await ctx.audit([{
+    const head = await ctx.audit([{
       event: 'request.denied',
       actor: known === null ? { type: 'anyone' } : { type: 'agent', id: known.id },
       outcome: 'denied',
@@ -521,7 +521,7 @@ async function _refuseGateway(
       },
     }]);
     await ctx.options.monitor.after();
-    throw error;
+    throw withAuditSeq(error, head.seq);
   }
 }
 
@@ -573,7 +573,7 @@ async function _admit(
     outcome: 'denied',
     data: { reason: error.code, kind: error.kind, ...data },
   };
-  await ctx.audit([event]);
+  withAuditSeq(error, (await ctx.audit([event])).seq);
   await ctx.options.monitor.after();
   throw error;
 }

@@ -5,6 +5,7 @@
  * the same exit code as a one-shot `exec`.
  */
 import { errorCodeOf, type ErrorKind, TpError } from '../errors.ts';
+import { AUDIT_SEQ_HEADER } from './protocol.ts';
 
 export const ERROR_HEADER = 'Trust-Protocol-Error';
 
@@ -62,9 +63,15 @@ export function errorJson(e: TpError): { error: Record<string, string | number> 
   return { error };
 }
 
-/** Extra headers for a refusal: Retry-After on rate limits, the auth scheme on 401. */
+/**
+ * Extra headers for a refusal: Retry-After on rate limits, the auth scheme on 401, and the seq of
+ * the `request.denied` entry when serve recorded the refusal.
+ */
 export function errorHeaders(e: TpError): Array<[string, string]> {
   const headers: Array<[string, string]> = [[ERROR_HEADER, e.code]];
+  if (e.details.auditSeq !== undefined) {
+    headers.push([AUDIT_SEQ_HEADER, String(e.details.auditSeq)]);
+  }
   const status = errorStatus(e);
   if (status === 429) {
     headers.push(['Retry-After', String(Math.max(1, e.details.retryAfterSeconds ?? 1))]);

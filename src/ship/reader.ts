@@ -6,6 +6,7 @@
 import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import { AUDIT_DIR, AUDIT_FILE, lineDigest } from '../audit.ts';
+import { liveIsLastSegment, TrailReader } from '../audit_segments.ts';
 import { openStateFile, subdir } from '../home.ts';
 import type { Home } from '../home.ts';
 import type { ShipCursor } from './cursor.ts';
@@ -36,10 +37,14 @@ export function readBatch(
   limits: BatchLimits,
 ): Batch | null {
   const dir = subdir(home, AUDIT_DIR, { create: false });
-  const fd = dir === null ? null : openStateFile(dir, AUDIT_FILE);
-  if (fd === null) return cursor === null ? { entries: [], next: null } : null;
+  const live = dir === null ? null : openStateFile(dir, AUDIT_FILE);
+  if (dir === null) return cursor === null ? { entries: [], next: null } : null;
+  // Offsets run over the whole trail (closed segments, then the live log), so a rotation does
+  // not move the cursor; a log from before segments has the same offsets.
+  const skipLive = live !== null && liveIsLastSegment(dir, live);
+  const fd = new TrailReader(dir, skipLive ? null : live, { check: false });
   try {
-    const size = fs.fstatSync(fd).size;
+    const size = fd.base + (live === null || skipLive ? 0 : fs.fstatSync(live).size);
     if (cursor !== null && !_names(fd, size, cursor)) return null;
     const from = cursor?.offset ?? 0;
     let want = limits.maxBytes;
@@ -64,12 +69,13 @@ export function readBatch(
       return { entries, next: { seq: last.seq, offset, digest: last.id } };
     }
   } finally {
-    fs.closeSync(fd);
+    fd.close();
+    if (live !== null) fs.closeSync(live);
   }
 }
 
 /** Whether the complete line ending just before `cursor.offset` is the entry the cursor names. */
-function _names(fd: number, size: number, cursor: ShipCursor): boolean {
+function _names(fd: TrailReader, size: number, cursor: ShipCursor): boolean {
   if (cursor.offset > size) return false;
   for (let window = 64 * 1024;; window *= 4) {
     const start = Math.max(0, cursor.offset - window);
@@ -86,15 +92,8 @@ function _names(fd: number, size: number, cursor: ShipCursor): boolean {
   }
 }
 
-function _read(fd: number, at: number, length: number): Buffer {
-  const buf = Buffer.alloc(length);
-  let n = 0;
-  while (n < length) {
-    const got = fs.readSync(fd, buf, n, length - n, at + n);
-    if (got === 0) break;
-    n += got;
-  }
-  return buf.subarray(0, n);
+function _read(fd: TrailReader, at: number, length: number): Buffer {
+  return fd.pread(at, length);
 }
 
 function _prevOf(line: string): string | null {

@@ -50,12 +50,13 @@ export function checkpointBody(note: string): Omit<Checkpoint, 'text'> & { text:
 async function _withTree<T>(
   home: Home,
   fn: (view: TreeView) => T | null,
+  segments: readonly string[] = [],
 ): Promise<T | null> {
   const dir = auditHome(home);
   if (subdir(home, 'audit', { create: false }) === null) return null;
   return await withLock(dir, 'audit', () => {
     for (const rebuild of [false, true]) {
-      const view = TreeStore.open(dir, { rebuild });
+      const view = TreeStore.open(dir, { rebuild, segments });
       try {
         const found = fn(view);
         if (found !== null) return found;
@@ -81,6 +82,7 @@ export async function proveInclusion(
   home: Home,
   seq: number,
   note: string,
+  trail: { segments?: readonly string[] } = {},
 ): Promise<InclusionProof> {
   const c = checkpointBody(note);
   if (!(seq >= 1 && seq <= c.size)) {
@@ -96,7 +98,7 @@ export async function proveInclusion(
     const path = inclusionProof(seq - 1, c.size, view.mth);
     const entry = view.line(seq - 1);
     return verifyInclusion(leafHash(entry), seq - 1, c.size, path, c.root) ? { path, entry } : null;
-  });
+  }, trail.segments);
   if (found === null) {
     if (logSize < c.size) throw _notInLog(c.size, logSize);
     throw new TpError(
@@ -127,13 +129,14 @@ export async function extendsTree(
   home: Home,
   old: { size: number; root: Hash },
   current: { size: number; root: Hash },
+  trail: { segments?: readonly string[] } = {},
 ): Promise<boolean> {
   if (old.size > current.size) return false;
   const ok = await _withTree(home, (view) => {
     if (view.size < current.size) return null;
     const p = consistencyProof(old.size, current.size, view.mth);
     return verifyConsistency(old.size, old.root, current.size, current.root, p) ? true : null;
-  });
+  }, trail.segments);
   return ok === true;
 }
 

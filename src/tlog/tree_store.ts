@@ -1,6 +1,7 @@
 /**
  * The audit log's Merkle tree on disk (docs/formats.md#audit-tree), a cache of hashes derived
- * from `audit/audit.log` alone: `audit/tree-v1/level1` holds, for every complete block of 256
+ * from the log alone (its closed segments, then `audit/audit.log`, read as one byte range:
+ * audit_segments.ts `TrailReader`): `audit/tree-v1/level1` holds, for every complete block of 256
  * entries, the byte offset where the block ends in the log and the block's subtree hash;
  * `level2`..`level4` hold the hashes of complete 256^2, 256^3 and 256^4-entry subtrees. Any
  * subtree hash a proof needs is then at most 255 hashes away (or one block of the log), so
@@ -16,11 +17,17 @@ import { createHash, type Hash as NodeHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Home, READ_FLAGS, subdir } from '../home.ts';
+import { liveIsLastSegment, readSegments, TrailReader } from '../audit_segments.ts';
 import { integrity } from '../errors.ts';
 import { EMPTY_ROOT, type Hash, leafHash, nodeHash, rootOf } from './merkle.ts';
 
 export const TREE_DIR = 'tree-v1';
 const LOG_FILE = 'audit.log';
+
+/** The log read at offsets over the whole trail (segments, then the live log). */
+export interface LogSource {
+  pread(at: number, n: number): Uint8Array;
+}
 const BLOCK = 256;
 const REC1 = 40;
 const TOP_LEVEL = 4;
@@ -91,7 +98,7 @@ export class TreeStore {
    * After `lines` were written at byte `at` of the log (and made durable). Best effort: the log
    * is the record, so a failure here only leaves the tree to be caught up later.
    */
-  appended(auditDir: Home, logFd: number, at: number, lines: readonly string[]): void {
+  appended(auditDir: Home, logFd: LogSource, at: number, lines: readonly string[]): void {
     try {
       let tail = this.#tail !== null && this.#tail.end === at ? this.#tail : null;
       this.#tail = null;
@@ -115,26 +122,45 @@ export class TreeStore {
    * The tree over the log's complete lines as they are now, its files first brought up to date
    * (or, with `rebuild`, recomputed from the log). Call under the audit lock.
    */
-  static open(auditDir: Home, options: { rebuild?: boolean } = {}): TreeView {
+  static open(
+    auditDir: Home,
+    options: { rebuild?: boolean; segments?: readonly string[] } = {},
+  ): TreeView {
     const logPath = path.join(auditDir.dir, LOG_FILE);
-    let logFd: number;
+    let liveFd: number | null;
     try {
-      logFd = fs.openSync(logPath, READ_FLAGS);
+      liveFd = fs.openSync(logPath, READ_FLAGS);
     } catch (e) {
       if ((e as { code?: string }).code !== 'ENOENT') throw e;
-      return new TreeView(null, null, 0, 0);
+      liveFd = null;
     }
-    if (!fs.fstatSync(logFd).isFile()) {
-      fs.closeSync(logFd);
+    if (liveFd !== null && !fs.fstatSync(liveFd).isFile()) {
+      fs.closeSync(liveFd);
       throw integrity('not_a_file', `the audit log ${logPath} is not a regular file`);
     }
-    const end = _completeEnd(logFd);
+    const segments = readSegments(auditDir);
+    if (liveFd !== null && liveIsLastSegment(auditDir, liveFd)) {
+      fs.closeSync(liveFd);
+      liveFd = null;
+    }
+    // Plain segments are read in place, not hashed whole on every proof: what is read here is
+    // checked against a root anyway (a proof that fails is not handed out).
+    const logFd = new TrailReader(auditDir, liveFd, {
+      segments,
+      check: false,
+      ...(options.segments ? { search: options.segments } : {}),
+    });
+    const end = logFd.base + (liveFd === null ? 0 : _completeEnd(liveFd));
+    if (end === 0 && segments.length === 0 && liveFd === null) {
+      return new TreeView(null, null, null, 0, 0);
+    }
     if (options.rebuild) _reset(auditDir);
     const tail = _load(auditDir, logFd, end, Infinity);
     if (tail === null) throw new Error('unreachable: an unlimited catch-up always loads');
     return new TreeView(
       new Files(auditDir, logFd),
       logFd,
+      liveFd,
       tail.blocks * BLOCK + tail.leaves.length,
       end,
     );
@@ -146,21 +172,31 @@ export class TreeView {
   readonly size: number;
   readonly logEnd: number;
   #files: Files | null;
-  #logFd: number | null;
+  #logFd: (LogSource & { close?(): void }) | null;
+  #liveFd: number | null;
   #blocks = new Map<number, { lines: Buffer[]; leaves: Hash[] }>();
 
-  constructor(files: Files | null, logFd: number | null, size: number, logEnd: number) {
+  constructor(
+    files: Files | null,
+    logFd: (LogSource & { close?(): void }) | null,
+    liveFd: number | null,
+    size: number,
+    logEnd: number,
+  ) {
     this.#files = files;
     this.#logFd = logFd;
+    this.#liveFd = liveFd;
     this.size = size;
     this.logEnd = logEnd;
   }
 
   close(): void {
     this.#files?.close();
-    if (this.#logFd !== null) fs.closeSync(this.#logFd);
+    this.#logFd?.close?.();
+    if (this.#liveFd !== null) fs.closeSync(this.#liveFd);
     this.#files = null;
     this.#logFd = null;
+    this.#liveFd = null;
   }
 
   root(size = this.size): Hash {
@@ -214,9 +250,9 @@ class Files {
   #dir: string;
   #fds = new Map<number, number>();
   #count1: number | null = null;
-  readonly logFd: number;
+  readonly logFd: LogSource | null;
 
-  constructor(auditDir: Home, logFd: number) {
+  constructor(auditDir: Home, logFd: LogSource | null) {
     const dir = subdir(auditDir, TREE_DIR, { create: true })!;
     this.#dir = dir.dir;
     this.logFd = logFd;
@@ -324,7 +360,7 @@ function _completeUpper(files: Files, tail: Tail): void {
  * crash did not write are computed from the log. Null when that would mean reading more than
  * `limit` bytes of the log.
  */
-function _load(auditDir: Home, logFd: number, logEnd: number, limit: number): Tail | null {
+function _load(auditDir: Home, logFd: LogSource, logEnd: number, limit: number): Tail | null {
   const files = new Files(auditDir, logFd);
   try {
     let blocks = files.count(1);
@@ -380,7 +416,7 @@ function _load(auditDir: Home, logFd: number, logEnd: number, limit: number): Ta
 }
 
 function _reset(auditDir: Home): void {
-  const files = new Files(auditDir, -1);
+  const files = new Files(auditDir, null);
   try {
     for (let level = 1; level <= TOP_LEVEL; level++) files.truncate(level, 0);
   } finally {
@@ -410,7 +446,11 @@ function _splitLines(b: Buffer): Buffer[] {
   return out;
 }
 
-function _pread(fd: number, at: number, n: number): Buffer {
+function _pread(fd: number | LogSource, at: number, n: number): Buffer {
+  if (typeof fd !== 'number') {
+    const got = fd.pread(at, n);
+    return Buffer.from(got.buffer, got.byteOffset, got.byteLength);
+  }
   const b = Buffer.alloc(n);
   let read = 0;
   while (read < n) {

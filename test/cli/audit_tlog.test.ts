@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { newAgent, newHome, type TestHome } from '../helpers/cli.ts';
+import { newAgent, newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
+import { loadVault, saveVault, unseal, wipeKeys } from '../../src/vault.ts';
 
 async function ok(t: TestHome, args: string[]): Promise<string> {
   const r = await t.tp(args);
@@ -156,4 +157,49 @@ describe('transparency: checkpoints, proofs, witnesses', () => {
     expect(fork.code).toBe(1);
     expect(fork.stderr).toMatch(/does not extend/);
   }, 180_000);
+
+  it(
+    'a vault from before the checkpoint key gets one on the first `audit checkpoint`, recorded',
+    async () => {
+      const t = await newHome();
+      // A vault as 0.3 wrote it: no audit_signing field, MAC valid under the vault's keys.
+      const home = { dir: t.home };
+      const file = loadVault(home);
+      const keys = unseal(file, new TextEncoder().encode(PASSWORD));
+      try {
+        const { audit_signing: _, ...body } = file.body;
+        saveVault(home, { ...file, body: body as typeof file.body }, keys);
+      } finally {
+        wipeKeys(keys);
+      }
+      expect(JSON.parse(fs.readFileSync(path.join(t.home, 'vault.json'), 'utf8')).body)
+        .not.toHaveProperty('audit_signing');
+      expect((await t.tp(['audit', 'verify', ...pw(t)])).code).toBe(0);
+      // Without the password there is no key to sign with, and nothing is created.
+      const none = await t.tp(['audit', 'checkpoint'], { env: { TRUST_PROTOCOL_PASSWORD: '' } });
+      expect(none.code).not.toBe(0);
+      const note = await ok(t, ['audit', 'checkpoint', ...pw(t)]);
+      const body = JSON.parse(fs.readFileSync(path.join(t.home, 'vault.json'), 'utf8')).body;
+      expect(body.audit_signing.public_key).toEqual(expect.any(String));
+      const created = fs.readFileSync(logPath(t), 'utf8').trim().split('\n').map((l) =>
+        JSON.parse(l)
+      ).filter((e) => e.event === 'audit.key_created');
+      expect(created).toHaveLength(1);
+      expect(created[0]).toMatchObject({
+        actor: { type: 'operator' },
+        data: { origin: body.audit_signing.origin, public_key: body.audit_signing.public_key },
+        mac: expect.any(String),
+      });
+      // The note is signed by that key: the published verifier key checks it.
+      const vkey = (await ok(t, ['audit', 'key', ...pw(t)])).trim();
+      const c = t.file('c.txt', note);
+      expect(await ok(t, ['audit', 'verify', '--checkpoint', c, '--key', vkey])).toMatch(
+        /extended/,
+      );
+      // Once: the second checkpoint uses the same key and records nothing new.
+      await ok(t, ['audit', 'checkpoint', ...pw(t)]);
+      expect(fs.readFileSync(logPath(t), 'utf8').split('audit.key_created').length - 1).toBe(1);
+    },
+    120_000,
+  );
 });

@@ -386,7 +386,7 @@ describe('exec', () => {
     ).toBe(true);
   });
 
-  it('a rate limit (2/h) refuses the third request with exit 4 and a retry hint; the upstream got two', async () => {
+  it('a rate limit (2/h) refuses the third request with exit 4 and a retry hint; the upstream got two; a rotation in between does not reset it', async () => {
     const before = upstream.requests.length;
     const tpl = template({
       credential: 'limited',
@@ -395,6 +395,8 @@ describe('exec', () => {
     });
     expect((await exec(['--template', tpl])).code).toBe(0);
     expect((await exec(['--template', tpl])).code).toBe(0);
+    // The two allowed requests are now in a closed segment, the live log empty.
+    expect((await t.tp(['audit', 'rotate'])).code).toBe(0);
     const third = await exec(['--template', tpl]);
     expect(third.code).toBe(4);
     expect(third.stderr).toMatch(/rate limit[\s\S]*hint: retry after \d+ s/);

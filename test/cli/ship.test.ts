@@ -111,6 +111,24 @@ describe('audit ship (HTTP receivers)', () => {
     expect(listener.requests.length).toBe(2);
   });
 
+  it('a rotation between two runs (audit rotate) loses and repeats nothing', async () => {
+    const t = await shipHome();
+    const { listener, accepted } = await receiver();
+    await t.append(4);
+    const args = shipArgs(t, listener.url('/ingest')).slice(2);
+    expect((await t.tp(args)).stdout).toContain('up to #4');
+    await t.append(3);
+    expect((await t.tp(['audit', 'rotate'])).code).toBe(0);
+    await t.append(2);
+    const second = await t.tp([...args, '--json']);
+    expect(second.stderr).toBe('');
+    expect(JSON.parse(second.stdout)).toEqual({ count: 5, last: 9 });
+    const got = jsonlReceived(accepted.map((r) => r.body));
+    expect(got.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect((await t.tp(['audit', 'rotate'])).code).toBe(0);
+    expect((await t.tp(args)).stdout).toBe('Nothing new to ship.\n');
+  });
+
   it('a receiver that rejects (400) or times out: exit 7, the cursor stays; later all arrive once', async () => {
     const t = await shipHome();
     let mode: 'reject' | 'hang' | 'ok' = 'reject';

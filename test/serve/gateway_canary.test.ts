@@ -362,6 +362,28 @@ describe.concurrent('refusals', () => {
     expect(json(r).error.hint).toContain('--base-url');
   });
 
+  it('each refusal names its request.denied entry in Trust-Protocol-Audit-Seq', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    for (
+      const [cred, code] of [['ungranted', 'not_granted'], ['no-such', 'not_granted'], [
+        'nobase',
+        'no_base_url',
+      ]]
+    ) {
+      const r = await _gw(`/v1/gateway/${cred}/seq`, f.marker());
+      expect(json(r).error.code).toBe(code);
+      const seq = header(r, 'trust-protocol-audit-seq');
+      expect(seq, `${cred}: no audit seq`).toMatch(/^\d+$/);
+      const entry = readFileSync(join(f.t.home, 'audit', 'audit.log'), 'utf8').trim().split('\n')
+        .map((l) => JSON.parse(l)).find((l) => l.seq === Number(seq));
+      expect(entry).toMatchObject({
+        event: 'request.denied',
+        data: { reason: code, credentials: [cred] },
+      });
+    }
+  });
+
   it('a GET with a body: 400', async () => {
     const m = f.marker();
     await _refused(_gw('/v1/gateway/g/x', m, { method: 'GET', body: 'x' }), m, 400, 'bad_template');

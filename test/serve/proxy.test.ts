@@ -498,6 +498,46 @@ describe.concurrent('clients', () => {
   });
 });
 
+describe.concurrent('refusals name their audit entry (Trust-Protocol-Audit-Seq)', () => {
+  function _deniedEntry(r: HttpResult, code: string): any {
+    const seq = header(r, 'trust-protocol-audit-seq');
+    expect(seq, `no audit seq on a ${r.status}`).toMatch(/^\d+$/);
+    const entry = _audit().find((l) => l.seq === Number(seq));
+    expect(entry).toMatchObject({ event: 'request.denied', data: { reason: code } });
+    return entry;
+  }
+
+  it('no token (401), an ungranted credential (403), a URL trick (403)', async () => {
+    const none = await _proxy(bearer('https://api.allowed.test/seq-none', 'm'), { token: null });
+    expect(none.status).toBe(401);
+    expect(_deniedEntry(none, 'no_token').actor).toEqual({ type: 'anyone' });
+    const ungranted = await _proxy({
+      ...bearer('https://api.allowed.test/seq-ungranted', 'm'),
+      credential: 'ungranted',
+    });
+    expect(ungranted.status).toBe(403);
+    expect(_deniedEntry(ungranted, 'not_granted').actor).toEqual({ type: 'agent', id: f.agent.id });
+    const trick = await _proxy(bearer('https://api.allowed.test@evil.test/seq', 'm'));
+    expect(trick.status).toBe(403);
+    _deniedEntry(trick, json(trick).error.code);
+  });
+
+  it('a credential rate limit (429), decided after unseal: its entry too', async () => {
+    const template = { ...bearer('https://api.allowed.test/seq-rate', 'm'), credential: 'limited' };
+    let r = await _proxy(template);
+    while (r.status === 200) r = await _proxy(template);
+    expect(r.status).toBe(429);
+    const entry = _deniedEntry(r, 'rate_limited');
+    expect(entry.mac).toEqual(expect.any(String));
+  });
+
+  it('a request serve refuses without writing an entry carries no seq', async () => {
+    const r = await http(s, '/v1/no-such-endpoint', { method: 'GET' });
+    expect(r.status).toBe(404);
+    expect(header(r, 'trust-protocol-audit-seq')).toBeUndefined();
+  });
+});
+
 describe('per-agent rate limit', () => {
   it('--agent-rate 2/m: the third request in a minute is 429 agent_rate_limited, audited', async () => {
     const limited = await startServe(f.t, [
@@ -536,6 +576,7 @@ describe('per-agent rate limit', () => {
         actor: { type: 'agent', id: a.id },
         mac: expect.any(String),
       });
+      expect(header(third, 'trust-protocol-audit-seq')).toBe(String(denied[0].seq));
     } finally {
       expect((await limited.stop()).code).toBe(0);
     }
