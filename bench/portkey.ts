@@ -145,7 +145,17 @@ function _wrk(
   env: Record<string, string>,
 ): WrkResult {
   const { threads, connections } = LOADS[load];
-  const args = [`-t${threads}`, `-c${connections}`, `-d${SECONDS}s`, '--latency', '-s', script];
+  // A 10 s timeout, not wrk's 2 s: on a loaded machine a slow answer is a latency, not an error.
+  const args = [
+    `-t${threads}`,
+    `-c${connections}`,
+    `-d${SECONDS}s`,
+    '--timeout',
+    '10s',
+    '--latency',
+    '-s',
+    script,
+  ];
   const r = spawnSync('wrk', [...args, ...headers.flatMap((h) => ['-H', h]), url], {
     env,
     encoding: 'utf8',
@@ -452,7 +462,7 @@ export async function benchPortkey(
     const flags = (load: Load) =>
       `-t${LOADS[load].threads} -c${
         LOADS[load].connections
-      } -d${SECONDS}s --latency -s $W/post.lua`;
+      } -d${SECONDS}s --timeout 10s --latency -s $W/post.lua`;
     return {
       wrk,
       rssMb,
