@@ -15,7 +15,10 @@
  * at 32 connections, p50 at 1 connection and p99 at 32 no worse than Portkey's, peak RSS (front +
  * keeper) no more than Portkey's; >= 0.7x the audited node proxy's requests/s at 32; first byte
  * within 1 ms of direct. serve runs as dist/trust-protocol when built, else from the sources.
- * TP_BENCH_GW_SECONDS and TP_BENCH_GW_ROUNDS shorten a run (defaults 10 and 3).
+ * TP_BENCH_GW_SECONDS and TP_BENCH_GW_ROUNDS shorten a run (defaults 10 and 3). With
+ * TP_BENCH_GW_BASE set to another checkout (say `git worktree add` of the commit before a
+ * change, node_modules linked), serve from there runs too, on a copy of the same home, in the same
+ * interleaved rounds: before and after a change compared under the same load.
  */
 import { Buffer } from 'node:buffer';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -37,14 +40,17 @@ const SECONDS = Number(process.env.TP_BENCH_GW_SECONDS ?? 10);
 const ROUNDS = Number(process.env.TP_BENCH_GW_ROUNDS ?? 3);
 const LOADS = { c1: { threads: 1, connections: 1 }, c32: { threads: 2, connections: 32 } };
 type Load = keyof typeof LOADS;
-const ROUTES = ['direct', 'portkey', 'node', 'nodeAudited', 'serve'] as const;
-type Route = typeof ROUTES[number];
+const BASE = process.env.TP_BENCH_GW_BASE;
+const ALL_ROUTES = ['direct', 'portkey', 'node', 'nodeAudited', 'serve', 'serveBase'] as const;
+type Route = typeof ALL_ROUTES[number];
+const ROUTES = ALL_ROUTES.filter((r) => r !== 'serveBase' || BASE !== undefined);
 const ROUTE_NAMES: Record<Route, string> = {
   direct: 'direct (wrk → upstream, TLS)',
   portkey: 'Portkey gateway',
   node: 'bare node:http proxy',
   nodeAudited: 'node:http proxy + durable audit',
   serve: 'serve `/v1/gateway` (front + keeper)',
+  serveBase: `serve from ${BASE} (TP_BENCH_GW_BASE)`,
 };
 const CHAT = JSON.stringify({
   model: 'gpt-4o-mini',
@@ -56,7 +62,12 @@ const TTFB_RUNS = 200;
 
 export interface PortkeyBench {
   wrk: Record<Load, Record<Route, WrkResult[]>>;
-  rssMb: { portkey: number; front: number; keeper: number };
+  rssMb: {
+    portkey: number;
+    front: number;
+    keeper: number;
+    base?: { front: number; keeper: number };
+  };
   audited: number;
   answered: number;
   serveFrom: string;
@@ -134,7 +145,17 @@ function _wrk(
   env: Record<string, string>,
 ): WrkResult {
   const { threads, connections } = LOADS[load];
-  const args = [`-t${threads}`, `-c${connections}`, `-d${SECONDS}s`, '--latency', '-s', script];
+  // A 10 s timeout, not wrk's 2 s: on a loaded machine a slow answer is a latency, not an error.
+  const args = [
+    `-t${threads}`,
+    `-c${connections}`,
+    `-d${SECONDS}s`,
+    '--timeout',
+    '10s',
+    '--latency',
+    '-s',
+    script,
+  ];
   const r = spawnSync('wrk', [...args, ...headers.flatMap((h) => ['-H', h]), url], {
     env,
     encoding: 'utf8',
@@ -357,6 +378,21 @@ export async function benchPortkey(
       keeper_pid: number;
     };
 
+    // The same serve from another checkout, on a copy of the home (each serve needs its own).
+    let base: { child: ChildProcess; url: string; keeperPid: number; home: string } | null = null;
+    if (BASE !== undefined) {
+      const baseHome = path.join(work, 'home-base');
+      fs.cpSync(home, baseHome, { recursive: true });
+      const args = serveArgs.map((a) => (a === home ? baseHome : a));
+      const child = spawn(NODE, [path.join(BASE, 'cmd/main.ts'), ...args], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env,
+      });
+      children.push(child);
+      const a = JSON.parse(await _firstLine(child, 'serve (base)')) as typeof announced;
+      base = { child, url: a.listen[0] as string, keeperPid: a.keeper_pid, home: baseHome };
+    }
+
     const targets: Record<Route, Target> = {
       direct: { url: `https://127.0.0.1:${upstream}/v1/chat/completions`, headers: {} },
       portkey: {
@@ -371,6 +407,10 @@ export async function benchPortkey(
       nodeAudited: { url: `${proxies.nodeAudited}/v1/chat/completions`, headers: {} },
       serve: {
         url: `${announced.listen[0]}/v1/gateway/bench_key/v1/chat/completions`,
+        headers: { authorization: `Bearer ${agent.token}` },
+      },
+      serveBase: {
+        url: `${base?.url}/v1/gateway/bench_key/v1/chat/completions`,
         headers: { authorization: `Bearer ${agent.token}` },
       },
     };
@@ -390,7 +430,7 @@ export async function benchPortkey(
     let answered = 20 + TTFB_RUNS + 1;
     const wrk = { c1: {}, c32: {} } as PortkeyBench['wrk'];
     for (const load of Object.keys(LOADS) as Load[]) {
-      for (const name of ROUTES) wrk[load][name] = [];
+      for (const name of ALL_ROUTES) wrk[load][name] = [];
     }
     for (let round = 1; round <= ROUNDS; round++) {
       for (const load of Object.keys(LOADS) as Load[]) {
@@ -408,8 +448,12 @@ export async function benchPortkey(
       portkey: _peakRssMb(portkey.pid!),
       front: _peakRssMb(serve.pid!),
       keeper: _peakRssMb(announced.keeper_pid),
+      ...(base === null
+        ? {}
+        : { base: { front: _peakRssMb(base.child.pid!), keeper: _peakRssMb(base.keeperPid) } }),
     };
     await _stop(serve);
+    if (base !== null) await _stop(base.child);
     const audited = _countCompleted(path.join(home, 'audit', 'audit.log'));
     if (audited < answered) {
       throw new Error(`only ${audited} requests audited for ${answered} answered`);
@@ -418,7 +462,7 @@ export async function benchPortkey(
     const flags = (load: Load) =>
       `-t${LOADS[load].threads} -c${
         LOADS[load].connections
-      } -d${SECONDS}s --latency -s $W/post.lua`;
+      } -d${SECONDS}s --timeout 10s --latency -s $W/post.lua`;
     return {
       wrk,
       rssMb,
@@ -541,7 +585,13 @@ export function portkeyMarkdown(b: PortkeyBench): string {
     '',
     `Peak RSS (VmHWM over the whole run): Portkey ${b.rssMb.portkey.toFixed(0)} MB; serve's front ${
       b.rssMb.front.toFixed(0)
-    } MB and keeper ${b.rssMb.keeper.toFixed(0)} MB. Every wrk response was 2xx with no socket` +
+    } MB and keeper ${b.rssMb.keeper.toFixed(0)} MB${
+      b.rssMb.base === undefined
+        ? ''
+        : ` (TP_BENCH_GW_BASE's: ${b.rssMb.base.front.toFixed(0)} and ${
+          b.rssMb.base.keeper.toFixed(0)
+        } MB)`
+    }. Every wrk response was 2xx with no socket` +
     ` errors; serve's audit trail held ${b.audited} \`request.completed\` entries for the ${b.answered}` +
     ' requests answered (wrk counts only requests finished inside its window).',
     '',

@@ -7,7 +7,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import v8 from 'node:v8';
 import { checkEnvironment } from '../src/broker.ts';
 import { usage } from '../src/errors.ts';
 import { type KeeperLink, keeperLink } from '../src/serve/keeper.ts';
@@ -140,9 +139,8 @@ const keeper: Command = {
         throw e;
       }
     }
-    // A long-lived process: V8's memory-saving mode keeps the resident set about a third
-    // smaller under load, for about a fifth of its throughput (docs/decisions.md).
-    v8.setFlagsFromString('--optimize-for-size');
+    // Not V8's memory-saving mode (the front keeps it): in the keeper, which does the
+    // per-request work, it cost more throughput than the memory it saved (docs/decisions.md).
     const stopped = await link.serve({
       home,
       keys,

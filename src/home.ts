@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { integrity, TpError } from './errors.ts';
 
 export interface Home {
@@ -156,6 +157,49 @@ export function writeStateFile(
   data: Uint8Array | string,
   options: { durable?: boolean } = {},
 ): void {
+  const target = _writableTarget(home, name);
+  try {
+    writeAtomic(home.dir, name, data, 0o600, options);
+  } catch (e) {
+    throw _ioError(e, target);
+  }
+}
+
+/**
+ * `writeStateFile` (durable) with its two fsyncs awaited off the event loop: for a long-lived
+ * process (serve's keeper) whose other requests should not wait behind the disk. The same steps
+ * in the same order, so the same atomicity; the caller holds whatever lock orders its writes.
+ */
+export async function writeStateFileAsync(
+  home: Home,
+  name: string,
+  data: Uint8Array | string,
+): Promise<void> {
+  const target = _writableTarget(home, name);
+  const tmp = _tempName(home.dir, name);
+  let fd: number | undefined;
+  try {
+    try {
+      fd = fs.openSync(tmp, 'wx', 0o600);
+      fs.writeFileSync(fd, data);
+      await fsyncAsync(fd);
+      fs.closeSync(fd);
+      fd = undefined;
+      fs.renameSync(tmp, target);
+    } catch (e) {
+      if (fd !== undefined) fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+    await fsyncDirAsync(home.dir);
+  } catch (e) {
+    throw _ioError(e, target);
+  }
+}
+
+const fsyncAsync = promisify(fs.fsync);
+
+function _writableTarget(home: Home, name: string): string {
   const target = statePath(home, name);
   try {
     const st = fs.lstatSync(target);
@@ -164,11 +208,11 @@ export function writeStateFile(
     if (e instanceof TpError) throw e;
     if (_code(e) !== 'ENOENT') throw _ioError(e, target);
   }
-  try {
-    writeAtomic(home.dir, name, data, 0o600, options);
-  } catch (e) {
-    throw _ioError(e, target);
-  }
+  return target;
+}
+
+function _tempName(dir: string, name: string): string {
+  return path.join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
 /**
@@ -184,7 +228,7 @@ export function writeAtomic(
 ): void {
   const durable = options.durable ?? true;
   const target = path.join(dir, name);
-  const tmp = path.join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = _tempName(dir, name);
   let fd: number | undefined;
   try {
     fd = fs.openSync(tmp, 'wx', mode);
@@ -208,6 +252,18 @@ export function fsyncDir(dir: string): void {
     fs.fsyncSync(fd);
   } catch (e) {
     // Some platforms refuse fsync on directories; the rename itself is still atomic there.
+    if (_code(e) !== 'EISDIR' && _code(e) !== 'EINVAL' && _code(e) !== 'EPERM') throw e;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+async function fsyncDirAsync(dir: string): Promise<void> {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    await fsyncAsync(fd);
+  } catch (e) {
     if (_code(e) !== 'EISDIR' && _code(e) !== 'EINVAL' && _code(e) !== 'EPERM') throw e;
   } finally {
     if (fd !== undefined) fs.closeSync(fd);

@@ -22,7 +22,7 @@ import { open, randomBytes, randomKey, seal, subkey } from './crypto/aead.ts';
 import { checkKdfParams, deriveKey, type KdfParams } from './crypto/kdf.ts';
 import { integrity, TpError } from './errors.ts';
 import { VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS } from './events.ts';
-import { type Home, readStateFile, withLock, writeStateFile } from './home.ts';
+import { type Home, readStateFile, withLock, writeStateFile, writeStateFileAsync } from './home.ts';
 import { type Tier, TIERS } from './tiers.ts';
 import { arr, bool, int, obj, oneOf, str, strArr, strOrNull } from './validate.ts';
 import { type Admin, byAdmin, checkRole, ROLES } from './admins.ts';
@@ -406,6 +406,13 @@ export function saveVault(home: Home, file: VaultFile, keys: VaultKeys): void {
   const { mac: _, ...unsigned } = file;
   const signed = { ..._stored(unsigned), mac: _mac(unsigned, keys) };
   writeStateFile(home, VAULT_FILE, JSON.stringify(signed, null, 2) + '\n');
+}
+
+/** `saveVault` with its fsyncs awaited off the event loop (the head writes of serve's keeper). */
+function _saveVaultAsync(home: Home, file: VaultFile, keys: VaultKeys): Promise<void> {
+  const { mac: _, ...unsigned } = file;
+  const signed: VaultFile = { ...unsigned, mac: _mac(unsigned, keys) };
+  return writeStateFileAsync(home, VAULT_FILE, JSON.stringify(signed, null, 2) + '\n');
 }
 
 export interface Change<T> {
@@ -865,7 +872,9 @@ export class FileVault {
       p.waiters = p.waiters.filter((w) => w.seq > head.seq);
       const keys = (served[served.length - 1] as { keys: VaultKeys }).keys;
       try {
-        await withLock(home, 'vault', () => {
+        // Under the lock for the whole write: the fsyncs are awaited (other requests go on
+        // meanwhile), and the next vault writer, in this process or another, waits for the rename.
+        await withLock(home, 'vault', async () => {
           const file = loadVault(home);
           verifyVault(file, keys);
           if (file.body.audit_head !== null && file.body.audit_head.seq >= head.seq) return;
@@ -879,7 +888,7 @@ export class FileVault {
           rememberBrakes(file.body, this.#brakes.active(file.body));
           file.body.audit_head = head;
           file.body.generation += 1;
-          saveVault(home, file, keys);
+          await _saveVaultAsync(home, file, keys);
         });
         for (const w of served) w.resolve();
       } catch (e) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { KDF_FLOOR } from '../src/crypto/kdf.ts';
@@ -120,6 +120,23 @@ describe('recording the audit head', () => {
     expect(after.body.audit_head).toEqual(heads[199]);
     expect(after.body.generation - before).toBeLessThan(20);
     expect(() => unseal(after, pw)).not.toThrow();
+  });
+
+  it("a head write leaves the event loop while it fsyncs: serve's requests are not blocked behind it", async () => {
+    const { home, keys, st } = fresh();
+    const file = path.join(home.dir, 'vault.json');
+    const before = readFileSync(file);
+    const head = { seq: 7, hash: '7'.repeat(64) };
+    const written = st.vault.recordHead(keys, head);
+    // Nothing replaced yet when the call returns: the fsyncs are awaited, not done in the call.
+    expect(readFileSync(file).equals(before)).toBe(true);
+    await written;
+    expect(loadVault(home).body.audit_head).toEqual(head);
+    expect(() => unseal(loadVault(home), pw)).not.toThrow();
+    // The lock is released and no temp file is left behind.
+    expect(readdirSync(home.dir).filter((n) => n.endsWith('.tmp') || n.endsWith('.lock'))).toEqual(
+      [],
+    );
   });
 
   it('a head is never recorded in a restored older copy: it would hide the changes the copy lacks', async () => {

@@ -3,9 +3,11 @@
  * child that holds the keys), over the keeper's stdin and stdout (docs/formats.md#keeper-frames).
  * A frame is `[type u8][stream id u32][length u32][payload]`, big-endian; stream 0 carries the
  * control frames, each request its own stream id. Both sides honour the pipe's backpressure: a
- * send resolves once the pipe took the frame, or after 'drain' when it was full.
+ * send resolves once the frame is queued, or after 'drain' when the queue was full. Frames sent
+ * in one turn of the event loop leave together, in one write.
  */
 import { Buffer } from 'node:buffer';
+import { setImmediate } from 'node:timers';
 import { errorCodeOf, TpError } from '../errors.ts';
 
 /** Sent in the keeper's `unsealed` and `ready` frames; the front refuses any other. */
@@ -52,11 +54,11 @@ export const BODY_PIECE = 256 * 1024;
 export const STREAM_WINDOW = 1024 * 1024;
 
 export interface FrameChannel {
-  /** Resolves once the pipe took the frame (after 'drain' when it was full); false once closed. */
+  /** Resolves once the frame is queued (after 'drain' when full); false once closed. */
   send(type: FrameType, stream: number, payload?: Uint8Array): Promise<boolean>;
   sendJson(type: FrameType, stream: number, value: unknown): Promise<boolean>;
   readonly closed: boolean;
-  /** Stops reading and ends the output; resolves once what was written is flushed. */
+  /** Stops reading and ends the output; resolves once every frame sent is flushed. */
   close(): Promise<void>;
 }
 
@@ -116,25 +118,36 @@ export function frameChannel(
   pipe.output.on('error', () => finish(null));
 
   let draining: Promise<void> | null = null;
+  // The output stays corked for the rest of this turn of the event loop, so a response's head,
+  // body and end (and whatever else is sent meanwhile) cost one write, not one each: each write
+  // to a pipe is a system call on the event loop. `end()` uncorks, so closing flushes them.
+  const output = pipe.output as NodeJS.WritableStream & { cork(): void; uncork(): void };
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    output.uncork();
+  };
   const send = async (type: FrameType, stream: number, payload = new Uint8Array(0)) => {
     if (closed) return false;
     const header = Buffer.allocUnsafe(HEADER);
     header[0] = type;
     header.writeUInt32BE(stream, 1);
     header.writeUInt32BE(payload.length, 5);
+    if (!corked) {
+      corked = true;
+      output.cork();
+      setImmediate(uncork);
+    }
     let ok: boolean;
     if (type === FRAME.password) {
       // A copy, wiped once written: the caller wipes its own as soon as this resolves, while the
       // pipe may still be writing.
       const frame = Buffer.concat([header, payload]);
-      ok = pipe.output.write(frame, () => frame.fill(0));
+      ok = output.write(frame, () => frame.fill(0));
     } else {
-      // Header and payload in one writev, the payload not copied (callers never reuse it).
-      const output = pipe.output as NodeJS.WritableStream & { cork(): void; uncork(): void };
-      output.cork();
+      // The payload is not copied (callers never reuse it).
       output.write(header);
       ok = output.write(payload);
-      output.uncork();
     }
     if (!ok) {
       // One wait for the pipe's drain, shared by every sender that finds it full.
