@@ -1,5 +1,5 @@
 /**
- * The README's walkthrough and its serve section run as written (issue 16), offline as the README
+ * The README's walkthrough, its serve and agent sections and the auditor's check run as written (issue 16), offline as the README
  * says: `make upstream`'s local server, `$offline` after each `trust-protocol exec` and
  * `trust-protocol serve`, and api.allowed.test for the API hosts. The installed binary comes from
  * the README's own `./install.sh`, into a throwaway HOME.
@@ -21,7 +21,7 @@ function shBlocks(start: string, end: string): string[] {
   return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
 }
 
-it('the walkthrough and serve sections run as written, offline', async () => {
+it('the walkthrough, serve, agent and audit sections run as written, offline', async () => {
   const upstream = spawn(process.execPath, [path.join(ROOT, 'test/upstream.ts')], {
     env: { PATH: process.env.PATH ?? '', PORT: '0' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -35,7 +35,7 @@ it('the walkthrough and serve sections run as written, offline', async () => {
       })
     );
     const port = /127\.0\.0\.1:(\d+)/.exec(printed)![1]!;
-    const script = shBlocks('## Five-minute walkthrough', '## Audit trail')
+    const script = shBlocks('## Five-minute walkthrough', '## Emergency brakes')
       .map((block) =>
         block
           .replaceAll('127.0.0.1:8443', `127.0.0.1:${port}`)
@@ -76,6 +76,8 @@ it('the walkthrough and serve sections run as written, offline', async () => {
     expect(r.stdout).toContain('"authorization":"Bearer [REDACTED:github]"');
     expect(r.stdout).toContain('"authorization":"Bearer [REDACTED:openai]"');
     expect(out).toContain('audit log intact');
+    // The auditor's check: a proof of the last completed request verifies with the key alone.
+    expect(out).toMatch(/entry \d+ is in the log trust-protocol\/[0-9a-f]+ \(checkpoint of \d+ entries\)/);
     // `mcp install --dry-run` for each client names the token's variable, never the token.
     expect(out).toContain('TRUST_PROTOCOL_TOKEN');
     expect(out.match(/mcp_servers|mcpServers/g)?.length ?? 0).toBeGreaterThanOrEqual(3);
