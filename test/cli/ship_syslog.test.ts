@@ -1,7 +1,7 @@
 /**
- * `audit ship` to syslog: over TCP to a real rsyslogd started by the test (imtcp on a loopback
- * port it picks, messages written to a file), and over TLS to a node:tls listener, because this
- * machine's rsyslog has neither TLS driver (lmnsd_gtls, lmnsd_ossl) installed.
+ * `audit ship` to syslog: over TCP and over TLS (gtls, from Debian's rsyslog-gnutls) to a real
+ * rsyslogd started by the test (imtcp on a loopback port it picks, messages written to a file),
+ * and over TLS to a node:tls listener for a receiver that is down and then comes up.
  */
 import { Buffer } from 'node:buffer';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -26,14 +26,26 @@ async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<
 }
 
 /** rsyslogd in the foreground with its own config; SD and MSG of each message, one per line. */
-async function startRsyslog(dir: string): Promise<{ port: number; out: string }> {
+async function startRsyslog(
+  dir: string,
+  options: { tls?: boolean } = {},
+): Promise<{ port: number; out: string }> {
   const out = path.join(dir, 'syslog.out');
   const portFile = path.join(dir, 'rsyslog.port');
   const conf = path.join(dir, 'rsyslog.conf');
+  const fixture = (name: string) => new URL(`../../fixtures/tls/${name}`, import.meta.url).pathname;
+  const tls = options.tls === true
+    ? ` DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="${fixture('ca.pem')}"
+  DefaultNetstreamDriverCertFile="${fixture('server.pem')}"
+  DefaultNetstreamDriverKeyFile="${fixture('server.key')}"`
+    : '';
+  const driver = options.tls === true
+    ? ' StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon"'
+    : '';
   writeFileSync(
     conf,
-    `global(workDirectory="${dir}" maxMessageSize="256k")
-module(load="imtcp")
+    `global(workDirectory="${dir}" maxMessageSize="256k"${tls})
+module(load="imtcp"${driver})
 input(type="imtcp" port="0" address="127.0.0.1" listenPortFileName="${portFile}")
 template(name="raw" type="string" string="%structured-data% %msg%\\n")
 *.* action(type="omfile" file="${out}" template="raw")
@@ -101,6 +113,24 @@ describe('audit ship (syslog)', () => {
     const received = () =>
       existsSync(out) ? readFileSync(out, 'utf8').split('\n').filter((l) => l !== '') : [];
     await waitFor('8 messages', () => received().length >= 8);
+    expectShipped(t.home, received());
+  });
+
+  it('syslog+tls to rsyslogd (gtls): the receiver certificate checked against --cacert, once each, in order', async () => {
+    const t = await shipHome();
+    const { port, out } = await startRsyslog(t.dir, { tls: true });
+    await t.append(4);
+    const ca = t.file('ca.pem', TEST_CA);
+    const args = ['audit', 'ship', '--to', `syslog+tls://localhost:${port}`];
+    // Without the CA the receiver's certificate is not trusted: nothing is shipped.
+    const untrusted = await t.tp(args);
+    expect(untrusted.code).not.toBe(0);
+    const shipped = await t.tp([...args, '--cacert', ca]);
+    expect(shipped.stderr).toBe('');
+    expect(shipped.code).toBe(0);
+    const received = () =>
+      existsSync(out) ? readFileSync(out, 'utf8').split('\n').filter((l) => l !== '') : [];
+    await waitFor('the messages', () => received().length >= logLines(t.home).length);
     expectShipped(t.home, received());
   });
 
