@@ -98,7 +98,13 @@ export class TreeStore {
    * After `lines` were written at byte `at` of the log (and made durable). Best effort: the log
    * is the record, so a failure here only leaves the tree to be caught up later.
    */
-  appended(auditDir: Home, logFd: LogSource, at: number, lines: readonly string[]): void {
+  appended(
+    auditDir: Home,
+    logFd: LogSource,
+    at: number,
+    lines: readonly string[],
+    leaves: readonly Hash[] = lines.map(leafHash),
+  ): void {
     try {
       let tail = this.#tail !== null && this.#tail.end === at ? this.#tail : null;
       this.#tail = null;
@@ -106,8 +112,9 @@ export class TreeStore {
       if (tail === null) return;
       const files = new Files(auditDir, logFd);
       try {
-        for (const line of lines) {
-          _push(files, tail, leafHash(line), tail.end + Buffer.byteLength(line, 'utf8') + 1);
+        for (let i = 0; i < lines.length; i++) {
+          const end = tail.end + Buffer.byteLength(lines[i]!, 'utf8') + 1;
+          _push(files, tail, leaves[i]!, end);
         }
       } finally {
         files.close();

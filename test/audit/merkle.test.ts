@@ -89,3 +89,19 @@ describe('RFC 9162 Merkle tree', () => {
     );
   });
 });
+
+describe('the hashes, against node:crypto written out by hand', () => {
+  it('leaf = SHA-256(0x00 || entry) for text and bytes, node = SHA-256(0x01 || left || right)', async () => {
+    const { createHash } = await import('node:crypto');
+    const sha = (...parts: Uint8Array[]) => {
+      const h = createHash('sha256');
+      for (const p of parts) h.update(p);
+      return new Uint8Array(h.digest());
+    };
+    const text = '{"seq":1,"é":"\u2028"}';
+    expect(leafHash(text)).toEqual(sha(new Uint8Array([0]), new TextEncoder().encode(text)));
+    expect(leafHash(new Uint8Array([1, 2]))).toEqual(sha(new Uint8Array([0, 1, 2])));
+    const [l, r] = [leafHash('l'), leafHash('r')];
+    expect(nodeHash(l, r)).toEqual(sha(new Uint8Array([1]), l, r));
+  });
+});
