@@ -128,8 +128,8 @@ describe('audit verify through the CLI', () => {
     fs.writeFileSync(
       script,
       `
-      import { openState } from ${JSON.stringify(path.join(ROOT, 'src/state.ts'))};
-      const w = openState({ dir: ${JSON.stringify(t.home)} }).audit.writer({ macKey: null });
+      import { FileAuditLog } from ${JSON.stringify(path.join(ROOT, 'src/audit.ts'))};
+      const w = new FileAuditLog({ dir: ${JSON.stringify(t.home)} }).writer({ macKey: null });
       for (let i = 0; i < 200; i++) {
         await w.append([{ event: 'request.denied', actor: { type: 'anyone' }, outcome: 'denied', data: { writer: Number(process.argv[2]), i } }]);
       }`,
