@@ -23,15 +23,13 @@ import { unseal, type VaultFile, type VaultKeys, wipeKeys } from '../../src/vaul
 import {
   type Command,
   type Ctx,
-  existingHome,
-  existingState,
   flag,
   list,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
-  unsealVault,
 } from '../context.ts';
+import { existingHome, existingState, unsealVault } from '../home_state.ts';
 import { EVENT_FAMILIES, EVENTS } from '../../src/events.ts';
 import type { Home } from '../../src/home.ts';
 import { closest } from '../suggest.ts';

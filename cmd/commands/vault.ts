@@ -14,7 +14,8 @@ import { usage } from '../../src/errors.ts';
 import { type Home, openHome, readStateFile } from '../../src/home.ts';
 import { openState } from '../../src/state.ts';
 import { createVault, VAULT_FILE, wipeKeys } from '../../src/vault.ts';
-import { type Command, type Ctx, existingHome, str, unsealVault } from '../context.ts';
+import { type Command, type Ctx, str } from '../context.ts';
+import { existingHome, unsealVault } from '../home_state.ts';
 import { readPassword } from '../secrets.ts';
 
 function _kdfParams(ctx: Ctx): KdfParams {
