@@ -2,13 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  addCredential,
-  newAgent,
-  PASSWORD,
-  sharedHome,
-  type TestHome,
-} from '../helpers/cli.ts';
+import { addCredential, newAgent, PASSWORD, sharedHome, type TestHome } from '../helpers/cli.ts';
 import { type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 
 const CANARY = `sk-brake-canary-${Math.random().toString(16).slice(2, 10)}`;

@@ -11,13 +11,7 @@ import { type AuditEvent, formatEntry, lineDigest } from '../../src/audit.ts';
 import { openHome } from '../../src/home.ts';
 import { openState } from '../../src/state.ts';
 import { unseal, wipeKeys } from '../../src/vault.ts';
-import {
-  addCredential,
-  newAgent,
-  PASSWORD,
-  sharedHome,
-  type TestHome,
-} from '../helpers/cli.ts';
+import { addCredential, newAgent, PASSWORD, sharedHome, type TestHome } from '../helpers/cli.ts';
 import { seedHistory, workingHours } from '../helpers/history.ts';
 import { type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 import { http, json, servedCredential } from '../helpers/serve.ts';
