@@ -11,6 +11,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // One home initialised by the CLI for the whole run, copied by newHome() (test/helpers/cli.ts).
+    globalSetup: ['test/helpers/global_setup.ts'],
     // Most tests wait on the CLI processes they start, so one more worker than cores keeps both
     // cores busy (vitest's default is one fewer: a single worker on a 2-core machine).
     maxWorkers: availableParallelism() + 1,

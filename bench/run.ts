@@ -11,6 +11,13 @@ import { benchScale, scaleMarkdown } from './scale.ts';
 import { benchDetection, detectionMarkdown } from './detection.ts';
 import { benchGateway, gatewayMarkdown } from './gateway.ts';
 import { benchPortkey, portkeyMarkdown } from './portkey.ts';
+import {
+  benchExecServe,
+  type ExecServeBench,
+  execServeMarkdown,
+  execServeVerdict,
+  GOAL_EXEC_SERVE,
+} from './exec_serve.ts';
 import { benchMonitor, monitorMarkdown } from './monitor.ts';
 import { benchSkills, skillsMarkdown } from './skills.ts';
 import { Buffer } from 'node:buffer';
@@ -572,6 +579,7 @@ interface Report {
   startup: Measured[];
   kdf: KdfResults;
   exec: Measured[];
+  execServe: ExecServeBench;
   throughput: Throughput;
   machine: Machine;
   date: Date;
@@ -743,11 +751,18 @@ function _document(r: Report): string {
         `≤ ${_ratio(GOAL_EXEC)}`,
         _verdict(f.exec.median.ratio, GOAL_EXEC, 'x'),
       ],
+      [
+        '`exec` through a running serve / `node -e 0` (issue 17)',
+        _ratio(execServeVerdict(r.execServe).ratio),
+        `≤ ${_ratio(GOAL_EXEC_SERVE)}`,
+        _verdict(execServeVerdict(r.execServe).ratio, GOAL_EXEC_SERVE, 'x'),
+      ],
     ]),
     '',
     _startupSection(f),
     _kdfSection(r, f),
     _execSection(f),
+    execServeMarkdown(r.execServe),
     _throughputSection(r),
     _methodSection(r),
   ].join('\n');
@@ -1025,6 +1040,7 @@ async function _main(): Promise<void> {
     const startup = _benchStartup(setup);
     const kdf = _benchKdf(setup);
     const exec = _benchExec(setup);
+    const execServe = await benchExecServe(work, _env(), _step);
     const throughput = await _benchThroughput(setup);
     const audit = await benchAudit(work, _env(), _step);
     // TP_BENCH_SCALE_ENTRIES: a smaller log for a quick run (the documented figures use 10M).
@@ -1050,7 +1066,17 @@ async function _main(): Promise<void> {
       DOC,
       _placeholders(
         setup,
-        _document({ setup, startup, kdf, exec, throughput, machine, date: startedAt, seconds }),
+        _document({
+          setup,
+          startup,
+          kdf,
+          exec,
+          execServe,
+          throughput,
+          machine,
+          date: startedAt,
+          seconds,
+        }),
       ) + '\n' + auditMarkdown(audit) + '\n' + scaleMarkdown(scale) + '\n' +
         skillsMarkdown(skills) + '\n' +
         gatewayMarkdown(gateway) + '\n' + portkeyMarkdown(portkey) + '\n' +

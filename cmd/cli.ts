@@ -4,7 +4,7 @@
  */
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import pkg from '../package.json' with { type: 'json' };
-import { escapeControls } from '../src/bytes.ts';
+import { escapeControls } from '../src/text.ts';
 import { TpError, usage } from '../src/errors.ts';
 import * as os from 'node:os';
 import { resolveHome } from '../src/home.ts';

@@ -1,21 +1,13 @@
-/** What every command handler receives, and the few helpers they share. */
+/**
+ * What every command handler receives, and the few helpers they share. Nothing here opens the
+ * home or the vault (cmd/state.ts does): `exec` through a serve loads this module and must not
+ * pay for the vault's code at start-up (docs/performance.md).
+ */
 import type { ParseArgsOptionDescriptor } from 'node:util';
 import { ADMIN_ENV } from '../src/admins.ts';
 import { TpError, usage } from '../src/errors.ts';
-import { type Home, openHome } from '../src/home.ts';
-import { openState, type State } from '../src/state.ts';
-import {
-  type Change,
-  unseal,
-  type VaultBody,
-  type VaultFile,
-  type VaultKeys,
-  type VerifiedVault,
-  wipeKeys,
-} from '../src/vault.ts';
 import { paint } from './color.ts';
 import type { Io } from './io.ts';
-import { readPassword } from './secrets.ts';
 
 export type Values = Record<string, string | boolean | string[] | undefined>;
 
@@ -98,52 +90,10 @@ export function flag(ctx: Ctx, name: string): boolean {
   return ctx.values[name] === true;
 }
 
-export function existingHome(ctx: Ctx): Home {
-  return openHome(ctx.homeDir, { create: false });
-}
-
-/** The existing home's vault, audit log and brakes (src/state.ts). */
-export function existingState(ctx: Ctx): State {
-  return openState(existingHome(ctx));
-}
-
-export interface Unsealed {
-  state: State;
-  /** As read when the password was asked for, its MAC checked under the keys. */
-  file: VerifiedVault;
-  keys: VaultKeys;
-}
-
 /** The key slot to try (`--admin`, else TRUST_PROTOCOL_ADMIN); undefined: try every slot. */
 export function adminName(ctx: Ctx): string | undefined {
   const v = str(ctx, 'admin') ?? ctx.io.env[ADMIN_ENV];
   return v === '' ? undefined : v;
-}
-
-export async function unsealVault(ctx: Ctx): Promise<Unsealed> {
-  const state = existingState(ctx);
-  const file: VaultFile = state.vault.read();
-  const password = await readPassword(ctx.io, { passwordFile: str(ctx, 'password-file') });
-  try {
-    const keys = unseal(file, password, { admin: adminName(ctx) });
-    // unseal checked the file's MAC under the keys it derived.
-    return { state, file: file as VerifiedVault, keys };
-  } finally {
-    password.fill(0);
-  }
-}
-
-/** Unseals, applies one vault change under the vault lock, and wipes the keys whatever happens. */
-export async function changeVault<T>(
-  ctx: Ctx,
-  change: (body: VaultBody, keys: VaultKeys) => Change<T>,
-): Promise<T> {
-  const { state, keys } = await unsealVault(ctx);
-  try {
-    return await state.vault.update(keys, (body) => change(body, keys));
-  } finally {
-    wipeKeys(keys);
-  }
 }
 
 /** Aligned columns; with `color`, the first row is a heading and printed bold. */

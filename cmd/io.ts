@@ -46,8 +46,14 @@ export function processIo(): Io {
     env: process.env,
     stdout: process.stdout,
     stderr: process.stderr,
-    stdin: process.stdin,
-    isTerminal: process.stdin.isTTY === true,
+    // Getters: Node builds process.stdin (a file or socket stream, ~10 ms) on first use, and most
+    // commands never read it.
+    get stdin() {
+      return process.stdin;
+    },
+    get isTerminal() {
+      return process.stdin.isTTY === true;
+    },
   };
 }
 

@@ -1,6 +1,6 @@
 /** The flags that shape an outgoing request (exec and serve share them): --timeout, --max-response-bytes, --cacert, --connect-to. */
 import { Buffer } from 'node:buffer';
-import { ignoredCaVariables } from '../src/broker.ts';
+import { ignoredCaVariables } from '../src/http/ca_env.ts';
 import { usage } from '../src/errors.ts';
 import type { SendOptions } from '../src/http/client.ts';
 import { parseConnectTo } from '../src/http/connect_to.ts';

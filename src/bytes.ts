@@ -3,8 +3,11 @@ import { Buffer } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { integrity } from './errors.ts';
 
+// In their own module so that code loading at start-up (the CLI, exec's serve client) does not
+// load node:crypto for them.
+export { decodeUtf8Strict, escapeControls } from './text.ts';
+
 export const utf8 = new TextEncoder();
-const strictDecoder = new TextDecoder('utf-8', { fatal: true });
 
 export function toHex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
@@ -28,14 +31,6 @@ export function fromB64(text: string, field: string): Uint8Array {
   return new Uint8Array(Buffer.from(text, 'base64'));
 }
 
-export function decodeUtf8Strict(bytes: Uint8Array): string | null {
-  try {
-    return strictDecoder.decode(bytes);
-  } catch {
-    return null;
-  }
-}
-
 export function sha256(data: Uint8Array | string): Uint8Array {
   return new Uint8Array(createHash('sha256').update(data).digest());
 }
@@ -48,16 +43,4 @@ export function secretEqual(a: Uint8Array, b: Uint8Array): boolean {
 /** Best effort: JavaScript cannot guarantee no copy of a key survives elsewhere in memory. */
 export function wipe(...buffers: Array<Uint8Array | null | undefined>): void {
   for (const b of buffers) b?.fill(0);
-}
-
-/** Control, bidi and separator characters a terminal or editor may act on. */
-// deno-lint-ignore no-control-regex -- matching control characters is the point
-const UNSAFE_TEXT = new RegExp(
-  '[\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]',
-  'g',
-);
-
-/** Text from outside (reasons, names, paths) made safe to print: such characters become \uNNNN. */
-export function escapeControls(s: string): string {
-  return s.replace(UNSAFE_TEXT, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

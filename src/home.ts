@@ -5,7 +5,6 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { integrity, TpError } from './errors.ts';
 
@@ -212,7 +211,7 @@ function _writableTarget(home: Home, name: string): string {
 }
 
 function _tempName(dir: string, name: string): string {
-  return path.join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+  return path.join(dir, `.${name}.${_randomHex(6)}.tmp`);
 }
 
 /**
@@ -290,7 +289,7 @@ export async function withLock<T>(
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   const isAlive = options.isAlive ?? _pidAlive;
   let delay = 2;
-  const token = `${process.pid} ${randomBytes(8).toString('hex')}`;
+  const token = `${process.pid} ${_randomHex(8)}`;
   for (;;) {
     try {
       const fd = fs.openSync(lockPath, 'wx', 0o600);
@@ -345,7 +344,7 @@ function _abandonedEmptyLock(lockPath: string): boolean {
 
 function _breakStaleLock(lockPath: string, staleContent: string): void {
   // Rename first so that two processes breaking the same stale lock cannot remove a fresh one.
-  const aside = `${lockPath}.stale.${process.pid}.${randomBytes(4).toString('hex')}`;
+  const aside = `${lockPath}.stale.${process.pid}.${_randomHex(4)}`;
   try {
     fs.renameSync(lockPath, aside);
   } catch {
@@ -392,4 +391,15 @@ function _ioError(e: unknown, p: string): TpError {
   if (e instanceof TpError) return e;
   const code = _code(e) ?? 'EIO';
   return new TpError('internal', 'io', `cannot access ${p}: ${code}`, { cause: e });
+}
+
+/**
+ * Random hex for temporary and lock names. Web Crypto's generator (the same CSPRNG on Node and
+ * Deno) rather than node:crypto, which this module would load at start-up for every command.
+ */
+function _randomHex(bytes: number): string {
+  return Array.from(
+    crypto.getRandomValues(new Uint8Array(bytes)),
+    (b) => b.toString(16).padStart(2, '0'),
+  ).join('');
 }

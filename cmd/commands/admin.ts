@@ -3,14 +3,8 @@ import { checkAdminName, type Role, ROLES } from '../../src/admins.ts';
 import { KDF_DEFAULT } from '../../src/crypto/kdf.ts';
 import { usage } from '../../src/errors.ts';
 import { adminKdf, adminsOf, wipeKeys } from '../../src/vault.ts';
-import {
-  type Command,
-  existingState,
-  PASSWORD_FILE_OPTION,
-  str,
-  tableText,
-  unsealVault,
-} from '../context.ts';
+import { type Command, PASSWORD_FILE_OPTION, str, tableText } from '../context.ts';
+import { existingState, unsealVault } from '../home_state.ts';
 import { readPassword } from '../secrets.ts';
 import { kdfParamsOf, passwdCommand } from './vault.ts';
 

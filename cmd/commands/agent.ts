@@ -24,16 +24,14 @@ import {
 import type { State } from '../../src/state.ts';
 import {
   adminName,
-  changeVault,
   type Command,
   type Ctx,
-  existingState,
   type Output,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
-  unsealVault,
 } from '../context.ts';
+import { changeVault, existingState, unsealVault } from '../home_state.ts';
 import { promptHidden, promptLine } from '../io.ts';
 import { recommendCommand } from './monitor.ts';
 import { readToken } from '../secrets.ts';

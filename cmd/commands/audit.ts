@@ -39,15 +39,13 @@ import {
   adminName,
   type Command,
   type Ctx,
-  existingHome,
-  existingState,
   flag,
   list,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
-  unsealVault,
 } from '../context.ts';
+import { existingHome, existingState, unsealVault } from '../home_state.ts';
 import { EVENT_FAMILIES, EVENTS } from '../../src/events.ts';
 import { DEFAULT_SEGMENT_BYTES, SEGMENT_BYTES_ENV } from '../../src/audit_segments.ts';
 import type { Home } from '../../src/home.ts';

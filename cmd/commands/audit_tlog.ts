@@ -34,14 +34,8 @@ import {
   type VaultKeys,
   wipeKeys,
 } from '../../src/vault.ts';
-import {
-  adminName,
-  type Command,
-  existingState,
-  list,
-  PASSWORD_FILE_OPTION,
-  str,
-} from '../context.ts';
+import { adminName, type Command, list, PASSWORD_FILE_OPTION, str } from '../context.ts';
+import { existingState } from '../home_state.ts';
 
 /** Where readers of the whole log also look for closed segments moved out of the home. */
 export const SEGMENTS_OPTION = {

@@ -9,13 +9,8 @@ import {
 } from '../../src/config.ts';
 import { usage } from '../../src/errors.ts';
 import { wipeKeys } from '../../src/vault.ts';
-import {
-  type Command,
-  type Ctx,
-  existingHome,
-  PASSWORD_FILE_OPTION,
-  unsealVault,
-} from '../context.ts';
+import { type Command, type Ctx, PASSWORD_FILE_OPTION } from '../context.ts';
+import { existingHome, unsealVault } from '../home_state.ts';
 import { readUserFile } from '../io.ts';
 
 /** The CA file a config names, as serve reads it (text, --cacert's way); null when none. */

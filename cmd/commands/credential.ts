@@ -20,18 +20,16 @@ import {
   wipeKeys,
 } from '../../src/vault.ts';
 import {
-  changeVault,
   type Command,
   type Ctx,
-  existingState,
   flag,
   type Flags,
   list as listFlag,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
-  unsealVault,
 } from '../context.ts';
+import { changeVault, existingState, unsealVault } from '../home_state.ts';
 import { type DotenvEntry, looksLikeDotenvLine, parseDotenv } from '../dotenv.ts';
 import { promptHidden, readAll, readUserFile } from '../io.ts';
 import { findPreset, type Preset, PRESETS } from '../../src/presets.ts';

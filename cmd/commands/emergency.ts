@@ -16,14 +16,12 @@ import { wipeKeys } from '../../src/vault.ts';
 import {
   type Command,
   type Ctx,
-  existingHome,
-  existingState,
   type Flags,
   PASSWORD_FILE_OPTION,
   str,
   tableText,
-  unsealVault,
 } from '../context.ts';
+import { existingHome, existingState, unsealVault } from '../home_state.ts';
 import { promptLine } from '../io.ts';
 
 export const CONFIRMATION = 'CONFIRM_RESTORE_ACCESS';

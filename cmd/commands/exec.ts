@@ -2,25 +2,24 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Buffer } from 'node:buffer';
-import {
-  type BrokeredResponse,
-  type BrokerRequest,
-  execute,
-  unsealWithPassword,
-} from '../../src/broker.ts';
-import { decodeUtf8Strict } from '../../src/bytes.ts';
+import type { BrokeredResponse, BrokerRequest } from '../../src/broker.ts';
+import { decodeUtf8Strict } from '../../src/text.ts';
 import { TpError, usage } from '../../src/errors.ts';
-import { monitorOnce } from '../../src/monitor/live.ts';
 import type { State } from '../../src/state.ts';
-import { unseal, type VaultKeys, wipeKeys } from '../../src/vault.ts';
-import { findPlaceholders, parseCurlArgs, type Template } from '../../src/template.ts';
+import type { VaultKeys } from '../../src/vault.ts';
+import type { Template } from '../../src/template.ts';
 import { SOCKET_NAME, SYSTEM_SOCKET } from '../../src/serve/address.ts';
 import type { ServerTarget } from '../../src/serve/client.ts';
-import { adminName, type Command, type Ctx, existingState, flag, list, str } from '../context.ts';
+import { adminName, type Command, type Ctx, flag, list, str } from '../context.ts';
 import { EXIT } from '../exit.ts';
 import { readAll, readUserFile, write } from '../io.ts';
 import { noteIgnoredCaVariables, sendOptions as sendOptionsOf } from '../send_options.ts';
 import { PASSWORD_ENV, readPassword, readToken } from '../secrets.ts';
+
+// Through a running serve, exec is a thin client: it checks the template's syntax, hands it to the
+// socket and copies the answer out. The broker, the vault, the monitor, the template renderer and
+// TLS load only when it unseals the vault itself (dynamic imports below): docs/performance.md
+// measures what the serve path's start-up loads.
 
 const TEMPLATE_LIMIT = 16 * 1024 * 1024;
 const SERVER_ENV = 'TRUST_PROTOCOL_SERVER';
@@ -105,6 +104,7 @@ async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Templa
   }
   const data = list(ctx, 'data').map((d) => d.startsWith('@') ? _dataFile(d.slice(1)) : d);
   const credential = str(ctx, 'credential');
+  const { findPlaceholders, parseCurlArgs } = await import('../../src/template.ts');
   const curl = (headers: string[]) =>
     parseCurlArgs({
       url: ctx.positionals[0] as string,
@@ -116,7 +116,7 @@ async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Templa
   const parsed = curl(list(ctx, 'header'));
   if (credential === undefined || findPlaceholders(parsed).length > 0) return { parsed };
   // curl-style with no placeholder: the credential's inject rule says where it goes (issue 16).
-  const rule = _unverifiedInjectRule(ctx, credential);
+  const rule = await _unverifiedInjectRule(ctx, credential);
   return { parsed: rule === null ? parsed : curl([...list(ctx, 'header'), rule]) };
 }
 
@@ -158,7 +158,8 @@ async function _passwordOrNoServe(ctx: Ctx): Promise<Uint8Array> {
  * it only writes a header the agent could have written itself; whether the credential may go in a
  * header, to this host, for this agent is decided by the broker on the authenticated vault.
  */
-function _unverifiedInjectRule(ctx: Ctx, credential: string): string | null {
+async function _unverifiedInjectRule(ctx: Ctx, credential: string): Promise<string | null> {
+  const { existingState } = await import('../home_state.ts');
   try {
     const record = existingState(ctx).vault.read().body.credentials.find((c) =>
       c.name === credential
@@ -347,7 +348,9 @@ If a serve answers, exec hands it the request and needs no password; else it uns
 export const execCommands: Command[] = [exec];
 
 /** No serve: this process unseals the vault itself, for this one request. */
-function _executeHere(ctx: Ctx, request: BrokerRequest): Promise<BrokeredResponse> {
+async function _executeHere(ctx: Ctx, request: BrokerRequest): Promise<BrokeredResponse> {
+  const { execute, unsealWithPassword } = await import('../../src/broker.ts');
+  const { existingState } = await import('../home_state.ts');
   const state = existingState(ctx);
   return execute(request, {
     state,
@@ -364,6 +367,8 @@ function _executeHere(ctx: Ctx, request: BrokerRequest): Promise<BrokeredRespons
  * the variable); at a terminal it is not asked for, and the next run that holds it catches up.
  */
 async function _monitor(ctx: Ctx, state: State, keys: VaultKeys | null): Promise<void> {
+  const { monitorOnce } = await import('../../src/monitor/live.ts');
+  const { unseal, wipeKeys } = await import('../../src/vault.ts');
   if (keys !== null) {
     await monitorOnce(state, keys, ctx.now());
     return;

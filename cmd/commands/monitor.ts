@@ -10,7 +10,8 @@ import {
   monitorReportOfLines,
   parseAuditLog,
 } from '../../src/monitor/report.ts';
-import { changeVault, type Command, type Ctx, existingState, tableText } from '../context.ts';
+import { type Command, type Ctx, tableText } from '../context.ts';
+import { changeVault, existingState } from '../home_state.ts';
 import {
   ACTIONS,
   actionsFor,

@@ -7,14 +7,8 @@ import { checkName } from '../../src/skills/comment.ts';
 import { keyIdHex, parsePublicKey } from '../../src/skills/keys.ts';
 import { addPublisher, revokePublisher } from '../../src/skills/publishers.ts';
 import { type PublisherRecord, wipeKeys } from '../../src/vault.ts';
-import {
-  type Command,
-  existingState,
-  PASSWORD_FILE_OPTION,
-  str,
-  tableText,
-  unsealVault,
-} from '../context.ts';
+import { type Command, PASSWORD_FILE_OPTION, str, tableText } from '../context.ts';
+import { existingState, unsealVault } from '../home_state.ts';
 import { readUserFile } from '../io.ts';
 
 const REASON_MAX = 1000;

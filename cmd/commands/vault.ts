@@ -15,7 +15,8 @@ import { type Home, openHome, readStateFile } from '../../src/home.ts';
 import { openState } from '../../src/state.ts';
 import { checkAdminName } from '../../src/admins.ts';
 import { adminKdf, adminsOf, createVault, VAULT_FILE, wipeKeys } from '../../src/vault.ts';
-import { type Command, type Ctx, existingHome, str, unsealVault } from '../context.ts';
+import { type Command, type Ctx, str } from '../context.ts';
+import { existingHome, unsealVault } from '../home_state.ts';
 import { readPassword } from '../secrets.ts';
 
 export function kdfParamsOf(ctx: Ctx): KdfParams {

@@ -8,10 +8,10 @@ import type { BrakeRequest } from '../brakes.ts';
 import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import { type IncomingMessage, request as httpRequest } from 'node:http';
-import { isIPv4 } from 'node:net';
+import { connect, isIPv4 } from 'node:net';
 import * as path from 'node:path';
 import type { BrokeredResponse, BrokerRequest } from '../broker.ts';
-import { decodeUtf8Strict } from '../bytes.ts';
+import { decodeUtf8Strict } from '../text.ts';
 import { denied, TpError, usage } from '../errors.ts';
 import { ERROR_HEADER, errorFromResponse } from './http_error.ts';
 import { AUDIT_SEQ_HEADER, MAX_BYTES_HEADER, TIMEOUT_HEADER } from './protocol.ts';
@@ -311,9 +311,12 @@ function _request(
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({
-      ...(target.kind === 'unix'
-        ? { socketPath: target.path }
-        : { host: target.connect, port: target.port }),
+      // Our own connection and no agent: one request per connection anyway, and the agent's
+      // server-name check (an IPv6 regular expression compiled on first use) costs exec's start-up.
+      createConnection: () =>
+        target.kind === 'unix'
+          ? connect(target.path)
+          : connect({ host: target.connect, port: target.port }),
       method: options.method,
       path: options.path,
       headers: {
@@ -321,7 +324,6 @@ function _request(
         Host: target.kind === 'unix' ? 'localhost' : target.host,
         ...(options.body === null ? {} : { 'Content-Length': String(options.body.length) }),
       },
-      agent: false,
     });
     const timer = options.timeoutMs === null
       ? undefined

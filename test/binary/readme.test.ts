@@ -77,7 +77,9 @@ it('the walkthrough, serve, agent and audit sections run as written, offline', a
     expect(r.stdout).toContain('"authorization":"Bearer [REDACTED:openai]"');
     expect(out).toContain('audit log intact');
     // The auditor's check: a proof of the last completed request verifies with the key alone.
-    expect(out).toMatch(/entry \d+ is in the log trust-protocol\/[0-9a-f]+ \(checkpoint of \d+ entries\)/);
+    expect(out).toMatch(
+      /entry \d+ is in the log trust-protocol\/[0-9a-f]+ \(checkpoint of \d+ entries\)/,
+    );
     // `mcp install --dry-run` for each client names the token's variable, never the token.
     expect(out).toContain('TRUST_PROTOCOL_TOKEN');
     expect(out.match(/mcp_servers|mcpServers/g)?.length ?? 0).toBeGreaterThanOrEqual(3);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
+import { addCredential, newAgent, newHome, sharedHome, type TestHome } from '../helpers/cli.ts';
 
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno === 'object';
 const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
@@ -12,12 +12,16 @@ function logPath(t: TestHome): string {
   return path.join(t.home, 'audit', 'audit.log');
 }
 
-async function populated(): Promise<TestHome> {
-  const t = await newHome();
+async function populate(t: TestHome): Promise<void> {
   expect((await addCredential(t, 'k', CANARY, ['--allowed-domains', 'api.allowed.test'])).code)
     .toBe(0);
   for (let i = 0; i < 4; i++) await newAgent(t, { name: `bot${i}`, grants: ['k'] });
-  return t;
+}
+
+/** A credential and four agents, set up once for the file and copied for each test. */
+const populatedHome = sharedHome(populate);
+async function populated(): Promise<TestHome> {
+  return (await populatedHome()).t;
 }
 
 async function verifyJson(t: TestHome, args: string[] = []) {
@@ -115,7 +119,9 @@ describe('audit verify through the CLI', () => {
 
   it('a log from another vault is "wrong key"', async () => {
     const a = await populated();
-    const b = await populated();
+    // Its own vault (its own key), not a copy of the shared one.
+    const b = await newHome({ fresh: true });
+    await populate(b);
     fs.copyFileSync(logPath(a), logPath(b));
     const { code, result } = await verifyJson(b);
     expect(code).toBe(1);

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addCredential, newAgent, newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
+import { addCredential, newAgent, PASSWORD, sharedHome, type TestHome } from '../helpers/cli.ts';
 import { type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 
 const CANARY = `sk-brake-canary-${Math.random().toString(16).slice(2, 10)}`;
@@ -23,8 +23,8 @@ interface World {
   ca: string;
 }
 
-async function world(): Promise<World> {
-  const t = await newHome();
+/** Two credentials and two agents, set up once for the file and copied for each test. */
+const worldHome = sharedHome(async (t) => {
   for (const name of ['k1', 'k2']) {
     expect(
       (await addCredential(t, name, `${CANARY}-${name}`, ['--allowed-domains', 'api.allowed.test']))
@@ -33,7 +33,12 @@ async function world(): Promise<World> {
   }
   const a = await newAgent(t, { name: 'a', grants: ['k1', 'k2'] });
   const b = await newAgent(t, { name: 'b', grants: ['k1', 'k2'] });
-  return { t, a, b, ca: t.file('ca.pem', TEST_CA) };
+  return { a, b };
+});
+
+async function world(): Promise<World> {
+  const { t, value } = await worldHome();
+  return { t, ...value, ca: t.file('ca.pem', TEST_CA) };
 }
 
 /** One request by `agent` with credential `cred`; `password` false runs with no password source. */

@@ -9,17 +9,22 @@ import {
   command,
   newAgent,
   newHome,
+  sharedHome,
   type TestHome,
 } from '../helpers/cli.ts';
 import { startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 
 const CANARY = 'sk-integrity-canary-9d8e7f6a';
 
-async function setup() {
-  const t = await newHome();
+/** A credential and an agent, set up once for the file and copied for each test. */
+const setupHome = sharedHome(async (t) => {
   expect((await addCredential(t, 'k', CANARY, ['--allowed-domains', 'api.allowed.test'])).code)
     .toBe(0);
-  const agent = await newAgent(t, { tier: 'COMPANION', grants: ['k'] });
+  return await newAgent(t, { tier: 'COMPANION', grants: ['k'] });
+});
+
+async function setup() {
+  const { t, value: agent } = await setupHome();
   return { t, agent };
 }
 

@@ -11,7 +11,7 @@ import { type AuditEvent, formatEntry, lineDigest } from '../../src/audit.ts';
 import { openHome } from '../../src/home.ts';
 import { openState } from '../../src/state.ts';
 import { unseal, wipeKeys } from '../../src/vault.ts';
-import { addCredential, newAgent, newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
+import { addCredential, newAgent, PASSWORD, sharedHome, type TestHome } from '../helpers/cli.ts';
 import { seedHistory, workingHours } from '../helpers/history.ts';
 import { type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 import { http, json, servedCredential } from '../helpers/serve.ts';
@@ -95,15 +95,26 @@ async function recordAsSystem(t: TestHome, event: AuditEvent, at: Date): Promise
   }
 }
 
+/** A credential (added with `flags`) and an agent, set up once per `flags` and copied per test. */
+const homes = new Map<string, ReturnType<typeof sharedHome<{ id: string; token: string }>>>();
+
 async function setup(flags: readonly string[] = []) {
-  const t = await newHome();
-  const added = await addCredential(t, 'k', CANARY, [
-    '--allowed-domains',
-    'api.allowed.test',
-    ...flags,
-  ]);
-  expect(added.code, added.stderr).toBe(0);
-  const agent = await newAgent(t, { tier: 'COMPANION', grants: ['k'] });
+  const key = flags.join(' ');
+  if (!homes.has(key)) {
+    homes.set(
+      key,
+      sharedHome(async (t) => {
+        const added = await addCredential(t, 'k', CANARY, [
+          '--allowed-domains',
+          'api.allowed.test',
+          ...flags,
+        ]);
+        expect(added.code, added.stderr).toBe(0);
+        return await newAgent(t, { tier: 'COMPANION', grants: ['k'] });
+      }),
+    );
+  }
+  const { t, value: agent } = await homes.get(key)!();
   const ca = t.file('ca.pem', TEST_CA);
   const exec = (url = 'https://api.allowed.test/boundary') =>
     t.tp([

@@ -3,7 +3,7 @@
  * built binary (TP_CLI=binary), in a clean environment (nothing of the test runner's leaks in).
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
@@ -115,7 +115,41 @@ export interface TestHome {
   file(name: string, content: string | Uint8Array, mode?: number): string;
 }
 
-export async function newHome(options: { init?: boolean } = {}): Promise<TestHome> {
+/**
+ * The initialised home that newHome() copies: `init` (the real CLI, at the KDF floor) runs once per
+ * test run (test/helpers/global_setup.ts, named by TP_TEST_TEMPLATE_HOME), or else once per test
+ * process, instead of once per test: a CLI start and an Argon2id derivation were the largest share
+ * of many tests' set-up (on Deno the derivation alone is about a third of a second). Copies share
+ * the vault's key and salt: a test that needs two unrelated vaults asks for `fresh`.
+ */
+export const TEMPLATE_ENV = 'TP_TEST_TEMPLATE_HOME';
+
+let _template: Promise<string> | undefined;
+
+const INIT_FLOOR = ['init', '--kdf-memory-mib', '19', '--kdf-iterations', '2'];
+
+/** Runs `init` on a new home in a new temporary directory; returns the home. */
+export async function initTemplateHome(): Promise<string> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tp-template-'));
+  const home = path.join(dir, 'home');
+  const passwordFile = path.join(dir, 'password');
+  writeFileSync(passwordFile, PASSWORD + '\n', { mode: 0o600 });
+  const r = await run(['--home', home, ...INIT_FLOOR, '--password-file', passwordFile]);
+  if (r.code !== 0) throw new Error(`init failed: ${r.stderr}`);
+  return home;
+}
+
+function _templateHome(): Promise<string> {
+  const shared = process.env[TEMPLATE_ENV];
+  _template ??= shared !== undefined && shared !== '' && existsSync(shared)
+    ? Promise.resolve(shared)
+    : initTemplateHome();
+  return _template;
+}
+
+export async function newHome(
+  options: { init?: boolean; fresh?: boolean } = {},
+): Promise<TestHome> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tp-test-'));
   const home = path.join(dir, 'home');
   const passwordFile = path.join(dir, 'password');
@@ -132,19 +166,38 @@ export async function newHome(options: { init?: boolean } = {}): Promise<TestHom
       return p;
     },
   };
-  if (options.init !== false) {
-    const r = await t.tp([
-      'init',
-      '--kdf-memory-mib',
-      '19',
-      '--kdf-iterations',
-      '2',
-      '--password-file',
-      passwordFile,
-    ]);
+  if (options.init === false) return t;
+  if (options.fresh === true) {
+    const r = await t.tp([...INIT_FLOOR, '--password-file', passwordFile]);
     if (r.code !== 0) throw new Error(`init failed: ${r.stderr}`);
+    return t;
   }
+  // A copy of what `init` wrote, modes and all (the home is 0700, its files 0600).
+  cpSync(await _templateHome(), home, { recursive: true });
+  chmodSync(home, 0o700);
   return t;
+}
+
+/**
+ * A home that `build` sets up once per test process (the real CLI, on a home from newHome()),
+ * copied afresh for each call with what `build` returned (agent ids and tokens): for a set-up
+ * many tests of a file share, which each test may then change in its own copy. Copies share the
+ * vault's keys (newHome).
+ */
+export function sharedHome<T>(
+  build: (t: TestHome) => Promise<T>,
+): () => Promise<{ t: TestHome; value: T }> {
+  let template: Promise<{ t: TestHome; value: T }> | undefined;
+  return async () => {
+    template ??= newHome().then(async (t) => ({ t, value: await build(t) }));
+    const source = await template;
+    const t = await newHome({ init: false });
+    cpSync(source.t.home, t.home, { recursive: true });
+    chmodSync(t.home, 0o700);
+    // Default agent names go on from the template's (bot, bot2...): names are unique in a home.
+    _agentsMade.set(t, _agentsMade.get(source.t) ?? 0);
+    return { t, value: source.value };
+  };
 }
 
 /** Adds a credential with a value given on stdin; returns the CLI result. */

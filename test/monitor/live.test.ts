@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
+import { addCredential, newAgent, sharedHome, type TestHome } from '../helpers/cli.ts';
 import { seedHistory, workingHours } from '../helpers/history.ts';
 import { type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 
@@ -53,8 +53,8 @@ afterAll(async () => {
   await upstream.close();
 });
 
-async function world(): Promise<{ t: TestHome; route: string[] }> {
-  const t = await newHome();
+/** Two credentials, added once for the file and copied for each test. */
+const worldHome = sharedHome(async (t) => {
   for (const [name, domain] of [['k', 'api.allowed.test'], ['k2', 'files.allowed.test']]) {
     const r = await addCredential(t, name!, `sk-live-${name}-0123456789`, [
       '--allowed-domains',
@@ -62,6 +62,10 @@ async function world(): Promise<{ t: TestHome; route: string[] }> {
     ]);
     expect(r.code, r.stderr).toBe(0);
   }
+});
+
+async function world(): Promise<{ t: TestHome; route: string[] }> {
+  const { t } = await worldHome();
   const ca = t.file('ca.pem', TEST_CA);
   const route = [
     '--cacert',

@@ -7,7 +7,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run, type RunOptions, type RunResult } from '../helpers/cli.ts';
+import { baseEnv, run, type RunOptions, type RunResult, RUNTIME } from '../helpers/cli.ts';
+import { execFile } from 'node:child_process';
 import { bearer, type Canary, setupCanary } from '../helpers/canary.ts';
 import { scriptedUpstream, type Served, startServe } from '../helpers/serve.ts';
 
@@ -219,6 +220,46 @@ describe.concurrent('the same output and exit code as a one-shot exec', () => {
 
 describe.concurrent('finding the serve', () => {
   const tpl = () => _template(bearer('https://api.allowed.test/find', 'x'));
+
+  // What start-up loads, recorded by bench/loaded.ts (Node's module hooks: the Node pass only).
+  it.skipIf(RUNTIME !== 'node')(
+    'through serve, exec loads no vault, broker, monitor, template renderer or HTTPS client',
+    async () => {
+      const root = path.resolve(new URL('../..', import.meta.url).pathname);
+      const out = path.join(f.t.dir, `loaded-${f.marker()}.json`);
+      // Not spawnSync: the upstream listens in this process.
+      const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [
+            '--import',
+            path.join(root, 'bench/loaded.ts'),
+            path.join(root, 'cmd/main.ts'),
+            '--home',
+            f.t.home,
+            'exec',
+            '--template',
+            tpl(),
+          ],
+          { env: baseEnv({ TRUST_PROTOCOL_TOKEN: f.agent.token, TP_BENCH_LOADED: out }) },
+          (e, stdout, stderr) =>
+            resolve({ code: e === null ? 0 : Number(e.code ?? 1), stdout, stderr }),
+        );
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).path).toBe('/find');
+      const loaded = JSON.parse(fs.readFileSync(out, 'utf8')) as {
+        modules: string[];
+        builtins: string[];
+      };
+      expect(loaded.modules).toContain('src/serve/client.ts');
+      // Sources only: type stripping and the hooks load built-ins of their own here, so Node's
+      // built-ins are counted on the bundle (bench/exec_serve.ts). src/bytes.ts loads node:crypto.
+      const heavy =
+        /^(src\/(vault|broker|state|audit|template|redact|policy|bytes)\.ts|src\/(monitor|crypto)\/|src\/http\/client\.ts|node_modules\/)/;
+      expect(loaded.modules.filter((m) => heavy.test(m))).toEqual([]);
+    },
+  );
 
   it('no password anywhere: the default socket serves it, and serve audits it', async () => {
     const before = _completedBy(f.agent.id);
