@@ -56,7 +56,7 @@ async function checkpointed(t: TestHome): Promise<{ vkey: string; note: string }
 describe.skipIf(missing !== null)("Go's sumdb/note verifier", () => {
   it('accepts our checkpoint and rejects one changed byte or another key', async () => {
     const t = await newHome();
-    const other = await newHome();
+    const other = await newHome({ fresh: true }); // another instance: its own vault and key
     const bin = build(t.dir);
     const { vkey, note } = await checkpointed(t);
     const open = (key: string, text: string) => {

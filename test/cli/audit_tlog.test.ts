@@ -49,7 +49,7 @@ describe('transparency: checkpoints, proofs, witnesses', () => {
       expect(w.code).toBe(1);
       expect(w.stderr).toMatch(/not in the tree the checkpoint signs/);
       // Another instance's key.
-      const other = await newHome();
+      const other = await newHome({ fresh: true }); // another instance: its own vault and key
       const otherKey = (await ok(other, ['audit', 'key', ...pw(other)])).trim();
       expect((await t.tp(['audit', 'verify-proof', proofFile, '--key', otherKey])).code).toBe(1);
     },
