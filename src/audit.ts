@@ -339,14 +339,18 @@ function _readRecent(
 ): Array<Authenticated<LogEntry>> {
   const out: Array<Authenticated<LogEntry>> = [];
   const mac = digestHmacer(macKey);
+  const chain = new ChainBackward();
   try {
     // Into the segments too: a rotation must not reset a rate limit.
     for (const line of _trailBackward(auditDir, fd, end)) {
+      if (line === '') continue;
+      chain.link(line);
       const entry = _readEntry(line, mac);
       if (entry === null || !entry.authenticated) continue;
       if (entry.ts < since) return out;
       out.push(entry);
     }
+    chain.atStart();
     return out;
   } finally {
     mac.wipe();
@@ -389,7 +393,13 @@ function _scanEntriesAfter(
   const mac = macKey === null ? null : digestHmacer(macKey);
   try {
     const end = fd === null ? 0 : _completeEnd(fd);
+    // With the key (what proves the vault current), the lines read must also chain: an entry
+    // deleted whole is as much a hidden change as one whose MAC was broken. Without it the scan
+    // only finds brakes, which narrow.
+    const chain = mac === null ? null : new ChainBackward();
     for (const line of _trailBackward(auditHome(home), fd, end)) {
+      if (line === '') continue;
+      chain?.link(line);
       const named = events === undefined ? null : LEADING_FIELDS.exec(line);
       if (named !== null && Number(named[1]) > afterSeq && !events!.test(named[2] as string)) {
         if (mac !== null) _authenticated(line, mac);
@@ -400,6 +410,7 @@ function _scanEntriesAfter(
       if (entry.seq > afterSeq) out.push(entry);
       else if (mac === null || entry.authenticated) return out;
     }
+    chain?.atStart();
     return out;
   } finally {
     mac?.wipe();
@@ -832,6 +843,41 @@ function _linesFrom(
 }
 
 /** The `prev` field of a line: the last one, just before the MAC. */
+/**
+ * Read back from the tail, each line must be the one the newer line's `prev` names, and the first
+ * line of the trail must follow the genesis hash: every line is MAC-checked on its own, so without
+ * this an entry deleted whole (say the requests a rate limit counts) would go unnoticed.
+ */
+class ChainBackward {
+  /** The `prev` of the line read last (the next one read must have this digest). */
+  #expect: string | null | undefined;
+
+  link(line: string): void {
+    if (this.#expect !== undefined && lineDigest(line) !== this.#expect) _chainBroken(line);
+    this.#expect = _prevOf(line);
+    if (this.#expect === null) _chainBroken(line);
+  }
+
+  atStart(): void {
+    if (this.#expect !== undefined && this.#expect !== GENESIS) {
+      throw integrity(
+        'audit_forked',
+        'the audit log no longer begins with its first entry: entries were cut from its start',
+        'run `trust-protocol audit verify`; restore the log from a backup',
+      );
+    }
+  }
+}
+
+function _chainBroken(line: string): never {
+  const seq = LEADING_FIELDS.exec(line)?.[1] ?? '?';
+  throw integrity(
+    'audit_forked',
+    `the audit log's chain is broken at entry ${seq}: entries were deleted, inserted or reordered`,
+    'run `trust-protocol audit verify`; restore the log from a backup',
+  );
+}
+
 function _prevOf(line: string): string | null {
   const at = line.lastIndexOf(',"prev":"');
   return at < 0 ? null : line.slice(at + 9, at + 9 + 64);

@@ -337,9 +337,10 @@ describe('exec', () => {
       '0'.repeat(64)
     }","mac":null}`;
     fs.appendFileSync(log, forged + '\n', { mode: 0o600 });
+    // Its `prev` does not name the entry before it: the chain is broken, nothing is sent.
     const second = await run();
-    expect(second.code).toBe(4);
-    expect(second.stderr).toMatch(/rate limit/);
+    expect(second.code, second.stderr).toBe(8);
+    expect(second.stderr).toMatch(/chain is broken/);
     fs.writeFileSync(log, lines.slice(0, -2).join('\n') + '\n');
     const cut = await run();
     expect(cut.code, cut.stderr).toBe(8);

@@ -80,6 +80,17 @@ function breakMacs(
   return broken;
 }
 
+/** Deletes whole entries (each intact, MAC and all) from the log; returns how many. */
+function deleteEntries(
+  t: TestHome,
+  which: (entry: { seq: number; event: string }) => boolean,
+): number {
+  const all = lines(t);
+  const kept = all.filter((line) => !which(JSON.parse(line)));
+  rewrite(logFile(t), kept.join('\n') + '\n');
+  return all.length - kept.length;
+}
+
 /** A password holder's entry with an earlier time, written as the monitor would have. */
 async function recordAsSystem(t: TestHome, event: AuditEvent, at: Date): Promise<void> {
   const home = openHome(t.home, { create: false });
@@ -288,6 +299,56 @@ describe('a MAC present but wrong is an integrity failure, never skipped', () =>
         expect(r.stderr).not.toContain(CANARY);
       }
       expect(sent() - before).toBe(2);
+    },
+    60_000,
+  );
+
+  it(
+    'deleting the entries of earlier requests, each intact, does not reset a rate limit (exit 8, the upstream got 2)',
+    async () => {
+      const { t, exec, sent } = await setup(['--rate', '2/h']);
+      const before = sent();
+      expect((await exec()).code).toBe(0);
+      expect((await exec()).code).toBe(0);
+      // A later change moves the vault's head past them, so the log's tail still matches it.
+      const later = await t.tp(['agent', 'list', '--password-file', t.passwordFile]);
+      expect(later.code).toBe(0);
+      expect(
+        (await t.tp([
+          'monitor',
+          'actions',
+          'new_host',
+          'record',
+          '--password-file',
+          t.passwordFile,
+        ]))
+          .code,
+      ).toBe(0);
+      expect(deleteEntries(t, (e) => e.event.startsWith('request.'))).toBe(4);
+      const r = await exec();
+      expect(r.code, r.stderr).toBe(8);
+      expect(r.stderr).not.toContain(CANARY);
+      expect(sent() - before).toBe(2);
+    },
+    60_000,
+  );
+
+  it(
+    'a vault.json restored from before `agent revoke`, the revocation deleted from the log: exit 8, nothing sent',
+    async () => {
+      const { t, agent, exec, sent } = await setup();
+      const old = fs.readFileSync(vaultFile(t));
+      expect((await t.tp(['agent', 'revoke', agent.id, '--password-file', t.passwordFile])).code)
+        .toBe(0);
+      // A later keyed entry that is no vault change (the refusal) keeps the tail past the old head.
+      expect((await exec()).code).toBe(4);
+      rewrite(vaultFile(t), old);
+      expect(deleteEntries(t, (e) => e.event === 'agent.revoke' || e.event === 'vault.saved'))
+        .toBeGreaterThan(0);
+      const before = sent();
+      const r = await exec();
+      expect(r.code, r.stderr).toBe(8);
+      expect(sent()).toBe(before);
     },
     60_000,
   );
