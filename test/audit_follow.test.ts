@@ -66,14 +66,20 @@ describe('FileAuditLog.follow', () => {
       await keyed.append([event('agent.suspend', 19), event('brake.activate', 20)]);
       compare(5);
       expect(seqs(st.audit.entriesAfter(KEY, 5, VAULT_CHANGE_EVENTS))).toEqual([19, 16, 11, 6]);
-      // Rewritten: a different log of the same length, a vault change where there was none.
-      const now = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
+      // Rewritten in the middle: a different entry 13 under the right key. The scan with the key
+      // checks the chain (entry 14 names the old 13) and refuses; the follower, reading forward
+      // from the unchanged tail, does not see an edit that keeps the length (audit verify does).
+      const original = fs.readFileSync(log, 'utf8');
+      const now = original.trimEnd().split('\n');
       const at = now.findIndex((l) => l.includes('"seq":13,'));
       const prev = JSON.parse(now[at]!).prev as string;
       now[at] = formatEntry({ ...event('agent.revoke', 13), seq: 13, ts: 'x', prev }, KEY).line;
       _rewrite(log, now.join('\n') + '\n');
+      expect(() => st.audit.entriesAfter(KEY, 5, new RegExp(VAULT_CHANGE_EVENTS.source))).toThrow(
+        expect.objectContaining({ kind: 'integrity', code: 'audit_forked' }),
+      );
+      _rewrite(log, original);
       compare(5);
-      expect(seqs(st.audit.entriesAfter(KEY, 5, VAULT_CHANGE_EVENTS))).toContain(13);
       // A torn tail: the follower steps aside (the scan answers) until an append repairs it.
       _rewrite(log, fs.readFileSync(log, 'utf8') + '{"v":1,"seq":99,"ts":"x","event":"brake.acti');
       compare(5);
