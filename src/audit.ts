@@ -720,8 +720,11 @@ class LogFollower {
       if (digest === null) return false;
       const found: string[] = [];
       let reached = false;
+      // As the keyed scan does: the lines read back must chain (an entry deleted whole is seen).
+      const chain = new ChainBackward();
       for (const line of _linesBackward(fd, tail.validLength)) {
         if (line === '') continue;
+        chain.link(line);
         const named = LEADING_FIELDS.exec(line);
         if (named !== null && Number(named[1]) > afterSeq) {
           found.push(line);
@@ -736,6 +739,7 @@ class LogFollower {
       }
       // The entries after `afterSeq` begin in a closed segment: the full scan reads them there.
       if (!reached && readSegments(auditHome(this.#home)).length > 0) return false;
+      if (!reached) chain.atStart();
       this.#keepAll(found.reverse());
       this.#cursor = { offset: tail.validLength, digest };
       this.#fd = fd;

@@ -410,6 +410,47 @@ describe('a MAC present but wrong is an integrity failure, never skipped', () =>
     60_000,
   );
 
+  it(
+    'serve: a restored vault.json and the revocation deleted from the log: 503, nothing sent',
+    async () => {
+      const served = await servedCredential(CANARY);
+      const { t, s, agent } = served;
+      try {
+        const request = () =>
+          http(s, '/v1/proxy', {
+            body: JSON.stringify({
+              credential: 'k',
+              url: 'https://api.allowed.test/x',
+              headers: AUTH,
+            }),
+            headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${agent.token}` },
+          });
+        expect((await request()).status).toBe(200);
+        const old = fs.readFileSync(vaultFile(t));
+        const revoked = await t.tp([
+          'agent',
+          'revoke',
+          agent.id,
+          '--password-file',
+          t.passwordFile,
+        ]);
+        expect(revoked.code, revoked.stderr).toBe(0);
+        // A refusal after the revocation keeps the log's tail past the old head.
+        expect((await request()).status).toBe(401);
+        rewrite(vaultFile(t), old);
+        expect(deleteEntries(t, (e) => e.event === 'agent.revoke' || e.event === 'vault.saved'))
+          .toBeGreaterThan(0);
+        const count = served.upstream.requests.length;
+        const r = await request();
+        expect(r.status).toBe(503);
+        expect(served.upstream.requests).toHaveLength(count);
+      } finally {
+        await served.stop();
+      }
+    },
+    60_000,
+  );
+
   it('serve: a restored vault.json and broken MACs after its head: 503, nothing sent', async () => {
     const served = await servedCredential(CANARY);
     const { t, s, agent } = served;
