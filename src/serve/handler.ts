@@ -302,11 +302,20 @@ async function _proxy(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> 
   _claimConnection(ctx, request, token);
   const bytes = await request.body(MAX_BODY_BYTES);
   await _admit(ctx, token, { route: 'proxy' });
+  const json = _templateJson(bytes);
+  const response = await execute(
+    { template: { json }, token, sendOptions: _sendOptions(ctx, request) },
+    _deps(ctx),
+  );
+  return _forward(response, _acceptsTrailers(request.headers));
+}
+
+/** The body of /v1/proxy and /v1/check: a JSON template (SPEC §5), checked later by the broker. */
+function _templateJson(bytes: Uint8Array): unknown {
   const text = decodeUtf8Strict(bytes);
-  let json: unknown;
   try {
     if (text === null) throw new Error('not UTF-8');
-    json = JSON.parse(text);
+    return JSON.parse(text);
   } catch {
     throw usage(
       'bad_template',
@@ -314,11 +323,6 @@ async function _proxy(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> 
       'send {"credential", "method", "url", "headers", "body"} as in `trust-protocol exec --help`',
     );
   }
-  const response = await execute(
-    { template: { json }, token, sendOptions: _sendOptions(ctx, request) },
-    _deps(ctx),
-  );
-  return _forward(response, _acceptsTrailers(request.headers));
 }
 
 /**
@@ -336,18 +340,7 @@ async function _check(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> 
     checkAgent(agents, token, deps.now);
   }
   try {
-    const text = decodeUtf8Strict(bytes);
-    let json: unknown;
-    try {
-      if (text === null) throw new Error('not UTF-8');
-      json = JSON.parse(text);
-    } catch {
-      throw usage(
-        'bad_template',
-        'the request body is not a JSON template',
-        'send {"credential", "method", "url", "headers", "body"} as for POST /v1/proxy',
-      );
-    }
+    const json = _templateJson(bytes);
     return _json(200, await checkTemplate(deps, token, json));
   } catch (e) {
     if (!isDecision(e)) throw e;
