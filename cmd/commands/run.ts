@@ -192,7 +192,9 @@ function _runChild(
   env: Record<string, string>,
 ): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(argv[0] as string, argv.slice(1), { env, stdio: 'inherit' });
+    // The handlers are in place before the child exists, so that no signal sent once the child
+    // runs can end this process and leave the child behind. They run from the event loop, so
+    // never before `child` below is set.
     const forward = (signal: NodeJS.Signals) => () => {
       // process.kill, not child.kill: Deno reports a child it signalled itself as killed by that
       // signal, even when the child handled it and exited with a status of its own.
@@ -203,6 +205,7 @@ function _runChild(
     };
     const handlers = FORWARDED.map((s) => [s, forward(s)] as const);
     for (const [s, h] of handlers) process.on(s, h);
+    const child = spawn(argv[0] as string, argv.slice(1), { env, stdio: 'inherit' });
     let settled = false;
     const done = (code: number) => {
       if (settled) return;

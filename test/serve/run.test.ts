@@ -284,17 +284,33 @@ describe('run: exit status and signals', () => {
       '-c',
       `trap 'echo TERM > "${got}"; exit 7' TERM; : > "${ready}"; while :; do sleep 0.05; done`,
     ]);
+    // Its own process group, so that a child left behind by a failure is ended below.
     const proc = spawn(file, argv, {
       env: baseEnv({ TRUST_PROTOCOL_TOKEN: agent.token }),
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
     });
     let stderr = '';
     proc.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    const exited = new Promise<number | null>((resolve) => proc.on('close', (c) => resolve(c)));
-    while (!fs.existsSync(ready)) await new Promise((r) => setTimeout(r, 50));
-    process.kill(proc.pid as number, 'SIGTERM');
-    expect(await exited, stderr).toBe(7);
-    expect(fs.readFileSync(got, 'utf8')).toBe('TERM\n');
+    // 'exit', not 'close': a child left behind would hold the pipes open.
+    let code: number | null | undefined;
+    const exited = new Promise<number | null>((resolve) =>
+      proc.on('exit', (c) => resolve(code = c))
+    );
+    try {
+      while (!fs.existsSync(ready)) {
+        // run failing before it starts the child must fail the test with its reason, not hang it.
+        expect(code, `run exited before starting the child: ${stderr}`).toBeUndefined();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      process.kill(proc.pid as number, 'SIGTERM');
+      expect(await exited, stderr).toBe(7);
+      expect(fs.readFileSync(got, 'utf8')).toBe('TERM\n');
+    } finally {
+      try {
+        process.kill(-(proc.pid as number), 'SIGKILL');
+      } catch { /* the group has ended */ }
+    }
   });
 });
 
