@@ -82,9 +82,9 @@ tools:
 	  command -v zsh >/dev/null && command -v fish >/dev/null && command -v curl >/dev/null && \
 	  command -v go >/dev/null && command -v rustc >/dev/null && command -v cargo >/dev/null && \
 	  test -d /usr/share/gocode/src/golang.org/x/mod/sumdb/note && command -v rsyslogd >/dev/null && \
-	  ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || \
+	  ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && apt-get install -y -qq minisign strace zsh fish curl golang-go rustc cargo \
-	    golang-golang-x-mod-dev rsyslog rsyslog-gnutls)
+	    golang-golang-x-mod-dev rsyslog rsyslog-gnutls postgresql)
 
 # The whole suite: sources on Node, sources on Deno, then the CLI tests against the binary.
 # The last line is the total, `N passed, N failed`.
