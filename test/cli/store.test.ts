@@ -1,4 +1,3 @@
-// deno-lint-ignore-file no-explicit-any -- JSON output is read as raw JSON
 /**
  * `store migrate` and `store status` (#19) on the real CLI and a real PostgreSQL: a file home goes
  * into an empty database and back, byte for byte, and the home that comes back still works.
