@@ -127,7 +127,10 @@ const migrate: Command = {
       const where = _where(target);
       return {
         json: { from: _where(source), to: where, entries: result.entries, verified: true },
-        text: `Copied ${_where(source)} to ${where}: ${result.entries} audit entries, ` +
+        text:
+          `Copied ${_where(source)} to ${where}: ${result.entries} audit entr${
+            result.entries === 1 ? 'y' : 'ies'
+          }, ` +
           `the vault and the brakes; the copy verifies (chain, MACs, vault MAC).\n`,
         informational: true,
       };

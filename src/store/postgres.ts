@@ -15,15 +15,15 @@ import { SCHEMA_V1, SCHEMA_VERSION } from './schema.ts';
 type Sql = import('postgres').Sql;
 type Tx = import('postgres').TransactionSql;
 
+/**
+ * `postgres://USER:PASSWORD@...`: the password part, found without a URL parser (WHATWG URL
+ * refuses the socket form `postgres://user:pw@/db?host=/dir`, which has no host).
+ */
+const USERINFO = /^(postgres(?:ql)?:\/\/[^:@/?#]*):([^@/?#]*)@/;
+
 /** A connection string with its password replaced: what every message shows. */
 export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return 'postgres://(unparsable connection string)';
-  }
+  return url.replace(USERINFO, '$1:***@');
 }
 
 export function isPostgresUrl(text: string): boolean {
@@ -32,17 +32,16 @@ export function isPostgresUrl(text: string): boolean {
 
 /** Removes a connection string's password from a driver's message, in every form it may take. */
 function _scrub(message: string, url: string): string {
-  let password = '';
-  try {
-    password = new URL(url).password;
-  } catch {
-    return message.replaceAll(url, redactUrl(url));
-  }
+  const password = USERINFO.exec(url)?.[2] ?? '';
   let out = message.replaceAll(url, redactUrl(url));
   if (password !== '') {
-    for (const form of new Set([password, decodeURIComponent(password)])) {
-      out = out.replaceAll(form, '***');
+    let decoded = password;
+    try {
+      decoded = decodeURIComponent(password);
+    } catch {
+      // Not percent-encoded validly: the raw form is the one to hide.
     }
+    for (const form of new Set([password, decoded])) out = out.replaceAll(form, '***');
   }
   return out;
 }

@@ -82,6 +82,8 @@ describe.skipIf(!pg.available)('store migrate and status (PostgreSQL)', () => {
     expect(status.code, status.stderr).toBe(0);
     const s = JSON.parse(status.stdout);
     expect(s.store.kind).toBe('postgres');
+    // The connection string is shown, its password replaced.
+    expect(s.store.location).toBe(url.replace(`:${DB_PASSWORD}@`, ':***@'));
     expect(s.schema_version).toBe(1);
     expect(s.entries).toBe(auditLines(t.home));
     expect(s.vault_format).toBe(2);
