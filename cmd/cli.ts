@@ -40,6 +40,8 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   config: async () => (await import('./commands/config.ts')).configCommands,
   completion: async () => (await import('./commands/completion.ts')).completionCommands,
   run: async () => (await import('./commands/run.ts')).runCommands,
+  // The PostgreSQL client loads only here (and only once a database is used).
+  store: async () => (await import('./commands/store.ts')).storeCommands,
 };
 const GROUPS = [
   'admin',
@@ -51,6 +53,7 @@ const GROUPS = [
   'publisher',
   'monitor',
   'config',
+  'store',
 ];
 
 /** Every command: the one table behind help, flag checking and shell completion. */

@@ -245,6 +245,13 @@ export const ERROR_CODES = [
   'last_owner',
   'bad_admin_name',
   'slot_binding',
+  // The team store (#19).
+  'bad_store',
+  'store_copy_mismatch',
+  'store_not_empty',
+  'store_schema',
+  'store_tampered',
+  'store_unavailable',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
