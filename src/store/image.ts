@@ -167,6 +167,9 @@ export function writeHomeImage(
       'migrate into a new directory (or an empty one); nothing was written',
     );
   }
+  // The image may come from the database, which is untrusted: every name is checked before
+  // anything is written, so no row can place a file outside the new home.
+  _checkNames(image);
   const tmp = fs.mkdtempSync(path.join(path.dirname(target), `.${path.basename(target)}-`));
   try {
     fs.chmodSync(tmp, 0o700);
@@ -218,6 +221,25 @@ export function writeHomeImage(
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
+  }
+}
+
+/** One path component of a state file: no `.`, `..`, separator or control character. */
+const COMPONENT = /^(?!\.\.?$)[A-Za-z0-9_.@-]{1,128}$/;
+
+function _checkNames(image: HomeImage): void {
+  const bad = (what: string, name: string) =>
+    integrity(
+      'store_tampered',
+      `the store names a ${what} ${JSON.stringify(name)}, not a state file name`,
+    );
+  for (const row of image.audit) {
+    if (row.segment !== null && !COMPONENT.test(row.segment)) throw bad('segment', row.segment);
+  }
+  for (const t of image.tree) if (!COMPONENT.test(t.name)) throw bad('tree file', t.name);
+  for (const b of image.brakes) if (!COMPONENT.test(b.name)) throw bad('brake record', b.name);
+  for (const f of image.files) {
+    if (!f.path.split('/').every((p) => COMPONENT.test(p))) throw bad('file', f.path);
   }
 }
 

@@ -166,6 +166,30 @@ describe.skipIf(!pg.available)('store migrate and status (PostgreSQL)', () => {
     expect(fs.existsSync(path.join(back, 'vault.json'))).toBe(false);
   });
 
+  it('names from the database that leave the target directory are refused (exit 8)', async () => {
+    // The database is untrusted: a row naming `../x` must not make the copy back write outside DIR.
+    for (
+      const [n, edit] of [
+        ['file', `INSERT INTO home_files (path, content) VALUES ('../escaped-file', 'x')`],
+        ['nested', `INSERT INTO home_files (path, content) VALUES ('a/../../escaped-nested', 'x')`],
+        ['brake', `INSERT INTO brakes (name, record) VALUES ('../escaped-brake', '{}')`],
+        ['tree', `INSERT INTO audit_tree (name, data) VALUES ('../escaped-tree', 'x')`],
+        ['segment', `UPDATE audit_entries SET segment = '../escaped-segment' WHERE seq = 1`],
+      ] as const
+    ) {
+      const url = pg.get().database();
+      expect((await migrate(url)).code).toBe(0);
+      await pg.get().sql(url, edit);
+      const parent = path.join(t.dir, `escape-${n}-${Math.random().toString(16).slice(2)}`);
+      fs.mkdirSync(parent);
+      const back = path.join(parent, 'back');
+      const down = await migrate(`file:${back}`, ['--store', url]);
+      expect(down.code, `${n}: ${down.stderr}`).toBe(8);
+      expect(fs.readdirSync(parent), n).toEqual([]);
+      expect(fs.existsSync(path.join(t.dir, `escaped-${n}`)), n).toBe(false);
+    }
+  });
+
   it('a dead server or a connection lost mid-way fails closed (exit 6) and leaves the target empty', async () => {
     const dead = withPassword(
       `postgres://nobody@/nothing?host=${encodeURIComponent(path.join(t.dir, 'no-server'))}`,
