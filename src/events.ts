@@ -23,6 +23,8 @@ const RULES = {
   'vault.upgraded': { vaultChange: true },
   'admin.add': { vaultChange: true },
   'admin.remove': { vaultChange: true },
+  'admin.oidc_issuer': { vaultChange: true },
+  'admin.link': { vaultChange: true },
   'credential.add': { vaultChange: true },
   'credential.update': { vaultChange: true },
   'credential.rotate': { vaultChange: true },

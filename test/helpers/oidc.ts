@@ -15,6 +15,7 @@ import { request } from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+// @ts-expect-error: oidc-provider ships no type declarations (tests only)
 import Provider from 'oidc-provider';
 import { TEST_CA } from './listeners.ts';
 
@@ -146,9 +147,7 @@ function _fetch(
       ca: TEST_CA,
       agent: false,
       headers: {
-        ...(jar.size === 0
-          ? {}
-          : { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') }),
+        ...(jar.size === 0 ? {} : { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') }),
         ...(body === undefined ? {} : {
           'content-type': 'application/x-www-form-urlencoded',
           'content-length': String(body.length),
