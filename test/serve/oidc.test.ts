@@ -305,6 +305,36 @@ describe('admin login and the admin API', () => {
     }
   }, 60_000);
 
+  it('an operator pulls a brake through the admin API; an auditor may not', async () => {
+    const body = JSON.stringify({
+      scope: 'agent',
+      agent_id: agents.third!.id,
+      reason: 'oidc test',
+    });
+    const auditor = await p.sign({ sub: 'bob' });
+    const refused = await http(s, '/v1/admin/brake', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${auditor}`, 'Content-Type': 'application/json' },
+      body,
+    });
+    expect(refused.status).toBe(403);
+    const statusBefore = await t.tp(['--json', 'emergency', 'status']);
+    expect(statusBefore.stdout).not.toContain(agents.third!.id);
+    const operator = await p.sign({ sub: 'alice' });
+    const pulled = await http(s, '/v1/admin/brake', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${operator}`, 'Content-Type': 'application/json' },
+      body,
+    });
+    expect(pulled.status, pulled.body.toString()).toBe(200);
+    const entry = (await auditLines()).find((e) =>
+      e.event === 'brake.activate' && e.data.brake === json(pulled).id
+    );
+    expect(entry.actor).toEqual({ type: 'operator', id: 'ops' });
+    expect(entry.data.via).toEqual({ method: 'oidc', issuer: p.issuer, subject: 'alice' });
+    expect(entry.mac).not.toBeNull();
+  }, 60_000);
+
   it('the admin API refuses web pages and other host names', async () => {
     const token = await p.sign({ sub: 'alice' });
     const origin = await http(s, '/v1/admin/whoami', {
