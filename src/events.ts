@@ -25,6 +25,7 @@ const RULES = {
   'admin.remove': { vaultChange: true },
   'admin.oidc_issuer': { vaultChange: true },
   'admin.link': { vaultChange: true },
+  'admin.oidc_remove': { vaultChange: true },
   'credential.add': { vaultChange: true },
   'credential.update': { vaultChange: true },
   'credential.rotate': { vaultChange: true },

@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import { TpError, usage } from '../../src/errors.ts';
 import { readStateFile, writeStateFile } from '../../src/home.ts';
-import { addIssuer, checkIssuer, linkAdmin, oidcOf } from '../../src/oidc/config.ts';
+import { addIssuer, checkIssuer, linkAdmin, oidcOf, removeOidc } from '../../src/oidc/config.ts';
 import { deviceLogin, type LoginResult, pkceLogin } from '../../src/oidc/login.ts';
 import { callServe, findServer, parseServerTarget } from '../../src/serve/client.ts';
 import { errorFromResponse } from '../../src/serve/http_error.ts';
@@ -25,14 +25,15 @@ function _need(value: string | undefined, name: string): string {
 
 const oidc: Command = {
   words: ['admin', 'oidc'],
-  summary: 'trust an OpenID Connect issuer for admin sign-in (add, owner only), or list them',
+  summary: 'trust OpenID Connect issuers for admin sign-in (add, remove: owner only), or list them',
   usage:
-    'admin oidc add --issuer URL --client-id ID [--audience AUD] [--role-claim CLAIM]  |  admin oidc list',
+    'admin oidc add --issuer URL --client-id ID [--audience AUD] [--role-claim CLAIM]  |  admin oidc remove --issuer URL [--subject SUB]  |  admin oidc list',
   help:
     'add: tokens from this issuer (ID tokens, or JWT access tokens with --audience) may sign\n' +
     "in to serve's admin API as the admin their subject is linked to (`admin link`). With\n" +
     '--role-claim, the claim (a role name or a list) can lower the role, never raise it.\n' +
-    'Adding an issuer again replaces its settings. list: read without the password (unverified).',
+    'Adding an issuer again replaces its settings. remove: an issuer and its links, or one link\n' +
+    '(--subject); the next request with such a token is refused. list: no password (unverified).',
   options: {
     ...PASSWORD_FILE_OPTION,
     issuer: {
@@ -50,6 +51,11 @@ const oidc: Command = {
       type: 'string',
       value: 'CLAIM',
       help: "a claim naming a role, capped at the linked admin's role (default: none)",
+    },
+    subject: {
+      type: 'string',
+      value: 'SUB',
+      help: 'remove: only the link of this subject (default: the issuer and all its links)',
     },
   },
   examples: [
@@ -75,7 +81,19 @@ const oidc: Command = {
           ], { color: ctx.color })),
       };
     }
-    if (action !== 'add') throw usage('bad_arguments', '`admin oidc` takes add or list');
+    if (action === 'remove') {
+      const target = {
+        issuer: _need(str(ctx, 'issuer'), 'issuer'),
+        subject: str(ctx, 'subject') ?? null,
+      };
+      const removed = await changeVault(ctx, (body) => removeOidc(body, target));
+      return {
+        json: removed,
+        text: `Removed ${removed.issuers} issuer(s) and ${removed.links} link(s).\n`,
+        informational: true,
+      };
+    }
+    if (action !== 'add') throw usage('bad_arguments', '`admin oidc` takes add, remove or list');
     const input = {
       issuer: checkIssuer(_need(str(ctx, 'issuer'), 'issuer')),
       client_id: _need(str(ctx, 'client-id'), 'client-id'),

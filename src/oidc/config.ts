@@ -128,7 +128,39 @@ export function linkAdmin(
   return { result: record, events: [_event('admin.link', { ...record })] };
 }
 
-function _event(event: 'admin.oidc_issuer' | 'admin.link', data: Record<string, unknown>) {
+/**
+ * `admin oidc remove`: one link (with `subject`), or the issuer and all its links. Owner only.
+ * The next request with a token it covered is refused: serve reads the vault on every request.
+ */
+export function removeOidc(
+  body: VaultBody,
+  target: { issuer: string; subject: string | null },
+): Change<{ issuers: number; links: number }> {
+  const config = oidcOf(body);
+  const linkGone = (l: OidcLink) =>
+    l.issuer === target.issuer && (target.subject === null || l.subject === target.subject);
+  const issuers = target.subject === null
+    ? config.issuers.filter((i) => i.issuer !== target.issuer)
+    : config.issuers;
+  const links = config.links.filter((l) => !linkGone(l));
+  const removed = {
+    issuers: config.issuers.length - issuers.length,
+    links: config.links.length - links.length,
+  };
+  if (removed.issuers + removed.links === 0) {
+    throw usage('no_change', 'no such issuer or link; nothing was changed');
+  }
+  body.oidc = { issuers, links };
+  return {
+    result: removed,
+    events: [_event('admin.oidc_remove', { issuer: target.issuer, subject: target.subject })],
+  };
+}
+
+function _event(
+  event: 'admin.oidc_issuer' | 'admin.link' | 'admin.oidc_remove',
+  data: Record<string, unknown>,
+) {
   return { event, actor: { type: 'operator' as const }, outcome: 'ok' as const, data };
 }
 

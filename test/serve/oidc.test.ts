@@ -335,6 +335,19 @@ describe('admin login and the admin API', () => {
     expect(entry.mac).not.toBeNull();
   }, 60_000);
 
+  it('removing a link refuses that identity at its next request (401)', async () => {
+    const token = await p.sign({ sub: 'bob' });
+    expect((await admin('/v1/admin/whoami', token, 'GET')).status).toBe(200);
+    await ok(['admin', 'oidc', 'remove', '--issuer', p.issuer, '--subject', 'bob']);
+    try {
+      const res = await admin('/v1/admin/whoami', token, 'GET');
+      expect(res.status).toBe(401);
+      expect(json(res).error.code).toBe('unlinked_identity');
+    } finally {
+      await ok(['admin', 'link', 'audi', '--issuer', p.issuer, '--subject', 'bob']);
+    }
+  }, 60_000);
+
   it('the admin API refuses web pages and other host names', async () => {
     const token = await p.sign({ sub: 'alice' });
     const origin = await http(s, '/v1/admin/whoami', {
