@@ -335,6 +335,29 @@ describe('admin login and the admin API', () => {
     expect(entry.mac).not.toBeNull();
   }, 60_000);
 
+  it('with --audience, JWT access tokens for that audience sign in, ID tokens do not', async () => {
+    const access = await p.sign({ sub: 'alice', aud: 'https://tp.example/admin' });
+    const idToken = await p.sign({ sub: 'alice' });
+    expect((await admin('/v1/admin/whoami', access, 'GET')).status).toBe(401);
+    await ok([
+      'admin',
+      'oidc',
+      'add',
+      '--issuer',
+      p.issuer,
+      '--client-id',
+      CLIENT_ID,
+      '--audience',
+      'https://tp.example/admin',
+    ]);
+    try {
+      expect((await admin('/v1/admin/whoami', access, 'GET')).status).toBe(200);
+      expect((await admin('/v1/admin/whoami', idToken, 'GET')).status).toBe(401);
+    } finally {
+      await ok(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+    }
+  }, 60_000);
+
   it('removing a link refuses that identity at its next request (401)', async () => {
     const token = await p.sign({ sub: 'bob' });
     expect((await admin('/v1/admin/whoami', token, 'GET')).status).toBe(200);
@@ -394,6 +417,34 @@ describe('OIDC configuration is the owner’s, under the vault MAC', () => {
     expect(add.code, add.stderr).toBe(3);
     expect(add.stderr).toMatch(/role operator, which may not do this \(admin\.oidc_issuer\)/);
   }, 60_000);
+
+  it(
+    "serve fetches the issuer's keys with its own --cacert only, not the environment's",
+    async () => {
+      const h = await newHome();
+      const run = async (args: string[]) => {
+        const r = await h.tp([...args, '--password-file', h.passwordFile]);
+        expect(r.code, r.stderr).toBe(0);
+      };
+      await run(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+      await run(['admin', 'link', 'owner', '--issuer', p.issuer, '--subject', 'carol']);
+      const caFile = h.file('ca.pem', TEST_CA);
+      const bare = await startServe(h, ['--listen', '127.0.0.1:0'], {
+        env: { NODE_EXTRA_CA_CERTS: caFile, SSL_CERT_FILE: caFile, DENO_CERT: caFile },
+      });
+      try {
+        const token = await p.sign({ sub: 'carol' });
+        const r = await http(bare, '/v1/admin/whoami', {
+          headers: { Authorization: `Bearer ${token}` },
+        });
+        expect(r.status).toBe(502);
+        expect(json(r).error.code).toBe('oidc_discovery');
+      } finally {
+        await bare.stop();
+      }
+    },
+    60_000,
+  );
 
   it('an issuer written into vault.json by hand stops serve (exit 8)', async () => {
     const h = await newHome();
