@@ -7,7 +7,7 @@
  * token is not an admin credential (401). The caller checks (Host, no Origin) have run already.
  */
 import { agentView, setAgentState } from '../agents.ts';
-import { roleMay } from '../admins.ts';
+import { type Role, roleMay } from '../admins.ts';
 import type { AuditEvent } from '../audit.ts';
 import type { BrakeScope } from '../brakes.ts';
 import { pullBrake } from '../emergency.ts';
@@ -24,6 +24,8 @@ export interface AdminApiDeps {
   verifier: OidcVerifier;
   /** The vault, its MAC checked with serve's keys. */
   load: () => VerifiedVault;
+  /** The role of the admin who unsealed serve: nobody signs in above it. */
+  unsealedBy: Role;
   /** A copy of serve's keys, wiped by the caller's `release`. */
   keys: () => { keys: VaultKeys; release: () => void };
   /** Appends with serve's audit key (for brakes, which are not vault changes). */
@@ -100,12 +102,7 @@ async function _signIn(deps: AdminApiDeps, token: string | null): Promise<OidcId
     throw invalidToken('an agent token is not an admin credential');
   }
   const { issuer, claims } = await deps.verifier.verify(token, file);
-  const { keys, release } = deps.keys();
-  try {
-    return identify(file, issuer, claims as Record<string, unknown>, keys.admin.role);
-  } finally {
-    release();
-  }
+  return identify(file, issuer, claims as Record<string, unknown>, deps.unsealedBy);
 }
 
 /** One vault change as the signed-in admin: role checked, entries naming admin and identity. */
