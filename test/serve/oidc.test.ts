@@ -446,6 +446,39 @@ describe('OIDC configuration is the owner’s, under the vault MAC', () => {
     60_000,
   );
 
+  it('nobody signs in above the role of the admin who unsealed serve', async () => {
+    const h = await newHome();
+    const run = async (args: string[]) => {
+      const r = await h.tp([...args, '--password-file', h.passwordFile]);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    const pw = h.file('pw-op', 'operator password\n');
+    await run(['admin', 'add', 'op', '--role', 'operator', '--new-password-file', pw]);
+    await run(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+    await run(['admin', 'link', 'owner', '--issuer', p.issuer, '--subject', 'carol']);
+    const caFile = h.file('ca.pem', TEST_CA);
+    const byOperator = await startServe(h, [
+      '--listen',
+      '127.0.0.1:0',
+      '--cacert',
+      caFile,
+      '--admin',
+      'op',
+      '--password-file',
+      pw,
+    ], { password: false });
+    try {
+      const token = await p.sign({ sub: 'carol' });
+      const r = await http(byOperator, '/v1/admin/whoami', {
+        headers: { Authorization: `Bearer ${token}` },
+      });
+      expect(r.status, r.body.toString()).toBe(200);
+      expect(json(r)).toMatchObject({ admin: 'owner', role: 'operator', slot_role: 'owner' });
+    } finally {
+      await byOperator.stop();
+    }
+  }, 60_000);
+
   it('an issuer written into vault.json by hand stops serve (exit 8)', async () => {
     const h = await newHome();
     const file = path.join(h.home, 'vault.json');
