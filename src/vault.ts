@@ -27,6 +27,7 @@ import { type Tier, TIERS } from './tiers.ts';
 import { arr, bool, int, obj, oneOf, str, strArr, strOrNull } from './validate.ts';
 import { type Admin, byAdmin, checkRole, ROLES } from './admins.ts';
 import { newSlot, openSlot, type Slot, type SlotKdf, slotParams, slotWithKek } from './slots.ts';
+import { type OidcConfig, parseOidc } from './oidc/config.ts';
 
 export const VAULT_FILE = 'vault.json';
 export const VAULT_FORMAT = 'trust-protocol/vault';
@@ -106,6 +107,8 @@ export interface VaultBody {
    * with the password in an older vault. Its private half is encrypted like credential values.
    */
   audit_signing?: AuditSigning;
+  /** Trusted OIDC issuers and identity-to-admin links (src/oidc/config.ts); absent: none. */
+  oidc?: OidcConfig;
 }
 
 export interface AuditSigning {
@@ -567,6 +570,7 @@ export function parseVault(bytes: Uint8Array): VaultFile {
       ...(body.audit_signing === undefined
         ? {}
         : { audit_signing: _parseAuditSigning(body.audit_signing) }),
+      ...(body.oidc === undefined ? {} : { oidc: parseOidc(body.oidc) }),
       publishers: arr(body.publishers, 'body.publishers').map((v, i) => {
         const p = obj(v, `publishers[${i}]`);
         return {

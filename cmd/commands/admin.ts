@@ -7,6 +7,7 @@ import { type Command, PASSWORD_FILE_OPTION, str, tableText } from '../context.t
 import { existingState, unsealVault } from '../home_state.ts';
 import { readPassword } from '../secrets.ts';
 import { kdfParamsOf, passwdCommand } from './vault.ts';
+import { oidcCommands } from './admin_oidc.ts';
 
 const add: Command = {
   words: ['admin', 'add'],
@@ -125,4 +126,10 @@ const remove: Command = {
   },
 };
 
-export const adminCommands: Command[] = [add, list, remove, passwdCommand(['admin', 'passwd'])];
+export const adminCommands: Command[] = [
+  add,
+  list,
+  remove,
+  passwdCommand(['admin', 'passwd']),
+  ...oidcCommands,
+];

@@ -55,6 +55,8 @@ import {
   isDecision,
 } from './agent_api.ts';
 import type { RedactionCache } from '../redact.ts';
+import { adminApi } from './admin_api.ts';
+import { OidcVerifier } from '../oidc/verify.ts';
 
 export type HeaderList = ReadonlyArray<readonly [string, string]>;
 
@@ -135,6 +137,10 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
     now,
     audit,
     verified: new WeakSet(),
+    oidc: new OidcVerifier(options.sendOptions, {
+      now,
+      ...(options.send ? { send: options.send } : {}),
+    }),
   };
   const handler: ServeHandler = async (request) => {
     try {
@@ -184,6 +190,7 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
         _allow(request, ['POST']);
         return await _brake(ctx, request);
       }
+      if (path.startsWith('/v1/admin/')) return await _admin(ctx, request, path);
       const gateway = /^\/v1\/gateway\/([^/]+)(\/.*)?$/.exec(path);
       if (gateway !== null && NAME_RE.test(gateway[1] as string)) {
         return await _gateway(ctx, request, {
@@ -196,7 +203,7 @@ export function serveHandler(options: HandlerOptions): ServeHandler {
         'not_found',
         'no such endpoint',
         'the endpoints are /v1/health, /v1/proxy, /v1/gateway/CRED/PATH, /v1/check, ' +
-          '/v1/credentials, /v1/agent/status, /v1/agent/renew, /v1/mcp, /v1/emergency and ' +
+          '/v1/credentials, /v1/agent/status, /v1/agent/renew, /v1/mcp, /v1/emergency, /v1/admin/... and ' +
           '/v1/openapi.json',
       );
     } catch (e) {
@@ -216,6 +223,35 @@ interface _Ctx {
   audit: AppendAudit;
   /** Vault files whose MAC was checked with the held keys. */
   verified: WeakSet<VaultFile>;
+  /** Admins' OIDC tokens: the issuers' key sets, cached for serve's life. */
+  oidc: OidcVerifier;
+}
+
+/**
+ * `/v1/admin/...` (src/serve/admin_api.ts): admins signed in with an OIDC provider, on the unix
+ * socket and the loopback port alike, after the same Host and Origin checks as every endpoint.
+ */
+async function _admin(ctx: _Ctx, request: ServeRequest, path: string): Promise<ServeResponse> {
+  const api = _apiDeps(ctx);
+  const answer = await adminApi({
+    state: ctx.options.state,
+    verifier: ctx.oidc,
+    load: api.load,
+    unsealedBy: ctx.options.keys.admin.role,
+    keys: () => {
+      if (ctx.options.stopping.aborted) throw _stoppingError();
+      const keys = _copyKeys(ctx.options.keys);
+      return { keys, release: () => wipeKeys(keys) };
+    },
+    audit: ctx.audit,
+    now: ctx.now,
+  }, {
+    method: request.method,
+    path: path.slice('/v1/admin'.length),
+    bearer: _bearer(request.headers),
+    body: () => request.body(64 * 1024),
+  });
+  return _json(answer.status, answer.json);
 }
 
 /**

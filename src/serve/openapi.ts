@@ -403,6 +403,81 @@ export const OPENAPI = {
         },
       },
     },
+    '/v1/admin/whoami': {
+      get: {
+        operationId: 'adminWhoami',
+        summary: 'Which admin the OIDC token signs in as, and the role it acts with',
+        security: [{ oidc: [] }],
+        responses: {
+          '200': {
+            description: 'The linked admin and the identity',
+            content: {
+              'application/json': { schema: { $ref: '#/components/schemas/AdminIdentity' } },
+            },
+          },
+          ..._errors(['401', '403', '405', '502']),
+        },
+      },
+    },
+    '/v1/admin/agents': {
+      get: {
+        operationId: 'adminAgents',
+        summary: 'The agents, as `trust-protocol agent list` shows them (never a token)',
+        security: [{ oidc: [] }],
+        responses: {
+          '200': {
+            description: 'Every agent',
+            content: {
+              'application/json': { schema: { $ref: '#/components/schemas/AdminAgents' } },
+            },
+          },
+          ..._errors(['401', '403', '405', '502']),
+        },
+      },
+    },
+    ...Object.fromEntries(
+      (['suspend', 'resume'] as const).map((action) => [
+        `/v1/admin/agents/{id}/${action}`,
+        {
+          post: {
+            operationId: `adminAgent${action === 'suspend' ? 'Suspend' : 'Resume'}`,
+            summary: `${action === 'suspend' ? 'Suspend' : 'Resume'} an agent, within the ` +
+              "signed-in admin's role (operator and above); audited in the admin's name",
+            security: [{ oidc: [] }],
+            parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+            responses: {
+              '200': {
+                description: 'The agent after the change',
+                content: {
+                  'application/json': { schema: { $ref: '#/components/schemas/AdminAgent' } },
+                },
+              },
+              ..._errors(['400', '401', '403', '405', '502', '503']),
+            },
+          },
+        },
+      ]),
+    ),
+    '/v1/admin/brake': {
+      post: {
+        operationId: 'adminBrake',
+        summary: 'Pull an emergency brake as the signed-in admin (operator and above)',
+        security: [{ oidc: [] }],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': { schema: { $ref: '#/components/schemas/BrakeRequest' } },
+          },
+        },
+        responses: {
+          '200': {
+            description: 'The brake, in force from now on',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Brake' } } },
+          },
+          ..._errors(['400', '401', '403', '405', '413', '502']),
+        },
+      },
+    },
     '/v1/gateway/{credential}/{path}': Object.fromEntries(
       GATEWAY_METHODS.map((m) => [m, _gatewayOperation(m)]),
     ),
@@ -413,6 +488,13 @@ export const OPENAPI = {
         type: 'http',
         scheme: 'bearer',
         description: 'The agent token (tpat_...), as from `trust-protocol agent token`',
+      },
+      oidc: {
+        type: 'http',
+        scheme: 'bearer',
+        bearerFormat: 'JWT',
+        description: "An admin's ID token (or JWT access token) from an issuer configured with " +
+          '`trust-protocol admin oidc add`, as from `trust-protocol admin login`; never an agent token',
       },
       xApiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' },
       apiKey: { type: 'apiKey', in: 'header', name: 'api-key' },
@@ -456,6 +538,45 @@ export const OPENAPI = {
           reason: { type: 'string' },
           activated_at: { type: 'string', format: 'date-time' },
         },
+      },
+      AdminIdentity: {
+        type: 'object',
+        required: ['admin', 'role', 'slot_role', 'via', 'issuer', 'subject', 'expires_at'],
+        properties: {
+          admin: { type: 'string' },
+          role: { enum: ['owner', 'admin', 'operator', 'auditor'] },
+          slot_role: { enum: ['owner', 'admin', 'operator', 'auditor'] },
+          via: { const: 'oidc' },
+          issuer: { type: 'string' },
+          subject: { type: 'string' },
+          expires_at: { type: ['string', 'null'], format: 'date-time' },
+        },
+      },
+      AdminAgentView: {
+        type: 'object',
+        required: ['id', 'name', 'tier', 'state', 'grants'],
+        properties: {
+          id: { type: 'string' },
+          name: { type: 'string' },
+          tier: { type: 'string' },
+          state: { enum: ['active', 'suspended', 'revoked'] },
+          grants: { type: 'array', items: { type: 'string' } },
+          token_expires_at: { type: ['string', 'null'], format: 'date-time' },
+          created_at: { type: 'string', format: 'date-time' },
+          updated_at: { type: 'string', format: 'date-time' },
+        },
+      },
+      AdminAgents: {
+        type: 'object',
+        required: ['agents'],
+        properties: {
+          agents: { type: 'array', items: { $ref: '#/components/schemas/AdminAgentView' } },
+        },
+      },
+      AdminAgent: {
+        type: 'object',
+        required: ['agent'],
+        properties: { agent: { $ref: '#/components/schemas/AdminAgentView' } },
       },
       Health: {
         type: 'object',

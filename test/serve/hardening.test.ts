@@ -211,6 +211,11 @@ describe.concurrent('endpoints and the OpenAPI document', () => {
     ).toEqual(committed);
     expect(served.openapi).toMatch(/^3\.1\./);
     expect(Object.keys(served.paths).sort()).toEqual([
+      '/v1/admin/agents',
+      '/v1/admin/agents/{id}/resume',
+      '/v1/admin/agents/{id}/suspend',
+      '/v1/admin/brake',
+      '/v1/admin/whoami',
       '/v1/agent/renew',
       '/v1/agent/status',
       '/v1/check',

@@ -1,0 +1,172 @@
+/**
+ * serve's admin API, `/v1/admin/...` (issue #19, SPEC §15): for admins signed in with an OpenID
+ * Connect provider (`trust-protocol admin login`), who send their token as `Authorization:
+ * Bearer`. serve holds the vault's keys, so it acts for them: each change goes through
+ * `FileVault.update` with keys naming the linked admin and the role they act with, so the role
+ * table (src/admins.ts) decides, and the audit entry names the admin and the identity. An agent
+ * token is not an admin credential (401). The caller checks (Host, no Origin) have run already.
+ */
+import { agentView, setAgentState } from '../agents.ts';
+import { type Role, roleMay } from '../admins.ts';
+import type { AuditEvent } from '../audit.ts';
+import type { BrakeScope } from '../brakes.ts';
+import { pullBrake } from '../emergency.ts';
+import { TpError, usage } from '../errors.ts';
+import { identify, type OidcIdentity, viaOidc } from '../oidc/config.ts';
+import type { OidcVerifier } from '../oidc/verify.ts';
+import { invalidToken } from '../oidc/verify.ts';
+import { TOKEN_PREFIX } from '../policy.ts';
+import type { State } from '../state.ts';
+import type { VaultKeys, VerifiedVault } from '../vault.ts';
+
+export interface AdminApiDeps {
+  state: State;
+  verifier: OidcVerifier;
+  /** The vault, its MAC checked with serve's keys. */
+  load: () => VerifiedVault;
+  /** The role of the admin who unsealed serve: nobody signs in above it. */
+  unsealedBy: Role;
+  /** A copy of serve's keys, wiped by the caller's `release`. */
+  keys: () => { keys: VaultKeys; release: () => void };
+  /** Appends with serve's audit key (for brakes, which are not vault changes). */
+  audit: (events: AuditEvent[]) => Promise<{ seq: number }>;
+  now: () => Date;
+}
+
+export interface AdminRequest {
+  method: string;
+  /** The path after `/v1/admin`. */
+  path: string;
+  bearer: string | null;
+  body: () => Promise<Uint8Array>;
+}
+
+/** The answer's status and JSON body; a refusal is thrown as a TpError. */
+export async function adminApi(
+  deps: AdminApiDeps,
+  request: AdminRequest,
+): Promise<{ status: number; json: unknown }> {
+  const who = await _signIn(deps, request.bearer);
+  const route = request.path;
+  if (route === '/whoami') {
+    _allow(request, 'GET');
+    return {
+      status: 200,
+      json: {
+        admin: who.admin.name,
+        role: who.admin.role,
+        slot_role: who.slotRole,
+        via: 'oidc',
+        issuer: who.issuer,
+        subject: who.subject,
+        expires_at: who.expiresAt?.toISOString() ?? null,
+      },
+    };
+  }
+  if (route === '/agents') {
+    _allow(request, 'GET');
+    return { status: 200, json: { agents: deps.load().body.agents.map(agentView) } };
+  }
+  const m = /^\/agents\/([^/]+)\/(suspend|resume)$/.exec(route);
+  if (m !== null) {
+    _allow(request, 'POST');
+    const id = decodeURIComponent(m[1] as string);
+    const action = m[2] as 'suspend' | 'resume';
+    const agent = await _change(deps, who, (body) => {
+      const made = setAgentState(body, { id, action, now: deps.now() });
+      return { result: made.result, events: made.events };
+    });
+    return { status: 200, json: { agent: agentView(agent) } };
+  }
+  if (route === '/brake') {
+    _allow(request, 'POST');
+    return { status: 200, json: await _brake(deps, who, await request.body()) };
+  }
+  throw usage(
+    'not_found',
+    'no such admin endpoint',
+    'the admin endpoints are /v1/admin/whoami, /v1/admin/agents, ' +
+      '/v1/admin/agents/ID/suspend, /v1/admin/agents/ID/resume and /v1/admin/brake',
+  );
+}
+
+async function _signIn(deps: AdminApiDeps, token: string | null): Promise<OidcIdentity> {
+  if (token === null) {
+    throw new TpError('denied', 'admin_token_invalid', 'the admin API needs a bearer token', {
+      hint: 'sign in: trust-protocol admin login --issuer URL --client-id ID',
+    });
+  }
+  const file = deps.load();
+  // An agent's token names an agent, never an admin: say so rather than "not a JWT".
+  if (token.startsWith(TOKEN_PREFIX)) {
+    throw invalidToken('an agent token is not an admin credential');
+  }
+  const { issuer, claims } = await deps.verifier.verify(token, file);
+  return identify(file, issuer, claims as Record<string, unknown>, deps.unsealedBy);
+}
+
+/** One vault change as the signed-in admin: role checked, entries naming admin and identity. */
+async function _change<T>(
+  deps: AdminApiDeps,
+  who: OidcIdentity,
+  change: (body: Parameters<Parameters<State['vault']['update']>[1]>[0]) => {
+    result: T;
+    events: AuditEvent[];
+  },
+): Promise<T> {
+  const { keys, release } = deps.keys();
+  try {
+    return await deps.state.vault.update({ ...keys, admin: who.admin }, (body) => {
+      const made = change(body);
+      return { result: made.result, events: viaOidc(who, made.events) };
+    });
+  } finally {
+    release();
+  }
+}
+
+async function _brake(
+  deps: AdminApiDeps,
+  who: OidcIdentity,
+  bytes: Uint8Array,
+): Promise<Record<string, unknown>> {
+  // Pulling a brake is the operators' (SPEC §15): an auditor only reads.
+  if (!roleMay(who.admin.role, 'agent.suspend')) {
+    throw new TpError(
+      'denied',
+      'role_denied',
+      `admin "${who.admin.name}" has role ${who.admin.role}, which may not pull a brake; nothing was changed`,
+    );
+  }
+  let o: Record<string, unknown> = {};
+  try {
+    const json = bytes.length === 0 ? {} : JSON.parse(new TextDecoder('utf-8', { fatal: true })
+      .decode(bytes));
+    if (typeof json === 'object' && json !== null) o = json as Record<string, unknown>;
+  } catch {
+    throw usage(
+      'bad_json',
+      'the body must be JSON: {"scope", "agent_id"?, "credential_name"?, "reason"}',
+    );
+  }
+  const text = (v: unknown) => (typeof v === 'string' ? v : null);
+  const scope = (text(o.scope) ?? 'global') as BrakeScope;
+  const { brake, event } = pullBrake(deps.state, {
+    scope,
+    target: scope === 'agent'
+      ? text(o.agent_id)
+      : scope === 'credential'
+      ? text(o.credential_name)
+      : null,
+    reason: text(o.reason) ?? '',
+  }, deps.now());
+  const [named] = viaOidc(who, [{ ...event, actor: { type: 'operator', id: who.admin.name } }]);
+  await deps.audit([named as AuditEvent]);
+  return { ...brake };
+}
+
+function _allow(request: AdminRequest, method: string): void {
+  if (request.method !== method) {
+    throw new TpError('usage', 'method_not_allowed', `this endpoint answers ${method} only`);
+  }
+}

@@ -1,0 +1,503 @@
+// deno-lint-ignore-file no-explicit-any -- audit lines and answers are read as raw JSON
+/**
+ * OIDC sign-in to serve's admin API (issue #19, SPEC §15), against a real OpenID provider run here
+ * (test/helpers/oidc.ts): `admin login` with the device flow and with the authorization code flow
+ * (PKCE, loopback redirect) gets an ID token; serve verifies it (signature against the issuer's
+ * JWKS, iss, aud, exp) and acts within the linked admin's role, through the vault's role check, so
+ * the audit entry names the admin. Every refused token changes nothing.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { generateKeyPair, SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  addCredential,
+  baseEnv,
+  command,
+  newAgent,
+  newHome,
+  type TestHome,
+} from '../helpers/cli.ts';
+import { echoHandler, type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
+import { CLIENT_ID, startProvider, type TestProvider } from '../helpers/oidc.ts';
+import { http, json, type Served, startServe, upstreamArgs } from '../helpers/serve.ts';
+
+let t: TestHome;
+let p: TestProvider;
+let up: Listener;
+let s: Served;
+let ca: string;
+const agents: Record<string, { id: string; token: string }> = {};
+
+async function ok(args: string[]): Promise<string> {
+  const r = await t.tp([...args, '--password-file', t.passwordFile]);
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout;
+}
+
+async function addAdmin(name: string, role: string): Promise<void> {
+  const pw = t.file(`pw-${name}`, `password of ${name}\n`);
+  await ok(['admin', 'add', name, '--role', role, '--new-password-file', pw]);
+}
+
+beforeAll(async () => {
+  p = await startProvider();
+  up = await startHttpsListener(echoHandler);
+  t = await newHome();
+  ca = t.file('ca.pem', TEST_CA);
+  expect(
+    (await addCredential(t, 'k', 'canary-value', [
+      '--allowed-domains',
+      'api.allowed.test',
+      '--placement',
+      'header',
+    ])).code,
+  ).toBe(0);
+  for (const name of ['bot', 'other', 'third']) {
+    agents[name] = await newAgent(t, { name, grants: ['k'] });
+  }
+  await addAdmin('ops', 'operator');
+  await addAdmin('audi', 'auditor');
+  await ok(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+  await ok(['admin', 'link', 'ops', '--issuer', p.issuer, '--subject', 'alice']);
+  await ok(['admin', 'link', 'audi', '--issuer', p.issuer, '--subject', 'bob']);
+  s = await startServe(t, upstreamArgs(t, up.port));
+}, 120_000);
+
+afterAll(async () => {
+  await s?.stop();
+  await up?.close();
+  await p?.close();
+});
+
+function admin(pathName: string, token: string | null, method = 'POST') {
+  return http(s, pathName, {
+    method,
+    headers: token === null ? {} : { Authorization: `Bearer ${token}` },
+    ...(method === 'POST' ? { body: '{}' } : {}),
+  });
+}
+
+async function agentState(id: string): Promise<string> {
+  const r = await t.tp(['--json', 'agent', 'show', id]);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout).state;
+}
+
+async function auditLines(): Promise<any[]> {
+  const r = await t.tp(['--json', 'audit', 'show', '--password-file', t.passwordFile]);
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+}
+
+/** Runs `admin login` until it prints where to go; the browser step is the test's. */
+function login(args: string[]): {
+  proc: ChildProcess;
+  url: Promise<string>;
+  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
+} {
+  const { file, argv } = command([
+    '--home',
+    t.home,
+    'admin',
+    'login',
+    '--issuer',
+    p.issuer,
+    '--client-id',
+    CLIENT_ID,
+    '--cacert',
+    ca,
+    ...args,
+  ]);
+  const proc = spawn(file, argv, { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let found: (u: string) => void;
+  const url = new Promise<string>((resolve) => (found = resolve));
+  proc.stdout?.on('data', (d) => (stdout += d.toString()));
+  proc.stderr?.on('data', (d) => {
+    stderr += d.toString();
+    // The device flow's complete URI carries the code; the PKCE flow prints one URL.
+    const m = /(https:\/\/127\.0\.0\.1:\d+\/\S+)\n/.exec(
+      args.includes('--device') ? stderr.replace(/^.*enter the code.*$/m, '') : stderr,
+    );
+    if (m !== null) found((m[1] as string).replace(/\)$/, ''));
+  });
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    proc.on('close', (code) => resolve({ code, stdout, stderr }))
+  );
+  return { proc, url, done };
+}
+
+function tokenFile(): string {
+  return path.join(t.home, 'admin-token.json');
+}
+
+describe('admin login and the admin API', () => {
+  it(
+    'device flow: an operator signs in, suspends an agent through serve; its exec is refused',
+    async () => {
+      p.account = 'alice';
+      const l = login(['--device']);
+      const page = await p.browse(await l.url);
+      expect(page.status, page.body).toBe(200);
+      const r = await l.done;
+      expect(r.code, r.stderr).toBe(0);
+      expect(fs.statSync(tokenFile()).mode & 0o777).toBe(0o600);
+      const token = JSON.parse(fs.readFileSync(tokenFile(), 'utf8')).id_token as string;
+      // The token is a credential: never printed without --print.
+      expect(r.stdout + r.stderr).not.toContain(token);
+
+      const who = await t.tp(['--json', 'admin', 'whoami', '--server', s.url]);
+      expect(who.code, who.stderr).toBe(0);
+      expect(JSON.parse(who.stdout)).toMatchObject({
+        admin: 'ops',
+        role: 'operator',
+        issuer: p.issuer,
+        subject: 'alice',
+      });
+
+      const listed = await admin('/v1/admin/agents', token, 'GET');
+      expect(listed.status).toBe(200);
+      expect(JSON.stringify(json(listed))).not.toContain(agents.bot!.token);
+      expect(json(listed).agents.map((a: any) => a.name)).toContain('bot');
+
+      const res = await admin(`/v1/admin/agents/${agents.bot!.id}/suspend`, token);
+      expect(res.status, res.body.toString()).toBe(200);
+      expect(await agentState(agents.bot!.id)).toBe('suspended');
+
+      const before = up.requests.length;
+      const exec = await t.tp([
+        'exec',
+        '--server',
+        s.url,
+        'https://api.allowed.test/after-suspend',
+        '-H',
+        'Authorization: Bearer {{CREDENTIAL}}',
+        '--credential',
+        'k',
+      ], { env: { TRUST_PROTOCOL_TOKEN: agents.bot!.token } });
+      expect(exec.code, exec.stderr).toBe(4);
+      expect(exec.stderr).toContain('suspended');
+      expect(up.requests.length).toBe(before);
+
+      const entry = (await auditLines()).find((e) =>
+        e.event === 'agent.suspend' && e.data.agent === agents.bot!.id
+      );
+      expect(entry.actor).toEqual({ type: 'operator', id: 'ops' });
+      expect(entry.data.via).toEqual({ method: 'oidc', issuer: p.issuer, subject: 'alice' });
+
+      const resumed = await admin(`/v1/admin/agents/${agents.bot!.id}/resume`, token);
+      expect(resumed.status).toBe(200);
+      expect(await agentState(agents.bot!.id)).toBe('active');
+    },
+    120_000,
+  );
+
+  it('authorization code with PKCE on a loopback redirect', async () => {
+    p.account = 'alice';
+    const l = login(['--print']);
+    const authorize = new URL(await l.url);
+    expect(authorize.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(authorize.searchParams.get('redirect_uri')).toMatch(
+      /^http:\/\/127\.0\.0\.1:\d+\/callback$/,
+    );
+    expect(authorize.searchParams.get('state')).toMatch(/.{16,}/);
+    expect(authorize.searchParams.get('nonce')).toMatch(/.{16,}/);
+    const page = await p.browse(authorize.href);
+    expect(page.status, page.body).toBe(200);
+    const r = await l.done;
+    expect(r.code, r.stderr).toBe(0);
+    const token = r.stdout.trim();
+    const who = await admin('/v1/admin/whoami', token, 'GET');
+    expect(who.status).toBe(200);
+    expect(json(who)).toMatchObject({ admin: 'ops', role: 'operator', via: 'oidc' });
+  }, 120_000);
+
+  it('a callback with the wrong state is refused, and login fails', async () => {
+    const l = login(['--print']);
+    const authorize = new URL(await l.url);
+    const redirect = authorize.searchParams.get('redirect_uri') as string;
+    const r1 = await fetch(`${redirect}?code=forged&state=not-the-state`);
+    expect(r1.status).toBe(400);
+    const r = await l.done;
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toBe('');
+  }, 60_000);
+
+  it('an auditor is refused a suspend (403), nothing changes', async () => {
+    const token = await p.sign({ sub: 'bob' });
+    const who = await admin('/v1/admin/whoami', token, 'GET');
+    expect(json(who)).toMatchObject({ admin: 'audi', role: 'auditor' });
+    const lines = (await auditLines()).length;
+    const res = await admin(`/v1/admin/agents/${agents.other!.id}/suspend`, token);
+    expect(res.status).toBe(403);
+    expect(json(res).error.code).toBe('role_denied');
+    expect(await agentState(agents.other!.id)).toBe('active');
+    expect((await auditLines()).length).toBe(lines);
+  }, 60_000);
+
+  it(
+    'refuses expired, wrongly signed, wrong-audience, unknown-issuer, unsigned and agent tokens (401)',
+    async () => {
+      const now = Math.floor(Date.now() / 1000);
+      const { privateKey: other } = await generateKeyPair('RS256');
+      const cases: Record<string, string> = {
+        expired: await p.sign({ sub: 'alice', iat: now - 7200, exp: now - 3600 }),
+        not_yet_valid: await p.sign({ sub: 'alice', nbf: now + 3600 }),
+        wrong_key: await p.sign({ sub: 'alice' }, other),
+        wrong_key_other_kid: await p.sign({ sub: 'alice' }, other, 'another-key'),
+        wrong_audience: await p.sign({ sub: 'alice', aud: 'someone-else' }),
+        unknown_issuer: await p.sign({ sub: 'alice', iss: 'https://127.0.0.1:1' }),
+        unlinked_subject: await p.sign({ sub: 'mallory' }),
+        unsigned: `${btoa(JSON.stringify({ alg: 'none' })).replace(/=+$/, '')}.${
+          btoa(JSON.stringify({ iss: p.issuer, aud: CLIENT_ID, sub: 'alice', exp: now + 600 }))
+            .replace(/=+$/, '')
+        }.`,
+        hs256_with_public_key: await new SignJWT({ iss: p.issuer, aud: CLIENT_ID, sub: 'alice' })
+          .setProtectedHeader({ alg: 'HS256', kid: 'test-key' })
+          .setIssuedAt()
+          .setExpirationTime('10m')
+          .sign(new TextEncoder().encode('a shared secret anyone could pick')),
+        agent_token: agents.third!.token,
+      };
+      const lines = (await auditLines()).length;
+      for (const [name, token] of Object.entries(cases)) {
+        const res = await admin(`/v1/admin/agents/${agents.third!.id}/suspend`, token);
+        expect(res.status, `${name}: ${res.body.toString()}`).toBe(401);
+        expect(JSON.stringify(json(res))).not.toContain(token);
+        const who = await admin('/v1/admin/whoami', token, 'GET');
+        expect(who.status, name).toBe(401);
+      }
+      expect((await admin('/v1/admin/whoami', null, 'GET')).status).toBe(401);
+      expect(await agentState(agents.third!.id)).toBe('active');
+      expect((await auditLines()).length).toBe(lines);
+    },
+    120_000,
+  );
+
+  it('a role claim counts only where configured, and never raises the role', async () => {
+    const owner = await p.sign({ sub: 'alice', tp_role: 'owner' });
+    const auditor = await p.sign({ sub: 'alice', tp_role: 'auditor' });
+    expect(json(await admin('/v1/admin/whoami', auditor, 'GET')).role).toBe('operator');
+    await ok([
+      'admin',
+      'oidc',
+      'add',
+      '--issuer',
+      p.issuer,
+      '--client-id',
+      CLIENT_ID,
+      '--role-claim',
+      'tp_role',
+    ]);
+    try {
+      expect(json(await admin('/v1/admin/whoami', auditor, 'GET')).role).toBe('auditor');
+      expect(json(await admin('/v1/admin/whoami', owner, 'GET')).role).toBe('operator');
+      const none = await p.sign({ sub: 'alice' });
+      expect((await admin('/v1/admin/whoami', none, 'GET')).status).toBe(403);
+      const res = await admin(`/v1/admin/agents/${agents.other!.id}/suspend`, auditor);
+      expect(res.status).toBe(403);
+      expect(await agentState(agents.other!.id)).toBe('active');
+    } finally {
+      await ok(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+    }
+  }, 60_000);
+
+  it('an operator pulls a brake through the admin API; an auditor may not', async () => {
+    const body = JSON.stringify({
+      scope: 'agent',
+      agent_id: agents.third!.id,
+      reason: 'oidc test',
+    });
+    const auditor = await p.sign({ sub: 'bob' });
+    const refused = await http(s, '/v1/admin/brake', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${auditor}`, 'Content-Type': 'application/json' },
+      body,
+    });
+    expect(refused.status).toBe(403);
+    const statusBefore = await t.tp(['--json', 'emergency', 'status']);
+    expect(statusBefore.stdout).not.toContain(agents.third!.id);
+    const operator = await p.sign({ sub: 'alice' });
+    const pulled = await http(s, '/v1/admin/brake', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${operator}`, 'Content-Type': 'application/json' },
+      body,
+    });
+    expect(pulled.status, pulled.body.toString()).toBe(200);
+    const entry = (await auditLines()).find((e) =>
+      e.event === 'brake.activate' && e.data.brake === json(pulled).id
+    );
+    expect(entry.actor).toEqual({ type: 'operator', id: 'ops' });
+    expect(entry.data.via).toEqual({ method: 'oidc', issuer: p.issuer, subject: 'alice' });
+    expect(entry.mac).not.toBeNull();
+  }, 60_000);
+
+  it('with --audience, JWT access tokens for that audience sign in, ID tokens do not', async () => {
+    const access = await p.sign({ sub: 'alice', aud: 'https://tp.example/admin' });
+    const idToken = await p.sign({ sub: 'alice' });
+    expect((await admin('/v1/admin/whoami', access, 'GET')).status).toBe(401);
+    await ok([
+      'admin',
+      'oidc',
+      'add',
+      '--issuer',
+      p.issuer,
+      '--client-id',
+      CLIENT_ID,
+      '--audience',
+      'https://tp.example/admin',
+    ]);
+    try {
+      expect((await admin('/v1/admin/whoami', access, 'GET')).status).toBe(200);
+      expect((await admin('/v1/admin/whoami', idToken, 'GET')).status).toBe(401);
+    } finally {
+      await ok(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+    }
+  }, 60_000);
+
+  it('removing a link refuses that identity at its next request (401)', async () => {
+    const token = await p.sign({ sub: 'bob' });
+    expect((await admin('/v1/admin/whoami', token, 'GET')).status).toBe(200);
+    await ok(['admin', 'oidc', 'remove', '--issuer', p.issuer, '--subject', 'bob']);
+    try {
+      const res = await admin('/v1/admin/whoami', token, 'GET');
+      expect(res.status).toBe(401);
+      expect(json(res).error.code).toBe('unlinked_identity');
+    } finally {
+      await ok(['admin', 'link', 'audi', '--issuer', p.issuer, '--subject', 'bob']);
+    }
+  }, 60_000);
+
+  it('the admin API refuses web pages and other host names', async () => {
+    const token = await p.sign({ sub: 'alice' });
+    const origin = await http(s, '/v1/admin/whoami', {
+      headers: { Authorization: `Bearer ${token}`, Origin: 'https://evil.test' },
+    });
+    expect(origin.status).toBe(403);
+    const host = await http(s, '/v1/admin/whoami', {
+      headers: { Authorization: `Bearer ${token}` },
+      host: 'evil.test',
+    });
+    expect(host.status).toBe(403);
+  }, 60_000);
+});
+
+describe('OIDC configuration is the owner’s, under the vault MAC', () => {
+  it('an operator cannot add an issuer or link an identity (exit 3)', async () => {
+    const h = await newHome();
+    const pw = h.file('pw-op', 'operator password\n');
+    const r0 = await h.tp([
+      'admin',
+      'add',
+      'op',
+      '--role',
+      'operator',
+      '--new-password-file',
+      pw,
+      '--password-file',
+      h.passwordFile,
+    ]);
+    expect(r0.code, r0.stderr).toBe(0);
+    const add = await h.tp([
+      'admin',
+      'oidc',
+      'add',
+      '--issuer',
+      'https://127.0.0.1:9/',
+      '--client-id',
+      'x',
+      '--admin',
+      'op',
+      '--password-file',
+      pw,
+    ]);
+    expect(add.code, add.stderr).toBe(3);
+    expect(add.stderr).toMatch(/role operator, which may not do this \(admin\.oidc_issuer\)/);
+  }, 60_000);
+
+  it(
+    "serve fetches the issuer's keys with its own --cacert only, not the environment's",
+    async () => {
+      const h = await newHome();
+      const run = async (args: string[]) => {
+        const r = await h.tp([...args, '--password-file', h.passwordFile]);
+        expect(r.code, r.stderr).toBe(0);
+      };
+      await run(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+      await run(['admin', 'link', 'owner', '--issuer', p.issuer, '--subject', 'carol']);
+      const caFile = h.file('ca.pem', TEST_CA);
+      const bare = await startServe(h, ['--listen', '127.0.0.1:0'], {
+        env: { NODE_EXTRA_CA_CERTS: caFile, SSL_CERT_FILE: caFile, DENO_CERT: caFile },
+      });
+      try {
+        const token = await p.sign({ sub: 'carol' });
+        const r = await http(bare, '/v1/admin/whoami', {
+          headers: { Authorization: `Bearer ${token}` },
+        });
+        expect(r.status).toBe(502);
+        expect(json(r).error.code).toBe('oidc_discovery');
+      } finally {
+        await bare.stop();
+      }
+    },
+    60_000,
+  );
+
+  it('nobody signs in above the role of the admin who unsealed serve', async () => {
+    const h = await newHome();
+    const run = async (args: string[]) => {
+      const r = await h.tp([...args, '--password-file', h.passwordFile]);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    const pw = h.file('pw-op', 'operator password\n');
+    await run(['admin', 'add', 'op', '--role', 'operator', '--new-password-file', pw]);
+    await run(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+    await run(['admin', 'link', 'owner', '--issuer', p.issuer, '--subject', 'carol']);
+    const caFile = h.file('ca.pem', TEST_CA);
+    const byOperator = await startServe(h, [
+      '--listen',
+      '127.0.0.1:0',
+      '--cacert',
+      caFile,
+      '--admin',
+      'op',
+      '--password-file',
+      pw,
+    ], { password: false });
+    try {
+      const token = await p.sign({ sub: 'carol' });
+      const r = await http(byOperator, '/v1/admin/whoami', {
+        headers: { Authorization: `Bearer ${token}` },
+      });
+      expect(r.status, r.body.toString()).toBe(200);
+      expect(json(r)).toMatchObject({ admin: 'owner', role: 'operator', slot_role: 'owner' });
+    } finally {
+      await byOperator.stop();
+    }
+  }, 60_000);
+
+  it('an issuer written into vault.json by hand stops serve (exit 8)', async () => {
+    const h = await newHome();
+    const file = path.join(h.home, 'vault.json');
+    const v = JSON.parse(fs.readFileSync(file, 'utf8'));
+    v.body.oidc = {
+      issuers: [{
+        issuer: 'https://127.0.0.1:9',
+        client_id: 'x',
+        audience: null,
+        role_claim: null,
+        added_at: v.body.created_at,
+      }],
+      links: [{ admin: 'owner', issuer: 'https://127.0.0.1:9', subject: 'agent' }],
+    };
+    fs.writeFileSync(file, JSON.stringify(v));
+    const start = await startServe(h, ['--listen', '127.0.0.1:0']).then(
+      (x) => x.stop().then(() => 0),
+      (e: Error) => String(e.message),
+    );
+    expect(String(start)).toMatch(/exited with 8/);
+  }, 60_000);
+});
