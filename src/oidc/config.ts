@@ -9,7 +9,7 @@ import { type Admin, type Role, ROLES } from '../admins.ts';
 import type { AuditEvent } from '../audit.ts';
 import { denied, TpError, usage } from '../errors.ts';
 import { arr, obj, str, strOrNull } from '../validate.ts';
-import type { Change, VaultBody, VaultFile } from '../vault.ts';
+import type { Change, VaultBody, VaultFile, VerifiedVault } from '../vault.ts';
 
 export interface OidcIssuer {
   /** The issuer identifier, exactly as the provider's tokens carry it in `iss` (https). */
@@ -175,7 +175,7 @@ export function lesserRole(a: Role, b: Role): Role {
  * never raise it), and by `cap` (the role of the admin who unsealed serve).
  */
 export function identify(
-  file: VaultFile,
+  file: VerifiedVault,
   issuer: OidcIssuer,
   claims: Record<string, unknown>,
   cap: Role,

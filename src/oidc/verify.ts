@@ -19,7 +19,7 @@ import { TpError } from '../errors.ts';
 import { send as httpSend, type SendOptions } from '../http/client.ts';
 import type { OidcIssuer } from './config.ts';
 import { oidcOf } from './config.ts';
-import type { VaultFile } from '../vault.ts';
+import type { VerifiedVault } from '../vault.ts';
 
 export const ALGORITHMS = [
   'RS256',
@@ -65,7 +65,7 @@ export class OidcVerifier {
   }
 
   /** The token's issuer (configured in the MAC-checked `file`) and verified claims; else 401. */
-  async verify(token: string, file: VaultFile): Promise<Verified> {
+  async verify(token: string, file: VerifiedVault): Promise<Verified> {
     let unverified: JWTPayload;
     try {
       unverified = decodeJwt(token);
