@@ -89,6 +89,7 @@ export const ERROR_CODES = [
   'brake_agent',
   'brake_credential',
   'brake_global',
+  'brake_org',
   'brake_needs_socket',
   'cannot_create',
   'cannot_listen',
@@ -245,6 +246,10 @@ export const ERROR_CODES = [
   'last_owner',
   'bad_admin_name',
   'slot_binding',
+  'org_denied',
+  'org_mismatch',
+  'bad_org_name',
+  'no_such_org',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
