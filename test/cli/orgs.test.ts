@@ -58,7 +58,7 @@ async function register(
 }
 
 describe('organisations: an org admin sees and changes only its own objects', () => {
-  it('lists, shows and changes are confined to the admin\'s organisation (exit 3)', async () => {
+  it("lists, shows and changes are confined to the admin's organisation (exit 3)", async () => {
     const t = await newHome({ fresh: true });
     const bob = await addAdmin(t, 'bob', 'admin', 'acme');
     // Owners are instance-wide.
@@ -79,8 +79,10 @@ describe('organisations: an org admin sees and changes only its own objects', ()
     const list = JSON.parse((await t.tp(['--json', 'admin', 'list'])).stdout);
     expect(list.admins.find((a: { name: string }) => a.name === 'bob').org).toBe('acme');
 
-    expect((await addCredential(t, 'shared', 'tp-org-shared', ['--allowed-domains', 'a.test']))
-      .code).toBe(0);
+    expect(
+      (await addCredential(t, 'shared', 'tp-org-shared', ['--allowed-domains', 'a.test']))
+        .code,
+    ).toBe(0);
     expect(
       (await addCredential(t, 'globex-k', 'tp-org-globex', [
         '--allowed-domains',
