@@ -47,8 +47,7 @@ const add: Command = {
   },
   examples: [
     'trust-protocol admin add alice --role admin',
-    'trust-protocol admin add bob --role admin --org acme --new-password-file bob.txt',
-    'trust-protocol admin add ci-auditor --role auditor --new-password-file auditor.txt',
+    'trust-protocol admin add ci-auditor --role auditor --org acme --new-password-file auditor.txt',
   ],
   args: { min: 1, max: 1 },
   async run(ctx) {
