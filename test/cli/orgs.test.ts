@@ -167,7 +167,7 @@ describe('organisations: an org admin sees and changes only its own objects', ()
     expect(add?.actor.id).toBe('bob');
     expect(add?.data.org).toBe('acme');
     expect(entries.find((e) => e.event === 'agent.grant')?.data.org).toBe('acme');
-  });
+  }, 180_000); // some 25 CLI runs: room for a loaded machine, no timing asserted
 
   it('an instance-wide admin cannot grant a credential across organisations', async () => {
     const t = await newHome({ fresh: true });
