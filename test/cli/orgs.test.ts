@@ -260,6 +260,33 @@ describe('organisations on the wire', () => {
     const status = JSON.parse((await t.tp(['--json', 'emergency', 'status'])).stdout);
     expect(status.orgs.map((b: { org: string }) => b.org)).toEqual(['acme']);
 
+    // An operator of acme lifts acme's brake, and no brake of anything else.
+    const ops = await addAdmin(t, 'ops', 'operator', 'acme');
+    const kBrake = await t.tp([
+      'emergency',
+      'activate',
+      '--scope',
+      'credential',
+      '--credential-name',
+      'k',
+      '--reason',
+      'shared key incident',
+    ]);
+    expect(kBrake.code).toBe(0);
+    const before = fs.readFileSync(path.join(t.home, 'vault.json'), 'utf8');
+    const notHers = await t.tp([
+      'emergency',
+      'clear',
+      '--scope',
+      'credential',
+      '--credential-name',
+      'k',
+      '--password-file',
+      ops,
+    ]);
+    expect(notHers.code).toBe(3);
+    expect(notHers.stderr).toMatch(/organisation acme/);
+    expect(fs.readFileSync(path.join(t.home, 'vault.json'), 'utf8')).toBe(before);
     const cleared = await t.tp([
       'emergency',
       'clear',
@@ -268,7 +295,7 @@ describe('organisations on the wire', () => {
       '--org',
       'acme',
       '--password-file',
-      t.passwordFile,
+      ops,
     ]);
     expect(cleared.stderr).toBe('');
     expect(cleared.code).toBe(0);
