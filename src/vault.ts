@@ -820,8 +820,10 @@ export class FileVault {
       // forgot its own check is still refused, and nothing has been written yet.
       checkRole(keys.admin, made.events);
       // An org-scoped admin's change may touch only its organisation's objects and brakes.
-      const brakes = this.#brakes.active(before.body);
+      // The brakes are read only when an org-scoped admin clears one.
+      let brakes: ReturnType<FileBrakes['active']> | null = null;
       checkOrgChange(keys.admin, before.body, file.body, made.events, (id) => {
+        brakes ??= this.#brakes.active(before.body);
         const b = brakes.find((x) => x.id === id);
         return b === undefined ? undefined : brakeOrg(b, before.body);
       });
