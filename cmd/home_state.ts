@@ -10,7 +10,8 @@ import {
   type VerifiedVault,
   wipeKeys,
 } from '../src/vault.ts';
-import { adminName, type Ctx, str } from './context.ts';
+import { checkOrgName, type OrgScoped } from '../src/orgs.ts';
+import { adminName, type Ctx, type Flags, str } from './context.ts';
 import { readPassword } from './secrets.ts';
 
 export function existingHome(ctx: Ctx): Home {
@@ -53,4 +54,36 @@ export async function changeVault<T>(
   } finally {
     wipeKeys(keys);
   }
+}
+
+/** `--org ORG` of `credential add`, `agent register`, `publisher add`. */
+export const ORG_OPTION: Flags = {
+  org: {
+    type: 'string',
+    value: 'ORG',
+    help:
+      "the organisation it belongs to (default: the acting admin's; an org's admin may name only its own)",
+  },
+};
+
+/**
+ * The organisation a new object gets: `--org`, else the acting admin's (absent: instance-wide).
+ * An org's admin naming another org is refused when the change is checked (src/orgs.ts).
+ */
+export function newObjectOrg(ctx: Ctx, keys: VaultKeys): { org?: string } {
+  const named = str(ctx, 'org');
+  const org = named === undefined ? keys.admin.org : checkOrgName(named);
+  return org === undefined ? {} : { org };
+}
+
+/**
+ * Who is looking, for the password-less reads (list, show): the admin `--admin` or
+ * TRUST_PROTOCOL_ADMIN names, from the unchecked slot list; null when none is named. A view, not
+ * a boundary: the metadata is in vault.json for anyone who can read the home (threat model).
+ */
+export function viewer(ctx: Ctx, file: VaultFile): OrgScoped | null {
+  const name = adminName(ctx);
+  if (name === undefined) return null;
+  const slot = file.slots.find((s) => s.name === name);
+  return slot === undefined ? null : { name, ...(slot.org === undefined ? {} : { org: slot.org }) };
 }

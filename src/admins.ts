@@ -20,6 +20,8 @@ export type Role = (typeof ROLES)[number];
 export interface Admin {
   name: string;
   role: Role;
+  /** The organisation it is confined to (src/orgs.ts); absent: instance-wide. */
+  org?: string;
 }
 
 export const ADMIN_ENV = 'TRUST_PROTOCOL_ADMIN';
@@ -95,11 +97,18 @@ export function checkRole(admin: Admin, events: readonly AuditEvent[]): void {
   }
 }
 
-/** Names every admin action's actor: `{type: 'operator', id: NAME}`. */
+/**
+ * Names every admin action's actor: `{type: 'operator', id: NAME}`; an org-scoped admin's
+ * actions also name its organisation (`data.org`), as the objects it may touch are all of it.
+ */
 export function byAdmin(admin: Admin, events: readonly AuditEvent[]): AuditEvent[] {
   return events.map((e) =>
     e.actor.type === 'operator' && e.actor.id === undefined
-      ? { ...e, actor: { type: 'operator', id: admin.name } }
+      ? {
+        ...e,
+        actor: { type: 'operator', id: admin.name },
+        ...(admin.org === undefined ? {} : { data: { ...e.data, org: admin.org } }),
+      }
       : e
   );
 }

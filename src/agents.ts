@@ -8,6 +8,7 @@ import { Buffer } from 'node:buffer';
 import { escapeControls } from './bytes.ts';
 import { denied, TpError, usage } from './errors.ts';
 import type { EventName } from './events.ts';
+import { sameOrg } from './orgs.ts';
 import { newAgentToken } from './policy.ts';
 import { type Tier, TIER_RULES, tierRank } from './tiers.ts';
 import type { AgentRecord, Change, VaultBody } from './vault.ts';
@@ -46,7 +47,7 @@ export function findAgent(body: VaultBody, idOrName: string): AgentRecord {
 
 export function registerAgent(
   body: VaultBody,
-  input: { name: string; tier: Tier; now: Date },
+  input: { name: string; tier: Tier; now: Date; org?: string },
 ): Change<IssuedToken> {
   if (!NAME_RE.test(input.name)) {
     throw usage(
@@ -88,10 +89,12 @@ export function registerAgent(
     token_expires_at: expires,
     created_at: ts,
     updated_at: ts,
+    ...(input.org === undefined ? {} : { org: input.org }),
   });
+  const org = input.org === undefined ? {} : { org: input.org };
   return {
     result: { id, name: input.name, tier: input.tier, token, expires_at: expires },
-    events: [_event('agent.register', id, { name: input.name, tier: input.tier })],
+    events: [_event('agent.register', id, { name: input.name, tier: input.tier, ...org })],
   };
 }
 
@@ -131,6 +134,20 @@ export function grant(
         'no_such_credential',
         `no credential named "${escapeControls(name)}"`,
         'see `trust-protocol credential list`',
+      );
+    }
+  }
+  for (const name of input.credentials) {
+    const c = body.credentials.find((x) => x.name === name) as { org?: string };
+    if (!sameOrg(agent, c)) {
+      throw denied(
+        'org_mismatch',
+        `credential "${escapeControls(name)}" is ${
+          c.org === undefined ? 'instance-wide' : `of organisation ${c.org}`
+        }; agent ${agent.id} is ${
+          agent.org === undefined ? 'instance-wide' : `of organisation ${agent.org}`
+        }`,
+        'an agent may be granted only credentials of its own organisation',
       );
     }
   }
@@ -284,6 +301,7 @@ export function agentView(a: AgentRecord) {
     token_expires_at: a.token_expires_at,
     created_at: a.created_at,
     updated_at: a.updated_at,
+    org: a.org ?? null,
   };
 }
 

@@ -23,13 +23,13 @@ export const BRAKES_DIR = 'brakes';
 export const JOURNAL = 'journal.log';
 export const BRAKE_FORMAT = 'trust-protocol/brake';
 export const BRAKE_VERSION = 1;
-export const SCOPES = ['global', 'agent', 'credential'] as const;
+export const SCOPES = ['global', 'agent', 'credential', 'org'] as const;
 export type BrakeScope = (typeof SCOPES)[number];
 
 export interface Brake {
   id: string;
   scope: BrakeScope;
-  /** The agent id or credential name; null for global. */
+  /** The agent id, credential name or organisation name; null for global. */
   target: string | null;
   reason: string;
   activated_at: string;
@@ -222,17 +222,22 @@ export function checkBrakeRequest(req: BrakeRequest): BrakeRequest {
     throw usage(
       'bad_scope',
       `unknown brake scope "${String(req.scope)}"`,
-      'use global, agent or credential',
+      'use global, agent, credential or org',
     );
   }
   if (req.scope === 'global' && req.target !== null) {
-    throw usage('bad_target', 'a global brake takes no --agent-id or --credential-name');
+    throw usage(
+      'bad_target',
+      'a global brake takes no --agent-id, --credential-name or --org',
+    );
   }
   if (req.scope !== 'global' && (req.target === null || !NAME_RE.test(req.target))) {
     throw usage(
       'bad_target',
       req.scope === 'agent'
         ? 'an agent brake needs --agent-id ID'
+        : req.scope === 'org'
+        ? 'an organisation brake needs --org ORG'
         : 'a credential brake needs --credential-name NAME',
     );
   }
@@ -285,12 +290,17 @@ function _activate(home: Home, req: BrakeRequest, now: Date): Brake {
   return brake;
 }
 
-/** The brake that stops this request, most general first; null when none applies. */
+/**
+ * The brake that stops this request, most general first; null when none applies. `orgs` are the
+ * organisations of the agent and credentials involved, as the MAC-checked vault says.
+ */
 export function blockingBrake(
   active: readonly Brake[],
-  who: { agentId: string | null; credentials: readonly string[] },
+  who: { agentId: string | null; credentials: readonly string[]; orgs?: readonly string[] },
 ): Brake | null {
+  const orgs = who.orgs ?? [];
   return active.find((b) => b.scope === 'global') ??
+    active.find((b) => b.scope === 'org' && b.target !== null && orgs.includes(b.target)) ??
     active.find((b) => b.scope === 'agent' && b.target === who.agentId) ??
     active.find((b) =>
       b.scope === 'credential' && b.target !== null && who.credentials.includes(b.target)
@@ -298,9 +308,45 @@ export function blockingBrake(
     null;
 }
 
+/** The organisations of the agent and credentials a request involves (for `blockingBrake`). */
+export function orgsOf(
+  body: {
+    agents: ReadonlyArray<{ id: string; org?: string }>;
+    credentials: ReadonlyArray<{ name: string; org?: string }>;
+  },
+  agentId: string | null,
+  credentials: readonly string[],
+): string[] {
+  const out = new Set<string>();
+  const agent = body.agents.find((a) => a.id === agentId);
+  if (agent?.org !== undefined) out.add(agent.org);
+  for (const c of body.credentials) {
+    if (c.org !== undefined && credentials.includes(c.name)) out.add(c.org);
+  }
+  return [...out];
+}
+
+/** The organisation a brake concerns (null: instance-wide, a global brake). */
+export function brakeOrg(
+  b: Brake,
+  body: {
+    agents: ReadonlyArray<{ id: string; org?: string }>;
+    credentials: ReadonlyArray<{ name: string; org?: string }>;
+  },
+): string | null {
+  if (b.scope === 'org') return b.target;
+  if (b.scope === 'agent') return body.agents.find((a) => a.id === b.target)?.org ?? null;
+  if (b.scope === 'credential') {
+    return body.credentials.find((c) => c.name === b.target)?.org ?? null;
+  }
+  return null;
+}
+
 export function brakeError(b: Brake): TpError {
   const what = b.scope === 'global'
     ? 'the global emergency brake'
+    : b.scope === 'org'
+    ? `an emergency brake on organisation ${b.target}`
     : `an emergency brake on ${b.scope} ${b.target}`;
   return new TpError(
     'brake',

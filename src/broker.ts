@@ -6,7 +6,7 @@
  */
 import { Buffer } from 'node:buffer';
 import type { AuditEvent, AuditWriter } from './audit.ts';
-import { blockingBrake, type Brake, brakeError } from './brakes.ts';
+import { blockingBrake, type Brake, brakeError, orgsOf } from './brakes.ts';
 import { parseTargetUrl } from './domain.ts';
 import { denied, integrity, TpError, usage, withAuditSeq } from './errors.ts';
 import { send, type SendOptions, type UpstreamResponse } from './http/client.ts';
@@ -93,15 +93,19 @@ export function checkBrakes(
   agentId: string | null,
   credentials: readonly string[],
 ): void {
-  _stopIfBraked(state.brakes.active(file.body), agentId, credentials);
+  _stopIfBraked(state.brakes.active(file.body), file.body, agentId, credentials);
 }
 
 function _stopIfBraked(
   active: readonly Brake[],
+  body: VaultFile['body'],
   agentId: string | null,
   credentials: readonly string[],
 ): void {
-  const brake = blockingBrake(active, { agentId, credentials });
+  // The organisations come from the vault: the early check reads it unchecked, the decisive one
+  // after unsealing reads the MAC-checked file, so removing an org by hand evades neither.
+  const orgs = orgsOf(body, agentId, credentials);
+  const brake = blockingBrake(active, { agentId, credentials, orgs });
   if (brake !== null) throw brakeError(brake);
 }
 
@@ -138,9 +142,9 @@ export async function execute(request: BrokerRequest, deps: BrokerDeps): Promise
       : findAgentByToken(file.body.agents, request.token)?.id ?? null;
     active = state.brakes.active(file.body);
     await deps.sawBrakes?.(file, active);
-    _stopIfBraked(active, agentId, []);
+    _stopIfBraked(active, file.body, agentId, []);
     parsed = prepareTemplate(request.template);
-    _stopIfBraked(active, agentId, parsed.names);
+    _stopIfBraked(active, file.body, agentId, parsed.names);
     checkEnvironment(deps.env);
     decide(file.body, { token: request.token, ...parsed }, now());
   } catch (e) {
@@ -237,7 +241,7 @@ async function _executeAuthenticated(
       ? null
       : findAgentByToken(file.body.agents, request.token)?.id ?? null;
     await state.vault.recordKnownBrakes(keys, file, active);
-    _stopIfBraked(active, agentId, parsed.names);
+    _stopIfBraked(active, file.body, agentId, parsed.names);
     decision = decide(file.body, { token: request.token, ...parsed }, now());
   } catch (e) {
     await _auditDenial(audit, e, request.token, file, parsed);

@@ -246,7 +246,7 @@ export function formatRate(r: Rate): string {
 export function addCredential(
   body: VaultBody,
   keys: VaultKeys,
-  input: { name: string; spec: CredentialSpec; value: Uint8Array; now: Date },
+  input: { name: string; spec: CredentialSpec; value: Uint8Array; now: Date; org?: string },
 ): Change<CredentialMeta> {
   const meta = buildMeta(input.name, input.spec);
   if (body.credentials.some((c) => c.name === meta.name)) {
@@ -262,8 +262,11 @@ export function addCredential(
     created_at: ts,
     updated_at: ts,
     value: encryptValue(keys, meta, input.value),
+    ...(input.org === undefined ? {} : { org: input.org }),
   });
-  return { result: meta, events: [_event('credential.add', meta)] };
+  const made = _event('credential.add', meta);
+  const org = input.org === undefined ? {} : { org: input.org };
+  return { result: meta, events: [{ ...made, data: { ...made.data, ...org } }] };
 }
 
 /** Update re-binds the unchanged value to the new metadata (decrypt with the old, seal with the new). */

@@ -37,6 +37,17 @@ export function pullBrake(
       'see `trust-protocol credential list`',
     );
   }
+  if (
+    req.scope === 'org' && ![...body.credentials, ...body.agents, ...body.publishers]
+      .some((o) => o.org === req.target) &&
+    !state.vault.read().slots.some((s) => s.org === req.target)
+  ) {
+    throw usage(
+      'no_such_org',
+      `no credential, agent, publisher or admin belongs to organisation "${req.target}"`,
+      'see `trust-protocol agent list` and `trust-protocol admin list`',
+    );
+  }
   const brake = state.brakes.activate(req, now);
   return {
     brake,

@@ -97,6 +97,7 @@ export const ERROR_CODES = [
   'brake_agent',
   'brake_credential',
   'brake_global',
+  'brake_org',
   'brake_needs_socket',
   'cannot_create',
   'cannot_listen',
@@ -260,6 +261,10 @@ export const ERROR_CODES = [
   'store_schema',
   'store_tampered',
   'store_unavailable',
+  'org_denied',
+  'org_mismatch',
+  'bad_org_name',
+  'no_such_org',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

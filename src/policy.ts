@@ -10,6 +10,7 @@ import { matchTarget, parseDomainPattern } from './domain.ts';
 import type { Authenticated, RecentEntry } from './audit.ts';
 import { parseRate } from './credentials.ts';
 import { denied, TpError } from './errors.ts';
+import { sameOrg } from './orgs.ts';
 import type { PlaceholderUse } from './template.ts';
 import { tierRank } from './tiers.ts';
 import type { AgentRecord, CredentialRecord } from './vault.ts';
@@ -86,6 +87,14 @@ export function checkGrant(
       'not_granted',
       `agent ${agent.id} has no grant for credential "${name}"`,
       `the operator can run: trust-protocol agent grant ${agent.id} ${name}`,
+    );
+  }
+  // A grant never crosses organisations, even one recorded before either object changed org.
+  if (!sameOrg(agent, credential)) {
+    throw denied(
+      'org_mismatch',
+      `agent ${agent.id} and credential "${name}" belong to different organisations`,
+      "an agent may use only its own organisation's credentials",
     );
   }
   if (tierRank(agent.tier) < tierRank(credential.min_tier)) {

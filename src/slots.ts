@@ -34,6 +34,8 @@ export interface SlotKdf {
 export interface Slot {
   name: string;
   role: Role;
+  /** The admin's organisation (src/orgs.ts); absent: instance-wide, as every slot before it. */
+  org?: string;
   created_at: string;
   kdf: SlotKdf;
   /** X25519 public key, 32 bytes, standard base64. */
@@ -90,9 +92,22 @@ function _privateAad(name: string, kdf: SlotKdf, publicKey: string): Uint8Array 
   );
 }
 
-function _keyAad(name: string, role: Role, publicKey: string, ephemeral: string): Uint8Array {
+function _keyAad(
+  slot: Pick<Slot, 'name' | 'role' | 'org' | 'public_key'>,
+  ephemeral: string,
+): Uint8Array {
+  const { name, role, org, public_key } = slot;
+  // The org is bound only when there is one: slots made before organisations keep their AAD.
   return utf8.encode(
-    canonicalJson({ v: 2, purpose: 'slot-data-key', name, role, public_key: publicKey, ephemeral }),
+    canonicalJson({
+      v: 2,
+      purpose: 'slot-data-key',
+      name,
+      role,
+      ...(org === undefined ? {} : { org }),
+      public_key,
+      ephemeral,
+    }),
   );
 }
 
@@ -103,7 +118,7 @@ function _sharedKey(secret: Uint8Array, ephemeral: string, publicKey: string): U
 
 /** Seals the data key to a slot's public key (no password needed: `vault rekey`). */
 export function sealToSlot(
-  slot: Pick<Slot, 'name' | 'role' | 'public_key'>,
+  slot: Pick<Slot, 'name' | 'role' | 'org' | 'public_key'>,
   dataKey: Uint8Array,
 ): Slot['key'] {
   const eph = generateKeyPairSync('x25519');
@@ -115,7 +130,7 @@ export function sealToSlot(
     }),
   );
   const k = _sharedKey(shared, ephemeral, slot.public_key);
-  const s = seal(k, dataKey, _keyAad(slot.name, slot.role, slot.public_key, ephemeral));
+  const s = seal(k, dataKey, _keyAad(slot, ephemeral));
   wipe(shared, k);
   return { ephemeral, nonce: toB64(s.nonce), ciphertext: toB64(s.ciphertext) };
 }
@@ -135,7 +150,12 @@ export function slotWithKek(
   const publicKey = toB64(publicRaw);
   const wrapped = seal(kek, privateRaw, _privateAad(admin.name, kdf, publicKey));
   wipe(privateRaw);
-  const base = { name: admin.name, role: admin.role, public_key: publicKey };
+  const base = {
+    name: admin.name,
+    role: admin.role,
+    ...(admin.org === undefined ? {} : { org: admin.org }),
+    public_key: publicKey,
+  };
   return {
     ...base,
     created_at: createdAt,
@@ -196,7 +216,7 @@ export function openSlot(slot: Slot, password: Uint8Array): Uint8Array | null {
           nonce: fromB64(slot.key.nonce, 'key.nonce'),
           ciphertext: fromB64(slot.key.ciphertext, 'key.ciphertext'),
         },
-        _keyAad(slot.name, slot.role, slot.public_key, slot.key.ephemeral),
+        _keyAad(slot, slot.key.ephemeral),
       );
       wipe(shared, k);
     }
@@ -208,7 +228,7 @@ export function openSlot(slot: Slot, password: Uint8Array): Uint8Array | null {
   if (dataKey === null || dataKey.length !== 32) {
     throw integrity(
       'slot_binding',
-      `key slot "${slot.name}" was edited: its password opens it but its data key does not match its name and role`,
+      `key slot "${slot.name}" was edited: its password opens it but its data key does not match its name, role and organisation`,
       'restore vault.json from a backup; nothing was decrypted or sent',
     );
   }

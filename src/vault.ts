@@ -14,7 +14,9 @@ import {
   type FileAuditLog,
   type LogEntry,
 } from './audit.ts';
-import type { FileBrakes } from './brakes.ts';
+import { brakeOrg, type BrakeScope, type FileBrakes, SCOPES } from './brakes.ts';
+import { NAME_RE } from './grammar.ts';
+import { checkOrgChange } from './orgs.ts';
 import { canonicalJson } from './canonical.ts';
 import { fromB64, fromHex, secretEqual, toB64, toHex, utf8, wipe } from './bytes.ts';
 import { publicKeyOf } from './crypto/ed25519.ts';
@@ -53,6 +55,11 @@ export interface CredentialMeta {
    * where the value may go), so records written before it existed keep their binding.
    */
   preset?: string;
+  /**
+   * The organisation it belongs to (src/orgs.ts); absent: instance-wide. Covered by the vault's
+   * MAC, not by the value's associated data, as `preset` is.
+   */
+  org?: string;
 }
 
 export interface CredentialRecord extends CredentialMeta {
@@ -74,6 +81,8 @@ export interface AgentRecord {
   token_expires_at: string | null;
   /** Renewals by the agent itself since a human last issued its token (absent: none). */
   renewals?: number;
+  /** The organisation it belongs to (src/orgs.ts); absent: instance-wide. */
+  org?: string;
   created_at: string;
   updated_at: string;
 }
@@ -130,11 +139,13 @@ export interface PublisherRecord {
   added_at: string;
   revoked_at: string | null;
   revoke_reason: string | null;
+  /** The organisation it belongs to (src/orgs.ts); absent: instance-wide. */
+  org?: string;
 }
 
 export interface KnownBrake {
   id: string;
-  scope: 'global' | 'agent' | 'credential';
+  scope: BrakeScope;
   target: string | null;
   reason: string;
   activated_at: string;
@@ -202,7 +213,12 @@ function _mac(file: Omit<VaultFile, 'mac'>, keys: VaultKeys): string {
 /** Who may unseal: the slots, or a format-1 vault's one password as its owner. */
 export function adminsOf(file: VaultFile): Array<Admin & { created_at: string }> {
   if (file.version === 1) return [{ ...LEGACY_OWNER, created_at: file.body.created_at }];
-  return file.slots.map((s) => ({ name: s.name, role: s.role, created_at: s.created_at }));
+  return file.slots.map((s) => ({
+    name: s.name,
+    role: s.role,
+    ...(s.org === undefined ? {} : { org: s.org }),
+    created_at: s.created_at,
+  }));
 }
 
 /** The KDF parameters of an admin's slot (format 1: of the one password). */
@@ -339,7 +355,11 @@ export function unseal(
       if (named !== undefined && slot.name !== named) continue;
       const dataKey = openSlot(slot, password);
       if (dataKey !== null) {
-        keys = deriveVaultKeys(dataKey, { name: slot.name, role: slot.role });
+        keys = deriveVaultKeys(dataKey, {
+          name: slot.name,
+          role: slot.role,
+          ...(slot.org === undefined ? {} : { org: slot.org }),
+        });
         break;
       }
     }
@@ -556,7 +576,7 @@ export function parseVault(bytes: Uint8Array): VaultFile {
           scope: oneOf(
             k.scope,
             `known_brakes[${i}].scope`,
-            ['global', 'agent', 'credential'] as const,
+            SCOPES,
           ),
           target: strOrNull(k.target, `known_brakes[${i}].target`),
           reason: str(k.reason, `known_brakes[${i}].reason`),
@@ -580,6 +600,7 @@ export function parseVault(bytes: Uint8Array): VaultFile {
           added_at: str(p.added_at, `publishers[${i}].added_at`),
           revoked_at: strOrNull(p.revoked_at, `publishers[${i}].revoked_at`),
           revoke_reason: strOrNull(p.revoke_reason, `publishers[${i}].revoke_reason`),
+          ..._org(p.org, `publishers[${i}].org`),
         };
       }),
     },
@@ -605,6 +626,14 @@ export function parseVault(bytes: Uint8Array): VaultFile {
   return file;
 }
 
+/** An optional organisation name (src/orgs.ts): absent in records made before organisations. */
+function _org(v: unknown, f: string): { org?: string } {
+  if (v === undefined) return {};
+  const org = str(v, f);
+  if (!NAME_RE.test(org)) throw integrity('malformed_state', `vault.json: ${f} is not a name`);
+  return { org };
+}
+
 function _parseKdf(v: unknown, f: string): SlotKdf {
   const kdf = obj(v, f);
   return {
@@ -628,6 +657,7 @@ function _parseSlot(v: unknown, i: number): Slot {
   return {
     name: str(o.name, `${f}.name`),
     role: oneOf(o.role, `${f}.role`, ROLES),
+    ..._org(o.org, `${f}.org`),
     created_at: str(o.created_at, `${f}.created_at`),
     kdf: _parseKdf(o.kdf, `${f}.kdf`),
     public_key: str(o.public_key, `${f}.public_key`),
@@ -652,6 +682,7 @@ function _parseCredential(v: unknown, i: number): CredentialRecord {
     inject: strOrNull(c.inject, `${f}.inject`),
     rate: strOrNull(c.rate, `${f}.rate`),
     ...(c.preset === undefined ? {} : { preset: str(c.preset, `${f}.preset`) }),
+    ..._org(c.org, `${f}.org`),
     created_at: str(c.created_at, `${f}.created_at`),
     updated_at: str(c.updated_at, `${f}.updated_at`),
     value: {
@@ -685,6 +716,7 @@ function _parseAgent(v: unknown, i: number): AgentRecord {
     token_sha256: strOrNull(a.token_sha256, `${f}.token_sha256`),
     token_expires_at: strOrNull(a.token_expires_at, `${f}.token_expires_at`),
     ...(a.renewals === undefined ? {} : { renewals: int(a.renewals, `${f}.renewals`) }),
+    ..._org(a.org, `${f}.org`),
     created_at: str(a.created_at, `${f}.created_at`),
     updated_at: str(a.updated_at, `${f}.updated_at`),
   };
@@ -791,6 +823,14 @@ export class FileVault {
       // Checked here, where every change passes, on what the change would record: a command that
       // forgot its own check is still refused, and nothing has been written yet.
       checkRole(keys.admin, made.events);
+      // An org-scoped admin's change may touch only its organisation's objects and brakes.
+      // The brakes are read only when an org-scoped admin clears one.
+      let brakes: ReturnType<FileBrakes['active']> | null = null;
+      checkOrgChange(keys.admin, before.body, file.body, made.events, (id) => {
+        brakes ??= this.#brakes.active(before.body);
+        const b = brakes.find((x) => x.id === id);
+        return b === undefined ? undefined : brakeOrg(b, before.body);
+      });
       const events = byAdmin(keys.admin, [
         ...(upgrade
           ? [{
@@ -1030,7 +1070,11 @@ export class FileVault {
           event: 'admin.add',
           actor: { type: 'operator' },
           outcome: 'ok',
-          data: { name: admin.name, role: admin.role },
+          data: {
+            name: admin.name,
+            role: admin.role,
+            ...(admin.org === undefined ? {} : { org: admin.org }),
+          },
         }],
       };
     });

@@ -2,6 +2,7 @@
 import { checkAdminName, type Role, ROLES } from '../../src/admins.ts';
 import { KDF_DEFAULT } from '../../src/crypto/kdf.ts';
 import { usage } from '../../src/errors.ts';
+import { checkOrgName } from '../../src/orgs.ts';
 import { adminKdf, adminsOf, wipeKeys } from '../../src/vault.ts';
 import { type Command, PASSWORD_FILE_OPTION, str, tableText } from '../context.ts';
 import { existingState, unsealVault } from '../home_state.ts';
@@ -13,14 +14,21 @@ const add: Command = {
   words: ['admin', 'add'],
   summary: 'add an admin with their own password and a role (owner only)',
   usage:
-    'admin add NAME --role owner|admin|operator|auditor [--new-password-file PATH] [--kdf-memory-mib N] [--kdf-iterations N]',
+    'admin add NAME --role owner|admin|operator|auditor [--org ORG] [--new-password-file PATH] [--kdf-memory-mib N] [--kdf-iterations N]',
   help:
     'The new admin gets a key slot of their own: their password opens the vault with their role.\n' +
     'owner: everything, including admins; admin: credentials, agents, publishers; operator:\n' +
-    'brakes, agent suspend/resume, reads; auditor: audit verify/export/prove/checkpoint, reads.',
+    'brakes, agent suspend/resume, reads; auditor: audit verify/export/prove/checkpoint, reads.\n' +
+    'With --org, the admin sees and changes only the credentials, agents, publishers and brakes\n' +
+    'of that organisation (owners are always instance-wide); without it, everything.',
   options: {
     ...PASSWORD_FILE_OPTION,
     role: { type: 'string', value: 'ROLE', help: 'owner, admin, operator or auditor' },
+    org: {
+      type: 'string',
+      value: 'ORG',
+      help: 'confine the admin to one organisation (not with --role owner)',
+    },
     'new-password-file': {
       type: 'string',
       value: 'PATH',
@@ -40,7 +48,7 @@ const add: Command = {
   },
   examples: [
     'trust-protocol admin add alice --role admin',
-    'trust-protocol admin add ci-auditor --role auditor --new-password-file auditor.txt',
+    'trust-protocol admin add ci-auditor --role auditor --org acme --new-password-file auditor.txt',
   ],
   args: { min: 1, max: 1 },
   async run(ctx) {
@@ -48,6 +56,14 @@ const add: Command = {
     const role = str(ctx, 'role');
     if (role === undefined || !(ROLES as readonly string[]).includes(role)) {
       throw usage('bad_flag', `--role must be one of ${ROLES.join(', ')}`);
+    }
+    const orgFlag = str(ctx, 'org');
+    const org = orgFlag === undefined ? undefined : checkOrgName(orgFlag);
+    if (org !== undefined && role === 'owner') {
+      throw usage(
+        'bad_flag',
+        'an owner is instance-wide: --org goes with --role admin, operator or auditor',
+      );
     }
     const newFile = str(ctx, 'new-password-file');
     if (newFile === undefined && !ctx.io.isTerminal) {
@@ -67,7 +83,8 @@ const add: Command = {
         prompt: `Password for admin ${name}: `,
       });
       try {
-        await state.vault.addAdmin(keys, { name, role: role as Role }, password, params, ctx.now());
+        const admin = { name, role: role as Role, ...(org === undefined ? {} : { org }) };
+        await state.vault.addAdmin(keys, admin, password, params, ctx.now());
       } finally {
         password.fill(0);
       }
@@ -75,8 +92,8 @@ const add: Command = {
       wipeKeys(keys);
     }
     return {
-      json: { name, role },
-      text: `Added admin ${name} (${role}).\n`,
+      json: { name, role, org: org ?? null },
+      text: `Added admin ${name} (${role}${org === undefined ? '' : `, organisation ${org}`}).\n`,
       informational: true,
     };
   },
@@ -97,8 +114,8 @@ const list: Command = {
     return {
       json: { admins, verified: false },
       text: tableText([
-        ['NAME', 'ROLE', 'CREATED'],
-        ...admins.map((a) => [a.name, a.role, a.created_at]),
+        ['NAME', 'ROLE', 'ORG', 'CREATED'],
+        ...admins.map((a) => [a.name, a.role, a.org ?? '-', a.created_at]),
       ], { color: ctx.color }),
       quiet: admins.map((a) => `${a.name}\n`).join(''),
     };

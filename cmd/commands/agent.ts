@@ -31,7 +31,15 @@ import {
   str,
   tableText,
 } from '../context.ts';
-import { changeVault, existingState, unsealVault } from '../home_state.ts';
+import { checkSees, sees } from '../../src/orgs.ts';
+import {
+  changeVault,
+  existingState,
+  newObjectOrg,
+  ORG_OPTION,
+  unsealVault,
+  viewer,
+} from '../home_state.ts';
 import { promptHidden, promptLine } from '../io.ts';
 import { recommendCommand } from './monitor.ts';
 import { readToken } from '../secrets.ts';
@@ -54,6 +62,7 @@ function _agentText(a: ReturnType<typeof agentView>): string {
     `state:    ${a.state}`,
     `grants:   ${a.grants.length === 0 ? '-' : a.grants.join(', ')}`,
     `token:    ${a.token_expires_at === null ? 'none' : `expires ${a.token_expires_at}`}`,
+    ...(a.org === null ? [] : [`org:      ${a.org}`]),
   ].join('\n') + '\n';
 }
 
@@ -83,9 +92,10 @@ function _simple(
 const register: Command = {
   words: ['agent', 'register'],
   summary: 'register an agent; prints its id and token (the token once)',
-  usage: 'agent register NAME [--tier TIER]',
+  usage: 'agent register NAME [--tier TIER] [--org ORG]',
   options: {
     ...PASSWORD_FILE_OPTION,
+    ...ORG_OPTION,
     tier: {
       type: 'string',
       value: 'TIER',
@@ -101,7 +111,13 @@ const register: Command = {
     const tier = parseTier(str(ctx, 'tier') ?? 'NOVICE');
     const issued = await changeVault(
       ctx,
-      (body) => registerAgent(body, { name: ctx.positionals[0] as string, tier, now: ctx.now() }),
+      (body, keys) =>
+        registerAgent(body, {
+          name: ctx.positionals[0] as string,
+          tier,
+          now: ctx.now(),
+          ...newObjectOrg(ctx, keys),
+        }),
     );
     return _tokenOutput(issued, 'Registered');
   },
@@ -134,7 +150,9 @@ const list: Command = {
   examples: ['trust-protocol agent list', 'trust-protocol agent list --json'],
   args: { min: 0, max: 0 },
   run(ctx) {
-    const agents = existingState(ctx).vault.read().body.agents.map(agentView);
+    const file = existingState(ctx).vault.read();
+    const who = viewer(ctx, file);
+    const agents = file.body.agents.filter((a) => sees(who, a)).map(agentView);
     const rows = agents.map((
       a,
     ) => [a.id, a.name, a.tier, a.state, String(a.grants.length), a.token_expires_at ?? '-']);
@@ -158,9 +176,10 @@ const show: Command = {
   examples: ['trust-protocol agent show ci-bot'],
   args: { min: 1, max: 1 },
   run(ctx) {
-    const agent = agentView(
-      findAgent(existingState(ctx).vault.read().body, ctx.positionals[0] as string),
-    );
+    const file = existingState(ctx).vault.read();
+    const record = findAgent(file.body, ctx.positionals[0] as string);
+    checkSees(viewer(ctx, file), 'agent', record.id, record);
+    const agent = agentView(record);
     return { json: agent, text: _agentText(agent) };
   },
 };

@@ -37,7 +37,7 @@ const FLAG_VALUES: Record<string, Kind> = {
   agent: 'agent-id',
   tier: { words: [...TIERS] },
   'min-tier': { words: [...TIERS] },
-  scope: { words: ['global', 'agent', 'credential'] },
+  scope: { words: ['global', 'agent', 'credential', 'org'] },
   placement: { words: ['header', 'query', 'path', 'body'] },
   request: { words: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'] },
 };

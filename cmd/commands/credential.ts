@@ -29,7 +29,15 @@ import {
   str,
   tableText,
 } from '../context.ts';
-import { changeVault, existingState, unsealVault } from '../home_state.ts';
+import { checkSees, sees } from '../../src/orgs.ts';
+import {
+  changeVault,
+  existingState,
+  newObjectOrg,
+  ORG_OPTION,
+  unsealVault,
+  viewer,
+} from '../home_state.ts';
 import { type DotenvEntry, looksLikeDotenvLine, parseDotenv } from '../dotenv.ts';
 import { promptHidden, readAll, readUserFile } from '../io.ts';
 import { findPreset, type Preset, PRESETS } from '../../src/presets.ts';
@@ -210,6 +218,7 @@ function _metaText(m: CredentialMeta): string {
     `inject:          ${m.inject ?? '-'}`,
     `rate:            ${m.rate ?? '-'}`,
     `preset:          ${m.preset ?? '-'}`,
+    ...(m.org === undefined ? [] : [`org:             ${m.org}`]),
   ].join('\n') + '\n';
 }
 
@@ -224,6 +233,7 @@ function _metaJson(m: CredentialMeta & { created_at?: string; updated_at?: strin
     inject: m.inject,
     rate: m.rate,
     preset: m.preset ?? null,
+    org: m.org ?? null,
     ...(m.created_at === undefined ? {} : { created_at: m.created_at, updated_at: m.updated_at }),
   };
 }
@@ -232,11 +242,17 @@ const add: Command = {
   words: ['credential', 'add'],
   summary: 'store a credential and where it may be sent',
   usage:
-    'credential add NAME (--preset P | --allowed-domains P[,P...] | --any-domain) [--min-tier TIER] [--placement header[,query,path,body]] [--base-url URL] [--inject "Header: tmpl"] [--rate N/PERIOD] [--value-file PATH]',
+    'credential add NAME (--preset P | --allowed-domains P[,P...] | --any-domain) [--min-tier TIER] [--placement header[,query,path,body]] [--base-url URL] [--inject "Header: tmpl"] [--rate N/PERIOD] [--value-file PATH] [--org ORG]',
   help: `--preset NAME fills in the allowed domains, base URL and inject rule of a well-known API
 (see \`trust-protocol credential presets\`) and records the preset, so that \`run\` gives its SDK
 the gateway in the variables it reads. A flag given as well overrides the preset's value.`,
-  options: { ...PASSWORD_FILE_OPTION, ...SPEC_OPTIONS, ...PRESET_OPTION, ...VALUE_FILE_OPTION },
+  options: {
+    ...PASSWORD_FILE_OPTION,
+    ...SPEC_OPTIONS,
+    ...PRESET_OPTION,
+    ...VALUE_FILE_OPTION,
+    ...ORG_OPTION,
+  },
   examples: [
     'trust-protocol credential add openai --preset openai --value-file openai.txt',
     'trust-protocol credential add github --allowed-domains api.github.com,uploads.github.com --value-file gh.txt',
@@ -250,7 +266,14 @@ the gateway in the variables it reads. A flag given as well overrides the preset
     const meta = await _changeWithValue(
       ctx,
       name,
-      (body, keys, value) => addCredential(body, keys, { name, spec, value, now: ctx.now() }),
+      (body, keys, value) =>
+        addCredential(body, keys, {
+          name,
+          spec,
+          value,
+          now: ctx.now(),
+          ...newObjectOrg(ctx, keys),
+        }),
     );
     const warn = meta.any_domain
       ? `${
@@ -363,15 +386,17 @@ const list: Command = {
   args: { min: 0, max: 0 },
   run(ctx) {
     const file = existingState(ctx).vault.read();
-    const rows = file.body.credentials.map((c) => [
+    const who = viewer(ctx, file);
+    const credentials = file.body.credentials.filter((c) => sees(who, c));
+    const rows = credentials.map((c) => [
       c.name,
       c.any_domain ? 'ANY (unrestricted)' : c.allowed_domains.join(','),
       c.placements.join(','),
       c.min_tier,
     ]);
     return {
-      json: file.body.credentials.map(_metaJson),
-      quiet: file.body.credentials.map((c) => `${c.name}\n`).join(''),
+      json: credentials.map(_metaJson),
+      quiet: credentials.map((c) => `${c.name}\n`).join(''),
       text: rows.length === 0
         ? 'No credentials.\n'
         : tableText([['NAME', 'ALLOWED DOMAINS', 'PLACEMENTS', 'MIN TIER'], ...rows], {
@@ -394,6 +419,7 @@ const show: Command = {
   run(ctx) {
     const file = existingState(ctx).vault.read();
     const record = findCredential(file.body, ctx.positionals[0] as string);
+    checkSees(viewer(ctx, file), 'credential', record.name, record);
     return { json: _metaJson(record), text: _metaText(record) };
   },
 };

@@ -29,9 +29,11 @@ export const CONFIRMATION = 'CONFIRM_RESTORE_ACCESS';
 const SCOPE_OPTIONS: Flags = {
   scope: {
     type: 'string',
-    value: 'global|agent|credential',
-    help: 'what the brake covers: everything (global, the default), one agent, or one credential',
+    value: 'global|agent|credential|org',
+    help:
+      'what the brake covers: everything (global, the default), one agent, one credential, or every agent and credential of one organisation',
   },
+  org: { type: 'string', value: 'ORG', help: 'the organisation, with --scope org' },
   'agent-id': { type: 'string', value: 'ID', help: 'the agent, with --scope agent' },
   'credential-name': {
     type: 'string',
@@ -46,14 +48,17 @@ function _target(ctx: Ctx): { scope: BrakeScope; target: string | null } {
     ? str(ctx, 'agent-id') ?? null
     : scope === 'credential'
     ? str(ctx, 'credential-name') ?? null
+    : scope === 'org'
+    ? str(ctx, 'org') ?? null
     : null;
   if (
     scope === 'global' &&
-    (str(ctx, 'agent-id') !== undefined || str(ctx, 'credential-name') !== undefined)
+    (str(ctx, 'agent-id') !== undefined || str(ctx, 'credential-name') !== undefined ||
+      str(ctx, 'org') !== undefined)
   ) {
     throw usage(
       'bad_target',
-      '--agent-id and --credential-name need --scope agent or --scope credential',
+      '--agent-id, --credential-name and --org need --scope agent, credential or org',
     );
   }
   return { scope, target };
@@ -68,6 +73,8 @@ function _clearFlags(b: Brake): string {
     ? `--scope agent --agent-id ${b.target}`
     : b.scope === 'credential'
     ? `--scope credential --credential-name ${b.target}`
+    : b.scope === 'org'
+    ? `--scope org --org ${b.target}`
     : `--confirmation ${CONFIRMATION}`;
 }
 
@@ -77,9 +84,10 @@ function _describe(b: Brake): string {
 
 const activate: Command = {
   words: ['emergency', 'activate'],
-  summary: 'stop requests at once (no password needed): global, one agent, or one credential',
+  summary:
+    'stop requests at once (no password needed): global, one agent, one credential, or one organisation',
   usage:
-    'emergency activate --reason TEXT [--scope global|agent|credential] [--agent-id ID] [--credential-name NAME]',
+    'emergency activate --reason TEXT [--scope global|agent|credential|org] [--agent-id ID] [--credential-name NAME] [--org ORG]',
   help: `Needs no password: anyone at the keyboard can stop everything. A user who cannot write the
 state directory (an agent's user in the dedicated-user deployment) pulls the brake through serve's
 socket instead: --server unix:PATH, or /run/trust-protocol/serve.sock found by itself.`,
@@ -120,7 +128,9 @@ socket instead: --server unix:PATH, or /run/trust-protocol/serve.sock found by i
       }). Lift it with \`trust-protocol emergency clear${
         scope === 'global'
           ? ''
-          : ` --scope ${scope} --${scope === 'agent' ? 'agent-id' : 'credential-name'} ${target}`
+          : ` --scope ${scope} --${
+            scope === 'agent' ? 'agent-id' : scope === 'org' ? 'org' : 'credential-name'
+          } ${target}`
       }\`.\n`,
     };
   },
@@ -158,7 +168,7 @@ const clear: Command = {
   words: ['emergency', 'clear'],
   summary: 'lift a brake (password needed; global also needs the typed confirmation)',
   usage:
-    `emergency clear [--scope global|agent|credential] [--agent-id ID] [--credential-name NAME] [--confirmation ${CONFIRMATION}]`,
+    `emergency clear [--scope global|agent|credential|org] [--agent-id ID] [--credential-name NAME] [--org ORG] [--confirmation ${CONFIRMATION}]`,
   options: {
     ...PASSWORD_FILE_OPTION,
     ...SCOPE_OPTIONS,
@@ -287,6 +297,7 @@ const status: Command = {
         credential: b.target,
         ..._shown(b),
       })),
+      orgs: active.filter((b) => b.scope === 'org').map((b) => ({ org: b.target, ..._shown(b) })),
     };
     const rows = active.map((
       b,

@@ -8,7 +8,8 @@ import { keyIdHex, parsePublicKey } from '../../src/skills/keys.ts';
 import { addPublisher, revokePublisher } from '../../src/skills/publishers.ts';
 import { type PublisherRecord, wipeKeys } from '../../src/vault.ts';
 import { type Command, PASSWORD_FILE_OPTION, str, tableText } from '../context.ts';
-import { existingState, unsealVault } from '../home_state.ts';
+import { sees } from '../../src/orgs.ts';
+import { existingState, newObjectOrg, ORG_OPTION, unsealVault, viewer } from '../home_state.ts';
 import { readUserFile } from '../io.ts';
 
 const REASON_MAX = 1000;
@@ -16,8 +17,8 @@ const REASON_MAX = 1000;
 const add: Command = {
   words: ['publisher', 'add'],
   summary: 'trust a skill signer: NAME and its minisign public key file (password needed)',
-  usage: 'publisher add NAME PUBFILE [--password-file PATH]',
-  options: { ...PASSWORD_FILE_OPTION },
+  usage: 'publisher add NAME PUBFILE [--password-file PATH] [--org ORG]',
+  options: { ...PASSWORD_FILE_OPTION, ...ORG_OPTION },
   examples: ['trust-protocol publisher add acme acme.pub'],
   args: { min: 2, max: 2 },
   async run(ctx) {
@@ -37,16 +38,18 @@ const add: Command = {
         }`,
       );
     }
-    const record: PublisherRecord = {
-      name,
-      key_id: keyIdHex(key.keyId),
-      public_key: Buffer.from(key.publicKey).toString('base64'),
-      added_at: ctx.now().toISOString(),
-      revoked_at: null,
-      revoke_reason: null,
-    };
     const { state, keys } = await unsealVault(ctx);
+    let record: PublisherRecord;
     try {
+      record = {
+        name,
+        key_id: keyIdHex(key.keyId),
+        public_key: Buffer.from(key.publicKey).toString('base64'),
+        added_at: ctx.now().toISOString(),
+        revoked_at: null,
+        revoke_reason: null,
+        ...newObjectOrg(ctx, keys),
+      };
       await state.vault.update(keys, (body) => addPublisher(body, record));
     } finally {
       wipeKeys(keys);
@@ -68,7 +71,9 @@ const list: Command = {
   examples: ['trust-protocol publisher list', 'trust-protocol publisher list --json'],
   args: { min: 0, max: 0 },
   run(ctx) {
-    const publishers = existingState(ctx).vault.read().body.publishers;
+    const file = existingState(ctx).vault.read();
+    const who = viewer(ctx, file);
+    const publishers = file.body.publishers.filter((p) => sees(who, p));
     const rows = publishers.map((p) => [
       escapeControls(p.name),
       p.key_id,

@@ -7,7 +7,7 @@
  * rate limit or the monitor, or changes any state: it can widen nothing (docs/decisions.md).
  */
 import type { Authenticated, LogEntry } from '../audit.ts';
-import type { Brake } from '../brakes.ts';
+import { type Brake, orgsOf } from '../brakes.ts';
 import { checkBrakes, checkEnvironment, prepareTemplate } from '../broker.ts';
 import { parseRate } from '../credentials.ts';
 import { TpError } from '../errors.ts';
@@ -94,7 +94,8 @@ export function agentStatus(
   const granted = _granted(file, agent);
   const brakes = deps.state.brakes.active(file.body).filter((b) =>
     b.scope === 'global' || (b.scope === 'agent' && b.target === agent.id) ||
-    (b.scope === 'credential' && agent.grants.includes(b.target ?? ''))
+    (b.scope === 'credential' && agent.grants.includes(b.target ?? '')) ||
+    (b.scope === 'org' && orgsOf(file.body, agent.id, agent.grants).includes(b.target ?? ''))
   );
   const rates = granted.filter((c) => c.rate !== null).map((c) => {
     const { count, periodSeconds } = parseRate(c.rate as string);

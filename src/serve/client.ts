@@ -202,6 +202,7 @@ export async function brakeViaServer(
         scope: request.scope,
         ...(request.scope === 'agent' ? { agent_id: request.target } : {}),
         ...(request.scope === 'credential' ? { credential_name: request.target } : {}),
+        ...(request.scope === 'org' ? { org: request.target } : {}),
         reason: request.reason,
       }),
       'utf8',

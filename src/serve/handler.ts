@@ -32,7 +32,7 @@ import {
   verifyVault,
   wipeKeys,
 } from '../vault.ts';
-import { blockingBrake, type Brake, brakeError } from '../brakes.ts';
+import { blockingBrake, type Brake, brakeError, orgsOf } from '../brakes.ts';
 import type { AgentRateLimiter } from './agent_rate.ts';
 import { type AppendAudit, type HeadRecorder, keyedAudit } from './audit.ts';
 import type { LiveMonitor } from '../monitor/live.ts';
@@ -276,7 +276,7 @@ async function _brake(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> 
     if (e instanceof TpError) throw e;
     throw usage(
       'bad_json',
-      'the body must be JSON: {"scope", "agent_id"?, "credential_name"?, "reason"}',
+      'the body must be JSON: {"scope", "agent_id"?, "credential_name"?, "org"?, "reason"}',
     );
   }
   const o = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
@@ -288,6 +288,8 @@ async function _brake(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> 
       ? text(o.agent_id)
       : scope === 'credential'
       ? text(o.credential_name)
+      : scope === 'org'
+      ? text(o.org)
       : null,
     reason: text(o.reason) ?? '',
   }, ctx.now());
@@ -523,7 +525,9 @@ async function _refuseGateway(
   try {
     const active = ctx.options.state.brakes.active(file.body);
     await _rememberBrakes(ctx, file, active);
-    const brake = blockingBrake(active, { agentId: known?.id ?? null, credentials: [name] });
+    const agentId = known?.id ?? null;
+    const orgs = orgsOf(file.body, agentId, [name]);
+    const brake = blockingBrake(active, { agentId, credentials: [name], orgs });
     if (brake !== null) throw brakeError(brake);
     const agent = checkAgent(file.body.agents, token, ctx.now());
     const record = checkGrant(agent, file.body.credentials, name);

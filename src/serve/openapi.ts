@@ -522,9 +522,10 @@ export const OPENAPI = {
         type: 'object',
         required: ['reason'],
         properties: {
-          scope: { enum: ['global', 'agent', 'credential'], default: 'global' },
+          scope: { enum: ['global', 'agent', 'credential', 'org'], default: 'global' },
           agent_id: { type: 'string', description: 'With scope agent' },
           credential_name: { type: 'string', description: 'With scope credential' },
+          org: { type: 'string', description: 'With scope org' },
           reason: { type: 'string', maxLength: 1000 },
         },
       },
@@ -533,7 +534,7 @@ export const OPENAPI = {
         required: ['id', 'scope', 'target', 'reason', 'activated_at'],
         properties: {
           id: { type: 'string' },
-          scope: { enum: ['global', 'agent', 'credential'] },
+          scope: { enum: ['global', 'agent', 'credential', 'org'] },
           target: { type: ['string', 'null'] },
           reason: { type: 'string' },
           activated_at: { type: 'string', format: 'date-time' },

@@ -33,7 +33,11 @@ export function addPublisher(body: VaultBody, record: PublisherRecord): Change<u
       event: 'publisher.add',
       actor: { type: 'operator' },
       outcome: 'ok',
-      data: { name, key_id: record.key_id },
+      data: {
+        name,
+        key_id: record.key_id,
+        ...(record.org === undefined ? {} : { org: record.org }),
+      },
     }],
   };
 }
