@@ -26,7 +26,6 @@ function bigFile(file: string, mib: number, fill: number): void {
 
 describe('a large skill folder', () => {
   it('signs and verifies 300 MiB streamed, and finds one changed byte', async () => {
-    const started = Date.now();
     t = await newHome({ init: false });
     const dir = path.join(t.dir, 'big-skill');
     mkdirSync(path.join(dir, 'models'), { recursive: true });
@@ -83,6 +82,5 @@ describe('a large skill folder', () => {
         detail: `content changed (same size, ${100 * MIB} bytes)`,
       },
     ]);
-    expect(Date.now() - started).toBeLessThan(20_000);
   }, 60_000);
 });
