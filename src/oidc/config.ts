@@ -172,13 +172,13 @@ export function lesserRole(a: Role, b: Role): Role {
 /**
  * The admin an identity verified by `verifyToken` signs in as, in a vault whose MAC was checked.
  * The role is the linked slot's, lowered by the role claim where the issuer has one (a claim can
- * never raise it), and by `cap` (the role of the admin who unsealed serve).
+ * never raise it), and by `cap` (the admin who unsealed serve: its role and its organisation).
  */
 export function identify(
   file: VerifiedVault,
   issuer: OidcIssuer,
   claims: Record<string, unknown>,
-  cap: Role,
+  cap: Admin,
 ): OidcIdentity {
   const subject = typeof claims.sub === 'string' ? claims.sub : '';
   const link = oidcOf(file.body).links.find((l) =>
@@ -193,7 +193,16 @@ export function identify(
       { hint: 'an owner links it: trust-protocol admin link NAME --issuer URL --subject SUB' },
     );
   }
-  let role = lesserRole(slot.role, cap);
+  // Confined as the slot is, and never outside the organisation of the admin who unsealed serve.
+  if (cap.org !== undefined && slot.org !== undefined && slot.org !== cap.org) {
+    throw denied(
+      'org_denied',
+      `admin "${slot.name}" belongs to organisation "${slot.org}"; this serve acts for "${cap.org}" only`,
+      "sign in to a serve unsealed by an admin of the identity's organisation, or an instance-wide one",
+    );
+  }
+  const org = cap.org ?? slot.org;
+  let role = lesserRole(slot.role, cap.role);
   if (issuer.role_claim !== null) {
     const claimed = _claimedRole(claims[issuer.role_claim]);
     if (claimed === null) {
@@ -206,7 +215,7 @@ export function identify(
     role = lesserRole(role, claimed);
   }
   return {
-    admin: { name: slot.name, role },
+    admin: org === undefined ? { name: slot.name, role } : { name: slot.name, role, org },
     slotRole: slot.role,
     issuer: issuer.issuer,
     subject,

@@ -7,7 +7,7 @@
  * token is not an admin credential (401). The caller checks (Host, no Origin) have run already.
  */
 import { agentView, setAgentState } from '../agents.ts';
-import { type Role, roleMay } from '../admins.ts';
+import { type Admin, roleMay } from '../admins.ts';
 import type { AuditEvent } from '../audit.ts';
 import type { BrakeScope } from '../brakes.ts';
 import { pullBrake } from '../emergency.ts';
@@ -15,6 +15,7 @@ import { TpError, usage } from '../errors.ts';
 import { identify, type OidcIdentity, viaOidc } from '../oidc/config.ts';
 import type { OidcVerifier } from '../oidc/verify.ts';
 import { invalidToken } from '../oidc/verify.ts';
+import { sees } from '../orgs.ts';
 import { TOKEN_PREFIX } from '../policy.ts';
 import type { State } from '../state.ts';
 import type { VaultKeys, VerifiedVault } from '../vault.ts';
@@ -25,7 +26,7 @@ export interface AdminApiDeps {
   /** The vault, its MAC checked with serve's keys. */
   load: () => VerifiedVault;
   /** The role of the admin who unsealed serve: nobody signs in above it. */
-  unsealedBy: Role;
+  unsealedBy: Admin;
   /** A copy of serve's keys, wiped by the caller's `release`. */
   keys: () => { keys: VaultKeys; release: () => void };
   /** Appends with serve's audit key (for brakes, which are not vault changes). */
@@ -65,7 +66,8 @@ export async function adminApi(
   }
   if (route === '/agents') {
     _allow(request, 'GET');
-    return { status: 200, json: { agents: deps.load().body.agents.map(agentView) } };
+    const agents = deps.load().body.agents.filter((a) => sees(who.admin, a));
+    return { status: 200, json: { agents: agents.map(agentView) } };
   }
   const m = /^\/agents\/([^/]+)\/(suspend|resume)$/.exec(route);
   if (m !== null) {

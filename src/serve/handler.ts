@@ -237,7 +237,7 @@ async function _admin(ctx: _Ctx, request: ServeRequest, path: string): Promise<S
     state: ctx.options.state,
     verifier: ctx.oidc,
     load: api.load,
-    unsealedBy: ctx.options.keys.admin.role,
+    unsealedBy: ctx.options.keys.admin,
     keys: () => {
       if (ctx.options.stopping.aborted) throw _stoppingError();
       const keys = _copyKeys(ctx.options.keys);

@@ -41,6 +41,7 @@ const STATUS_OF_CODE: Readonly<Record<string, number>> = {
   unknown_issuer: 401,
   unlinked_identity: 401,
   role_denied: 403,
+  org_denied: 403,
   rate_limited: 429,
   agent_rate_limited: 429,
   not_found: 404,

@@ -479,6 +479,60 @@ describe('OIDC configuration is the owner’s, under the vault MAC', () => {
     }
   }, 60_000);
 
+  it('an org admin signed in acts only within its organisation', async () => {
+    const h = await newHome({ fresh: true });
+    const run = async (args: string[]) => {
+      const r = await h.tp([...args, '--password-file', h.passwordFile]);
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    const pw = h.file('pw-red', 'red operator password\n');
+    await run([
+      'admin',
+      'add',
+      'redops',
+      '--role',
+      'operator',
+      '--org',
+      'red',
+      '--new-password-file',
+      pw,
+    ]);
+    const red = JSON.parse(await run(['--json', 'agent', 'register', 'redbot', '--org', 'red']));
+    const wide = JSON.parse(await run(['--json', 'agent', 'register', 'widebot']));
+    await run(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+    await run(['admin', 'link', 'redops', '--issuer', p.issuer, '--subject', 'dave']);
+    const served = await startServe(h, [
+      '--listen',
+      '127.0.0.1:0',
+      '--cacert',
+      h.file('ca.pem', TEST_CA),
+    ]);
+    const state = async (id: string) =>
+      JSON.parse((await h.tp(['--json', 'agent', 'show', id])).stdout).state;
+    try {
+      const token = await p.sign({ sub: 'dave' });
+      const call = (route: string, method = 'POST') =>
+        http(served, route, {
+          method,
+          headers: { Authorization: `Bearer ${token}` },
+          ...(method === 'POST' ? { body: '{}' } : {}),
+        });
+      const listed = json(await call('/v1/admin/agents', 'GET')).agents.map((a: { id: string }) =>
+        a.id
+      );
+      expect(listed).toEqual([red.id]);
+      const denied = await call(`/v1/admin/agents/${wide.id}/suspend`);
+      expect(denied.status, denied.body.toString()).toBe(403);
+      expect(await state(wide.id)).toBe('active');
+      const allowed = await call(`/v1/admin/agents/${red.id}/suspend`);
+      expect(allowed.status, allowed.body.toString()).toBe(200);
+      expect(await state(red.id)).toBe('suspended');
+    } finally {
+      await served.stop();
+    }
+  }, 60_000);
+
   it('an issuer written into vault.json by hand stops serve (exit 8)', async () => {
     const h = await newHome();
     const file = path.join(h.home, 'vault.json');
