@@ -172,7 +172,7 @@ const verify: Command = {
         : openCheckpoint(text, _logKey(ctx, file, keys !== null));
       const trail = { segments: list(ctx, 'segments') };
       const result = _verify(home, {
-        macKey: keys?.audit ?? null,
+        macKey: keys?.auditKeys ?? null,
         recordedHead: file.body.audit_head,
         checkpoint: old === null ? null : { seq: old.seq, hash: old.hash },
       }, trail);
@@ -303,7 +303,7 @@ const checkpoint: Command = {
     try {
       const signing = await signingKey(state, file, keys, ctx.now());
       const result = _verify(home, {
-        macKey: keys.audit,
+        macKey: keys.auditKeys,
         recordedHead: state.vault.read().body.audit_head,
       });
       if (!result.ok || result.head === null) {
