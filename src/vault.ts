@@ -26,6 +26,7 @@ import { type Home, readStateFile, withLock, writeStateFile, writeStateFileAsync
 import { type Tier, TIERS } from './tiers.ts';
 import { arr, bool, int, obj, oneOf, str, strArr, strOrNull } from './validate.ts';
 import { resealConfig } from './config.ts';
+import { checkpointKey } from './checkpoint.ts';
 import { type Admin, byAdmin, checkRole, ROLES } from './admins.ts';
 import {
   newSlot,
@@ -123,6 +124,11 @@ export interface VaultBody {
    * each encrypted under the current credential key with the last entry it MACed.
    */
   audit_keys?: SealedAuditKey[];
+  /**
+   * Format 3: the public key of version-1 JSON checkpoints, which derives from the first data key;
+   * kept by the first rekey so checkpoints signed before still verify (standard base64).
+   */
+  checkpoint_key?: string;
 }
 
 export interface SealedAuditKey {
@@ -220,7 +226,10 @@ function _openAuditKeys(file: VerifiedVault, keys: VaultKeys): OlderAuditKey[] {
   return (file.body.audit_keys ?? []).map((k) => {
     const key = open(
       keys.credentials,
-      { nonce: fromB64(k.nonce, 'audit_keys.nonce'), ciphertext: fromB64(k.ciphertext, 'audit_keys.ciphertext') },
+      {
+        nonce: fromB64(k.nonce, 'audit_keys.nonce'),
+        ciphertext: fromB64(k.ciphertext, 'audit_keys.ciphertext'),
+      },
       _auditKeyAad(k.through),
     );
     if (key === null || key.length !== 32) {
@@ -325,6 +334,13 @@ export function newAuditSigning(keys: VaultKeys, now: Date): AuditSigning {
     private_key: { nonce: toB64(s.nonce), ciphertext: toB64(s.ciphertext) },
     created_at: now.toISOString(),
   };
+}
+
+/** The public key version-1 JSON checkpoints of this vault are signed with. */
+export function legacyCheckpointKey(file: VerifiedVault, keys: VaultKeys): Uint8Array {
+  return file.body.checkpoint_key === undefined
+    ? checkpointKey(keys.data).publicKey
+    : fromB64(file.body.checkpoint_key, 'body.checkpoint_key');
 }
 
 /** The checkpoint signing seed (the caller wipes it); integrity error if it was swapped. */
@@ -638,6 +654,9 @@ export function parseVault(bytes: Uint8Array): VaultFile {
             ..._parseSealed(v, `audit_keys[${i}]`),
           })),
         }
+        : {}),
+      ...(o.version === VAULT_VERSION_REKEYED && body.checkpoint_key !== undefined
+        ? { checkpoint_key: str(body.checkpoint_key, 'body.checkpoint_key') }
         : {}),
       publishers: arr(body.publishers, 'body.publishers').map((v, i) => {
         const p = obj(v, `publishers[${i}]`);
@@ -1150,6 +1169,7 @@ export class FileVault {
           signing.private_key = { nonce: toB64(s.nonce), ciphertext: toB64(s.ciphertext) };
         }
         for (const slot of file.slots) slot.key = sealToSlot(slot, next.data);
+        body.checkpoint_key ??= toB64(checkpointKey(keys.data).publicKey);
         const admins = file.slots.map((s) => s.name);
         return {
           result: { admins, credentials: body.credentials.length },

@@ -308,6 +308,15 @@ const rekey: Command = {
   examples: ['trust-protocol admin remove alice && trust-protocol vault rekey'],
   args: { min: 0, max: 0 },
   async run(ctx) {
+    // A running serve holds the old keys: what it appended after the rekey would not verify.
+    const serve = await _serveStatus(ctx.homeDir);
+    if (serve !== null) {
+      throw usage(
+        'serve_running',
+        `serve is running on ${serve.socket}; nothing was changed`,
+        'stop serve, run `trust-protocol vault rekey`, then start serve again',
+      );
+    }
     const { state, keys } = await unsealVault(ctx);
     let done: { admins: string[]; credentials: number };
     try {

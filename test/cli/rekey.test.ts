@@ -17,7 +17,9 @@ import {
   setupCanary,
 } from '../helpers/canary.ts';
 import { utf8 } from '../../src/bytes.ts';
-import { decryptValue, parseVault, unseal } from '../../src/vault.ts';
+import { createCheckpoint } from '../../src/checkpoint.ts';
+import { openHome } from '../../src/home.ts';
+import { decryptValue, parseVault, saveVault, unseal, wipeKeys } from '../../src/vault.ts';
 
 const URL_ALLOWED = `https://${ALLOWED_HOST}/v1/x`;
 
@@ -150,6 +152,102 @@ describe('vault rekey', () => {
     expect(denied.stderr).toMatch(/role admin.*vault\.rekeyed/);
     expect(fs.readFileSync(vaultPath(t), 'utf8')).toBe(vault);
     expect(fs.readFileSync(path.join(t.home, 'audit', 'audit.log'), 'utf8')).toBe(log);
+  });
+
+  it('a rekey interrupted before or after the vault write leaves a home that verifies and works', async () => {
+    const t = await newHome();
+    const value = newCanary();
+    expect((await addCredential(t, 'k', value, ['--allowed-domains', 'a.test'])).code).toBe(0);
+    const logFile = path.join(t.home, 'audit', 'audit.log');
+    const oldVault = fs.readFileSync(vaultPath(t));
+    expect((await rekey(t)).code).toBe(0);
+    const newVault = fs.readFileSync(vaultPath(t));
+    const lines = fs.readFileSync(logFile, 'utf8').split('\n').filter((l) => l !== '');
+    expect(lines[lines.length - 2]).toContain('"vault.rekeyed"');
+    expect(lines[lines.length - 1]).toContain('"vault.saved"');
+    const withoutSaved = lines.slice(0, -1).join('\n') + '\n';
+    const copy = async () => {
+      const c = await newHome({ init: false });
+      fs.cpSync(t.home, c.home, { recursive: true });
+      return c;
+    };
+
+    // Killed after the vault write, before its vault.saved entry: the new vault.
+    const after = await copy();
+    fs.writeFileSync(path.join(after.home, 'audit', 'audit.log'), withoutSaved);
+    expect((await verify(after)).json).toMatchObject({ ok: true });
+    expect((await rekey(after)).code).toBe(0);
+    expect((await verify(after)).json).toMatchObject({ ok: true, unsealed: 0 });
+
+    // Killed after the vault.rekeyed entry, before the vault write: the old vault as the rekey
+    // left it just before its audit entries (change in flight), under the old keys.
+    const before = await copy();
+    fs.writeFileSync(path.join(before.home, 'audit', 'audit.log'), withoutSaved);
+    const old = parseVault(oldVault);
+    const keys = unseal(old, utf8.encode(PASSWORD));
+    old.body.change_in_flight = true;
+    old.body.generation += 1;
+    saveVault(openHome(before.home, { create: false }), old, keys);
+    wipeKeys(keys);
+    const v = await verify(before);
+    expect(v.stderr).toBe('');
+    expect(v.json).toMatchObject({ ok: true, hmac_checked: true });
+    // Changes go on under the old key (the interrupted change did not happen), and a rekey after.
+    const rotate = await before.tp([
+      'credential',
+      'rotate',
+      'k',
+      '--password-file',
+      before.passwordFile,
+    ], {
+      input: newCanary(),
+    });
+    expect(rotate.stderr).toBe('');
+    expect(rotate.code).toBe(0);
+    expect((await rekey(before)).code).toBe(0);
+    expect((await verify(before)).json).toMatchObject({ ok: true, unsealed: 0 });
+    expect(fs.readFileSync(vaultPath(t))).toEqual(newVault);
+  });
+
+  it('checkpoint keys stay: signed notes and version-1 checkpoints from before verify after', async () => {
+    const t = await newHome();
+    const pw = ['--password-file', t.passwordFile];
+    const vkey = await t.tp(['audit', 'key', ...pw]);
+    expect(vkey.code).toBe(0);
+    const note = await t.tp(['audit', 'checkpoint', ...pw]);
+    expect(note.code).toBe(0);
+    const noteFile = t.file('note.txt', note.stdout);
+    // A version-1 JSON checkpoint, as older releases wrote them (key derived from the data key).
+    const file = parseVault(fs.readFileSync(vaultPath(t)));
+    const keys = unseal(file, utf8.encode(PASSWORD));
+    const v1 = createCheckpoint(file.body.audit_head!, keys.data, new Date());
+    wipeKeys(keys);
+    const v1File = t.file('v1.json', JSON.stringify(v1));
+    expect((await rekey(t)).code).toBe(0);
+    expect((await rekey(t)).code).toBe(0);
+    const after = await t.tp(['audit', 'key', ...pw]);
+    expect(after.stdout).toBe(vkey.stdout);
+    for (
+      const args of [['--checkpoint', noteFile, '--key', vkey.stdout.trim()], [
+        '--checkpoint',
+        v1File,
+      ]]
+    ) {
+      const r = await t.tp(['audit', 'verify', ...args, ...pw]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    }
+    const later = await t.tp(['audit', 'checkpoint', ...pw]);
+    const laterFile = t.file('later.txt', later.stdout);
+    const r = await t.tp([
+      'audit',
+      'verify',
+      '--checkpoint',
+      laterFile,
+      '--key',
+      vkey.stdout.trim(),
+    ]);
+    expect(r.code).toBe(0);
   });
 
   it("a removed admin's old slot opens nothing rotated after the rekey; the others' passwords still open", async () => {
