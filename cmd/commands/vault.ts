@@ -305,7 +305,10 @@ const rekey: Command = {
     'Older audit entries stay verifiable (the vault keeps their key). Stop serve first and start\n' +
     'it again after: it holds the old keys. See docs/threat-model.md.',
   options: { ...PASSWORD_FILE_OPTION },
-  examples: ['trust-protocol admin remove alice && trust-protocol vault rekey'],
+  examples: [
+    'trust-protocol vault rekey',
+    'trust-protocol vault rekey --password-file ~/.tp-password',
+  ],
   args: { min: 0, max: 0 },
   async run(ctx) {
     // A running serve holds the old keys: what it appended after the rekey would not verify.
