@@ -18,6 +18,7 @@ import {
 } from '../helpers/canary.ts';
 import { utf8 } from '../../src/bytes.ts';
 import { createCheckpoint } from '../../src/checkpoint.ts';
+import { http, servedCredential, startServe, upstreamArgs } from '../helpers/serve.ts';
 import { openHome } from '../../src/home.ts';
 import { decryptValue, parseVault, saveVault, unseal, wipeKeys } from '../../src/vault.ts';
 
@@ -207,6 +208,47 @@ describe('vault rekey', () => {
     expect((await rekey(before)).code).toBe(0);
     expect((await verify(before)).json).toMatchObject({ ok: true, unsealed: 0 });
     expect(fs.readFileSync(vaultPath(t))).toEqual(newVault);
+  });
+
+  it('is refused while serve runs; serve started after the rekey injects the value', async () => {
+    const value = newCanary();
+    const { t, upstream, s, agent, stop } = await servedCredential(value);
+    let again: Awaited<ReturnType<typeof startServe>> | null = null;
+    try {
+      const refused = await rekey(t);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(/serve_running/);
+      // serve itself writes the vault (its audit head), so compare what a rekey would change.
+      expect(JSON.parse(fs.readFileSync(vaultPath(t), 'utf8')).version).toBe(2);
+      expect(fs.readFileSync(path.join(t.home, 'audit', 'audit.log'), 'utf8')).not.toContain(
+        'vault.rekeyed',
+      );
+      await s.stop();
+      const done = await rekey(t);
+      expect(done.code).toBe(0);
+      again = await startServe(t, upstreamArgs(t, upstream.port));
+      const proxy = () =>
+        http(again!, '/v1/proxy', {
+          body: JSON.stringify({
+            credential: 'k',
+            method: 'GET',
+            url: `https://${ALLOWED_HOST}/v1/x`,
+            headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+          }),
+          headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${agent.token}` },
+        });
+      for (let i = 0; i < 2; i++) {
+        const r = await proxy();
+        expect(r.status).toBe(200);
+        expectNoCanary(r.body, value);
+      }
+      expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${value}`);
+      for (const r of [refused, done]) expectNoCanary(r.stdout + r.stderr, value);
+    } finally {
+      await again?.stop();
+      await stop();
+    }
+    expect((await verify(t)).json).toMatchObject({ ok: true, unsealed: 0 });
   });
 
   it('checkpoint keys stay: signed notes and version-1 checkpoints from before verify after', async () => {
