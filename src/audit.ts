@@ -919,6 +919,21 @@ function _authenticated(line: string, mac: Hmacer | null): boolean | null {
   throw _macMismatch(line);
 }
 
+function _tailUnderKey(line: string, macKey: MacKey): void {
+  const mac = seqHmacer(macKey);
+  try {
+    _authenticated(line, mac);
+  } catch {
+    throw integrity(
+      'audit_mac_mismatch',
+      "the last audit entry does not check under this process's audit key: the vault was rekeyed since it was unsealed, or the log was edited; nothing was appended",
+      'run the command again (it unseals the current vault); if it fails again, run `trust-protocol audit verify`',
+    );
+  } finally {
+    mac.wipe();
+  }
+}
+
 function _macMismatch(line: string): TpError {
   const seq = /^\{"v":\d+,"seq":(\d+),/.exec(line)?.[1];
   return integrity(
@@ -1164,8 +1179,16 @@ async function _appendBatch(
       ? ours.digests
       : new Map<number, string>();
     const digestAt = (at: number) => known.get(at) ?? _digestAt(dir, fd, tail.validLength, at);
+    // A tail this process did not write must check under the writer's keys: an entry MACed
+    // under a key it lacks means the vault was rekeyed since it unsealed (or the log was edited),
+    // and an entry appended under a retired key would never verify again.
+    const foreignTail = tail.last !== null && !tail.torn && known.get(tailSeq) !== prev &&
+        !tail.last.endsWith(`${MAC_MARKER}null}`)
+      ? tail.last
+      : null;
     for (const p of batch) {
       try {
+        if (foreignTail !== null && p.macKey !== null) _tailUnderKey(foreignTail, p.macKey);
         // Earlier appends of this batch count too, as if they were already in the file.
         const key = p.macKey;
         p.guard?.(

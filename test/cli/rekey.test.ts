@@ -20,6 +20,7 @@ import { utf8 } from '../../src/bytes.ts';
 import { createCheckpoint } from '../../src/checkpoint.ts';
 import { http, servedCredential, startServe, upstreamArgs } from '../helpers/serve.ts';
 import { openHome } from '../../src/home.ts';
+import { openState } from '../../src/state.ts';
 import { decryptValue, parseVault, saveVault, unseal, wipeKeys } from '../../src/vault.ts';
 
 const URL_ALLOWED = `https://${ALLOWED_HOST}/v1/x`;
@@ -248,6 +249,25 @@ describe('vault rekey', () => {
       await again?.stop();
       await stop();
     }
+    expect((await verify(t)).json).toMatchObject({ ok: true, unsealed: 0 });
+  });
+
+  it('a process holding the keys from before the rekey cannot append under the retired key', async () => {
+    const t = await newHome();
+    const home = openHome(t.home, { create: false });
+    const stale = unseal(parseVault(fs.readFileSync(vaultPath(t))), utf8.encode(PASSWORD));
+    expect((await rekey(t)).code).toBe(0);
+    const logFile = path.join(t.home, 'audit', 'audit.log');
+    const log = fs.readFileSync(logFile, 'utf8');
+    const append = openState(home).audit.writer({ macKey: stale.auditKeys }).append([{
+      event: 'agent.suspend',
+      actor: { type: 'operator', id: 'owner' },
+      outcome: 'ok',
+      data: {},
+    }]);
+    await expect(append).rejects.toThrow(/rekeyed since it was unsealed/);
+    wipeKeys(stale);
+    expect(fs.readFileSync(logFile, 'utf8')).toBe(log);
     expect((await verify(t)).json).toMatchObject({ ok: true, unsealed: 0 });
   });
 
