@@ -24,6 +24,7 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
   init: async () => (await import('./commands/vault.ts')).vaultCommands,
   status: async () => (await import('./commands/vault.ts')).vaultCommands,
   passwd: async () => (await import('./commands/vault.ts')).vaultCommands,
+  vault: async () => (await import('./commands/vault.ts')).vaultCommands,
   admin: async () => (await import('./commands/admin.ts')).adminCommands,
   credential: async () => (await import('./commands/credential.ts')).credentialCommands,
   agent: async () => (await import('./commands/agent.ts')).agentCommands,
@@ -45,6 +46,7 @@ const MODULES: Record<string, () => Promise<Command[]>> = {
 };
 const GROUPS = [
   'admin',
+  'vault',
   'credential',
   'agent',
   'audit',

@@ -12,6 +12,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hash } from 'node:crypto';
 import { type DigestHmac, digestHmacer, hmacSha256Hex } from './crypto/hmac.ts';
+import {
+  type AuditKeyring,
+  copyMacKey,
+  currentKey,
+  type MacKey,
+  type SeqHmac,
+  seqHmacer,
+  wipeMacKey,
+} from './audit_keys.ts';
 import { promisify } from 'node:util';
 import { secretEqual } from './bytes.ts';
 import { integrity, TpError } from './errors.ts';
@@ -335,10 +344,10 @@ function _readRecent(
   fd: number,
   end: number,
   since: string,
-  macKey: Uint8Array,
+  macKey: MacKey,
 ): Array<Authenticated<LogEntry>> {
   const out: Array<Authenticated<LogEntry>> = [];
-  const mac = digestHmacer(macKey);
+  const mac = seqHmacer(macKey);
   const chain = new ChainBackward();
   try {
     // Into the segments too: a rotation must not reset a rate limit.
@@ -359,7 +368,7 @@ function _readRecent(
 
 function _recentEntries(
   home: Home,
-  macKey: Uint8Array,
+  macKey: MacKey,
   since: Date,
 ): Array<Authenticated<LogEntry>> {
   const dir = subdir(home, AUDIT_DIR, { create: false });
@@ -384,13 +393,13 @@ function _recentEntries(
 /** `FileAuditLog.entriesAfter` without a follower: reads the log back from its end. */
 function _scanEntriesAfter(
   home: Home,
-  macKey: Uint8Array | null,
+  macKey: MacKey | null,
   afterSeq: number,
   events: RegExp | undefined,
 ): Array<Checked<LogEntry>> {
   const fd = _openLog(home);
   const out: Array<Checked<LogEntry>> = [];
-  const mac = macKey === null ? null : digestHmacer(macKey);
+  const mac = macKey === null ? null : seqHmacer(macKey);
   try {
     const end = fd === null ? 0 : _completeEnd(fd);
     // With the key (what proves the vault current), the lines read must also chain: an entry
@@ -544,12 +553,12 @@ export class FileAuditLog {
    */
   entriesAfter(macKey: null, afterSeq: number, events?: RegExp): Array<Unverified<LogEntry>>;
   entriesAfter(
-    macKey: Uint8Array | null,
+    macKey: MacKey | null,
     afterSeq: number,
     events?: RegExp,
   ): Array<Checked<LogEntry>>;
   entriesAfter(
-    macKey: Uint8Array | null,
+    macKey: MacKey | null,
     afterSeq: number,
     events?: RegExp,
   ): Array<Checked<LogEntry>> {
@@ -566,7 +575,7 @@ export class FileAuditLog {
    * decision that lets a request through (the rate limit itself is counted under the lock,
    * AppendGuard).
    */
-  recent(macKey: Uint8Array, since: Date): Array<Authenticated<LogEntry>> {
+  recent(macKey: MacKey, since: Date): Array<Authenticated<LogEntry>> {
     return _recentEntries(this.home, macKey, since);
   }
 
@@ -582,7 +591,7 @@ export class FileAuditLog {
    * again, and so is a query about an older head. Its answers hold every entry a scan would give;
    * on a log whose numbering goes backwards (only a tampered one) possibly more, never fewer.
    */
-  follow(macKey: Uint8Array, events: readonly RegExp[]): () => void {
+  follow(macKey: MacKey, events: readonly RegExp[]): () => void {
     const follower = new LogFollower(this.home, macKey, events);
     this.#follower?.close();
     this.#follower = follower;
@@ -602,8 +611,8 @@ interface FollowedLine {
 
 class LogFollower {
   #home: Home;
-  #mac: DigestHmac;
-  #key: Uint8Array;
+  #mac: SeqHmac;
+  #key: AuditKeyring;
   #events: readonly RegExp[];
   #cursor: LogCursor | null = null;
   /** The log, kept open between queries, and its path (to notice a replaced file). */
@@ -613,16 +622,16 @@ class LogFollower {
   #lines: FollowedLine[] = [];
   #from = 0;
 
-  constructor(home: Home, macKey: Uint8Array, events: readonly RegExp[]) {
+  constructor(home: Home, macKey: MacKey, events: readonly RegExp[]) {
     this.#home = home;
     this.#path = path.join(home.dir, AUDIT_DIR, AUDIT_FILE);
-    this.#key = macKey.slice();
-    this.#mac = digestHmacer(this.#key);
+    this.#key = copyMacKey(macKey);
+    this.#mac = seqHmacer(this.#key);
     this.#events = events;
   }
 
   close(): void {
-    this.#key.fill(0);
+    wipeMacKey(this.#key);
     this.#mac.wipe();
     this.#cursor = null;
     this.#lines = [];
@@ -639,14 +648,14 @@ class LogFollower {
    * as the full scan does, when a line it reads carries a wrong MAC.
    */
   entriesAfter(
-    macKey: Uint8Array | null,
+    macKey: MacKey | null,
     afterSeq: number,
     events: RegExp,
   ): Array<Checked<LogEntry>> | null {
     if (!this.#events.includes(events)) return null;
     const current = this.#cursor !== null && afterSeq >= this.#from && this.#advance();
     if (!current && !this.#start(afterSeq)) return null;
-    const mac = macKey === null ? null : digestHmacer(macKey);
+    const mac = macKey === null ? null : seqHmacer(macKey);
     const out: Array<Checked<LogEntry>> = [];
     try {
       for (let i = this.#lines.length - 1; i >= 0; i--) {
@@ -887,7 +896,7 @@ function _prevOf(line: string): string | null {
   return at < 0 ? null : line.slice(at + 9, at + 9 + 64);
 }
 
-type Hmacer = (digestHex: string) => string;
+type Hmacer = SeqHmac;
 
 /**
  * Whether a line is authenticated. With the key (`mac`): true when its MAC verifies, false when it
@@ -902,10 +911,27 @@ function _authenticated(line: string, mac: Hmacer | null): boolean | null {
   if (tail === 'null}') {
     if (mayLackMac(line)) return false;
   } else if (at >= 0) {
-    const want = `"${mac(prefixDigest(line.slice(0, at)))}"}`;
+    // After a rekey the key depends on the entry's number (src/audit_keys.ts).
+    const seq = mac.single ? 0 : Number(/^\{"v":\d+,"seq":(\d+),/.exec(line)?.[1] ?? NaN);
+    const want = `"${mac(prefixDigest(line.slice(0, at)), seq)}"}`;
     if (secretEqual(Buffer.from(tail, 'utf8'), Buffer.from(want, 'utf8'))) return true;
   }
   throw _macMismatch(line);
+}
+
+function _tailUnderKey(line: string, macKey: MacKey): void {
+  const mac = seqHmacer(macKey);
+  try {
+    _authenticated(line, mac);
+  } catch {
+    throw integrity(
+      'audit_mac_mismatch',
+      "the last audit entry does not check under this process's audit key: the vault was rekeyed since it was unsealed, or the log was edited; nothing was appended",
+      'run the command again (it unseals the current vault); if it fails again, run `trust-protocol audit verify`',
+    );
+  } finally {
+    mac.wipe();
+  }
 }
 
 function _macMismatch(line: string): TpError {
@@ -955,7 +981,7 @@ function _fields(p: unknown): LogEntry | null {
  */
 export function checkedEntries(
   log: Uint8Array | readonly string[],
-  macKey: Uint8Array,
+  macKey: MacKey,
 ): Array<Checked<LogEntry>> {
   let lines: readonly string[];
   if (Array.isArray(log)) lines = log;
@@ -963,7 +989,7 @@ export function checkedEntries(
     const text = Buffer.from(log as Uint8Array).toString('utf8');
     lines = text.slice(0, text.lastIndexOf('\n') + 1).split('\n');
   }
-  const mac = digestHmacer(macKey);
+  const mac = seqHmacer(macKey);
   const out: Array<Checked<LogEntry>> = [];
   try {
     for (const line of lines) {
@@ -1051,13 +1077,14 @@ export interface AuditWriter {
 }
 
 export interface AuditWriterOptions {
-  macKey: Uint8Array | null;
+  /** Entries are MACed under the current key; a guard reads older entries under theirs. */
+  macKey: MacKey | null;
   clock?: () => Date;
 }
 
 interface Pending {
   events: readonly AuditEvent[];
-  macKey: Uint8Array | null;
+  macKey: MacKey | null;
   guard: AppendGuard | undefined;
   clock: () => Date;
   resolve: (head: Appended) => void;
@@ -1152,8 +1179,16 @@ async function _appendBatch(
       ? ours.digests
       : new Map<number, string>();
     const digestAt = (at: number) => known.get(at) ?? _digestAt(dir, fd, tail.validLength, at);
+    // A tail this process did not write must check under the writer's keys: an entry MACed
+    // under a key it lacks means the vault was rekeyed since it unsealed (or the log was edited),
+    // and an entry appended under a retired key would never verify again.
+    const foreignTail = tail.last !== null && !tail.torn && known.get(tailSeq) !== prev &&
+        !tail.last.endsWith(`${MAC_MARKER}null}`)
+      ? tail.last
+      : null;
     for (const p of batch) {
       try {
+        if (foreignTail !== null && p.macKey !== null) _tailUnderKey(foreignTail, p.macKey);
         // Earlier appends of this batch count too, as if they were already in the file.
         const key = p.macKey;
         p.guard?.(
@@ -1173,7 +1208,7 @@ async function _appendBatch(
         continue;
       }
       const ts = p.clock().toISOString();
-      for (const e of p.events) stage(e, p.macKey, ts);
+      for (const e of p.events) stage(e, p.macKey === null ? null : currentKey(p.macKey), ts);
       const head = { seq, hash: prev };
       done.push(() => p.resolve(head));
     }

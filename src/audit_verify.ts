@@ -6,7 +6,7 @@
 import { Buffer } from 'node:buffer';
 import { hash, timingSafeEqual } from 'node:crypto';
 import { GENESIS, MAC_MARKER, mayLackMac } from './audit.ts';
-import { type DigestHmac, digestHmacer } from './crypto/hmac.ts';
+import { type MacKey, type SeqHmac, seqHmacer } from './audit_keys.ts';
 
 export type ProblemKind =
   | 'modified'
@@ -30,8 +30,8 @@ export interface Head {
 }
 
 export interface VerifyOptions {
-  /** The audit HMAC key; null checks the chain only. */
-  macKey: Uint8Array | null;
+  /** The audit HMAC key (or a vault's keys across rekeys); null checks the chain only. */
+  macKey: MacKey | null;
   /** The head the vault recorded (catches a cut-off tail and a rewritten log). */
   recordedHead: Head | null;
   /** A head the user kept elsewhere (`audit checkpoint`); the log must still contain and extend it. */
@@ -124,7 +124,7 @@ function _macEqual(computed: string, found: string): boolean {
  * whole log's bytes.
  */
 export class AuditVerifier {
-  #mac: DigestHmac | null;
+  #mac: SeqHmac | null;
   #options: VerifyOptions;
   #want: Set<number>;
   #wanted = new Map<number, string>();
@@ -154,7 +154,7 @@ export class AuditVerifier {
 
   constructor(options: VerifyOptions) {
     this.#options = options;
-    this.#mac = options.macKey === null ? null : digestHmacer(options.macKey);
+    this.#mac = options.macKey === null ? null : seqHmacer(options.macKey);
     this.#want = new Set(
       [options.recordedHead?.seq, options.checkpoint?.seq].filter((x) => x !== undefined),
     );
@@ -190,7 +190,7 @@ export class AuditVerifier {
       ? 0
       : e.mac === null
       ? (e.unkeyed ? 0 : 3)
-      : _macEqual(this.#mac(e.digest), e.mac)
+      : _macEqual(this.#mac(e.digest, e.seq), e.mac)
       ? 1
       : 2;
     if (i === 0) this.#firstIsGenesis = e.prev === GENESIS;

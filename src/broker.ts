@@ -223,7 +223,7 @@ async function _executeAuthenticated(
 ): Promise<BrokeredResponse> {
   const { state } = deps;
   const keyed = state.audit.writer({
-    macKey: keys.audit,
+    macKey: keys.auditKeys,
     ...(deps.now ? { clock: deps.now } : {}),
   });
   // The last entry of a request is also recorded in the vault, so a cut-off log tail is detectable.

@@ -160,6 +160,25 @@ export function verifyConfig(
   return { ...config, verified: true };
 }
 
+/**
+ * `vault rekey` (#19): a sealed config.json whose MAC holds under the old keys is MACed again
+ * under the new ones, unchanged; one that does not verify is left as it is (serve refuses it).
+ */
+export function resealConfig(home: Home, oldKeys: VaultKeys, newKeys: VaultKeys): void {
+  const config = readConfig(home);
+  if (config === null || config.mac === null) return;
+  const expected = Buffer.from(_mac(config, oldKeys), 'hex');
+  if (!secretEqual(expected, Buffer.from(config.mac, 'hex'))) return;
+  const doc = {
+    format: CONFIG_FORMAT,
+    version: CONFIG_VERSION,
+    serve: config.serve,
+    ...(config.cacertSha256 === null ? {} : { cacert_sha256: config.cacertSha256 }),
+    mac: _mac(config, newKeys),
+  };
+  writeStateFile(home, CONFIG_FILE, JSON.stringify(doc, null, 2) + '\n');
+}
+
 /** Writes the file back with its CA file's digest and the MAC under the vault's state key. */
 export function sealConfig(
   home: Home,

@@ -37,6 +37,7 @@ export const ERROR_CODES = [
   'ambiguous_agent',
   'audit_forked',
   'audit_signing_key',
+  'audit_keys',
   'bad_key',
   'bad_note',
   'bad_proof',

@@ -21,6 +21,7 @@ const RULES = {
   'vault.saved': {},
   'vault.resync': { vaultChange: true },
   'vault.upgraded': { vaultChange: true },
+  'vault.rekeyed': { vaultChange: true },
   'admin.add': { vaultChange: true },
   'admin.remove': { vaultChange: true },
   'admin.oidc_issuer': { vaultChange: true },

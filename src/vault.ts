@@ -27,14 +27,27 @@ import { VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS } from './events.ts';
 import { type Home, readStateFile, withLock, writeStateFile, writeStateFileAsync } from './home.ts';
 import { type Tier, TIERS } from './tiers.ts';
 import { arr, bool, int, obj, oneOf, str, strArr, strOrNull } from './validate.ts';
+import { resealConfig } from './config.ts';
+import { checkpointKey } from './checkpoint.ts';
 import { type Admin, byAdmin, checkRole, ROLES } from './admins.ts';
-import { newSlot, openSlot, type Slot, type SlotKdf, slotParams, slotWithKek } from './slots.ts';
 import { type OidcConfig, parseOidc } from './oidc/config.ts';
+import {
+  newSlot,
+  openSlot,
+  sealToSlot,
+  type Slot,
+  type SlotKdf,
+  slotParams,
+  slotWithKek,
+} from './slots.ts';
+import { type AuditKeyring, type OlderAuditKey, wipeMacKey } from './audit_keys.ts';
 
 export const VAULT_FILE = 'vault.json';
 export const VAULT_FORMAT = 'trust-protocol/vault';
 /** Format 2 has key slots (#19); format 1 (one password) is read, and upgraded on its first change. */
 export const VAULT_VERSION = 2;
+/** Format 3 is format 2 with `body.audit_keys`, written by the first `vault rekey` (#19). */
+export const VAULT_VERSION_REKEYED = 3;
 
 export const PLACEMENTS = ['header', 'query', 'path', 'body'] as const;
 export type Placement = (typeof PLACEMENTS)[number];
@@ -118,6 +131,23 @@ export interface VaultBody {
   audit_signing?: AuditSigning;
   /** Trusted OIDC issuers and identity-to-admin links (src/oidc/config.ts); absent: none. */
   oidc?: OidcConfig;
+  /**
+   * Format 3 (#19): the audit MAC keys of the data keys `vault rekey` replaced, oldest first,
+   * each encrypted under the current credential key with the last entry it MACed.
+   */
+  audit_keys?: SealedAuditKey[];
+  /**
+   * Format 3: the public key of version-1 JSON checkpoints, which derives from the first data key;
+   * kept by the first rekey so checkpoints signed before still verify (standard base64).
+   */
+  checkpoint_key?: string;
+}
+
+export interface SealedAuditKey {
+  /** The number of the last entry MACed under this key: the `vault.rekeyed` entry. */
+  through: number;
+  nonce: string;
+  ciphertext: string;
 }
 
 export interface AuditSigning {
@@ -153,7 +183,7 @@ export interface KnownBrake {
 
 export interface VaultFile {
   format: typeof VAULT_FORMAT;
-  version: 1 | 2;
+  version: 1 | 2 | 3;
   /** Format 1 only: the one password's KDF parameters and the data key wrapped under it. */
   legacy?: { kdf: SlotKdf; key: { nonce: string; ciphertext: string } };
   /** Format 2: one key slot per admin (src/slots.ts); empty in format 1. */
@@ -167,6 +197,8 @@ export interface VaultKeys {
   credentials: Uint8Array;
   state: Uint8Array;
   audit: Uint8Array;
+  /** `audit` and the audit keys of earlier data keys: what readers check entries with. */
+  auditKeys: AuditKeyring;
   data: Uint8Array;
   /** The admin whose slot opened: every change is checked against its role (src/admins.ts). */
   admin: Admin;
@@ -178,17 +210,51 @@ export interface VaultKeys {
 export const LEGACY_OWNER: Admin = { name: 'owner', role: 'owner' };
 
 export function deriveVaultKeys(dataKey: Uint8Array, admin: Admin): VaultKeys {
+  const audit = subkey(dataKey, 'audit-mac');
   return {
     admin,
     data: dataKey,
     credentials: subkey(dataKey, 'credential-values'),
     state: subkey(dataKey, 'state-mac'),
-    audit: subkey(dataKey, 'audit-mac'),
+    audit,
+    auditKeys: { current: audit, older: [] },
   };
 }
 
 export function wipeKeys(keys: VaultKeys): void {
   wipe(keys.data, keys.credentials, keys.state, keys.audit);
+  wipeMacKey(keys.auditKeys);
+}
+
+function _auditKeyAad(through: number): Uint8Array {
+  return utf8.encode(canonicalJson({ v: 3, purpose: 'older-audit-key', through }));
+}
+
+function _sealAuditKey(keys: VaultKeys, older: OlderAuditKey): SealedAuditKey {
+  const s = seal(keys.credentials, older.key, _auditKeyAad(older.through));
+  return { through: older.through, nonce: toB64(s.nonce), ciphertext: toB64(s.ciphertext) };
+}
+
+/** The earlier audit keys of a verified vault (format 3), under its current credential key. */
+function _openAuditKeys(file: VerifiedVault, keys: VaultKeys): OlderAuditKey[] {
+  return (file.body.audit_keys ?? []).map((k) => {
+    const key = open(
+      keys.credentials,
+      {
+        nonce: fromB64(k.nonce, 'audit_keys.nonce'),
+        ciphertext: fromB64(k.ciphertext, 'audit_keys.ciphertext'),
+      },
+      _auditKeyAad(k.through),
+    );
+    if (key === null || key.length !== 32) {
+      throw integrity(
+        'audit_keys',
+        'an earlier audit key in vault.json does not open under the vault key: it was edited',
+        'restore vault.json from a backup',
+      );
+    }
+    return { through: k.through, key };
+  });
 }
 
 /** Format 1's wrapping AAD names format 1: kept as it was, so format-1 files still open. */
@@ -289,6 +355,13 @@ export function newAuditSigning(keys: VaultKeys, now: Date): AuditSigning {
   };
 }
 
+/** The public key version-1 JSON checkpoints of this vault are signed with. */
+export function legacyCheckpointKey(file: VerifiedVault, keys: VaultKeys): Uint8Array {
+  return file.body.checkpoint_key === undefined
+    ? checkpointKey(keys.data).publicKey
+    : fromB64(file.body.checkpoint_key, 'body.checkpoint_key');
+}
+
 /** The checkpoint signing seed (the caller wipes it); integrity error if it was swapped. */
 export function auditSigningSeed(keys: VaultKeys, signing: AuditSigning): Uint8Array {
   const seed = open(
@@ -372,6 +445,7 @@ export function unseal(
     });
   }
   verifyVault(file, keys);
+  keys.auditKeys = { current: keys.audit, older: _openAuditKeys(file, keys) };
   return keys;
 }
 
@@ -442,6 +516,12 @@ export interface Change<T> {
   result: T;
   /** Audit events for the change; made durable before the vault is written (fail closed). */
   events: AuditEvent[];
+  /**
+   * `vault rekey`: the keys of the new data key. The change's events (the `vault.rekeyed` entry
+   * last) are MACed under the old audit key; the vault is then saved under the new keys with the
+   * old audit key kept in `audit_keys`, and everything after is MACed under the new one.
+   */
+  rekey?: VaultKeys;
 }
 
 /** Adds brakes in force to the vault's known list (returns whether it changed). */
@@ -545,7 +625,7 @@ export function parseVault(bytes: Uint8Array): VaultFile {
   if (o.format !== VAULT_FORMAT) {
     throw integrity('malformed_state', 'vault.json: not a trust-protocol vault');
   }
-  if (o.version !== 1 && o.version !== 2) {
+  if (o.version !== 1 && o.version !== 2 && o.version !== VAULT_VERSION_REKEYED) {
     throw integrity(
       'unsupported_version',
       `vault.json: format version ${String(o.version)} is not supported`,
@@ -591,6 +671,17 @@ export function parseVault(bytes: Uint8Array): VaultFile {
         ? {}
         : { audit_signing: _parseAuditSigning(body.audit_signing) }),
       ...(body.oidc === undefined ? {} : { oidc: parseOidc(body.oidc) }),
+      ...(o.version === VAULT_VERSION_REKEYED
+        ? {
+          audit_keys: arr(body.audit_keys, 'body.audit_keys').map((v, i) => ({
+            through: int(obj(v, `audit_keys[${i}]`).through, `audit_keys[${i}].through`),
+            ..._parseSealed(v, `audit_keys[${i}]`),
+          })),
+        }
+        : {}),
+      ...(o.version === VAULT_VERSION_REKEYED && body.checkpoint_key !== undefined
+        ? { checkpoint_key: str(body.checkpoint_key, 'body.checkpoint_key') }
+        : {}),
       publishers: arr(body.publishers, 'body.publishers').map((v, i) => {
         const p = obj(v, `publishers[${i}]`);
         return {
@@ -617,7 +708,7 @@ export function parseVault(bytes: Uint8Array): VaultFile {
       );
     }
   }
-  if (file.version === 2 && file.slots.length === 0) {
+  if (file.version !== 1 && file.slots.length === 0) {
     throw integrity('malformed_state', 'vault.json has no key slot', 'restore it from a backup');
   }
   if (new Set(file.slots.map((s) => s.name)).size !== file.slots.length) {
@@ -773,7 +864,7 @@ export class FileVault {
       if (this.exists()) {
         throw new TpError('usage', 'already_initialized', `a vault already exists in ${home.dir}`);
       }
-      file.body.audit_head = await this.#audit.writer({ macKey: keys.audit }).append([{
+      file.body.audit_head = await this.#audit.writer({ macKey: keys.auditKeys }).append([{
         event: 'vault.init',
         actor: { type: 'operator', id: keys.admin.name },
         outcome: 'ok',
@@ -843,7 +934,7 @@ export class FileVault {
         ...made.events,
       ]);
       rememberBrakes(file.body, this.#brakes.active(file.body));
-      const audit = this.#audit.writer({ macKey: keys.audit });
+      let audit = this.#audit.writer({ macKey: keys.auditKeys });
       if (events.length > 0) {
         // Audit first (fail closed), but say so in the vault: a crash before the final save then
         // reads as "this change did not happen", not as a vault restored from an older copy.
@@ -854,7 +945,21 @@ export class FileVault {
       }
       file.body.change_in_flight = false;
       file.body.generation = before.body.generation + 1;
-      saveVault(home, file, keys);
+      let saveKeys = keys;
+      if (made.rekey !== undefined && file.body.audit_head !== null) {
+        // The rekey entry is the last entry MACed under the old audit key (decisions.md).
+        const next = made.rekey;
+        const older = [
+          ...keys.auditKeys.older.map((o) => ({ through: o.through, key: o.key.slice() })),
+          { through: file.body.audit_head.seq, key: keys.audit.slice() },
+        ];
+        next.auditKeys = { current: next.audit, older };
+        file.body.audit_keys = older.map((o) => _sealAuditKey(next, o));
+        file.version = VAULT_VERSION_REKEYED;
+        saveKeys = next;
+        audit = this.#audit.writer({ macKey: next.auditKeys });
+      }
+      saveVault(home, file, saveKeys);
       if (events.length > 0) {
         // Evidence that this save happened: a vault copy taken while the change was in flight,
         // restored later, no longer passes for an interrupted change.
@@ -878,7 +983,7 @@ export class FileVault {
   #interrupted(file: VaultFile, keys: VaultKeys): boolean {
     if (!file.body.change_in_flight) return false;
     return !this.#audit.entriesAfter(
-      keys.audit,
+      keys.auditKeys,
       file.body.audit_head?.seq ?? 0,
       VAULT_SAVED_EVENTS,
     ).some((e) =>
@@ -980,7 +1085,7 @@ export class FileVault {
     // Only authenticated entries prove a change; the reader throws on a broken MAC, so none can
     // be hidden by editing it (and a null MAC is refused on these events).
     const changes: Array<Authenticated<LogEntry>> = authenticatedOnly(
-      this.#audit.entriesAfter(keys.audit, file.body.audit_head?.seq ?? 0, VAULT_CHANGE_EVENTS),
+      this.#audit.entriesAfter(keys.auditKeys, file.body.audit_head?.seq ?? 0, VAULT_CHANGE_EVENTS),
     );
     return changes.map((e) => ({ seq: e.seq, event: e.event })).reverse();
   }
@@ -1078,6 +1183,62 @@ export class FileVault {
         }],
       };
     });
+  }
+
+  /**
+   * `vault rekey` (#19): a new random data key. Every credential value and the checkpoint signing
+   * key are encrypted again under it (the signing key is kept, so published verifier keys stay
+   * valid), it is sealed to every slot's public key (no other admin's password needed), the old
+   * audit keys are kept for the entries they MACed, and serve's sealed config.json is MACed again.
+   * A removed admin's copy of an old slot or data key opens nothing written after. Returns the
+   * admins whose slots now hold the new key.
+   */
+  async rekey(keys: VaultKeys): Promise<{ admins: string[]; credentials: number }> {
+    // Refused before anything is computed, and again under the lock by update.
+    checkRole(keys.admin, [{
+      event: 'vault.rekeyed',
+      actor: { type: 'operator' },
+      outcome: 'ok',
+      data: {},
+    }]);
+    const next = deriveVaultKeys(randomKey(), keys.admin);
+    try {
+      const result = await this.update(keys, (body, file) => {
+        for (const c of body.credentials) {
+          const value = decryptValue(keys, c);
+          c.value = encryptValue(next, c, value);
+          wipe(value);
+        }
+        const signing = body.audit_signing;
+        if (signing !== undefined) {
+          const seed = auditSigningSeed(keys, signing);
+          const s = seal(next.credentials, seed, _signingAad(signing.origin, signing.public_key));
+          wipe(seed);
+          signing.private_key = { nonce: toB64(s.nonce), ciphertext: toB64(s.ciphertext) };
+        }
+        for (const slot of file.slots) slot.key = sealToSlot(slot, next.data);
+        body.checkpoint_key ??= toB64(checkpointKey(keys.data).publicKey);
+        const admins = file.slots.map((s) => s.name);
+        return {
+          result: { admins, credentials: body.credentials.length },
+          events: [{
+            event: 'vault.rekeyed',
+            actor: { type: 'operator' },
+            outcome: 'ok',
+            data: {
+              admins,
+              credentials: body.credentials.length,
+              rekeys: (body.audit_keys?.length ?? 0) + 1,
+            },
+          }],
+          rekey: next,
+        };
+      });
+      resealConfig(this.home, keys, next);
+      return result;
+    } finally {
+      wipeKeys(next);
+    }
   }
 
   /**

@@ -118,7 +118,10 @@ describe('FileAuditLog.follow', () => {
       const stop = st.audit.follow(KEY, [VAULT_CHANGE_EVENTS, BRAKE_EVENTS]);
       try {
         expect(st.audit.entriesAfter(KEY, 0, VAULT_CHANGE_EVENTS)).toHaveLength(1);
-        await openState(h).audit.writer({ macKey: OTHER_KEY }).append([event(name, 2)]);
+        // A writer refuses to follow a tail it cannot check (after a rekey, #19): this one knows
+        // KEY for entry 1, as a rekey at entry 1 would, and writes under OTHER_KEY.
+        const forger = { current: OTHER_KEY, older: [{ through: 1, key: KEY }] };
+        await openState(h).audit.writer({ macKey: forger }).append([event(name, 2)]);
         for (const re of [VAULT_CHANGE_EVENTS, new RegExp(VAULT_CHANGE_EVENTS.source)]) {
           expect(() => st.audit.entriesAfter(KEY, 0, re), name).toThrow(
             expect.objectContaining({ kind: 'integrity', code: 'audit_mac_mismatch' }),

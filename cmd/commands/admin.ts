@@ -127,7 +127,8 @@ const remove: Command = {
   summary: "remove an admin's key slot (owner only; never the last owner)",
   usage: 'admin remove NAME',
   help: 'The data key stays the same: a copy of vault.json taken before the removal still opens\n' +
-    "with the removed admin's password. See docs/threat-model.md.",
+    "with the removed admin's password. Run `trust-protocol vault rekey` after it.\n" +
+    'See docs/threat-model.md.',
   options: { ...PASSWORD_FILE_OPTION },
   examples: ['trust-protocol admin remove alice'],
   args: { min: 1, max: 1 },

@@ -14,7 +14,7 @@ import {
   type TrailOptions,
 } from '../../src/audit.ts';
 import { type Problem, type VerifyResult } from '../../src/audit_verify.ts';
-import { checkpointKey, readCheckpoint } from '../../src/checkpoint.ts';
+import { readCheckpoint } from '../../src/checkpoint.ts';
 import { LeafStream } from '../../src/tlog/tree_store.ts';
 import {
   type Checkpoint as NoteCheckpoint,
@@ -34,7 +34,14 @@ import {
 } from './audit_tlog.ts';
 import { auditSigningSeed } from '../../src/vault.ts';
 import { TpError, usage } from '../../src/errors.ts';
-import { unseal, type VaultFile, type VaultKeys, wipeKeys } from '../../src/vault.ts';
+import {
+  legacyCheckpointKey,
+  unseal,
+  type VaultFile,
+  type VaultKeys,
+  type VerifiedVault,
+  wipeKeys,
+} from '../../src/vault.ts';
 import {
   adminName,
   type Command,
@@ -165,14 +172,18 @@ const verify: Command = {
         throw usage('bad_flag', 'a version 1 JSON checkpoint has no cosignatures');
       }
       const old = legacy
-        ? readCheckpoint(text!, keys === null ? null : checkpointKey(keys.data).publicKey)
+        ? readCheckpoint(
+          text!,
+          // unseal checked the file's MAC under the keys.
+          keys === null ? null : legacyCheckpointKey(file as VerifiedVault, keys),
+        )
         : null;
       const note = text === null || legacy
         ? null
         : openCheckpoint(text, _logKey(ctx, file, keys !== null));
       const trail = { segments: list(ctx, 'segments') };
       const result = _verify(home, {
-        macKey: keys?.audit ?? null,
+        macKey: keys?.auditKeys ?? null,
         recordedHead: file.body.audit_head,
         checkpoint: old === null ? null : { seq: old.seq, hash: old.hash },
       }, trail);
@@ -303,7 +314,7 @@ const checkpoint: Command = {
     try {
       const signing = await signingKey(state, file, keys, ctx.now());
       const result = _verify(home, {
-        macKey: keys.audit,
+        macKey: keys.auditKeys,
         recordedHead: state.vault.read().body.audit_head,
       });
       if (!result.ok || result.head === null) {

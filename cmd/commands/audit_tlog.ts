@@ -166,7 +166,7 @@ const prove: Command = {
       try {
         const signing = await signingKey(state, vault, keys, ctx.now());
         const result = verifyLog(home, {
-          macKey: keys.audit,
+          macKey: keys.auditKeys,
           recordedHead: state.vault.read().body.audit_head,
         }, trail);
         if (!result.ok) {

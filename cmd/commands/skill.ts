@@ -284,7 +284,7 @@ function _event(dir: string, v: Verdict, operator: boolean): AuditEvent {
 }
 
 async function _audit(state: State, keys: VaultKeys | null, event: AuditEvent): Promise<void> {
-  const head = await state.audit.writer({ macKey: keys?.audit ?? null }).append([event]);
+  const head = await state.audit.writer({ macKey: keys?.auditKeys ?? null }).append([event]);
   if (keys !== null) await state.vault.recordHead(keys, head);
 }
 

@@ -1,4 +1,4 @@
-/** `init`, `status`, `passwd`. */
+/** `init`, `status`, `passwd`, `vault rekey`. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { logTail } from '../../src/audit.ts';
@@ -15,7 +15,7 @@ import { type Home, openHome, readStateFile } from '../../src/home.ts';
 import { openState } from '../../src/state.ts';
 import { checkAdminName } from '../../src/admins.ts';
 import { adminKdf, adminsOf, createVault, VAULT_FILE, wipeKeys } from '../../src/vault.ts';
-import { type Command, type Ctx, str } from '../context.ts';
+import { type Command, type Ctx, PASSWORD_FILE_OPTION, str } from '../context.ts';
 import { existingHome, unsealVault } from '../home_state.ts';
 import { readPassword } from '../secrets.ts';
 
@@ -294,4 +294,47 @@ const passwd: Command = {
   },
 };
 
-export const vaultCommands: Command[] = [init, status, passwd];
+const rekey: Command = {
+  words: ['vault', 'rekey'],
+  summary: 'replace the data key, after an admin was removed (owner only)',
+  usage: 'vault rekey [--password-file PATH]',
+  help: 'A new random data key: every credential value is encrypted again under it, and it is\n' +
+    "sealed to every remaining admin's key slot (their passwords are unchanged and not needed).\n" +
+    "A removed admin's copy of an older vault.json no longer opens anything added or rotated\n" +
+    'afterwards; values they already saw stay known to them: rotate those at their providers.\n' +
+    'Older audit entries stay verifiable (the vault keeps their key). Stop serve first and start\n' +
+    'it again after: it holds the old keys. See docs/threat-model.md.',
+  options: { ...PASSWORD_FILE_OPTION },
+  examples: [
+    'trust-protocol vault rekey',
+    'trust-protocol vault rekey --password-file ~/.tp-password',
+  ],
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    // A running serve holds the old keys: what it appended after the rekey would not verify.
+    const serve = await _serveStatus(ctx.homeDir);
+    if (serve !== null) {
+      throw usage(
+        'serve_running',
+        `serve is running on ${serve.socket}; nothing was changed`,
+        'stop serve, run `trust-protocol vault rekey`, then start serve again',
+      );
+    }
+    const { state, keys } = await unsealVault(ctx);
+    let done: { admins: string[]; credentials: number };
+    try {
+      done = await state.vault.rekey(keys);
+    } finally {
+      wipeKeys(keys);
+    }
+    return {
+      json: { rekeyed: true, admins: done.admins, credentials: done.credentials },
+      text: `Vault rekeyed: ${done.credentials} credential(s) re-encrypted, new key sealed to ${
+        done.admins.join(', ')
+      }.\n`,
+      informational: true,
+    };
+  },
+};
+
+export const vaultCommands: Command[] = [init, status, passwd, rekey];

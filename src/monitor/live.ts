@@ -93,7 +93,7 @@ export class Monitor {
         trusted: new Detector(saved.trusted),
       });
     }
-    await state.audit.writer({ macKey: keys.audit }).append([{
+    await state.audit.writer({ macKey: keys.auditKeys }).append([{
       event: 'monitor.rebuild',
       actor: { type: 'system' },
       outcome: 'ok',
@@ -157,7 +157,7 @@ export class Monitor {
    */
   #read(state: State, keys: VaultKeys): Array<Checked<LogEntry>> {
     const read = readLogFrom(state.home, this.#cursor) ?? readLogFrom(state.home, null);
-    const entries = checkedEntries(read?.lines ?? [], keys.audit);
+    const entries = checkedEntries(read?.lines ?? [], keys.auditKeys);
     this.#cursor = read?.cursor ?? null;
     return entries.filter((e) => e.seq > this.#seq);
   }
@@ -203,7 +203,7 @@ async function _act(state: State, keys: VaultKeys, anomaly: Anomaly, now: Date):
   const body = state.vault.read().body;
   const agent = body.agents.find((a) => a.id === anomaly.agent);
   const actions = [...actionsFor(anomaly.kind, body.monitor_actions ?? {})];
-  const audit = state.audit.writer({ macKey: keys.audit });
+  const audit = state.audit.writer({ macKey: keys.auditKeys });
   const done: Record<string, unknown> = {};
   if (actions.includes('brake')) {
     const brake = state.brakes.activate({

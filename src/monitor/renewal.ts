@@ -45,7 +45,7 @@ export async function renewAgent(
   const agent = checkAgent(file.body.agents, token, now);
   const bytes = readAuditLog(state.home);
   const verified = verifyAuditLog(bytes, {
-    macKey: keys.audit,
+    macKey: keys.auditKeys,
     recordedHead: file.body.audit_head,
   });
   if (!verified.ok) {
@@ -55,7 +55,7 @@ export async function renewAgent(
       'run `trust-protocol audit verify`; a human can issue a token with `trust-protocol agent token ID`',
     );
   }
-  const entries = checkedEntries(bytes, keys.audit);
+  const entries = checkedEntries(bytes, keys.auditKeys);
   const check = renewalCheck(agent, entries, now);
   type Outcome = { refusal: TpError } | { issued: IssuedToken & RenewalCheck };
   const outcome = await state.vault.update<Outcome>(keys, (body) => {

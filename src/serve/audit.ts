@@ -70,7 +70,7 @@ export function keyedAudit(
   heads: HeadRecorder,
   clock?: () => Date,
 ): AppendAudit {
-  const writer = state.audit.writer({ macKey: keys.audit, ...(clock ? { clock } : {}) });
+  const writer = state.audit.writer({ macKey: keys.auditKeys, ...(clock ? { clock } : {}) });
   return async (events) => {
     const head = await writer.append(events);
     await heads.record(head);

@@ -8,6 +8,7 @@
  * Requests and responses are plain data rather than fetch's Request/Response: `Headers` trims
  * values and merges repeated names, and `Response` refuses some statuses an upstream may send.
  */
+import { copyMacKey } from '../audit_keys.ts';
 import { AUDIT_SEQ_HEADER, MAX_BYTES_HEADER, TIMEOUT_HEADER } from './protocol.ts';
 import { FIELD_VALUE_RE, NAME_RE, TOKEN_RE } from '../grammar.ts';
 import type { BrakeScope } from '../brakes.ts';
@@ -419,7 +420,7 @@ function _apiDeps(ctx: _Ctx): AgentApiDeps {
       if (options.stopping.aborted) throw _stoppingError();
       const keys = _copyKeys(options.keys);
       try {
-        return options.state.audit.recent(keys.audit, since);
+        return options.state.audit.recent(keys.auditKeys, since);
       } finally {
         wipeKeys(keys);
       }
@@ -681,12 +682,14 @@ function _stoppingError(): TpError {
 }
 
 function _copyKeys(keys: VaultKeys): VaultKeys {
+  const auditKeys = copyMacKey(keys.auditKeys);
   return {
     admin: keys.admin,
     data: keys.data.slice(),
     credentials: keys.credentials.slice(),
     state: keys.state.slice(),
-    audit: keys.audit.slice(),
+    audit: auditKeys.current,
+    auditKeys,
   };
 }
 

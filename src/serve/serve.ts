@@ -80,7 +80,7 @@ export async function openServe(
     const heads = deferredHeads(state, options.keys);
     // Brakes and vault changes recorded in the audit trail are checked before every request:
     // read what is new in the log, not the tail since the vault's head again each time.
-    unfollow = state.audit.follow(options.keys.audit, [
+    unfollow = state.audit.follow(options.keys.auditKeys, [
       BRAKE_EVENTS,
       VAULT_CHANGE_EVENTS,
       VAULT_SAVED_EVENTS,
