@@ -314,7 +314,7 @@ describe('vault rekey', () => {
 
   it("a removed admin's old slot opens nothing rotated after the rekey; the others' passwords still open", async () => {
     const t = await newHome({ fresh: true });
-    const add = async (name: string, role: string) => {
+    const add = async (name: string, role: string, org?: string) => {
       const pw = t.file(`pw-${name}`, `password of ${name} before the rekey\n`);
       const r = await t.tp([
         'admin',
@@ -322,6 +322,7 @@ describe('vault rekey', () => {
         name,
         '--role',
         role,
+        ...(org === undefined ? [] : ['--org', org]),
         '--new-password-file',
         pw,
         '--password-file',
@@ -332,6 +333,8 @@ describe('vault rekey', () => {
     };
     const malloryPw = await add('mallory', 'admin');
     const bobPw = await add('bob', 'owner');
+    // A slot of an organisation: its org is bound into the seal, which the rekey must keep.
+    const redPw = await add('red', 'operator', 'acme');
     const oldValue = newCanary();
     expect((await addCredential(t, 'k', oldValue, ['--allowed-domains', 'a.test'])).code).toBe(0);
     // What mallory keeps: vault.json while she is still an admin.
@@ -340,7 +343,7 @@ describe('vault rekey', () => {
       .toBe(0);
     const r = await rekey(t);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).admins).toEqual(['owner', 'bob']);
+    expect(JSON.parse(r.stdout).admins).toEqual(['owner', 'bob', 'red']);
     const newValue = newCanary();
     const rotate = await t.tp(['credential', 'rotate', 'k', '--password-file', bobPw], {
       input: newValue,
@@ -348,7 +351,7 @@ describe('vault rekey', () => {
     expect(rotate.stderr).toBe('');
     expect(rotate.code).toBe(0);
     // bob's and owner's passwords still open; mallory's no longer does.
-    for (const pw of [bobPw, t.passwordFile]) {
+    for (const pw of [bobPw, redPw, t.passwordFile]) {
       const v = await t.tp(['--json', 'audit', 'verify', '--password-file', pw]);
       expect(v.code).toBe(0);
       expect(JSON.parse(v.stdout)).toMatchObject({ ok: true, hmac_checked: true });
