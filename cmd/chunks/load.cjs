@@ -24,7 +24,7 @@ const sea = require('node:sea');
 function loadChunk(name) {
   const file = path.join(__dirname, 'chunks', `${name}.cjs`);
   if (!sea.isSea()) return require(file);
-  const chunk = new Module(file, module);
+  const chunk = new Module(file);
   chunk.filename = file;
   chunk._compile(sea.getAsset(`${name}.cjs`, 'utf8'), file);
   return chunk.exports;
