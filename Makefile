@@ -24,13 +24,37 @@ build: dist/trust-protocol dist/sdk/index.js
 # --minify-whitespace drops comments and blanks: a quarter smaller, and all ASCII (a non-ASCII
 # character in a kept comment made V8 hold the whole source as a two-byte string); together about
 # 15 ms less CPU time at every start of the binary (docs/performance.md).
+# The MCP SDK with zod, and the PostgreSQL driver, were two thirds of that file and only `mcp`,
+# serve's /v1/mcp and `store` use them: each is a chunk of its own in dist/chunks/, and --alias
+# points the bundle's imports of those packages at cmd/chunks/*.cjs, which load the chunk when the
+# importing module is first evaluated (cmd/chunks/load.cjs says how; docs/decisions.md why).
 bundle: dist/trust-protocol.cjs dist/sdk/index.js
 
-dist/trust-protocol.cjs: node_modules/.installed $(SOURCES) Makefile
+ESBUILD_CJS := node_modules/.bin/esbuild --bundle --platform=node --format=cjs --target=node24 \
+  --log-level=warning --minify-whitespace
+CHUNKS := dist/chunks/mcp.cjs dist/chunks/postgres.cjs
+
+dist/trust-protocol.cjs: node_modules/.installed $(SOURCES) $(wildcard cmd/chunks/*.cjs) Makefile $(CHUNKS)
 	@mkdir -p dist
-	node_modules/.bin/esbuild cmd/main.ts --bundle --platform=node --format=cjs \
-	  --target=node24 --log-level=warning --minify-whitespace --outfile=dist/trust-protocol.cjs
+	$(ESBUILD_CJS) cmd/main.ts --outfile=dist/trust-protocol.cjs \
+	  --alias:@modelcontextprotocol/server=./cmd/chunks/mcp.cjs \
+	  --alias:@modelcontextprotocol/server/stdio=./cmd/chunks/mcp.cjs \
+	  --alias:zod=./cmd/chunks/mcp.cjs --alias:postgres=./cmd/chunks/postgres.cjs
 	@chmod 755 dist/trust-protocol.cjs
+
+# The chunks hold the packages only (never a module of ours: see cmd/chunks/load.cjs). esbuild
+# gives an ES module imported from CommonJS the whole module.exports as its default export, so the
+# postgres chunk's module.exports is the driver's function itself.
+dist/chunks/mcp.cjs: node_modules/.installed package-lock.json Makefile
+	@mkdir -p dist/chunks
+	printf '%s\n' "export * from '@modelcontextprotocol/server';" \
+	  "export * from '@modelcontextprotocol/server/stdio';" "export { z } from 'zod';" | \
+	  $(ESBUILD_CJS) --loader=ts --sourcefile=mcp-chunk.ts --outfile=$@
+
+dist/chunks/postgres.cjs: node_modules/.installed package-lock.json Makefile
+	@mkdir -p dist/chunks
+	echo "module.exports = require('postgres').default;" | \
+	  $(ESBUILD_CJS) --sourcefile=postgres-chunk.cjs --outfile=$@
 
 dist/sdk/index.js: node_modules/.installed sdk/ts/index.ts Makefile
 	@mkdir -p dist/sdk
@@ -41,9 +65,9 @@ dist/sdk/index.js: node_modules/.installed sdk/ts/index.ts Makefile
 	  --moduleResolution nodenext --types node --strict --skipLibCheck
 
 # Node's single-executable support embeds the bundle in a copy of the pinned Node 24 binary
-# (TOOLCHAIN.md: `deno compile` would download a runtime).
+# (TOOLCHAIN.md: `deno compile` would download a runtime). The chunks are assets of its blob.
 dist/trust-protocol: dist/trust-protocol.cjs
-	printf '%s' '{"main":"dist/trust-protocol.cjs","output":"dist/sea-prep.blob","disableExperimentalSEAWarning":true,"useCodeCache":true,"useSnapshot":false,"execArgvExtension":"none","execArgv":["--max-semi-space-size=8"]}' > dist/sea-config.json
+	printf '%s' '{"main":"dist/trust-protocol.cjs","output":"dist/sea-prep.blob","disableExperimentalSEAWarning":true,"useCodeCache":true,"useSnapshot":false,"execArgvExtension":"none","execArgv":["--max-semi-space-size=8"],"assets":{"mcp.cjs":"dist/chunks/mcp.cjs","postgres.cjs":"dist/chunks/postgres.cjs"}}' > dist/sea-config.json
 	$(NODE) --experimental-sea-config dist/sea-config.json
 	cp "$$($(NODE) -p process.execPath)" dist/trust-protocol.tmp
 	chmod u+w dist/trust-protocol.tmp

@@ -78,3 +78,93 @@ describe('the single executable', () => {
     expect(r.stdout).toContain('Demo finished');
   });
 });
+
+/**
+ * The MCP SDK with zod, and the PostgreSQL driver, are chunks loaded on first use (issue 17,
+ * cmd/chunks/load.cjs): the binary from its own assets, the npm package's bundle from dist/chunks/.
+ */
+describe('chunks loaded on first use', () => {
+  const INITIALIZE = JSON.stringify({
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'initialize',
+    params: {
+      protocolVersion: '2025-06-18',
+      capabilities: {},
+      clientInfo: { name: 'chunk-test', version: '1' },
+    },
+  });
+
+  function runWithInput(file: string, args: string[], input: string, cwd: string) {
+    return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(file, args, { env: { PATH: '/nonexistent', HOME: cwd }, cwd });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+      child.stdin.end(`${input}\n`);
+    });
+  }
+
+  /** `mcp` answers initialize (the MCP chunk); `store status` reaches the driver (its chunk). */
+  async function mcpAndStore(command: string, prefix: string[], dir: string) {
+    fs.writeFileSync(path.join(dir, 'token'), 'tp_agent_unused\n', { mode: 0o600 });
+    const home = ['--home', path.join(dir, 'home')];
+    const mcp = await runWithInput(
+      command,
+      [
+        ...prefix,
+        ...home,
+        'mcp',
+        '--token-file',
+        path.join(dir, 'token'),
+      ],
+      INITIALIZE,
+      dir,
+    );
+    expect(mcp.stdout, mcp.stderr).toContain('"serverInfo":{"name":"trust-protocol"');
+    const socketDir = path.join(dir, 'no-postgres');
+    const store = await runWithInput(
+      command,
+      [
+        ...prefix,
+        ...home,
+        'store',
+        'status',
+        '--store',
+        `postgres://tp@/tp?host=${socketDir}`,
+      ],
+      '',
+      dir,
+    );
+    // The driver itself tried the socket: exit 6 with its connect error.
+    expect(store.code, store.stderr).toBe(6);
+    expect(store.stderr).toContain(`connect ENOENT ${socketDir}/.s.PGSQL.5432`);
+  }
+
+  it('the bundle leaves the MCP SDK, zod and the PostgreSQL driver to dist/chunks/', () => {
+    const read = (file: string) => fs.readFileSync(path.join(ROOT, 'dist', file), 'utf8');
+    // Names those packages define and the project's own code never spells.
+    const bundle = read('trust-protocol.cjs');
+    expect(bundle).not.toContain('ZodError');
+    expect(bundle).not.toContain('PostgresError');
+    expect(read('chunks/mcp.cjs')).toContain('ZodError');
+    expect(read('chunks/postgres.cjs')).toContain('PostgresError');
+  });
+
+  it('the binary alone in a directory runs mcp and store from the chunks it embeds', async () => {
+    const dir = fs.mkdtempSync(path.join(tmpdir(), 'tp-bin-'));
+    const copy = path.join(dir, 'trust-protocol');
+    fs.copyFileSync(BINARY, copy);
+    fs.chmodSync(copy, 0o755);
+    await mcpAndStore(copy, [], dir);
+  });
+
+  it("the npm package's bundle runs mcp and store from dist/chunks/ beside it", async () => {
+    const dir = fs.mkdtempSync(path.join(tmpdir(), 'tp-pkg-'));
+    fs.cpSync(path.join(ROOT, 'dist/trust-protocol.cjs'), path.join(dir, 'trust-protocol.cjs'));
+    fs.cpSync(path.join(ROOT, 'dist/chunks'), path.join(dir, 'chunks'), { recursive: true });
+    await mcpAndStore(process.execPath, [path.join(dir, 'trust-protocol.cjs')], dir);
+  });
+});

@@ -71,6 +71,9 @@ describe('the npm package', () => {
     const tarball = path.join(dir, pack.stdout.trim().split('\n').at(-1)!);
     const listing = await runFile('tar', ['tzf', tarball]);
     expect(listing.stdout).toContain('package/dist/trust-protocol.cjs');
+    // Loaded on first use (cmd/chunks/load.cjs).
+    expect(listing.stdout).toContain('package/dist/chunks/mcp.cjs');
+    expect(listing.stdout).toContain('package/dist/chunks/postgres.cjs');
     expect(listing.stdout).not.toContain('package/src/');
     const prefix = path.join(dir, 'prefix');
     // --offline: the package has no dependencies left to fetch (esbuild bundled them).
