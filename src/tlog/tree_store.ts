@@ -203,11 +203,13 @@ export class TreeStore {
       fs.closeSync(liveFd);
       liveFd = null;
     }
-    // Plain segments are read in place, not hashed whole on every proof: what is read here is
-    // checked against a root anyway (a proof that fails is not handed out).
+    // Segments are read in place (a compressed one member by member), not hashed whole on every
+    // proof: what is read here is checked against a root anyway (a proof that fails is not
+    // handed out). The rebuild after a failed proof reads them whole and checked, so that an
+    // altered segment is named.
     const logFd = new TrailReader(auditDir, liveFd, {
       segments,
-      check: false,
+      check: options.rebuild === true,
       ...(options.segments ? { search: options.segments } : {}),
     });
     const end = logFd.base + (liveFd === null ? 0 : _completeEnd(liveFd));
