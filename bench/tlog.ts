@@ -190,13 +190,19 @@ async function benchProofs(entries: number, dir: string): Promise<void> {
     return { label, runs, prove: median(prove), consistent: median(consistent) };
   };
   const rows = [await measure('live log')];
-  await rotateAuditLog(h);
-  rows.push(await measure('one closed segment (plain)'));
-  await withLock(dirA, 'audit', () => compressSegments(dirA), { timeoutMs: 600_000 });
-  rows.push(await measure('one closed segment (gzip)'));
-  const gzMiB = fs.readdirSync(path.join(home, 'audit', 'segments'))
-    .filter((f) => f.endsWith('.gz'))
-    .map((f) => fs.statSync(path.join(home, 'audit', 'segments', f)).size)[0]! / 1024 / 1024;
+  // Rotation reads the live log whole (a segment is at most 256 MiB when it rotates by itself):
+  // past 1.5 GiB of live log, which only a log written by the generator reaches, it is skipped.
+  const segmented = logMiB <= 1536;
+  let gzMiB = NaN;
+  if (segmented) {
+    await rotateAuditLog(h);
+    rows.push(await measure('one closed segment (plain)'));
+    await withLock(dirA, 'audit', () => compressSegments(dirA), { timeoutMs: 600_000 });
+    rows.push(await measure('one closed segment (gzip)'));
+    gzMiB = fs.readdirSync(path.join(home, 'audit', 'segments'))
+      .filter((f) => f.endsWith('.gz'))
+      .map((f) => fs.statSync(path.join(home, 'audit', 'segments', f)).size)[0]! / 1024 / 1024;
+  }
 
   console.log(
     `${roots.size} entries (${logMiB.toFixed(0)} MiB); log generated in ${
@@ -220,7 +226,11 @@ async function benchProofs(entries: number, dir: string): Promise<void> {
       (worst / 50).toFixed(2)
     } of the 50 ms goal (at ${roots.size} entries)`,
   );
-  const gz = rows[2]!;
+  const gz = rows[2];
+  if (gz === undefined) {
+    console.log('(the live log is over 1.5 GiB: not rotated, no segment rows)');
+    return;
+  }
   console.log(
     `ratio: proof on the gzipped segment / on the live log = ${
       (gz.prove / rows[0]!.prove).toFixed(2)
