@@ -163,6 +163,7 @@ async function benchProofs(entries: number, dir: string): Promise<void> {
   const wkey = path.join(dir, 'witness.key');
   const wstate = path.join(dir, 'witness.state');
   const wold = path.join(dir, 'witness.state.old');
+  for (const f of [wkey, wstate, wold]) fs.rmSync(f, { force: true });
   spawnSync(CLI[0]!, [...CLI.slice(1), 'audit', 'witness-key', 'bench.example/w', '--out', wkey]);
   const cosign = ['--home', home, 'audit', 'cosign'];
   cliTime([...cosign, oldCkpt, '--key', wkey, '--log-key', logKey, '--state', wstate], 1);
