@@ -140,8 +140,12 @@ demo: node_modules/.installed dist/trust-protocol
 upstream: node_modules/.installed
 	$(NODE) test/upstream.ts
 
+# bench/run.ts writes docs/performance.md; the issue 18 benches print their tables and ratio lines
+# (their sections of docs/performance.md are written by hand from them).
 bench: node_modules/.installed dist/trust-protocol
 	$(NODE) bench/run.ts
+	$(NODE) bench/tlog.ts all 1000000
+	$(NODE) bench/ship.ts 10
 	$(DENO) fmt --quiet docs/performance.md
 
 clean:

@@ -79,3 +79,8 @@ console.log(
     `shipped all in ${shipSeconds.toFixed(1)} s (${Math.round(appended / shipSeconds)}/s); ` +
     `${behind} behind when appending stopped`,
 );
+console.log(
+  `ratio: shipped when appending stopped / appended = ${
+    ((appended - behind) / appended).toFixed(3)
+  }; shipping rate / append rate = ${(appendSeconds / shipSeconds).toFixed(2)} (goal: keeps up)`,
+);

@@ -45,7 +45,6 @@ import {
   segmentLimit,
   TrailReader,
 } from './audit_segments.ts';
-import { leafHash } from './tlog/merkle.ts';
 import { TreeStore } from './tlog/tree_store.ts';
 
 export const AUDIT_DIR = 'audit';
@@ -1221,15 +1220,15 @@ async function _appendBatch(
       n += fs.writeSync(fd, bytes, n, bytes.length - n, at + n);
     }
     const synced = fsyncAsync(fd);
-    // The leaf hashes are worked out while the disk syncs (off this thread).
-    const leaves = tree === null ? [] : lines.map(leafHash);
+    // The tree's hashing (leaves, and the blocks they complete) is done while the disk syncs
+    // (off this thread); its offsets run over the whole trail (segments, then the live log).
+    const trail = new TrailReader(dir, fd, { segments, check: false });
+    const prepared = tree?.prepare(trail.base + at, bytes);
     await synced;
     if (st.size === 0) fsyncDir(dir.dir);
-    // After the fsync: the tree never runs ahead of what is durable in the log. Its offsets run
-    // over the whole trail (segments, then the live log).
-    const trail = new TrailReader(dir, fd, { segments, check: false });
+    // After the fsync: the tree never runs ahead of what is durable in the log.
     try {
-      tree?.appended(dir, trail, trail.base + at, lines, leaves);
+      if (prepared !== undefined) tree?.appended(dir, trail, prepared);
     } finally {
       trail.close();
     }

@@ -237,7 +237,7 @@ export function compressSegments(auditDir: Home): string[] {
     const plain = path.join(dir.dir, s.file);
     if (!fs.existsSync(plain)) continue;
     const content = segmentContent(auditDir, s);
-    writeAtomic(dir.dir, `${s.file}.gz`, gzipSync(content), 0o600);
+    writeAtomic(dir.dir, `${s.file}.gz`, gzipSegment(content), 0o600);
     fs.rmSync(plain);
     out.push(`${s.file}.gz`);
   }
@@ -245,11 +245,78 @@ export function compressSegments(auditDir: Home): string[] {
   return out;
 }
 
+/** Uncompressed bytes per gzip member of a segment `compressSegments` writes. */
+export const GZ_MEMBER_BYTES = 1024 * 1024;
+/** The gzip extra subfield of each member: ID "TP", version 1, member size, content size. */
+const GZ_SUBFIELD = [0x54, 0x50];
+const GZ_SUBFIELD_VERSION = 1;
+const GZ_HEADER = 10 + 2 + 4 + 9;
+
+/**
+ * A segment as gzip (docs/formats.md#audit-segments): one gzip member per `GZ_MEMBER_BYTES` of
+ * content, each saying in its header how long it is and how much it holds, so that a reader finds
+ * the member that holds an offset by reading the headers alone and inflates only that member
+ * (a proof of one entry used to inflate the whole segment). Any gzip reader inflates the whole.
+ */
+export function gzipSegment(content: Uint8Array): Buffer {
+  const members: Buffer[] = [];
+  for (let at = 0; at < content.length; at += GZ_MEMBER_BYTES) {
+    const chunk = content.subarray(at, Math.min(content.length, at + GZ_MEMBER_BYTES));
+    // node:zlib writes a 10-byte header without flags: the deflate data and trailer follow it.
+    const body = gzipSync(chunk).subarray(10);
+    const head = Buffer.alloc(GZ_HEADER);
+    head.set([0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 255]);
+    head.writeUInt16LE(13, 10);
+    head.set([...GZ_SUBFIELD], 12);
+    head.writeUInt16LE(9, 14);
+    head[16] = GZ_SUBFIELD_VERSION;
+    head.writeUInt32LE(GZ_HEADER + body.length, 17);
+    head.writeUInt32LE(chunk.length, 21);
+    members.push(head, body);
+  }
+  return Buffer.concat(members);
+}
+
+/** One gzip member of a compressed segment: where it is in the file and what it holds. */
+interface GzMember {
+  at: number;
+  size: number;
+  from: number;
+  bytes: number;
+}
+
+/**
+ * The members of a segment written by `gzipSegment`, from their headers; null when the file is
+ * not one (a segment gzipped by hand, or headers that do not add up to the index's size), which
+ * the caller then reads whole, checked.
+ */
+function _gzMembers(fd: number, s: Segment): GzMember[] | null {
+  const fileSize = fs.fstatSync(fd).size;
+  const out: GzMember[] = [];
+  let at = 0;
+  let from = 0;
+  while (at < fileSize) {
+    const h = _preadFd(fd, at, GZ_HEADER);
+    const ok = h.length === GZ_HEADER && h[0] === 0x1f && h[1] === 0x8b && h[2] === 8 &&
+      h[3] === 4 && h.readUInt16LE(10) === 13 && h[12] === GZ_SUBFIELD[0] &&
+      h[13] === GZ_SUBFIELD[1] && h.readUInt16LE(14) === 9 && h[16] === GZ_SUBFIELD_VERSION;
+    if (!ok) return null;
+    const size = h.readUInt32LE(17);
+    const bytes = h.readUInt32LE(21);
+    if (size <= GZ_HEADER || at + size > fileSize) return null;
+    out.push({ at, size, from, bytes });
+    at += size;
+    from += bytes;
+  }
+  return from === s.bytes ? out : null;
+}
+
 /**
  * The whole trail as one byte range (segments, then the live log), read at any offset: the tree
  * files (tlog/tree_store.ts) and the ship cursor keep offsets in it. A segment read is checked
  * against the index (and a compressed one inflated) whole, once; with `check: false` a plain
- * segment is read in place instead, for a reader that checks what it reads by other means.
+ * segment is read in place instead, and a compressed one member by member (`gzipSegment`), for a
+ * reader that checks what it reads by other means.
  */
 export class TrailReader {
   readonly base: number;
@@ -259,7 +326,9 @@ export class TrailReader {
   #live: number | null;
   #check: boolean;
   #cached: { i: number; bytes: Buffer } | null = null;
-  #plain = new Map<number, number>();
+  /** Segment files opened for reading in place; `members` null for a plain one. */
+  #open = new Map<number, { fd: number; path: string; members: GzMember[] | null } | null>();
+  #member: { i: number; k: number; bytes: Buffer } | null = null;
 
   constructor(
     auditDir: Home,
@@ -276,8 +345,9 @@ export class TrailReader {
 
   /** Closes the segment files it opened (not the live log, which is the caller's). */
   close(): void {
-    for (const fd of this.#plain.values()) fs.closeSync(fd);
-    this.#plain.clear();
+    for (const f of this.#open.values()) if (f !== null) fs.closeSync(f.fd);
+    this.#open.clear();
+    this.#member = null;
   }
 
   pread(at: number, n: number): Buffer {
@@ -287,10 +357,12 @@ export class TrailReader {
       const s = this.#segments[i]!;
       if (at < start + s.bytes) {
         const from = at - start;
-        const plain = this.#check ? null : this.#plainFd(i);
-        const part = plain === null
+        const f = this.#check ? null : this.#inPlace(i);
+        const part = f === null
           ? this.#segment(i).subarray(from, Math.min(s.bytes, from + n))
-          : _preadFd(plain, from, Math.min(s.bytes - from, n));
+          : f.members === null
+          ? _preadFd(f.fd, from, Math.min(s.bytes - from, n))
+          : this.#fromMembers(i, f, from, n);
         if (part.length === 0) break;
         parts.push(part);
         at += part.length;
@@ -304,17 +376,69 @@ export class TrailReader {
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
-  /** A plain (uncompressed) segment's file, opened once; null when it is compressed. */
-  #plainFd(i: number): number | null {
-    let fd = this.#plain.get(i);
-    if (fd !== undefined) return fd;
+  /**
+   * A segment's file, opened once, to read in place: a plain one, or one compressed by
+   * `gzipSegment` (its members listed). Null for any other gzip file, which is read whole.
+   */
+  #inPlace(i: number): { fd: number; path: string; members: GzMember[] | null } | null {
+    if (this.#open.has(i)) return this.#open.get(i)!;
     const s = this.#segments[i]!;
     const found = findSegment(this.#auditDir, s, this.#search);
     if (found === null) throw _missing(s, this.#search);
-    if (found.gz) return null;
-    fd = fs.openSync(found.path, READ_FLAGS);
-    this.#plain.set(i, fd);
-    return fd;
+    const fd = fs.openSync(found.path, READ_FLAGS);
+    let f: { fd: number; path: string; members: GzMember[] | null } | null = {
+      fd,
+      path: found.path,
+      members: null,
+    };
+    if (found.gz) {
+      f.members = _gzMembers(fd, s);
+      if (f.members === null) {
+        fs.closeSync(fd);
+        f = null;
+      }
+    }
+    this.#open.set(i, f);
+    return f;
+  }
+
+  /** Up to `n` bytes at `from` of a compressed segment, inflating only the members that hold them. */
+  #fromMembers(
+    i: number,
+    f: { fd: number; path: string; members: GzMember[] | null },
+    from: number,
+    n: number,
+  ): Buffer {
+    const members = f.members!;
+    const parts: Buffer[] = [];
+    // The member holding `from`, by bisection on where each one starts.
+    let lo = 0;
+    let hi = members.length - 1;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (members[mid]!.from <= from) lo = mid;
+      else hi = mid - 1;
+    }
+    for (let k = lo; k < members.length && n > 0; k++) {
+      const m = members[k]!;
+      if (this.#member?.i !== i || this.#member.k !== k) {
+        let bytes: Buffer;
+        try {
+          bytes = gunzipSync(_preadFd(f.fd, m.at, m.size));
+        } catch {
+          throw _altered(f.path, `its gzip member ${k + 1} cannot be inflated`);
+        }
+        if (bytes.length !== m.bytes) {
+          throw _altered(f.path, `its gzip member ${k + 1} does not hold what its header says`);
+        }
+        this.#member = { i, k, bytes };
+      }
+      const part = this.#member.bytes.subarray(from - m.from, Math.min(m.bytes, from - m.from + n));
+      parts.push(part);
+      from += part.length;
+      n -= part.length;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
   #segment(i: number): Buffer {

@@ -19,6 +19,11 @@ export function leafHash(entry: Uint8Array | string): Hash {
   return new Uint8Array(hash('sha256', data, 'buffer'));
 }
 
+/** The leaf hash of `data`, which already starts with the 0x00 leaf prefix. */
+export function leafHashOfPrefixed(data: Uint8Array): Hash {
+  return new Uint8Array(hash('sha256', data, 'buffer'));
+}
+
 export function nodeHash(left: Hash, right: Hash): Hash {
   const data = Buffer.allocUnsafe(1 + left.length + right.length);
   data[0] = 1;

@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { type Home, READ_FLAGS, subdir } from '../home.ts';
 import { liveIsLastSegment, readSegments, TrailReader } from '../audit_segments.ts';
 import { integrity } from '../errors.ts';
-import { EMPTY_ROOT, type Hash, leafHash, nodeHash, rootOf } from './merkle.ts';
+import { EMPTY_ROOT, type Hash, leafHash, leafHashOfPrefixed, nodeHash, rootOf } from './merkle.ts';
 
 export const TREE_DIR = 'tree-v1';
 const LOG_FILE = 'audit.log';
@@ -87,42 +87,95 @@ interface Tail {
   upper: number[];
 }
 
+/** A batch's tree work that needs no file, done while the batch's fsync runs (`prepare`). */
+export interface PreparedBatch {
+  /** Byte offset in the trail where the batch starts, and where each of its lines ends. */
+  at: number;
+  ends: number[];
+  leaves: Hash[];
+  /** The roots of the blocks the batch completes, when the writer's tail was known (`basis`). */
+  roots: Hash[] | null;
+  basis: Tail | null;
+}
+
 /**
  * The tree files of one home's audit directory. The writer (audit.ts, under the audit lock) calls
- * `appended` after each durable batch; readers call `open` (under the same lock) for a view.
+ * `prepare` while a batch syncs and `appended` once it is durable; readers call `open` (under the
+ * same lock) for a view.
  */
 export class TreeStore {
   #tail: Tail | null = null;
+  /** The writer's open tree files, kept while its tail is (reopened when the tail is reloaded). */
+  #files: Files | null = null;
 
   /**
-   * After `lines` were written at byte `at` of the log (and made durable). Best effort: the log
-   * is the record, so a failure here only leaves the tree to be caught up later.
+   * The leaf hashes of a batch of lines (`bytes`, each line ending in a newline) written at byte
+   * `at` of the trail, and the roots of the blocks they complete: all the hashing, kept off the
+   * path after the fsync. Nothing is written: the tree never runs ahead of the durable log.
    */
-  appended(
-    auditDir: Home,
-    logFd: LogSource,
-    at: number,
-    lines: readonly string[],
-    leaves: readonly Hash[] = lines.map(leafHash),
-  ): void {
-    try {
-      let tail = this.#tail !== null && this.#tail.end === at ? this.#tail : null;
-      this.#tail = null;
-      tail ??= _load(auditDir, logFd, at, CATCH_UP_BYTES);
-      if (tail === null) return;
-      const files = new Files(auditDir, logFd);
-      try {
-        for (let i = 0; i < lines.length; i++) {
-          const end = tail.end + Buffer.byteLength(lines[i]!, 'utf8') + 1;
-          _push(files, tail, leaves[i]!, end);
+  prepare(at: number, bytes: Uint8Array): PreparedBatch {
+    const ends: number[] = [];
+    const leaves: Hash[] = [];
+    // One prefixed copy of the batch: each newline becomes the next line's 0x00 leaf prefix.
+    const z = Buffer.allocUnsafe(bytes.length + 1);
+    z[0] = 0;
+    z.set(bytes, 1);
+    let start = 0;
+    for (let nl = z.indexOf(0x0a, 1); nl >= 0; nl = z.indexOf(0x0a, nl + 1)) {
+      z[nl] = 0;
+      leaves.push(leafHashOfPrefixed(z.subarray(start, nl)));
+      ends.push(at + nl);
+      start = nl;
+    }
+    const basis = this.#tail !== null && this.#tail.end === at ? this.#tail : null;
+    let roots: Hash[] | null = null;
+    if (basis !== null) {
+      roots = [];
+      let first = BLOCK - basis.leaves.length;
+      if (first <= leaves.length) {
+        roots.push(rootOf([...basis.leaves, ...leaves.slice(0, first)]));
+        for (; first + BLOCK <= leaves.length; first += BLOCK) {
+          roots.push(rootOf(leaves.slice(first, first + BLOCK)));
         }
-      } finally {
-        files.close();
+      }
+    }
+    return { at, ends, leaves, roots, basis };
+  }
+
+  /**
+   * After the prepared batch was written and made durable. Best effort: the log is the record,
+   * so a failure here only leaves the tree to be caught up later.
+   */
+  appended(auditDir: Home, logFd: LogSource, batch: PreparedBatch): void {
+    try {
+      let tail = this.#tail !== null && this.#tail.end === batch.at ? this.#tail : null;
+      this.#tail = null;
+      const roots = tail !== null && tail === batch.basis ? batch.roots : null;
+      if (tail === null) {
+        this.#files?.close();
+        this.#files = null;
+        tail = _load(auditDir, logFd, batch.at, CATCH_UP_BYTES);
+        if (tail === null) return;
+      }
+      this.#files ??= new Files(auditDir, null);
+      let next = 0;
+      for (let i = 0; i < batch.leaves.length; i++) {
+        const root = tail.leaves.length === BLOCK - 1 && roots !== null ? roots[next++] : undefined;
+        _push(this.#files, tail, batch.leaves[i]!, batch.ends[i]!, root);
       }
       this.#tail = tail;
     } catch {
       this.#tail = null;
+      this.#files?.close();
+      this.#files = null;
     }
+  }
+
+  /** Closes the writer's tree files (a long-lived process keeps them open between batches). */
+  close(): void {
+    this.#files?.close();
+    this.#files = null;
+    this.#tail = null;
   }
 
   /**
@@ -150,11 +203,13 @@ export class TreeStore {
       fs.closeSync(liveFd);
       liveFd = null;
     }
-    // Plain segments are read in place, not hashed whole on every proof: what is read here is
-    // checked against a root anyway (a proof that fails is not handed out).
+    // Segments are read in place (a compressed one member by member), not hashed whole on every
+    // proof: what is read here is checked against a root anyway (a proof that fails is not
+    // handed out). The rebuild after a failed proof reads them whole and checked, so that an
+    // altered segment is named.
     const logFd = new TrailReader(auditDir, liveFd, {
       segments,
-      check: false,
+      check: options.rebuild === true,
       ...(options.segments ? { search: options.segments } : {}),
     });
     const end = logFd.base + (liveFd === null ? 0 : _completeEnd(liveFd));
@@ -336,11 +391,11 @@ class Files {
 }
 
 /** Adds one leaf whose line ends at byte `end`; completes blocks and higher subtrees. */
-function _push(files: Files, tail: Tail, leaf: Hash, end: number): void {
+function _push(files: Files, tail: Tail, leaf: Hash, end: number, root?: Hash): void {
   tail.leaves.push(leaf);
   tail.end = end;
   if (tail.leaves.length < BLOCK) return;
-  files.write1(tail.blocks, end, rootOf(tail.leaves));
+  files.write1(tail.blocks, end, root ?? rootOf(tail.leaves));
   tail.blocks += 1;
   tail.start = end;
   tail.leaves = [];

@@ -8,10 +8,10 @@
 import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { FileAuditLog, rotateAuditLog } from '../../src/audit.ts';
-import { SEGMENT_BYTES_ENV } from '../../src/audit_segments.ts';
+import { gzipSegment, SEGMENT_BYTES_ENV } from '../../src/audit_segments.ts';
 import { spawn } from 'node:child_process';
 import { baseEnv, command, newHome, type TestHome } from '../helpers/cli.ts';
 
@@ -157,6 +157,61 @@ describe('audit segments', () => {
       expect(deleted.code).toBe(1);
       expect(deleted.stderr).toContain(`audit segment ${first} (entries 1 to `);
       expect(deleted.stderr).toMatch(/is missing/);
+    },
+    180_000,
+  );
+
+  it(
+    'rotate --compress writes gzip members that say their sizes; a proof inflates one, holds in any, and an altered member is named',
+    async () => {
+      const t = await newHome();
+      // About 2.5 MiB of entries: a segment of three 1 MiB gzip members.
+      const writer = new FileAuditLog({ dir: t.home }).writer({ macKey: null });
+      for (let b = 0; b < 20; b++) {
+        await writer.append(Array.from({ length: 50 }, (_, i) => ({
+          event: 'request.denied' as const,
+          actor: { type: 'anyone' as const },
+          outcome: 'denied' as const,
+          data: { reason: 'no_token', kind: 'denied', tag: 'x'.repeat(2400), i: b * 50 + i },
+        })));
+      }
+      expect(await ok(t, ['audit', 'rotate', '--compress'])).toMatch(/\.gz/);
+      const seg = segments(t)[0];
+      const gzFile = path.join(segDir(t), `${seg.file}.gz`);
+      const gz = fs.readFileSync(gzFile);
+      expect(gunzipSync(gz).length).toBe(seg.bytes);
+      // Each member: gzip with FEXTRA, subfield "TP" version 1, its own size and what it holds.
+      const members: Array<{ size: number; bytes: number }> = [];
+      for (let at = 0; at < gz.length;) {
+        expect([gz[at], gz[at + 1], gz[at + 3], gz[at + 12], gz[at + 13], gz[at + 16]])
+          .toEqual([0x1f, 0x8b, 4, 0x54, 0x50, 1]);
+        members.push({ size: gz.readUInt32LE(at + 17), bytes: gz.readUInt32LE(at + 21) });
+        at += members[members.length - 1]!.size;
+      }
+      expect(members.length).toBe(3);
+      expect(members.reduce((n, m) => n + m.bytes, 0)).toBe(seg.bytes);
+
+      const vkey = (await ok(t, ['audit', 'key', ...pw(t)])).trim();
+      const ckpt = t.file('c.ckpt', await ok(t, ['audit', 'checkpoint', ...pw(t)]));
+      // Entries in the first, a middle (across a member boundary) and the last member.
+      for (const seq of [2, 400, 990]) {
+        const proof = t.file(
+          `p${seq}.json`,
+          await ok(t, ['audit', 'prove', String(seq), '--checkpoint', ckpt]),
+        );
+        expect(await ok(t, ['audit', 'verify-proof', proof, '--key', vkey]))
+          .toMatch(new RegExp(`entry ${seq} is in`));
+      }
+      // The same layout around altered content: the members still add up, the proof does not.
+      const content = gunzipSync(gz).toString('utf8');
+      const i = content.indexOf('"i":400}');
+      fs.writeFileSync(
+        gzFile,
+        gzipSegment(Buffer.from(content.slice(0, i) + '"i":401}' + content.slice(i + 8))),
+      );
+      const altered = await t.tp(['audit', 'prove', '400', '--checkpoint', ckpt]);
+      expect(altered.code).toBe(1);
+      expect(altered.stderr).toContain(`audit segment ${seg.file}.gz was altered`);
     },
     180_000,
   );
