@@ -1,8 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+
+// Copies of the binary or bundle: removed when the file ends.
+const made: string[] = [];
+afterAll(() => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
 
 const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
 const BINARY = path.join(ROOT, 'dist/trust-protocol');
@@ -21,6 +27,7 @@ function runFile(file: string, args: string[], env: Record<string, string>, cwd?
 describe('the single executable', () => {
   it('runs --version and --help from a directory with no node_modules and no node on PATH', async () => {
     const dir = fs.mkdtempSync(path.join(tmpdir(), 'tp-bin-'));
+    made.push(dir);
     const copy = path.join(dir, 'trust-protocol');
     fs.copyFileSync(BINARY, copy);
     fs.chmodSync(copy, 0o755);
@@ -36,6 +43,7 @@ describe('the single executable', () => {
 
   it('ignores NODE_OPTIONS: an agent cannot inject code with --require or --import', async () => {
     const dir = fs.mkdtempSync(path.join(tmpdir(), 'tp-bin-'));
+    made.push(dir);
     const marker = path.join(dir, 'pwned');
     const evil = path.join(dir, 'evil.cjs');
     fs.writeFileSync(evil, `require('fs').writeFileSync(${JSON.stringify(marker)}, 'x')`);
@@ -52,6 +60,7 @@ describe('the single executable', () => {
 
   it('install.sh installs the binary under --prefix, and running it again is harmless', async () => {
     const prefix = fs.mkdtempSync(path.join(tmpdir(), 'tp-prefix-'));
+    made.push(prefix);
     const env = { PATH: process.env.PATH ?? '', HOME: prefix };
     for (let i = 0; i < 2; i++) {
       const r = await runFile('sh', [path.join(ROOT, 'install.sh'), '--prefix', prefix], env, ROOT);
@@ -155,6 +164,7 @@ describe('chunks loaded on first use', () => {
 
   it('the binary alone in a directory runs mcp and store from the chunks it embeds', async () => {
     const dir = fs.mkdtempSync(path.join(tmpdir(), 'tp-bin-'));
+    made.push(dir);
     const copy = path.join(dir, 'trust-protocol');
     fs.copyFileSync(BINARY, copy);
     fs.chmodSync(copy, 0o755);
@@ -163,6 +173,7 @@ describe('chunks loaded on first use', () => {
 
   it("the npm package's bundle runs mcp and store from dist/chunks/ beside it", async () => {
     const dir = fs.mkdtempSync(path.join(tmpdir(), 'tp-pkg-'));
+    made.push(dir);
     fs.cpSync(path.join(ROOT, 'dist/trust-protocol.cjs'), path.join(dir, 'trust-protocol.cjs'));
     fs.cpSync(path.join(ROOT, 'dist/chunks'), path.join(dir, 'chunks'), { recursive: true });
     await mcpAndStore(process.execPath, [path.join(dir, 'trust-protocol.cjs')], dir);

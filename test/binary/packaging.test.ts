@@ -3,7 +3,7 @@
  * install` of the sources runs, and `make release` produces SHA256SUMS and a minisign signature
  * that `install.sh --from` checks before it installs anything.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,8 +37,16 @@ function runFile(file: string, args: string[], env: Record<string, string> = {},
   });
 }
 
+// Each holds a copy of Node or an npm install (hundreds of MB): removed when the file ends.
+const made: string[] = [];
+afterAll(() => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 function tempDir(): string {
-  return fs.mkdtempSync(path.join(tmpdir(), 'tp-pkg-'));
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'tp-pkg-'));
+  made.push(dir);
+  return dir;
 }
 
 /** A vault made and read by `cli`: the installed command does real work, not only --version. */
