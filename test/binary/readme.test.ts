@@ -26,6 +26,7 @@ it('the walkthrough, serve, agent and audit sections run as written, offline', a
     env: { PATH: process.env.PATH ?? '', PORT: '0' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  let home = '';
   try {
     let printed = '';
     await new Promise<void>((resolve) =>
@@ -45,7 +46,8 @@ it('the walkthrough, serve, agent and audit sections run as written, offline', a
           .replace(/trust-protocol exec\b(?=.*--password-file)/g, 'trust-protocol exec $$offline')
       )
       .join('\n');
-    const home = fs.mkdtempSync(path.join(tmpdir(), 'tp-readme-'));
+    // The README installs the binary into it (a copy of it: ~120 MB), removed below.
+    home = fs.mkdtempSync(path.join(tmpdir(), 'tp-readme-'));
     const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
       (resolve) => {
         const child = spawn('bash', [
@@ -88,5 +90,6 @@ it('the walkthrough, serve, agent and audit sections run as written, offline', a
     expect(r.code, out).toBe(0);
   } finally {
     upstream.kill();
+    if (home !== '') fs.rmSync(home, { recursive: true, force: true });
   }
 }, 120_000);
