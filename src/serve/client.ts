@@ -125,6 +125,9 @@ export async function proxyViaServer(
   };
   if (request.token !== null) {
     if (!/^[\x21-\x7e]+$/.test(request.token)) {
+      // A token that cannot be sent: serve's refusal only where a serve answers (else the
+      // one-shot path decides), as when exec probed first.
+      if (!(await probeServer(target))) return null;
       throw denied('bad_token', 'the agent token is not valid');
     }
     headers.Authorization = `Bearer ${request.token}`;

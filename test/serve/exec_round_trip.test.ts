@@ -72,7 +72,7 @@ async function _home(mode: Mode): Promise<{ home: string; fake: Fake }> {
   return { home, fake: await _fake(mode, path.join(home, 'serve.sock')) };
 }
 
-function _exec(home: string, args: string[]): Promise<RunResult> {
+function _exec(home: string, args: string[], token = 'tp_agent_fake_token'): Promise<RunResult> {
   const template = path.join(dir, 'template.json');
   fs.writeFileSync(
     template,
@@ -86,11 +86,19 @@ function _exec(home: string, args: string[]): Promise<RunResult> {
   const password = path.join(dir, 'password');
   fs.writeFileSync(password, 'not the password\n');
   return run(['--home', home, 'exec', '--template', template, ...args], {
-    env: { TRUST_PROTOCOL_TOKEN: 'tp_agent_fake_token' },
+    env: { TRUST_PROTOCOL_TOKEN: token },
   });
 }
 
 describe.concurrent('exec through serve: one round trip, never two sends', () => {
+  it('a token that cannot be sent: the request is not posted; exit 4 where a serve answers', async () => {
+    const { home, fake } = await _home('serve');
+    const r = await _exec(home, [], 'tp bad token');
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toContain('the agent token is not valid');
+    expect(fake.requests).toEqual(['GET /v1/health']);
+  });
+
   it("one connection, one request (POST /v1/proxy): the home's socket and --server", async () => {
     const inHome = await _home('serve');
     const named = await _home('serve');
