@@ -7,6 +7,8 @@
  * - what that start-up loads: the project's modules (from the sources, one file a module) and
  *   Node's built-in modules beyond a bare script (the bundle the binary embeds), with the one-shot
  *   `exec` (it unseals the vault itself) beside it; bench/loaded.ts records them.
+ * Standalone, TP_BENCH_BEFORE=PATH adds a row for an older binary's `exec` against the same serve
+ * (a before/after comparison), and TP_BENCH_RUNS=N sets hyperfine's runs (default 50).
  */
 import { randomBytes } from 'node:crypto';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -25,6 +27,7 @@ const BARE = 'node -e 0';
 const BARE_AGAIN = 'node -e 0 (again)';
 const VERSION = 'trust-protocol --version';
 const EXEC = 'trust-protocol exec (through serve)';
+const EXEC_BEFORE = 'exec before (TP_BENCH_BEFORE)';
 
 interface Timing {
   median: number;
@@ -78,7 +81,7 @@ function _hyperfine(
   env: Record<string, string>,
 ): { results: Record<string, Timing>; command: string } {
   const json = path.join(work, `hyperfine-${label}.json`);
-  const flags = ['-N', '--warmup', '5', '--runs', '50'];
+  const flags = ['-N', '--warmup', '5', '--runs', process.env.TP_BENCH_RUNS || '50'];
   const args = [...flags, '--export-json', json];
   for (const [name, cmd] of Object.entries(commands)) args.push('-n', name, cmd);
   // Its progress on stderr: standalone, this script prints the section on stdout.
@@ -207,6 +210,7 @@ export async function benchExecServe(
     const version = both(['--version']);
     const bare = _loaded(work, empty, [], agentEnv, false);
 
+    const before = process.env.TP_BENCH_BEFORE;
     const rounds: Array<Record<string, Timing>> = [];
     let command = '';
     for (let round = 1; round <= ROUNDS; round++) {
@@ -215,6 +219,7 @@ export async function benchExecServe(
         [BARE]: `${NODE} -e 0`,
         [VERSION]: `${BINARY} --version`,
         [EXEC]: `${BINARY} ${execArgs.join(' ')}`,
+        ...(before ? { [EXEC_BEFORE]: `${before} ${execArgs.join(' ')}` } : {}),
         [BARE_AGAIN]: `${NODE} -e 0`,
       }, agentEnv);
       rounds.push(m.results);

@@ -9,7 +9,7 @@ import type { State } from '../../src/state.ts';
 import type { VaultKeys } from '../../src/vault.ts';
 import type { Template } from '../../src/template.ts';
 import { SOCKET_NAME, SYSTEM_SOCKET } from '../../src/serve/address.ts';
-import type { ServerTarget } from '../../src/serve/client.ts';
+import type { ProxyRequest, ServerTarget } from '../../src/serve/client.ts';
 import { adminName, type Command, type Ctx, flag, list, str } from '../context.ts';
 import { EXIT } from '../exit.ts';
 import { readAll, readUserFile, write } from '../io.ts';
@@ -25,12 +25,12 @@ const TEMPLATE_LIMIT = 16 * 1024 * 1024;
 const SERVER_ENV = 'TRUST_PROTOCOL_SERVER';
 
 /**
- * A running serve to hand the template to (then no password is needed): --server, else
- * TRUST_PROTOCOL_SERVER, else the default socket in the home, else the dedicated user's system
- * socket, if it answers. --cacert and --connect-to belong to an exec that unseals itself: a serve
- * has its own.
+ * Where a serve may be (then no password is needed): --server, else TRUST_PROTOCOL_SERVER, else
+ * the default socket in the home, else the dedicated user's system socket; null when there is
+ * none to try. --cacert and --connect-to belong to an exec that unseals itself: a serve has its
+ * own.
  */
-export async function serverFor(ctx: Ctx): Promise<ServerTarget | null> {
+function _serveCandidates(ctx: Ctx): { named: string } | { sockets: string[] } | null {
   const oneShot = ['cacert', 'connect-to'].filter((f) => ctx.values[f] !== undefined);
   const flagged = str(ctx, 'server');
   if (flagged !== undefined && oneShot.length > 0) {
@@ -42,27 +42,60 @@ export async function serverFor(ctx: Ctx): Promise<ServerTarget | null> {
   }
   if (oneShot.length > 0) return null;
   const named = flagged ?? (ctx.io.env[SERVER_ENV] || undefined);
+  if (named !== undefined) return { named };
   const sockets = [path.join(ctx.homeDir, SOCKET_NAME), SYSTEM_SOCKET].filter((s) =>
     fs.existsSync(s)
   );
+  return sockets.length === 0 ? null : { sockets };
+}
+
+function _noteNoServe(ctx: Ctx, url: string): void {
+  if (!ctx.json && !ctx.quiet) {
+    ctx.io.stderr.write(`trust-protocol: note: no serve answers at ${url}; unsealing here\n`);
+  }
+}
+
+/** The running serve that answers, found by a health probe (agent renew, mcp); else null. */
+export async function serverFor(ctx: Ctx): Promise<ServerTarget | null> {
+  const where = _serveCandidates(ctx);
   // The client (node:http and the serve modules) loads only when a serve may be there.
-  if (named === undefined && sockets.length === 0) return null;
+  if (where === null) return null;
   const { findServer, parseServerTarget, probeServer } = await import('../../src/serve/client.ts');
-  if (named === undefined) {
-    for (const socket of sockets) {
+  if ('sockets' in where) {
+    for (const socket of where.sockets) {
       const found = await findServer(socket);
       if (found !== null) return found;
     }
     return null;
   }
-  const target = parseServerTarget(named);
+  const target = parseServerTarget(where.named);
   if (await probeServer(target)) return target;
-  if (!ctx.json && !ctx.quiet) {
-    ctx.io.stderr.write(
-      `trust-protocol: note: no serve answers at ${target.url}; unsealing here\n`,
-    );
-  }
+  _noteNoServe(ctx, target.url);
   return null;
+}
+
+/**
+ * exec's request handed to the serve that answers, in one round trip (no probe first); null when
+ * no serve is there, and then only (src/serve/client.ts proxyViaServer decides).
+ */
+async function _viaServe(ctx: Ctx, request: ProxyRequest): Promise<BrokeredResponse | null> {
+  const where = _serveCandidates(ctx);
+  if (where === null) return null;
+  const { parseServerTarget, proxyViaServer, socketTarget } = await import(
+    '../../src/serve/client.ts'
+  );
+  if ('sockets' in where) {
+    for (const socket of where.sockets) {
+      const target = socketTarget(socket);
+      const response = target === null ? null : await proxyViaServer(target, request);
+      if (response !== null) return response;
+    }
+    return null;
+  }
+  const target = parseServerTarget(where.named);
+  const response = await proxyViaServer(target, request);
+  if (response === null) _noteNoServe(ctx, target.url);
+  return response;
 }
 
 async function _template(ctx: Ctx): Promise<{ json: unknown } | { parsed: Template }> {
@@ -291,16 +324,10 @@ If a serve answers, exec hands it the request and needs no password; else it uns
     const template = await _template(ctx);
     const token = readToken(ctx.io, str(ctx, 'token-file'));
     const sendOptions = sendOptionsOf(ctx);
-    const server = await serverFor(ctx);
+    const served = await _viaServe(ctx, { template, token, ...sendOptions });
     // Only a run that sends the request itself: a serve's TLS is its own.
-    if (server === null) noteIgnoredCaVariables(ctx);
-    const response = server !== null
-      ? await (await import('../../src/serve/client.ts')).proxyViaServer(server, {
-        template,
-        token,
-        ...sendOptions,
-      })
-      : await _executeHere(ctx, { template, token, sendOptions });
+    if (served === null) noteIgnoredCaVariables(ctx);
+    const response = served ?? await _executeHere(ctx, { template, token, sendOptions });
     const failed = flag(ctx, 'fail') && response.status >= 400;
     if (ctx.json || failed) {
       const chunks: Uint8Array[] = [];

@@ -55,13 +55,18 @@ export function parseServerTarget(text: string): ServerTarget {
 
 /** The default socket when something there answers /v1/health like a serve; else null. */
 export async function findServer(socket: string): Promise<ServerTarget | null> {
+  const target = socketTarget(socket);
+  return target !== null && await probeServer(target) ? target : null;
+}
+
+/** A default socket path as a target, if a socket is there (not a symbolic link to one). */
+export function socketTarget(socket: string): ServerTarget | null {
   try {
     if (!fs.lstatSync(socket).isSocket()) return null;
   } catch {
     return null;
   }
-  const target: ServerTarget = { kind: 'unix', path: socket, url: `unix:${socket}` };
-  return await probeServer(target) ? target : null;
+  return { kind: 'unix', path: socket, url: `unix:${socket}` };
 }
 
 export async function probeServer(target: ServerTarget): Promise<boolean> {
@@ -102,17 +107,27 @@ export interface ProxyRequest {
   maxResponseBytes?: number | undefined;
 }
 
-/** What execute() would return; throws the TpError serve reports, with the same kind and code. */
+/**
+ * What execute() would return, or null when no serve is there; throws the TpError serve reports,
+ * with the same kind and code. One round trip: no health probe first (issue 17). "No serve" is
+ * decided only where nothing can have been carried out: the connection failed (nothing was sent),
+ * or what answered is not a serve (no serve header in its answer, docs/decisions.md). Once the
+ * connection is made, any failure before an answer is an error: the request may have reached
+ * serve, and it is never sent a second time, here or by unsealing.
+ */
 export async function proxyViaServer(
   target: ServerTarget,
   request: ProxyRequest,
-): Promise<BrokeredResponse> {
+): Promise<BrokeredResponse | null> {
   const headers: Record<string, string> = {
     'Content-Type': 'application/json',
     TE: 'trailers',
   };
   if (request.token !== null) {
     if (!/^[\x21-\x7e]+$/.test(request.token)) {
+      // A token that cannot be sent: serve's refusal only where a serve answers (else the
+      // one-shot path decides), as when exec probed first.
+      if (!(await probeServer(target))) return null;
       throw denied('bad_token', 'the agent token is not valid');
     }
     headers.Authorization = `Bearer ${request.token}`;
@@ -121,13 +136,29 @@ export async function proxyViaServer(
   if (request.maxResponseBytes !== undefined) {
     headers[MAX_BYTES_HEADER] = String(request.maxResponseBytes);
   }
-  const res = await _request(target, {
-    method: 'POST',
-    path: '/v1/proxy',
-    headers,
-    body: Buffer.from(JSON.stringify(_templateJson(request.template)), 'utf8'),
-    timeoutMs: null,
-  });
+  let res: IncomingMessage;
+  try {
+    res = await _request(target, {
+      method: 'POST',
+      path: '/v1/proxy',
+      headers,
+      body: Buffer.from(JSON.stringify(_templateJson(request.template)), 'utf8'),
+      timeoutMs: null,
+      sent: true,
+    });
+  } catch (e) {
+    if (e instanceof TpError && e.code === 'serve_unreachable') return null;
+    throw e;
+  }
+  // Only serve sets these two (it strips trust-protocol-* headers from upstream answers): a
+  // refusal carries the first, a forwarded answer the second.
+  if (
+    res.headers[ERROR_HEADER.toLowerCase()] === undefined &&
+    res.headers[AUDIT_SEQ_HEADER.toLowerCase()] === undefined
+  ) {
+    res.destroy();
+    return null;
+  }
   if (res.headers[ERROR_HEADER.toLowerCase()] !== undefined) {
     const text = decodeUtf8Strict(await _readSmall(res)) ?? '';
     let json: unknown = null;
@@ -300,6 +331,10 @@ async function* _body(res: IncomingMessage, target: ServerTarget): AsyncIterable
   }
 }
 
+/**
+ * One request on a connection of its own. A failure to connect is `serve_unreachable`; with `sent`,
+ * a failure once connected (the request may have been read) is `serve_cut` instead.
+ */
 function _request(
   target: ServerTarget,
   options: {
@@ -308,16 +343,21 @@ function _request(
     headers: Record<string, string>;
     body: Uint8Array | null;
     timeoutMs: number | null;
+    sent?: boolean;
   },
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
+    let connected = false;
     const req = httpRequest({
       // Our own connection and no agent: one request per connection anyway, and the agent's
       // server-name check (an IPv6 regular expression compiled on first use) costs exec's start-up.
-      createConnection: () =>
-        target.kind === 'unix'
+      createConnection: () => {
+        const socket = target.kind === 'unix'
           ? connect(target.path)
-          : connect({ host: target.connect, port: target.port }),
+          : connect({ host: target.connect, port: target.port });
+        socket.once('connect', () => connected = true);
+        return socket;
+      },
       method: options.method,
       path: options.path,
       headers: {
@@ -335,6 +375,21 @@ function _request(
     });
     req.on('error', (e) => {
       clearTimeout(timer);
+      if (connected && options.sent === true) {
+        reject(
+          new TpError(
+            'upstream',
+            'serve_cut',
+            `the connection to serve (${target.url}) failed before it answered; the request ` +
+              'may have been carried out, so it is not sent again',
+            {
+              hint: 'see `trust-protocol audit show --tail 5` for whether serve received it',
+              cause: e,
+            },
+          ),
+        );
+        return;
+      }
       reject(
         new TpError(
           'sealed',
