@@ -21,6 +21,13 @@ export type ServerTarget =
   | { kind: 'unix'; path: string; url: string };
 
 const PROBE_TIMEOUT_MS = 2_000;
+/** src/http/client.ts's default (not imported: exec's client path loads no HTTP client). */
+const UPSTREAM_TIMEOUT_MS = 60_000;
+/**
+ * How long past the upstream timeout exec waits for serve's answer to start: serve may first wait
+ * up to 30 s for the audit lock (src/audit.ts).
+ */
+const ANSWER_MARGIN_MS = 30_000;
 
 /** `unix:PATH`, or `http://` with a loopback host and a port. */
 export function parseServerTarget(text: string): ServerTarget {
@@ -143,7 +150,9 @@ export async function proxyViaServer(
       path: '/v1/proxy',
       headers,
       body: Buffer.from(JSON.stringify(_templateJson(request.template)), 'utf8'),
-      timeoutMs: null,
+      // serve answers within the upstream timeout it applies; a peer silent well past it is
+      // wedged, or no serve: an error (the request may have been read), never a wait forever.
+      timeoutMs: (request.timeoutMs ?? UPSTREAM_TIMEOUT_MS) + ANSWER_MARGIN_MS,
       sent: true,
     });
   } catch (e) {

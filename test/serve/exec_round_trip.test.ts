@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, type RunResult } from '../helpers/cli.ts';
 
-type Mode = 'serve' | 'cut' | 'other';
+type Mode = 'serve' | 'cut' | 'other' | 'silent';
 
 interface Fake {
   socket: string;
@@ -37,7 +37,10 @@ async function _fake(mode: Mode, socket: string): Promise<Fake> {
     fake.requests.push(`${req.method} ${req.url}`);
     req.resume();
     req.on('end', () => {
-      if (mode === 'cut') {
+      if (mode === 'silent') {
+        // Reads the request and never answers (a wedged serve, or not a serve at all).
+        return;
+      } else if (mode === 'cut') {
         // The whole request was read: serve may have acted on it.
         req.socket.destroy();
       } else if (mode === 'other') {
@@ -61,7 +64,11 @@ async function _fake(mode: Mode, socket: string): Promise<Fake> {
   });
   server.on('connection', () => fake.connections++);
   await new Promise<void>((resolve) => server.listen(socket, resolve));
-  fake.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  fake.close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
   fakes.push(fake);
   return fake;
 }
@@ -134,6 +141,24 @@ describe.concurrent('exec through serve: one round trip, never two sends', () =>
       expect(fake.connections).toBe(1);
     }
   });
+
+  it(
+    'a peer that reads the request and never answers: exit 7 after --timeout and a margin, not a hang',
+    async () => {
+      const { home, fake } = await _home('silent');
+      const r = await _exec(home, [
+        '--timeout',
+        '1',
+        '--password-file',
+        path.join(dir, 'password'),
+      ]);
+      expect(r.code, r.stderr).toBe(7);
+      expect(r.stderr).toContain('not sent again');
+      expect(r.stderr).not.toContain('unsealing here');
+      expect(fake.requests).toEqual(['POST /v1/proxy']);
+    },
+    60_000,
+  );
 
   it("an answer that is not a serve's: exec unseals itself (a note names --server), after one request", async () => {
     const inHome = await _home('other');
