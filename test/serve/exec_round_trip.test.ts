@@ -94,6 +94,8 @@ function _exec(home: string, args: string[], token = 'tp_agent_fake_token'): Pro
   fs.writeFileSync(password, 'not the password\n');
   return run(['--home', home, 'exec', '--template', template, ...args], {
     env: { TRUST_PROTOCOL_TOKEN: token },
+    // Past the 31 s a silent peer is waited for (--timeout 1 plus the 30 s margin).
+    timeoutMs: 50_000,
   });
 }
 
