@@ -14,7 +14,7 @@ import {
   type FileAuditLog,
   type LogEntry,
 } from './audit.ts';
-import { brakeOrg, type BrakeScope, type FileBrakes, SCOPES } from './brakes.ts';
+import { brakeOrg, type BrakeScope, clearedKey, type FileBrakes, SCOPES } from './brakes.ts';
 import { NAME_RE } from './grammar.ts';
 import { checkOrgChange } from './orgs.ts';
 import { canonicalJson } from './canonical.ts';
@@ -919,7 +919,7 @@ export class FileVault {
       let brakes: ReturnType<FileBrakes['active']> | null = null;
       checkOrgChange(keys.admin, before.body, file.body, made.events, (id) => {
         brakes ??= this.#brakes.active(before.body);
-        const b = brakes.find((x) => x.id === id);
+        const b = brakes.find((x) => x.id === id || clearedKey(x) === id);
         return b === undefined ? undefined : brakeOrg(b, before.body);
       });
       const events = byAdmin(keys.admin, [
