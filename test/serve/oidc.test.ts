@@ -528,6 +528,25 @@ describe('OIDC configuration is the owner’s, under the vault MAC', () => {
       const allowed = await call(`/v1/admin/agents/${red.id}/suspend`);
       expect(allowed.status, allowed.body.toString()).toBe(200);
       expect(await state(red.id)).toBe('suspended');
+
+      // Brakes too: an org operator stops its own organisation, never everyone or another's agent.
+      const brake = (body: Record<string, unknown>) =>
+        http(served, '/v1/admin/brake', {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+          body: JSON.stringify({ reason: 'org test', ...body }),
+        });
+      const braked = async () => JSON.parse((await h.tp(['--json', 'emergency', 'status'])).stdout);
+      for (const body of [{ scope: 'global' }, { scope: 'agent', agent_id: wide.id }]) {
+        const r = await brake(body);
+        expect(r.status, `${JSON.stringify(body)}: ${r.body.toString()}`).toBe(403);
+      }
+      expect(await braked()).toMatchObject({ global: null, agents: [] });
+      const own = await brake({ scope: 'org' });
+      expect(own.status, own.body.toString()).toBe(200);
+      expect(json(own)).toMatchObject({ scope: 'org', target: 'red' });
+      const mine = await brake({ scope: 'agent', agent_id: red.id });
+      expect(mine.status, mine.body.toString()).toBe(200);
     } finally {
       await served.stop();
     }
