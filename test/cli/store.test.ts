@@ -248,6 +248,21 @@ describe.skipIf(!pg.available)('store migrate: adversarial review (#19)', () => 
     expect(JSON.stringify(files)).not.toContain('admin-token.json');
   });
 
+  it('a connection password with @ or # in it is never printed, not even in part', async () => {
+    // The client takes the password up to the last @ before the path (and # is no delimiter
+    // there): the redaction must cut where the client cuts.
+    for (const sep of ['@', '#']) {
+      const tail = `tail${Math.random().toString(16).slice(2, 12)}`;
+      const url = pg.get().database().replace('@/', `:pw${sep}${tail}@/`);
+      const up = await migrate(url);
+      expect(up.code, up.stderr).toBe(0);
+      const status = await t.tp(['--json', 'store', 'status', '--store', url]);
+      expect(status.code, status.stderr).toBe(0);
+      for (const out of [up, status]) expect(out.stdout + out.stderr).not.toContain(tail);
+      expect(JSON.parse(status.stdout).store.location).toMatch(/^postgres:\/\/[^:]+:\*\*\*@\/.+/);
+    }
+  });
+
   it('copies a home whose vault was rekeyed (entries before the rekey are under the old audit key)', async () => {
     const h = await newHome();
     expect((await addCredential(h, 'k2', CANARY, ['--allowed-domains', 'api.allowed.test'])).code)
