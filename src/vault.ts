@@ -1260,13 +1260,20 @@ export class FileVault {
         );
       }
       file.slots = file.slots.filter((s) => s.name !== name);
+      // Its OIDC links go with it: left behind, they would sign the old identity in as whoever
+      // is added under this name later.
+      const oidc = file.body.oidc;
+      const links = oidc?.links.filter((l) => l.admin === name).length ?? 0;
+      if (oidc !== undefined && links > 0) {
+        file.body.oidc = { ...oidc, links: oidc.links.filter((l) => l.admin !== name) };
+      }
       return {
         result: undefined,
         events: [{
           event: 'admin.remove',
           actor: { type: 'operator' },
           outcome: 'ok',
-          data: { name, role: slot.role },
+          data: { name, role: slot.role, ...(links > 0 ? { oidc_links: links } : {}) },
         }],
       };
     });
