@@ -101,7 +101,9 @@ export class FileBrakes {
     for (const b of vault.known_brakes) add(b);
     for (const b of _recordedBrakes(this.home)) add(b);
     for (const b of _auditedBrakes(this.#audit, vault.audit_head?.seq ?? 0)) add(b);
-    return [...found.values()].filter((b) => b.id === 'unreadable' || !cleared.includes(b.id));
+    return [...found.values()].filter((b) =>
+      b.id === 'unreadable' || !(cleared.includes(b.id) || cleared.includes(clearedKey(b)))
+    );
   }
 
   createDir(): void {
@@ -117,6 +119,15 @@ export class FileBrakes {
   tidyCleared(ids: readonly string[], quarantine: boolean): void {
     _tidyCleared(this.home, ids, quarantine);
   }
+}
+
+/**
+ * The cleared-list entry that lifts this one record and no other. A brake's id is not bound to its
+ * scope (records are written without the password): when the agent writes a record on itself under
+ * another brake's id, lifting the id would lift both, so such a clear names the record instead.
+ */
+export function clearedKey(b: Pick<Brake, 'id' | 'scope' | 'target'>): string {
+  return `${b.id}:${b.scope}:${b.target ?? ''}`;
 }
 
 /** The third record: `brake.activate` entries written since the head the vault last recorded. */

@@ -5,7 +5,13 @@
  */
 import { type IssuedToken, issueToken } from './agents.ts';
 import type { AuditEvent } from './audit.ts';
-import { type Brake, type BrakeRequest, type BrakeScope, checkBrakeRequest } from './brakes.ts';
+import {
+  type Brake,
+  type BrakeRequest,
+  type BrakeScope,
+  checkBrakeRequest,
+  clearedKey,
+} from './brakes.ts';
 import { usage } from './errors.ts';
 import type { State } from './state.ts';
 import type { VaultKeys } from './vault.ts';
@@ -72,12 +78,22 @@ export async function clearBrakes(
   input: { scope: BrakeScope; target: string | null; newToken: boolean; now: Date },
 ): Promise<{ lifted: Brake[]; issued: IssuedToken | null }> {
   const { scope, target } = input;
+  const tidy: string[] = [];
   const cleared = await state.vault.update(keys, (body) => {
-    const lifted = state.brakes.active(body).filter((b) =>
-      b.scope === scope && b.target === target
-    );
+    const active = state.brakes.active(body);
+    const lifted = active.filter((b) => b.scope === scope && b.target === target);
     if (lifted.length === 0) throw usage('not_active', 'the brake was lifted meanwhile');
-    body.cleared_brakes.push(...lifted.map((b) => b.id).filter((id) => id !== 'unreadable'));
+    for (const b of lifted) {
+      if (b.id === 'unreadable') continue;
+      // Another record under this id with another scope (written without the password): lift
+      // this record only, so clearing one agent's brake never lifts a global or org brake.
+      if (active.some((x) => x.id === b.id && (x.scope !== b.scope || x.target !== b.target))) {
+        body.cleared_brakes.push(clearedKey(b));
+      } else {
+        body.cleared_brakes.push(b.id);
+        tidy.push(b.id);
+      }
+    }
     const events: AuditEvent[] = lifted.map((b) => ({
       event: 'brake.clear',
       actor: { type: 'operator' },
@@ -92,6 +108,6 @@ export async function clearBrakes(
       events: [...events, ...(token?.events ?? [])],
     };
   });
-  state.brakes.tidyCleared(cleared.lifted.map((b) => b.id), scope === 'global');
+  state.brakes.tidyCleared(tidy, scope === 'global');
   return cleared;
 }

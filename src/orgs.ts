@@ -90,7 +90,8 @@ const BOOKKEEPING = new Set([
  * the change added, removed or altered must belong to the admin's org, before and after. Changes
  * to instance-wide settings (the monitor's actions, anything not listed) are refused. Brakes
  * cleared must be brakes on the admin's org or its objects (`brakeOrg` says whose a brake is).
- * Changes whose events are all an agent's own (its renewal through serve) are decided by its token.
+ * Changes whose events are all an agent's own (its renewal through serve) are decided by its token,
+ * and the monitor's (a demote) only narrow.
  */
 export function checkOrgChange(
   admin: OrgScoped,
@@ -101,7 +102,13 @@ export function checkOrgChange(
 ): void {
   const org = admin.org;
   if (org === undefined) return;
-  if (events.length > 0 && events.every((e) => e.actor.type === 'agent')) return;
+  // The monitor's own changes (actor `system`: a demote, which only narrows) act on any agent
+  // whoever's password unsealed; no admin command records a `system` actor.
+  if (
+    events.length > 0 && events.every((e) => e.actor.type === 'agent' || e.actor.type === 'system')
+  ) {
+    return;
+  }
   for (const list of ['credentials', 'agents', 'publishers'] as const) {
     const key = (o: { name?: string; id?: string }) => (list === 'agents' ? o.id : o.name) ?? '';
     const old = new Map<string, { org?: string }>(

@@ -14,7 +14,7 @@ import {
   type FileAuditLog,
   type LogEntry,
 } from './audit.ts';
-import { brakeOrg, type BrakeScope, type FileBrakes, SCOPES } from './brakes.ts';
+import { brakeOrg, type BrakeScope, clearedKey, type FileBrakes, SCOPES } from './brakes.ts';
 import { NAME_RE } from './grammar.ts';
 import { checkOrgChange } from './orgs.ts';
 import { canonicalJson } from './canonical.ts';
@@ -919,7 +919,7 @@ export class FileVault {
       let brakes: ReturnType<FileBrakes['active']> | null = null;
       checkOrgChange(keys.admin, before.body, file.body, made.events, (id) => {
         brakes ??= this.#brakes.active(before.body);
-        const b = brakes.find((x) => x.id === id);
+        const b = brakes.find((x) => x.id === id || clearedKey(x) === id);
         return b === undefined ? undefined : brakeOrg(b, before.body);
       });
       const events = byAdmin(keys.admin, [
@@ -1260,13 +1260,20 @@ export class FileVault {
         );
       }
       file.slots = file.slots.filter((s) => s.name !== name);
+      // Its OIDC links go with it: left behind, they would sign the old identity in as whoever
+      // is added under this name later.
+      const oidc = file.body.oidc;
+      const links = oidc?.links.filter((l) => l.admin === name).length ?? 0;
+      if (oidc !== undefined && links > 0) {
+        file.body.oidc = { ...oidc, links: oidc.links.filter((l) => l.admin !== name) };
+      }
       return {
         result: undefined,
         events: [{
           event: 'admin.remove',
           actor: { type: 'operator' },
           outcome: 'ok',
-          data: { name, role: slot.role },
+          data: { name, role: slot.role, ...(links > 0 ? { oidc_links: links } : {}) },
         }],
       };
     });

@@ -7,7 +7,14 @@
 import * as path from 'node:path';
 import { TpError, usage } from '../../src/errors.ts';
 import { readStateFile, writeStateFile } from '../../src/home.ts';
-import { addIssuer, checkIssuer, linkAdmin, oidcOf, removeOidc } from '../../src/oidc/config.ts';
+import {
+  addIssuer,
+  ADMIN_TOKEN_FILE,
+  checkIssuer,
+  linkAdmin,
+  oidcOf,
+  removeOidc,
+} from '../../src/oidc/config.ts';
 import { deviceLogin, type LoginResult, pkceLogin } from '../../src/oidc/login.ts';
 import { callServe, findServer, parseServerTarget } from '../../src/serve/client.ts';
 import { errorFromResponse } from '../../src/serve/http_error.ts';
@@ -16,7 +23,7 @@ import { changeVault, existingHome, existingState, unsealVault } from '../home_s
 import { wipeKeys } from '../../src/vault.ts';
 import { sendOptions } from '../send_options.ts';
 
-export const TOKEN_FILE = 'admin-token.json';
+export const TOKEN_FILE = ADMIN_TOKEN_FILE;
 
 function _need(value: string | undefined, name: string): string {
   if (value === undefined || value === '') throw usage('bad_flag', `--${name} is required`);

@@ -108,7 +108,8 @@ const migrate: Command = {
       password.fill(0);
     }
     try {
-      const macKey = keys.audit;
+      // Every audit key of the vault: entries up to a `vault rekey` are MACed under older ones.
+      const macKey = keys.auditKeys;
       const { result } = verifyImage(image, macKey);
       const check = (copy: HomeImage) => {
         _sameCopy(image, copy);

@@ -11,6 +11,12 @@ import { denied, TpError, usage } from '../errors.ts';
 import { arr, obj, str, strOrNull } from '../validate.ts';
 import type { Change, VaultBody, VaultFile, VerifiedVault } from '../vault.ts';
 
+/**
+ * Where `admin login` saves the signed-in admin's ID token in the home (mode 0600). A bearer
+ * credential, not state: `store migrate` leaves it out of the copy.
+ */
+export const ADMIN_TOKEN_FILE = 'admin-token.json';
+
 export interface OidcIssuer {
   /** The issuer identifier, exactly as the provider's tokens carry it in `iss` (https). */
   issuer: string;

@@ -15,7 +15,7 @@ import { TpError, usage } from '../errors.ts';
 import { identify, type OidcIdentity, viaOidc } from '../oidc/config.ts';
 import type { OidcVerifier } from '../oidc/verify.ts';
 import { invalidToken } from '../oidc/verify.ts';
-import { sees } from '../orgs.ts';
+import { checkSees, sees } from '../orgs.ts';
 import { TOKEN_PREFIX } from '../policy.ts';
 import type { State } from '../state.ts';
 import type { VaultKeys, VerifiedVault } from '../vault.ts';
@@ -148,18 +148,31 @@ async function _brake(
   } catch {
     throw usage(
       'bad_json',
-      'the body must be JSON: {"scope", "agent_id"?, "credential_name"?, "reason"}',
+      'the body must be JSON: {"scope", "agent_id"?, "credential_name"?, "org"?, "reason"}',
     );
   }
   const text = (v: unknown) => (typeof v === 'string' ? v : null);
   const scope = (text(o.scope) ?? 'global') as BrakeScope;
+  const target = scope === 'agent'
+    ? text(o.agent_id)
+    : scope === 'credential'
+    ? text(o.credential_name)
+    : scope === 'org'
+    ? text(o.org) ?? who.admin.org ?? null
+    : null;
+  // An org-scoped admin stops its own organisation's objects only, as it changes only those:
+  // not every organisation (global) nor another's agent or credential.
+  const body = deps.load().body;
+  checkSees(who.admin, `the ${scope} brake on`, target ?? 'everything', {
+    ...(scope === 'org' && target !== null ? { org: target } : {}),
+    ...(scope === 'agent' ? { org: body.agents.find((a) => a.id === target)?.org } : {}),
+    ...(scope === 'credential'
+      ? { org: body.credentials.find((c) => c.name === target)?.org }
+      : {}),
+  });
   const { brake, event } = pullBrake(deps.state, {
     scope,
-    target: scope === 'agent'
-      ? text(o.agent_id)
-      : scope === 'credential'
-      ? text(o.credential_name)
-      : null,
+    target,
     reason: text(o.reason) ?? '',
   }, deps.now());
   const [named] = viaOidc(who, [{ ...event, actor: { type: 'operator', id: who.admin.name } }]);

