@@ -262,6 +262,7 @@ export const ERROR_CODES = [
   'store_schema',
   'store_tampered',
   'store_unavailable',
+  'store_password_in_argv',
   'org_denied',
   'org_mismatch',
   'bad_org_name',

@@ -14,6 +14,7 @@ import {
   writeHomeImage,
 } from '../../src/store/image.ts';
 import {
+  hasPassword,
   isPostgresUrl,
   readDbImage,
   redactUrl,
@@ -31,12 +32,27 @@ const STORE_FLAG = {
     type: 'string',
     value: 'URL',
     help:
-      'the store to read: postgres://USER@HOST/DB (or ?host=/socket/dir) or file:DIR (default: the home)',
+      'the store to read: postgres://USER@HOST/DB (or ?host=/socket/dir) or file:DIR (default: TRUST_PROTOCOL_STORE, else the home); the password from PGPASSWORD, never in the URL',
   },
 } as const;
 
+/** Where the source store is named outside the command line (it may hold a password). */
+const STORE_ENV = 'TRUST_PROTOCOL_STORE';
+
 function _location(text: string, flag: string): Location {
-  if (isPostgresUrl(text)) return { kind: 'postgres', url: text };
+  if (isPostgresUrl(text)) {
+    // A command line is readable by every user's processes (ps): no secret goes there.
+    if (flag !== STORE_ENV && hasPassword(text)) {
+      throw usage(
+        'store_password_in_argv',
+        `${flag} names a database password, which other processes can read on the command line`,
+        `leave it out of the URL and set PGPASSWORD${
+          flag === '--store' ? ` (or name the whole source in ${STORE_ENV})` : ''
+        }`,
+      );
+    }
+    return { kind: 'postgres', url: text };
+  }
   if (text.startsWith('file:') && text.length > 5) return { kind: 'file', dir: text.slice(5) };
   throw usage(
     'bad_store',
@@ -47,7 +63,11 @@ function _location(text: string, flag: string): Location {
 
 function _source(ctx: Ctx): Location {
   const s = str(ctx, 'store');
-  return s === undefined ? { kind: 'file', dir: ctx.homeDir } : _location(s, '--store');
+  if (s !== undefined) return _location(s, '--store');
+  const env = ctx.io.env[STORE_ENV];
+  return env === undefined || env === ''
+    ? { kind: 'file', dir: ctx.homeDir }
+    : _location(env, STORE_ENV);
 }
 
 function _where(l: Location): string {

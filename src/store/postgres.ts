@@ -44,6 +44,11 @@ export function redactUrl(url: string): string {
   return s === null ? url : `${s.before}:***${s.after}`;
 }
 
+/** Whether a connection string carries a password (where the client would find one). */
+export function hasPassword(url: string): boolean {
+  return _split(url) !== null;
+}
+
 export function isPostgresUrl(text: string): boolean {
   return text.startsWith('postgres://') || text.startsWith('postgresql://');
 }

@@ -64,8 +64,38 @@ afterAll(async () => {
   pg.teardown();
 });
 
+/**
+ * A connection string's password never goes on the command line (the CLI refuses it): the target's
+ * goes in PGPASSWORD, a source named with one goes whole in TRUST_PROTOCOL_STORE.
+ */
+function _bare(url: string): { url: string; password: string | null } {
+  const m = /^(postgres:\/\/[^:/?]*):(.*)@(\/.*)$/.exec(url);
+  return m === null ? { url, password: null } : { url: `${m[1]}@${m[3]}`, password: m[2]! };
+}
+
 function migrate(to: string, from: string[] = []) {
-  return t.tp(['store', 'migrate', '--to', to, ...from, '--password-file', t.passwordFile]);
+  const target = _bare(to);
+  const env: Record<string, string> = {};
+  if (target.password !== null) env.PGPASSWORD = target.password;
+  const at = from.indexOf('--store');
+  const source = at === -1 ? null : from[at + 1]!;
+  if (source !== null && _bare(source).password !== null) {
+    env.TRUST_PROTOCOL_STORE = source;
+    from = from.filter((_, i) => i !== at && i !== at + 1);
+  }
+  return t.tp(
+    ['store', 'migrate', '--to', target.url, ...from, '--password-file', t.passwordFile],
+    { env },
+  );
+}
+
+function status(url: string, json = true) {
+  const bare = _bare(url);
+  return bare.password === null
+    ? t.tp([...(json ? ['--json'] : []), 'store', 'status', '--store', url])
+    : t.tp([...(json ? ['--json'] : []), 'store', 'status'], {
+      env: { TRUST_PROTOCOL_STORE: url },
+    });
 }
 
 function auditLines(home: string): number {
@@ -78,9 +108,9 @@ describe.skipIf(!pg.available)('store migrate and status (PostgreSQL)', () => {
     const up = await migrate(url);
     expect(up.code, up.stderr).toBe(0);
 
-    const status = await t.tp(['--json', 'store', 'status', '--store', url]);
-    expect(status.code, status.stderr).toBe(0);
-    const s = JSON.parse(status.stdout);
+    const shown = await status(url);
+    expect(shown.code, shown.stderr).toBe(0);
+    const s = JSON.parse(shown.stdout);
     expect(s.store.kind).toBe('postgres');
     // The connection string is shown, its password replaced.
     expect(s.store.location).toBe(url.replace(`:${DB_PASSWORD}@`, ':***@'));
@@ -114,7 +144,7 @@ describe.skipIf(!pg.available)('store migrate and status (PostgreSQL)', () => {
     ]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
 
-    for (const out of [up, status, down]) {
+    for (const out of [up, shown, down]) {
       expect(out.stdout + out.stderr).not.toContain(DB_PASSWORD);
       expectNoCanary(out.stdout + out.stderr, CANARY);
     }
@@ -198,7 +228,7 @@ describe.skipIf(!pg.available)('store migrate and status (PostgreSQL)', () => {
     expect(r.code, r.stderr).toBe(6);
     expect(r.stderr).toMatch(/database/);
     expect(r.stderr).not.toContain(DB_PASSWORD);
-    const s = await t.tp(['store', 'status', '--store', dead]);
+    const s = await status(dead, false);
     expect(s.code).toBe(6);
     expect(s.stdout + s.stderr).not.toContain(DB_PASSWORD);
 
@@ -256,11 +286,34 @@ describe.skipIf(!pg.available)('store migrate: adversarial review (#19)', () => 
       const url = pg.get().database().replace('@/', `:pw${sep}${tail}@/`);
       const up = await migrate(url);
       expect(up.code, up.stderr).toBe(0);
-      const status = await t.tp(['--json', 'store', 'status', '--store', url]);
-      expect(status.code, status.stderr).toBe(0);
-      for (const out of [up, status]) expect(out.stdout + out.stderr).not.toContain(tail);
-      expect(JSON.parse(status.stdout).store.location).toMatch(/^postgres:\/\/[^:]+:\*\*\*@\/.+/);
+      const shown = await status(url);
+      expect(shown.code, shown.stderr).toBe(0);
+      for (const out of [up, shown]) expect(out.stdout + out.stderr).not.toContain(tail);
+      expect(JSON.parse(shown.stdout).store.location).toMatch(/^postgres:\/\/[^:]+:\*\*\*@\/.+/);
     }
+  });
+
+  it('a password in --to or --store is refused (exit 2) and never printed; nothing is written', async () => {
+    const url = withPassword(pg.get().database());
+    const viaTo = await t.tp([
+      'store',
+      'migrate',
+      '--to',
+      url,
+      '--password-file',
+      t.passwordFile,
+    ]);
+    const viaStore = await t.tp(['store', 'status', '--store', url]);
+    for (const r of [viaTo, viaStore]) {
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain('PGPASSWORD');
+      expect(r.stdout + r.stderr).not.toContain(DB_PASSWORD);
+    }
+    const tables = await pg.get().sql(
+      url,
+      "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+    );
+    expect(tables).toEqual([]);
   });
 
   it('copies a home whose vault was rekeyed (entries before the rekey are under the old audit key)', async () => {
