@@ -117,7 +117,12 @@ describe('monitor report through the CLI', () => {
         expect(r.code, JSON.stringify(body)).not.toBe(0);
       }
       const brakes = await t.tp(['--json', 'emergency', 'status']);
-      expect(JSON.parse(brakes.stdout)).toEqual({ global: null, agents: [], credentials: [] });
+      expect(JSON.parse(brakes.stdout)).toEqual({
+        global: null,
+        agents: [],
+        credentials: [],
+        orgs: [],
+      });
       const after = await execAs(t, agent.token, ok, route);
       expect(after.code, after.stderr).toBe(0);
     } finally {

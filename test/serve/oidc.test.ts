@@ -599,7 +599,7 @@ describe('OIDC configuration is the owner’s, under the vault MAC', () => {
     } finally {
       await served.stop();
     }
-  }, 60_000);
+  }, 120_000);
 
   it('an issuer written into vault.json by hand stops serve (exit 8)', async () => {
     const h = await newHome();
