@@ -90,6 +90,14 @@ export class OidcVerifier {
           requiredClaims: ['sub', 'exp', 'iat'],
           currentDate: this.#now(),
         });
+        // An ID token (no separate audience configured) made for several clients, or for
+        // another one, must name this client as its authorised party (OIDC Core 3.1.3.7).
+        if (issuer.audience === null || issuer.audience === undefined) {
+          const several = Array.isArray(payload.aud) && payload.aud.length > 1;
+          if ((several || payload.azp !== undefined) && payload.azp !== issuer.client_id) {
+            throw invalidToken('the token was issued to another client (azp)');
+          }
+        }
         return { issuer, claims: payload };
       } catch (e) {
         if (e instanceof joseErrors.JWKSNoMatchingKey && attempt === 0) {

@@ -249,6 +249,9 @@ describe('admin login and the admin API', () => {
         wrong_key: await p.sign({ sub: 'alice' }, other),
         wrong_key_other_kid: await p.sign({ sub: 'alice' }, other, 'another-key'),
         wrong_audience: await p.sign({ sub: 'alice', aud: 'someone-else' }),
+        // OIDC Core 3.1.3.7: several audiences need azp naming this client.
+        shared_audience_no_azp: await p.sign({ sub: 'alice', aud: [CLIENT_ID, 'someone-else'] }),
+        azp_another_client: await p.sign({ sub: 'alice', azp: 'someone-else' }),
         unknown_issuer: await p.sign({ sub: 'alice', iss: 'https://127.0.0.1:1' }),
         unlinked_subject: await p.sign({ sub: 'mallory' }),
         unsigned: `${btoa(JSON.stringify({ alg: 'none' })).replace(/=+$/, '')}.${
