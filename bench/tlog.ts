@@ -32,7 +32,10 @@ import { appendRate } from './audit.ts';
 import { generateLog, initHome } from './gen_log.ts';
 
 const PASSWORD = 'bench tlog password';
-const CLI = [process.execPath, 'cmd/main.ts'];
+// TP_BENCH_CLI=dist/trust-protocol times the built binary instead of the sources.
+const CLI = process.env.TP_BENCH_CLI
+  ? [process.env.TP_BENCH_CLI]
+  : [process.execPath, 'cmd/main.ts'];
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

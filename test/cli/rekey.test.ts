@@ -38,7 +38,7 @@ async function verify(t: TestHome) {
   return { ...r, json: r.stdout === '' ? null : JSON.parse(r.stdout) };
 }
 
-describe('vault rekey', () => {
+describe('vault rekey', { timeout: 120_000 }, () => {
   it('exec injects the value after one and two rekeys; audit verify stays intact; an older vault is refused', async () => {
     const c = await setupCanary();
     const { t } = c;
