@@ -114,9 +114,9 @@ tools:
 # The last line is the total, `N passed, N failed`.
 test: node_modules/.installed dist/trust-protocol tools
 	@rm -rf $(REPORTS) && mkdir -p $(REPORTS)
-	-$(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/node.json
-	-$(DENO) run -A $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/deno.json
-	-TP_CLI=binary $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/binary.json test/cli test/canary test/serve test/skills test/monitor test/binary
+	-TP_REQUIRE_TOOLS=1 $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/node.json
+	-TP_REQUIRE_TOOLS=1 $(DENO) run -A $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/deno.json
+	-TP_REQUIRE_TOOLS=1 TP_CLI=binary $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/binary.json test/cli test/canary test/serve test/skills test/monitor test/binary
 	@$(NODE) test/summary.ts $(REPORTS)/node.json $(REPORTS)/deno.json $(REPORTS)/binary.json
 
 test-node: node_modules/.installed

@@ -11,6 +11,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { missingTool } from './tools.ts';
 
 export interface Postgres {
   /** The directory holding the socket (and the data directory). */
@@ -136,7 +137,7 @@ export function startPostgres(bin: string): Postgres {
 
 /**
  * For a test file: `const pg = usePostgres(); describe.skipIf(!pg.available)(...)`, with
- * `beforeAll(pg.setup)` and `afterAll(pg.teardown)`. Warns loudly when the binaries are missing.
+ * `beforeAll(pg.setup)` and `afterAll(pg.teardown)`. Missing binaries: test/helpers/tools.ts.
  */
 export function usePostgres(): {
   available: boolean;
@@ -145,9 +146,7 @@ export function usePostgres(): {
   get: () => Postgres;
 } {
   const found = findPostgres();
-  if (found.bin === null) {
-    console.warn(`\n*** PostgreSQL tests SKIPPED: ${found.why} ***\n`);
-  }
+  if (found.bin === null) missingTool('the PostgreSQL tests', found.why);
   let server: Postgres | null = null;
   return {
     available: found.bin !== null,
