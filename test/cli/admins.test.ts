@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addCredential, newHome, type TestHome } from '../helpers/cli.ts';
+import { addAdmin as addAdminAs, addCredential, newHome, type TestHome } from '../helpers/cli.ts';
 
 const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
 
@@ -16,21 +16,7 @@ interface Admin {
 }
 
 async function addAdmin(t: TestHome, name: string, role: string): Promise<Admin> {
-  const passwordFile = t.file(`pw-${name}`, `password of ${name} ${Math.random()}\n`);
-  const r = await t.tp([
-    'admin',
-    'add',
-    name,
-    '--role',
-    role,
-    '--new-password-file',
-    passwordFile,
-    '--password-file',
-    t.passwordFile,
-  ]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  return { name, passwordFile };
+  return { name, passwordFile: await addAdminAs(t, name, role) };
 }
 
 function snapshot(t: TestHome): { vault: string; audit: string } {

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
+import { addAdmin, addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
 import { ALLOWED_HOST, bearer, type Canary, newCanary, setupCanary } from '../helpers/canary.ts';
 
 function snapshot(t: TestHome): { vault: string; audit: string } {
@@ -14,25 +14,6 @@ function snapshot(t: TestHome): { vault: string; audit: string } {
     vault: fs.readFileSync(path.join(t.home, 'vault.json'), 'utf8'),
     audit: fs.readFileSync(path.join(t.home, 'audit', 'audit.log'), 'utf8'),
   };
-}
-
-async function addAdmin(t: TestHome, name: string, role: string, org?: string): Promise<string> {
-  const pw = t.file(`pw-${name}`, `password of ${name} ${Math.random()}\n`);
-  const r = await t.tp([
-    'admin',
-    'add',
-    name,
-    '--role',
-    role,
-    ...(org === undefined ? [] : ['--org', org]),
-    '--new-password-file',
-    pw,
-    '--password-file',
-    t.passwordFile,
-  ]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  return pw;
 }
 
 async function register(
@@ -60,7 +41,7 @@ async function register(
 describe('organisations: an org admin sees and changes only its own objects', () => {
   it("lists, shows and changes are confined to the admin's organisation (exit 3)", async () => {
     const t = await newHome({ fresh: true });
-    const bob = await addAdmin(t, 'bob', 'admin', 'acme');
+    const bob = await addAdmin(t, 'bob', 'admin', { org: 'acme' });
     // Owners are instance-wide.
     const owner2 = await t.tp([
       'admin',
@@ -261,7 +242,7 @@ describe('organisations on the wire', () => {
     expect(status.orgs.map((b: { org: string }) => b.org)).toEqual(['acme']);
 
     // An operator of acme lifts acme's brake, and no brake of anything else.
-    const ops = await addAdmin(t, 'ops', 'operator', 'acme');
+    const ops = await addAdmin(t, 'ops', 'operator', { org: 'acme' });
     const kBrake = await t.tp([
       'emergency',
       'activate',
@@ -315,7 +296,7 @@ describe('organisations and the monitor (#19 review)', () => {
       (await addCredential(t, 'k', 'sk-monitor-value', ['--allowed-domains', ALLOWED_HOST]))
         .code,
     ).toBe(0);
-    const redPw = await addAdmin(t, 'redops', 'operator', 'red');
+    const redPw = await addAdmin(t, 'redops', 'operator', { org: 'red' });
     const set = await t.tp([
       'monitor',
       'actions',

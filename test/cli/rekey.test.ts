@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addCredential, newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
+import { addAdmin, addCredential, newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
 import {
   ALLOWED_HOST,
   bearer,
@@ -314,27 +314,10 @@ describe('vault rekey', { timeout: 120_000 }, () => {
 
   it("a removed admin's old slot opens nothing rotated after the rekey; the others' passwords still open", async () => {
     const t = await newHome({ fresh: true });
-    const add = async (name: string, role: string, org?: string) => {
-      const pw = t.file(`pw-${name}`, `password of ${name} before the rekey\n`);
-      const r = await t.tp([
-        'admin',
-        'add',
-        name,
-        '--role',
-        role,
-        ...(org === undefined ? [] : ['--org', org]),
-        '--new-password-file',
-        pw,
-        '--password-file',
-        t.passwordFile,
-      ]);
-      expect(r.code).toBe(0);
-      return pw;
-    };
-    const malloryPw = await add('mallory', 'admin');
-    const bobPw = await add('bob', 'owner');
+    const malloryPw = await addAdmin(t, 'mallory', 'admin');
+    const bobPw = await addAdmin(t, 'bob', 'owner');
     // A slot of an organisation: its org is bound into the seal, which the rekey must keep.
-    const redPw = await add('red', 'operator', 'acme');
+    const redPw = await addAdmin(t, 'red', 'operator', { org: 'acme' });
     const oldValue = newCanary();
     expect((await addCredential(t, 'k', oldValue, ['--allowed-domains', 'a.test'])).code).toBe(0);
     // What mallory keeps: vault.json while she is still an admin.

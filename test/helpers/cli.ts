@@ -222,6 +222,33 @@ function _defaultName(t: TestHome): string {
   return n === 1 ? 'bot' : `bot${n}`;
 }
 
+/**
+ * `admin add NAME --role ROLE [--org ORG]` by the home's owner, the new admin's password in a file
+ * of its own; returns that file.
+ */
+export async function addAdmin(
+  t: TestHome,
+  name: string,
+  role: string,
+  options: { org?: string } = {},
+): Promise<string> {
+  const passwordFile = t.file(`pw-${name}`, `password of ${name} ${Math.random()}\n`);
+  const r = await t.tp([
+    'admin',
+    'add',
+    name,
+    '--role',
+    role,
+    ...(options.org === undefined ? [] : ['--org', options.org]),
+    '--new-password-file',
+    passwordFile,
+    '--password-file',
+    t.passwordFile,
+  ]);
+  if (r.code !== 0 || r.stderr !== '') throw new Error(`admin add failed (${r.code}): ${r.stderr}`);
+  return passwordFile;
+}
+
 export async function newAgent(
   t: TestHome,
   options: { name?: string; tier?: string; grants?: readonly string[] } = {},

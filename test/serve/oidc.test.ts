@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  addAdmin,
   addCredential,
   baseEnv,
   command,
@@ -36,11 +37,6 @@ async function ok(args: string[]): Promise<string> {
   return r.stdout;
 }
 
-async function addAdmin(name: string, role: string): Promise<void> {
-  const pw = t.file(`pw-${name}`, `password of ${name}\n`);
-  await ok(['admin', 'add', name, '--role', role, '--new-password-file', pw]);
-}
-
 beforeAll(async () => {
   p = await startProvider();
   up = await startHttpsListener(echoHandler);
@@ -57,8 +53,8 @@ beforeAll(async () => {
   for (const name of ['bot', 'other', 'third']) {
     agents[name] = await newAgent(t, { name, grants: ['k'] });
   }
-  await addAdmin('ops', 'operator');
-  await addAdmin('audi', 'auditor');
+  await addAdmin(t, 'ops', 'operator');
+  await addAdmin(t, 'audi', 'auditor');
   await ok(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
   await ok(['admin', 'link', 'ops', '--issuer', p.issuer, '--subject', 'alice']);
   await ok(['admin', 'link', 'audi', '--issuer', p.issuer, '--subject', 'bob']);
