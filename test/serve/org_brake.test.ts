@@ -104,4 +104,17 @@ describe('an organisation brake through serve', () => {
     expect(wide.status, wide.body.toString()).toBe(200);
     expect(arrived('wide-after')[0]?.headers.authorization).toBe(`Bearer ${SHARED}`);
   }, 60_000);
+
+  it("is pulled through serve's socket too (POST /v1/emergency with org)", async () => {
+    const pulled = await http({ socket: s.socket }, '/v1/emergency', {
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ scope: 'org', org: 'acme', reason: 'through the socket' }),
+    });
+    expect(pulled.status, pulled.body.toString()).toBe(200);
+    const status = JSON.parse((await t.tp(['--json', 'emergency', 'status'])).stdout);
+    expect(status.orgs.map((b: { reason: string }) => b.reason)).toContain('through the socket');
+    const r = await proxy(acmeBot.token, 'ka', 'acme-socket');
+    expect(r.status).toBe(423);
+    expect(arrived('acme-socket')).toEqual([]);
+  }, 60_000);
 });
