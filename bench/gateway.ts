@@ -86,7 +86,7 @@ function _freePort(): Promise<number> {
 }
 
 /** Starts a child and resolves with the first line it prints on stdout. */
-function _firstLine(child: ChildProcess, name: string): Promise<string> {
+export function firstLine(child: ChildProcess, name: string): Promise<string> {
   return new Promise((resolve, reject) => {
     let out = '';
     child.on('error', reject);
@@ -124,7 +124,8 @@ export function parseWrk(text: string): WrkResult {
   };
 }
 
-function _wrk(url: string, headers: string[], env: Record<string, string>): WrkResult {
+/** wrk at 32 connections for 10 s against `url`; socket errors or non-2xx answers throw. */
+export function runWrk(url: string, headers: string[], env: Record<string, string>): WrkResult {
   const args = [
     `-t${WRK.threads}`,
     `-c${WRK.connections}`,
@@ -175,7 +176,7 @@ http {
 `;
 }
 
-function _ensureTools(step: (s: string) => void): void {
+export function ensureWrk(step: (s: string) => void): void {
   const missing = ['wrk', 'nginx'].filter((t) =>
     spawnSync('sh', ['-c', `command -v ${t} || test -x /usr/sbin/${t}`]).status !== 0
   );
@@ -228,7 +229,7 @@ export async function benchGateway(
   env: Record<string, string>,
   step: (s: string) => void,
 ): Promise<GatewayBench> {
-  _ensureTools(step);
+  ensureWrk(step);
   const work = fs.mkdtempSync(path.join(dir, 'gateway-'));
   const home = path.join(work, 'home');
   const password = path.join(work, 'password');
@@ -240,7 +241,7 @@ export async function benchGateway(
       env,
     });
     children.push(upstreamChild);
-    const upstream = Number(await _firstLine(upstreamChild, 'bench/upstream.ts'));
+    const upstream = Number(await firstLine(upstreamChild, 'bench/upstream.ts'));
 
     step('gateway: setting up the vault, nginx and serve');
     const secret = `sk-bench-${randomBytes(16).toString('hex')}`;
@@ -289,7 +290,7 @@ export async function benchGateway(
         { stdio: ['ignore', 'pipe', 'inherit'], env },
       );
       children.push(child);
-      proxies[name] = `http://127.0.0.1:${await _firstLine(child, `node_proxy.ts ${mode}`)}`;
+      proxies[name] = `http://127.0.0.1:${await firstLine(child, `node_proxy.ts ${mode}`)}`;
     }
 
     const serveArgs = [
@@ -310,7 +311,7 @@ export async function benchGateway(
     ];
     const serve = spawn(BINARY, serveArgs, { stdio: ['ignore', 'pipe', 'inherit'], env });
     children.push(serve);
-    const announced = JSON.parse(await _firstLine(serve, 'serve')) as { listen: string[] };
+    const announced = JSON.parse(await firstLine(serve, 'serve')) as { listen: string[] };
     const serveUrl = announced.listen[0];
 
     const urls = {
@@ -335,7 +336,7 @@ export async function benchGateway(
     for (let round = 1; round <= ROUNDS; round++) {
       for (const name of ROUTES) {
         step(`gateway: wrk ${name}, round ${round} of ${ROUNDS}`);
-        result[name].push(_wrk(urls[name], name === 'serve' ? auth : [], env));
+        result[name].push(runWrk(urls[name], name === 'serve' ? auth : [], env));
       }
     }
     const serveRssMb = _peakRssMb(serve.pid!);
@@ -349,10 +350,10 @@ export async function benchGateway(
       { stdio: ['ignore', 'pipe', 'inherit'], env },
     );
     children.push(profiled);
-    const profiledUrl = (JSON.parse(await _firstLine(profiled, 'serve (profiled)')) as {
+    const profiledUrl = (JSON.parse(await firstLine(profiled, 'serve (profiled)')) as {
       listen: string[];
     }).listen[0];
-    const profiledRound = _wrk(`${profiledUrl}/v1/gateway/bench_key/v1/models`, auth, env);
+    const profiledRound = runWrk(`${profiledUrl}/v1/gateway/bench_key/v1/models`, auth, env);
     await _stop(profiled);
     const profile = {
       rps: profiledRound.rps,

@@ -13,6 +13,7 @@ import { asTpError, EXIT, EXIT_TABLE, formatError } from './exit.ts';
 import { type Io, write } from './io.ts';
 import { colorOn } from './color.ts';
 import { closest } from './suggest.ts';
+import { openStoreSync } from './store_sync.ts';
 
 export const VERSION: string = pkg.version;
 
@@ -91,6 +92,12 @@ export const GLOBAL_OPTIONS: Flags = {
     value: 'PATH',
     help: `${PASSWORD_FILE_HELP}; commands that need none ignore it`,
   },
+  store: {
+    type: 'string',
+    value: 'URL',
+    help:
+      'the team store: postgres://USER@HOST/DB (or ?host=/socket/dir), the home its working copy (else TRUST_PROTOCOL_STORE, else the home alone); the password from PGPASSWORD',
+  },
   admin: {
     type: 'string',
     value: 'NAME',
@@ -100,7 +107,7 @@ export const GLOBAL_OPTIONS: Flags = {
 };
 
 /** Global flags that take a value: the word after them is not a command word. */
-const VALUED_GLOBALS = ['--home', '--password-file', '--admin'];
+const VALUED_GLOBALS = ['--home', '--password-file', '--admin', '--store'];
 
 /**
  * The arguments that are ours: for `run`, those before `--` (the rest is the child's command line,
@@ -177,7 +184,17 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
       now: () => new Date(),
       ...(command.dashArgs === true ? { dashArgs: dash < 0 ? null : rest.slice(dash + 1) } : {}),
     };
-    const output = await command.run(ctx);
+    let output: Output;
+    if (command.ownsStore === true) {
+      output = await command.run(ctx);
+    } else {
+      ctx.sync = await openStoreSync(ctx);
+      try {
+        output = await command.run(ctx);
+      } finally {
+        await ctx.sync?.close();
+      }
+    }
     await _print(ctx, output);
     return output.exitCode ?? EXIT.ok;
   } catch (e) {

@@ -6,6 +6,7 @@
 import type { ParseArgsOptionDescriptor } from 'node:util';
 import { ADMIN_ENV } from '../src/admins.ts';
 import { TpError, usage } from '../src/errors.ts';
+import type { StoreSync } from '../src/store/sync.ts';
 import { paint } from './color.ts';
 import type { Io } from './io.ts';
 
@@ -20,6 +21,8 @@ export interface Ctx {
   color: boolean;
   homeDir: string;
   now: () => Date;
+  /** The team store the home is kept in step with (cmd/store_sync.ts); null: the home alone. */
+  sync?: StoreSync | null;
   /** For a command that runs another (`run`): the words after `--`, untouched; null without `--`. */
   dashArgs?: string[] | null;
 }
@@ -61,6 +64,8 @@ export interface Command {
   examples: readonly string[];
   /** Takes a command line after `--` (ctx.dashArgs): no flag after it is ours. */
   dashArgs?: boolean;
+  /** Opens `--store` itself, or refuses it (`store`, `init`, `serve-keeper`); see cmd/store_sync.ts. */
+  ownsStore?: boolean;
   /** Internal: left out of the help (serve-keeper). */
   hidden?: boolean;
   run: (ctx: Ctx) => Output | Promise<Output>;

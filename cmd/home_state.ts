@@ -20,7 +20,7 @@ export function existingHome(ctx: Ctx): Home {
 
 /** The existing home's vault, audit log and brakes (src/state.ts). */
 export function existingState(ctx: Ctx): State {
-  return openState(existingHome(ctx));
+  return openState(existingHome(ctx), { sync: ctx.sync ?? null });
 }
 
 export interface Unsealed {

@@ -15,14 +15,18 @@ import { unseal, type VaultKeys, wipeKeys } from '../src/vault.ts';
 import { verifyConfig } from '../src/config.ts';
 import { applyConfig, caTextBytes } from './commands/config.ts';
 import pkg from '../package.json' with { type: 'json' };
-import { adminName, type Command, type Ctx, str } from './context.ts';
+import { adminName, type Command, type Ctx, type Output, str } from './context.ts';
+import { openStoreSync, STORE_ENV } from './store_sync.ts';
+import type { StoreSync } from '../src/store/sync.ts';
 import { existingHome } from './home_state.ts';
-import { EXIT } from './exit.ts';
+import { asTpError, EXIT } from './exit.ts';
 import { dropPrivileges, lookupUser } from './privileges.ts';
 import { PASSWORD_ENV, readPassword } from './secrets.ts';
 import { SERVE_OPTIONS, serveFlags } from './serve_flags.ts';
 
 export const KEEPER_WORD = 'serve-keeper';
+/** The team store and the client's own settings (the password never goes on a command line). */
+const STORE_KEPT_ENV = [STORE_ENV, 'PGPASSWORD', 'PGPASSFILE', 'PGSSLMODE', 'PGSSLROOTCERT'];
 /** Set in the keeper's environment by the front; the keeper refuses to run without it. */
 const KEEPER_ENV = 'TRUST_PROTOCOL_KEEPER';
 /** What the keeper inherits of the front's environment (nothing else: no NODE_OPTIONS). */
@@ -47,7 +51,7 @@ export function spawnKeeper(
   env: Readonly<Record<string, string | undefined>>,
 ): ChildProcess {
   const childEnv: Record<string, string> = { [KEEPER_ENV]: '1' };
-  for (const name of [...KEPT_ENV, PASSWORD_ENV, 'TRUST_PROTOCOL_DEBUG']) {
+  for (const name of [...KEPT_ENV, ...STORE_KEPT_ENV, PASSWORD_ENV, 'TRUST_PROTOCOL_DEBUG']) {
     const value = env[name];
     if (value !== undefined) childEnv[name] = value;
   }
@@ -87,6 +91,7 @@ function _hasPipe(env: Readonly<Record<string, string | undefined>>): boolean {
 const keeper: Command = {
   words: [KEEPER_WORD],
   hidden: true,
+  ownsStore: true,
   summary: "serve's key-holding child (internal: serve starts it)",
   usage: `${KEEPER_WORD} (internal)`,
   options: SERVE_OPTIONS,
@@ -112,55 +117,75 @@ const keeper: Command = {
     const config = applyConfig(ctx);
     const flags = serveFlags(ctx);
     checkEnvironment(ctx.io.env);
-    const home = existingHome(ctx);
-    const file = openState(home).vault.read();
-    const password = await _password(ctx, link);
-    // The front could not prompt (it says why) or is gone: nothing to add.
-    if (password === null) return { json: undefined, text: '', exitCode: EXIT.sealed };
-    let keys: VaultKeys;
+    // The team store, opened as the service user (after the drop above).
+    const sync = await openStoreSync(ctx);
     try {
-      keys = unseal(file, password, { admin: adminName(ctx) });
+      return await _serve(ctx, link, config, flags, sync);
     } finally {
-      password.fill(0);
+      await sync?.close();
     }
-    const settings: Record<string, string | string[]> = {};
-    if (config !== null) {
-      // Nothing from config.json has been used yet; it is from here on, once its seal checks.
-      try {
-        const ca = config.applied.includes('cacert') && flags.sendOptions.ca !== undefined
-          ? caTextBytes(flags.sendOptions.ca)
-          : null;
-        const verified = verifyConfig(config.config, keys, ca);
-        for (const key of config.applied) {
-          const value = verified.serve[key as keyof typeof verified.serve];
-          if (value !== undefined) settings[key] = value;
-        }
-      } catch (e) {
-        wipeKeys(keys);
-        throw e;
-      }
-    }
-    // Not V8's memory-saving mode (the front keeps it): in the keeper, which does the
-    // per-request work, it cost more throughput than the memory it saved (docs/decisions.md).
-    const stopped = await link.serve({
-      home,
-      keys,
-      env: ctx.io.env,
-      ttlMs: flags.ttlMs,
-      idleMs: flags.idleMs,
-      sendOptions: flags.sendOptions,
-      agentRate: flags.agentRate,
-      version: pkg.version,
-      now: ctx.now,
-    }, settings);
-    // The front reports a stop that could not be audited; the exit code says it too.
-    return {
-      json: undefined,
-      text: '',
-      exitCode: stopped.auditError === null ? EXIT.ok : EXIT[stopped.auditError.kind],
-    };
   },
 };
+
+async function _serve(
+  ctx: Ctx,
+  link: KeeperLink,
+  config: ReturnType<typeof applyConfig>,
+  flags: ReturnType<typeof serveFlags>,
+  sync: StoreSync | null,
+): Promise<Output> {
+  const home = existingHome(ctx);
+  const file = openState(home, { sync }).vault.read();
+  const password = await _password(ctx, link);
+  // The front could not prompt (it says why) or is gone: nothing to add.
+  if (password === null) return { json: undefined, text: '', exitCode: EXIT.sealed };
+  let keys: VaultKeys;
+  try {
+    keys = unseal(file, password, { admin: adminName(ctx) });
+  } finally {
+    password.fill(0);
+  }
+  const settings: Record<string, string | string[]> = {};
+  if (config !== null) {
+    // Nothing from config.json has been used yet; it is from here on, once its seal checks.
+    try {
+      const ca = config.applied.includes('cacert') && flags.sendOptions.ca !== undefined
+        ? caTextBytes(flags.sendOptions.ca)
+        : null;
+      const verified = verifyConfig(config.config, keys, ca);
+      for (const key of config.applied) {
+        const value = verified.serve[key as keyof typeof verified.serve];
+        if (value !== undefined) settings[key] = value;
+      }
+    } catch (e) {
+      wipeKeys(keys);
+      throw e;
+    }
+  }
+  // Not V8's memory-saving mode (the front keeps it): in the keeper, which does the
+  // per-request work, it cost more throughput than the memory it saved (docs/decisions.md).
+  const stopped = await link.serve({
+    home,
+    keys,
+    env: ctx.io.env,
+    ttlMs: flags.ttlMs,
+    idleMs: flags.idleMs,
+    sendOptions: flags.sendOptions,
+    agentRate: flags.agentRate,
+    version: pkg.version,
+    now: ctx.now,
+    sync,
+    onStoreError: (e) => {
+      ctx.io.stderr.write(`trust-protocol: the team store: ${asTpError(e).message}\n`);
+    },
+  }, settings);
+  // The front reports a stop that could not be audited; the exit code says it too.
+  return {
+    json: undefined,
+    text: '',
+    exitCode: stopped.auditError === null ? EXIT.ok : EXIT[stopped.auditError.kind],
+  };
+}
 
 async function _password(ctx: Ctx, link: KeeperLink): Promise<Uint8Array | null> {
   const passwordFile = str(ctx, 'password-file');

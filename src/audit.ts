@@ -46,6 +46,7 @@ import {
   TrailReader,
 } from './audit_segments.ts';
 import { TreeStore } from './tlog/tree_store.ts';
+import type { StoreAppend, StoreSync } from './store/sync.ts';
 
 export const AUDIT_DIR = 'audit';
 export const AUDIT_FILE = 'audit.log';
@@ -468,10 +469,14 @@ export class FileAuditLog {
   /** The Merkle tree over the entries (tlog/tree_store.ts), kept up to date by each batch. */
   #tree: TreeStore | null;
 
+  /** The team store this home is kept in step with (src/store/sync.ts); null: the files alone. */
+  readonly sync: StoreSync | null;
+
   /** `tree: false` only for the benchmark that measures what the tree costs. */
-  constructor(home: Home, options: { tree?: boolean } = {}) {
+  constructor(home: Home, options: { tree?: boolean; sync?: StoreSync | null } = {}) {
     this.home = home;
     this.#tree = options.tree === false ? null : new TreeStore();
+    this.sync = options.sync ?? null;
   }
 
   /**
@@ -534,11 +539,24 @@ export class FileAuditLog {
     this.#queue = null;
   }
 
-  #appendBatch(dir: Home, batch: readonly Pending[]): Promise<void> {
-    return _appendBatch(dir, batch, {
-      get: () => this.#written,
-      set: (w) => this.#written = w,
-    }, this.#tree);
+  async #appendBatch(dir: Home, batch: readonly Pending[]): Promise<void> {
+    // On the team store the batch is numbered and chained under the store's lock, after what
+    // other instances appended was brought in, and is in the store before it is in the file.
+    const stored = this.sync === null ? null : await this.sync.appendLock(dir);
+    try {
+      await _appendBatch(
+        dir,
+        batch,
+        {
+          get: () => this.#written,
+          set: (w) => this.#written = w,
+        },
+        this.#tree,
+        stored,
+      );
+    } finally {
+      await stored?.release();
+    }
   }
 
   /**
@@ -1108,6 +1126,7 @@ async function _appendBatch(
   batch: readonly Pending[],
   written: { get(): Written | null; set(w: Written | null): void },
   tree: TreeStore | null,
+  stored: StoreAppend | null,
 ): Promise<void> {
   const file = path.join(dir.dir, AUDIT_FILE);
   let fd = _openLive(file);
@@ -1214,6 +1233,8 @@ async function _appendBatch(
     for (const mac of macs.values()) mac.wipe();
     const bytes = Buffer.from(out, 'utf8');
     const at = tail.torn ? tail.validLength : st.size;
+    // The store's commit is the durable record; a failure rejects the batch with nothing written.
+    if (stored !== null && lines.length > 0) await stored.commit(lines);
     written.set(null);
     let n = 0;
     while (n < bytes.length) {
@@ -1253,6 +1274,63 @@ async function _appendBatch(
     written.set(null);
   }
   for (const settle of done) settle();
+}
+
+/**
+ * The newest entry of the trail in `auditDir` (live log, else the last closed segment): its
+ * number and digest; 0 and the genesis digest for an empty trail. Under the audit lock.
+ */
+export function trailHead(auditDir: Home): { seq: number; digest: string } {
+  const fd = fs.existsSync(auditDir.dir) ? openStateFile(auditDir, AUDIT_FILE) : null;
+  let last: string | null = null;
+  try {
+    if (fd !== null && !liveIsLastSegment(auditDir, fd)) last = _readTail(fd).last;
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
+  }
+  last ??= _segmentsTail(auditDir);
+  if (last === null) return { seq: 0, digest: GENESIS };
+  return { seq: _seqOf(last), digest: lineDigest(last) ?? _malformedTail() };
+}
+
+/**
+ * The team store's pull (#19): appends entries other instances wrote, as the store holds them, to
+ * this home's live log, under the audit lock. They must continue the local trail exactly (numbers
+ * and chain), or nothing is written (exit 8). A torn tail is cut first: it is a write this home
+ * never finished, and the store holds every entry that was committed. The lines are checked by
+ * the readers (chain and MACs), as every line of the file is.
+ */
+export function appendReplicated(auditDir: Home, rows: readonly string[]): void {
+  if (rows.length === 0) return;
+  const file = path.join(auditDir.dir, AUDIT_FILE);
+  let fd = _regularFile(_openLive(file), file);
+  if (fs.fstatSync(fd).nlink > 1 && liveIsLastSegment(auditDir, fd)) {
+    fs.closeSync(fd);
+    rotateLive(auditDir);
+    fd = _regularFile(_openLive(file), file);
+  }
+  try {
+    const tail = _readTail(fd);
+    const closed = readSegments(auditDir).at(-1);
+    let seq = tail.last === null ? (closed?.last_seq ?? 0) : _seqOf(tail.last);
+    let prev = tail.last === null
+      ? (closed?.last_digest ?? GENESIS)
+      : (lineDigest(tail.last) ?? _malformedTail());
+    for (const line of rows) {
+      if (_seqOf(line) !== seq + 1 || _prevOf(line) !== prev) _chainBroken(line);
+      seq += 1;
+      prev = lineDigest(line) ?? _malformedTail();
+    }
+    const bytes = Buffer.from(rows.join('\n') + '\n', 'utf8');
+    if (tail.torn) fs.ftruncateSync(fd, tail.validLength);
+    let n = 0;
+    while (n < bytes.length) {
+      n += fs.writeSync(fd, bytes, n, bytes.length - n, tail.validLength + n);
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function _openLive(file: string): number {

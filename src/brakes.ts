@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import type { FileAuditLog } from './audit.ts';
+import type { StoreSync } from './store/sync.ts';
 import { escapeControls } from './bytes.ts';
 import { integrity, TpError, usage } from './errors.ts';
 import { BRAKE_EVENTS } from './events.ts';
@@ -79,10 +80,12 @@ function _parseBrake(raw: unknown): Brake | null {
 export class FileBrakes {
   readonly home: Home;
   #audit: FileAuditLog;
+  #sync: StoreSync | null;
 
-  constructor(home: Home, audit: FileAuditLog) {
+  constructor(home: Home, audit: FileAuditLog, sync: StoreSync | null = null) {
     this.home = home;
     this.#audit = audit;
+    this.#sync = sync;
   }
 
   /**
@@ -110,14 +113,21 @@ export class FileBrakes {
     createBrakesDir(this.home);
   }
 
-  /** Places a brake: the record file first, then the journal line, each made durable. */
-  activate(req: BrakeRequest, now: Date): Brake {
-    return _activate(this.home, req, now);
+  /**
+   * Places a brake: the record file first, then the journal line, each made durable; on the team
+   * store then both into the store, which tells every instance. In force here once the file is
+   * written, whatever the store does (a store that cannot be reached throws after that: exit 6).
+   */
+  async activate(req: BrakeRequest, now: Date): Promise<Brake> {
+    const { brake, record, journalLine } = _activate(this.home, req, now);
+    await this.#sync?.pushBrake(`${brake.id}.json`, record, journalLine);
+    return brake;
   }
 
   /** After a clear: tidy the lifted records away (the vault's cleared list is what counts). */
-  tidyCleared(ids: readonly string[], quarantine: boolean): void {
+  async tidyCleared(ids: readonly string[], quarantine: boolean): Promise<void> {
     _tidyCleared(this.home, ids, quarantine);
+    await this.#sync?.dropBrakes(ids.map((id) => `${id}.json`));
   }
 }
 
@@ -264,7 +274,11 @@ export function checkBrakeRequest(req: BrakeRequest): BrakeRequest {
   return req;
 }
 
-function _activate(home: Home, req: BrakeRequest, now: Date): Brake {
+function _activate(
+  home: Home,
+  req: BrakeRequest,
+  now: Date,
+): { brake: Brake; record: string; journalLine: string } {
   checkBrakeRequest(req);
   const dir = subdir(home, BRAKES_DIR, { create: true }) as Home;
   const brake: Brake = {
@@ -274,11 +288,11 @@ function _activate(home: Home, req: BrakeRequest, now: Date): Brake {
     reason: req.reason,
     activated_at: now.toISOString(),
   };
-  writeStateFile(
-    dir,
-    `${brake.id}.json`,
-    JSON.stringify({ format: BRAKE_FORMAT, version: BRAKE_VERSION, ...brake }, null, 2) + '\n',
-  );
+  const record =
+    JSON.stringify({ format: BRAKE_FORMAT, version: BRAKE_VERSION, ...brake }, null, 2) +
+    '\n';
+  const journalLine = JSON.stringify({ v: BRAKE_VERSION, op: 'activate', ...brake });
+  writeStateFile(dir, `${brake.id}.json`, record);
   const fd = fs.openSync(
     path.join(dir.dir, JOURNAL),
     fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW |
@@ -292,13 +306,13 @@ function _activate(home: Home, req: BrakeRequest, now: Date): Brake {
         `the brake journal ${path.join(dir.dir, JOURNAL)} is not a regular file`,
       );
     }
-    fs.writeSync(fd, JSON.stringify({ v: BRAKE_VERSION, op: 'activate', ...brake }) + '\n');
+    fs.writeSync(fd, journalLine + '\n');
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
   fsyncDir(dir.dir);
-  return brake;
+  return { brake, record, journalLine };
 }
 
 /**
@@ -394,5 +408,63 @@ function _tidyCleared(home: Home, ids: readonly string[], quarantine: boolean): 
     });
     fs.renameSync(journal, `${journal}.${Date.now()}.corrupt`);
     writeStateFile(dir, JOURNAL, good.map((l) => l + '\n').join(''));
+  }
+}
+
+/** A brake record's file name, as `activate` writes it (and nothing a path could escape with). */
+const RECORD_NAME = /^brk_[0-9a-f]{16}\.json$/;
+
+/**
+ * The team store's pull (#19): brake records and journal lines from the store become the home's
+ * files, as if placed here. Records the home has that the store lacks stay (a brake only narrows);
+ * a record whose name is not one `activate` writes is refused (exit 8), nothing written.
+ */
+export function mergeStoredBrakes(
+  home: Home,
+  records: ReadonlyArray<{ name: string; record: string }>,
+  journal: readonly string[],
+): void {
+  for (const r of records) {
+    if (!RECORD_NAME.test(r.name)) {
+      throw integrity(
+        'store_tampered',
+        `the store names a brake record ${JSON.stringify(escapeControls(r.name))}`,
+        'a database administrator (or a bug) wrote it: see `trust-protocol store status`',
+      );
+    }
+  }
+  const dir = subdir(home, BRAKES_DIR, { create: true }) as Home;
+  for (const r of records) {
+    let present: string | null = null;
+    try {
+      present = fs.readFileSync(path.join(dir.dir, r.name), { encoding: 'utf8', flag: READ_FLAGS });
+    } catch {
+      // Absent (or not readable: rewritten below).
+    }
+    if (present !== r.record) writeStateFile(dir, r.name, r.record);
+  }
+  const file = path.join(dir.dir, JOURNAL);
+  let known: Set<string>;
+  try {
+    known = new Set(fs.readFileSync(file, { encoding: 'utf8', flag: READ_FLAGS }).split('\n'));
+  } catch {
+    known = new Set();
+  }
+  const missing = journal.filter((line) => !known.has(line) && !line.includes('\n'));
+  if (missing.length === 0) return;
+  const fd = fs.openSync(
+    file,
+    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW |
+      fs.constants.O_NONBLOCK,
+    0o600,
+  );
+  try {
+    if (!fs.fstatSync(fd).isFile()) {
+      throw integrity('not_a_file', `the brake journal ${file} is not a regular file`);
+    }
+    fs.writeSync(fd, missing.join('\n') + '\n');
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
 }

@@ -22,11 +22,11 @@ import type { VaultKeys } from './vault.ts';
  * cannot be written, the brake stays. The vault is read without checking its MAC: it only decides
  * whether the named agent or credential exists, that is, whether to refuse.
  */
-export function pullBrake(
+export async function pullBrake(
   state: State,
   request: BrakeRequest,
   now: Date,
-): { brake: Brake; event: AuditEvent } {
+): Promise<{ brake: Brake; event: AuditEvent }> {
   const req = checkBrakeRequest(request);
   const body = state.vault.read().body;
   if (req.scope === 'agent' && !body.agents.some((a) => a.id === req.target)) {
@@ -54,7 +54,7 @@ export function pullBrake(
       'see `trust-protocol agent list` and `trust-protocol admin list`',
     );
   }
-  const brake = state.brakes.activate(req, now);
+  const brake = await state.brakes.activate(req, now);
   return {
     brake,
     event: {
@@ -108,6 +108,6 @@ export async function clearBrakes(
       events: [...events, ...(token?.events ?? [])],
     };
   });
-  state.brakes.tidyCleared(tidy, scope === 'global');
+  await state.brakes.tidyCleared(tidy, scope === 'global');
   return cleared;
 }

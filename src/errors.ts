@@ -258,6 +258,8 @@ export const ERROR_CODES = [
   // The team store (#19).
   'bad_store',
   'store_copy_mismatch',
+  'store_diverged',
+  'store_init',
   'store_not_empty',
   'store_schema',
   'store_tampered',

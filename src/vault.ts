@@ -15,6 +15,7 @@ import {
   type LogEntry,
 } from './audit.ts';
 import { brakeOrg, type BrakeScope, clearedKey, type FileBrakes, SCOPES } from './brakes.ts';
+import type { StoreSync } from './store/sync.ts';
 import { NAME_RE } from './grammar.ts';
 import { checkOrgChange } from './orgs.ts';
 import { canonicalJson } from './canonical.ts';
@@ -827,12 +828,42 @@ export class FileVault {
   #cache: { bytes: Uint8Array; file: VaultFile } | null = null;
   #cached: boolean;
   #heads: HeadWrites | null = null;
+  #sync: StoreSync | null;
 
-  constructor(home: Home, audit: FileAuditLog, brakes: FileBrakes, options: { cached: boolean }) {
+  constructor(
+    home: Home,
+    audit: FileAuditLog,
+    brakes: FileBrakes,
+    options: { cached: boolean; sync?: StoreSync | null },
+  ) {
     this.home = home;
     this.#audit = audit;
     this.#brakes = brakes;
     this.#cached = options.cached;
+    this.#sync = options.sync ?? null;
+  }
+
+  /**
+   * The vault lock: the home's and, on the team store, the store's, under which the store's
+   * document replaces the home's first (it is the newest any instance saved). `push` sends each
+   * save made under the lock to the store, in order, before the work goes on.
+   */
+  async #locked<T>(
+    work: (push: (announce?: boolean) => Promise<void>) => Promise<T> | T,
+  ): Promise<T> {
+    const home = this.home;
+    const sync = this.#sync;
+    return await withLock(home, 'vault', async () => {
+      if (sync === null) return await work(() => Promise.resolve());
+      const held = await sync.vaultLock(home);
+      try {
+        return await work((announce = true) =>
+          held.push(readStateFile(home, VAULT_FILE) ?? new Uint8Array(0), { announce })
+        );
+      } finally {
+        await held.release();
+      }
+    });
   }
 
   exists(): boolean {
@@ -893,7 +924,7 @@ export class FileVault {
     options: { acceptOlder?: boolean } = {},
   ): Promise<T> {
     const home = this.home;
-    return await withLock(home, 'vault', async () => {
+    return await this.#locked(async (push) => {
       const file = loadVault(home);
       verifyVault(file, keys);
       // A change made on a restored older copy would make the rollback permanent: refuse it.
@@ -941,6 +972,7 @@ export class FileVault {
         before.body.change_in_flight = true;
         before.body.generation += 1;
         saveVault(home, before, keys);
+        await push();
         file.body.audit_head = await audit.append(events);
       }
       file.body.change_in_flight = false;
@@ -960,6 +992,7 @@ export class FileVault {
         audit = this.#audit.writer({ macKey: next.auditKeys });
       }
       saveVault(home, file, saveKeys);
+      await push();
       if (events.length > 0) {
         // Evidence that this save happened: a vault copy taken while the change was in flight,
         // restored later, no longer passes for an interrupted change.
@@ -1023,7 +1056,7 @@ export class FileVault {
       try {
         // Under the lock for the whole write: the fsyncs are awaited (other requests go on
         // meanwhile), and the next vault writer, in this process or another, waits for the rename.
-        await withLock(home, 'vault', async () => {
+        await this.#locked(async (push) => {
           const file = loadVault(home);
           verifyVault(file, keys);
           if (file.body.audit_head !== null && file.body.audit_head.seq >= head.seq) return;
@@ -1038,6 +1071,8 @@ export class FileVault {
           file.body.audit_head = head;
           file.body.generation += 1;
           await _saveVaultAsync(home, file, keys);
+          // A head moving forward is nothing the other instances need at once.
+          await push(false);
         });
         for (const w of served) w.resolve();
       } catch (e) {
@@ -1056,12 +1091,13 @@ export class FileVault {
   ): Promise<void> {
     if (!hasUnknownBrakes(file.body, active)) return;
     const home = this.home;
-    await withLock(home, 'vault', () => {
+    await this.#locked(async (push) => {
       const fresh = loadVault(home);
       verifyVault(fresh, keys);
       if (!rememberBrakes(fresh.body, this.#brakes.active(fresh.body))) return;
       fresh.body.generation += 1;
       saveVault(home, fresh, keys);
+      await push(false);
     });
   }
 
@@ -1073,7 +1109,7 @@ export class FileVault {
    */
   async ensureCurrent(file: VerifiedVault, keys: VaultKeys): Promise<VerifiedVault> {
     if (this.#interrupted(file, keys) || this.missedChanges(file, keys).length === 0) return file;
-    const fresh = await withLock(this.home, 'vault', () => loadVault(this.home));
+    const fresh = await this.#locked(() => loadVault(this.home));
     verifyVault(fresh, keys);
     const missed = this.#interrupted(fresh, keys) ? undefined : this.missedChanges(fresh, keys)[0];
     if (missed !== undefined) throw _rollbackError(missed);

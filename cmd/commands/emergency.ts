@@ -114,8 +114,8 @@ socket instead: --server unix:PATH, or /run/trust-protocol/serve.sock found by i
     if (home === null) {
       brake = await _brakeViaServe(ctx, req);
     } else {
-      const state = openState(home);
-      const pulled = pullBrake(state, req, ctx.now());
+      const state = openState(home, { sync: ctx.sync ?? null });
+      const pulled = await pullBrake(state, req, ctx.now());
       brake = pulled.brake;
       // The brake is in force now; the audit entry follows. If it cannot be written the brake stays.
       await state.audit.writer({ macKey: null }).append([pulled.event]);

@@ -1,4 +1,5 @@
 /** `serve`: a short-lived local proxy holding the unsealed vault (SPEC §8). */
+import { STORE_ENV, storeUrl } from '../store_sync.ts';
 import * as path from 'node:path';
 import v8 from 'node:v8';
 import { checkEnvironment } from '../../src/broker.ts';
@@ -74,7 +75,11 @@ const serve: Command = {
     noteIgnoredCaVariables(ctx);
     // The keeper holds the keys; this process (the front) only ever parses HTTP. With --user it
     // is started before the front drops, and drops by itself first thing.
-    const child = spawnKeeper(_keeperArgs(ctx), ctx.io.env);
+    const store = storeUrl(ctx);
+    const child = spawnKeeper(
+      _keeperArgs(ctx),
+      store === null ? ctx.io.env : { ...ctx.io.env, [STORE_ENV]: store },
+    );
     const exited = new Promise<number>((resolve) => {
       child.once('exit', (code, signal) => resolve(code ?? (signal === 'SIGKILL' ? 137 : 70)));
       child.once('error', () => resolve(EXIT.internal));

@@ -231,7 +231,7 @@ const verify: Command = {
       ? null
       : readUserFile(keyPath, 'public key file', 64 * 1024);
     const home = bytes === null ? null : _homeIfAny(ctx);
-    state = home === null ? null : openState(home);
+    state = home === null ? null : openState(home, { sync: ctx.sync ?? null });
     if (bytes !== null && (state === null || !state.vault.exists())) {
       // No vault, no publisher list: the key file alone decides, and no publisher is named.
       trust = trustFromKeyFile(bytes, []);

@@ -18,6 +18,7 @@ import {
   isPostgresUrl,
   readDbImage,
   redactUrl,
+  type ServeInstance,
   withStore,
   writeDbImage,
 } from '../../src/store/postgres.ts';
@@ -74,12 +75,14 @@ function _where(l: Location): string {
   return l.kind === 'file' ? l.dir : redactUrl(l.url);
 }
 
-async function _read(l: Location): Promise<{ image: HomeImage; schemaVersion: number | null }> {
+async function _read(
+  l: Location,
+): Promise<{ image: HomeImage; schemaVersion: number | null; instances: ServeInstance[] }> {
   if (l.kind === 'file') {
-    return { image: readHomeImage(openHome(l.dir, { create: false })), schemaVersion: null };
+    const image = readHomeImage(openHome(l.dir, { create: false }));
+    return { image, schemaVersion: null, instances: [] };
   }
-  const info = await withStore(l.url, (sql) => readDbImage(sql));
-  return { image: info.image, schemaVersion: info.schemaVersion };
+  return await withStore(l.url, (sql) => readDbImage(sql));
 }
 
 function _sameCopy(source: HomeImage, copy: HomeImage): void {
@@ -95,6 +98,7 @@ function _sameCopy(source: HomeImage, copy: HomeImage): void {
 
 const migrate: Command = {
   words: ['store', 'migrate'],
+  ownsStore: true,
   summary: 'copy a home into an empty PostgreSQL database (or back to files) and verify the copy',
   usage: 'store migrate --to postgres://...|file:DIR [--store URL]',
   help: 'Copies the vault, the audit log (segments, tree), brakes and other state files as they\n' +
@@ -163,6 +167,7 @@ const migrate: Command = {
 
 const status: Command = {
   words: ['store', 'status'],
+  ownsStore: true,
   summary: 'show where the state is and whether its audit chain holds (no password needed)',
   usage: 'store status [--store URL]',
   help: 'Reads the home (or --store) and checks the audit chain and the head the vault records,\n' +
@@ -175,7 +180,7 @@ const status: Command = {
   args: { min: 0, max: 0 },
   async run(ctx) {
     const source = _source(ctx);
-    const { image, schemaVersion } = await _read(source);
+    const { image, schemaVersion, instances } = await _read(source);
     const { vault, result } = verifyImage(image, null);
     const segments = new Set(image.audit.map((r) => r.segment).filter((s) => s !== null)).size;
     const json = {
@@ -185,6 +190,7 @@ const status: Command = {
       entries: image.audit.length,
       segments,
       brakes: image.brakes.length,
+      ...(source.kind === 'postgres' ? { serves: instances } : {}),
       verification: {
         ok: result.ok,
         hmac_checked: false,
@@ -198,6 +204,14 @@ const status: Command = {
         segments > 0 ? ` in ${segments} closed segment(s) and the live log` : ''
       }\n` +
       `Brakes:   ${image.brakes.length} record(s)\n` +
+      (source.kind === 'postgres'
+        ? `Serves:   ${instances.length} running${
+          instances.map((i) =>
+            `\n          ${i.host} pid ${i.pid} since ${i.started_at}, seen ${i.seen_at}`
+          )
+            .join('')
+        }\n`
+        : '') +
       `Verified: chain and recorded head intact (MACs not checked without the password)\n`;
     return { json, text };
   },

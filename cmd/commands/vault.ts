@@ -13,6 +13,7 @@ import {
 import { usage } from '../../src/errors.ts';
 import { type Home, openHome, readStateFile } from '../../src/home.ts';
 import { openState } from '../../src/state.ts';
+import { storeUrl } from '../store_sync.ts';
 import { checkAdminName } from '../../src/admins.ts';
 import { adminKdf, adminsOf, createVault, VAULT_FILE, wipeKeys } from '../../src/vault.ts';
 import { type Command, type Ctx, PASSWORD_FILE_OPTION, str } from '../context.ts';
@@ -37,6 +38,7 @@ export function kdfParamsOf(ctx: Ctx): KdfParams {
 
 const init: Command = {
   words: ['init'],
+  ownsStore: true,
   summary: 'create the encrypted vault',
   usage: 'init [--admin NAME] [--kdf-memory-mib N] [--kdf-iterations N] [--password-file PATH]',
   options: {
@@ -63,6 +65,13 @@ const init: Command = {
   ],
   args: { min: 0, max: 0 },
   async run(ctx) {
+    if (storeUrl(ctx) !== null) {
+      throw usage(
+        'store_init',
+        'a team store is not made by init',
+        'init a home, then copy it into an empty database: `trust-protocol store migrate --to postgres://...`',
+      );
+    }
     const params = kdfParamsOf(ctx);
     const problem = checkKdfParams(params);
     if (problem !== null) {
@@ -132,7 +141,7 @@ const status: Command = {
       const home = existingHome(ctx);
       initialized = readStateFile(home, VAULT_FILE) !== null;
       if (initialized) {
-        const state = openState(home);
+        const state = openState(home, { sync: ctx.sync ?? null });
         const file = state.vault.read();
         const anyDomain = file.body.credentials.filter((c) => c.any_domain).map((c) => c.name);
         const admins = adminsOf(file);

@@ -206,7 +206,7 @@ async function _act(state: State, keys: VaultKeys, anomaly: Anomaly, now: Date):
   const audit = state.audit.writer({ macKey: keys.auditKeys });
   const done: Record<string, unknown> = {};
   if (actions.includes('brake')) {
-    const brake = state.brakes.activate({
+    const brake = await state.brakes.activate({
       scope: 'agent',
       target: anomaly.agent,
       reason: `monitor: ${anomaly.kind} (${anomaly.severity}) at ${anomaly.at}`,

@@ -170,7 +170,7 @@ async function _brake(
       ? { org: body.credentials.find((c) => c.name === target)?.org }
       : {}),
   });
-  const { brake, event } = pullBrake(deps.state, {
+  const { brake, event } = await pullBrake(deps.state, {
     scope,
     target,
     reason: text(o.reason) ?? '',

@@ -1,4 +1,5 @@
 /** Audit entries serve writes itself (start, stop, its own refusals), under the key it holds. */
+import { TpError } from '../errors.ts';
 import type { Appended, AuditEvent } from '../audit.ts';
 import type { State } from '../state.ts';
 import type { AuditHead, VaultKeys } from '../vault.ts';
@@ -36,6 +37,7 @@ export function deferredHeads(
   let latest: AuditHead | null = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
   let failure: unknown = null;
+  let unreachable: TpError | null = null;
   let writing: Promise<void> = Promise.resolve();
   const write = (): Promise<void> => {
     if (timer !== null) clearTimeout(timer);
@@ -43,7 +45,17 @@ export function deferredHeads(
     const head = latest;
     latest = null;
     if (head !== null) {
-      writing = writing.then(() => state.vault.recordHead(keys, head)).catch((e) => {
+      writing = writing.then(() => state.vault.recordHead(keys, head)).then(() => {
+        unreachable = null;
+      }, (e) => {
+        // The team store out of reach (#19): its appends fail too, so no request is answered
+        // meanwhile; the head is written with the next one once it is back. Anything else
+        // (a rollback, a vault that does not verify) stops every later request.
+        if (e instanceof TpError && e.code === 'store_unavailable') {
+          unreachable = e;
+          if (latest === null || head.seq > latest.seq) latest = head;
+          return;
+        }
         failure ??= e;
       });
     }
@@ -59,6 +71,7 @@ export function deferredHeads(
     async flush() {
       await write();
       if (failure !== null) throw failure;
+      if (unreachable !== null) throw unreachable;
     },
   };
 }

@@ -283,7 +283,7 @@ async function _brake(ctx: _Ctx, request: ServeRequest): Promise<ServeResponse> 
   const o = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
   const text = (v: unknown) => (typeof v === 'string' ? v : null);
   const scope = (text(o.scope) ?? 'global') as BrakeScope;
-  const { brake, event } = pullBrake(ctx.options.state, {
+  const { brake, event } = await pullBrake(ctx.options.state, {
     scope,
     target: scope === 'agent'
       ? text(o.agent_id)

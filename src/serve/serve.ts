@@ -5,6 +5,7 @@
  * Stopping cuts in-flight upstream requests, lets their responses end, records `serve.stop`, and
  * wipes the keys (best effort: JavaScript cannot guarantee no copy survives).
  */
+import type { StoreSync } from '../store/sync.ts';
 import { parseRate } from '../credentials.ts';
 import type { TpError } from '../errors.ts';
 import type { Home } from '../home.ts';
@@ -32,7 +33,14 @@ export interface ServeOptions {
   agentRate: string | null;
   version: string;
   now?: () => Date;
+  /** The team store (#19) the home is kept in step with; absent: the file store. */
+  sync?: StoreSync | null;
+  /** A pull from the team store failed (appends then fail too: requests are refused). */
+  onStoreError?(e: unknown): void;
 }
+
+/** How often serve pulls from the team store when no notification came. */
+const STORE_PULL_MS = 500;
 
 /** `front`: the front's pipe closed without a word (it was killed). */
 export type StopReason = 'ttl' | 'idle' | 'signal' | 'front';
@@ -72,11 +80,18 @@ export async function openServe(
   const now = options.now ?? (() => new Date());
   let unfollow = () => {};
   let brakeWatch: { stop(): Promise<void> } | null = null;
+  let storeWatch: { stop(): Promise<void> } | null = null;
   try {
     const startedAt = now();
     const expiresAt = new Date(startedAt.getTime() + options.ttlMs);
     const stopping = new AbortController();
-    const state = openState(options.home, { cached: true });
+    const state = openState(options.home, { cached: true, sync: options.sync ?? null });
+    // On the team store: what other instances write (brakes first of all) is brought into the
+    // home when they announce it, and at least twice a second (SPEC §15: within one second).
+    storeWatch = options.sync?.watch(options.home, {
+      intervalMs: STORE_PULL_MS,
+      onError: (e) => options.onStoreError?.(e),
+    }) ?? null;
     const heads = deferredHeads(state, options.keys);
     // Brakes and vault changes recorded in the audit trail are checked before every request:
     // read what is new in the log, not the tail since the vault's head again each time.
@@ -144,6 +159,7 @@ export async function openServe(
         } catch (e) {
           auditError = asServeError(e);
         }
+        await storeWatch?.stop();
         unfollow();
         redactions.clear();
         wipeKeys(options.keys);
@@ -184,6 +200,7 @@ export async function openServe(
     };
   } catch (e) {
     await brakeWatch?.stop();
+    await storeWatch?.stop();
     unfollow();
     wipeKeys(options.keys);
     throw e;

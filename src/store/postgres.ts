@@ -69,16 +69,12 @@ function _scrub(message: string, url: string): string {
   return out;
 }
 
-/**
- * Runs `work` with a connection, and turns what the driver or the server throws into exit 6: the
- * store cannot be used, nothing was committed (a transaction that did not commit rolled back).
- */
-export async function withStore<T>(url: string, work: (sql: Sql) => Promise<T>): Promise<T> {
+/** A client for the store (no connection is made before the first query). */
+export async function connect(url: string, options: { max: number }): Promise<Sql> {
   const { default: postgres } = await import('postgres');
-  let sql: Sql;
   try {
-    sql = postgres(url, {
-      max: 1,
+    return postgres(url, {
+      max: options.max,
       onnotice: () => {},
       connect_timeout: 10,
       // Only a loud failure: the client retries nothing on its own.
@@ -91,19 +87,32 @@ export async function withStore<T>(url: string, work: (sql: Sql) => Promise<T>):
       'use postgres://USER@HOST/DATABASE or postgres://USER@/DATABASE?host=/socket/dir',
     );
   }
+}
+
+/** What the driver or the server threw, as exit 6 with the password removed; TpErrors pass. */
+export function storeError(e: unknown, url: string): TpError {
+  if (e instanceof TpError) return e;
+  return new TpError(
+    'audit',
+    'store_unavailable',
+    `the database at ${redactUrl(url)} failed: ${_scrub(_message(e), url)}`,
+    {
+      hint:
+        'check that PostgreSQL is running and reachable; nothing was committed (the transaction rolled back)',
+    },
+  );
+}
+
+/**
+ * Runs `work` with a connection, and turns what the driver or the server throws into exit 6: the
+ * store cannot be used, nothing was committed (a transaction that did not commit rolled back).
+ */
+export async function withStore<T>(url: string, work: (sql: Sql) => Promise<T>): Promise<T> {
+  const sql = await connect(url, { max: 1 });
   try {
     return await work(sql);
   } catch (e) {
-    if (e instanceof TpError) throw e;
-    throw new TpError(
-      'audit',
-      'store_unavailable',
-      `the database at ${redactUrl(url)} failed: ${_scrub(_message(e), url)}`,
-      {
-        hint:
-          'check that PostgreSQL is running and reachable; nothing was committed (the transaction rolled back)',
-      },
-    );
+    throw storeError(e, url);
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {});
   }
@@ -184,36 +193,66 @@ export async function writeDbImage(
 export interface DbInfo {
   schemaVersion: number;
   image: HomeImage;
+  /** The serves running on the store (`serve_registrations`), as they registered themselves. */
+  instances: ServeInstance[];
+}
+
+export interface ServeInstance {
+  instance: string;
+  host: string;
+  pid: number;
+  started_at: string;
+  seen_at: string;
 }
 
 /** Reads the whole store back as an image; a database without our schema is refused (exit 8). */
 export async function readDbImage(sql: Sql): Promise<DbInfo> {
   return await sql.begin('isolation level repeatable read read only', async (tx) => {
-    const tables = await _tables(tx);
-    if (!tables.includes('schema_version')) {
-      throw new TpError(
-        'integrity',
-        'store_schema',
-        tables.length === 0
-          ? 'the database holds no trust-protocol store (it is empty)'
-          : 'the database holds no trust-protocol store (no schema_version table)',
-        { hint: 'copy a home into it with `trust-protocol store migrate --to URL`' },
-      );
-    }
-    const versions = await tx<{ version: number }[]>`SELECT version FROM schema_version`;
-    const version = versions.length === 1 ? versions[0]!.version : -1;
-    if (version !== SCHEMA_VERSION) {
-      throw new TpError(
-        'integrity',
-        'store_schema',
-        `the store's schema version is ${
-          version < 0 ? 'missing' : version
-        }, this trust-protocol reads ${SCHEMA_VERSION}`,
-        { hint: 'use the trust-protocol version that wrote it, or upgrade' },
-      );
-    }
-    return { schemaVersion: version, image: await _read(tx) };
+    const schemaVersion = await checkSchema(tx);
+    const instances = await tx<
+      Array<{ instance: string; host: string; pid: number; started_at: Date; seen_at: Date }>
+    >`
+      SELECT instance, host, pid, started_at, seen_at FROM serve_registrations ORDER BY started_at`;
+    return {
+      schemaVersion,
+      image: await _read(tx),
+      instances: instances.map((i) => ({
+        instance: i.instance,
+        host: i.host,
+        pid: i.pid,
+        started_at: new Date(i.started_at).toISOString(),
+        seen_at: new Date(i.seen_at).toISOString(),
+      })),
+    };
   });
+}
+
+/** The store's schema version, when it is the one this build reads; otherwise exit 8. */
+export async function checkSchema(tx: Sql | Tx): Promise<number> {
+  const tables = await _tables(tx);
+  if (!tables.includes('schema_version')) {
+    throw new TpError(
+      'integrity',
+      'store_schema',
+      tables.length === 0
+        ? 'the database holds no trust-protocol store (it is empty)'
+        : 'the database holds no trust-protocol store (no schema_version table)',
+      { hint: 'copy a home into it with `trust-protocol store migrate --to URL`' },
+    );
+  }
+  const versions = await tx<{ version: number }[]>`SELECT version FROM schema_version`;
+  const version = versions.length === 1 ? versions[0]!.version : -1;
+  if (version !== SCHEMA_VERSION) {
+    throw new TpError(
+      'integrity',
+      'store_schema',
+      `the store's schema version is ${
+        version < 0 ? 'missing' : version
+      }, this trust-protocol reads ${SCHEMA_VERSION}`,
+      { hint: 'use the trust-protocol version that wrote it, or upgrade' },
+    );
+  }
+  return version;
 }
 
 async function _read(tx: Tx): Promise<HomeImage> {

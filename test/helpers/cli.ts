@@ -2,6 +2,7 @@
  * Runs the real command line as a user would: `node cmd/main.ts`, `deno run cmd/main.ts`, or the
  * built binary (TP_CLI=binary), in a clean environment (nothing of the test runner's leaks in).
  */
+import { sharedPostgres } from './postgres.ts';
 import { spawn } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -81,7 +82,8 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): Record<
 export function run(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const { file, argv } = command(args, options);
   return new Promise((resolve, reject) => {
-    const child = spawn(file, argv, { env: baseEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    const env = baseEnv({ ...storeEnv(args), ...options.env });
+    const child = spawn(file, argv, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
@@ -147,8 +149,50 @@ function _templateHome(): Promise<string> {
   return _template;
 }
 
+/**
+ * The team store as a dimension of the suites (#19): with TP_TEST_STORE=postgres every home
+ * newHome() initialises is a working copy of its own database on the run's one PostgreSQL
+ * (test/helpers/global_setup.ts), and every CLI and serve run on that home gets
+ * TRUST_PROTOCOL_STORE. Homes made with `init: false` stay file homes.
+ */
+export const STORE_MODE = process.env.TP_TEST_STORE === 'postgres';
+/** Set by the global set-up in the store dimension: the template home's database. */
+export const TEMPLATE_STORE_ENV = 'TP_TEST_TEMPLATE_STORE';
+const _stores = new Map<string, string>();
+
+/** The store of the home named by the last `--home` in `args`, as an environment to add. */
+export function storeEnv(args: readonly string[]): Record<string, string> {
+  if (!STORE_MODE) return {};
+  const dash = args.indexOf('--');
+  const own = dash < 0 ? args : args.slice(0, dash);
+  const at = own.lastIndexOf('--home');
+  const store = at < 0 ? undefined : _stores.get(own[at + 1] ?? '');
+  return store === undefined ? {} : { TRUST_PROTOCOL_STORE: store };
+}
+
+/** The database of a home in the store dimension (undefined: a file home). */
+export function storeOf(home: string): string | undefined {
+  return _stores.get(home);
+}
+
 export async function newHome(
   options: { init?: boolean; fresh?: boolean } = {},
+): Promise<TestHome> {
+  const t = await _newHome(options);
+  if (!STORE_MODE || options.init === false) return t;
+  if (options.fresh === true) {
+    const url = sharedPostgres().database();
+    const r = await t.tp(['store', 'migrate', '--to', url, '--password-file', t.passwordFile]);
+    if (r.code !== 0) throw new Error(`store migrate failed: ${r.stderr}`);
+    _stores.set(t.home, url);
+  } else {
+    _stores.set(t.home, sharedPostgres().database(process.env[TEMPLATE_STORE_ENV]));
+  }
+  return t;
+}
+
+async function _newHome(
+  options: { init?: boolean; fresh?: boolean },
 ): Promise<TestHome> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tp-test-'));
   const home = path.join(dir, 'home');
@@ -194,6 +238,8 @@ export function sharedHome<T>(
     const t = await newHome({ init: false });
     cpSync(source.t.home, t.home, { recursive: true });
     chmodSync(t.home, 0o700);
+    const store = storeOf(source.t.home);
+    if (store !== undefined) _stores.set(t.home, sharedPostgres().database(store));
     // Default agent names go on from the template's (bot, bot2...): names are unique in a home.
     _agentsMade.set(t, _agentsMade.get(source.t) ?? 0);
     return { t, value: source.value };

@@ -17,8 +17,8 @@ export interface Postgres {
   /** The directory holding the socket (and the data directory). */
   dir: string;
   user: string;
-  /** A new, empty database; its connection URL over the unix socket. */
-  database(): string;
+  /** A new, empty database (or a copy of `template`'s); its connection URL over the socket. */
+  database(template?: string): string;
   /** Runs SQL as the database owner (a test tampering with rows, or checking them). */
   sql(url: string, statement: string): Promise<unknown[]>;
   stop(): void;
@@ -112,20 +112,7 @@ export function startPostgres(bin: string): Postgres {
   return {
     dir,
     user: name,
-    database() {
-      const db = `t${process.pid}_${++_counter}`;
-      exec([path.join(bin, 'createdb'), '-h', dir, '-U', name, db]);
-      return `postgres://${name}@/${db}?host=${encodeURIComponent(dir)}`;
-    },
-    async sql(url, statement) {
-      const { default: postgres } = await import('postgres');
-      const client = postgres(url, { max: 1, onnotice: () => {} });
-      try {
-        return [...await client.unsafe(statement)];
-      } finally {
-        await client.end({ timeout: 1 });
-      }
-    },
+    ..._databases(bin, dir, name, exec),
     stop() {
       stopWith('immediate');
       rmSync(dir, { recursive: true, force: true });
@@ -159,4 +146,47 @@ export function usePostgres(): {
       return server;
     },
   };
+}
+
+function _databases(
+  bin: string,
+  dir: string,
+  name: string,
+  exec: (argv: string[]) => void,
+): Pick<Postgres, 'database' | 'sql'> {
+  return {
+    database(template) {
+      const db = `t${process.pid}_${++_counter}`;
+      const from = template === undefined ? [] : ['-T', /\/([^/?]+)\?/.exec(template)![1]!];
+      exec([path.join(bin, 'createdb'), '-h', dir, '-U', name, ...from, db]);
+      return `postgres://${name}@/${db}?host=${encodeURIComponent(dir)}`;
+    },
+    async sql(url, statement) {
+      const { default: postgres } = await import('postgres');
+      const client = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        return [...await client.unsafe(statement)];
+      } finally {
+        await client.end({ timeout: 1 });
+      }
+    },
+  };
+}
+
+/** Set by test/helpers/global_setup.ts for the store dimension: the run's one server. */
+export const SHARED_PG_ENV = 'TP_TEST_PG';
+
+/** The server the global set-up started (the store dimension), from a test worker. */
+export function sharedPostgres(): Pick<Postgres, 'database' | 'sql'> {
+  const info = JSON.parse(process.env[SHARED_PG_ENV] ?? 'null') as
+    | { bin: string; dir: string; user: string }
+    | null;
+  if (info === null) throw new Error(`${SHARED_PG_ENV} is not set: the global set-up did not run`);
+  const { asUser } = _user();
+  const exec = (argv: string[]) => {
+    const [file, args] = asUser(argv);
+    const r = spawnSync(file, args, { cwd: info.dir, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${argv[0]} failed (${r.status}): ${r.stderr}${r.stdout}`);
+  };
+  return _databases(info.bin, info.dir, info.user, exec);
 }

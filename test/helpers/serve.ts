@@ -11,6 +11,7 @@ import { gzipSync } from 'node:zlib';
 import {
   addCredential,
   baseEnv,
+  storeEnv,
   command,
   newAgent,
   newHome,
@@ -112,7 +113,10 @@ export function startServe(
     ...args,
     ...(options.password === false ? [] : ['--password-file', t.passwordFile]),
   ]);
-  const proc = spawn(file, argv, { env: baseEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(file, argv, {
+    env: baseEnv({ ...storeEnv(['--home', t.home]), ...options.env }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   const exited = new Promise<Exited>((resolve) => {
@@ -171,7 +175,10 @@ export async function serveOnce(
     ...args,
     ...(options.password === false ? [] : ['--password-file', t.passwordFile]),
   ]);
-  const proc = spawn(file, argv, { env: baseEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(file, argv, {
+    env: baseEnv({ ...storeEnv(['--home', t.home]), ...options.env }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   proc.stdout?.on('data', (d: Buffer) => (stdout += d.toString('utf8')));

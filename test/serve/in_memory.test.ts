@@ -146,7 +146,7 @@ describe('the serve handler with a State, in memory', () => {
   });
 
   it('a brake pulled in the same State stops the next request', async () => {
-    const brake = state.brakes.activate(
+    const brake = await state.brakes.activate(
       { scope: 'agent', target: state.vault.read().body.agents[0]!.id, reason: 'test' },
       new Date(),
     );

@@ -1,0 +1,302 @@
+/**
+ * The team store in use (#19): homes on several machines as working copies of one PostgreSQL
+ * store, each running serve or commands with `--store`. Real CLI, real serve (keeper and front),
+ * a real PostgreSQL per file (test/helpers/postgres.ts), a local HTTPS upstream; canary values.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as path from 'node:path';
+import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
+import { type Listener, startHttpsListener } from '../helpers/listeners.ts';
+import { expectNoCanary, newCanary } from '../helpers/canary.ts';
+import { usePostgres } from '../helpers/postgres.ts';
+import { header, http, type Served, startServe, upstreamArgs } from '../helpers/serve.ts';
+
+const pg = usePostgres();
+const CANARY = newCanary();
+
+let t: TestHome;
+let agent: { id: string; token: string };
+let upstream: Listener;
+let received = 0;
+
+/** A working copy: a new, empty home directory on the store `url`. */
+function replica(url: string, name: string): TestHome {
+  const home = path.join(t.dir, `${name}-${Math.random().toString(16).slice(2, 8)}`);
+  return {
+    ...t,
+    home,
+    tp: (args, options) => t.tp(['--home', home, '--store', url, ...args], options),
+  };
+}
+
+async function newStore(): Promise<string> {
+  const url = pg.get().database();
+  const r = await t.tp(['store', 'migrate', '--to', url, '--password-file', t.passwordFile]);
+  expect(r.code, r.stderr).toBe(0);
+  return url;
+}
+
+function proxy(s: Served, token = agent.token) {
+  return http(s, '/v1/proxy', {
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      credential: 'k',
+      url: 'https://api.allowed.test/v1/x',
+      headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+    }),
+  });
+}
+
+function serveOn(r: TestHome, url: string): Promise<Served> {
+  return startServe(r, upstreamArgs(r, upstream.port), { env: { TRUST_PROTOCOL_STORE: url } });
+}
+
+beforeAll(async () => {
+  pg.setup();
+  t = await newHome();
+  expect((await addCredential(t, 'k', CANARY, ['--allowed-domains', 'api.allowed.test'])).code)
+    .toBe(0);
+  agent = await newAgent(t, { tier: 'COMPANION', grants: ['k'] });
+  upstream = await startHttpsListener((_req, res) => {
+    received++;
+    res.end('{"ok":true}');
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await upstream?.close();
+  pg.teardown();
+});
+
+describe.skipIf(!pg.available)('two serves on one store', () => {
+  it('number and chain every request of both into one trail, no fork, no loss', async () => {
+    const url = await newStore();
+    const a = await serveOn(replica(url, 'a'), url);
+    const b = await serveOn(replica(url, 'b'), url);
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => proxy(i % 2 === 0 ? a : b)),
+      );
+      for (const r of answers) expect(r.status, r.body.toString()).toBe(200);
+      for (const r of answers) expectNoCanary(r.body.toString(), CANARY);
+      const seqs = answers.map((r) => Number(header(r, 'trust-protocol-audit-seq')));
+      expect(new Set(seqs).size).toBe(20);
+      // Both serves have registered themselves in the store.
+      const st = await t.tp(['--json', 'store', 'status'], { env: { TRUST_PROTOCOL_STORE: url } });
+      expect(st.code, st.stderr).toBe(0);
+      const serves = JSON.parse(st.stdout).serves as Array<{ pid: number }>;
+      expect(serves.length).toBe(2);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+    // A third machine's fresh copy verifies the whole trail, entries of both serves in it.
+    const c = replica(url, 'c');
+    const v = await c.tp(['--json', 'audit', 'verify', '--password-file', t.passwordFile]);
+    expect(v.code, v.stderr).toBe(0);
+    const rows = await pg.get().sql(url, `SELECT line FROM audit_entries ORDER BY seq`) as Array<
+      { line: string }
+    >;
+    const requests = rows.map((r) => JSON.parse(r.line)).filter((e) =>
+      e.event === 'request.completed'
+    );
+    expect(requests.length).toBe(20);
+    for (const r of rows) expectNoCanary(r.line, CANARY);
+  }, 120_000);
+});
+
+/** Polls `check` every 50 ms until it holds or `ms` pass; returns how long it took (or null). */
+async function within(ms: number, check: () => Promise<boolean>): Promise<number | null> {
+  const start = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - start;
+    if (Date.now() - start > ms) return null;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe.skipIf(!pg.available)('what one instance changes, every instance obeys', () => {
+  it('a brake placed on one machine stops requests on another within one second', async () => {
+    const url = await newStore();
+    const b = await serveOn(replica(url, 'b'), url);
+    try {
+      expect((await proxy(b)).status).toBe(200);
+      const a = replica(url, 'a');
+      const placed = await a.tp(['emergency', 'activate', '--reason', 'leak on machine a']);
+      expect(placed.code, placed.stderr).toBe(0);
+      const before = received;
+      const took = await within(1000, async () => (await proxy(b)).status === 423);
+      expect(took, 'serve on b still answered one second after the brake').not.toBeNull();
+      const r = await proxy(b);
+      expect(r.status).toBe(423);
+      expect(r.body.toString()).toContain('brake');
+      // Nothing reached the upstream once the brake was seen.
+      const after = received;
+      await proxy(b);
+      expect(received).toBe(after);
+      expect(after - before).toBeLessThanOrEqual(20);
+    } finally {
+      await b.stop();
+    }
+  }, 60_000);
+
+  it('a brake pulled through one serve stops the other serve', async () => {
+    const url = await newStore();
+    const a = await serveOn(replica(url, 'a'), url);
+    const b = await serveOn(replica(url, 'b'), url);
+    try {
+      expect((await proxy(b)).status).toBe(200);
+      // Through a's unix socket, as `emergency activate` on a's machine would.
+      const pulled = await http({ socket: a.socket as string }, '/v1/emergency', {
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ scope: 'agent', agent_id: agent.id, reason: 'stop me' }),
+      });
+      expect(pulled.status, pulled.body.toString()).toBeLessThan(300);
+      const took = await within(1000, async () => (await proxy(b)).status === 423);
+      expect(took).not.toBeNull();
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  }, 60_000);
+
+  it(
+    'an agent suspended on one machine is refused by serve on another within one second',
+    async () => {
+      const other = await newAgent(t, { name: `w${Date.now()}`, tier: 'COMPANION', grants: ['k'] });
+      const url2 = await newStore();
+      const b = await serveOn(replica(url2, 'b'), url2);
+      try {
+        expect((await proxy(b, other.token)).status).toBe(200);
+        const a = replica(url2, 'a');
+        const done = await a.tp(['agent', 'suspend', other.id, '--password-file', t.passwordFile]);
+        expect(done.code, done.stderr).toBe(0);
+        const took = await within(1000, async () => (await proxy(b, other.token)).status === 403);
+        expect(took, 'the suspended agent was still served after one second').not.toBeNull();
+        // The other agent goes on.
+        expect((await proxy(b)).status).toBe(200);
+      } finally {
+        await b.stop();
+      }
+    },
+    60_000,
+  );
+});
+
+describe.skipIf(!pg.available)('faults', () => {
+  it(
+    'the database restarted mid-load: refused while down, nothing acknowledged lost, back after',
+    async () => {
+      const url = await newStore();
+      const b = await serveOn(replica(url, 'b'), url);
+      const acknowledged: number[] = [];
+      let refused = 0;
+      let running = true;
+      const load = (async () => {
+        while (running) {
+          const r = await proxy(b).catch(() => null);
+          if (r === null) continue;
+          if (r.status === 200) acknowledged.push(Number(header(r, 'trust-protocol-audit-seq')));
+          else refused++;
+          expect(r.body.toString()).not.toContain(CANARY);
+        }
+      })();
+      try {
+        await new Promise((r) => setTimeout(r, 500));
+        pg.get().kill();
+        await new Promise((r) => setTimeout(r, 1000));
+        const whileDown = acknowledged.length;
+        await new Promise((r) => setTimeout(r, 1000));
+        // Once the database is gone, no request is answered as done.
+        expect(acknowledged.length - whileDown).toBe(0);
+        pg.get().start();
+        let last = '';
+        const back = await within(15_000, async () => {
+          const r = await proxy(b);
+          last = r.body.toString();
+          return r.status === 200;
+        });
+        expect(back, `serve did not recover: ${last}`).not.toBeNull();
+      } finally {
+        running = false;
+        await load;
+        await b.stop();
+      }
+      expect(refused).toBeGreaterThan(0);
+      const rows = await pg.get().sql(
+        url,
+        'SELECT seq, line FROM audit_entries ORDER BY seq',
+      ) as Array<
+        { seq: string; line: string }
+      >;
+      const seqs = new Set(rows.map((r) => Number(r.seq)));
+      for (const s of acknowledged) expect(seqs.has(s), `acknowledged entry ${s} lost`).toBe(true);
+      const c = replica(url, 'c');
+      const v = await c.tp(['audit', 'verify', '--password-file', t.passwordFile]);
+      expect(v.code, v.stderr).toBe(0);
+    },
+    120_000,
+  );
+
+  it('an audit row edited in the database is found by audit verify on any copy', async () => {
+    const url = await newStore();
+    const a = replica(url, 'a');
+    expect((await a.tp(['audit', 'verify', '--password-file', t.passwordFile])).code).toBe(0);
+    await pg.get().sql(
+      url,
+      `UPDATE audit_entries SET line = replace(line, '"outcome":"ok"', '"outcome":"denied"')
+       WHERE seq = (SELECT max(seq) FROM audit_entries WHERE line LIKE '%"outcome":"ok"%')`,
+    );
+    const fresh = replica(url, 'fresh');
+    const v = await fresh.tp(['--json', 'audit', 'verify', '--password-file', t.passwordFile]);
+    // verify reports what it found (exit 1), as on a file home.
+    expect(v.code, v.stderr).toBe(1);
+    expect(JSON.parse(v.stdout).problems.length).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('a vault document edited in the database is caught (exit 8)', async () => {
+    const url = await newStore();
+    await pg.get().sql(
+      url,
+      `UPDATE vault SET document = replace(document, '"COMPANION"', '"ADMIN"') WHERE id = 1`,
+    );
+    const a = replica(url, 'a');
+    const x = await a.tp(['agent', 'suspend', agent.id, '--password-file', t.passwordFile]);
+    expect(x.code, x.stderr).toBe(8);
+  }, 60_000);
+
+  it('a home written without the store is refused, never merged (exit 8)', async () => {
+    const url = await newStore();
+    const a = replica(url, 'a');
+    expect((await a.tp(['audit', 'verify', '--password-file', t.passwordFile])).code).toBe(0);
+    // The same home, used without --store: its trail moves on alone.
+    const alone = await t.tp(['--home', a.home, 'emergency', 'activate', '--reason', 'alone']);
+    expect(alone.code, alone.stderr).toBe(0);
+    await t.tp(['--home', a.home, 'emergency', 'clear', '--password-file', t.passwordFile]);
+    const again = await a.tp(['emergency', 'activate', '--reason', 'on the store']);
+    expect(again.code).toBe(8);
+    expect(again.stderr).toContain('without the store');
+  }, 60_000);
+});
+
+describe.skipIf(!pg.available)('refusals', () => {
+  it('a password in --store is refused before anything is read', async () => {
+    const r = await t.tp(['--store', 'postgres://u:secret-pw@/db?host=/nowhere', 'agent', 'list']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).not.toContain('secret-pw');
+  });
+
+  it('init does not make a team store', async () => {
+    const r = await t.tp(['--home', path.join(t.dir, 'x'), '--store', 'postgres://u@/db', 'init']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('store migrate');
+  });
+
+  it('a database that is not there is exit 6, with the password hidden', async () => {
+    const r = await t.tp(['--home', path.join(t.dir, 'y'), 'agent', 'list'], {
+      env: { TRUST_PROTOCOL_STORE: `postgres://u:hidden-pw@/nodb?host=${t.dir}` },
+    });
+    expect(r.code, r.stderr).toBe(6);
+    expect(r.stderr).not.toContain('hidden-pw');
+  });
+});
