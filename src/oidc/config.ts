@@ -175,6 +175,16 @@ export function lesserRole(a: Role, b: Role): Role {
   return ROLES.indexOf(a) >= ROLES.indexOf(b) ? a : b;
 }
 
+/** The key slot an identity is linked to; none when unlinked or when its admin was removed. */
+export function linkedSlot(
+  file: VaultFile,
+  issuer: string,
+  subject: string,
+): VaultFile['slots'][number] | undefined {
+  const link = oidcOf(file.body).links.find((l) => l.issuer === issuer && l.subject === subject);
+  return link === undefined ? undefined : file.slots.find((s) => s.name === link.admin);
+}
+
 /**
  * The admin an identity verified by `verifyToken` signs in as, in a vault whose MAC was checked.
  * The role is the linked slot's, lowered by the role claim where the issuer has one (a claim can
@@ -187,11 +197,8 @@ export function identify(
   cap: Admin,
 ): OidcIdentity {
   const subject = typeof claims.sub === 'string' ? claims.sub : '';
-  const link = oidcOf(file.body).links.find((l) =>
-    l.issuer === issuer.issuer && l.subject === subject
-  );
-  const slot = link === undefined ? undefined : file.slots.find((s) => s.name === link.admin);
-  if (link === undefined || slot === undefined) {
+  const slot = linkedSlot(file, issuer.issuer, subject);
+  if (slot === undefined) {
     throw new TpError(
       'denied',
       'unlinked_identity',
