@@ -619,6 +619,43 @@ describe('OIDC configuration is the owner’s, under the vault MAC', () => {
     60_000,
   );
 
+  it('an admin added already linked (admin add --issuer --subject) signs in to serve', async () => {
+    const h = await newHome();
+    const run = async (args: string[]) => {
+      const r = await h.tp([...args, '--password-file', h.passwordFile]);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await run(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+    await run([
+      'admin',
+      'add',
+      'erin',
+      '--role',
+      'auditor',
+      '--issuer',
+      p.issuer,
+      '--subject',
+      'erin',
+      '--new-password-file',
+      h.file('pw-erin', 'erin password\n'),
+    ]);
+    const served = await startServe(h, [
+      '--listen',
+      '127.0.0.1:0',
+      '--cacert',
+      h.file('ca.pem', TEST_CA),
+    ]);
+    try {
+      const r = await http(served, '/v1/admin/whoami', {
+        headers: { Authorization: `Bearer ${await p.sign({ sub: 'erin' })}` },
+      });
+      expect(r.status, r.body.toString()).toBe(200);
+      expect(json(r)).toMatchObject({ admin: 'erin', role: 'auditor', subject: 'erin' });
+    } finally {
+      await served.stop();
+    }
+  }, 60_000);
+
   it('nobody signs in above the role of the admin who unsealed serve', async () => {
     const h = await newHome();
     const run = async (args: string[]) => {
