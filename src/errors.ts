@@ -27,6 +27,7 @@ export const ERROR_CODES = [
   'bad_issuer',
   'unknown_issuer',
   'unlinked_identity',
+  'subject_linked',
   'no_role_claim',
   'oidc_discovery',
   'oidc_login',

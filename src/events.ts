@@ -27,6 +27,7 @@ const RULES = {
   'admin.oidc_issuer': { vaultChange: true },
   'admin.link': { vaultChange: true },
   'admin.oidc_remove': { vaultChange: true },
+  'admin.denied': {},
   'credential.add': { vaultChange: true },
   'credential.update': { vaultChange: true },
   'credential.rotate': { vaultChange: true },

@@ -24,14 +24,14 @@ import { publicKeyOf } from './crypto/ed25519.ts';
 import { open, randomBytes, randomKey, seal, subkey } from './crypto/aead.ts';
 import { checkKdfParams, deriveKey, type KdfParams } from './crypto/kdf.ts';
 import { integrity, TpError } from './errors.ts';
-import { VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS } from './events.ts';
+import { type EventName, VAULT_CHANGE_EVENTS, VAULT_SAVED_EVENTS } from './events.ts';
 import { type Home, readStateFile, withLock, writeStateFile, writeStateFileAsync } from './home.ts';
 import { type Tier, TIERS } from './tiers.ts';
 import { arr, bool, int, obj, oneOf, str, strArr, strOrNull } from './validate.ts';
 import { resealConfig } from './config.ts';
 import { checkpointKey } from './checkpoint.ts';
 import { type Admin, byAdmin, checkRole, ROLES } from './admins.ts';
-import { type OidcConfig, parseOidc } from './oidc/config.ts';
+import { linkAdmin, type OidcConfig, parseOidc } from './oidc/config.ts';
 import {
   newSlot,
   openSlot,
@@ -1178,25 +1178,31 @@ export class FileVault {
     });
   }
 
-  /** `admin add`: a new key slot for `admin`, with their own password (one Argon2id). */
+  /**
+   * `admin add`: a new key slot for `admin`, with their own password (one Argon2id). With `link`,
+   * the same change links an OIDC identity to it (`linkAdmin`, as `admin link` does): one vault
+   * write, one audit append (`admin.add`, `admin.link`), or nothing at all.
+   */
   async addAdmin(
     keys: VaultKeys,
     admin: Admin,
     password: Uint8Array,
     params: KdfParams,
     now: Date,
+    options: { link?: { issuer: string; subject: string } } = {},
   ): Promise<void> {
     const problem = checkKdfParams(params);
     if (problem !== null) throw new TpError('usage', 'kdf_params', problem);
     // Refused before the Argon2id, and again under the lock by update.
-    checkRole(keys.admin, [{
-      event: 'admin.add',
-      actor: { type: 'operator' },
-      outcome: 'ok',
-      data: {},
-    }]);
+    const planned: EventName[] = options.link === undefined
+      ? ['admin.add']
+      : ['admin.add', 'admin.link'];
+    checkRole(
+      keys.admin,
+      planned.map((event) => ({ event, actor: { type: 'operator' }, outcome: 'ok', data: {} })),
+    );
     const slot = newSlot(admin, password, params, keys.data, now.toISOString());
-    await this.update(keys, (_body, file) => {
+    await this.update(keys, (body, file) => {
       if (adminsOf(file).some((a) => a.name === admin.name)) {
         throw new TpError(
           'usage',
@@ -1205,6 +1211,9 @@ export class FileVault {
         );
       }
       file.slots.push(slot);
+      const link = options.link === undefined
+        ? []
+        : linkAdmin(body, file, { admin: admin.name, ...options.link }).events;
       return {
         result: undefined,
         events: [{
@@ -1216,7 +1225,7 @@ export class FileVault {
             role: admin.role,
             ...(admin.org === undefined ? {} : { org: admin.org }),
           },
-        }],
+        }, ...link],
       };
     });
   }

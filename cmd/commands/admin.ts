@@ -9,18 +9,21 @@ import { existingState, unsealVault } from '../home_state.ts';
 import { readPassword } from '../secrets.ts';
 import { kdfParamsOf, passwdCommand } from './vault.ts';
 import { oidcCommands } from './admin_oidc.ts';
+import { checkLink } from '../../src/oidc/config.ts';
 
 const add: Command = {
   words: ['admin', 'add'],
   summary: 'add an admin with their own password and a role (owner only)',
   usage:
-    'admin add NAME --role owner|admin|operator|auditor [--org ORG] [--new-password-file PATH] [--kdf-memory-mib N] [--kdf-iterations N]',
+    'admin add NAME --role owner|admin|operator|auditor [--org ORG] [--issuer URL --subject SUB] [--new-password-file PATH] [--kdf-memory-mib N] [--kdf-iterations N]',
   help:
     'The new admin gets a key slot of their own: their password opens the vault with their role.\n' +
     'owner: everything, including admins; admin: credentials, agents, publishers; operator:\n' +
     'brakes, agent suspend/resume, reads; auditor: audit verify/export/prove/checkpoint, reads.\n' +
     'With --org, the admin sees and changes only the credentials, agents, publishers and brakes\n' +
-    'of that organisation (owners are always instance-wide); without it, everything.',
+    'of that organisation (owners are always instance-wide); without it, everything.\n' +
+    'With --issuer and --subject, the same change links that OIDC identity to the new admin, as\n' +
+    '`admin link` would (the issuer configured, the identity not linked to another admin).',
   options: {
     ...PASSWORD_FILE_OPTION,
     role: { type: 'string', value: 'ROLE', help: 'owner, admin, operator or auditor' },
@@ -28,6 +31,16 @@ const add: Command = {
       type: 'string',
       value: 'ORG',
       help: 'confine the admin to one organisation (not with --role owner)',
+    },
+    issuer: {
+      type: 'string',
+      value: 'URL',
+      help: 'with --subject: a configured OIDC issuer (`admin oidc add`) to link',
+    },
+    subject: {
+      type: 'string',
+      value: 'SUB',
+      help: "with --issuer: the identity's sub claim; it signs in as the new admin",
     },
     'new-password-file': {
       type: 'string',
@@ -47,8 +60,8 @@ const add: Command = {
     },
   },
   examples: [
-    'trust-protocol admin add alice --role admin',
     'trust-protocol admin add ci-auditor --role auditor --org acme --new-password-file auditor.txt',
+    'trust-protocol admin add bob --role operator --issuer https://login.example.com --subject 248289761001',
   ],
   args: { min: 1, max: 1 },
   async run(ctx) {
@@ -65,6 +78,12 @@ const add: Command = {
         'an owner is instance-wide: --org goes with --role admin, operator or auditor',
       );
     }
+    const issuer = str(ctx, 'issuer');
+    const subject = str(ctx, 'subject');
+    if ((issuer === undefined) !== (subject === undefined)) {
+      throw usage('bad_flag', '--issuer and --subject go together: the identity to link');
+    }
+    const link = issuer === undefined ? undefined : { issuer, subject: subject as string };
     const newFile = str(ctx, 'new-password-file');
     if (newFile === undefined && !ctx.io.isTerminal) {
       throw usage(
@@ -74,6 +93,8 @@ const add: Command = {
     }
     const { state, file, keys } = await unsealVault(ctx);
     try {
+      // Before the new password is asked for; again under the vault lock (linkAdmin).
+      if (link !== undefined) checkLink(file, { admin: name, ...link });
       const params = (str(ctx, 'kdf-memory-mib') ?? str(ctx, 'kdf-iterations')) === undefined
         ? adminKdf(file, keys.admin.name) ?? KDF_DEFAULT
         : kdfParamsOf(ctx);
@@ -84,7 +105,9 @@ const add: Command = {
       });
       try {
         const admin = { name, role: role as Role, ...(org === undefined ? {} : { org }) };
-        await state.vault.addAdmin(keys, admin, password, params, ctx.now());
+        await state.vault.addAdmin(keys, admin, password, params, ctx.now(), {
+          ...(link === undefined ? {} : { link }),
+        });
       } finally {
         password.fill(0);
       }
@@ -92,8 +115,11 @@ const add: Command = {
       wipeKeys(keys);
     }
     return {
-      json: { name, role, org: org ?? null },
-      text: `Added admin ${name} (${role}${org === undefined ? '' : `, organisation ${org}`}).\n`,
+      json: { name, role, org: org ?? null, link: link ?? null },
+      text: `Added admin ${name} (${role}${org === undefined ? '' : `, organisation ${org}`}).\n` +
+        (link === undefined
+          ? ''
+          : `${link.issuer} subject ${link.subject} signs in as admin ${name}.\n`),
       informational: true,
     };
   },

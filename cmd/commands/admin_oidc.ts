@@ -121,7 +121,9 @@ const link: Command = {
   summary: 'let an OIDC identity sign in as an existing admin (owner only)',
   usage: 'admin link NAME --issuer URL --subject SUB',
   help: "The identity (the issuer and the `sub` of its tokens) acts in serve's admin API with\n" +
-    "NAME's role (or less). It gets no key: unsealing still needs NAME's password.",
+    "NAME's role (or less). It gets no key: unsealing still needs NAME's password. An identity\n" +
+    'linked to another admin is refused: `admin oidc remove --subject` first. A new admin can be\n' +
+    'added already linked: `admin add NAME --role ROLE --issuer URL --subject SUB`.',
   options: {
     ...PASSWORD_FILE_OPTION,
     issuer: { type: 'string', value: 'URL', help: 'a configured issuer (`admin oidc add`)' },

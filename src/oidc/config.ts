@@ -103,13 +103,14 @@ export function addIssuer(
   return { result: record, events: [_event('admin.oidc_issuer', data)] };
 }
 
-/** `admin link`: the identity (issuer, subject) signs in as admin `name`. Owner only. */
-export function linkAdmin(
-  body: VaultBody,
-  file: VaultFile,
-  link: OidcLink,
-): Change<OidcLink> {
-  const config = oidcOf(body);
+/**
+ * Refuses a link that cannot be made, before anything is written: an issuer that is not
+ * configured, a malformed subject, or an identity that already signs in as another admin (moving
+ * it takes `admin oidc remove --subject` first, so no command takes an identity from an admin
+ * silently). `admin link`, and `admin add --issuer --subject` before it asks for a password.
+ */
+export function checkLink(file: VaultFile, link: OidcLink): OidcLink {
+  const config = oidcOf(file.body);
   if (!config.issuers.some((i) => i.issuer === link.issuer)) {
     throw usage(
       'unknown_issuer',
@@ -117,17 +118,40 @@ export function linkAdmin(
       'add it first: trust-protocol admin oidc add --issuer URL --client-id ID',
     );
   }
+  const subject = _checkText(link.subject, '--subject');
+  // A link whose admin was removed signs nobody in (`identify`): it may be replaced.
+  const taken = linkedSlot(file, link.issuer, subject);
+  if (taken !== undefined && taken.name !== link.admin) {
+    throw new TpError(
+      'usage',
+      'subject_linked',
+      `subject ${subject} of ${link.issuer} already signs in as admin "${taken.name}"; nothing was changed`,
+      {
+        hint:
+          `to move it, remove that link first: trust-protocol admin oidc remove --issuer ${link.issuer} --subject ${subject}`,
+      },
+    );
+  }
+  return { admin: link.admin, issuer: link.issuer, subject };
+}
+
+/** `admin link`: the identity (issuer, subject) signs in as admin `name`. Owner only. */
+export function linkAdmin(
+  body: VaultBody,
+  file: VaultFile,
+  link: OidcLink,
+): Change<OidcLink> {
   if (!file.slots.some((s) => s.name === link.admin)) {
     throw new TpError('usage', 'unknown_admin', `no admin named "${link.admin}" in this vault`, {
       hint: 'an identity links to an existing admin: see `trust-protocol admin list`',
     });
   }
-  const subject = _checkText(link.subject, '--subject');
-  const record = { admin: link.admin, issuer: link.issuer, subject };
+  const record = checkLink(file, link);
+  const config = oidcOf(body);
   body.oidc = {
     issuers: config.issuers,
     links: [
-      ...config.links.filter((l) => !(l.issuer === record.issuer && l.subject === subject)),
+      ...config.links.filter((l) => !(l.issuer === record.issuer && l.subject === record.subject)),
       record,
     ],
   };
@@ -175,6 +199,16 @@ export function lesserRole(a: Role, b: Role): Role {
   return ROLES.indexOf(a) >= ROLES.indexOf(b) ? a : b;
 }
 
+/** The key slot an identity is linked to; none when unlinked or when its admin was removed. */
+export function linkedSlot(
+  file: VaultFile,
+  issuer: string,
+  subject: string,
+): VaultFile['slots'][number] | undefined {
+  const link = oidcOf(file.body).links.find((l) => l.issuer === issuer && l.subject === subject);
+  return link === undefined ? undefined : file.slots.find((s) => s.name === link.admin);
+}
+
 /**
  * The admin an identity verified by `verifyToken` signs in as, in a vault whose MAC was checked.
  * The role is the linked slot's, lowered by the role claim where the issuer has one (a claim can
@@ -187,11 +221,8 @@ export function identify(
   cap: Admin,
 ): OidcIdentity {
   const subject = typeof claims.sub === 'string' ? claims.sub : '';
-  const link = oidcOf(file.body).links.find((l) =>
-    l.issuer === issuer.issuer && l.subject === subject
-  );
-  const slot = link === undefined ? undefined : file.slots.find((s) => s.name === link.admin);
-  if (link === undefined || slot === undefined) {
+  const slot = linkedSlot(file, issuer.issuer, subject);
+  if (slot === undefined) {
     throw new TpError(
       'denied',
       'unlinked_identity',

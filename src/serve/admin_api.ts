@@ -4,21 +4,24 @@
  * Bearer`. serve holds the vault's keys, so it acts for them: each change goes through
  * `FileVault.update` with keys naming the linked admin and the role they act with, so the role
  * table (src/admins.ts) decides, and the audit entry names the admin and the identity. An agent
- * token is not an admin credential (401). The caller checks (Host, no Origin) have run already.
+ * token is not an admin credential (401). Every refusal (401, 403) leaves one MACed `admin.denied`
+ * entry: the route and the reason, and the identity only once its token verified; never the token
+ * (docs/decisions.md, "OIDC sign-in"). The caller checks (Host, no Origin) have run already.
  */
 import { agentView, setAgentState } from '../agents.ts';
 import { type Admin, roleMay } from '../admins.ts';
 import type { AuditEvent } from '../audit.ts';
 import type { BrakeScope } from '../brakes.ts';
 import { pullBrake } from '../emergency.ts';
-import { TpError, usage } from '../errors.ts';
-import { identify, type OidcIdentity, viaOidc } from '../oidc/config.ts';
+import { TpError, usage, withAuditSeq } from '../errors.ts';
+import { identify, linkedSlot, type OidcIdentity, viaOidc } from '../oidc/config.ts';
 import type { OidcVerifier } from '../oidc/verify.ts';
 import { invalidToken } from '../oidc/verify.ts';
 import { checkSees, sees } from '../orgs.ts';
 import { TOKEN_PREFIX } from '../policy.ts';
 import type { State } from '../state.ts';
 import type { VaultKeys, VerifiedVault } from '../vault.ts';
+import { errorStatus } from './http_error.ts';
 
 export interface AdminApiDeps {
   state: State;
@@ -42,12 +45,71 @@ export interface AdminRequest {
   body: () => Promise<Uint8Array>;
 }
 
-/** The answer's status and JSON body; a refusal is thrown as a TpError. */
+const AGENT_ROUTE = /^\/agents\/([^/]+)\/(suspend|resume)$/;
+
+/** What is known of a refused request's caller, filled in as its sign-in gets further. */
+interface _Seen {
+  /** The token's issuer and subject, once its signature and claims verified. */
+  identity: { issuer: string; subject: string } | null;
+  /** The admin that identity is linked to, and its organisation once signed in. */
+  admin: { name: string; org?: string } | null;
+  /** The agent a suspend or resume named, when it is one of the vault's. */
+  agent: string | null;
+}
+
+/**
+ * The answer's status and JSON body; a refusal is thrown as a TpError, and a 401 or 403 is
+ * audited first (`admin.denied`): if that entry cannot be written, its error is thrown instead.
+ */
 export async function adminApi(
   deps: AdminApiDeps,
   request: AdminRequest,
 ): Promise<{ status: number; json: unknown }> {
-  const who = await _signIn(deps, request.bearer);
+  const seen: _Seen = { identity: null, admin: null, agent: null };
+  try {
+    return await _answer(deps, request, seen);
+  } catch (e) {
+    if (!(e instanceof TpError) || ![401, 403].includes(errorStatus(e))) throw e;
+    throw withAuditSeq(e, (await deps.audit([_denied(request, seen, e)])).seq);
+  }
+}
+
+/**
+ * One entry per refusal, with what serve itself decided or verified: the route's template (never
+ * the path as sent, which the caller chooses), the method, the reason; the issuer and subject of
+ * a verified token only. Never the token or a part of it, nor an unverified claim.
+ */
+function _denied(request: AdminRequest, seen: _Seen, error: TpError): AuditEvent {
+  const { admin, identity } = seen;
+  return {
+    event: 'admin.denied',
+    actor: admin === null ? { type: 'anyone' } : { type: 'operator', id: admin.name },
+    outcome: 'denied',
+    data: {
+      reason: error.code,
+      kind: error.kind,
+      route: _route(request.path),
+      method: request.method,
+      ...(identity === null ? {} : { issuer: identity.issuer, subject: identity.subject }),
+      ...(admin === null ? {} : { admin: admin.name }),
+      ...(admin?.org === undefined ? {} : { org: admin.org }),
+      ...(seen.agent === null ? {} : { agent: seen.agent }),
+    },
+  };
+}
+
+function _route(path: string): string {
+  if (path === '/whoami' || path === '/agents' || path === '/brake') return `/v1/admin${path}`;
+  const m = AGENT_ROUTE.exec(path);
+  return m === null ? 'other' : `/v1/admin/agents/{id}/${m[2]}`;
+}
+
+async function _answer(
+  deps: AdminApiDeps,
+  request: AdminRequest,
+  seen: _Seen,
+): Promise<{ status: number; json: unknown }> {
+  const who = await _signIn(deps, request.bearer, seen);
   const route = request.path;
   if (route === '/whoami') {
     _allow(request, 'GET');
@@ -69,10 +131,11 @@ export async function adminApi(
     const agents = deps.load().body.agents.filter((a) => sees(who.admin, a));
     return { status: 200, json: { agents: agents.map(agentView) } };
   }
-  const m = /^\/agents\/([^/]+)\/(suspend|resume)$/.exec(route);
+  const m = AGENT_ROUTE.exec(route);
   if (m !== null) {
     _allow(request, 'POST');
     const id = decodeURIComponent(m[1] as string);
+    if (deps.load().body.agents.some((a) => a.id === id)) seen.agent = id;
     const action = m[2] as 'suspend' | 'resume';
     const agent = await _change(deps, who, (body) => {
       const made = setAgentState(body, { id, action, now: deps.now() });
@@ -92,7 +155,11 @@ export async function adminApi(
   );
 }
 
-async function _signIn(deps: AdminApiDeps, token: string | null): Promise<OidcIdentity> {
+async function _signIn(
+  deps: AdminApiDeps,
+  token: string | null,
+  seen: _Seen,
+): Promise<OidcIdentity> {
   if (token === null) {
     throw new TpError('denied', 'admin_token_invalid', 'the admin API needs a bearer token', {
       hint: 'sign in: trust-protocol admin login --issuer URL --client-id ID',
@@ -104,7 +171,15 @@ async function _signIn(deps: AdminApiDeps, token: string | null): Promise<OidcId
     throw invalidToken('an agent token is not an admin credential');
   }
   const { issuer, claims } = await deps.verifier.verify(token, file);
-  return identify(file, issuer, claims as Record<string, unknown>, deps.unsealedBy);
+  const subject = typeof claims.sub === 'string' ? claims.sub : '';
+  seen.identity = { issuer: issuer.issuer, subject };
+  const slot = linkedSlot(file, issuer.issuer, subject);
+  if (slot !== undefined) seen.admin = { name: slot.name };
+  const who = identify(file, issuer, claims as Record<string, unknown>, deps.unsealedBy);
+  seen.admin = who.admin.org === undefined
+    ? { name: who.admin.name }
+    : { name: who.admin.name, org: who.admin.org };
+  return who;
 }
 
 /** One vault change as the signed-in admin: role checked, entries naming admin and identity. */

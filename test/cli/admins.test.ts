@@ -176,6 +176,140 @@ describe('admins and key slots', () => {
     expect(removed?.data).toMatchObject({ name: 'bob' });
   });
 
+  it('admin add --issuer --subject: the slot and the link in one change, one audit append', async () => {
+    const t = await newHome();
+    const issuer = 'https://login.example.test';
+    const owner = (args: string[]) => t.tp([...args, '--password-file', t.passwordFile]);
+    expect((await owner(['admin', 'oidc', 'add', '--issuer', issuer, '--client-id', 'tp'])).code)
+      .toBe(0);
+    const before = (await auditEntries(t)).length;
+    const pw = t.file('pw-carol', 'carol password\n');
+    const r = await owner([
+      '--json',
+      'admin',
+      'add',
+      'carol',
+      '--role',
+      'operator',
+      '--org',
+      'acme',
+      '--issuer',
+      issuer,
+      '--subject',
+      'sub-carol',
+      '--new-password-file',
+      pw,
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({
+      name: 'carol',
+      role: 'operator',
+      org: 'acme',
+      link: { issuer, subject: 'sub-carol' },
+    });
+    // One vault change: both events in one append (one timestamp), then its one save.
+    const added = (await auditEntries(t)).slice(before);
+    expect(added.map((e) => e.event)).toEqual(['admin.add', 'admin.link', 'vault.saved']);
+    expect(added[0]?.ts).toBe(added[1]?.ts);
+    expect(added[0]?.data).toEqual({ name: 'carol', role: 'operator', org: 'acme' });
+    expect(added[1]?.data).toEqual({ admin: 'carol', issuer, subject: 'sub-carol' });
+    expect(added[1]?.actor).toEqual({ type: 'operator', id: 'owner' });
+    const listed = JSON.parse((await t.tp(['--json', 'admin', 'oidc', 'list'])).stdout);
+    expect(listed.links).toEqual([{ admin: 'carol', issuer, subject: 'sub-carol' }]);
+    // carol's own password opens the vault with her role.
+    const own = await t.tp(['agent', 'register', 'x', '--org', 'acme', '--password-file', pw]);
+    expect(own.code).toBe(3);
+    expect(own.stderr).toMatch(/role operator/);
+    const verify = await owner(['audit', 'verify']);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+  });
+
+  it("admin add --issuer --subject refuses what admin link refuses, before the new admin's password", async () => {
+    const t = await newHome();
+    const issuer = 'https://login.example.test';
+    const owner = (args: string[]) => t.tp([...args, '--password-file', t.passwordFile]);
+    expect((await owner(['admin', 'oidc', 'add', '--issuer', issuer, '--client-id', 'tp'])).code)
+      .toBe(0);
+    const alice = await addAdmin(t, 'alice', 'admin');
+    expect((await owner(['admin', 'link', 'alice', '--issuer', issuer, '--subject', 'al'])).code)
+      .toBe(0);
+    const before = snapshot(t);
+    // A --new-password-file that does not exist: a refusal that read it would say so instead.
+    const missing = path.join(t.dir, 'no-such-password-file');
+    const add = (extra: string[]) =>
+      t.tp([
+        '--json',
+        'admin',
+        'add',
+        'dan',
+        '--role',
+        'operator',
+        ...extra,
+        '--new-password-file',
+        missing,
+        '--password-file',
+        t.passwordFile,
+      ]);
+    const cases: Array<[string, string[], number, string]> = [
+      ['unknown issuer', ['--issuer', 'https://other.test', '--subject', 'd'], 2, 'unknown_issuer'],
+      ['linked to alice', ['--issuer', issuer, '--subject', 'al'], 2, 'subject_linked'],
+      ['bad subject', ['--issuer', issuer, '--subject', 'has space'], 2, 'bad_flag'],
+      ['no subject', ['--issuer', issuer], 2, 'bad_flag'],
+      ['no issuer', ['--subject', 'd'], 2, 'bad_flag'],
+    ];
+    for (const [name, extra, code, reason] of cases) {
+      const r = await add(extra);
+      expect(r.code, `${name}: ${r.stderr}`).toBe(code);
+      expect(JSON.parse(r.stderr).error.code, name).toBe(reason);
+      expect(snapshot(t), name).toEqual(before);
+    }
+    // Owner only, as admin add and admin link are (refused before the Argon2id).
+    const byAlice = await t.tp([
+      '--json',
+      'admin',
+      'add',
+      'dan',
+      '--role',
+      'operator',
+      '--issuer',
+      issuer,
+      '--subject',
+      'd',
+      '--new-password-file',
+      t.file('pw-dan', 'dan password\n'),
+      '--password-file',
+      alice.passwordFile,
+    ]);
+    expect(byAlice.code, byAlice.stderr).toBe(3);
+    expect(JSON.parse(byAlice.stderr).error.code).toBe('role_denied');
+    expect(snapshot(t)).toEqual(before);
+    const taken = await add(['--issuer', issuer, '--subject', 'al']);
+    expect(JSON.parse(taken.stderr).error.message).toMatch(/already signs in as admin "alice"/);
+    // An owner is instance-wide, linked or not (the org rule of admin add).
+    const ownerOrg = await add([
+      '--issuer',
+      issuer,
+      '--subject',
+      'd',
+      '--org',
+      'x',
+      '--role',
+      'owner',
+    ]);
+    expect(ownerOrg.code).toBe(2);
+    expect(snapshot(t)).toEqual(before);
+
+    // admin link refuses to take an identity from another admin too; it may repeat its own.
+    const steal = await owner(['admin', 'link', 'owner', '--issuer', issuer, '--subject', 'al']);
+    expect(steal.code).toBe(2);
+    expect(steal.stderr).toMatch(/already signs in as admin "alice"/);
+    expect(steal.stderr).toMatch(/hint: .*admin oidc remove --issuer/);
+    expect(snapshot(t)).toEqual(before);
+    const again = await owner(['admin', 'link', 'alice', '--issuer', issuer, '--subject', 'al']);
+    expect(again.code, again.stderr).toBe(0);
+  });
+
   it('admin passwd changes only the acting admin slot', async () => {
     const t = await newHome();
     const carol = await addAdmin(t, 'carol', 'admin');

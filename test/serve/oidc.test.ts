@@ -4,7 +4,8 @@
  * (test/helpers/oidc.ts): `admin login` with the device flow and with the authorization code flow
  * (PKCE, loopback redirect) gets an ID token; serve verifies it (signature against the issuer's
  * JWKS, iss, aud, exp) and acts within the linked admin's role, through the vault's role check, so
- * the audit entry names the admin. Every refused token changes nothing.
+ * the audit entry names the admin. Every refused token changes nothing but the audit trail: one
+ * MACed `admin.denied` entry per refusal, naming the reason and never the token.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -22,7 +23,15 @@ import {
 } from '../helpers/cli.ts';
 import { echoHandler, type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 import { CLIENT_ID, startProvider, type TestProvider } from '../helpers/oidc.ts';
-import { http, json, type Served, startServe, upstreamArgs } from '../helpers/serve.ts';
+import {
+  header,
+  http,
+  type HttpResult,
+  json,
+  type Served,
+  startServe,
+  upstreamArgs,
+} from '../helpers/serve.ts';
 
 let t: TestHome;
 let p: TestProvider;
@@ -85,6 +94,52 @@ async function auditLines(): Promise<any[]> {
   const r = await t.tp(['--json', 'audit', 'show', '--password-file', t.passwordFile]);
   expect(r.code, r.stderr).toBe(0);
   return r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+}
+
+/**
+ * The `admin.denied` entries of refusals, found by the seq each answer names
+ * (Trust-Protocol-Audit-Seq): one per refusal, MACed, its reason the answer's error code.
+ */
+async function deniedEntries(h: TestHome, refusals: readonly HttpResult[]): Promise<any[]> {
+  const r = await h.tp(['--json', 'audit', 'show', '--password-file', h.passwordFile]);
+  expect(r.code, r.stderr).toBe(0);
+  const bySeq = new Map<number, any>(
+    r.stdout.trim().split('\n').map((l) => JSON.parse(l)).map((e) => [e.seq, e]),
+  );
+  const seqs = refusals.map((res) => Number(header(res, 'Trust-Protocol-Audit-Seq')));
+  expect(new Set(seqs).size, 'one entry per refusal').toBe(refusals.length);
+  return refusals.map((res, i) => {
+    const entry = bySeq.get(seqs[i] as number);
+    expect(entry, `${res.status} ${res.body.toString()}`).toBeDefined();
+    expect(entry.event).toBe('admin.denied');
+    expect(entry.outcome).toBe('denied');
+    expect(entry.mac).toMatch(/^[0-9a-f]{64}$/);
+    expect(entry.data.reason).toBe(json(res).error.code);
+    expect(entry.data.kind).toBe(json(res).error.kind);
+    return entry;
+  });
+}
+
+/** `audit verify` with the password: the chain and every MAC, the new entries included. */
+async function expectAuditVerifies(h: TestHome): Promise<void> {
+  const r = await h.tp(['audit', 'verify', '--password-file', h.passwordFile]);
+  expect(r.code, r.stdout + r.stderr).toBe(0);
+}
+
+/** No token, and no part of one (JWT header, payload, signature), anywhere in the audit trail. */
+function expectNoTokenBytes(h: TestHome, tokens: readonly string[]): void {
+  const dir = path.join(h.home, 'audit');
+  const trail = fs.readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((f) => f.isFile())
+    .map((f) => fs.readFileSync(path.join(f.parentPath, f.name), 'latin1'))
+    .join('\n');
+  expect(trail).toContain('admin.denied');
+  for (const [i, token] of tokens.entries()) {
+    for (const [j, part] of [token, ...token.split('.')].entries()) {
+      // The message names the part, never its bytes: a test log is a log too.
+      if (part !== '') expect(trail.includes(part), `token ${i}, part ${j}`).toBe(false);
+    }
+  }
 }
 
 /** Runs `admin login` until it prints where to go; the browser step is the test's. */
@@ -222,7 +277,7 @@ describe('admin login and the admin API', () => {
     expect(r.stdout).toBe('');
   }, 60_000);
 
-  it('an auditor is refused a suspend (403), nothing changes', async () => {
+  it('an auditor is refused a suspend (403), nothing changes; the refusal is audited', async () => {
     const token = await p.sign({ sub: 'bob' });
     const who = await admin('/v1/admin/whoami', token, 'GET');
     expect(json(who)).toMatchObject({ admin: 'audi', role: 'auditor' });
@@ -231,11 +286,26 @@ describe('admin login and the admin API', () => {
     expect(res.status).toBe(403);
     expect(json(res).error.code).toBe('role_denied');
     expect(await agentState(agents.other!.id)).toBe('active');
-    expect((await auditLines()).length).toBe(lines);
+    const entries = await auditLines();
+    expect(entries.slice(lines).map((e) => e.event)).toEqual(['admin.denied']);
+    const [entry] = await deniedEntries(t, [res]);
+    expect(entry.actor).toEqual({ type: 'operator', id: 'audi' });
+    expect(entry.data).toEqual({
+      reason: 'role_denied',
+      kind: 'sealed',
+      route: '/v1/admin/agents/{id}/suspend',
+      method: 'POST',
+      issuer: p.issuer,
+      subject: 'bob',
+      admin: 'audi',
+      agent: agents.other!.id,
+    });
+    await expectAuditVerifies(t);
+    expectNoTokenBytes(t, [token]);
   }, 60_000);
 
   it(
-    'refuses expired, wrongly signed, wrong-audience, unknown-issuer, unsigned and agent tokens (401)',
+    'refuses expired, wrongly signed, wrong-audience, unknown-issuer, unsigned and agent tokens (401), each audited',
     async () => {
       const now = Math.floor(Date.now() / 1000);
       const { privateKey: other } = await generateKeyPair('RS256');
@@ -262,16 +332,53 @@ describe('admin login and the admin API', () => {
         agent_token: agents.third!.token,
       };
       const lines = (await auditLines()).length;
+      const refusals: Array<{ name: string; res: HttpResult; route: string }> = [];
       for (const [name, token] of Object.entries(cases)) {
         const res = await admin(`/v1/admin/agents/${agents.third!.id}/suspend`, token);
         expect(res.status, `${name}: ${res.body.toString()}`).toBe(401);
         expect(JSON.stringify(json(res))).not.toContain(token);
         const who = await admin('/v1/admin/whoami', token, 'GET');
         expect(who.status, name).toBe(401);
+        refusals.push({ name, res, route: '/v1/admin/agents/{id}/suspend' });
+        refusals.push({ name, res: who, route: '/v1/admin/whoami' });
       }
-      expect((await admin('/v1/admin/whoami', null, 'GET')).status).toBe(401);
+      const bare = await admin('/v1/admin/whoami', null, 'GET');
+      expect(bare.status).toBe(401);
+      refusals.push({ name: 'no token', res: bare, route: '/v1/admin/whoami' });
       expect(await agentState(agents.third!.id)).toBe('active');
-      expect((await auditLines()).length).toBe(lines);
+
+      // Nothing changed but the trail: one MACed admin.denied per refusal, in order.
+      const added = (await auditLines()).slice(lines);
+      expect(added.map((e) => e.event)).toEqual(refusals.map(() => 'admin.denied'));
+      const entries = await deniedEntries(t, refusals.map((r) => r.res));
+      const reasons: Record<string, string> = {};
+      for (const [i, { name, route }] of refusals.entries()) {
+        const entry = entries[i];
+        reasons[name] = entry.data.reason;
+        expect(entry.data.route, name).toBe(route);
+        if (name === 'unlinked_subject') {
+          // The token verified: its issuer and subject are the provider's word, not the caller's.
+          expect(entry.actor, name).toEqual({ type: 'anyone' });
+          expect(entry.data, name).toMatchObject({ issuer: p.issuer, subject: 'mallory' });
+          expect(entry.data.admin, name).toBeUndefined();
+        } else {
+          expect(entry.actor, name).toEqual({ type: 'anyone' });
+          expect(Object.keys(entry.data), name).toEqual(['reason', 'kind', 'route', 'method']);
+        }
+      }
+      expect(reasons).toMatchObject({
+        expired: 'admin_token_expired',
+        wrong_key: 'admin_token_invalid',
+        wrong_audience: 'admin_token_invalid',
+        unknown_issuer: 'unknown_issuer',
+        unlinked_subject: 'unlinked_identity',
+        unsigned: 'admin_token_invalid',
+        hs256_with_public_key: 'admin_token_invalid',
+        agent_token: 'admin_token_invalid',
+        'no token': 'admin_token_invalid',
+      });
+      await expectAuditVerifies(t);
+      expectNoTokenBytes(t, Object.values(cases));
     },
     120_000,
   );
@@ -295,10 +402,21 @@ describe('admin login and the admin API', () => {
       expect(json(await admin('/v1/admin/whoami', auditor, 'GET')).role).toBe('auditor');
       expect(json(await admin('/v1/admin/whoami', owner, 'GET')).role).toBe('operator');
       const none = await p.sign({ sub: 'alice' });
-      expect((await admin('/v1/admin/whoami', none, 'GET')).status).toBe(403);
+      const unclaimed = await admin('/v1/admin/whoami', none, 'GET');
+      expect(unclaimed.status).toBe(403);
       const res = await admin(`/v1/admin/agents/${agents.other!.id}/suspend`, auditor);
       expect(res.status).toBe(403);
       expect(await agentState(agents.other!.id)).toBe('active');
+      const [noClaim, lowered] = await deniedEntries(t, [unclaimed, res]);
+      expect(noClaim.data).toMatchObject({
+        reason: 'no_role_claim',
+        route: '/v1/admin/whoami',
+        issuer: p.issuer,
+        subject: 'alice',
+        admin: 'ops',
+      });
+      expect(lowered.data).toMatchObject({ reason: 'role_denied', admin: 'ops' });
+      expectNoTokenBytes(t, [owner, auditor, none]);
     } finally {
       await ok(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
     }
@@ -317,6 +435,13 @@ describe('admin login and the admin API', () => {
       body,
     });
     expect(refused.status).toBe(403);
+    const [denial] = await deniedEntries(t, [refused]);
+    expect(denial.data).toMatchObject({
+      reason: 'role_denied',
+      route: '/v1/admin/brake',
+      method: 'POST',
+      admin: 'audi',
+    });
     const statusBefore = await t.tp(['--json', 'emergency', 'status']);
     expect(statusBefore.stdout).not.toContain(agents.third!.id);
     const operator = await p.sign({ sub: 'alice' });
@@ -494,6 +619,43 @@ describe('OIDC configuration is the owner’s, under the vault MAC', () => {
     60_000,
   );
 
+  it('an admin added already linked (admin add --issuer --subject) signs in to serve', async () => {
+    const h = await newHome();
+    const run = async (args: string[]) => {
+      const r = await h.tp([...args, '--password-file', h.passwordFile]);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await run(['admin', 'oidc', 'add', '--issuer', p.issuer, '--client-id', CLIENT_ID]);
+    await run([
+      'admin',
+      'add',
+      'erin',
+      '--role',
+      'auditor',
+      '--issuer',
+      p.issuer,
+      '--subject',
+      'erin',
+      '--new-password-file',
+      h.file('pw-erin', 'erin password\n'),
+    ]);
+    const served = await startServe(h, [
+      '--listen',
+      '127.0.0.1:0',
+      '--cacert',
+      h.file('ca.pem', TEST_CA),
+    ]);
+    try {
+      const r = await http(served, '/v1/admin/whoami', {
+        headers: { Authorization: `Bearer ${await p.sign({ sub: 'erin' })}` },
+      });
+      expect(r.status, r.body.toString()).toBe(200);
+      expect(json(r)).toMatchObject({ admin: 'erin', role: 'auditor', subject: 'erin' });
+    } finally {
+      await served.stop();
+    }
+  }, 60_000);
+
   it('nobody signs in above the role of the admin who unsealed serve', async () => {
     const h = await newHome();
     const run = async (args: string[]) => {
@@ -585,11 +747,32 @@ describe('OIDC configuration is the owner’s, under the vault MAC', () => {
           body: JSON.stringify({ reason: 'org test', ...body }),
         });
       const braked = async () => JSON.parse((await h.tp(['--json', 'emergency', 'status'])).stdout);
+      const refusals = [denied];
       for (const body of [{ scope: 'global' }, { scope: 'agent', agent_id: wide.id }]) {
         const r = await brake(body);
         expect(r.status, `${JSON.stringify(body)}: ${r.body.toString()}`).toBe(403);
+        refusals.push(r);
       }
       expect(await braked()).toMatchObject({ global: null, agents: [] });
+      const entries = await deniedEntries(h, refusals);
+      for (const e of entries) {
+        expect(e.actor).toEqual({ type: 'operator', id: 'redops' });
+        expect(e.data).toMatchObject({
+          reason: 'org_denied',
+          issuer: p.issuer,
+          subject: 'dave',
+          admin: 'redops',
+          org: 'red',
+        });
+      }
+      expect(entries.map((e) => e.data.route)).toEqual([
+        '/v1/admin/agents/{id}/suspend',
+        '/v1/admin/brake',
+        '/v1/admin/brake',
+      ]);
+      expect(entries[0].data.agent).toBe(wide.id);
+      await expectAuditVerifies(h);
+      expectNoTokenBytes(h, [token]);
       const own = await brake({ scope: 'org' });
       expect(own.status, own.body.toString()).toBe(200);
       expect(json(own)).toMatchObject({ scope: 'org', target: 'red' });
