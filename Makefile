@@ -6,7 +6,7 @@ VITEST  := node_modules/vitest/vitest.mjs
 SOURCES := $(shell find src cmd -name '*.ts') package.json
 REPORTS := .tmp/reports
 
-.PHONY: all install build bundle release tools test test-node test-deno test-binary lint demo upstream bench clean
+.PHONY: all install build bundle release tools test test-node test-deno test-binary test-store lint demo upstream bench clean
 
 all: build
 
@@ -110,14 +110,23 @@ tools:
 	  (apt-get update -qq && apt-get install -y -qq minisign strace zsh fish curl golang-go rustc cargo \
 	    golang-golang-x-mod-dev rsyslog rsyslog-gnutls postgresql)
 
-# The whole suite: sources on Node, sources on Deno, then the CLI tests against the binary.
+# The team store as a dimension of the suites (#19): the canary, request and brake suites again on
+# the binary, every home a working copy of its own database on one PostgreSQL (TP_TEST_STORE;
+# test/helpers/global_setup.ts). Suites that tamper with a home's files by hand are not in it: on
+# the store the pull puts the store's bytes back or refuses the home (test/store/ tests that).
+STORE_TESTS = test/canary test/serve/proxy.test.ts test/serve/gateway_canary.test.ts \
+  test/serve/emergency.test.ts test/serve/brakes_seen.test.ts
+
+# The whole suite: sources on Node, sources on Deno, then the CLI tests against the binary, then
+# the store dimension.
 # The last line is the total, `N passed, N failed`.
 test: node_modules/.installed dist/trust-protocol tools
 	@rm -rf $(REPORTS) && mkdir -p $(REPORTS)
 	-TP_REQUIRE_TOOLS=1 $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/node.json
 	-TP_REQUIRE_TOOLS=1 $(DENO) run -A $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/deno.json
-	-TP_REQUIRE_TOOLS=1 TP_CLI=binary $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/binary.json test/cli test/canary test/serve test/skills test/monitor test/binary
-	@$(NODE) test/summary.ts $(REPORTS)/node.json $(REPORTS)/deno.json $(REPORTS)/binary.json
+	-TP_REQUIRE_TOOLS=1 TP_CLI=binary $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/binary.json test/cli test/canary test/serve test/skills test/monitor test/binary test/store
+	-TP_REQUIRE_TOOLS=1 TP_TEST_STORE=postgres TP_CLI=binary $(NODE) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/store.json $(STORE_TESTS)
+	@$(NODE) test/summary.ts $(REPORTS)/node.json $(REPORTS)/deno.json $(REPORTS)/binary.json $(REPORTS)/store.json
 
 test-node: node_modules/.installed
 	$(NODE) $(VITEST) run $(ARGS)
@@ -126,7 +135,10 @@ test-deno: node_modules/.installed
 	$(DENO) run -A $(VITEST) run $(ARGS)
 
 test-binary: node_modules/.installed dist/trust-protocol
-	TP_CLI=binary $(NODE) $(VITEST) run test/cli test/canary test/serve test/skills test/monitor test/binary $(ARGS)
+	TP_CLI=binary $(NODE) $(VITEST) run test/cli test/canary test/serve test/skills test/monitor test/binary test/store $(ARGS)
+
+test-store: node_modules/.installed dist/trust-protocol
+	TP_TEST_STORE=postgres TP_CLI=binary $(NODE) $(VITEST) run $(STORE_TESTS) $(ARGS)
 
 lint: node_modules/.installed
 	$(DENO) lint

@@ -4,9 +4,10 @@
  * a real PostgreSQL per file (test/helpers/postgres.ts), a local HTTPS upstream; canary values.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
-import { type Listener, startHttpsListener } from '../helpers/listeners.ts';
+import { type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 import { expectNoCanary, newCanary } from '../helpers/canary.ts';
 import { usePostgres } from '../helpers/postgres.ts';
 import { header, http, type Served, startServe, upstreamArgs } from '../helpers/serve.ts';
@@ -299,4 +300,88 @@ describe.skipIf(!pg.available)('refusals', () => {
     expect(r.code, r.stderr).toBe(6);
     expect(r.stderr).not.toContain('hidden-pw');
   });
+});
+
+/** One request from the CLI on a working copy (exec, unsealing there): its exit code and output. */
+async function execOn(r: TestHome, token = agent.token) {
+  const tpl = t.file(
+    `t-${Math.random().toString(16).slice(2)}.json`,
+    JSON.stringify({
+      credential: 'k',
+      url: 'https://api.allowed.test/v1/x',
+      headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+    }),
+  );
+  const before = received;
+  const out = await r.tp([
+    'exec',
+    '--template',
+    tpl,
+    '--cacert',
+    t.file('ca.pem', TEST_CA),
+    '--connect-to',
+    `api.allowed.test:443:127.0.0.1:${upstream.port}`,
+    '--password-file',
+    t.passwordFile,
+  ], { env: { TRUST_PROTOCOL_TOKEN: token } });
+  expectNoCanary(out.stdout + out.stderr, CANARY);
+  return { code: out.code, stderr: out.stderr, sent: received > before };
+}
+
+describe.skipIf(!pg.available)('an agent that edits the files of a working copy', () => {
+  it(
+    'deleting the brake records and the brakes directory lifts nothing: the store puts them back',
+    async () => {
+      const url = await newStore();
+      const a = replica(url, 'a');
+      expect((await a.tp(['emergency', 'activate', '--reason', 'stop'])).code).toBe(0);
+      fs.rmSync(path.join(a.home, 'brakes'), { recursive: true });
+      const r = await execOn(a);
+      expect(r.code, r.stderr).toBe(5);
+      expect(r.sent).toBe(false);
+      expect(fs.readdirSync(path.join(a.home, 'brakes')).some((f) => f.startsWith('brk_')))
+        .toBe(true);
+    },
+    60_000,
+  );
+
+  it(
+    "editing the home's vault.json to drop a brake lifts nothing (its MAC or the brake stops it)",
+    async () => {
+      const url = await newStore();
+      const a = replica(url, 'a');
+      expect((await a.tp(['emergency', 'activate', '--reason', 'stop'])).code).toBe(0);
+      // A password holder copies the brake into the vault's known list.
+      expect((await a.tp(['agent', 'list', '--password-file', t.passwordFile])).code).toBe(0);
+      const other = replica(url, 'b');
+      expect((await other.tp(['emergency', 'status'])).code).toBe(0);
+      const vaultPath = path.join(a.home, 'vault.json');
+      const v = JSON.parse(fs.readFileSync(vaultPath, 'utf8'));
+      v.body.known_brakes = [];
+      v.body.generation += 1000;
+      fs.writeFileSync(vaultPath, JSON.stringify(v));
+      fs.rmSync(path.join(a.home, 'brakes'), { recursive: true });
+      const r = await execOn(a);
+      expect([5, 8]).toContain(r.code);
+      expect(r.sent).toBe(false);
+    },
+    60_000,
+  );
+
+  it(
+    'cutting the log of a working copy loses nothing: the store brings the entries back',
+    async () => {
+      const url = await newStore();
+      const a = replica(url, 'a');
+      expect((await execOn(a)).code).toBe(0);
+      const log = path.join(a.home, 'audit', 'audit.log');
+      const whole = fs.readFileSync(log, 'utf8');
+      const lines = whole.split('\n');
+      fs.writeFileSync(log, lines.slice(0, -4).join('\n') + '\n');
+      const v = await a.tp(['audit', 'verify', '--password-file', t.passwordFile]);
+      expect(v.code, v.stderr).toBe(0);
+      expect(fs.readFileSync(log, 'utf8').startsWith(whole)).toBe(true);
+    },
+    60_000,
+  );
 });
