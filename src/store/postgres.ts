@@ -77,8 +77,10 @@ export async function connect(url: string, options: { max: number }): Promise<Sq
       max: options.max,
       onnotice: () => {},
       connect_timeout: 10,
-      // Only a loud failure: the client retries nothing on its own.
-      connection: { application_name: 'trust-protocol' },
+      // Only a loud failure: the client retries nothing on its own. A lock held by a process that
+      // hangs (stopped, not dead: its session lives on) fails its waiters after 30 s (exit 6)
+      // instead of stopping every writer for good.
+      connection: { application_name: 'trust-protocol', lock_timeout: 30_000 },
     });
   } catch (e) {
     throw usage(
