@@ -191,9 +191,14 @@ try {
   const lifted: number[] = [];
   for (let i = 0; i < brakes; i++) {
     // On a's machine: the CLI hands it to a's serve on its socket, which puts it in the store.
-    tp(copyA, ['emergency', 'activate', '--reason', `bench ${i}`], { TRUST_PROTOCOL_STORE: store });
+    const scope = ['--scope', 'agent', '--agent-id', agent.id];
+    tp(copyA, ['emergency', 'activate', ...scope, '--reason', `bench ${i}`], {
+      TRUST_PROTOCOL_STORE: store,
+    });
     placed.push(await until(b.url, agent.token, 423));
-    tp(copyA, ['emergency', 'clear', '--password-file', password], { TRUST_PROTOCOL_STORE: store });
+    tp(copyA, ['emergency', 'clear', ...scope, '--password-file', password], {
+      TRUST_PROTOCOL_STORE: store,
+    });
     lifted.push(await until(b.url, agent.token, 200));
   }
   await stop(a.child);

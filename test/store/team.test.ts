@@ -184,6 +184,33 @@ describe.skipIf(!pg.available)('what one instance changes, every instance obeys'
   );
 });
 
+describe.skipIf(!pg.available)('a rotation on one machine', () => {
+  it('is what the other serve sends within one second; the old value is sent no more', async () => {
+    const url = await newStore();
+    const b = await serveOn(replica(url, 'b'), url);
+    const NEW = newCanary();
+    try {
+      expect((await proxy(b)).status).toBe(200);
+      expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${CANARY}`);
+      const a = replica(url, 'a');
+      const rotated = await a.tp(['credential', 'rotate', 'k', '--password-file', t.passwordFile], {
+        input: NEW,
+      });
+      expect(rotated.code, rotated.stderr).toBe(0);
+      const took = await within(1000, async () => {
+        const r = await proxy(b);
+        expectNoCanary(r.body.toString(), NEW);
+        return upstream.requests.at(-1)?.headers.authorization === `Bearer ${NEW}`;
+      });
+      expect(took, 'serve on b still sent the old value after one second').not.toBeNull();
+      await proxy(b);
+      expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${NEW}`);
+    } finally {
+      await b.stop();
+    }
+  }, 60_000);
+});
+
 describe.skipIf(!pg.available)('faults', () => {
   it(
     'the database restarted mid-load: refused while down, nothing acknowledged lost, back after',
