@@ -158,6 +158,7 @@ bench: node_modules/.installed dist/trust-protocol
 	$(NODE) bench/run.ts
 	$(NODE) bench/tlog.ts all 1000000
 	$(NODE) bench/ship.ts 10
+	$(NODE) bench/team_store.ts 3 40
 	$(DENO) fmt --quiet docs/performance.md
 
 clean:

@@ -59,8 +59,10 @@ class PgReplica implements StoreSync {
 
   async pull(home: Home): Promise<void> {
     try {
-      // The vault first: every entry its head names is in the store before it was saved, so
-      // the entries brought in next reach at least that far.
+      // Brakes first: they need no lock here, and nothing should wait behind the others.
+      await this.#pullBrakes(home);
+      // Then the vault: every entry its head names is in the store before it was saved, so the
+      // entries brought in next reach at least that far.
       const [row] = await this.#sql<{ document: string }[]>`
         SELECT document FROM vault WHERE id = 1`;
       if (row === undefined) throw integrity('store_tampered', 'the store has no vault row');
@@ -68,7 +70,6 @@ class PgReplica implements StoreSync {
       const dir = auditHome(home);
       subdir(home, 'audit', { create: true });
       await withLock(dir, 'audit', () => this.#pullAudit(this.#sql, dir), { timeoutMs: 30_000 });
-      await this.#pullBrakes(home);
     } catch (e) {
       throw storeError(e, this.#url);
     }
@@ -202,9 +203,20 @@ class PgReplica implements StoreSync {
         running = null;
       })();
     };
+    // A brake announced is brought in at once, not behind a pull waiting for a lock.
+    let braking: Promise<void> = Promise.resolve();
+    const pullBrakes = () => {
+      braking = braking.then(() => this.#pullBrakes(home)).catch((e) =>
+        options.onError(storeError(e, this.#url))
+      );
+    };
     const timer = setInterval(pull, options.intervalMs);
     timer.unref?.();
-    const listening = this.#sql.listen(CHANNEL, pull).catch((e) => {
+    const announced = (payload: string) => {
+      if (payload === 'brake') pullBrakes();
+      pull();
+    };
+    const listening = this.#sql.listen(CHANNEL, announced).catch((e) => {
       options.onError(storeError(e, this.#url));
       return null;
     });
@@ -214,6 +226,7 @@ class PgReplica implements StoreSync {
         clearInterval(timer);
         await (await listening)?.unlisten().catch(() => {});
         await running;
+        await braking;
         await this.#sql`DELETE FROM serve_registrations WHERE instance = ${instance}`
           .catch(() => {});
       },
