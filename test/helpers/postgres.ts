@@ -8,7 +8,15 @@
  * skips its tests with a warning that says why.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { missingTool } from './tools.ts';
@@ -58,7 +66,11 @@ function _user(): { name: string; asUser: (argv: string[]) => [string, string[]]
 
 let _counter = 0;
 
-export function startPostgres(bin: string): Postgres {
+/**
+ * `password`: the server asks for it (scram-sha-256 on the socket too) instead of trusting the
+ * socket's user; the helper's own commands pass it in PGPASSWORD.
+ */
+export function startPostgres(bin: string, options: { password?: string } = {}): Postgres {
   const { name, asUser } = _user();
   // /tmp/tp-pg-XXXXXX: short, as a unix socket path must stay under 108 bytes.
   const dir = mkdtempSync(path.join(tmpdir(), 'tp-pg-'));
@@ -69,9 +81,12 @@ export function startPostgres(bin: string): Postgres {
     chownSync(dir, uid, gid);
   }
   chmodSync(dir, 0o700);
+  const pwEnv = options.password === undefined
+    ? process.env
+    : { ...process.env, PGPASSWORD: options.password };
   const exec = (argv: string[]) => {
     const [file, args] = asUser(argv);
-    const r = spawnSync(file, args, { cwd: dir, encoding: 'utf8' });
+    const r = spawnSync(file, args, { cwd: dir, encoding: 'utf8', env: pwEnv });
     if (r.status !== 0) {
       throw new Error(`${argv[0]} failed (${r.status}): ${r.stderr}${r.stdout}`);
     }
@@ -82,12 +97,15 @@ export function startPostgres(bin: string): Postgres {
     data,
     '-U',
     name,
-    '--auth=trust',
+    ...(options.password === undefined
+      ? ['--auth=trust']
+      : ['--auth=scram-sha-256', `--pwfile=${_pwfile(dir, options.password)}`]),
     '--no-sync',
     '-E',
     'UTF8',
     '--locale=C',
   ]);
+  rmSync(path.join(dir, 'pwfile'), { force: true });
   const start = () =>
     exec([
       path.join(bin, 'pg_ctl'),
@@ -112,7 +130,7 @@ export function startPostgres(bin: string): Postgres {
   return {
     dir,
     user: name,
-    ..._databases(bin, dir, name, exec),
+    ..._databases(bin, dir, name, exec, options.password),
     stop() {
       stopWith('immediate');
       rmSync(dir, { recursive: true, force: true });
@@ -126,7 +144,7 @@ export function startPostgres(bin: string): Postgres {
  * For a test file: `const pg = usePostgres(); describe.skipIf(!pg.available)(...)`, with
  * `beforeAll(pg.setup)` and `afterAll(pg.teardown)`. Missing binaries: test/helpers/tools.ts.
  */
-export function usePostgres(): {
+export function usePostgres(options: { password?: string } = {}): {
   available: boolean;
   setup: () => void;
   teardown: () => void;
@@ -138,7 +156,7 @@ export function usePostgres(): {
   return {
     available: found.bin !== null,
     setup: () => {
-      if (found.bin !== null) server = startPostgres(found.bin);
+      if (found.bin !== null) server = startPostgres(found.bin, options);
     },
     teardown: () => server?.stop(),
     get: () => {
@@ -153,6 +171,7 @@ function _databases(
   dir: string,
   name: string,
   exec: (argv: string[]) => void,
+  password?: string,
 ): Pick<Postgres, 'database' | 'sql'> {
   return {
     database(template) {
@@ -163,7 +182,11 @@ function _databases(
     },
     async sql(url, statement) {
       const { default: postgres } = await import('postgres');
-      const client = postgres(url, { max: 1, onnotice: () => {} });
+      const client = postgres(url, {
+        max: 1,
+        onnotice: () => {},
+        ...(password === undefined ? {} : { password }),
+      });
       try {
         return [...await client.unsafe(statement)];
       } finally {
@@ -189,4 +212,11 @@ export function sharedPostgres(): Pick<Postgres, 'database' | 'sql'> {
     if (r.status !== 0) throw new Error(`${argv[0]} failed (${r.status}): ${r.stderr}${r.stdout}`);
   };
   return _databases(info.bin, info.dir, info.user, exec);
+}
+
+/** The initial superuser's password for initdb, in a file the server's user can read, then gone. */
+function _pwfile(dir: string, password: string): string {
+  const file = path.join(dir, 'pwfile');
+  writeFileSync(file, password + '\n', { mode: 0o644 });
+  return file;
 }

@@ -11,11 +11,11 @@ import { gzipSync } from 'node:zlib';
 import {
   addCredential,
   baseEnv,
-  storeEnv,
   command,
   newAgent,
   newHome,
   type RunResult,
+  storeEnv,
   type TestHome,
 } from './cli.ts';
 import { type Listener, startHttpsListener, TEST_CA } from './listeners.ts';
