@@ -116,6 +116,35 @@ async function within(ms: number, check: () => Promise<boolean>): Promise<number
   }
 }
 
+describe.skipIf(!pg.available)('one trail, one tree', () => {
+  it(
+    'two working copies sign the same checkpoint, and a proof from one verifies on the other',
+    async () => {
+      const url = await newStore();
+      const a = replica(url, 'a');
+      const b = replica(url, 'b');
+      expect((await a.tp(['emergency', 'activate', '--reason', 'one'])).code).toBe(0);
+      expect((await b.tp(['emergency', 'activate', '--reason', 'two'])).code).toBe(0);
+      const pw = ['--password-file', t.passwordFile];
+      const ca = await a.tp(['audit', 'checkpoint', ...pw]);
+      const cb = await b.tp(['audit', 'checkpoint', ...pw]);
+      expect(ca.code, ca.stderr).toBe(0);
+      expect(cb.code, cb.stderr).toBe(0);
+      // The note's body (origin, size, root) is the same; the signature lines may differ in time.
+      const body = (note: string) => note.split('\n\n')[0];
+      expect(body(ca.stdout)).toBe(body(cb.stdout));
+      const ckpt = t.file(`ckpt-${Date.now()}`, cb.stdout);
+      const key = (await a.tp(['audit', 'key', ...pw])).stdout.trim();
+      const proof = await a.tp(['audit', 'prove', '1', '--checkpoint', ckpt, ...pw]);
+      expect(proof.code, proof.stderr).toBe(0);
+      const file = t.file(`proof-${Date.now()}`, proof.stdout);
+      const v = await b.tp(['audit', 'verify-proof', file, '--key', key]);
+      expect(v.code, v.stderr + v.stdout).toBe(0);
+    },
+    60_000,
+  );
+});
+
 describe.skipIf(!pg.available)('what one instance changes, every instance obeys', () => {
   it('a brake placed on one machine stops requests on another within one second', async () => {
     const url = await newStore();
