@@ -1206,6 +1206,11 @@ async function _appendBatch(
       : null;
     for (const p of batch) {
       try {
+        // A key wiped before its append was staged would MAC the entry under zeros: an entry no
+        // one could ever verify again, in the trail for good. Refused (a bug if it happens).
+        if (p.macKey !== null && currentKey(p.macKey).every((b) => b === 0)) {
+          throw new TpError('internal', 'audit_key_wiped', 'an append came with a wiped audit key');
+        }
         if (foreignTail !== null && p.macKey !== null) _tailUnderKey(foreignTail, p.macKey);
         // Earlier appends of this batch count too, as if they were already in the file.
         const key = p.macKey;

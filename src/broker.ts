@@ -404,7 +404,14 @@ async function* _redactedBody(
 ): AsyncIterable<Uint8Array> {
   const redactor = new Redactor(redaction);
   let bytes = 0;
-  let settled = false;
+  // `done` runs once: it wipes the request's keys when it ends, so a second call (after the
+  // completion entry failed to append) would MAC its entry under a wiped key.
+  let called = false;
+  const finish = async (error: unknown) => {
+    if (called) return;
+    called = true;
+    await done(bytes, error);
+  };
   try {
     for await (const chunk of upstream.body) {
       bytes += chunk.length;
@@ -413,16 +420,12 @@ async function* _redactedBody(
     }
     const tail = redactor.end();
     if (tail.length > 0) yield tail;
-    settled = true;
-    await done(bytes, null);
+    await finish(null);
   } catch (e) {
-    settled = true;
-    await done(bytes, e);
+    await finish(e);
     throw e;
   } finally {
-    if (!settled) {
-      await done(bytes, new TpError('upstream', 'aborted', 'the response was not read to the end'));
-    }
+    await finish(new TpError('upstream', 'aborted', 'the response was not read to the end'));
   }
 }
 

@@ -51,6 +51,7 @@ export const ERROR_CODES = [
   'not_consistent',
   'audit_mac_mismatch',
   'audit_needs_key',
+  'audit_key_wiped',
   'audit_not_intact',
   'audit_tail_malformed',
   'audit_truncated',

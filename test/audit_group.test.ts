@@ -86,6 +86,32 @@ describe('group commit of concurrent appends', () => {
   });
 });
 
+describe('an append with a wiped key', () => {
+  it('is refused, and the entries of the others in its batch are written and verify', async () => {
+    const h = home();
+    const state = openState(h);
+    const wiped = new Uint8Array(32).fill(3);
+    const good = state.audit.writer({ macKey: KEY });
+    const bad = state.audit.writer({ macKey: wiped });
+    const entry = {
+      event: 'serve.start' as const,
+      actor: { type: 'system' as const },
+      outcome: 'ok' as const,
+      data: {},
+    };
+    const first = good.append([entry]);
+    wiped.fill(0);
+    const [a, b, c] = await Promise.allSettled([first, bad.append([entry]), good.append([entry])]);
+    expect(a.status).toBe('fulfilled');
+    expect(b).toMatchObject({ status: 'rejected', reason: { code: 'audit_key_wiped' } });
+    expect(c.status).toBe('fulfilled');
+    expect(verifyAuditLog(readAuditLog(h), { macKey: KEY, recordedHead: null })).toMatchObject({
+      ok: true,
+      entries: 2,
+    });
+  });
+});
+
 describe('readLogFrom: a forward reader that keeps up', () => {
   const event = (i: number) => ({
     event: 'monitor.rebuild' as const,
