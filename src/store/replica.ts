@@ -111,12 +111,15 @@ class PgReplica implements StoreSync {
 
   async vaultLock(home: Home): Promise<StoreVaultLock> {
     let conn: Reserved | null = null;
+    /** The store's generation: each save pushed under the lock must be newer. */
+    let generation = -1;
     try {
       conn = await this.#sql.reserve();
       await conn`SELECT pg_advisory_lock(${VAULT_LOCK})`;
       const [row] = await conn<{ document: string }[]>`SELECT document FROM vault WHERE id = 1`;
       if (row === undefined) throw integrity('store_tampered', 'the store has no vault row');
       // Under both locks the store's document is the newest: it replaces the home's.
+      generation = _generation(row.document);
       const local = readStateFile(home, VAULT_FILE);
       if (local === null || Buffer.from(local).toString('utf8') !== row.document) {
         writeStateFile(home, VAULT_FILE, row.document);
@@ -128,8 +131,19 @@ class PgReplica implements StoreSync {
     const held = conn;
     return {
       push: async (document, options) => {
+        const text = Buffer.from(document).toString('utf8');
+        // Every save under the lock starts from the store's document and moves the generation
+        // on: an older one (vault.json replaced under the lock by an older copy) would roll every
+        // instance back, and is refused instead.
+        const next = _generation(text);
+        if (next <= generation) {
+          throw integrity(
+            'vault_rollback',
+            `the vault document to store (generation ${next}) is not newer than the store's (${generation})`,
+            "vault.json was replaced while this change was made: check who wrote it; the store's document was kept",
+          );
+        }
         try {
-          const text = Buffer.from(document).toString('utf8');
           await held`BEGIN`;
           try {
             await held`UPDATE vault SET document = ${text} WHERE id = 1`;
@@ -139,6 +153,7 @@ class PgReplica implements StoreSync {
             await held`ROLLBACK`.catch(() => {});
             throw e;
           }
+          generation = next;
         } catch (e) {
           throw storeError(e, this.#url);
         }
@@ -269,17 +284,18 @@ class PgReplica implements StoreSync {
 function _takeNewer(home: Home, document: string): void {
   const local = readStateFile(home, VAULT_FILE);
   if (local !== null && Buffer.from(local).toString('utf8') === document) return;
-  if (local !== null) {
-    const generation = (bytes: Uint8Array) => {
-      try {
-        return parseVault(bytes).body.generation;
-      } catch {
-        return -1;
-      }
-    };
-    if (generation(Buffer.from(document, 'utf8')) < generation(local)) return;
-  }
+  if (local !== null && _generation(document) < _generation(local)) return;
   writeStateFile(home, VAULT_FILE, document);
+}
+
+/** A vault document's generation, not authenticated (-1: not a vault document). */
+function _generation(document: string | Uint8Array): number {
+  try {
+    return parseVault(typeof document === 'string' ? Buffer.from(document, 'utf8') : document)
+      .body.generation;
+  } catch {
+    return -1;
+  }
 }
 
 async function _end(conn: Reserved, rollback: boolean): Promise<void> {
