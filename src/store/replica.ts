@@ -76,11 +76,12 @@ class PgReplica implements StoreSync {
 
   async appendLock(auditDir: Home): Promise<StoreAppend> {
     let conn: Reserved | null = null;
+    let head = { seq: 0, digest: '' };
     try {
       conn = await this.#sql.reserve();
       await conn`BEGIN`;
       await conn`SELECT pg_advisory_xact_lock(${AUDIT_LOCK})`;
-      await this.#pullAudit(conn, auditDir);
+      head = await this.#pullAudit(conn, auditDir);
     } catch (e) {
       if (conn !== null) await _end(conn, false);
       throw storeError(e, this.#url);
@@ -89,6 +90,17 @@ class PgReplica implements StoreSync {
     let open = true;
     return {
       commit: async (lines) => {
+        // The batch was chained on the home's log, which the agent can write while the lock is
+        // held: it must continue the store's last entry as this lock found it, or a line the
+        // agent slipped in would leave a gap in the shared trail that every instance refuses.
+        const first = lines[0] === undefined ? null : auditRow(lines[0], null);
+        if (first !== null && (first.seq !== head.seq + 1 || first.prev !== head.digest)) {
+          throw integrity(
+            'store_diverged',
+            `this home's audit log changed while entry ${head.seq + 1} was being appended`,
+            "check who writes the home's audit log; nothing was stored or written",
+          );
+        }
         try {
           for (let i = 0; i < lines.length; i += PAGE) {
             const rows = lines.slice(i, i + PAGE).map((line) => auditRow(line, null));
@@ -242,9 +254,10 @@ class PgReplica implements StoreSync {
   /**
    * Under the home's audit lock: the store's entries after the home's last one, appended to the
    * home's log. The home's last entry must be the store's entry of that number: a home that was
-   * written without the store (or a store rolled back) is refused, never merged.
+   * written without the store (or a store rolled back) is refused, never merged. Returns the
+   * store's last entry (number and digest) as found.
    */
-  async #pullAudit(sql: Sql | Reserved, dir: Home): Promise<void> {
+  async #pullAudit(sql: Sql | Reserved, dir: Home): Promise<{ seq: number; digest: string }> {
     let head = trailHead(dir);
     if (head.seq > 0) {
       const [at] = await sql<{ line: string }[]>`
@@ -262,10 +275,13 @@ class PgReplica implements StoreSync {
     for (;;) {
       const rows = await sql<{ line: string }[]>`
         SELECT line FROM audit_entries WHERE seq > ${head.seq} ORDER BY seq LIMIT ${PAGE}`;
-      if (rows.length === 0) return;
+      if (rows.length === 0) return head;
       appendReplicated(dir, rows.map((r) => r.line));
-      head = trailHead(dir);
-      if (rows.length < PAGE) return;
+      // appendReplicated checked the rows continue the head one by one: the store's head now
+      // (not the home's log read again: the agent may be writing it).
+      const last = rows[rows.length - 1]!.line;
+      head = { seq: head.seq + rows.length, digest: lineDigest(last) as string };
+      if (rows.length < PAGE) return head;
     }
   }
 

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { newHome, PASSWORD, type TestHome } from '../helpers/cli.ts';
 import { usePostgres } from '../helpers/postgres.ts';
-import { auditHome } from '../../src/audit.ts';
+import { auditHome, lineDigest } from '../../src/audit.ts';
 import { openHome } from '../../src/home.ts';
 import { openState } from '../../src/state.ts';
 import { openReplica } from '../../src/store/replica.ts';
@@ -193,6 +193,83 @@ describe.skipIf(!pg.available)('what a vault save sends to the store', () => {
         expect((await storeVault(url)).document).toBe(current.document);
       } finally {
         agent.when = null;
+        await a.sync.close();
+      }
+    },
+    60_000,
+  );
+});
+
+/** `sync` with `afterLock` run once the store's audit lock is taken (the agent's moment). */
+function racingAppends(sync: StoreSync, afterLock: () => void): StoreSync {
+  return {
+    location: sync.location,
+    pull: (h) => sync.pull(h),
+    appendLock: async (d) => {
+      const held = await sync.appendLock(d);
+      afterLock();
+      return held;
+    },
+    vaultLock: (h) => sync.vaultLock(h),
+    pushBrake: (n, r, j) => sync.pushBrake(n, r, j),
+    dropBrakes: (n) => sync.dropBrakes(n),
+    watch: (h, o) => sync.watch(h, o),
+    close: () => sync.close(),
+  };
+}
+
+describe.skipIf(!pg.available)('what an append sends to the store', () => {
+  it(
+    "only entries that continue the store's trail, whatever the agent appends to the home's log meanwhile",
+    async () => {
+      const url = await newStore();
+      const a = await copy(url, 'a');
+      try {
+        const log = path.join(a.dir, 'audit', 'audit.log');
+        let raced = false;
+        // The agent appends one chained, password-less line to the home's log after the pull under
+        // the store's lock made the home equal to the store (the same user writes the file).
+        const sync = racingAppends(a.sync, () => {
+          if (raced) return;
+          raced = true;
+          const lines = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
+          const last = lines[lines.length - 1]!;
+          const seq = (JSON.parse(last) as { seq: number }).seq + 1;
+          fs.appendFileSync(
+            log,
+            `{"v":1,"seq":${seq},"ts":"${new Date().toISOString()}","event":"brake.activate",` +
+              `"actor":{"type":"anyone"},"outcome":"ok","data":{"brake":"brk_0000000000000000",` +
+              `"scope":"global","target":null,"reason":"agent"},"prev":"${lineDigest(last)}",` +
+              `"mac":null}\n`,
+          );
+        });
+        const state = openState(a.home, { sync });
+        const appended = state.audit.writer({ macKey: null }).append([{
+          event: 'brake.activate',
+          actor: { type: 'anyone' },
+          outcome: 'ok',
+          data: { brake: 'brk_1111111111111111', scope: 'global', target: null, reason: 'x' },
+        }]);
+        // Refused: nothing of it stored, nothing answered as done.
+        await expect(appended).rejects.toThrow(/store_diverged/);
+        expect(raced).toBe(true);
+        // The store's trail is still one chain: a fresh copy pulls it whole and appends to it.
+        const rows = await pg.get().sql(
+          url,
+          'SELECT seq, line FROM audit_entries ORDER BY seq',
+        ) as Array<{ seq: string; line: string }>;
+        rows.forEach((r, i) => {
+          expect(Number(r.seq)).toBe(i + 1);
+          if (i > 0) expect(JSON.parse(r.line).prev).toBe(lineDigest(rows[i - 1]!.line));
+        });
+        const b = await copy(url, 'b');
+        try {
+          const held = await b.sync.appendLock(auditHome(b.home));
+          await held.release();
+        } finally {
+          await b.sync.close();
+        }
+      } finally {
         await a.sync.close();
       }
     },
