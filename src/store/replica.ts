@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { appendReplicated, auditHome, lineDigest, trailHead } from '../audit.ts';
 import { mergeStoredBrakes } from '../brakes.ts';
-import { integrity } from '../errors.ts';
+import { integrity, TpError } from '../errors.ts';
 import { type Home, readStateFile, subdir, withLock, writeStateFile } from '../home.ts';
 import { parseVault, VAULT_FILE } from '../vault.ts';
 import { auditRow } from './image.ts';
@@ -34,6 +34,8 @@ const BRAKE_LOCK = 7222;
 const CHANNEL = 'tp_changes';
 /** Entries brought in per query. */
 const PAGE = 5000;
+/** How long a pull waits for the home's vault lock before leaving the vault for the next. */
+const VAULT_WAIT_MS = 1_000;
 
 export async function openReplica(url: string): Promise<StoreSync> {
   const sql = await connect(url, { max: 4 });
@@ -59,16 +61,27 @@ class PgReplica implements StoreSync {
 
   async pull(home: Home): Promise<void> {
     try {
-      // The vault first: every entry its head names is in the store before it was saved, so
-      // the entries brought in next reach at least that far.
+      // Brakes first: they take no lock (they only narrow), so a vault writer waiting for the
+      // store's lock (held by a hung process elsewhere, up to lock_timeout) never holds them up.
+      await this.#pullBrakes(home);
+      // The vault before the entries: every entry its head names is in the store before it was
+      // saved, so the entries brought in next reach at least that far.
       const [row] = await this.#sql<{ document: string }[]>`
         SELECT document FROM vault WHERE id = 1`;
       if (row === undefined) throw integrity('store_tampered', 'the store has no vault row');
-      await withLock(home, 'vault', () => _takeNewer(home, row.document));
+      try {
+        await withLock(home, 'vault', () => _takeNewer(home, row.document), {
+          timeoutMs: VAULT_WAIT_MS,
+        });
+      } catch (e) {
+        // A vault writer of this home holds the lock: under the store's lock it brings the
+        // store's document in itself. The home's stays as it is for now (older entries than
+        // those pulled next name no more than it does); the next pull tries again.
+        if (!(e instanceof TpError && e.code === 'lock_timeout')) throw e;
+      }
       const dir = auditHome(home);
       subdir(home, 'audit', { create: true });
       await withLock(dir, 'audit', () => this.#pullAudit(this.#sql, dir), { timeoutMs: 30_000 });
-      await this.#pullBrakes(home);
     } catch (e) {
       throw storeError(e, this.#url);
     }

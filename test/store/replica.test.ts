@@ -276,3 +276,59 @@ describe.skipIf(!pg.available)('what an append sends to the store', () => {
     60_000,
   );
 });
+
+describe.skipIf(!pg.available)("a pull while the store's vault lock is held elsewhere", () => {
+  it('still brings in a brake placed on another machine at once', async () => {
+    const url = await newStore();
+    const a = await copy(url, 'a');
+    const { default: postgres } = await import('postgres');
+    // Another machine's process hangs (stopped, its session alive) holding the store's vault lock.
+    const peer = postgres(url, { max: 1, onnotice: () => {} });
+    let change: Promise<unknown> | null = null;
+    try {
+      await peer`SELECT pg_advisory_lock(7221)`;
+      // A vault change on machine a waits for it, holding a's home vault lock meanwhile.
+      const state = openState(a.home, { sync: a.sync });
+      const keys = unseal(loadVault(a.home), new TextEncoder().encode(PASSWORD));
+      change = state.vault.update(keys, () => ({
+        result: undefined,
+        events: [{
+          event: 'vault.resync',
+          actor: { type: 'operator' },
+          outcome: 'ok',
+          data: { missed: [] },
+        }],
+      }), { acceptOlder: true }).catch((e) => e);
+      await new Promise((r) => setTimeout(r, 300));
+      // A brake placed on machine b...
+      const b = path.join(t.dir, `b-${Math.random().toString(16).slice(2, 8)}`);
+      const placed = await t.tp([
+        '--home',
+        b,
+        '--store',
+        url,
+        'emergency',
+        'activate',
+        '--reason',
+        'b',
+      ]);
+      expect(placed.code, placed.stderr).toBe(0);
+      // ...reaches a's home with its next pull, not 30 s later.
+      const pulled = a.sync.pull(a.home).then(() => 'pulled', (e) => e);
+      const first = await Promise.race([
+        pulled,
+        new Promise((r) => setTimeout(() => r('waiting'), 3000)),
+      ]);
+      const records = fs.readdirSync(path.join(a.dir, 'brakes')).filter((f) =>
+        f.startsWith('brk_')
+      );
+      expect(records.length, `pull: ${String(first)}`).toBe(1);
+      await peer`SELECT pg_advisory_unlock(7221)`;
+      await pulled;
+    } finally {
+      await peer.end({ timeout: 1 });
+      await change;
+      await a.sync.close();
+    }
+  }, 90_000);
+});
