@@ -332,3 +332,26 @@ describe.skipIf(!pg.available)("a pull while the store's vault lock is held else
     }
   }, 90_000);
 });
+
+describe.skipIf(!pg.available)('a brake while the store cannot be reached', () => {
+  it('is placed in the home all the same (exit 6: the others were not told)', async () => {
+    const url = await newStore();
+    const dir = path.join(t.dir, `down-${Math.random().toString(16).slice(2, 8)}`);
+    const tp = (args: string[]) => t.tp(['--home', dir, '--store', url, ...args]);
+    expect((await tp(['emergency', 'status'])).code).toBe(0);
+    pg.get().kill();
+    try {
+      const r = await tp(['emergency', 'activate', '--reason', 'database down, stop now']);
+      expect(r.code, r.stderr).toBe(6);
+      expect(r.stderr).toContain('in force on this machine');
+      const records = fs.readdirSync(path.join(dir, 'brakes')).filter((f) => f.startsWith('brk_'));
+      expect(records.length).toBe(1);
+    } finally {
+      pg.get().start();
+    }
+    // The home did not move ahead of the store's trail: it goes on with the store.
+    const st = await tp(['--json', 'emergency', 'status']);
+    expect(st.code, st.stderr).toBe(0);
+    expect(st.stdout).toContain('database down, stop now');
+  }, 60_000);
+});
