@@ -188,7 +188,14 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
     if (command.ownsStore === true) {
       output = await command.run(ctx);
     } else {
-      ctx.sync = await openStoreSync(ctx);
+      try {
+        ctx.sync = await openStoreSync(ctx);
+      } catch (e) {
+        // A brake is placed in the home even when the store is out of reach (or refuses this
+        // home): it only narrows, and is in force here at once. The command fails after.
+        if (command.brakeFirst !== true || !(e instanceof TpError) || e.kind === 'usage') throw e;
+        ctx.storeFailure = e;
+      }
       try {
         output = await command.run(ctx);
       } finally {

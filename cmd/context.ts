@@ -23,6 +23,11 @@ export interface Ctx {
   now: () => Date;
   /** The team store the home is kept in step with (cmd/store_sync.ts); null: the home alone. */
   sync?: StoreSync | null;
+  /**
+   * For a command that runs without the team store when it cannot be opened (`brakeFirst`): why
+   * it could not (the command fails with it once its own work is done).
+   */
+  storeFailure?: TpError;
   /** For a command that runs another (`run`): the words after `--`, untouched; null without `--`. */
   dashArgs?: string[] | null;
 }
@@ -66,6 +71,11 @@ export interface Command {
   dashArgs?: boolean;
   /** Opens `--store` itself, or refuses it (`store`, `init`, `serve-keeper`); see cmd/store_sync.ts. */
   ownsStore?: boolean;
+  /**
+   * Runs on the home alone when the team store cannot be opened (ctx.storeFailure says why):
+   * `emergency activate`, as a brake must never wait for a database.
+   */
+  brakeFirst?: boolean;
   /** Internal: left out of the help (serve-keeper). */
   hidden?: boolean;
   run: (ctx: Ctx) => Output | Promise<Output>;

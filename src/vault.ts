@@ -500,17 +500,22 @@ export function vaultExists(home: Home): boolean {
   return readStateFile(home, VAULT_FILE) !== null;
 }
 
-export function saveVault(home: Home, file: VaultFile, keys: VaultKeys): void {
+/** Writes the vault, MACed; returns the document written (what the team store is sent). */
+export function saveVault(home: Home, file: VaultFile, keys: VaultKeys): string {
   const { mac: _, ...unsigned } = file;
   const signed = { ..._stored(unsigned), mac: _mac(unsigned, keys) };
-  writeStateFile(home, VAULT_FILE, JSON.stringify(signed, null, 2) + '\n');
+  const text = JSON.stringify(signed, null, 2) + '\n';
+  writeStateFile(home, VAULT_FILE, text);
+  return text;
 }
 
 /** `saveVault` with its fsyncs awaited off the event loop (the head writes of serve's keeper). */
-function _saveVaultAsync(home: Home, file: VaultFile, keys: VaultKeys): Promise<void> {
+async function _saveVaultAsync(home: Home, file: VaultFile, keys: VaultKeys): Promise<string> {
   const { mac: _, ...unsigned } = file;
   const signed: VaultFile = { ...unsigned, mac: _mac(unsigned, keys) };
-  return writeStateFileAsync(home, VAULT_FILE, JSON.stringify(signed, null, 2) + '\n');
+  const text = JSON.stringify(signed, null, 2) + '\n';
+  await writeStateFileAsync(home, VAULT_FILE, text);
+  return text;
 }
 
 export interface Change<T> {
@@ -846,10 +851,12 @@ export class FileVault {
   /**
    * The vault lock: the home's and, on the team store, the store's, under which the store's
    * document replaces the home's first (it is the newest any instance saved). `push` sends each
-   * save made under the lock to the store, in order, before the work goes on.
+   * save made under the lock to the store, in order, before the work goes on: the document as
+   * saved, never vault.json read back (the agent can write that file at any moment, and what
+   * the store holds every instance takes).
    */
   async #locked<T>(
-    work: (push: (announce?: boolean) => Promise<void>) => Promise<T> | T,
+    work: (push: (saved: string, announce?: boolean) => Promise<void>) => Promise<T> | T,
   ): Promise<T> {
     const home = this.home;
     const sync = this.#sync;
@@ -857,8 +864,8 @@ export class FileVault {
       if (sync === null) return await work(() => Promise.resolve());
       const held = await sync.vaultLock(home);
       try {
-        return await work((announce = true) =>
-          held.push(readStateFile(home, VAULT_FILE) ?? new Uint8Array(0), { announce })
+        return await work((saved, announce = true) =>
+          held.push(new TextEncoder().encode(saved), { announce })
         );
       } finally {
         await held.release();
@@ -971,8 +978,7 @@ export class FileVault {
         // reads as "this change did not happen", not as a vault restored from an older copy.
         before.body.change_in_flight = true;
         before.body.generation += 1;
-        saveVault(home, before, keys);
-        await push();
+        await push(saveVault(home, before, keys));
         file.body.audit_head = await audit.append(events);
       }
       file.body.change_in_flight = false;
@@ -991,8 +997,7 @@ export class FileVault {
         saveKeys = next;
         audit = this.#audit.writer({ macKey: next.auditKeys });
       }
-      saveVault(home, file, saveKeys);
-      await push();
+      await push(saveVault(home, file, saveKeys));
       if (events.length > 0) {
         // Evidence that this save happened: a vault copy taken while the change was in flight,
         // restored later, no longer passes for an interrupted change.
@@ -1070,9 +1075,9 @@ export class FileVault {
           rememberBrakes(file.body, this.#brakes.active(file.body));
           file.body.audit_head = head;
           file.body.generation += 1;
-          await _saveVaultAsync(home, file, keys);
+          const saved = await _saveVaultAsync(home, file, keys);
           // A head moving forward is nothing the other instances need at once.
-          await push(false);
+          await push(saved, false);
         });
         for (const w of served) w.resolve();
       } catch (e) {
@@ -1096,8 +1101,7 @@ export class FileVault {
       verifyVault(fresh, keys);
       if (!rememberBrakes(fresh.body, this.#brakes.active(fresh.body))) return;
       fresh.body.generation += 1;
-      saveVault(home, fresh, keys);
-      await push(false);
+      await push(saveVault(home, fresh, keys), false);
     });
   }
 

@@ -106,6 +106,7 @@ socket instead: --server unix:PATH, or /run/trust-protocol/serve.sock found by i
     'trust-protocol emergency activate --scope agent --agent-id agt_55a37bee6bc6088ab4ef --reason "odd requests"',
   ],
   args: { min: 0, max: 0 },
+  brakeFirst: true,
   async run(ctx) {
     const { scope, target } = _target(ctx);
     const req = checkBrakeRequest({ scope, target, reason: str(ctx, 'reason') ?? '' });
@@ -117,6 +118,21 @@ socket instead: --server unix:PATH, or /run/trust-protocol/serve.sock found by i
       const state = openState(home, { sync: ctx.sync ?? null });
       const pulled = await pullBrake(state, req, ctx.now());
       brake = pulled.brake;
+      const failure = ctx.storeFailure;
+      if (failure !== undefined) {
+        // The team store could not be opened: the brake is in force in this home, and nothing
+        // goes to the audit log (an entry the store lacks would part this home from its trail).
+        throw new TpError(
+          failure.kind,
+          failure.code,
+          `emergency brake ${brake.id} is in force on this machine, but the team store was not told (other instances do not know it): ${failure.message}`,
+          {
+            hint: `${
+              failure.hint === undefined ? '' : `${failure.hint}; `
+            }pull it on every other instance too (or through their serve), or run this again once the store is back`,
+          },
+        );
+      }
       // The brake is in force now; the audit entry follows. If it cannot be written the brake stays.
       await state.audit.writer({ macKey: null }).append([pulled.event]);
     }

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { appendReplicated, auditHome, lineDigest, trailHead } from '../audit.ts';
 import { mergeStoredBrakes } from '../brakes.ts';
-import { integrity } from '../errors.ts';
+import { integrity, TpError } from '../errors.ts';
 import { type Home, readStateFile, subdir, withLock, writeStateFile } from '../home.ts';
 import { parseVault, VAULT_FILE } from '../vault.ts';
 import { auditRow } from './image.ts';
@@ -34,6 +34,8 @@ const BRAKE_LOCK = 7222;
 const CHANNEL = 'tp_changes';
 /** Entries brought in per query. */
 const PAGE = 5000;
+/** How long a pull waits for the home's vault lock before leaving the vault for the next. */
+const VAULT_WAIT_MS = 1_000;
 
 export async function openReplica(url: string): Promise<StoreSync> {
   const sql = await connect(url, { max: 4 });
@@ -59,14 +61,24 @@ class PgReplica implements StoreSync {
 
   async pull(home: Home): Promise<void> {
     try {
-      // Brakes first: they need no lock here, and nothing should wait behind the others.
+      // Brakes first: they take no lock (they only narrow), so a vault writer waiting for the
+      // store's lock (held by a hung process elsewhere, up to lock_timeout) never holds them up.
       await this.#pullBrakes(home);
-      // Then the vault: every entry its head names is in the store before it was saved, so the
-      // entries brought in next reach at least that far.
+      // The vault before the entries: every entry its head names is in the store before it was
+      // saved, so the entries brought in next reach at least that far.
       const [row] = await this.#sql<{ document: string }[]>`
         SELECT document FROM vault WHERE id = 1`;
       if (row === undefined) throw integrity('store_tampered', 'the store has no vault row');
-      await withLock(home, 'vault', () => _takeNewer(home, row.document));
+      try {
+        await withLock(home, 'vault', () => _takeNewer(home, row.document), {
+          timeoutMs: VAULT_WAIT_MS,
+        });
+      } catch (e) {
+        // A vault writer of this home holds the lock: under the store's lock it brings the
+        // store's document in itself. The home's stays as it is for now (older entries than
+        // those pulled next name no more than it does); the next pull tries again.
+        if (!(e instanceof TpError && e.code === 'lock_timeout')) throw e;
+      }
       const dir = auditHome(home);
       subdir(home, 'audit', { create: true });
       await withLock(dir, 'audit', () => this.#pullAudit(this.#sql, dir), { timeoutMs: 30_000 });
@@ -77,11 +89,12 @@ class PgReplica implements StoreSync {
 
   async appendLock(auditDir: Home): Promise<StoreAppend> {
     let conn: Reserved | null = null;
+    let head = { seq: 0, digest: '' };
     try {
       conn = await this.#sql.reserve();
       await conn`BEGIN`;
       await conn`SELECT pg_advisory_xact_lock(${AUDIT_LOCK})`;
-      await this.#pullAudit(conn, auditDir);
+      head = await this.#pullAudit(conn, auditDir);
     } catch (e) {
       if (conn !== null) await _end(conn, false);
       throw storeError(e, this.#url);
@@ -90,6 +103,17 @@ class PgReplica implements StoreSync {
     let open = true;
     return {
       commit: async (lines) => {
+        // The batch was chained on the home's log, which the agent can write while the lock is
+        // held: it must continue the store's last entry as this lock found it, or a line the
+        // agent slipped in would leave a gap in the shared trail that every instance refuses.
+        const first = lines[0] === undefined ? null : auditRow(lines[0], null);
+        if (first !== null && (first.seq !== head.seq + 1 || first.prev !== head.digest)) {
+          throw integrity(
+            'store_diverged',
+            `this home's audit log changed while entry ${head.seq + 1} was being appended`,
+            "check who writes the home's audit log; nothing was stored or written",
+          );
+        }
         try {
           for (let i = 0; i < lines.length; i += PAGE) {
             const rows = lines.slice(i, i + PAGE).map((line) => auditRow(line, null));
@@ -112,12 +136,15 @@ class PgReplica implements StoreSync {
 
   async vaultLock(home: Home): Promise<StoreVaultLock> {
     let conn: Reserved | null = null;
+    /** The store's generation: each save pushed under the lock must be newer. */
+    let generation = -1;
     try {
       conn = await this.#sql.reserve();
       await conn`SELECT pg_advisory_lock(${VAULT_LOCK})`;
       const [row] = await conn<{ document: string }[]>`SELECT document FROM vault WHERE id = 1`;
       if (row === undefined) throw integrity('store_tampered', 'the store has no vault row');
       // Under both locks the store's document is the newest: it replaces the home's.
+      generation = _generation(row.document);
       const local = readStateFile(home, VAULT_FILE);
       if (local === null || Buffer.from(local).toString('utf8') !== row.document) {
         writeStateFile(home, VAULT_FILE, row.document);
@@ -129,8 +156,19 @@ class PgReplica implements StoreSync {
     const held = conn;
     return {
       push: async (document, options) => {
+        const text = Buffer.from(document).toString('utf8');
+        // Every save under the lock starts from the store's document and moves the generation
+        // on: an older one (vault.json replaced under the lock by an older copy) would roll every
+        // instance back, and is refused instead.
+        const next = _generation(text);
+        if (next <= generation) {
+          throw integrity(
+            'vault_rollback',
+            `the vault document to store (generation ${next}) is not newer than the store's (${generation})`,
+            "vault.json was replaced while this change was made: check who wrote it; the store's document was kept",
+          );
+        }
         try {
-          const text = Buffer.from(document).toString('utf8');
           await held`BEGIN`;
           try {
             await held`UPDATE vault SET document = ${text} WHERE id = 1`;
@@ -140,6 +178,7 @@ class PgReplica implements StoreSync {
             await held`ROLLBACK`.catch(() => {});
             throw e;
           }
+          generation = next;
         } catch (e) {
           throw storeError(e, this.#url);
         }
@@ -240,9 +279,10 @@ class PgReplica implements StoreSync {
   /**
    * Under the home's audit lock: the store's entries after the home's last one, appended to the
    * home's log. The home's last entry must be the store's entry of that number: a home that was
-   * written without the store (or a store rolled back) is refused, never merged.
+   * written without the store (or a store rolled back) is refused, never merged. Returns the
+   * store's last entry (number and digest) as found.
    */
-  async #pullAudit(sql: Sql | Reserved, dir: Home): Promise<void> {
+  async #pullAudit(sql: Sql | Reserved, dir: Home): Promise<{ seq: number; digest: string }> {
     let head = trailHead(dir);
     if (head.seq > 0) {
       const [at] = await sql<{ line: string }[]>`
@@ -260,10 +300,13 @@ class PgReplica implements StoreSync {
     for (;;) {
       const rows = await sql<{ line: string }[]>`
         SELECT line FROM audit_entries WHERE seq > ${head.seq} ORDER BY seq LIMIT ${PAGE}`;
-      if (rows.length === 0) return;
+      if (rows.length === 0) return head;
       appendReplicated(dir, rows.map((r) => r.line));
-      head = trailHead(dir);
-      if (rows.length < PAGE) return;
+      // appendReplicated checked the rows continue the head one by one: the store's head now
+      // (not the home's log read again: the agent may be writing it).
+      const last = rows[rows.length - 1]!.line;
+      head = { seq: head.seq + rows.length, digest: lineDigest(last) as string };
+      if (rows.length < PAGE) return head;
     }
   }
 
@@ -282,17 +325,18 @@ class PgReplica implements StoreSync {
 function _takeNewer(home: Home, document: string): void {
   const local = readStateFile(home, VAULT_FILE);
   if (local !== null && Buffer.from(local).toString('utf8') === document) return;
-  if (local !== null) {
-    const generation = (bytes: Uint8Array) => {
-      try {
-        return parseVault(bytes).body.generation;
-      } catch {
-        return -1;
-      }
-    };
-    if (generation(Buffer.from(document, 'utf8')) < generation(local)) return;
-  }
+  if (local !== null && _generation(document) < _generation(local)) return;
   writeStateFile(home, VAULT_FILE, document);
+}
+
+/** A vault document's generation, not authenticated (-1: not a vault document). */
+function _generation(document: string | Uint8Array): number {
+  try {
+    return parseVault(typeof document === 'string' ? Buffer.from(document, 'utf8') : document)
+      .body.generation;
+  } catch {
+    return -1;
+  }
 }
 
 async function _end(conn: Reserved, rollback: boolean): Promise<void> {

@@ -36,8 +36,9 @@ export interface StoreSync {
   /** The store's location with any password removed: what messages show. */
   readonly location: string;
   /**
-   * Brings the home up to the store, from one consistent snapshot: the vault document, then the
-   * audit entries after the home's last one, then brake records and journal lines.
+   * Brings the home up to the store: brake records and journal lines (no lock: they only narrow),
+   * then the vault document (left for the next pull while a vault writer of this home holds its
+   * lock), then the audit entries after the home's last one.
    */
   pull(home: Home): Promise<void>;
   /** Called under the home's audit lock: takes the store's, and brings in newer entries. */
