@@ -78,9 +78,11 @@ export async function connect(url: string, options: { max: number }): Promise<Sq
       onnotice: () => {},
       connect_timeout: 10,
       // Only a loud failure: the client retries nothing on its own. A lock held by a process that
-      // hangs (stopped, not dead: its session lives on) fails its waiters after 30 s (exit 6)
-      // instead of stopping every writer for good.
-      connection: { application_name: 'trust-protocol', lock_timeout: 30_000 },
+      // hangs (stopped, not dead: its session lives on) fails its waiters after 10 s (exit 6)
+      // instead of stopping every writer for good; shorter than the home's own lock timeout
+      // (30 s), so a writer of this home waiting on the store gives up, and releases the home's
+      // lock, before the home's next writer (serve's head write) would fail for good.
+      connection: { application_name: 'trust-protocol', lock_timeout: 10_000 },
     });
   } catch (e) {
     throw usage(
