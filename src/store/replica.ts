@@ -149,6 +149,12 @@ class PgReplica implements StoreSync {
       if (local === null || Buffer.from(local).toString('utf8') !== row.document) {
         writeStateFile(home, VAULT_FILE, row.document);
       }
+      // And the entries: the rollback check on this document (changes recorded after its head)
+      // reads them from the home, so the home must hold every entry the store has.
+      const dir = auditHome(home);
+      subdir(home, 'audit', { create: true });
+      const reader = conn;
+      await withLock(dir, 'audit', () => this.#pullAudit(reader, dir), { timeoutMs: 30_000 });
     } catch (e) {
       if (conn !== null) await _unlock(conn);
       throw storeError(e, this.#url);

@@ -380,6 +380,35 @@ describe.skipIf(!pg.available)('faults', () => {
     expect(x.code, x.stderr).toBe(8);
   }, 60_000);
 
+  it(
+    'a vault row rolled back in the database is refused, on a working copy old or new (exit 8)',
+    async () => {
+      const other = await newAgent(t, { name: `r${Date.now()}`, tier: 'COMPANION', grants: ['k'] });
+      const url = await newStore();
+      const a = replica(url, 'a');
+      const b = replica(url, 'b');
+      expect((await execOn(b, other.token)).code).toBe(0);
+      const [before] = await pg.get().sql(url, 'SELECT document FROM vault') as Array<
+        { document: string }
+      >;
+      const pw = ['--password-file', t.passwordFile];
+      expect((await a.tp(['agent', 'revoke', other.id, ...pw])).code).toBe(0);
+      // The administrator puts the vault from before the revocation back.
+      await pg.get().sql(
+        url,
+        `UPDATE vault SET document = '${before!.document.replaceAll("'", "''")}' WHERE id = 1`,
+      );
+      for (const copy of [b, replica(url, 'fresh')]) {
+        const r = await execOn(copy, other.token);
+        expect(r.code, r.stderr).toBe(8);
+        expect(r.sent).toBe(false);
+        const change = await copy.tp(['agent', 'suspend', agent.id, ...pw]);
+        expect(change.code, change.stderr).toBe(8);
+      }
+    },
+    60_000,
+  );
+
   it('a home written without the store is refused, never merged (exit 8)', async () => {
     const url = await newStore();
     const a = replica(url, 'a');
