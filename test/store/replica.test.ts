@@ -235,13 +235,17 @@ describe.skipIf(!pg.available)('what an append sends to the store', () => {
           const lines = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
           const last = lines[lines.length - 1]!;
           const seq = (JSON.parse(last) as { seq: number }).seq + 1;
-          fs.appendFileSync(
-            log,
+          // Through a descriptor: Deno's appendFileSync also chmods the file to 0666, which the
+          // log's writer then refuses for that reason instead of the one under test.
+          const fd = fs.openSync(log, 'a');
+          fs.writeSync(
+            fd,
             `{"v":1,"seq":${seq},"ts":"${new Date().toISOString()}","event":"brake.activate",` +
               `"actor":{"type":"anyone"},"outcome":"ok","data":{"brake":"brk_0000000000000000",` +
               `"scope":"global","target":null,"reason":"agent"},"prev":"${lineDigest(last)}",` +
               `"mac":null}\n`,
           );
+          fs.closeSync(fd);
         });
         const state = openState(a.home, { sync });
         const appended = state.audit.writer({ macKey: null }).append([{
