@@ -326,7 +326,8 @@ describe('agent renew', () => {
       ).token as string;
       expect((await renew(w.t, fresh)).code).toBe(0);
     },
-    60_000,
+    // Nineteen CLI runs, most unsealing: 8 s on Deno alone, past 60 s under the full suite's load.
+    120_000,
   );
 
   it('refuses a low score, and a submitted score has no effect', async () => {
