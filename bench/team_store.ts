@@ -222,15 +222,17 @@ try {
       `PostgreSQL / file requests per second: ${ratio.toFixed(2)} (goal >= ${GOAL_RATIO}: ${
         ratio >= GOAL_RATIO ? 'met' : 'NOT met'
       })`,
-      `Brake propagation to another serve after the CLI returned: p50 ${
-        percentile(placed, 50).toFixed(0)
-      } ms, p99 ${p99.toFixed(0)} ms, max ${
-        Math.max(...placed).toFixed(0)
-      } ms (goal p99 < ${GOAL_BRAKE_P99_MS} ms: ${
-        p99 < GOAL_BRAKE_P99_MS ? 'met' : 'NOT met'
-      }); lifted: p50 ${percentile(lifted, 50).toFixed(0)} ms, p99 ${
-        percentile(lifted, 99).toFixed(0)
-      } ms`,
+      ...(placed.length === 0 ? [] : [
+        `Brake propagation to another serve after the CLI returned: p50 ${
+          percentile(placed, 50).toFixed(0)
+        } ms, p99 ${p99.toFixed(0)} ms, max ${
+          Math.max(...placed).toFixed(0)
+        } ms (goal p99 < ${GOAL_BRAKE_P99_MS} ms: ${
+          p99 < GOAL_BRAKE_P99_MS ? 'met' : 'NOT met'
+        }); lifted: p50 ${percentile(lifted, 50).toFixed(0)} ms, p99 ${
+          percentile(lifted, 99).toFixed(0)
+        } ms`,
+      ]),
     ].join('\n'),
   );
 } finally {

@@ -857,12 +857,13 @@ export class FileVault {
    */
   async #locked<T>(
     work: (push: (saved: string, announce?: boolean) => Promise<void>) => Promise<T> | T,
+    options: { entries: boolean } = { entries: false },
   ): Promise<T> {
     const home = this.home;
     const sync = this.#sync;
     return await withLock(home, 'vault', async () => {
       if (sync === null) return await work(() => Promise.resolve());
-      const held = await sync.vaultLock(home);
+      const held = await sync.vaultLock(home, options);
       try {
         return await work((saved, announce = true) =>
           held.push(new TextEncoder().encode(saved), { announce })
@@ -1009,7 +1010,7 @@ export class FileVault {
         }]);
       }
       return result;
-    });
+    }, { entries: true });
   }
 
   /**

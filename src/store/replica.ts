@@ -38,7 +38,7 @@ const PAGE = 5000;
 const VAULT_WAIT_MS = 1_000;
 
 export async function openReplica(url: string): Promise<StoreSync> {
-  const sql = await connect(url, { max: 4 });
+  const sql = await connect(url, { max: 8 });
   try {
     await checkSchema(sql);
   } catch (e) {
@@ -134,7 +134,7 @@ class PgReplica implements StoreSync {
     };
   }
 
-  async vaultLock(home: Home): Promise<StoreVaultLock> {
+  async vaultLock(home: Home, options: { entries: boolean }): Promise<StoreVaultLock> {
     let conn: Reserved | null = null;
     /** The store's generation: each save pushed under the lock must be newer. */
     let generation = -1;
@@ -151,10 +151,12 @@ class PgReplica implements StoreSync {
       }
       // And the entries: the rollback check on this document (changes recorded after its head)
       // reads them from the home, so the home must hold every entry the store has.
-      const dir = auditHome(home);
-      subdir(home, 'audit', { create: true });
-      const reader = conn;
-      await withLock(dir, 'audit', () => this.#pullAudit(reader, dir), { timeoutMs: 30_000 });
+      if (options.entries) {
+        const dir = auditHome(home);
+        subdir(home, 'audit', { create: true });
+        const reader = conn;
+        await withLock(dir, 'audit', () => this.#pullAudit(reader, dir), { timeoutMs: 30_000 });
+      }
     } catch (e) {
       if (conn !== null) await _unlock(conn);
       throw storeError(e, this.#url);

@@ -44,7 +44,12 @@ export interface StoreSync {
   /** Called under the home's audit lock: takes the store's, and brings in newer entries. */
   appendLock(auditDir: Home): Promise<StoreAppend>;
   /** Called under the home's vault lock: takes the store's, and brings in its vault document. */
-  vaultLock(home: Home): Promise<StoreVaultLock>;
+  /**
+   * With `entries`, the store's audit entries are brought in too (under the home's audit lock), so
+   * a rollback check on the document sees every change recorded after its head: for changes.
+   * Head writes go without (serve's appends bring the entries in with every batch).
+   */
+  vaultLock(home: Home, options: { entries: boolean }): Promise<StoreVaultLock>;
   /** A brake placed in the home: its record and journal line into the store, then a notification. */
   pushBrake(name: string, record: string, journalLine: string): Promise<void>;
   /** Lifted brake records tidied from the home are tidied from the store too. */

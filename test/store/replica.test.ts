@@ -210,7 +210,7 @@ function racingAppends(sync: StoreSync, afterLock: () => void): StoreSync {
       afterLock();
       return held;
     },
-    vaultLock: (h) => sync.vaultLock(h),
+    vaultLock: (h, o) => sync.vaultLock(h, o),
     pushBrake: (n, r, j) => sync.pushBrake(n, r, j),
     dropBrakes: (n) => sync.dropBrakes(n),
     watch: (h, o) => sync.watch(h, o),
