@@ -213,6 +213,59 @@ describe.skipIf(!pg.available)('what one instance changes, every instance obeys'
   );
 });
 
+describe.skipIf(!pg.available)('the monitor on the team store', () => {
+  it(
+    "sees every machine's requests: probes split across two serves place one agent brake on both",
+    async () => {
+      const prober = await newAgent(t, {
+        name: `p${Date.now()}`,
+        tier: 'COMPANION',
+        grants: ['k'],
+      });
+      const url = await newStore();
+      const a = await serveOn(replica(url, 'a'), url);
+      const b = await serveOn(replica(url, 'b'), url);
+      const probe = (s: Served, host: string) =>
+        http(s, '/v1/proxy', {
+          headers: { Authorization: `Bearer ${prober.token}`, 'Content-Type': 'application/json' },
+          body: JSON.stringify({
+            credential: 'k',
+            url: `https://${host}/x`,
+            headers: { Authorization: 'Bearer {{CREDENTIAL}}' },
+          }),
+        });
+      try {
+        expect((await proxy(a, prober.token)).status).toBe(200);
+        // Three probes on a, two on b: neither serve alone sees five.
+        const hosts = ['evil.test', 'other.evil.test', 'third.evil.test', 'fourth.evil.test'];
+        for (const [i, host] of [...hosts, 'fifth.evil.test'].entries()) {
+          expect((await probe(i % 2 === 0 ? a : b, host)).status).toBe(403);
+        }
+        const braked = await within(
+          5000,
+          async () =>
+            (await proxy(a, prober.token)).status === 423 &&
+            (await proxy(b, prober.token)).status === 423,
+        );
+        expect(braked, 'no agent brake on both serves within 5 s').not.toBeNull();
+        // The other agent goes on.
+        expect((await proxy(b)).status).toBe(200);
+      } finally {
+        await a.stop();
+        await b.stop();
+      }
+      const rows = await pg.get().sql(
+        url,
+        `SELECT line FROM audit_entries WHERE line LIKE '%"event":"monitor.anomaly"%'`,
+      ) as Array<{ line: string }>;
+      const kinds = rows.map((r) => JSON.parse(r.line)).filter((e) => e.data.agent === prober.id)
+        .map((e) => e.data.kind);
+      expect(kinds).toContain('denial_burst');
+    },
+    90_000,
+  );
+});
+
 describe.skipIf(!pg.available)('a rotation on one machine', () => {
   it('is what the other serve sends within one second; the old value is sent no more', async () => {
     const url = await newStore();
