@@ -1,7 +1,7 @@
 /**
  * Adds up vitest JSON reports from the four runs (Node, Deno, binary, the store dimension) and
- * prints the closing line CI reads: `N passed, N failed`. A missing or unreadable report counts as a failure, so a run that
- * crashed can never look green. Exits non-zero when anything failed.
+ * prints the closing line CI reads: `N passed, N failed`. A missing or unreadable report counts as
+ * a failure, so a run that crashed can never look green. Exits non-zero when anything failed.
  */
 import { readFileSync } from 'node:fs';
 
