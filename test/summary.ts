@@ -1,7 +1,9 @@
 /**
  * Adds up vitest JSON reports from the four runs (Node, Deno, binary, the store dimension) and
  * prints the closing line CI reads: `N passed, N failed`. A missing or unreadable report counts as
- * a failure, so a run that crashed can never look green. Exits non-zero when anything failed.
+ * a failure, so a run that crashed can never look green. Each failed test is named (run, file,
+ * title, the first line of its message) just above the total, so the tail of a CI log says what
+ * broke. Exits non-zero when anything failed.
  */
 import { readFileSync } from 'node:fs';
 
@@ -14,7 +16,13 @@ for (const file of process.argv.slice(2)) {
     passed += report.numPassedTests;
     failed += report.numFailedTests;
     skipped += report.numPendingTests + report.numTodoTests;
+    const run = file.replace(/^.*\//, '').replace(/\.json$/, '');
     for (const suite of report.testResults ?? []) {
+      for (const test of suite.assertionResults ?? []) {
+        if (test.status !== 'failed') continue;
+        const why = String(test.failureMessages?.[0] ?? '').split('\n')[0].slice(0, 300);
+        console.log(`FAILED [${run}] ${suite.name}: ${test.fullName}: ${why}`);
+      }
       // A file that failed to load has no assertions but a failed status.
       if (suite.status === 'failed' && (suite.assertionResults ?? []).length === 0) {
         failed += 1;
