@@ -7,6 +7,7 @@
 import { usage } from '../src/errors.ts';
 import { openHome } from '../src/home.ts';
 import type { StoreSync } from '../src/store/sync.ts';
+import { hasPassword, isPostgresUrl } from '../src/store/url.ts';
 import { type Ctx, str } from './context.ts';
 
 export const STORE_ENV = 'TRUST_PROTOCOL_STORE';
@@ -18,7 +19,7 @@ export function storeUrl(ctx: Ctx): string | null {
   const text = flag ?? (env === '' ? undefined : env);
   if (text === undefined) return null;
   const where = flag !== undefined ? '--store' : STORE_ENV;
-  if (!/^postgres(?:ql)?:\/\//.test(text)) {
+  if (!isPostgresUrl(text)) {
     throw usage(
       'bad_store',
       `${where} must be postgres://... for this command`,
@@ -26,7 +27,7 @@ export function storeUrl(ctx: Ctx): string | null {
     );
   }
   // A command line is readable by every user's processes (ps): no secret goes there.
-  if (flag !== undefined && /^postgres(?:ql)?:\/\/[^/?]*:[^/?]*@/.test(text)) {
+  if (flag !== undefined && hasPassword(text)) {
     throw usage(
       'store_password_in_argv',
       '--store names a database password, which other processes can read on the command line',

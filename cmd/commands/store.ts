@@ -14,14 +14,12 @@ import {
   writeHomeImage,
 } from '../../src/store/image.ts';
 import {
-  hasPassword,
-  isPostgresUrl,
   readDbImage,
-  redactUrl,
   type ServeInstance,
   withStore,
   writeDbImage,
 } from '../../src/store/postgres.ts';
+import { hasPassword, isPostgresUrl, redactUrl } from '../../src/store/url.ts';
 import { parseVault, unseal, verifyVault, wipeKeys } from '../../src/vault.ts';
 import { adminName, type Command, type Ctx, PASSWORD_FILE_OPTION, str } from '../context.ts';
 import { readPassword } from '../secrets.ts';

@@ -10,52 +10,15 @@ import { Buffer } from 'node:buffer';
 import { TpError, usage } from '../errors.ts';
 import type { AuditRow, HomeImage } from './image.ts';
 import { SCHEMA_V1, SCHEMA_VERSION } from './schema.ts';
+import { redactUrl, splitPassword } from './url.ts';
 
 // The client's types, without loading the module.
 type Sql = import('postgres').Sql;
 type Tx = import('postgres').TransactionSql;
 
-/**
- * A connection string cut where the client (`postgres`) cuts it: the authority runs to the first
- * `/` or `?`, the user info to its last `@`, the password from the user info's first `:`. So a
- * password may hold `@` or `#` unencoded; a cut of our own (a regex stopping at the first `@`)
- * would show the rest. No URL parser: WHATWG URL refuses the socket form `postgres://u:pw@/db`.
- */
-function _split(url: string): { before: string; password: string; after: string } | null {
-  const scheme = /^postgres(?:ql)?:\/\//.exec(url);
-  if (scheme === null) return null;
-  const start = scheme[0].length;
-  const rest = url.slice(start);
-  const end = rest.search(/[/?]/);
-  const authority = end === -1 ? rest : rest.slice(0, end);
-  const at = authority.lastIndexOf('@');
-  const colon = at === -1 ? -1 : authority.slice(0, at).indexOf(':');
-  if (colon === -1) return null;
-  return {
-    before: url.slice(0, start + colon),
-    password: authority.slice(colon + 1, at),
-    after: url.slice(start + at),
-  };
-}
-
-/** A connection string with its password replaced: what every message shows. */
-export function redactUrl(url: string): string {
-  const s = _split(url);
-  return s === null ? url : `${s.before}:***${s.after}`;
-}
-
-/** Whether a connection string carries a password (where the client would find one). */
-export function hasPassword(url: string): boolean {
-  return _split(url) !== null;
-}
-
-export function isPostgresUrl(text: string): boolean {
-  return text.startsWith('postgres://') || text.startsWith('postgresql://');
-}
-
 /** Removes a connection string's password from a driver's message, in every form it may take. */
 function _scrub(message: string, url: string): string {
-  const password = _split(url)?.password ?? '';
+  const password = splitPassword(url)?.password ?? '';
   let out = message.replaceAll(url, redactUrl(url));
   if (password !== '') {
     let decoded = password;

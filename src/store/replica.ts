@@ -21,7 +21,8 @@ import { integrity, TpError } from '../errors.ts';
 import { type Home, readStateFile, subdir, withLock, writeStateFile } from '../home.ts';
 import { parseVault, VAULT_FILE } from '../vault.ts';
 import { auditRow } from './image.ts';
-import { checkSchema, connect, redactUrl, storeError } from './postgres.ts';
+import { checkSchema, connect, storeError } from './postgres.ts';
+import { redactUrl } from './url.ts';
 import type { StoreAppend, StoreSync, StoreVaultLock } from './sync.ts';
 
 type Sql = import('postgres').Sql;
