@@ -15,6 +15,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import process from 'node:process';
+import { firstLine } from './gateway.ts';
 
 const NODE = 'node_modules/.bin/node';
 const BINARY = 'dist/trust-protocol';
@@ -50,19 +51,6 @@ export interface ExecServeBench {
   version: Loaded;
   /** A bare script under the same hook: what every process loads anyway. */
   bare: Loaded;
-}
-
-function _firstLine(child: ChildProcess, name: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`${name} exited (${code})`)));
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve(out.slice(0, nl));
-    });
-  });
 }
 
 function _stop(child: ChildProcess): Promise<void> {
@@ -135,7 +123,7 @@ export async function benchExecServe(
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(upstreamChild);
-    const port = Number(await _firstLine(upstreamChild, 'bench/upstream.ts'));
+    const port = Number(await firstLine(upstreamChild, 'bench/upstream.ts'));
     const tp = (args: string[], input = ''): string => {
       const r = spawnSync(BINARY, ['--home', home, ...args, '--password-file', password], {
         env,
@@ -179,7 +167,7 @@ export async function benchExecServe(
       password,
     ], { stdio: ['ignore', 'pipe', 'inherit'], env });
     children.push(serve);
-    await _firstLine(serve, 'serve');
+    await firstLine(serve, 'serve');
 
     // No password and no --cacert: the request can only succeed through the serve.
     const agentEnv = { ...env, TRUST_PROTOCOL_TOKEN: agent.token };

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import process from 'node:process';
-import { parseWrk, type WrkResult } from './gateway.ts';
+import { firstLine, parseWrk, type WrkResult } from './gateway.ts';
 
 const NODE = process.execPath;
 const CA = path.resolve('fixtures/tls/ca.pem');
@@ -42,17 +42,6 @@ function _tp(tree: { dir: string; home: string; password: string }, args: string
   });
   if (r.status !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
-}
-
-function _firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.on('exit', (code) => reject(new Error(`exited (${code})`)));
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) resolve(out.slice(0, out.indexOf('\n')));
-    });
-  });
 }
 
 async function _setup(name: string, dir: string, upstream: number, work: string): Promise<Tree> {
@@ -95,7 +84,10 @@ async function _setup(name: string, dir: string, upstream: number, work: string)
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), NO_COLOR: '1' },
   });
-  const info = JSON.parse(await _firstLine(serve)) as { listen: string[]; keeper_pid?: number };
+  const info = JSON.parse(await firstLine(serve, 'serve')) as {
+    listen: string[];
+    keeper_pid?: number;
+  };
   const pids = [serve.pid as number, ...(info.keeper_pid === undefined ? [] : [info.keeper_pid])];
   return {
     name,
@@ -186,7 +178,7 @@ const upstreamChild = spawn(NODE, ['bench/upstream.ts', String(BIG_MIB)], {
 });
 const trees: Tree[] = [];
 try {
-  const upstream = Number(await _firstLine(upstreamChild));
+  const upstream = Number(await firstLine(upstreamChild, 'bench/upstream.ts'));
   trees.push(await _setup('before', path.resolve(before), upstream, work));
   trees.push(await _setup('after', path.resolve(after), upstream, work));
   for (let i = 0; i < Number(rounds); i++) for (const tree of trees) _round(tree, only === 'big');

@@ -30,7 +30,7 @@ import { createServer } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import process from 'node:process';
-import { parseWrk, type WrkResult } from './gateway.ts';
+import { firstLine, parseWrk, type WrkResult } from './gateway.ts';
 
 const NODE = 'node_modules/.bin/node';
 const PORTKEY = 'node_modules/@portkey-ai/gateway/build/start-server.js';
@@ -96,19 +96,6 @@ function _freePort(): Promise<number> {
     s.listen(0, '127.0.0.1', () => {
       const port = (s.address() as { port: number }).port;
       s.close(() => resolve(port));
-    });
-  });
-}
-
-function _firstLine(child: ChildProcess, name: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`${name} exited (${code})`)));
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve(out.slice(0, nl));
     });
   });
 }
@@ -295,7 +282,7 @@ export async function benchPortkey(
       env,
     });
     children.push(upstreamChild);
-    const upstream = Number(await _firstLine(upstreamChild, 'bench/upstream.ts'));
+    const upstream = Number(await firstLine(upstreamChild, 'bench/upstream.ts'));
 
     step('portkey: setting up the vault, Portkey, the node proxies and serve');
     const secret = `sk-bench-${randomBytes(16).toString('hex')}`;
@@ -348,7 +335,7 @@ export async function benchPortkey(
         { stdio: ['ignore', 'pipe', 'inherit'], env },
       );
       children.push(child);
-      proxies[name] = `http://127.0.0.1:${await _firstLine(child, `node_proxy.ts ${mode}`)}`;
+      proxies[name] = `http://127.0.0.1:${await firstLine(child, `node_proxy.ts ${mode}`)}`;
     }
 
     const serveArgs = [
@@ -373,7 +360,7 @@ export async function benchPortkey(
       env,
     });
     children.push(serve);
-    const announced = JSON.parse(await _firstLine(serve, 'serve')) as {
+    const announced = JSON.parse(await firstLine(serve, 'serve')) as {
       listen: string[];
       keeper_pid: number;
     };
@@ -389,7 +376,7 @@ export async function benchPortkey(
         env,
       });
       children.push(child);
-      const a = JSON.parse(await _firstLine(child, 'serve (base)')) as typeof announced;
+      const a = JSON.parse(await firstLine(child, 'serve (base)')) as typeof announced;
       base = { child, url: a.listen[0] as string, keeperPid: a.keeper_pid, home: baseHome };
     }
 
