@@ -15,7 +15,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import process from 'node:process';
-import { firstLine } from './gateway.ts';
+import { firstLine } from './setup.ts';
 
 const NODE = 'node_modules/.bin/node';
 const BINARY = 'dist/trust-protocol';

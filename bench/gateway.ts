@@ -12,19 +12,26 @@
  * resident set (peak, VmHWM) under 150 MB. The audit trail is counted after the run to show every
  * request answered was audited.
  */
-import { Buffer } from 'node:buffer';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import { createServer } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import process from 'node:process';
+import {
+  benchHome,
+  CA,
+  firstLine,
+  freePort,
+  HOST,
+  NODE,
+  peakRssMb,
+  serveArgs,
+  startNodeProxies,
+  startUpstream,
+  stop,
+} from './setup.ts';
 
-const NODE = 'node_modules/.bin/node';
 const BINARY = 'dist/trust-protocol';
-const CA = path.resolve('fixtures/tls/ca.pem');
-const HOST = 'api.allowed.test';
 const GOAL_RPS = 0.5;
 const GOAL_P99 = 3;
 const GOAL_RSS_MB = 150;
@@ -72,31 +79,6 @@ export interface ServeProfile {
   monitorMs: number;
   /** The largest inclusive shares of src/ functions, for the record. */
   top: Array<{ name: string; ms: number }>;
-}
-
-function _freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts a child and resolves with the first line it prints on stdout. */
-export function firstLine(child: ChildProcess, name: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`${name} exited (${code})`)));
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve(out.slice(0, nl));
-    });
-  });
 }
 
 function _ms(value: string, unit: string): number {
@@ -194,34 +176,9 @@ function _nginxBinary(): string {
   return fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
 }
 
-function _tp(home: string, password: string, words: string[], env: Record<string, string>) {
-  const r = spawnSync(BINARY, ['--home', home, ...words, '--password-file', password], {
-    env,
-    input: '',
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) throw new Error(`${words.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
-
-function _peakRssMb(pid: number): number {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(status);
-  if (hwm === null) throw new Error(`no VmHWM in /proc/${pid}/status`);
-  return Number(hwm[1]) / 1024;
-}
-
 function _median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
-}
-
-function _stop(child: ChildProcess | undefined): Promise<void> {
-  if (child === undefined || child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
 }
 
 export async function benchGateway(
@@ -236,43 +193,12 @@ export async function benchGateway(
   fs.writeFileSync(password, 'a master password of ordinary length\n', { mode: 0o600 });
   const children: ChildProcess[] = [];
   try {
-    const upstreamChild = spawn(NODE, ['bench/upstream.ts', '1'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env,
-    });
-    children.push(upstreamChild);
-    const upstream = Number(await firstLine(upstreamChild, 'bench/upstream.ts'));
+    const upstream = await startUpstream(env, children);
 
     step('gateway: setting up the vault, nginx and serve');
-    const secret = `sk-bench-${randomBytes(16).toString('hex')}`;
-    _tp(home, password, ['init', '--kdf-memory-mib', '19', '--kdf-iterations', '2'], env);
-    const add = spawnSync(BINARY, [
-      '--home',
-      home,
-      'credential',
-      'add',
-      'bench_key',
-      '--allowed-domains',
-      HOST,
-      '--base-url',
-      `https://${HOST}`,
-      '--inject',
-      'Authorization: Bearer {{CREDENTIAL}}',
-      '--password-file',
-      password,
-    ], { env, input: secret, encoding: 'utf8' });
-    if (add.status !== 0) throw new Error(`credential add failed: ${add.stderr}`);
-    const agent = JSON.parse(
-      _tp(
-        home,
-        password,
-        ['--json', 'agent', 'register', 'bench-agent', '--tier', 'COMPANION'],
-        env,
-      ),
-    ) as { id: string; token: string };
-    _tp(home, password, ['agent', 'grant', agent.id, 'bench_key'], env);
+    const agent = benchHome([BINARY], home, password, env);
 
-    const nginxPort = await _freePort();
+    const nginxPort = await freePort();
     fs.writeFileSync(path.join(work, 'nginx.conf'), _nginxConf(work, nginxPort, upstream));
     const nginx = spawn(_nginxBinary(), ['-p', work, '-c', path.join(work, 'nginx.conf')], {
       stdio: ['ignore', 'ignore', 'inherit'],
@@ -281,35 +207,10 @@ export async function benchGateway(
     children.push(nginx);
     const nginxVersion = spawnSync(_nginxBinary(), ['-v'], { encoding: 'utf8' }).stderr.trim();
 
-    const proxies: Record<'node' | 'nodeAudited', string> = { node: '', nodeAudited: '' };
-    const proxyAuditHome = fs.mkdtempSync(path.join(work, 'node-proxy-'));
-    for (const [name, mode] of [['node', 'bare'], ['nodeAudited', 'audited']] as const) {
-      const child = spawn(
-        NODE,
-        ['bench/node_proxy.ts', mode, String(upstream), HOST, CA, proxyAuditHome],
-        { stdio: ['ignore', 'pipe', 'inherit'], env },
-      );
-      children.push(child);
-      proxies[name] = `http://127.0.0.1:${await firstLine(child, `node_proxy.ts ${mode}`)}`;
-    }
+    const proxies = await startNodeProxies(work, upstream, env, children);
 
-    const serveArgs = [
-      '--home',
-      home,
-      '--json',
-      'serve',
-      '--listen',
-      '127.0.0.1:0',
-      '--ttl',
-      '30m',
-      '--cacert',
-      CA,
-      '--connect-to',
-      `${HOST}:443:127.0.0.1:${upstream}`,
-      '--password-file',
-      password,
-    ];
-    const serve = spawn(BINARY, serveArgs, { stdio: ['ignore', 'pipe', 'inherit'], env });
+    const serveArgv = serveArgs(home, password, upstream);
+    const serve = spawn(BINARY, serveArgv, { stdio: ['ignore', 'pipe', 'inherit'], env });
     children.push(serve);
     const announced = JSON.parse(await firstLine(serve, 'serve')) as { listen: string[] };
     const serveUrl = announced.listen[0];
@@ -339,14 +240,14 @@ export async function benchGateway(
         result[name].push(runWrk(urls[name], name === 'serve' ? auth : [], env));
       }
     }
-    const serveRssMb = _peakRssMb(serve.pid!);
-    await _stop(serve);
+    const serveRssMb = peakRssMb(serve.pid!);
+    await stop(serve);
 
     step('gateway: one more serve round from the sources, profiled (monitoring share)');
     const profDir = path.join(work, 'profile');
     const profiled = spawn(
       NODE,
-      ['--cpu-prof', `--cpu-prof-dir=${profDir}`, 'cmd/main.ts', ...serveArgs],
+      ['--cpu-prof', `--cpu-prof-dir=${profDir}`, 'cmd/main.ts', ...serveArgv],
       { stdio: ['ignore', 'pipe', 'inherit'], env },
     );
     children.push(profiled);
@@ -354,7 +255,7 @@ export async function benchGateway(
       listen: string[];
     }).listen[0];
     const profiledRound = runWrk(`${profiledUrl}/v1/gateway/bench_key/v1/models`, auth, env);
-    await _stop(profiled);
+    await stop(profiled);
     const profile = {
       rps: profiledRound.rps,
       ...readProfile(path.join(profDir, fs.readdirSync(profDir)[0]!)),
@@ -366,7 +267,7 @@ export async function benchGateway(
       throw new Error(`only ${audited} requests audited for ${answered} answered`);
     }
     // The audited baseline did its share of the work too.
-    const proxyAudited = _countCompleted(path.join(proxyAuditHome, 'audit', 'audit.log'));
+    const proxyAudited = _countCompleted(path.join(proxies.auditHome, 'audit', 'audit.log'));
     const proxyAnswered = result.nodeAudited.reduce((sum, r) => sum + r.requests, 0) + 1;
     if (proxyAudited < proxyAnswered) {
       throw new Error(`node_proxy.ts audited ${proxyAudited} of ${proxyAnswered} requests`);
@@ -383,7 +284,7 @@ export async function benchGateway(
         `${NODE} bench/upstream.ts 1   # prints $UPSTREAM`,
         `nginx -p $W -c $W/nginx.conf   # listens on $NGINX, see _nginxConf in bench/gateway.ts`,
         `${BINARY} ${
-          serveArgs.join(' ').replaceAll(home, '$W/home').replaceAll(password, '$W/password')
+          serveArgv.join(' ').replaceAll(home, '$W/home').replaceAll(password, '$W/password')
             .replace(`:${upstream}`, ':$UPSTREAM').replace(CA, 'fixtures/tls/ca.pem')
         }`,
         `wrk ${wrkFlags} https://127.0.0.1:$UPSTREAM/v1/models`,
@@ -395,7 +296,7 @@ export async function benchGateway(
       ],
     };
   } finally {
-    await Promise.all(children.map(_stop));
+    await Promise.all(children.map(stop));
     fs.rmSync(work, { recursive: true, force: true });
   }
 }

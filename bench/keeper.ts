@@ -8,16 +8,15 @@
  * Run: node bench/keeper.ts BEFORE_TREE AFTER_TREE [ROUNDS [big]]   (big: the download only)
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import process from 'node:process';
-import { firstLine, parseWrk, type WrkResult } from './gateway.ts';
+import { parseWrk, type WrkResult } from './gateway.ts';
+import { benchHome, firstLine, HOST, serveArgs } from './setup.ts';
 
 const NODE = process.execPath;
-const CA = path.resolve('fixtures/tls/ca.pem');
-const HOST = 'api.allowed.test';
+const ENV = { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), NO_COLOR: '1' };
 const WRK = ['-t2', '-c8', '-d10s', '--timeout', '30s', '--latency'];
 const BIG_MIB = 50;
 
@@ -34,55 +33,15 @@ interface Tree {
   bigMiBps: number[];
 }
 
-function _tp(tree: { dir: string; home: string; password: string }, args: string[], input = '') {
-  const r = spawnSync(NODE, [path.join(tree.dir, 'cmd/main.ts'), '--home', tree.home, ...args], {
-    input,
-    encoding: 'utf8',
-    env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), NO_COLOR: '1' },
-  });
-  if (r.status !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-
 async function _setup(name: string, dir: string, upstream: number, work: string): Promise<Tree> {
   const home = path.join(work, name);
   const password = path.join(work, `${name}.password`);
   fs.writeFileSync(password, 'a master password of ordinary length\n', { mode: 0o600 });
-  const t = { dir, home, password };
-  const pw = ['--password-file', password];
-  _tp(t, ['init', '--kdf-memory-mib', '19', '--kdf-iterations', '2', ...pw]);
-  _tp(t, [
-    'credential',
-    'add',
-    'bench_key',
-    '--allowed-domains',
-    HOST,
-    '--base-url',
-    `https://${HOST}`,
-    '--inject',
-    'Authorization: Bearer {{CREDENTIAL}}',
-    ...pw,
-  ], `sk-bench-${randomBytes(16).toString('hex')}`);
-  const agent = JSON.parse(
-    _tp(t, ['--json', 'agent', 'register', 'bench', '--tier', 'COMPANION', ...pw]),
-  ) as { id: string; token: string };
-  _tp(t, ['agent', 'grant', agent.id, 'bench_key', ...pw]);
-  const serve = spawn(NODE, [
-    path.join(dir, 'cmd/main.ts'),
-    '--home',
-    home,
-    '--json',
-    'serve',
-    '--listen',
-    '127.0.0.1:0',
-    '--cacert',
-    CA,
-    '--connect-to',
-    `${HOST}:443:127.0.0.1:${upstream}`,
-    ...pw,
-  ], {
+  const main = path.join(dir, 'cmd/main.ts');
+  const agent = benchHome([NODE, main], home, password, ENV);
+  const serve = spawn(NODE, [main, ...serveArgs(home, password, upstream, null)], {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), NO_COLOR: '1' },
+    env: ENV,
   });
   const info = JSON.parse(await firstLine(serve, 'serve')) as {
     listen: string[];

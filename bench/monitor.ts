@@ -7,7 +7,6 @@
  * 5% of serve's throughput: the per-request monitoring time is compared with the event-loop time
  * per request that serve's measured gateway throughput implies (1 s / requests per second).
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,6 +15,7 @@ import { openState } from '../src/state.ts';
 import { openHome } from '../src/home.ts';
 import { liveMonitor } from '../src/monitor/live.ts';
 import { type GatewayBench, serveRps } from './gateway.ts';
+import { tp } from './setup.ts';
 import { unseal, wipeKeys } from '../src/vault.ts';
 
 const BINARY = 'dist/trust-protocol';
@@ -42,18 +42,8 @@ export async function benchMonitor(
   const file = path.join(work, 'password');
   fs.writeFileSync(file, password + '\n', { mode: 0o600 });
   const home = path.join(work, 'home');
-  const init = spawnSync(BINARY, [
-    '--home',
-    home,
-    'init',
-    '--kdf-memory-mib',
-    '19',
-    '--kdf-iterations',
-    '2',
-    '--password-file',
-    file,
-  ], { env, encoding: 'utf8' });
-  if (init.status !== 0) throw new Error(`init failed: ${init.stderr}`);
+  const kdf = ['--kdf-memory-mib', '19', '--kdf-iterations', '2'];
+  tp([BINARY], home, ['init', ...kdf, '--password-file', file], { env });
   const h = openHome(home, { create: false });
   const state = openState(h);
   const keys = unseal(state.vault.read(), new TextEncoder().encode(password));

@@ -22,20 +22,27 @@
  */
 import { Buffer } from 'node:buffer';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import process from 'node:process';
-import { firstLine, parseWrk, type WrkResult } from './gateway.ts';
+import { parseWrk, type WrkResult } from './gateway.ts';
+import {
+  benchHome,
+  CA,
+  firstLine,
+  freePort,
+  NODE,
+  peakRssMb,
+  serveArgs,
+  startNodeProxies,
+  startUpstream,
+  stop,
+} from './setup.ts';
 
-const NODE = 'node_modules/.bin/node';
 const PORTKEY = 'node_modules/@portkey-ai/gateway/build/start-server.js';
-const CA = path.resolve('fixtures/tls/ca.pem');
-const HOST = 'api.allowed.test';
 const SECONDS = Number(process.env.TP_BENCH_GW_SECONDS ?? 10);
 const ROUNDS = Number(process.env.TP_BENCH_GW_ROUNDS ?? 3);
 const LOADS = { c1: { threads: 1, connections: 1 }, c32: { threads: 2, connections: 32 } };
@@ -89,23 +96,6 @@ export interface StreamResult {
   maxLagMs: number;
 }
 
-function _freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function _peakRssMb(pid: number): number {
-  const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (hwm === null) throw new Error(`no VmHWM in /proc/${pid}/status`);
-  return Number(hwm[1]) / 1024;
-}
-
 function _median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] as number;
@@ -114,14 +104,6 @@ function _median(values: readonly number[]): number {
 function _quantile(values: readonly number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] as number;
-}
-
-function _stop(child: ChildProcess | undefined): Promise<void> {
-  if (child === undefined || child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
 }
 
 function _wrk(
@@ -153,24 +135,6 @@ function _wrk(
     throw new Error(`wrk ${url}: ${result.errors} socket errors, ${result.non2xx} non-2xx`);
   }
   return result;
-}
-
-function _tp(
-  tp: string[],
-  home: string,
-  password: string,
-  words: string[],
-  env: Record<string, string>,
-  input = '',
-): string {
-  const [file, ...prefix] = tp as [string, ...string[]];
-  const r = spawnSync(file, [...prefix, '--home', home, ...words, '--password-file', password], {
-    env,
-    input,
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) throw new Error(`${words.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
 }
 
 function _countCompleted(log: string): number {
@@ -274,49 +238,17 @@ export async function benchPortkey(
     script,
     `wrk.method = "POST"\nwrk.body = '${CHAT}'\nwrk.headers["Content-Type"] = "application/json"\n`,
   );
-  const tp = fs.existsSync('dist/trust-protocol') ? ['dist/trust-protocol'] : [NODE, 'cmd/main.ts'];
+  const cli = fs.existsSync('dist/trust-protocol')
+    ? ['dist/trust-protocol']
+    : [NODE, 'cmd/main.ts'];
   const children: ChildProcess[] = [];
   try {
-    const upstreamChild = spawn(NODE, ['bench/upstream.ts', '1'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env,
-    });
-    children.push(upstreamChild);
-    const upstream = Number(await firstLine(upstreamChild, 'bench/upstream.ts'));
+    const upstream = await startUpstream(env, children);
 
     step('portkey: setting up the vault, Portkey, the node proxies and serve');
-    const secret = `sk-bench-${randomBytes(16).toString('hex')}`;
-    _tp(tp, home, password, ['init', '--kdf-memory-mib', '19', '--kdf-iterations', '2'], env);
-    _tp(
-      tp,
-      home,
-      password,
-      [
-        'credential',
-        'add',
-        'bench_key',
-        '--allowed-domains',
-        HOST,
-        '--base-url',
-        `https://${HOST}`,
-        '--inject',
-        'Authorization: Bearer {{CREDENTIAL}}',
-      ],
-      env,
-      secret,
-    );
-    const agent = JSON.parse(
-      _tp(
-        tp,
-        home,
-        password,
-        ['--json', 'agent', 'register', 'bench-agent', '--tier', 'COMPANION'],
-        env,
-      ),
-    ) as { id: string; token: string };
-    _tp(tp, home, password, ['agent', 'grant', agent.id, 'bench_key'], env);
+    const agent = benchHome(cli, home, password, env);
 
-    const portkeyPort = await _freePort();
+    const portkeyPort = await freePort();
     const portkey = spawn(NODE, [PORTKEY, `--port=${portkeyPort}`, '--headless'], {
       stdio: ['ignore', 'ignore', 'inherit'],
       env: { ...env, NODE_EXTRA_CA_CERTS: CA },
@@ -326,36 +258,11 @@ export async function benchPortkey(
       fs.readFileSync('node_modules/@portkey-ai/gateway/package.json', 'utf8'),
     ) as { version: string }).version;
 
-    const proxies: Record<'node' | 'nodeAudited', string> = { node: '', nodeAudited: '' };
-    const proxyAuditHome = fs.mkdtempSync(path.join(work, 'node-proxy-'));
-    for (const [name, mode] of [['node', 'bare'], ['nodeAudited', 'audited']] as const) {
-      const child = spawn(
-        NODE,
-        ['bench/node_proxy.ts', mode, String(upstream), HOST, CA, proxyAuditHome],
-        { stdio: ['ignore', 'pipe', 'inherit'], env },
-      );
-      children.push(child);
-      proxies[name] = `http://127.0.0.1:${await firstLine(child, `node_proxy.ts ${mode}`)}`;
-    }
+    const proxies = await startNodeProxies(work, upstream, env, children);
 
-    const serveArgs = [
-      '--home',
-      home,
-      '--json',
-      'serve',
-      '--listen',
-      '127.0.0.1:0',
-      '--ttl',
-      '30m',
-      '--cacert',
-      CA,
-      '--connect-to',
-      `${HOST}:443:127.0.0.1:${upstream}`,
-      '--password-file',
-      password,
-    ];
-    const [file, ...prefix] = tp as [string, ...string[]];
-    const serve = spawn(file, [...prefix, ...serveArgs], {
+    const serveArgv = serveArgs(home, password, upstream);
+    const [file, ...prefix] = cli as [string, ...string[]];
+    const serve = spawn(file, [...prefix, ...serveArgv], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env,
     });
@@ -370,7 +277,7 @@ export async function benchPortkey(
     if (BASE !== undefined) {
       const baseHome = path.join(work, 'home-base');
       fs.cpSync(home, baseHome, { recursive: true });
-      const args = serveArgs.map((a) => (a === home ? baseHome : a));
+      const args = serveArgv.map((a) => (a === home ? baseHome : a));
       const child = spawn(NODE, [path.join(BASE, 'cmd/main.ts'), ...args], {
         stdio: ['ignore', 'pipe', 'inherit'],
         env,
@@ -432,20 +339,20 @@ export async function benchPortkey(
       }
     }
     const rssMb = {
-      portkey: _peakRssMb(portkey.pid!),
-      front: _peakRssMb(serve.pid!),
-      keeper: _peakRssMb(announced.keeper_pid),
+      portkey: peakRssMb(portkey.pid!),
+      front: peakRssMb(serve.pid!),
+      keeper: peakRssMb(announced.keeper_pid),
       ...(base === null
         ? {}
-        : { base: { front: _peakRssMb(base.child.pid!), keeper: _peakRssMb(base.keeperPid) } }),
+        : { base: { front: peakRssMb(base.child.pid!), keeper: peakRssMb(base.keeperPid) } }),
     };
-    await _stop(serve);
-    if (base !== null) await _stop(base.child);
+    await stop(serve);
+    if (base !== null) await stop(base.child);
     const audited = _countCompleted(path.join(home, 'audit', 'audit.log'));
     if (audited < answered) {
       throw new Error(`only ${audited} requests audited for ${answered} answered`);
     }
-    const tpCmd = tp.join(' ');
+    const tpCmd = cli.join(' ');
     const flags = (load: Load) =>
       `-t${LOADS[load].threads} -c${
         LOADS[load].connections
@@ -463,7 +370,7 @@ export async function benchPortkey(
         `${NODE} bench/upstream.ts 1   # prints $UPSTREAM`,
         `NODE_EXTRA_CA_CERTS=fixtures/tls/ca.pem ${NODE} ${PORTKEY} --port=$PORTKEY --headless`,
         `${tpCmd} ${
-          serveArgs.join(' ').replaceAll(home, '$W/home').replaceAll(password, '$W/password')
+          serveArgv.join(' ').replaceAll(home, '$W/home').replaceAll(password, '$W/password')
             .replace(`:${upstream}`, ':$UPSTREAM').replace(CA, 'fixtures/tls/ca.pem')
         }`,
         `printf '%s' '${fs.readFileSync(script, 'utf8').replaceAll('\n', '\\n')}' > $W/post.lua`,
@@ -479,7 +386,7 @@ export async function benchPortkey(
       ],
     };
   } finally {
-    await Promise.all(children.map(_stop));
+    await Promise.all(children.map(stop));
     fs.rmSync(work, { recursive: true, force: true });
   }
 }

@@ -9,20 +9,17 @@
  * PostgreSQL is Debian's (`make tools`), started as in the tests (test/helpers/postgres.ts).
  *   node_modules/.bin/node bench/team_store.ts [ROUNDS] [BRAKES]
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { request } from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import process from 'node:process';
 import { findPostgres, startPostgres } from '../test/helpers/postgres.ts';
-import { ensureWrk, firstLine, runWrk, type WrkResult } from './gateway.ts';
+import { ensureWrk, runWrk, type WrkResult } from './gateway.ts';
+import { benchHome, CA, firstLine, serveArgs, startUpstream, stop, tp } from './setup.ts';
 
-const NODE = 'node_modules/.bin/node';
 const BINARY = 'dist/trust-protocol';
-const CA = path.resolve('fixtures/tls/ca.pem');
-const HOST = 'api.allowed.test';
 const GOAL_RATIO = 0.5;
 const GOAL_BRAKE_P99_MS = 1000;
 const rounds = Number(process.argv[2] ?? 3);
@@ -42,47 +39,14 @@ const env: Record<string, string> = {
 const children: ChildProcess[] = [];
 const pg = startPostgres(found.bin);
 
-function tp(home: string, words: string[], extra: Record<string, string> = {}): string {
-  const r = spawnSync(BINARY, ['--home', home, ...words], {
-    env: { ...env, ...extra },
-    input: '',
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) throw new Error(`${words.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
-
 async function serve(home: string, store: string | null, upstream: number) {
-  const child = spawn(BINARY, [
-    '--home',
-    home,
-    '--json',
-    'serve',
-    '--listen',
-    '127.0.0.1:0',
-    '--ttl',
-    '30m',
-    '--cacert',
-    CA,
-    '--connect-to',
-    `${HOST}:443:127.0.0.1:${upstream}`,
-    '--password-file',
-    password,
-  ], {
+  const child = spawn(BINARY, serveArgs(home, password, upstream), {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: store === null ? env : { ...env, TRUST_PROTOCOL_STORE: store },
   });
   children.push(child);
   const info = JSON.parse(await firstLine(child, 'serve')) as { listen: string[] };
   return { child, url: info.listen[0] as string };
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
 }
 
 function status(url: string, token: string): Promise<number> {
@@ -119,51 +83,11 @@ function percentile(xs: readonly number[], p: number): number {
 }
 
 try {
-  const upstreamChild = spawn(NODE, ['bench/upstream.ts', '1'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env,
-  });
-  children.push(upstreamChild);
-  const upstream = Number(await firstLine(upstreamChild, 'bench/upstream.ts'));
+  const upstream = await startUpstream(env, children);
   const home = path.join(work, 'home');
-  tp(home, [
-    'init',
-    '--kdf-memory-mib',
-    '19',
-    '--kdf-iterations',
-    '2',
-    '--password-file',
-    password,
-  ]);
-  const add = spawnSync(BINARY, [
-    '--home',
-    home,
-    'credential',
-    'add',
-    'bench_key',
-    '--allowed-domains',
-    HOST,
-    '--base-url',
-    `https://${HOST}`,
-    '--inject',
-    'Authorization: Bearer {{CREDENTIAL}}',
-    '--password-file',
-    password,
-  ], { env, input: `sk-bench-${randomBytes(16).toString('hex')}`, encoding: 'utf8' });
-  if (add.status !== 0) throw new Error(`credential add failed: ${add.stderr}`);
-  const agent = JSON.parse(tp(home, [
-    '--json',
-    'agent',
-    'register',
-    'bench-agent',
-    '--tier',
-    'COMPANION',
-    '--password-file',
-    password,
-  ])) as { id: string; token: string };
-  tp(home, ['agent', 'grant', agent.id, 'bench_key', '--password-file', password]);
+  const agent = benchHome([BINARY], home, password, env);
   const store = pg.database();
-  tp(home, ['store', 'migrate', '--to', store, '--password-file', password]);
+  tp([BINARY], home, ['store', 'migrate', '--to', store, '--password-file', password], { env });
   const copyA = path.join(work, 'copy-a');
   const copyB = path.join(work, 'copy-b');
   const auth = [`Authorization: Bearer ${agent.token}`];
@@ -192,12 +116,12 @@ try {
   for (let i = 0; i < brakes; i++) {
     // On a's machine: the CLI hands it to a's serve on its socket, which puts it in the store.
     const scope = ['--scope', 'agent', '--agent-id', agent.id];
-    tp(copyA, ['emergency', 'activate', ...scope, '--reason', `bench ${i}`], {
-      TRUST_PROTOCOL_STORE: store,
+    tp([BINARY], copyA, ['emergency', 'activate', ...scope, '--reason', `bench ${i}`], {
+      env: { ...env, TRUST_PROTOCOL_STORE: store },
     });
     placed.push(await until(b.url, agent.token, 423));
-    tp(copyA, ['emergency', 'clear', ...scope, '--password-file', password], {
-      TRUST_PROTOCOL_STORE: store,
+    tp([BINARY], copyA, ['emergency', 'clear', ...scope, '--password-file', password], {
+      env: { ...env, TRUST_PROTOCOL_STORE: store },
     });
     lifted.push(await until(b.url, agent.token, 200));
   }
