@@ -60,7 +60,6 @@ import { closest } from '../suggest.ts';
 import { EXIT } from '../exit.ts';
 import { readUserFile, write } from '../io.ts';
 import { readPassword } from '../secrets.ts';
-import { followReport, shipper } from '../ship.ts';
 
 const _verify = verifyLog;
 
@@ -762,6 +761,8 @@ Each message carries the entry as written, its seq, its RFC 9162 leaf hash and i
       throw usage('bad_flags', '--once and --follow cannot be used together');
     }
     const home = existingHome(ctx);
+    // Loaded here: the transports bring node:net and node:tls, which no other audit command needs.
+    const { followReport, shipper } = await import('../ship.ts');
     const s = shipper(ctx, home, {
       to,
       cacert: str(ctx, 'cacert'),
