@@ -68,7 +68,10 @@ export interface GatewayBench {
   answered: number;
   nginxVersion: string;
   commands: string[];
-  /** One more serve round, from the sources under `node --cpu-prof`: where serve's time went. */
+  /**
+   * One more serve round, from the sources under `node --cpu-prof` (the front and the keeper):
+   * where serve's time went.
+   */
   profile: ServeProfile;
 }
 
@@ -258,7 +261,8 @@ export async function benchGateway(
     await stop(profiled);
     const profile = {
       rps: profiledRound.rps,
-      ...readProfile(path.join(profDir, fs.readdirSync(profDir)[0]!)),
+      // Two profiles: the front's and the keeper's (it runs with the front's Node flags).
+      ...readProfiles(fs.readdirSync(profDir).map((f) => path.join(profDir, f))),
     };
     const audited = _countCompleted(path.join(home, 'audit', 'audit.log'));
     const answered = result.serve.reduce((sum, r) => sum + r.requests, 0) + 1 +
@@ -302,10 +306,32 @@ export async function benchGateway(
 }
 
 /**
- * A V8 .cpuprofile: the sampled time not idle, the part with a frame of src/monitor/ on the
- * stack (each sample counted once), and the src/ functions with the most inclusive time.
+ * serve's two V8 .cpuprofiles (front and keeper) together: the sampled time not idle, the part
+ * with a frame of src/monitor/ on the stack (each sample counted once), and the src/ functions
+ * with the most inclusive time.
  */
-export function readProfile(file: string): Omit<ServeProfile, 'rps'> {
+export function readProfiles(files: readonly string[]): Omit<ServeProfile, 'rps'> {
+  if (files.length !== 2) {
+    throw new Error(`expected the front's and the keeper's profiles: ${files}`);
+  }
+  let busy = 0;
+  let monitor = 0;
+  const inclusive = new Map<string, number>();
+  for (const file of files) {
+    const one = _readProfile(file, inclusive);
+    busy += one.busy;
+    monitor += one.monitor;
+  }
+  const top = [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 12)
+    .map(([name, us]) => ({ name, ms: us / 1000 }));
+  return { busyMs: busy / 1000, monitorMs: monitor / 1000, top };
+}
+
+/** One profile's busy and monitoring time (µs); its src/ functions added to `inclusive`. */
+function _readProfile(
+  file: string,
+  inclusive: Map<string, number>,
+): { busy: number; monitor: number } {
   interface Node {
     id: number;
     callFrame: { functionName: string; url: string; lineNumber: number };
@@ -323,7 +349,6 @@ export function readProfile(file: string): Omit<ServeProfile, 'rps'> {
   p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
   let busy = 0;
   let monitor = 0;
-  const inclusive = new Map<string, number>();
   for (const [id, us] of self) {
     if (byId.get(id)?.callFrame.functionName === '(idle)') continue;
     busy += us;
@@ -341,9 +366,7 @@ export function readProfile(file: string): Omit<ServeProfile, 'rps'> {
     }
     if (inMonitor) monitor += us;
   }
-  const top = [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 12)
-    .map(([name, us]) => ({ name, ms: us / 1000 }));
-  return { busyMs: busy / 1000, monitorMs: monitor / 1000, top };
+  return { busy, monitor };
 }
 
 function _curl(url: string, headers: string[], env: Record<string, string>): void {

@@ -72,7 +72,9 @@ function _self(): string[] {
   // The single-executable binary runs its embedded bundle: no script path to pass.
   const sea = process.getBuiltinModule?.('node:sea') as { isSea?: () => boolean } | undefined;
   if (sea?.isSea?.() === true) return [process.execPath];
-  return [process.execPath, process.argv[1] as string];
+  // The front's own Node flags (its command line, never NODE_OPTIONS, which the keeper does not
+  // inherit): a `node --cpu-prof cmd/main.ts serve` profiles the keeper too.
+  return [process.execPath, ...process.execArgv, process.argv[1] as string];
 }
 
 /** The frame pipe: stdin and stdout are pipes (or socket pairs), and the front marked us. */

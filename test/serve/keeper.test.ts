@@ -19,6 +19,7 @@ import {
   newAgent,
   newHome,
   PASSWORD,
+  RUNTIME,
   type TestHome,
 } from '../helpers/cli.ts';
 import { type Listener, startHttpsListener } from '../helpers/listeners.ts';
@@ -228,6 +229,30 @@ describe('each dies with the other', () => {
       expect(e.stderr).toMatch(/keeper/);
       expectNoCanary(e.stderr + e.stdout, CANARY, "serve's output");
       await expect(http(s, '/v1/health')).rejects.toThrow();
+    },
+  );
+});
+
+describe("the keeper's runtime flags", () => {
+  it.skipIf(RUNTIME !== 'node' || !PROC)(
+    "are the front's command line (so `node --cpu-prof` profiles both), never NODE_OPTIONS",
+    async () => {
+      const s = await startServe(t, upstreamArgs(t, upstream.port), {
+        heapMiB: 384,
+        env: { NODE_OPTIONS: '--max-semi-space-size=3' },
+      });
+      try {
+        const argv = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        const keeper = _keeperPid(s);
+        expect(argv(s.proc.pid as number)).toContain('--max-old-space-size=384');
+        expect(argv(keeper)).toContain('--max-old-space-size=384');
+        expect(argv(keeper).join(' ')).not.toContain('semi-space');
+        expect(fs.readFileSync(`/proc/${keeper}/environ`, 'utf8')).not.toContain('NODE_OPTIONS');
+        expect((await _proxy(s)).status).toBe(200);
+      } finally {
+        s.proc.kill('SIGTERM');
+        await s.exited;
+      }
     },
   );
 });
