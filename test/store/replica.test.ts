@@ -83,6 +83,39 @@ async function advisoryHeld(url: string, key: number): Promise<number> {
   return rows[0]!.n;
 }
 
+/** The home's vault keys, unsealed with the test password. */
+function unsealed(home: ReturnType<typeof openHome>) {
+  return unseal(loadVault(home), new TextEncoder().encode(PASSWORD));
+}
+
+/** A vault change with nothing in it but its entry (a resync that missed nothing). */
+function resync(
+  state: ReturnType<typeof openState>,
+  keys: ReturnType<typeof unsealed>,
+  options?: { acceptOlder: boolean },
+): Promise<void> {
+  return state.vault.update(keys, () => ({
+    result: undefined,
+    events: [{
+      event: 'vault.resync',
+      actor: { type: 'operator' },
+      outcome: 'ok',
+      data: { missed: [] },
+    }],
+  }), options);
+}
+
+/** Another machine's fresh copy of `url` takes and releases the store's audit lock. */
+async function anotherMachineAppends(url: string): Promise<void> {
+  const b = await copy(url, 'b');
+  try {
+    const held = await b.sync.appendLock(auditHome(b.home));
+    await held.release();
+  } finally {
+    await b.sync.close();
+  }
+}
+
 describe.skipIf(!pg.available)('the store after a failed append', () => {
   it(
     'a refused append releases the shared audit lock (another machine is not held up)',
@@ -100,13 +133,7 @@ describe.skipIf(!pg.available)('the store after a failed append', () => {
         });
         // ...and leave no transaction holding the audit lock on a's pooled connection.
         expect(await advisoryHeld(url, 7220)).toBe(0);
-        const b = await copy(url, 'b');
-        try {
-          const held = await b.sync.appendLock(auditHome(b.home));
-          await held.release();
-        } finally {
-          await b.sync.close();
-        }
+        await anotherMachineAppends(url);
       } finally {
         await sync?.close();
         sync = null;
@@ -130,21 +157,13 @@ describe.skipIf(!pg.available)('what a vault save sends to the store', () => {
     const a = await copy(url, 'a');
     try {
       const state = openState(a.home, { sync: a.sync });
-      const keys = unseal(loadVault(a.home), new TextEncoder().encode(PASSWORD));
+      const keys = unsealed(a.home);
       // The agent kept a copy of an older vault.json (or writes garbage: the same path).
       const old = fs.readFileSync(path.join(a.dir, 'vault.json'));
       const before = (await storeVault(url)).generation;
       agent.bytes = old;
       agent.when = (text) => JSON.parse(text).body.change_in_flight === false;
-      await state.vault.update(keys, () => ({
-        result: undefined,
-        events: [{
-          event: 'vault.resync',
-          actor: { type: 'operator' },
-          outcome: 'ok',
-          data: { missed: [] },
-        }],
-      }), { acceptOlder: true });
+      await resync(state, keys, { acceptOlder: true });
       expect(agent.when).toBeNull();
       // The store holds the change as saved, never the older copy: every other machine takes
       // the store's document, so the agent's write would roll back (or break) all of them.
@@ -164,7 +183,7 @@ describe.skipIf(!pg.available)('what a vault save sends to the store', () => {
       const a = await copy(url, 'a');
       try {
         const state = openState(a.home, { sync: a.sync });
-        const keys = unseal(loadVault(a.home), new TextEncoder().encode(PASSWORD));
+        const keys = unsealed(a.home);
         const old = fs.readFileSync(path.join(a.dir, 'vault.json'));
         // A head write moves the store's document on (no change entry: nothing to call it missed).
         const head = await state.audit.writer({ macKey: keys.auditKeys }).append([{
@@ -179,15 +198,7 @@ describe.skipIf(!pg.available)('what a vault save sends to the store', () => {
         fs.writeFileSync(path.join(a.dir, 'vault.json'), old);
         agent.bytes = old;
         agent.when = (text) => JSON.parse(text).body.generation === current.generation;
-        const change = state.vault.update(keys, () => ({
-          result: undefined,
-          events: [{
-            event: 'vault.resync',
-            actor: { type: 'operator' },
-            outcome: 'ok',
-            data: { missed: [] },
-          }],
-        }));
+        const change = resync(state, keys);
         await expect(change).rejects.toMatchObject({ code: 'vault_rollback' });
         expect(agent.when).toBeNull();
         expect((await storeVault(url)).document).toBe(current.document);
@@ -266,13 +277,7 @@ describe.skipIf(!pg.available)('what an append sends to the store', () => {
           expect(Number(r.seq)).toBe(i + 1);
           if (i > 0) expect(JSON.parse(r.line).prev).toBe(lineDigest(rows[i - 1]!.line));
         });
-        const b = await copy(url, 'b');
-        try {
-          const held = await b.sync.appendLock(auditHome(b.home));
-          await held.release();
-        } finally {
-          await b.sync.close();
-        }
+        await anotherMachineAppends(url);
       } finally {
         await a.sync.close();
       }
@@ -293,16 +298,8 @@ describe.skipIf(!pg.available)("a pull while the store's vault lock is held else
       await peer`SELECT pg_advisory_lock(7221)`;
       // A vault change on machine a waits for it, holding a's home vault lock meanwhile.
       const state = openState(a.home, { sync: a.sync });
-      const keys = unseal(loadVault(a.home), new TextEncoder().encode(PASSWORD));
-      change = state.vault.update(keys, () => ({
-        result: undefined,
-        events: [{
-          event: 'vault.resync',
-          actor: { type: 'operator' },
-          outcome: 'ok',
-          data: { missed: [] },
-        }],
-      }), { acceptOlder: true }).catch((e) => e);
+      const keys = unsealed(a.home);
+      change = resync(state, keys, { acceptOlder: true }).catch((e) => e);
       await new Promise((r) => setTimeout(r, 300));
       // A brake placed on machine b...
       const b = path.join(t.dir, `b-${Math.random().toString(16).slice(2, 8)}`);
