@@ -304,7 +304,10 @@ describe.skipIf(!pg.available)('store migrate: adversarial review (#19)', () => 
       t.passwordFile,
     ]);
     const viaStore = await t.tp(['store', 'status', '--store', url]);
-    for (const r of [viaTo, viaStore]) {
+    // A working copy's --store, on any other command (cmd/store_sync.ts).
+    const dir = path.join(t.dir, `copy-${Date.now()}`);
+    const viaCopy = await t.tp(['--home', dir, '--store', url, 'emergency', 'status']);
+    for (const r of [viaTo, viaStore, viaCopy]) {
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toContain('PGPASSWORD');
       expect(r.stdout + r.stderr).not.toContain(DB_PASSWORD);
@@ -314,6 +317,7 @@ describe.skipIf(!pg.available)('store migrate: adversarial review (#19)', () => 
       "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
     );
     expect(tables).toEqual([]);
+    expect(fs.existsSync(dir)).toBe(false);
   });
 
   it('copies a home whose vault was rekeyed (entries before the rekey are under the old audit key)', async () => {
