@@ -43,6 +43,14 @@ const ERROR_RESPONSE = (description: string, retry: boolean) => ({
   content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
 });
 
+/** A JSON answer of the named schema. */
+function _ok(description: string, schema: string): Record<string, unknown> {
+  return {
+    description,
+    content: { 'application/json': { schema: { $ref: `#/components/schemas/${schema}` } } },
+  };
+}
+
 function _errors(codes: readonly string[]): Record<string, unknown> {
   return Object.fromEntries(
     codes.map((c) => [c, ERROR_RESPONSE(ERROR_STATUSES[c] as string, c === '429')]),
@@ -225,10 +233,7 @@ export const OPENAPI = {
         summary: 'Whether serve is up, and when it will exit',
         security: [],
         responses: {
-          '200': {
-            description: 'serve is running',
-            content: { 'application/json': { schema: { $ref: '#/components/schemas/Health' } } },
-          },
+          '200': _ok('serve is running', 'Health'),
           ..._errors(['403']),
         },
       },
@@ -301,12 +306,7 @@ export const OPENAPI = {
           },
         },
         responses: {
-          '200': {
-            description: 'The decision',
-            content: {
-              'application/json': { schema: { $ref: '#/components/schemas/CheckAnswer' } },
-            },
-          },
+          '200': _ok('The decision', 'CheckAnswer'),
           ..._errors(['401', '403', '405', '413', '503']),
         },
       },
@@ -317,12 +317,7 @@ export const OPENAPI = {
         summary: 'The credentials this agent may use: never a value, its length or a part of it',
         security: [{ bearer: [] }],
         responses: {
-          '200': {
-            description: 'Granted credentials and where each may be sent',
-            content: {
-              'application/json': { schema: { $ref: '#/components/schemas/AgentCredentials' } },
-            },
-          },
+          '200': _ok('Granted credentials and where each may be sent', 'AgentCredentials'),
           ..._errors(['401', '403', '405', '503']),
         },
       },
@@ -333,12 +328,7 @@ export const OPENAPI = {
         summary: "The agent's own tier, token expiry, brakes in force for it, rate budget left",
         security: [{ bearer: [] }],
         responses: {
-          '200': {
-            description: "The agent's status",
-            content: {
-              'application/json': { schema: { $ref: '#/components/schemas/AgentStatus' } },
-            },
-          },
+          '200': _ok("The agent's status", 'AgentStatus'),
           ..._errors(['401', '403', '405', '503']),
         },
       },
@@ -372,10 +362,7 @@ export const OPENAPI = {
           'request body is ignored. The old token stops working.',
         security: [{ bearer: [] }],
         responses: {
-          '200': {
-            description: 'The new token, shown once, with the facts the decision used',
-            content: { 'application/json': { schema: { $ref: '#/components/schemas/Renewed' } } },
-          },
+          '200': _ok('The new token, shown once, with the facts the decision used', 'Renewed'),
           ..._errors(['401', '403', '405', '503']),
         },
       },
@@ -395,10 +382,7 @@ export const OPENAPI = {
           },
         },
         responses: {
-          '200': {
-            description: 'The brake, in force from now on',
-            content: { 'application/json': { schema: { $ref: '#/components/schemas/Brake' } } },
-          },
+          '200': _ok('The brake, in force from now on', 'Brake'),
           ..._errors(['400', '403', '405', '413']),
         },
       },
@@ -409,12 +393,7 @@ export const OPENAPI = {
         summary: 'Which admin the OIDC token signs in as, and the role it acts with',
         security: [{ oidc: [] }],
         responses: {
-          '200': {
-            description: 'The linked admin and the identity',
-            content: {
-              'application/json': { schema: { $ref: '#/components/schemas/AdminIdentity' } },
-            },
-          },
+          '200': _ok('The linked admin and the identity', 'AdminIdentity'),
           ..._errors(['401', '403', '405', '502']),
         },
       },
@@ -425,12 +404,7 @@ export const OPENAPI = {
         summary: 'The agents, as `trust-protocol agent list` shows them (never a token)',
         security: [{ oidc: [] }],
         responses: {
-          '200': {
-            description: 'Every agent',
-            content: {
-              'application/json': { schema: { $ref: '#/components/schemas/AdminAgents' } },
-            },
-          },
+          '200': _ok('Every agent', 'AdminAgents'),
           ..._errors(['401', '403', '405', '502']),
         },
       },
@@ -446,12 +420,7 @@ export const OPENAPI = {
             security: [{ oidc: [] }],
             parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
             responses: {
-              '200': {
-                description: 'The agent after the change',
-                content: {
-                  'application/json': { schema: { $ref: '#/components/schemas/AdminAgent' } },
-                },
-              },
+              '200': _ok('The agent after the change', 'AdminAgent'),
               ..._errors(['400', '401', '403', '405', '502', '503']),
             },
           },
@@ -470,10 +439,7 @@ export const OPENAPI = {
           },
         },
         responses: {
-          '200': {
-            description: 'The brake, in force from now on',
-            content: { 'application/json': { schema: { $ref: '#/components/schemas/Brake' } } },
-          },
+          '200': _ok('The brake, in force from now on', 'Brake'),
           ..._errors(['400', '401', '403', '405', '413', '502']),
         },
       },
