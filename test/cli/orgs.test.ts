@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { addAdmin, addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
+import { awayFromHourEnd } from '../helpers/history.ts';
 import { ALLOWED_HOST, bearer, type Canary, newCanary, setupCanary } from '../helpers/canary.ts';
 
 function snapshot(t: TestHome): { vault: string; audit: string } {
@@ -291,6 +292,7 @@ describe('organisations and the monitor (#19 review)', () => {
   it("the monitor's demote still narrows when an org admin's password unsealed", async () => {
     // exec (and serve) unseal with whichever admin's password they are given; the monitor then
     // acts with those keys. Its demote only narrows: an org-scoped admin must not stop it.
+    await awayFromHourEnd(90_000);
     const t = await newHome({ fresh: true });
     expect(
       (await addCredential(t, 'k', 'sk-monitor-value', ['--allowed-domains', ALLOWED_HOST]))
@@ -324,5 +326,5 @@ describe('organisations and the monitor (#19 review)', () => {
     }
     const shown = JSON.parse((await t.tp(['--json', 'agent', 'show', a.id])).stdout);
     expect(shown.tier).toBe('COMPANION');
-  }, 120_000);
+  }, 220_000);
 });

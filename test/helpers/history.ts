@@ -19,6 +19,18 @@ export interface PastRequest {
 
 export const HOUR = 3600_000;
 
+/**
+ * The detector counts requests, errors and denials per UTC clock hour, and raises off_hours once an
+ * hour: a burst of CLI runs that straddles hh:00 counts as two halves (no anomaly, or a second
+ * off_hours), which says nothing about the product. Called before such a burst: when less than `ms`
+ * is left in this hour, waits until just after the next one begins (at most `ms` + 1 s; the test's
+ * timeout allows for it).
+ */
+export async function awayFromHourEnd(ms: number): Promise<void> {
+  const left = HOUR - (Date.now() % HOUR);
+  if (left < ms) await new Promise((r) => setTimeout(r, left + 1000));
+}
+
 export async function seedHistory(
   t: TestHome,
   agent: string,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { addCredential, newAgent, newHome, type TestHome } from '../helpers/cli.ts';
+import { awayFromHourEnd } from '../helpers/history.ts';
 import { startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 import type { AgentReport } from '../../src/monitor/report.ts';
 
@@ -20,6 +21,7 @@ function execAs(
 
 describe('monitor report through the CLI', () => {
   it('shows a denial burst for a probing agent and a clean report for another', async () => {
+    await awayFromHourEnd(60_000);
     const t = await newHome();
     expect(
       (await addCredential(t, 'k', 'sk-mon-1', ['--allowed-domains', 'api.allowed.test'])).code,
@@ -81,7 +83,7 @@ describe('monitor report through the CLI', () => {
       { agent: good.id, action: 'keep', evidence: { requests: 1, denials: 0, last_anomaly: null } },
     ]);
     expect((await t.tp(['agent', 'recommend', 'agt_nobody'])).code).not.toBe(0);
-  }, 60_000);
+  }, 130_000);
 
   it("an operator's mistakes never brake the agent: only probing counts (issue 16)", async () => {
     const t = await newHome();

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addCredential, newAgent, sharedHome, type TestHome } from '../helpers/cli.ts';
-import { seedHistory, workingHours } from '../helpers/history.ts';
+import { awayFromHourEnd, seedHistory, workingHours } from '../helpers/history.ts';
 import { type Listener, startHttpsListener, TEST_CA } from '../helpers/listeners.ts';
 
 const AUTH = { Authorization: 'Bearer {{CREDENTIAL}}' };
@@ -102,6 +102,7 @@ describe('live detection through exec', () => {
   it(
     'a denial burst places the agent brake: the next request exits 5 until a human clears it',
     async () => {
+      await awayFromHourEnd(60_000);
       const w = await world();
       const prober = await newAgent(w.t, { name: 'prober', grants: ['k'] });
       const ok = get('k', 'https://api.allowed.test/v1');
@@ -152,10 +153,12 @@ describe('live detection through exec', () => {
       );
       expect((await w.t.tp(['audit', 'verify', '--password-file', w.t.passwordFile])).code).toBe(0);
     },
-    60_000,
+    130_000,
   );
 
   it('raises every other kind against a learned baseline, audited with its actions', async () => {
+    // From the history's "now" to the last request, in one clock hour (Deno: about 70 s).
+    await awayFromHourEnd(120_000);
     const w = await world();
     const now = new Date();
     const make = async (name: string, grants: string[]) => {
@@ -206,9 +209,10 @@ describe('live detection through exec', () => {
     const granted = await renew(w.t, roamer.token);
     expect(granted.code, granted.stderr).toBe(0);
     expect((await w.t.tp(['audit', 'verify', '--password-file', w.t.passwordFile])).code).toBe(0);
-  }, 120_000);
+  }, 250_000);
 
   it('a volume spike: pages of a host growing larger through the day refuse renewal', async () => {
+    await awayFromHourEnd(60_000);
     const w = await world();
     const now = new Date();
     const pager = await newAgent(w.t, { name: 'pager', grants: ['k'] });
@@ -235,11 +239,12 @@ describe('live detection through exec', () => {
     expect(refused.code).toBe(4);
     expect(refused.stderr).toMatch(/renewal_refused_anomaly|volume_spike anomaly/);
     expect((await w.t.tp(['audit', 'verify', '--password-file', w.t.passwordFile])).code).toBe(0);
-  }, 120_000);
+  }, 190_000);
 
   it(
     'configured actions apply: demote instead of brake, and a human can change them back',
     async () => {
+      await awayFromHourEnd(60_000);
       const w = await world();
       const set = await w.t.tp([
         'monitor',
@@ -274,10 +279,11 @@ describe('live detection through exec', () => {
       expect(JSON.parse(back.stdout).actions).toEqual(['record', 'refuse_renewal', 'brake']);
       expect((await w.t.tp(['audit', 'verify', '--password-file', w.t.passwordFile])).code).toBe(0);
     },
-    60_000,
+    130_000,
   );
 
   it('a tampered monitor state is rebuilt from the audit trail, not trusted', async () => {
+    await awayFromHourEnd(60_000);
     const w = await world();
     const a = await newAgent(w.t, { name: 'a', grants: ['k'] });
     expect((await execAs(w, a.token, get('k', 'https://api.allowed.test/v1'))).code).toBe(0);
@@ -292,7 +298,7 @@ describe('live detection through exec', () => {
       .toEqual(['no saved state', 'saved state failed its check']);
     expect(anomalies(w.t, a.id).map((e) => e.data.kind)).toEqual(['denial_burst']);
     expect((await execAs(w, a.token, get('k', 'https://api.allowed.test/v1'))).code).toBe(5);
-  }, 60_000);
+  }, 130_000);
 });
 
 describe('agent renew', () => {
