@@ -88,10 +88,13 @@ export async function openServe(
     const state = openState(options.home, { cached: true, sync: options.sync ?? null });
     // On the team store: what other instances write (brakes first of all) is brought into the
     // home when they announce it, and at least twice a second (SPEC §15: within one second).
-    storeWatch = options.sync?.watch(options.home, {
+    const storeWatching = options.sync?.watch(options.home, {
       intervalMs: STORE_PULL_MS,
       onError: (e) => options.onStoreError?.(e),
     }) ?? null;
+    storeWatch = storeWatching;
+    // Listed by `store status` before serve says it is listening.
+    await storeWatching?.ready;
     const heads = deferredHeads(state, options.keys);
     // Brakes and vault changes recorded in the audit trail are checked before every request:
     // read what is new in the log, not the tail since the vault's head again each time.

@@ -224,8 +224,15 @@ class PgReplica implements StoreSync {
   watch(
     home: Home,
     options: { intervalMs: number; onError(e: unknown): void },
-  ): { stop(): Promise<void> } {
+  ): { ready: Promise<void>; stop(): Promise<void> } {
     const instance = `srv_${Buffer.from(randomBytes(8)).toString('hex')}`;
+    // Registered at once, and seen again after every pull (`store status` shows when).
+    const register = () =>
+      this.#sql`
+        INSERT INTO serve_registrations (instance, host, pid, started_at, seen_at)
+        VALUES (${instance}, ${hostname()}, ${process.pid}, now(), now())
+        ON CONFLICT (instance) DO UPDATE SET seen_at = now()`;
+    const ready = register().then(() => {}, (e) => options.onError(storeError(e, this.#url)));
     let running: Promise<void> | null = null;
     let again = false;
     let stopped = false;
@@ -240,10 +247,7 @@ class PgReplica implements StoreSync {
           again = false;
           try {
             await this.pull(home);
-            await this.#sql`
-              INSERT INTO serve_registrations (instance, host, pid, started_at, seen_at)
-              VALUES (${instance}, ${hostname()}, ${process.pid}, now(), now())
-              ON CONFLICT (instance) DO UPDATE SET seen_at = now()`;
+            await register();
           } catch (e) {
             options.onError(e);
           }
@@ -269,10 +273,12 @@ class PgReplica implements StoreSync {
       return null;
     });
     return {
+      ready,
       stop: async () => {
         stopped = true;
         clearInterval(timer);
         await (await listening)?.unlisten().catch(() => {});
+        await ready;
         await running;
         await braking;
         await this.#sql`DELETE FROM serve_registrations WHERE instance = ${instance}`

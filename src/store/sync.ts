@@ -57,8 +57,11 @@ export interface StoreSync {
   /**
    * serve: pulls when another instance announces a change (LISTEN) and at least every
    * `intervalMs`, so a brake reaches this home within one second; `onError` hears a failed pull.
+   * `ready` settles once this instance is registered in the store (`store status` lists it), or
+   * its registration failed (told to `onError`).
    */
   watch(home: Home, options: { intervalMs: number; onError(e: unknown): void }): {
+    ready: Promise<void>;
     stop(): Promise<void>;
   };
   close(): Promise<void>;
