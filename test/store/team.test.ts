@@ -106,13 +106,19 @@ describe.skipIf(!pg.available)('two serves on one store', () => {
   }, 120_000);
 });
 
-/** Polls `check` every 50 ms until it holds or `ms` pass; returns how long it took (or null). */
+/**
+ * When, after the start, the change was seen: `check` is polled every 50 ms until it holds. Each
+ * check counts from when it was sent, not when its answer came back, so a slow round trip is not
+ * charged to the product: checks sent before `ms` may still see the old state; the first one sent
+ * at `ms` or later decides (null: it still saw the old state).
+ */
 async function within(ms: number, check: () => Promise<boolean>): Promise<number | null> {
   const start = Date.now();
   for (;;) {
-    if (await check()) return Date.now() - start;
-    if (Date.now() - start > ms) return null;
-    await new Promise((r) => setTimeout(r, 50));
+    const sent = Date.now() - start;
+    if (await check()) return sent;
+    if (sent >= ms) return null;
+    await new Promise((r) => setTimeout(r, Math.max(0, Math.min(50, ms - (Date.now() - start)))));
   }
 }
 
