@@ -434,7 +434,9 @@ describe.concurrent('refusals map to HTTP statuses', () => {
     expect((await _proxy(template)).status).toBe(200);
   });
 
-  it('revoke and suspend by another process apply to the very next request (well within 1 s)', async () => {
+  // The very next request, sent once the command has committed: stronger than SPEC's one second,
+  // and not a timing (a request's own round trip on a loaded machine says nothing about it).
+  it('revoke and suspend by another process apply to the very next request', async () => {
     const a = await newAgent(f.t, { name: 'short-lived', grants: ['k'] });
     const b = await newAgent(f.t, { name: 'paused', grants: ['k'] });
     for (const agent of [a, b]) {
@@ -446,10 +448,8 @@ describe.concurrent('refusals map to HTTP statuses', () => {
     for (const [agent, verb] of [[a, 'revoke'], [b, 'suspend']] as const) {
       const changed = await f.t.tp(['agent', verb, agent.id, '--password-file', f.t.passwordFile]);
       expect(changed.code, changed.stderr).toBe(0);
-      const at = Date.now();
       const m = f.marker();
       const r = await _proxy(bearer('https://api.allowed.test/after', m), { token: agent.token });
-      expect(Date.now() - at).toBeLessThan(1_000);
       _expectRefused(r, m, [401, 403]);
       expect(json(r).error.code).toMatch(
         verb === 'revoke' ? /agent_revoked|bad_token/ : /agent_suspended/,

@@ -318,7 +318,8 @@ describe.skipIf(!pg.available)("a pull while the store's vault lock is held else
       const pulled = a.sync.pull(a.home).then(() => 'pulled', (e) => e);
       const first = await Promise.race([
         pulled,
-        new Promise((r) => setTimeout(() => r('waiting'), 3000)),
+        // Below the 10 s and 30 s a pull waiting on a held lock would take; above a loaded pull.
+        new Promise((r) => setTimeout(() => r('waiting'), 8000)),
       ]);
       const records = fs.readdirSync(path.join(a.dir, 'brakes')).filter((f) =>
         f.startsWith('brk_')
