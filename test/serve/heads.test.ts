@@ -43,7 +43,8 @@ describe('a failed head write', () => {
       // A live owner (pid 1) that never lets go: serve's next head write waits 30 s, then fails.
       fs.writeFileSync(path.join(t.home, 'vault.lock'), '1 held-by-test', { mode: 0o600 });
       expect((await _request()).status).toBe(200);
-      await new Promise((r) => setTimeout(r, 31_000));
+      // Waited out with room: the head write starts after the answer and fails at 30 s.
+      await new Promise((r) => setTimeout(r, 35_000));
       const sent = upstream.requests.length;
       const r = await _request();
       expect(r.status).toBe(500);
@@ -54,7 +55,7 @@ describe('a failed head write', () => {
       expect((await _request()).status).toBe(500);
       expect(upstream.requests).toHaveLength(sent);
     },
-    60_000,
+    90_000,
   );
 });
 
