@@ -516,8 +516,16 @@ describe('limits', () => {
     });
     const response = await send(get(raw.url('/')));
     await response.body[Symbol.asyncIterator]().return?.();
-    await new Promise((r) => setTimeout(r, 50));
-    expect(serverSide?.destroyed).toBe(true);
+    // The server side sees the connection close (the bound only turns a hang into a failure).
+    const closed = await new Promise<boolean>((resolve) => {
+      if (serverSide?.destroyed) return resolve(true);
+      const timer = setTimeout(() => resolve(false), 5_000);
+      serverSide?.once('close', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    expect(closed).toBe(true);
   });
 });
 
