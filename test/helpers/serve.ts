@@ -469,7 +469,7 @@ async function _answer(socket: Socket, r: UpstreamRequest): Promise<void> {
       return await chunked(['HTTP/1.1 200 OK', SSE], [
         Buffer.concat([text('data: first '), s, text('\n\n')]),
         text('data: second\n\n'),
-      ], 750);
+      ], 1_500);
     case '/slow':
       await new Promise((resolve) => setTimeout(resolve, 3_000));
       return send(['HTTP/1.1 200 OK'], 'late');
