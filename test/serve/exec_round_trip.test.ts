@@ -94,8 +94,8 @@ function _exec(home: string, args: string[], token = 'tp_agent_fake_token'): Pro
   fs.writeFileSync(password, 'not the password\n');
   return run(['--home', home, 'exec', '--template', template, ...args], {
     env: { TRUST_PROTOCOL_TOKEN: token },
-    // Past the 31 s a silent peer is waited for (--timeout 1 plus the 30 s margin).
-    timeoutMs: 50_000,
+    // Well past the 31 s a silent peer is waited for (--timeout 1 plus the 30 s margin).
+    timeoutMs: 70_000,
   });
 }
 
@@ -159,7 +159,7 @@ describe.concurrent('exec through serve: one round trip, never two sends', () =>
       expect(r.stderr).not.toContain('unsealing here');
       expect(fake.requests).toEqual(['POST /v1/proxy']);
     },
-    60_000,
+    90_000,
   );
 
   it("an answer that is not a serve's: exec unseals itself (a note names --server), after one request", async () => {
