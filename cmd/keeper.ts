@@ -72,9 +72,41 @@ function _self(): string[] {
   // The single-executable binary runs its embedded bundle: no script path to pass.
   const sea = process.getBuiltinModule?.('node:sea') as { isSea?: () => boolean } | undefined;
   if (sea?.isSea?.() === true) return [process.execPath];
-  // The front's own Node flags (its command line, never NODE_OPTIONS, which the keeper does not
-  // inherit): a `node --cpu-prof cmd/main.ts serve` profiles the keeper too.
-  return [process.execPath, ...process.execArgv, process.argv[1] as string];
+  return [process.execPath, ...keeperFlags(process.execArgv), process.argv[1] as string];
+}
+
+/** The front's Node flags the keeper may share: profiling and heap sizes. */
+const SHARED_FLAGS = new Set([
+  '--cpu-prof',
+  '--cpu-prof-dir',
+  '--cpu-prof-name',
+  '--cpu-prof-interval',
+  '--heap-prof',
+  '--heap-prof-dir',
+  '--heap-prof-name',
+  '--heap-prof-interval',
+  '--max-old-space-size',
+  '--max-semi-space-size',
+]);
+
+/**
+ * Of the front's command-line Node flags (never NODE_OPTIONS, which Node keeps out of execArgv
+ * and the keeper's environment drops), those it shares: `node --cpu-prof cmd/main.ts serve`
+ * profiles the keeper too. Nothing else: an inspector (--inspect, a debugging port into the
+ * process that holds the keys) or a flag that loads code (--require, --import) stays the front's.
+ */
+export function keeperFlags(execArgv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const flag = execArgv[i] as string;
+    const name = flag.split('=')[0] as string;
+    if (!SHARED_FLAGS.has(name)) continue;
+    out.push(flag);
+    // `--cpu-prof-dir DIR`: the value is the next word.
+    const separate = !flag.includes('=') && name !== '--cpu-prof' && name !== '--heap-prof';
+    if (separate) out.push(execArgv[++i] as string);
+  }
+  return out;
 }
 
 /** The frame pipe: stdin and stdout are pipes (or socket pairs), and the front marked us. */

@@ -35,7 +35,7 @@ export interface RunOptions {
 
 export function command(
   args: readonly string[],
-  options: { heapMiB?: number } = {},
+  options: { heapMiB?: number; nodeFlags?: readonly string[] } = {},
 ): { file: string; argv: string[] } {
   const heap = options.heapMiB === undefined ? [] : [`--max-old-space-size=${options.heapMiB}`];
   if (RUNTIME === 'binary') {
@@ -54,7 +54,10 @@ export function command(
       ],
     };
   }
-  return { file: process.execPath, argv: [...heap, path.join(ROOT, 'cmd/main.ts'), ...args] };
+  return {
+    file: process.execPath,
+    argv: [...heap, ...(options.nodeFlags ?? []), path.join(ROOT, 'cmd/main.ts'), ...args],
+  };
 }
 
 export function baseEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {

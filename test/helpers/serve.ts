@@ -57,8 +57,8 @@ export interface ServeOptions {
   env?: Record<string, string | undefined>;
   /** Pass the home's password file (default true). */
   password?: boolean;
-  /** A runtime flag on serve's own command line (`command`'s heapMiB). */
-  heapMiB?: number;
+  /** Node flags on serve's own command line (from the sources on Node only; `command`). */
+  nodeFlags?: readonly string[];
 }
 
 /** serve's arguments for a loopback port, the test CA, and `hosts` sent to a local upstream. */
@@ -114,7 +114,7 @@ export function startServe(
     'serve',
     ...args,
     ...(options.password === false ? [] : ['--password-file', t.passwordFile]),
-  ], { heapMiB: options.heapMiB });
+  ], { nodeFlags: options.nodeFlags });
   const proc = spawn(file, argv, {
     env: baseEnv({ ...storeEnv(['--home', t.home]), ...options.env }),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -176,7 +176,7 @@ export async function serveOnce(
     'serve',
     ...args,
     ...(options.password === false ? [] : ['--password-file', t.passwordFile]),
-  ], { heapMiB: options.heapMiB });
+  ], { nodeFlags: options.nodeFlags });
   const proc = spawn(file, argv, {
     env: baseEnv({ ...storeEnv(['--home', t.home]), ...options.env }),
     stdio: ['ignore', 'pipe', 'pipe'],

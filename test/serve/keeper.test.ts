@@ -235,28 +235,40 @@ describe('each dies with the other', () => {
 
 describe("the keeper's runtime flags", () => {
   it.skipIf(!PROC)(
-    "are the front's command line (so `node --cpu-prof` profiles both), never NODE_OPTIONS",
+    "are the front's profiling and heap flags, never an inspector or NODE_OPTIONS",
     async () => {
+      const profiles = path.join(t.dir, `profiles-${Date.now()}`);
       const s = await startServe(t, upstreamArgs(t, upstream.port), {
-        heapMiB: 384,
+        nodeFlags: [
+          '--max-old-space-size=384',
+          '--inspect=127.0.0.1:0',
+          '--cpu-prof',
+          '--cpu-prof-dir',
+          profiles,
+        ],
         env: { NODE_OPTIONS: '--max-semi-space-size=3' },
       });
       try {
         const argv = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
         const keeper = _keeperPid(s);
-        expect(argv(keeper).join(' ')).not.toContain('semi-space');
+        expect(argv(keeper).join(' ')).not.toMatch(/semi-space|inspect/);
         expect(fs.readFileSync(`/proc/${keeper}/environ`, 'utf8')).not.toContain('NODE_OPTIONS');
         // From the sources on Node, the front's flags pass on (the binary's are in its blob,
         // and Deno's keeper gets no V8 flags).
         if (RUNTIME === 'node') {
-          expect(argv(s.proc.pid as number)).toContain('--max-old-space-size=384');
-          expect(argv(keeper)).toContain('--max-old-space-size=384');
+          expect(argv(s.proc.pid as number)).toContain('--inspect=127.0.0.1:0');
+          const flags = argv(keeper);
+          expect(flags).toContain('--max-old-space-size=384');
+          const at = flags.indexOf('--cpu-prof-dir');
+          expect(flags.slice(at - 1, at + 2)).toEqual(['--cpu-prof', '--cpu-prof-dir', profiles]);
         }
         expect((await _proxy(s)).status).toBe(200);
       } finally {
         s.proc.kill('SIGTERM');
         await s.exited;
       }
+      // Both processes profiled: what the gateway bench's monitoring share adds up.
+      if (RUNTIME === 'node') expect(fs.readdirSync(profiles)).toHaveLength(2);
     },
   );
 });
