@@ -80,7 +80,7 @@ export async function openServe(
   const now = options.now ?? (() => new Date());
   let unfollow = () => {};
   let brakeWatch: { stop(): Promise<void> } | null = null;
-  let storeWatch: { stop(): Promise<void> } | null = null;
+  let storeWatch: ReturnType<StoreSync['watch']> | null = null;
   try {
     const startedAt = now();
     const expiresAt = new Date(startedAt.getTime() + options.ttlMs);
@@ -88,13 +88,12 @@ export async function openServe(
     const state = openState(options.home, { cached: true, sync: options.sync ?? null });
     // On the team store: what other instances write (brakes first of all) is brought into the
     // home when they announce it, and at least twice a second (SPEC §15: within one second).
-    const storeWatching = options.sync?.watch(options.home, {
+    storeWatch = options.sync?.watch(options.home, {
       intervalMs: STORE_PULL_MS,
       onError: (e) => options.onStoreError?.(e),
     }) ?? null;
-    storeWatch = storeWatching;
     // Listed by `store status` before serve says it is listening.
-    await storeWatching?.ready;
+    await storeWatch?.ready;
     const heads = deferredHeads(state, options.keys);
     // Brakes and vault changes recorded in the audit trail are checked before every request:
     // read what is new in the log, not the tail since the vault's head again each time.
