@@ -7,9 +7,9 @@
  * disagree: every verdict is the same on Node, Deno and libsodium (minisign).
  *
  * What is left, the signature equation, key derivation and signing, runs in node:crypto (OpenSSL
- * on Node, Rust on Deno): @noble/ed25519 builds its base-point tables on the first call of a
- * process, 150 ms or more of a short command such as `audit cosign` or `skill verify`, where
- * node:crypto takes under a millisecond. Signatures are deterministic (RFC 8032), so both give
+ * on Node, Deno's own on Deno): @noble/ed25519 builds its base-point tables on the first call of
+ * a process, tens of milliseconds of a short command such as `audit cosign` or `skill verify`
+ * (more under load), where node:crypto takes under a millisecond. Signatures are deterministic (RFC 8032), so both give
  * the same bytes; test/ed25519.test.ts checks RFC 8032 and Wycheproof vectors on both runtimes.
  */
 import { Buffer } from 'node:buffer';
